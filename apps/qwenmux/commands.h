@@ -1,0 +1,11 @@
+// Subcommand registration. Each subcommand lives in its own file and registers itself here;
+// main.cc only wires them up. A command's callback stores its exit code in *exit_code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace qwenmux::apps {
+
+void RegisterInspect(CLI::App& app, int* exit_code);  // inspect.cc
+
+}  // namespace qwenmux::apps

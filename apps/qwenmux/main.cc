@@ -1,0 +1,16 @@
+// qwenmux: one binary, subcommands. Argument parsing and wiring only.
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"qwenmux: serve and run the Qwen3 model family locally"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "qwenmux 0.1.0");
+  int exit_code = 0;
+  qwenmux::apps::RegisterInspect(app, &exit_code);
+  CLI11_PARSE(app, argc, argv);
+  return exit_code;
+}

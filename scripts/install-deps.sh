@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package the build, the tests, the fuzzer and the benchmarks need.
+# Used by the README's set-up commands and by .ci/run, so the list lives in one place.
+set -euo pipefail
+PACKAGES=(
+  build-essential g++ cmake ninja-build ccache pkg-config git
+  clang libclang-rt-14-dev llvm            # libFuzzer target, sanitizer runtimes
+  libhwy-dev                               # portable SIMD (x86 AVX2/AVX-512, ARM NEON)
+  nlohmann-json3-dev                       # JSON (refs, --json output)
+  libcli11-dev                             # command-line parsing
+  libfmt-dev                               # formatting
+  libutf8proc-dev                          # Unicode NFC + categories for the tokenizer
+  libgtest-dev libgmock-dev googletest     # tests
+  libbenchmark-dev                         # micro-benchmarks
+  python3                                  # small test helpers
+)
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
