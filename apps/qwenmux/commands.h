@@ -7,5 +7,6 @@
 namespace qwenmux::apps {
 
 void RegisterInspect(CLI::App& app, int* exit_code);  // inspect.cc
+void RegisterRenderChat(CLI::App& app, int* exit_code);  // render_chat.cc
 
 }  // namespace qwenmux::apps
