@@ -7,5 +7,6 @@
 namespace qwenmux::apps {
 
 void RegisterInspect(CLI::App& app, int* exit_code);  // inspect.cc
+void RegisterTokenize(CLI::App& app, int* exit_code);  // tokenize.cc
 
 }  // namespace qwenmux::apps
