@@ -1,8 +1,10 @@
 // Unit tests on small hand-made vocabularies, the pre-tokenizer and the Unicode helpers.
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <utf8proc.h>
 
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer.h"
@@ -176,6 +178,43 @@ TEST(Unicode, Utf8MaximalSubparts) {
   EXPECT_EQ(ToValidUtf8("ok \xE2\x82\xAC"), "ok \xE2\x82\xAC");
   EXPECT_EQ(DecodeUtf8Streaming("\xF0\x9F\x98", 3).len, 0u);  // incomplete, wait
   EXPECT_EQ(DecodeUtf8Streaming("\xF0\x28", 2).len, 1u);      // invalid, replace now
+}
+
+// The NFC fast path skips normalisation when no code point is flagged by MayChangeUnderNfc. Check
+// that against utf8proc over all of Unicode: every unflagged code point is NFC on its own, and every
+// code point that can be the non-first part of a canonical decomposition (a composition second)
+// is flagged.
+TEST(Unicode, NfcQuickCheckIsConservative) {
+  int checked = 0;
+  for (int32_t cp = 0; cp <= 0x10FFFF; ++cp) {
+    if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+    utf8proc_int32_t buf[32];
+    int options = UTF8PROC_DECOMPOSE;
+    const utf8proc_ssize_t n =
+        utf8proc_decompose_char(cp, buf, 32, static_cast<utf8proc_option_t>(options), nullptr);
+    ASSERT_GT(n, 0);
+    for (utf8proc_ssize_t k = 1; k < n; ++k) {
+      ASSERT_TRUE(MayChangeUnderNfc(static_cast<uint32_t>(buf[k])))
+          << std::hex << "U+" << buf[k] << " in the decomposition of U+" << cp;
+    }
+    if (!MayChangeUnderNfc(static_cast<uint32_t>(cp))) {
+      std::string s;
+      AppendUtf8(static_cast<uint32_t>(cp), &s);
+      utf8proc_uint8_t* out = nullptr;
+      const utf8proc_ssize_t m = utf8proc_map(
+          reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),
+          &out, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+      ASSERT_GE(m, 0);
+      const std::string nfc(reinterpret_cast<const char*>(out), static_cast<size_t>(m));
+      std::free(out);
+      ASSERT_EQ(nfc, s) << std::hex << "U+" << cp;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 100000);
+  // And the end-to-end helper: decomposed input is composed, invalid bytes survive.
+  EXPECT_EQ(NormalizeNfc("e\xCC\x81\xFF" "a\xCC\x8A"), "\xC3\xA9\xFF\xC3\xA5");
+  EXPECT_EQ(NormalizeNfc("plain ascii"), "plain ascii");
 }
 
 TEST(Unicode, ByteLevelAlphabet) {
