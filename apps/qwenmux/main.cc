@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   qwenmux::apps::RegisterInspect(app, &exit_code);
   qwenmux::apps::RegisterRenderChat(app, &exit_code);
+  qwenmux::apps::RegisterTokenize(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
