@@ -7,5 +7,6 @@
 namespace qwenmux::apps {
 
 void RegisterInspect(CLI::App& app, int* exit_code);  // inspect.cc
+void RegisterQuantize(CLI::App& app, int* exit_code);  // quantize.cc
 
 }  // namespace qwenmux::apps
