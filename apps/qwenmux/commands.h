@@ -9,5 +9,6 @@ namespace qwenmux::apps {
 void RegisterInspect(CLI::App& app, int* exit_code);  // inspect.cc
 void RegisterRenderChat(CLI::App& app, int* exit_code);  // render_chat.cc
 void RegisterTokenize(CLI::App& app, int* exit_code);  // tokenize.cc
+void RegisterQuantize(CLI::App& app, int* exit_code);  // quantize.cc
 
 }  // namespace qwenmux::apps

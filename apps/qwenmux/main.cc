@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   qwenmux::apps::RegisterInspect(app, &exit_code);
   qwenmux::apps::RegisterRenderChat(app, &exit_code);
   qwenmux::apps::RegisterTokenize(app, &exit_code);
+  qwenmux::apps::RegisterQuantize(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
