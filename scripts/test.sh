@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds and runs every test: release build (all tests), ASan/UBSan build (all tests),
+# TSan build (the concurrent parts), and the GGUF reader fuzzer for a bounded time.
+# Usage: scripts/test.sh            (everything; what .ci/run runs)
+#        QWENMUX_FUZZ_SECONDS=0 scripts/test.sh   (skip the fuzzer)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+export CCACHE_DIR="${CCACHE_DIR:-$PWD/.cache/ccache}"
+JOBS="${JOBS:-$(nproc)}"
+FUZZ_SECONDS="${QWENMUX_FUZZ_SECONDS:-60}"
+summary=()
+
+stage() { echo; echo "=== $*"; }
+
+stage "release build + tests"
+cmake --preset release >/dev/null
+cmake --build build -j"$JOBS"
+(cd build && ctest --output-on-failure -j"$JOBS" 2>&1 | tail -n 40) | tee /tmp/qwenmux-ctest-release.txt
+grep -q "100% tests passed" /tmp/qwenmux-ctest-release.txt
+summary+=("release: $(grep 'tests passed' /tmp/qwenmux-ctest-release.txt)")
+
+stage "ASan/UBSan build + tests"
+cmake --preset asan >/dev/null
+cmake --build build-asan -j"$JOBS"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd build-asan && ctest --output-on-failure -j"$JOBS" -E "${QWENMUX_ASAN_EXCLUDE:-^$}" 2>&1 | tail -n 40) \
+  | tee /tmp/qwenmux-ctest-asan.txt
+grep -q "100% tests passed" /tmp/qwenmux-ctest-asan.txt
+summary+=("asan+ubsan: $(grep 'tests passed' /tmp/qwenmux-ctest-asan.txt)")
+
+stage "TSan build + concurrency tests"
+cmake --preset tsan >/dev/null
+cmake --build build-tsan -j"$JOBS" --target qwenmux_tests
+TSAN_OPTIONS=halt_on_error=1 ./build-tsan/qwenmux_tests --gtest_filter='ThreadPool*:*Concurrent*:*Threaded*' \
+  2>&1 | tail -n 5 | tee /tmp/qwenmux-tsan.txt
+grep -q "PASSED" /tmp/qwenmux-tsan.txt
+summary+=("tsan: $(grep PASSED /tmp/qwenmux-tsan.txt)")
+
+if [ "$FUZZ_SECONDS" != 0 ]; then
+  stage "GGUF reader fuzzer (${FUZZ_SECONDS}s)"
+  cmake --preset fuzz >/dev/null
+  cmake --build build-fuzz -j"$JOBS"
+  corpus=$(mktemp -d)
+  cp ../shared/testdata/models/*.gguf "$corpus"/
+  ./build-fuzz/fuzz/gguf_reader_fuzz -max_total_time="$FUZZ_SECONDS" -max_len=65536 -rss_limit_mb=2048 \
+    -print_final_stats=1 "$corpus" 2>&1 | tail -n 8
+  rm -rf "$corpus"
+  summary+=("fuzz: gguf reader ran ${FUZZ_SECONDS}s, no crash")
+fi
+
+echo
+echo "=== summary"
+printf '%s\n' "${summary[@]}"
