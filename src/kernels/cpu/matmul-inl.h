@@ -1,0 +1,187 @@
+// Per-target building blocks of the MatMul kernels: int8 block dot products and the row x token
+// tile driver. Included once per SIMD target by matmul_{q8,k,float}.cc via foreach_target.h.
+//
+// Two implementations of the int8 primitives:
+//  - x86 AVX2 / AVX3 / AVX3_DL: 32 int8 lanes in a __m256i; u8 x s8 products with vpmaddubsw
+//    (+ vpmaddwd to int32 with per-16 int16 scales), or vpdpbusd (AVX512-VNNI) on AVX3_DL.
+//  - everything else (SSE4, EMU128, NEON): 16-lane halves with Highway ops: widen to int16 and
+//    ReorderWidenMulAccumulate into int32.
+// Per-file include guard, toggled per target (Highway's convention).
+#if defined(QWENMUX_KERNELS_CPU_MATMUL_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef QWENMUX_KERNELS_CPU_MATMUL_INL_H_
+#undef QWENMUX_KERNELS_CPU_MATMUL_INL_H_
+#else
+#define QWENMUX_KERNELS_CPU_MATMUL_INL_H_
+#endif
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "hwy/highway.h"
+#include "kernels/cpu/matmul_internal.h"
+
+#undef QM_MATMUL_X86
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#define QM_MATMUL_X86 1
+#include <immintrin.h>
+#else
+#define QM_MATMUL_X86 0
+#endif
+
+HWY_BEFORE_NAMESPACE();
+#if HWY_TARGET == HWY_AVX3_DL
+// Highway's AVX3_DL target implies AVX512-VNNI (its CPU detection requires it).
+#pragma GCC target("avx512vnni")
+#endif
+namespace qwenmux::kernels::internal {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Loads of possibly unaligned block fields.
+HWY_INLINE uint16_t LoadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+#if QM_MATMUL_X86
+using I256 = __m256i;
+
+HWY_INLINE I256 Load256(const void* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+HWY_INLINE __m128i Load128(const void* p) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+
+// acc += sum of w[i] * x[i] over each 4 consecutive bytes (int32 lanes); w signed, |w|, x in
+// [-127, 127]. absw = |w| (hoisted by the caller: shared by all tokens).
+HWY_INLINE I256 DotS8(I256 acc, I256 absw, I256 w, I256 x) {
+  const I256 sx = _mm256_sign_epi8(x, w);
+#if HWY_TARGET == HWY_AVX3_DL
+  return _mm256_dpbusd_epi32(acc, absw, sx);
+#else
+  const I256 p16 = _mm256_maddubs_epi16(absw, sx);
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+#endif
+}
+
+// acc += sum over pairs of (u[i] * x[i] + u[i+1] * x[i+1]) * sc16[pair], u in [0, 127].
+HWY_INLINE I256 DotU8Scaled(I256 acc, I256 u, I256 x, I256 sc16) {
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), sc16));
+}
+
+HWY_INLINE float HSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+HWY_INLINE int32_t HSumI32(I256 v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  return _mm_cvtsi128_si32(s);
+}
+
+#elif HWY_TARGET != HWY_SCALAR  // portable 128-bit
+
+using D8 = hn::Full128<int8_t>;
+using DU8 = hn::Full128<uint8_t>;
+using D16 = hn::Full128<int16_t>;
+using D32 = hn::Full128<int32_t>;
+using DF = hn::Full128<float>;
+using DH8 = hn::Full64<int8_t>;
+using V8 = hn::Vec<D8>;
+using V16 = hn::Vec<D16>;
+using V32 = hn::Vec<D32>;
+using VF = hn::Vec<DF>;
+
+// Int32 accumulator pair for ReorderWidenMulAccumulate (lane order is irrelevant: we only sum).
+struct AccI {
+  V32 a, b;
+};
+HWY_INLINE AccI ZeroAcc() { return AccI{hn::Zero(D32()), hn::Zero(D32())}; }
+HWY_INLINE V16 WidenLo(V8 v) { return hn::PromoteTo(D16(), hn::LowerHalf(DH8(), v)); }
+HWY_INLINE V16 WidenHi(V8 v) { return hn::PromoteTo(D16(), hn::UpperHalf(DH8(), v)); }
+HWY_INLINE void Mac(AccI& acc, V16 w, V16 x) {
+  acc.a = hn::ReorderWidenMulAccumulate(D32(), w, x, acc.a, acc.b);
+}
+HWY_INLINE V32 Total(const AccI& acc) { return hn::Add(acc.a, acc.b); }
+HWY_INLINE float HSumF(VF v) { return hn::GetLane(hn::SumOfLanes(DF(), v)); }
+HWY_INLINE int32_t HSumI(V32 v) { return hn::GetLane(hn::SumOfLanes(D32(), v)); }
+
+// The 32 activations of one block as 4 x 8 int16.
+struct X32 {
+  V16 v[4];
+};
+HWY_INLINE X32 LoadX32(const int8_t* p) {
+  const V8 lo = hn::LoadU(D8(), p);
+  const V8 hi = hn::LoadU(D8(), p + 16);
+  return X32{{WidenLo(lo), WidenHi(lo), WidenLo(hi), WidenHi(hi)}};
+}
+#endif  // QM_MATMUL_X86
+
+// HWY_SCALAR (no 128-bit vectors): dequantize each row and dot in f32.
+inline HWY_NOINLINE void RowsScalar(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  float* row = new float[static_cast<size_t>(a.w.cols)];
+  for (int64_t r = r0; r < r1; ++r) {
+    DequantizeRowTo(a.w, r, row);
+    for (int64_t t = 0; t < a.n_tokens; ++t) {
+      const float* xt = a.x + t * a.ldx;
+      float s = 0.0f;
+      for (int64_t k = 0; k < a.w.cols; ++k) s += row[k] * xt[k];
+      a.y[t * a.ldy + r] = s;
+    }
+  }
+  delete[] row;
+}
+
+// Drives a per-type kernel K over rows [r0, r1) and all tokens. K::Tile<R, T>(w, row_bytes,
+// qx/x, t0, out) computes out[r * T + t] = dot(row r, token t0 + t) for an R x T tile, so
+// each loaded weight block is reused by T tokens and each activation block by R rows.
+template <class K, int R, int T>
+HWY_INLINE void RunTile(const MatMulArgs& a, int64_t r, int64_t t) {
+  float out[R * T];
+  K::template Tile<R, T>(a, r, t, out);
+  for (int i = 0; i < R; ++i) {
+    for (int j = 0; j < T; ++j) a.y[(t + j) * a.ldy + r + i] = out[i * T + j];
+  }
+}
+
+template <class K, int R>
+HWY_INLINE void RunTokens(const MatMulArgs& a, int64_t r, int64_t t0, int64_t t1) {
+  int64_t t = t0;
+  for (; t + 4 <= t1; t += 4) RunTile<K, R, 4>(a, r, t);
+  switch (t1 - t) {
+    case 3: RunTile<K, R, 3>(a, r, t); break;
+    case 2: RunTile<K, R, 2>(a, r, t); break;
+    case 1: RunTile<K, R, 1>(a, r, t); break;
+    default: break;
+  }
+}
+
+template <class K>
+HWY_NOINLINE void RunRows(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  if (a.n_tokens == 1) {
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) RunTile<K, 4, 1>(a, r, 0);
+    for (; r < r1; ++r) RunTile<K, 1, 1>(a, r, 0);
+    return;
+  }
+  // Token blocks keep the activations of a block in L2 while the rows stream past.
+  constexpr int64_t kTokenBlock = 64;
+  for (int64_t tb = 0; tb < a.n_tokens; tb += kTokenBlock) {
+    const int64_t te = std::min(a.n_tokens, tb + kTokenBlock);
+    int64_t r = r0;
+    for (; r + 2 <= r1; r += 2) RunTokens<K, 2>(a, r, tb, te);
+    for (; r < r1; ++r) RunTokens<K, 1>(a, r, tb, te);
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace qwenmux::kernels::internal
+HWY_AFTER_NAMESPACE();
+
+#endif  // include guard

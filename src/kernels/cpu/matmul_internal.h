@@ -1,0 +1,68 @@
+// Internal plumbing between the MatMul driver (matmul.cc) and the per-type SIMD kernels
+// (matmul_q8.cc, matmul_k.cc, matmul_float.cc). Not part of the public kernel API.
+//
+// Activations for the quantized weight types are quantized once per call into QuantizedX:
+// per token, `cols` int8 values with one f32 scale per `block` values (32 for Q8_0/Q4_0, 256
+// for the K-quants, as ggml's Q8_0 / Q8_K) and the int16 sum of each 16 consecutive values
+// (used for the K-quant min / offset terms).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/matmul.h"
+
+namespace qwenmux::kernels::internal {
+
+struct QuantizedX {
+  int64_t cols = 0;
+  int64_t block = 32;
+  const int8_t* qs = nullptr;     // [n_tokens, cols]
+  const float* d = nullptr;       // [n_tokens, cols / block]
+  const int16_t* bsums = nullptr; // [n_tokens, cols / 16]
+
+  const int8_t* Qs(int64_t t) const { return qs + t * cols; }
+  const float* D(int64_t t) const { return d + t * (cols / block); }
+  const int16_t* Sums(int64_t t) const { return bsums + t * (cols / 16); }
+};
+
+struct MatMulArgs {
+  WeightView w;
+  const float* x = nullptr;  // [n_tokens, ldx] (float types)
+  int64_t ldx = 0;
+  float* y = nullptr;        // [n_tokens, ldy]
+  int64_t ldy = 0;
+  int64_t n_tokens = 0;
+  QuantizedX qx;             // quantized x (quantized types)
+};
+
+// Each computes y[t, r] for all tokens and rows r in [r0, r1), on the best SIMD target.
+void MatMulRowsQ8_0(const MatMulArgs& a, int64_t r0, int64_t r1);
+void MatMulRowsQ4_0(const MatMulArgs& a, int64_t r0, int64_t r1);
+void MatMulRowsQ4_K(const MatMulArgs& a, int64_t r0, int64_t r1);
+void MatMulRowsQ5_K(const MatMulArgs& a, int64_t r0, int64_t r1);
+void MatMulRowsQ6_K(const MatMulArgs& a, int64_t r0, int64_t r1);
+void MatMulRowsF32(const MatMulArgs& a, int64_t r0, int64_t r1);
+void MatMulRowsF16(const MatMulArgs& a, int64_t r0, int64_t r1);
+void MatMulRowsBF16(const MatMulArgs& a, int64_t r0, int64_t r1);
+
+// Quantizes token rows [t0, t1) of x into the buffers behind qx (block 32 or 256).
+void QuantizeActivations(const float* x, int64_t ldx, int64_t t0, int64_t t1, int64_t cols,
+                         int64_t block, int8_t* qs, float* d, int16_t* bsums);
+
+// fp16 bits -> f32 without branches; exact for finite values (inf/nan become large finite
+// values, which a valid quantized weight file never contains).
+inline float HalfToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t em = static_cast<uint32_t>(h & 0x7FFFu) << 13;
+  float f;
+  std::memcpy(&f, &em, 4);
+  f *= 5.192296858534828e+33f;  // 2^112: rebias the exponent (also fixes subnormals)
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  b |= sign;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+
+}  // namespace qwenmux::kernels::internal

@@ -1,0 +1,165 @@
+// MatMul kernels for the 32-element block types Q8_0 and Q4_0 (activations quantized like Q8_0:
+// one f32 scale per 32 int8 values). Per block: integer dot product, then one f32 FMA with
+// scale(w) * scale(x).
+#include <cstdint>
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/matmul_q8.cc"
+#include "kernels/cpu/matmul_targets.h"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "kernels/cpu/matmul-inl.h"
+#include "quant/blocks.h"
+
+HWY_BEFORE_NAMESPACE();
+#if HWY_TARGET == HWY_AVX3_DL
+#pragma GCC target("avx512vnni")
+#endif
+namespace qwenmux::kernels::internal {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+#if HWY_TARGET != HWY_SCALAR
+// Decodes block b of a Q8_0 / Q4_0 row into signed int8 values.
+struct DecQ8_0 {
+  static constexpr size_t kBytes = sizeof(quant::BlockQ8_0);
+#if QM_MATMUL_X86
+  static HWY_INLINE I256 Quants(const uint8_t* blk) { return Load256(blk + 2); }
+#else
+  static HWY_INLINE void Quants(const uint8_t* blk, V16* w) {
+    const V8 lo = hn::LoadU(D8(), reinterpret_cast<const int8_t*>(blk + 2));
+    const V8 hi = hn::LoadU(D8(), reinterpret_cast<const int8_t*>(blk + 18));
+    w[0] = WidenLo(lo);
+    w[1] = WidenHi(lo);
+    w[2] = WidenLo(hi);
+    w[3] = WidenHi(hi);
+  }
+#endif
+};
+
+struct DecQ4_0 {
+  static constexpr size_t kBytes = sizeof(quant::BlockQ4_0);
+#if QM_MATMUL_X86
+  static HWY_INLINE I256 Quants(const uint8_t* blk) {
+    const __m128i v = Load128(blk + 2);
+    const __m128i m = _mm_set1_epi8(0x0F);
+    const __m128i lo = _mm_and_si128(v, m);
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+  }
+#else
+  static HWY_INLINE void Quants(const uint8_t* blk, V16* w) {
+    const auto v = hn::LoadU(DU8(), blk + 2);
+    const auto k8 = hn::Set(D8(), 8);
+    const V8 lo = hn::Sub(hn::BitCast(D8(), hn::And(v, hn::Set(DU8(), 0x0F))), k8);
+    const V8 hi = hn::Sub(hn::BitCast(D8(), hn::ShiftRight<4>(v)), k8);
+    w[0] = WidenLo(lo);
+    w[1] = WidenHi(lo);
+    w[2] = WidenLo(hi);
+    w[3] = WidenHi(hi);
+  }
+#endif
+};
+
+template <class Dec>
+struct KernelQ32 {
+  template <int R, int T>
+  static HWY_INLINE void Tile(const MatMulArgs& a, int64_t r, int64_t t0, float* out) {
+    const int64_t nb = a.w.cols / 32;
+    const uint8_t* w[R];
+    for (int i = 0; i < R; ++i) w[i] = a.w.data + static_cast<size_t>(r + i) * a.w.row_bytes;
+    const int8_t* xq[T];
+    const float* xd[T];
+    for (int j = 0; j < T; ++j) {
+      xq[j] = a.qx.Qs(t0 + j);
+      xd[j] = a.qx.D(t0 + j);
+    }
+#if QM_MATMUL_X86
+    __m256 acc[R][T];
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      I256 wv[R], absw[R];
+      __m256 dw[R];
+      for (int i = 0; i < R; ++i) {
+        const uint8_t* blk = w[i] + b * Dec::kBytes;
+        wv[i] = Dec::Quants(blk);
+        absw[i] = _mm256_abs_epi8(wv[i]);
+        dw[i] = _mm256_set1_ps(HalfToFloat(LoadU16(blk)));
+      }
+      for (int j = 0; j < T; ++j) {
+        const I256 xv = Load256(xq[j] + b * 32);
+        const __m256 dx = _mm256_broadcast_ss(xd[j] + b);
+        for (int i = 0; i < R; ++i) {
+          const I256 s = DotS8(_mm256_setzero_si256(), absw[i], wv[i], xv);
+          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw[i], dx), acc[i][j]);
+        }
+      }
+    }
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < T; ++j) out[i * T + j] = HSum(acc[i][j]);
+#else
+    VF acc[R][T];
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < T; ++j) acc[i][j] = hn::Zero(DF());
+    for (int64_t b = 0; b < nb; ++b) {
+      V16 wv[R][4];
+      float dw[R];
+      for (int i = 0; i < R; ++i) {
+        const uint8_t* blk = w[i] + b * Dec::kBytes;
+        Dec::Quants(blk, wv[i]);
+        dw[i] = HalfToFloat(LoadU16(blk));
+      }
+      for (int j = 0; j < T; ++j) {
+        const X32 xv = LoadX32(xq[j] + b * 32);
+        for (int i = 0; i < R; ++i) {
+          AccI s = ZeroAcc();
+          for (int k = 0; k < 4; ++k) Mac(s, wv[i][k], xv.v[k]);
+          acc[i][j] = hn::MulAdd(hn::ConvertTo(DF(), Total(s)), hn::Set(DF(), dw[i] * xd[j][b]),
+                                 acc[i][j]);
+        }
+      }
+    }
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < T; ++j) out[i * T + j] = HSumF(acc[i][j]);
+#endif
+  }
+};
+
+#endif  // HWY_TARGET != HWY_SCALAR
+
+void RowsQ8_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  
+#if HWY_TARGET == HWY_SCALAR
+  RowsScalar(a, r0, r1);
+#else
+  RunRows<KernelQ32<DecQ8_0>>(a, r0, r1);
+#endif
+
+}
+void RowsQ4_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  
+#if HWY_TARGET == HWY_SCALAR
+  RowsScalar(a, r0, r1);
+#else
+  RunRows<KernelQ32<DecQ4_0>>(a, r0, r1);
+#endif
+
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace qwenmux::kernels::internal
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace qwenmux::kernels::internal {
+HWY_EXPORT(RowsQ8_0);
+HWY_EXPORT(RowsQ4_0);
+void MatMulRowsQ8_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  HWY_DYNAMIC_DISPATCH(RowsQ8_0)(a, r0, r1);
+}
+void MatMulRowsQ4_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  HWY_DYNAMIC_DISPATCH(RowsQ4_0)(a, r0, r1);
+}
+}  // namespace qwenmux::kernels::internal
+#endif
