@@ -13,6 +13,9 @@ void Axpy(float a, const float* x, float* y, size_t n);
 // y[i] *= a
 void Scale(float a, float* y, size_t n);
 float SumSquares(const float* x, size_t n);
+// Dot of an f16 vector with an f32 vector; y[i] += a * f16 x[i].
+float DotF16(const uint16_t* a, const float* b, size_t n);
+void AxpyF16(float a, const uint16_t* x, float* y, size_t n);
 void F16ToF32(const uint16_t* in, float* out, size_t n);
 void F32ToF16(const float* in, uint16_t* out, size_t n);
 // out[i] = silu(gate[i]) * up[i]

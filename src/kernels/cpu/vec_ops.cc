@@ -53,6 +53,36 @@ void ScaleImpl(float a, float* y, size_t n) {
   for (; i < n; ++i) y[i] *= a;
 }
 
+float DotF16Impl(const uint16_t* a, const float* b, size_t n) {
+  const hn::ScalableTag<float> d;
+  const hn::Rebind<hwy::float16_t, decltype(d)> dh;
+  const size_t N = hn::Lanes(d);
+  const auto* ha = reinterpret_cast<const hwy::float16_t*>(a);
+  auto s0 = hn::Zero(d), s1 = hn::Zero(d);
+  size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    s0 = hn::MulAdd(hn::PromoteTo(d, hn::LoadU(dh, ha + i)), hn::LoadU(d, b + i), s0);
+    s1 = hn::MulAdd(hn::PromoteTo(d, hn::LoadU(dh, ha + i + N)), hn::LoadU(d, b + i + N), s1);
+  }
+  for (; i + N <= n; i += N) s0 = hn::MulAdd(hn::PromoteTo(d, hn::LoadU(dh, ha + i)), hn::LoadU(d, b + i), s0);
+  float sum = hn::GetLane(hn::SumOfLanes(d, hn::Add(s0, s1)));
+  for (; i < n; ++i) sum += Fp16ToFp32(a[i]) * b[i];
+  return sum;
+}
+
+void AxpyF16Impl(float a, const uint16_t* x, float* y, size_t n) {
+  const hn::ScalableTag<float> d;
+  const hn::Rebind<hwy::float16_t, decltype(d)> dh;
+  const size_t N = hn::Lanes(d);
+  const auto* hx = reinterpret_cast<const hwy::float16_t*>(x);
+  const auto va = hn::Set(d, a);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    hn::StoreU(hn::MulAdd(va, hn::PromoteTo(d, hn::LoadU(dh, hx + i)), hn::LoadU(d, y + i)), d, y + i);
+  }
+  for (; i < n; ++i) y[i] += a * Fp16ToFp32(x[i]);
+}
+
 float SumSquaresImpl(const float* x, size_t n) { return DotImpl(x, x, n); }
 
 void F16ToF32Impl(const uint16_t* in, float* out, size_t n) {
@@ -90,6 +120,8 @@ HWY_EXPORT(DotImpl);
 HWY_EXPORT(AxpyImpl);
 HWY_EXPORT(ScaleImpl);
 HWY_EXPORT(SumSquaresImpl);
+HWY_EXPORT(DotF16Impl);
+HWY_EXPORT(AxpyF16Impl);
 HWY_EXPORT(F16ToF32Impl);
 HWY_EXPORT(F32ToF16Impl);
 HWY_EXPORT(SwiGluImpl);
@@ -98,6 +130,8 @@ float Dot(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATC
 void Axpy(float a, const float* x, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(AxpyImpl)(a, x, y, n); }
 void Scale(float a, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(ScaleImpl)(a, y, n); }
 float SumSquares(const float* x, size_t n) { return HWY_DYNAMIC_DISPATCH(SumSquaresImpl)(x, n); }
+float DotF16(const uint16_t* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(DotF16Impl)(a, b, n); }
+void AxpyF16(float a, const uint16_t* x, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(AxpyF16Impl)(a, x, y, n); }
 void F16ToF32(const uint16_t* in, float* out, size_t n) { HWY_DYNAMIC_DISPATCH(F16ToF32Impl)(in, out, n); }
 void F32ToF16(const float* in, uint16_t* out, size_t n) { HWY_DYNAMIC_DISPATCH(F32ToF16Impl)(in, out, n); }
 void SwiGlu(const float* gate, const float* up, float* out, size_t n) {
