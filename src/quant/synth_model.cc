@@ -112,19 +112,55 @@ Status AddTokenizer(const model::ModelShape& s, const std::string& vocab_path, g
 
 }  // namespace
 
+namespace {
+
+// Standard normal quantiles at (k + 0.5) / kTable, k = 0..kTable-1, by bisection on erfc (built
+// once). A value is drawn by linear interpolation between neighbours with 24 random bits: an
+// inverse-CDF normal truncated at ±3.5σ, about 10x cheaper than Box-Muller's log/sin/cos.
+constexpr int kTableBits = 12;
+constexpr int kTable = 1 << kTableBits;
+
+struct NormalTable {
+  float q[kTable + 1];
+  NormalTable() {
+    for (int k = 0; k < kTable; ++k) {
+      const double p = (k + 0.5) / kTable;
+      double lo = -10, hi = 10;
+      for (int it = 0; it < 100; ++it) {
+        const double mid = 0.5 * (lo + hi);
+        (0.5 * std::erfc(-mid / std::sqrt(2.0)) < p ? lo : hi) = mid;
+      }
+      q[k] = static_cast<float>(0.5 * (lo + hi));
+    }
+    q[kTable] = q[kTable - 1];
+  }
+};
+
+const NormalTable& Table() {
+  static const NormalTable table;
+  return table;
+}
+
+}  // namespace
+
 void SynthNormalRow(uint64_t seed, uint64_t tensor_index, uint64_t row, float* out, int64_t n) {
+  const float* q = Table().q;
   uint64_t state = RowState(seed, tensor_index, row);
-  constexpr float kTwoPi = 6.28318530717958647692f;
-  constexpr float kInv24 = 1.0f / 16777216.0f;
-  for (int64_t i = 0; i < n; i += 2) {
+  constexpr float kInvFrac = 1.0f / 4096.0f;
+  int64_t i = 0;
+  for (; i + 1 < n; i += 2) {
     const uint64_t bits = SplitMix64(state);
-    // Two 24-bit uniforms in (0, 1), exactly representable as float.
-    const float u1 = (static_cast<float>(bits >> 40) + 0.5f) * kInv24;
-    const float u2 = (static_cast<float>((bits >> 16) & 0xFFFFFF) + 0.5f) * kInv24;
-    const float r = std::sqrt(-2.0f * std::log(u1));
-    const float th = kTwoPi * u2;
-    out[i] = r * std::cos(th);
-    if (i + 1 < n) out[i + 1] = r * std::sin(th);
+    for (int h = 0; h < 2; ++h) {
+      const uint32_t b = static_cast<uint32_t>(bits >> (h * 32));
+      const uint32_t idx = b >> (32 - kTableBits);
+      const float frac = static_cast<float>((b >> 8) & 0xFFF) * kInvFrac;
+      out[i + h] = q[idx] + frac * (q[idx + 1] - q[idx]);
+    }
+  }
+  if (i < n) {
+    const uint32_t b = static_cast<uint32_t>(SplitMix64(state));
+    const uint32_t idx = b >> (32 - kTableBits);
+    out[i] = q[idx] + static_cast<float>((b >> 8) & 0xFFF) * kInvFrac * (q[idx + 1] - q[idx]);
   }
 }
 

@@ -10,8 +10,8 @@
 //   - token_embd: N(0,1)/sqrt(n_embd) (unit-RMS logits when tied, sane RMSNorm input)
 //   - every other matrix (projections, experts, MoE router, output, cls.output): N(0, 1/fan_in),
 //     fan_in = ne[0].
-// Row r of tensor i is drawn from its own generator seeded from (seed, i, r) (splitmix64 +
-// Box-Muller), so the file is a pure function of (shape, type, layers, seed, vocab file) whatever
+// Row r of tensor i is drawn from its own generator seeded from (seed, i, r) (splitmix64, then
+// a tabulated inverse normal CDF with linear interpolation: N(0,1) truncated at about ±3.5σ), so the file is a pure function of (shape, type, layers, seed, vocab file) whatever
 // the thread count, and rows are generated in parallel. Tensors are generated, quantized and
 // written a chunk of rows at a time through gguf::Writer (temporary file, renamed on success), so
 // memory stays at a few tens of MB plus the vocab metadata whatever the model size.
