@@ -13,5 +13,6 @@ void RegisterBench(CLI::App& app, int* exit_code);  // bench.cc
 void RegisterRenderChat(CLI::App& app, int* exit_code);  // render_chat.cc
 void RegisterTokenize(CLI::App& app, int* exit_code);  // tokenize.cc
 void RegisterQuantize(CLI::App& app, int* exit_code);  // quantize.cc
+void RegisterSynth(CLI::App& app, int* exit_code);  // synth.cc
 
 }  // namespace qwenmux::apps

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   qwenmux::apps::RegisterRenderChat(app, &exit_code);
   qwenmux::apps::RegisterTokenize(app, &exit_code);
   qwenmux::apps::RegisterQuantize(app, &exit_code);
+  qwenmux::apps::RegisterSynth(app, &exit_code);
   qwenmux::apps::RegisterRun(app, &exit_code);
   qwenmux::apps::RegisterBench(app, &exit_code);
   qwenmux::apps::RegisterRefcheck(app, &exit_code);

@@ -14,8 +14,6 @@ namespace {
 
 using gguf::TensorType;
 
-constexpr uint32_t kQuantizationVersion = 2;  // GGML_QNT_VERSION
-
 bool Contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
 
 bool IsQuantizedType(TensorType t) {
@@ -94,8 +92,6 @@ const char* FileTypeName(FileType t) {
 }
 
 Result<std::vector<TensorPlan>> PlanQuantization(const gguf::File& in, FileType ftype) {
-  const TensorType def = DefaultType(ftype);
-  const bool mix = IsQuantizedType(def);
   uint64_t n_expert = 0;
   if (auto arch = in.GetOptional<std::string>("general.architecture"); arch.ok() && arch->has_value()) {
     if (in.Find(**arch + ".expert_count") != nullptr) {
@@ -104,16 +100,24 @@ Result<std::vector<TensorPlan>> PlanQuantization(const gguf::File& in, FileType 
       n_expert = *e;
     }
   }
-  const bool has_output = in.FindTensor("output.weight") != nullptr;
+  return PlanQuantization(in.tensors(), n_expert, ftype);
+}
+
+std::vector<TensorPlan> PlanQuantization(std::span<const gguf::TensorInfo> tensors, uint64_t n_expert,
+                                         FileType ftype) {
+  const TensorType def = DefaultType(ftype);
+  const bool mix = IsQuantizedType(def);
+  bool has_output = false;
+  for (const auto& t : tensors) has_output = has_output || t.name == "output.weight";
   int n_attention_wv = 0, n_ffn_down = 0;
-  for (const auto& t : in.tensors()) {
+  for (const auto& t : tensors) {
     if (Contains(t.name, "attn_v.weight") || Contains(t.name, "attn_qkv.weight")) ++n_attention_wv;
     if (Contains(t.name, "ffn_down")) ++n_ffn_down;
   }
   int i_attention_wv = 0, i_ffn_down = 0;
   std::vector<TensorPlan> plan;
-  plan.reserve(in.tensors().size());
-  for (const auto& t : in.tensors()) {
+  plan.reserve(tensors.size());
+  for (const auto& t : tensors) {
     TensorPlan p{t.name, t.type, t.type};
     if (!ShouldQuantize(t)) {
       plan.push_back(p);

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,8 +38,17 @@ struct TensorPlan {
   gguf::TensorType to;
 };
 
+// GGML_QNT_VERSION, written as general.quantization_version.
+inline constexpr uint32_t kQuantizationVersion = 2;
+
 // The type of every tensor of `in` after quantizing to `ftype` (no I/O besides reading `in`).
 Result<std::vector<TensorPlan>> PlanQuantization(const gguf::File& in, FileType ftype);
+
+// The same plan from a tensor list alone (name, n_dims, ne and current type of each; offsets
+// unused), for a model that has no input file yet. `n_expert` is {arch}.expert_count (0 for a
+// dense model); the 8-expert rules depend on it.
+std::vector<TensorPlan> PlanQuantization(std::span<const gguf::TensorInfo> tensors, uint64_t n_expert,
+                                         FileType ftype);
 
 struct QuantizeModelOptions {
   FileType ftype = FileType::kQ4_K_M;
