@@ -168,27 +168,67 @@ Result<GenerateResult> Model::Generate(std::span<const int32_t> prompt, const Ge
   return res;
 }
 
+Status Model::RunPrompts(const std::vector<std::vector<int32_t>>& prompts, std::vector<float>* last_logits,
+                         std::vector<float>* last_hidden) {
+  const int64_t V = config_.n_vocab, E = config_.n_embd;
+  if (last_logits) last_logits->assign(prompts.size() * V, 0.0f);
+  if (last_hidden) last_hidden->assign(prompts.size() * E, 0.0f);
+  const size_t group = static_cast<size_t>(kv_.n_seq());
+  std::vector<runtime::BatchEntry> entries;
+  std::vector<size_t> owner;  // entry -> prompt index, for output entries
+  std::vector<float> logits, hidden;
+  for (size_t g0 = 0; g0 < prompts.size(); g0 += group) {
+    const size_t g1 = std::min(prompts.size(), g0 + group);
+    size_t longest = 0;
+    for (size_t i = g0; i < g1; ++i) {
+      const int32_t seq = static_cast<int32_t>(i - g0);
+      ResetSequence(seq);
+      QM_RETURN_IF_ERROR(CheckPrompt(prompts[i], seq).WithContext(fmt::format("input {}", i)));
+      longest = std::max(longest, prompts[i].size());
+    }
+    entries.clear();
+    owner.clear();
+    for (size_t p = 0; p < longest; ++p) {
+      for (size_t i = g0; i < g1; ++i) {
+        if (p >= prompts[i].size()) continue;
+        const bool last = p + 1 == prompts[i].size();
+        entries.push_back({prompts[i][p], static_cast<int32_t>(p), static_cast<int32_t>(i - g0), last});
+        if (last) owner.push_back(i);
+      }
+    }
+    size_t out_index = 0;
+    for (size_t b = 0; b < entries.size(); b += options_.n_batch) {
+      const size_t e = std::min(entries.size(), b + static_cast<size_t>(options_.n_batch));
+      const auto chunk = std::span(entries).subspan(b, e - b);
+      const size_t n_out = static_cast<size_t>(std::count_if(chunk.begin(), chunk.end(), [](const auto& x) { return x.output; }));
+      if (last_logits) logits.resize(n_out * V);
+      if (last_hidden) hidden.resize(n_out * E);
+      QM_RETURN_IF_ERROR(Forward(chunk, last_logits ? logits.data() : nullptr, last_hidden ? hidden.data() : nullptr));
+      for (size_t k = 0; k < n_out; ++k, ++out_index) {
+        const size_t i = owner[out_index];
+        if (last_logits) std::copy_n(logits.data() + k * V, V, last_logits->data() + i * V);
+        if (last_hidden) std::copy_n(hidden.data() + k * E, E, last_hidden->data() + i * E);
+      }
+    }
+    for (size_t i = g0; i < g1; ++i) ResetSequence(static_cast<int32_t>(i - g0));
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<std::vector<float>>> Model::Embed(const std::vector<std::vector<int32_t>>& inputs, int32_t dims) {
   const int32_t E = static_cast<int32_t>(config_.n_embd);
   if (dims < 0 || dims > E) return Error(StatusCode::kInvalidArgument, "engine: dimensions {} not in 1..{}", dims, E);
   const int32_t eot = tokenizer_->TokenId("<|endoftext|>").value_or(151643);
+  std::vector<std::vector<int32_t>> prompts = inputs;
+  for (auto& ids : prompts) {
+    if (ids.empty() || ids.back() != eot) ids.push_back(eot);
+  }
+  std::vector<float> hidden;
+  QM_RETURN_IF_ERROR(RunPrompts(prompts, nullptr, &hidden));
   std::vector<std::vector<float>> out;
   out.reserve(inputs.size());
-  std::vector<float> hidden(E);
-  for (const auto& in : inputs) {
-    std::vector<int32_t> ids = in;
-    if (ids.empty() || ids.back() != eot) ids.push_back(eot);
-    ResetSequence(0);
-    QM_RETURN_IF_ERROR(CheckPrompt(ids, 0));
-    std::vector<runtime::BatchEntry> batch;
-    for (size_t begin = 0; begin < ids.size(); begin += options_.n_batch) {
-      const size_t end = std::min(ids.size(), begin + static_cast<size_t>(options_.n_batch));
-      batch.clear();
-      for (size_t i = begin; i < end; ++i) batch.push_back({ids[i], static_cast<int32_t>(i), 0, i + 1 == ids.size()});
-      QM_RETURN_IF_ERROR(Forward(batch, nullptr, end == ids.size() ? hidden.data() : nullptr));
-    }
-    ResetSequence(0);
-    std::vector<float> v = hidden;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    std::vector<float> v(hidden.begin() + static_cast<long>(i * E), hidden.begin() + static_cast<long>((i + 1) * E));
     L2Normalize(v);
     if (dims > 0 && dims < E) {
       v.resize(dims);
@@ -215,13 +255,12 @@ Result<std::vector<float>> Model::RerankScores(const std::vector<std::vector<int
   const auto yes = tokenizer_->TokenId("yes");
   const auto no = tokenizer_->TokenId("no");
   if (!yes || !no) return Error(StatusCode::kUnsupported, "engine: the vocabulary has no \"yes\"/\"no\" tokens");
-  std::vector<float> scores;
   std::vector<float> logits;
-  for (const auto& ids : inputs) {
-    ResetSequence(0);
-    QM_RETURN_IF_ERROR(Prefill(0, ids, &logits));
-    ResetSequence(0);
-    const double d = static_cast<double>(logits[*yes]) - logits[*no];
+  QM_RETURN_IF_ERROR(RunPrompts(inputs, &logits, nullptr));
+  const int64_t V = config_.n_vocab;
+  std::vector<float> scores;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const double d = static_cast<double>(logits[i * V + *yes]) - logits[i * V + *no];
     scores.push_back(static_cast<float>(1.0 / (1.0 + std::exp(-d))));
   }
   return scores;

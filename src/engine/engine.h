@@ -89,6 +89,11 @@ class Model {
  private:
   Model() = default;
   Status CheckPrompt(std::span<const int32_t> tokens, int32_t seq) const;
+  // Runs whole prompts, up to n_seq of them sharing each batch (tokens interleaved, chunked by
+  // n_batch), and writes each prompt's last-position logits ([n_vocab]) and/or final-normed
+  // hidden state ([n_embd]) in input order. The sequences' KV slots are reset afterwards.
+  Status RunPrompts(const std::vector<std::vector<int32_t>>& prompts, std::vector<float>* last_logits,
+                    std::vector<float>* last_hidden);
 
   LoadOptions options_;
   gguf::File file_;

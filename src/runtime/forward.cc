@@ -118,19 +118,15 @@ void CpuForward::Attention(std::span<const BatchEntry> batch, const float* q, in
       const int32_t len = e.pos + 1;
       const uint16_t* k0 = kv.K(layer, e.seq, kvh, 0);
       const uint16_t* v0 = kv.V(layer, e.seq, kvh, 0);
-      float mx = -INFINITY;
-      for (int32_t j = 0; j < len; ++j) {
-        scores[j] = kernels::DotF16(k0 + static_cast<size_t>(j) * hd, qh, hd) * scale;
-        mx = std::max(mx, scores[j]);
-      }
+      kernels::DotsF16(k0, hd, len, qh, hd, scale, scores);  // [len]
+      const float mx = *std::max_element(scores, scores + len);
       float sum = 0.0f;
       for (int32_t j = 0; j < len; ++j) {
         scores[j] = std::exp(scores[j] - mx);
         sum += scores[j];
       }
-      const float inv = 1.0f / sum;
-      std::fill(o, o + hd, 0.0f);
-      for (int32_t j = 0; j < len; ++j) kernels::AxpyF16(scores[j] * inv, v0 + static_cast<size_t>(j) * hd, o, hd);
+      kernels::Scale(1.0f / sum, scores, len);
+      kernels::WeightedSumF16(v0, hd, len, scores, hd, o);  // [head_dim]
     }
   };
   if (pool_) {

@@ -200,3 +200,53 @@ TEST(Engine, LoadErrorsNameTheProblem) {
 
 }  // namespace
 }  // namespace qwenmux::engine
+
+namespace qwenmux::engine {
+namespace {
+
+TEST(Engine, BatchedEmbeddingsAndRerankMatchOneByOne) {
+  LoadOptions lo;
+  lo.n_ctx = 128;
+  lo.n_threads = 2;
+  lo.n_seq = 3;
+  lo.n_batch = 16;  // several chunks, inputs interleaved
+  auto batched = Model::Load(qwenmux::testing::ModelPath("tiny-dense.q8_0.gguf"), lo);
+  lo.n_seq = 1;
+  auto single = Model::Load(qwenmux::testing::ModelPath("tiny-dense.q8_0.gguf"), lo);
+  ASSERT_TRUE(batched.ok() && single.ok());
+  const auto& tok = (*single)->tokenizer();
+  std::vector<std::vector<int32_t>> inputs;
+  for (const char* t : {"short", "a somewhat longer input text for embedding", "三", "another one here", "x y z"}) {
+    inputs.push_back(tok.Encode(t));
+  }
+  auto a = (*batched)->Embed(inputs);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    auto b = (*single)->Embed({inputs[i]});
+    ASSERT_TRUE(b.ok());
+    double dot = 0;
+    for (size_t k = 0; k < (*a)[i].size(); ++k) dot += (*a)[i][k] * (*b)[0][k];
+    EXPECT_GT(dot, 0.9999) << "input " << i;
+  }
+  std::vector<std::vector<int32_t>> pairs;
+  for (const char* d : {"Beijing is the capital.", "Paris.", "Nothing relevant here at all."}) {
+    pairs.push_back((*single)->RerankPrompt("Given a web search query, retrieve relevant passages that answer the query",
+                                            "What is the capital of China?", d));
+  }
+  auto sa = (*batched)->RerankScores(pairs);
+  ASSERT_TRUE(sa.ok());
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    auto sb = (*single)->RerankScores({pairs[i]});
+    ASSERT_TRUE(sb.ok());
+    EXPECT_NEAR((*sa)[i], (*sb)[0], 1e-4);
+  }
+  // A bad input in a batch is reported with its index and leaves the model usable.
+  inputs.push_back(std::vector<int32_t>(500, 7));
+  auto bad = (*batched)->Embed(inputs);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("input 5"), std::string::npos) << bad.status().message();
+  EXPECT_TRUE((*batched)->Embed({inputs[0]}).ok());
+}
+
+}  // namespace
+}  // namespace qwenmux::engine
