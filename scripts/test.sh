@@ -59,8 +59,8 @@ Refs/Golden.MeetsTheBars/*_chunked:Refs/Golden.MeetsTheBars/*_pair}"
   grep -E '^\[hwy\]|^(dense|moe): |FAILED|Failure' /tmp/qwenmux-aarch64.txt | head -n 40 || true
   tail -n 3 /tmp/qwenmux-aarch64.txt
   grep -q "PASSED" /tmp/qwenmux-aarch64.txt && ! grep -q "FAILED" /tmp/qwenmux-aarch64.txt
-  summary+=("aarch64/qemu: $(grep -o 'PASSED.*' /tmp/qwenmux-aarch64.txt), kernels on \
-$(grep -o 'dispatches to [A-Z0-9_]*' /tmp/qwenmux-aarch64.txt | head -n 1 | cut -d' ' -f3); \
+  summary+=("aarch64/qemu: $(sed -n 's/^\[  PASSED  \] \([0-9]*\).*/\1/p' /tmp/qwenmux-aarch64.txt) tests passed, kernels \
+$(grep -o 'dispatches to [A-Z0-9_]*' /tmp/qwenmux-aarch64.txt | head -n 1 | sed 's/dispatches/dispatched/'); \
 build $((t1 - t0))s, tests $((t2 - t1))s")
 fi
 
