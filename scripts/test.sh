@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds and runs every test: release build (all tests), ASan/UBSan build (all tests),
-# TSan build (the concurrent parts), and the GGUF reader fuzzer for a bounded time.
+# TSan build (the concurrent parts), an aarch64 cross build whose kernel, quant, tokenizer and
+# golden tests run under qemu-user, and the GGUF reader fuzzer for a bounded time.
 # Usage: scripts/test.sh            (everything; what .ci/run runs)
 #        QWENMUX_FUZZ_SECONDS=0 scripts/test.sh   (skip the fuzzer)
+#        QWENMUX_AARCH64=0 scripts/test.sh        (skip the aarch64/qemu stage)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -36,6 +38,31 @@ TSAN_OPTIONS=halt_on_error=1 ./build-tsan/qwenmux_tests --gtest_filter='ThreadPo
   2>&1 | tail -n 5 | tee /tmp/qwenmux-tsan.txt
 grep -q "PASSED" /tmp/qwenmux-tsan.txt
 summary+=("tsan: $(grep PASSED /tmp/qwenmux-tsan.txt)")
+
+if [ "${QWENMUX_AARCH64:-1}" != 0 ]; then
+  # Highway's ARM code paths (NEON; SVE/SVE2 where the kernels' target set allows it) really run,
+  # under qemu-user with its `max` CPU, which has every extension Highway can dispatch to. Only
+  # the test binary (and the qwenmux program it names) is built. All tests run but: the CLI tests
+  # (they exec the aarch64 qwenmux binary, which needs binfmt_misc) and the slowest cases under
+  # emulation (chunked/paired golden runs, MoE requantization: same kernels, other batching).
+  stage "aarch64 cross build + kernel/quant/tokenizer/golden tests under qemu-user"
+  scripts/install-deps-aarch64.sh
+  t0=$SECONDS
+  cmake --preset aarch64 >/dev/null
+  cmake --build build-aarch64 -j"$JOBS" --target qwenmux_tests
+  t1=$SECONDS
+  AARCH64_FILTER="${QWENMUX_AARCH64_FILTER:-*:-*Cli.*:QuantizeModel.CommandLine:QuantFiles.MoeQ4KM*:\
+Refs/Golden.MeetsTheBars/*_chunked:Refs/Golden.MeetsTheBars/*_pair}"
+  QEMU_CPU=max qemu-aarch64 -L / ./build-aarch64/qwenmux_tests --gtest_filter="$AARCH64_FILTER" \
+    >/tmp/qwenmux-aarch64.txt 2>&1 || true
+  t2=$SECONDS
+  grep -E '^\[hwy\]|^(dense|moe): |FAILED|Failure' /tmp/qwenmux-aarch64.txt | head -n 40 || true
+  tail -n 3 /tmp/qwenmux-aarch64.txt
+  grep -q "PASSED" /tmp/qwenmux-aarch64.txt && ! grep -q "FAILED" /tmp/qwenmux-aarch64.txt
+  summary+=("aarch64/qemu: $(sed -n 's/^\[  PASSED  \] \([0-9]*\).*/\1/p' /tmp/qwenmux-aarch64.txt) tests passed, kernels \
+$(grep -o 'dispatches to [A-Z0-9_]*' /tmp/qwenmux-aarch64.txt | head -n 1 | sed 's/dispatches/dispatched/'); \
+build $((t1 - t0))s, tests $((t2 - t1))s")
+fi
 
 if [ "$FUZZ_SECONDS" != 0 ]; then
   stage "GGUF reader fuzzer (${FUZZ_SECONDS}s)"

@@ -19,11 +19,17 @@ namespace {
 using gguf::TensorType;
 
 // fp32 -> fp16 must round to nearest even like F16C / ggml's GGML_FP32_TO_FP16. The compiler's
-// _Float16 conversion (IEEE, round-to-nearest-even) is the independent oracle.
+// _Float16 conversion (IEEE, round-to-nearest-even) is the independent oracle. GCC 12 has no
+// _Float16 in C++ on ARM; there __fp16 is the same IEEE binary16 type (hardware fcvt, RNE).
+#if defined(__ARM_FP16_FORMAT_IEEE)
+using CompilerHalf = __fp16;
+#else
+using CompilerHalf = _Float16;
+#endif
 TEST(QuantFp16, MatchesCompilerFloat16OnEdgesAndSweep) {
   auto check = [](uint32_t bits) {
     const float f = Fp32FromBits(bits);
-    const _Float16 h = static_cast<_Float16>(f);
+    const CompilerHalf h = static_cast<CompilerHalf>(f);
     uint16_t want;
     std::memcpy(&want, &h, 2);
     const uint16_t got = Fp32ToFp16(f);
@@ -37,7 +43,7 @@ TEST(QuantFp16, MatchesCompilerFloat16OnEdgesAndSweep) {
   // Every fp16 value, the midpoints between neighbours and one fp32 ulp either side.
   for (uint32_t h = 0; h < 0x10000; ++h) {
     const float f = Fp16ToFp32(static_cast<uint16_t>(h));
-    const _Float16 hh = static_cast<_Float16>(f);
+    const CompilerHalf hh = static_cast<CompilerHalf>(f);
     uint16_t back;
     std::memcpy(&back, &hh, 2);
     if (!std::isnan(f)) {

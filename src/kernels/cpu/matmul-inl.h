@@ -101,8 +101,12 @@ using VF = hn::Vec<DF>;
 // Int32 accumulator pair for ReorderWidenMulAccumulate (lane order is irrelevant: we only sum).
 struct AccI {
   V32 a, b;
+  // User-provided: GCC gives an implicit constructor (defined where first used, e.g. in a
+  // template instantiated after HWY_AFTER_NAMESPACE) no target attribute, and on aarch64 it then
+  // cannot inline Highway's "+crypto" NEON ops ("target specific option mismatch").
+  HWY_INLINE AccI() : a(hn::Zero(D32())), b(hn::Zero(D32())) {}
 };
-HWY_INLINE AccI ZeroAcc() { return AccI{hn::Zero(D32()), hn::Zero(D32())}; }
+HWY_INLINE AccI ZeroAcc() { return AccI(); }
 HWY_INLINE V16 WidenLo(V8 v) { return hn::PromoteTo(D16(), hn::LowerHalf(DH8(), v)); }
 HWY_INLINE V16 WidenHi(V8 v) { return hn::PromoteTo(D16(), hn::UpperHalf(DH8(), v)); }
 HWY_INLINE void Mac(AccI& acc, V16 w, V16 x) {
