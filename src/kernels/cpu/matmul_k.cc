@@ -79,6 +79,7 @@ struct KernelQ45K {
       I256 mins16[R];
       for (int i = 0; i < R; ++i) {
         blk[i] = w[i] + sb * kBytes;
+        PrefetchAhead<kBytes>(blk[i]);
         uint8_t m[8];
         UnpackScalesMinsK4(blk[i] + 4, sc[i], m);
         __m128i mv = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m));
@@ -147,6 +148,7 @@ struct KernelQ45K {
       uint8_t sc[R][8], mn[R][8];
       for (int i = 0; i < R; ++i) {
         blk[i] = w[i] + sb * kBytes;
+        PrefetchAhead<kBytes>(blk[i]);
         UnpackScalesMinsK4(blk[i] + 4, sc[i], mn[i]);
       }
       AccI isum[R][T];
@@ -234,6 +236,7 @@ struct KernelQ6K {
       I256 sc16[R];
       for (int i = 0; i < R; ++i) {
         blk[i] = w[i] + sb * kBytes;
+        PrefetchAhead<kBytes>(blk[i]);
         sc16[i] = _mm256_cvtepi8_epi16(Load128(blk[i] + kScOff));
       }
       I256 isum[R][T];
@@ -289,7 +292,10 @@ struct KernelQ6K {
     const V16 k32 = hn::Set(D16(), 32);
     for (int64_t sb = 0; sb < nsb; ++sb) {
       const uint8_t* blk[R];
-      for (int i = 0; i < R; ++i) blk[i] = w[i] + sb * kBytes;
+      for (int i = 0; i < R; ++i) {
+        blk[i] = w[i] + sb * kBytes;
+        PrefetchAhead<kBytes>(blk[i]);
+      }
       AccI isum[R][T];
       for (int i = 0; i < R; ++i)
         for (int j = 0; j < T; ++j) isum[i][j] = ZeroAcc();

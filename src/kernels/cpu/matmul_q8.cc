@@ -83,6 +83,7 @@ struct KernelQ32 {
       __m256 dw[R];
       for (int i = 0; i < R; ++i) {
         const uint8_t* blk = w[i] + b * Dec::kBytes;
+        if ((b & 1) == 0) PrefetchAhead<64>(blk);
         wv[i] = Dec::Quants(blk);
         absw[i] = _mm256_abs_epi8(wv[i]);
         dw[i] = _mm256_set1_ps(HalfToFloat(LoadU16(blk)));
@@ -107,6 +108,7 @@ struct KernelQ32 {
       float dw[R];
       for (int i = 0; i < R; ++i) {
         const uint8_t* blk = w[i] + b * Dec::kBytes;
+        if ((b & 1) == 0) PrefetchAhead<64>(blk);
         Dec::Quants(blk, wv[i]);
         dw[i] = HalfToFloat(LoadU16(blk));
       }
