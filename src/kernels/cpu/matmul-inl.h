@@ -29,6 +29,14 @@
 #else
 #define QM_MATMUL_X86 0
 #endif
+// AVX-512: tiles of >= 2 tokens put two tokens in the two 256-bit halves of a zmm register
+// (weights broadcast to both halves), so the 256-bit block decoding is shared with AVX2.
+#undef QM_MATMUL_AVX512
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#define QM_MATMUL_AVX512 1
+#else
+#define QM_MATMUL_AVX512 0
+#endif
 
 HWY_BEFORE_NAMESPACE();
 #if HWY_TARGET == HWY_AVX3_DL
@@ -83,12 +91,43 @@ HWY_INLINE I256 DotU8Scaled(I256 acc, I256 u, I256 x, I256 sc16) {
   return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), sc16));
 }
 
+#if QM_MATMUL_AVX512
+using I512 = __m512i;
+HWY_INLINE I512 Bcast(I256 v) { return _mm512_broadcast_i64x4(v); }
+HWY_INLINE I512 Pair(I256 lo, I256 hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+HWY_INLINE __m512 PairF(float lo, float hi) {
+  return _mm512_insertf32x8(_mm512_set1_ps(lo), _mm256_set1_ps(hi), 1);
+}
+// As DotS8 (AVX-512 has no vpsignb: negate x where w < 0 with a mask).
+HWY_INLINE I512 DotS8x2(I512 acc, I512 absw, I512 w, I512 x) {
+  const I512 sx = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
+#if HWY_TARGET == HWY_AVX3_DL
+  return _mm512_dpbusd_epi32(acc, absw, sx);
+#else
+  const I512 p16 = _mm512_maddubs_epi16(absw, sx);
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(p16, _mm512_set1_epi16(1)));
+#endif
+}
+HWY_INLINE I512 DotU8Scaledx2(I512 acc, I512 u, I512 x, I512 sc16) {
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, x), sc16));
+}
+#endif  // QM_MATMUL_AVX512
+
 HWY_INLINE float HSum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+#if QM_MATMUL_AVX512
+// Sums of the low and high 256-bit halves (the two tokens of a pair).
+HWY_INLINE void HSum2(__m512 v, float* lo, float* hi) {
+  *lo = HSum(_mm512_castps512_ps256(v));
+  *hi = HSum(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+#endif
 HWY_INLINE int32_t HSumI32(I256 v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
@@ -156,8 +195,8 @@ template <class K, int R, int T>
 HWY_INLINE void RunTile(const MatMulArgs& a, int64_t r, int64_t t) {
   float out[R * T];
   K::template Tile<R, T>(a, r, t, out);
-  for (int i = 0; i < R; ++i) {
-    for (int j = 0; j < T; ++j) a.y[(t + j) * a.ldy + r + i] = out[i * T + j];
+  QM_UNROLL for (int i = 0; i < R; ++i) {
+    QM_UNROLL for (int j = 0; j < T; ++j) a.y[(t + j) * a.ldy + r + i] = out[i * T + j];
   }
 }
 

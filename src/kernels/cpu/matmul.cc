@@ -4,6 +4,7 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <vector>
@@ -126,12 +127,19 @@ void MatMul(const WeightView& w, const float* x, int64_t ldx, float* y, int64_t 
     info.fn(a, 0, w.rows);
     return;
   }
-  // Split rows in multiples of 4 (the mat-vec row tile) so each thread gets an equal share.
-  const size_t units = static_cast<size_t>((w.rows + 3) / 4);
-  pool->ParallelFor(units, 1, [&](size_t b, size_t e, size_t) {
-    const int64_t r0 = static_cast<int64_t>(b) * 4;
-    const int64_t r1 = std::min<int64_t>(w.rows, static_cast<int64_t>(e) * 4);
-    if (r0 < r1) info.fn(a, r0, r1);
+  // Rows are handed out in chunks from a shared counter rather than split statically: on a
+  // machine shared with other processes a preempted worker then delays the call by one chunk,
+  // not by its whole half. ~8 chunks per thread, in multiples of the row tile.
+  const int64_t threads = static_cast<int64_t>(pool->size());
+  int64_t chunk = (w.rows + threads * 8 - 1) / (threads * 8);
+  chunk = std::max<int64_t>(16, (chunk + 3) / 4 * 4);
+  std::atomic<int64_t> next{0};
+  pool->Run([&](size_t) {
+    for (;;) {
+      const int64_t r0 = next.fetch_add(chunk, std::memory_order_relaxed);
+      if (r0 >= w.rows) break;
+      info.fn(a, r0, std::min(w.rows, r0 + chunk));
+    }
   });
 }
 

@@ -12,6 +12,16 @@
 
 #include "kernels/matmul.h"
 
+// Full unrolling of the small fixed loops over tile rows / tokens / sub-blocks: without it GCC
+// -O2 keeps the accumulator arrays in memory (measured 2x slower tiles).
+#if defined(__clang__)
+#define QM_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define QM_UNROLL _Pragma("GCC unroll 16")
+#else
+#define QM_UNROLL
+#endif
+
 namespace qwenmux::kernels::internal {
 
 struct QuantizedX {

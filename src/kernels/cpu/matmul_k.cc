@@ -59,25 +59,25 @@ struct KernelQ45K {
   static HWY_INLINE void Tile(const MatMulArgs& a, int64_t r, int64_t t0, float* out) {
     const int64_t nsb = a.w.cols / kQK;
     const uint8_t* w[R];
-    for (int i = 0; i < R; ++i) w[i] = a.w.data + static_cast<size_t>(r + i) * a.w.row_bytes;
+    QM_UNROLL for (int i = 0; i < R; ++i) w[i] = a.w.data + static_cast<size_t>(r + i) * a.w.row_bytes;
     const int8_t* xq[T];
     const float* xd[T];
     const int16_t* xs[T];
-    for (int j = 0; j < T; ++j) {
+    QM_UNROLL for (int j = 0; j < T; ++j) {
       xq[j] = a.qx.Qs(t0 + j);
       xd[j] = a.qx.D(t0 + j);
       xs[j] = a.qx.Sums(t0 + j);
     }
 #if QM_MATMUL_X86
     __m256 acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
     const I256 m4 = _mm256_set1_epi8(0x0F);
     for (int64_t sb = 0; sb < nsb; ++sb) {
       const uint8_t* blk[R];
       uint8_t sc[R][8];
       I256 mins16[R];
-      for (int i = 0; i < R; ++i) {
+      QM_UNROLL for (int i = 0; i < R; ++i) {
         blk[i] = w[i] + sb * kBytes;
         PrefetchAhead<kBytes>(blk[i]);
         uint8_t m[8];
@@ -86,15 +86,15 @@ struct KernelQ45K {
         mins16[i] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mv, mv));  // m0 m0 m1 m1 ...
       }
       I256 isum[R][T];
-      for (int i = 0; i < R; ++i)
-        for (int j = 0; j < T; ++j) isum[i][j] = _mm256_setzero_si256();
+      QM_UNROLL for (int i = 0; i < R; ++i)
+        QM_UNROLL for (int j = 0; j < T; ++j) isum[i][j] = _mm256_setzero_si256();
       I256 qh[R];
       if constexpr (kFive) {
-        for (int i = 0; i < R; ++i) qh[i] = Load256(blk[i] + kQhOff);
+        QM_UNROLL for (int i = 0; i < R; ++i) qh[i] = Load256(blk[i] + kQhOff);
       }
-      for (int c = 0; c < 4; ++c) {
+      QM_UNROLL for (int c = 0; c < 4; ++c) {
         I256 lo[R], hi[R], s0[R], s1[R];
-        for (int i = 0; i < R; ++i) {
+        QM_UNROLL for (int i = 0; i < R; ++i) {
           const I256 q = Load256(blk[i] + kQsOff + 32 * c);
           lo[i] = _mm256_and_si256(q, m4);
           hi[i] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
@@ -110,19 +110,19 @@ struct KernelQ45K {
           s0[i] = _mm256_set1_epi16(sc[i][2 * c]);
           s1[i] = _mm256_set1_epi16(sc[i][2 * c + 1]);
         }
-        for (int j = 0; j < T; ++j) {
+        QM_UNROLL for (int j = 0; j < T; ++j) {
           const I256 x0 = Load256(xq[j] + sb * kQK + 64 * c);
           const I256 x1 = Load256(xq[j] + sb * kQK + 64 * c + 32);
-          for (int i = 0; i < R; ++i) {
+          QM_UNROLL for (int i = 0; i < R; ++i) {
             isum[i][j] = DotU8Scaled(isum[i][j], lo[i], x0, s0[i]);
             isum[i][j] = DotU8Scaled(isum[i][j], hi[i], x1, s1[i]);
           }
         }
       }
-      for (int j = 0; j < T; ++j) {
+      QM_UNROLL for (int j = 0; j < T; ++j) {
         const I256 bs = Load256(xs[j] + sb * 16);
         const float dx = xd[j][sb];
-        for (int i = 0; i < R; ++i) {
+        QM_UNROLL for (int i = 0; i < R; ++i) {
           const float d = HalfToFloat(LoadU16(blk[i])) * dx;
           const float dmin = HalfToFloat(LoadU16(blk[i] + 2)) * dx;
           const I256 msum = _mm256_madd_epi16(mins16[i], bs);
@@ -131,13 +131,13 @@ struct KernelQ45K {
         }
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) out[i * T + j] = HSum(acc[i][j]);
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) out[i * T + j] = HSum(acc[i][j]);
 #else
     VF acc[R][T];
     float macc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) {
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) {
         acc[i][j] = hn::Zero(DF());
         macc[i][j] = 0.0f;
       }
@@ -146,19 +146,19 @@ struct KernelQ45K {
     for (int64_t sb = 0; sb < nsb; ++sb) {
       const uint8_t* blk[R];
       uint8_t sc[R][8], mn[R][8];
-      for (int i = 0; i < R; ++i) {
+      QM_UNROLL for (int i = 0; i < R; ++i) {
         blk[i] = w[i] + sb * kBytes;
         PrefetchAhead<kBytes>(blk[i]);
         UnpackScalesMinsK4(blk[i] + 4, sc[i], mn[i]);
       }
       AccI isum[R][T];
-      for (int i = 0; i < R; ++i)
-        for (int j = 0; j < T; ++j) isum[i][j] = ZeroAcc();
-      for (int c = 0; c < 4; ++c) {
+      QM_UNROLL for (int i = 0; i < R; ++i)
+        QM_UNROLL for (int j = 0; j < T; ++j) isum[i][j] = ZeroAcc();
+      QM_UNROLL for (int c = 0; c < 4; ++c) {
         V16 wv[R][2][4];  // [row][sub-block 2c / 2c+1][8 lanes]
-        for (int i = 0; i < R; ++i) {
+        QM_UNROLL for (int i = 0; i < R; ++i) {
           const uint8_t* q = blk[i] + kQsOff + 32 * c;
-          for (int h = 0; h < 2; ++h) {  // elements 16h .. 16h+15 of both sub-blocks
+          QM_UNROLL for (int h = 0; h < 2; ++h) {  // elements 16h .. 16h+15 of both sub-blocks
             const auto v = hn::LoadU(DU8(), q + 16 * h);
             auto lo = hn::And(v, m4);
             auto hi = hn::ShiftRight<4>(v);
@@ -178,21 +178,21 @@ struct KernelQ45K {
             wv[i][1][2 * h + 1] = hn::Mul(WidenHi(h8), s1);
           }
         }
-        for (int j = 0; j < T; ++j) {
+        QM_UNROLL for (int j = 0; j < T; ++j) {
           const X32 x0 = LoadX32(xq[j] + sb * kQK + 64 * c);
           const X32 x1 = LoadX32(xq[j] + sb * kQK + 64 * c + 32);
-          for (int i = 0; i < R; ++i) {
-            for (int k = 0; k < 4; ++k) Mac(isum[i][j], wv[i][0][k], x0.v[k]);
-            for (int k = 0; k < 4; ++k) Mac(isum[i][j], wv[i][1][k], x1.v[k]);
+          QM_UNROLL for (int i = 0; i < R; ++i) {
+            QM_UNROLL for (int k = 0; k < 4; ++k) Mac(isum[i][j], wv[i][0][k], x0.v[k]);
+            QM_UNROLL for (int k = 0; k < 4; ++k) Mac(isum[i][j], wv[i][1][k], x1.v[k]);
           }
         }
       }
-      for (int j = 0; j < T; ++j) {
+      QM_UNROLL for (int j = 0; j < T; ++j) {
         const int16_t* bs = xs[j] + sb * 16;
         const float dx = xd[j][sb];
-        for (int i = 0; i < R; ++i) {
+        QM_UNROLL for (int i = 0; i < R; ++i) {
           int32_t msum = 0;
-          for (int k = 0; k < 8; ++k) msum += mn[i][k] * (bs[2 * k] + bs[2 * k + 1]);
+          QM_UNROLL for (int k = 0; k < 8; ++k) msum += mn[i][k] * (bs[2 * k] + bs[2 * k + 1]);
           const float d = HalfToFloat(LoadU16(blk[i])) * dx;
           const float dmin = HalfToFloat(LoadU16(blk[i] + 2)) * dx;
           acc[i][j] = hn::MulAdd(hn::ConvertTo(DF(), Total(isum[i][j])), hn::Set(DF(), d),
@@ -201,8 +201,8 @@ struct KernelQ45K {
         }
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) out[i * T + j] = HSumF(acc[i][j]) + macc[i][j];
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) out[i * T + j] = HSumF(acc[i][j]) + macc[i][j];
 #endif
   }
 };
@@ -217,35 +217,35 @@ struct KernelQ6K {
   static HWY_INLINE void Tile(const MatMulArgs& a, int64_t r, int64_t t0, float* out) {
     const int64_t nsb = a.w.cols / kQK;
     const uint8_t* w[R];
-    for (int i = 0; i < R; ++i) w[i] = a.w.data + static_cast<size_t>(r + i) * a.w.row_bytes;
+    QM_UNROLL for (int i = 0; i < R; ++i) w[i] = a.w.data + static_cast<size_t>(r + i) * a.w.row_bytes;
     const int8_t* xq[T];
     const float* xd[T];
     const int16_t* xs[T];
-    for (int j = 0; j < T; ++j) {
+    QM_UNROLL for (int j = 0; j < T; ++j) {
       xq[j] = a.qx.Qs(t0 + j);
       xd[j] = a.qx.D(t0 + j);
       xs[j] = a.qx.Sums(t0 + j);
     }
 #if QM_MATMUL_X86
     __m256 acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
     const I256 m4 = _mm256_set1_epi8(0x0F);
     for (int64_t sb = 0; sb < nsb; ++sb) {
       const uint8_t* blk[R];
       I256 sc16[R];
-      for (int i = 0; i < R; ++i) {
+      QM_UNROLL for (int i = 0; i < R; ++i) {
         blk[i] = w[i] + sb * kBytes;
         PrefetchAhead<kBytes>(blk[i]);
         sc16[i] = _mm256_cvtepi8_epi16(Load128(blk[i] + kScOff));
       }
       I256 isum[R][T];
-      for (int i = 0; i < R; ++i)
-        for (int j = 0; j < T; ++j) isum[i][j] = _mm256_setzero_si256();
-      for (int h = 0; h < 2; ++h) {
-        for (int k = 0; k < 4; ++k) {
+      QM_UNROLL for (int i = 0; i < R; ++i)
+        QM_UNROLL for (int j = 0; j < T; ++j) isum[i][j] = _mm256_setzero_si256();
+      QM_UNROLL for (int h = 0; h < 2; ++h) {
+        QM_UNROLL for (int k = 0; k < 4; ++k) {
           I256 q[R], s[R];
-          for (int i = 0; i < R; ++i) {
+          QM_UNROLL for (int i = 0; i < R; ++i) {
             const I256 ql = Load256(blk[i] + 64 * h + 32 * (k & 1));
             const I256 qh = Load256(blk[i] + kQhOff + 32 * h);
             const I256 nib = k < 2 ? _mm256_and_si256(ql, m4)
@@ -264,16 +264,16 @@ struct KernelQ6K {
             const int8_t* scp = reinterpret_cast<const int8_t*>(blk[i] + kScOff) + 8 * h + 2 * k;
             s[i] = _mm256_set_m128i(_mm_set1_epi16(scp[1]), _mm_set1_epi16(scp[0]));
           }
-          for (int j = 0; j < T; ++j) {
+          QM_UNROLL for (int j = 0; j < T; ++j) {
             const I256 x = Load256(xq[j] + sb * kQK + 128 * h + 32 * k);
-            for (int i = 0; i < R; ++i) isum[i][j] = DotU8Scaled(isum[i][j], q[i], x, s[i]);
+            QM_UNROLL for (int i = 0; i < R; ++i) isum[i][j] = DotU8Scaled(isum[i][j], q[i], x, s[i]);
           }
         }
       }
-      for (int j = 0; j < T; ++j) {
+      QM_UNROLL for (int j = 0; j < T; ++j) {
         const I256 bs = Load256(xs[j] + sb * 16);
         const float dx = xd[j][sb];
-        for (int i = 0; i < R; ++i) {
+        QM_UNROLL for (int i = 0; i < R; ++i) {
           // sum (q - 32) * sc * x = sum q * sc * x - 32 * sum_g sc_g * bsum_g
           const I256 off = _mm256_madd_epi16(sc16[i], bs);
           const I256 tot = _mm256_sub_epi32(isum[i][j], _mm256_slli_epi32(off, 5));
@@ -282,29 +282,29 @@ struct KernelQ6K {
         }
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) out[i * T + j] = HSum(acc[i][j]);
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) out[i * T + j] = HSum(acc[i][j]);
 #else
     VF acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) acc[i][j] = hn::Zero(DF());
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) acc[i][j] = hn::Zero(DF());
     const auto m4 = hn::Set(DU8(), 0x0F);
     const V16 k32 = hn::Set(D16(), 32);
     for (int64_t sb = 0; sb < nsb; ++sb) {
       const uint8_t* blk[R];
-      for (int i = 0; i < R; ++i) {
+      QM_UNROLL for (int i = 0; i < R; ++i) {
         blk[i] = w[i] + sb * kBytes;
         PrefetchAhead<kBytes>(blk[i]);
       }
       AccI isum[R][T];
-      for (int i = 0; i < R; ++i)
-        for (int j = 0; j < T; ++j) isum[i][j] = ZeroAcc();
-      for (int h = 0; h < 2; ++h) {
-        for (int k = 0; k < 4; ++k) {
+      QM_UNROLL for (int i = 0; i < R; ++i)
+        QM_UNROLL for (int j = 0; j < T; ++j) isum[i][j] = ZeroAcc();
+      QM_UNROLL for (int h = 0; h < 2; ++h) {
+        QM_UNROLL for (int k = 0; k < 4; ++k) {
           V16 wv[R][4];
-          for (int i = 0; i < R; ++i) {
+          QM_UNROLL for (int i = 0; i < R; ++i) {
             const int8_t* scp = reinterpret_cast<const int8_t*>(blk[i] + kScOff) + 8 * h + 2 * k;
-            for (int half = 0; half < 2; ++half) {
+            QM_UNROLL for (int half = 0; half < 2; ++half) {
               const auto ql = hn::LoadU(DU8(), blk[i] + 64 * h + 32 * (k & 1) + 16 * half);
               const auto qh = hn::LoadU(DU8(), blk[i] + kQhOff + 32 * h + 16 * half);
               const auto nib = k < 2 ? hn::And(ql, m4) : hn::ShiftRight<4>(ql);
@@ -321,24 +321,24 @@ struct KernelQ6K {
               wv[i][2 * half + 1] = hn::Mul(hn::Sub(WidenHi(q8), k32), s);
             }
           }
-          for (int j = 0; j < T; ++j) {
+          QM_UNROLL for (int j = 0; j < T; ++j) {
             const X32 x = LoadX32(xq[j] + sb * kQK + 128 * h + 32 * k);
-            for (int i = 0; i < R; ++i)
-              for (int e = 0; e < 4; ++e) Mac(isum[i][j], wv[i][e], x.v[e]);
+            QM_UNROLL for (int i = 0; i < R; ++i)
+              QM_UNROLL for (int e = 0; e < 4; ++e) Mac(isum[i][j], wv[i][e], x.v[e]);
           }
         }
       }
-      for (int j = 0; j < T; ++j) {
+      QM_UNROLL for (int j = 0; j < T; ++j) {
         const float dx = xd[j][sb];
-        for (int i = 0; i < R; ++i) {
+        QM_UNROLL for (int i = 0; i < R; ++i) {
           const float d = HalfToFloat(LoadU16(blk[i] + kDOff)) * dx;
           acc[i][j] = hn::MulAdd(hn::ConvertTo(DF(), Total(isum[i][j])), hn::Set(DF(), d),
                                  acc[i][j]);
         }
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) out[i * T + j] = HSumF(acc[i][j]);
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) out[i * T + j] = HSumF(acc[i][j]);
 #endif
   }
 };
