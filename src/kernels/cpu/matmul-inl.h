@@ -221,13 +221,16 @@ HWY_NOINLINE void RunRows(const MatMulArgs& a, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) RunTile<K, 1, 1>(a, r, 0);
     return;
   }
-  // Token blocks keep the activations of a block in L2 while the rows stream past.
-  constexpr int64_t kTokenBlock = 64;
-  for (int64_t tb = 0; tb < a.n_tokens; tb += kTokenBlock) {
-    const int64_t te = std::min(a.n_tokens, tb + kTokenBlock);
-    int64_t r = r0;
-    for (; r + 2 <= r1; r += 2) RunTokens<K, 2>(a, r, tb, te);
-    for (; r < r1; ++r) RunTokens<K, 1>(a, r, tb, te);
+  // Row groups small enough to stay in L2 (<= 16 rows), each run over all tokens: the weights
+  // are read from memory once and the quantized activations stream from L2/L3. (Token blocks
+  // outside the row loop measured 2x slower from n_tokens = 256 on: the weights fell out of
+  // cache between blocks.)
+  constexpr int64_t kRowGroup = 16;
+  for (int64_t g = r0; g < r1; g += kRowGroup) {
+    const int64_t ge = std::min(r1, g + kRowGroup);
+    int64_t r = g;
+    for (; r + 2 <= ge; r += 2) RunTokens<K, 2>(a, r, 0, a.n_tokens);
+    for (; r < ge; ++r) RunTokens<K, 1>(a, r, 0, a.n_tokens);
   }
 }
 
