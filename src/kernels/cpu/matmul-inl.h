@@ -128,6 +128,20 @@ HWY_INLINE void HSum2(__m512 v, float* lo, float* hi) {
   *hi = HSum(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
 #endif
+#if QM_MATMUL_AVX512
+// out[i * T + j] from the pair accumulators acc[i][j / 2] (half j % 2).
+template <int R, int T, int P>
+HWY_INLINE void StorePairs(const __m512 (&acc)[R][P], float* out) {
+  QM_UNROLL for (int i = 0; i < R; ++i) {
+    QM_UNROLL for (int p = 0; p < P; ++p) {
+      float lo, hi;
+      HSum2(acc[i][p], &lo, &hi);
+      out[i * T + 2 * p] = lo;
+      if (2 * p + 1 < T) out[i * T + 2 * p + 1] = hi;
+    }
+  }
+}
+#endif
 HWY_INLINE int32_t HSumI32(I256 v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));

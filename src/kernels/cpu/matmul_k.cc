@@ -3,6 +3,8 @@
 // the 6-bit / 8-bit sub-block scales are applied in the integer domain (vpmaddwd with per-lane
 // int16 scales on x86, int16 multiply before widening elsewhere), and the Q4_K/Q5_K mins and the
 // Q6_K offset of 32 come from the activation block sums.
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -47,6 +49,25 @@ namespace hn = hwy::HWY_NAMESPACE;
 #if HWY_TARGET != HWY_SCALAR
 constexpr int kQK = quant::kQK_K;
 
+#if QM_MATMUL_X86
+// The 32 6-bit quants (0..63) of sub-block pair k (0..3) of half h of a Q6_K block.
+HWY_INLINE I256 Q6Quants(const uint8_t* blk, int h, int k, I256 m4) {
+  const I256 ql = Load256(blk + 64 * h + 32 * (k & 1));
+  const I256 qh = Load256(blk + offsetof(quant::BlockQ6_K, qh) + 32 * h);
+  const I256 nib = k < 2 ? _mm256_and_si256(ql, m4) : _mm256_and_si256(_mm256_srli_epi16(ql, 4), m4);
+  I256 hb;
+  switch (k) {
+    case 0: hb = _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)), 4); break;
+    case 1: hb = _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x0C)), 2); break;
+    case 2: hb = _mm256_and_si256(qh, _mm256_set1_epi8(0x30)); break;
+    default:
+      hb = _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(static_cast<char>(0xC0))), 2);
+      break;
+  }
+  return _mm256_or_si256(nib, hb);
+}
+#endif
+
 // Q4_K and Q5_K share everything but the fifth bit.
 template <bool kFive>
 struct KernelQ45K {
@@ -68,6 +89,82 @@ struct KernelQ45K {
       xd[j] = a.qx.D(t0 + j);
       xs[j] = a.qx.Sums(t0 + j);
     }
+#if QM_MATMUL_AVX512
+    if constexpr (T >= 2) {
+      constexpr int P = (T + 1) / 2;  // token pairs in the two halves of a zmm register
+      __m512 acc[R][P];
+      QM_UNROLL for (int i = 0; i < R; ++i)
+        QM_UNROLL for (int p = 0; p < P; ++p) acc[i][p] = _mm512_setzero_ps();
+      const I256 m4 = _mm256_set1_epi8(0x0F);
+      for (int64_t sb = 0; sb < nsb; ++sb) {
+        const uint8_t* blk[R];
+        uint8_t sc[R][8];
+        I512 mins16[R];
+        QM_UNROLL for (int i = 0; i < R; ++i) {
+          blk[i] = w[i] + sb * kBytes;
+          PrefetchAhead<kBytes>(blk[i]);
+          uint8_t m[8];
+          UnpackScalesMinsK4(blk[i] + 4, sc[i], m);
+          __m128i mv = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m));
+          mins16[i] = Bcast(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mv, mv)));
+        }
+        I512 isum[R][P];
+        QM_UNROLL for (int i = 0; i < R; ++i)
+          QM_UNROLL for (int p = 0; p < P; ++p) isum[i][p] = _mm512_setzero_si512();
+        I256 qh[R];
+        if constexpr (kFive) {
+          QM_UNROLL for (int i = 0; i < R; ++i) qh[i] = Load256(blk[i] + kQhOff);
+        }
+        QM_UNROLL for (int c = 0; c < 4; ++c) {
+          I512 lo[R], hi[R], s0[R], s1[R];
+          QM_UNROLL for (int i = 0; i < R; ++i) {
+            const I256 q = Load256(blk[i] + kQsOff + 32 * c);
+            I256 l = _mm256_and_si256(q, m4);
+            I256 h = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            if constexpr (kFive) {
+              const I256 b0 = _mm256_set1_epi8(static_cast<char>(1 << (2 * c)));
+              const I256 b1 = _mm256_set1_epi8(static_cast<char>(2 << (2 * c)));
+              const I256 k16 = _mm256_set1_epi8(16);
+              l = _mm256_or_si256(
+                  l, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh[i], b0), b0), k16));
+              h = _mm256_or_si256(
+                  h, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh[i], b1), b1), k16));
+            }
+            lo[i] = Bcast(l);
+            hi[i] = Bcast(h);
+            s0[i] = _mm512_set1_epi16(sc[i][2 * c]);
+            s1[i] = _mm512_set1_epi16(sc[i][2 * c + 1]);
+          }
+          QM_UNROLL for (int p = 0; p < P; ++p) {
+            const int j0 = 2 * p, j1 = std::min(2 * p + 1, T - 1);
+            const int64_t o = sb * kQK + 64 * c;
+            const I512 x0 = Pair(Load256(xq[j0] + o), Load256(xq[j1] + o));
+            const I512 x1 = Pair(Load256(xq[j0] + o + 32), Load256(xq[j1] + o + 32));
+            QM_UNROLL for (int i = 0; i < R; ++i) {
+              isum[i][p] = DotU8Scaledx2(isum[i][p], lo[i], x0, s0[i]);
+              isum[i][p] = DotU8Scaledx2(isum[i][p], hi[i], x1, s1[i]);
+            }
+          }
+        }
+        QM_UNROLL for (int p = 0; p < P; ++p) {
+          const int j0 = 2 * p, j1 = std::min(2 * p + 1, T - 1);
+          const I512 bs = Pair(Load256(xs[j0] + sb * 16), Load256(xs[j1] + sb * 16));
+          const float dx0 = xd[j0][sb], dx1 = xd[j1][sb];
+          QM_UNROLL for (int i = 0; i < R; ++i) {
+            const float d = HalfToFloat(LoadU16(blk[i]));
+            const float dmin = HalfToFloat(LoadU16(blk[i] + 2));
+            const I512 msum = _mm512_madd_epi16(mins16[i], bs);
+            acc[i][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i][p]), PairF(d * dx0, d * dx1),
+                                        acc[i][p]);
+            acc[i][p] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), PairF(dmin * dx0, dmin * dx1),
+                                         acc[i][p]);
+          }
+        }
+      }
+      StorePairs<R, T, P>(acc, out);
+      return;
+    }
+#endif
 #if QM_MATMUL_X86
     __m256 acc[R][T];
     QM_UNROLL for (int i = 0; i < R; ++i)
@@ -226,6 +323,59 @@ struct KernelQ6K {
       xd[j] = a.qx.D(t0 + j);
       xs[j] = a.qx.Sums(t0 + j);
     }
+#if QM_MATMUL_AVX512
+    if constexpr (T >= 2) {
+      constexpr int P = (T + 1) / 2;
+      __m512 acc[R][P];
+      QM_UNROLL for (int i = 0; i < R; ++i)
+        QM_UNROLL for (int p = 0; p < P; ++p) acc[i][p] = _mm512_setzero_ps();
+      const I256 m4 = _mm256_set1_epi8(0x0F);
+      for (int64_t sb = 0; sb < nsb; ++sb) {
+        const uint8_t* blk[R];
+        I512 sc16[R];
+        QM_UNROLL for (int i = 0; i < R; ++i) {
+          blk[i] = w[i] + sb * kBytes;
+          PrefetchAhead<kBytes>(blk[i]);
+          sc16[i] = Bcast(_mm256_cvtepi8_epi16(Load128(blk[i] + kScOff)));
+        }
+        I512 isum[R][P];
+        QM_UNROLL for (int i = 0; i < R; ++i)
+          QM_UNROLL for (int p = 0; p < P; ++p) isum[i][p] = _mm512_setzero_si512();
+        QM_UNROLL for (int h = 0; h < 2; ++h) {
+          QM_UNROLL for (int k = 0; k < 4; ++k) {
+            I512 q[R], s[R];
+            QM_UNROLL for (int i = 0; i < R; ++i) {
+              q[i] = Bcast(Q6Quants(blk[i], h, k, m4));
+              const int8_t* scp = reinterpret_cast<const int8_t*>(blk[i] + kScOff) + 8 * h + 2 * k;
+              s[i] = Bcast(_mm256_set_m128i(_mm_set1_epi16(scp[1]), _mm_set1_epi16(scp[0])));
+            }
+            QM_UNROLL for (int p = 0; p < P; ++p) {
+              const int j0 = 2 * p, j1 = std::min(2 * p + 1, T - 1);
+              const int64_t o = sb * kQK + 128 * h + 32 * k;
+              const I512 x = Pair(Load256(xq[j0] + o), Load256(xq[j1] + o));
+              QM_UNROLL for (int i = 0; i < R; ++i) {
+                isum[i][p] = DotU8Scaledx2(isum[i][p], q[i], x, s[i]);
+              }
+            }
+          }
+        }
+        QM_UNROLL for (int p = 0; p < P; ++p) {
+          const int j0 = 2 * p, j1 = std::min(2 * p + 1, T - 1);
+          const I512 bs = Pair(Load256(xs[j0] + sb * 16), Load256(xs[j1] + sb * 16));
+          const float dx0 = xd[j0][sb], dx1 = xd[j1][sb];
+          QM_UNROLL for (int i = 0; i < R; ++i) {
+            const I512 off = _mm512_madd_epi16(sc16[i], bs);
+            const I512 tot = _mm512_sub_epi32(isum[i][p], _mm512_slli_epi32(off, 5));
+            const float d = HalfToFloat(LoadU16(blk[i] + kDOff));
+            acc[i][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot), PairF(d * dx0, d * dx1),
+                                        acc[i][p]);
+          }
+        }
+      }
+      StorePairs<R, T, P>(acc, out);
+      return;
+    }
+#endif
 #if QM_MATMUL_X86
     __m256 acc[R][T];
     QM_UNROLL for (int i = 0; i < R; ++i)
@@ -246,21 +396,7 @@ struct KernelQ6K {
         QM_UNROLL for (int k = 0; k < 4; ++k) {
           I256 q[R], s[R];
           QM_UNROLL for (int i = 0; i < R; ++i) {
-            const I256 ql = Load256(blk[i] + 64 * h + 32 * (k & 1));
-            const I256 qh = Load256(blk[i] + kQhOff + 32 * h);
-            const I256 nib = k < 2 ? _mm256_and_si256(ql, m4)
-                                   : _mm256_and_si256(_mm256_srli_epi16(ql, 4), m4);
-            I256 hb;
-            switch (k) {
-              case 0: hb = _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)), 4); break;
-              case 1: hb = _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x0C)), 2); break;
-              case 2: hb = _mm256_and_si256(qh, _mm256_set1_epi8(0x30)); break;
-              default:
-                hb = _mm256_srli_epi16(
-                    _mm256_and_si256(qh, _mm256_set1_epi8(static_cast<char>(0xC0))), 2);
-                break;
-            }
-            q[i] = _mm256_or_si256(nib, hb);
+            q[i] = Q6Quants(blk[i], h, k, m4);
             const int8_t* scp = reinterpret_cast<const int8_t*>(blk[i] + kScOff) + 8 * h + 2 * k;
             s[i] = _mm256_set_m128i(_mm_set1_epi16(scp[1]), _mm_set1_epi16(scp[0]));
           }
