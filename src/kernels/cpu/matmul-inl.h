@@ -243,6 +243,13 @@ HWY_NOINLINE void RunRows(const MatMulArgs& a, int64_t r0, int64_t r1) {
   for (int64_t g = r0; g < r1; g += kRowGroup) {
     const int64_t ge = std::min(r1, g + kRowGroup);
     int64_t r = g;
+#if QM_MATMUL_AVX512
+    // 32 zmm registers: 4 rows x 2 token pairs of accumulators where the kernel's live state
+    // allows (K::kRows4: Q8_0/Q4_0; the K-quants spill with 4 rows and measured slower).
+    if constexpr (K::kRows4) {
+      for (; r + 4 <= ge; r += 4) RunTokens<K, 4>(a, r, 0, a.n_tokens);
+    }
+#endif
     for (; r + 2 <= ge; r += 2) RunTokens<K, 2>(a, r, 0, a.n_tokens);
     for (; r < ge; ++r) RunTokens<K, 1>(a, r, 0, a.n_tokens);
   }

@@ -20,6 +20,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 template <typename TW>
 struct KernelFloat {
+  static constexpr bool kRows4 = true;
   using DFv = hn::ScalableTag<float>;
 
   static HWY_INLINE hn::Vec<DFv> LoadW(const TW* p) {

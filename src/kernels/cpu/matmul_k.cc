@@ -71,6 +71,7 @@ HWY_INLINE I256 Q6Quants(const uint8_t* blk, int h, int k, I256 m4) {
 // Q4_K and Q5_K share everything but the fifth bit.
 template <bool kFive>
 struct KernelQ45K {
+  static constexpr bool kRows4 = false;
   static constexpr size_t kBytes = kFive ? sizeof(quant::BlockQ5_K) : sizeof(quant::BlockQ4_K);
   static constexpr size_t kQsOff = kFive ? offsetof(quant::BlockQ5_K, qs)
                                          : offsetof(quant::BlockQ4_K, qs);
@@ -305,6 +306,7 @@ struct KernelQ45K {
 };
 
 struct KernelQ6K {
+  static constexpr bool kRows4 = false;
   static constexpr size_t kBytes = sizeof(quant::BlockQ6_K);
   static constexpr size_t kQhOff = offsetof(quant::BlockQ6_K, qh);
   static constexpr size_t kScOff = offsetof(quant::BlockQ6_K, scales);

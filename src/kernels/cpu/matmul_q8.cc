@@ -64,6 +64,7 @@ struct DecQ4_0 {
 
 template <class Dec>
 struct KernelQ32 {
+  static constexpr bool kRows4 = true;
   template <int R, int T>
   static HWY_INLINE void Tile(const MatMulArgs& a, int64_t r, int64_t t0, float* out) {
     const int64_t nb = a.w.cols / 32;
