@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstdlib>
 #include <vector>
 
@@ -13,36 +12,6 @@
 
 namespace qwenmux::kernels {
 namespace internal {
-
-void QuantizeActivations(const float* x, int64_t ldx, int64_t t0, int64_t t1, int64_t cols,
-                         int64_t block, int8_t* qs, float* d, int16_t* bsums) {
-  const int64_t nb = cols / block;
-  for (int64_t t = t0; t < t1; ++t) {
-    const float* xt = x + t * ldx;
-    int8_t* q = qs + t * cols;
-    float* dt = d + t * nb;
-    int16_t* st = bsums + t * (cols / 16);
-    for (int64_t b = 0; b < nb; ++b) {
-      const float* xb = xt + b * block;
-      int8_t* qb = q + b * block;
-      float amax = 0.0f;
-      for (int64_t k = 0; k < block; ++k) amax = std::max(amax, std::fabs(xb[k]));
-      const float scale = amax / 127.0f;
-      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-      dt[b] = scale;
-      for (int64_t k = 0; k < block; ++k) {
-        // |x * inv| <= 127 up to rounding; clamp keeps the sign trick's |q| <= 127 invariant.
-        const float v = std::min(127.0f, std::max(-127.0f, xb[k] * inv));
-        qb[k] = static_cast<int8_t>(std::nearbyint(v));
-      }
-    }
-    for (int64_t g = 0; g < cols / 16; ++g) {
-      int s = 0;
-      for (int k = 0; k < 16; ++k) s += q[g * 16 + k];
-      st[g] = static_cast<int16_t>(s);
-    }
-  }
-}
 
 namespace {
 

@@ -170,6 +170,41 @@ struct KernelQ32 {
 
 #endif  // HWY_TARGET != HWY_SCALAR
 
+// Activation quantization (see QuantizedX): per block, d = amax / 127 and q = round(x / d).
+void QuantizeRowsT(const float* x, int64_t ldx, int64_t t0, int64_t t1, int64_t cols,
+                   int64_t block, int8_t* qs, float* d, int16_t* bsums) {
+  const hn::ScalableTag<float> df;
+  const hn::Rebind<int8_t, decltype(df)> d8;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));  // divides 32 on every target used
+  const int64_t nb = cols / block;
+  const auto lim = hn::Set(df, 127.0f);
+  const auto neg_lim = hn::Set(df, -127.0f);
+  for (int64_t t = t0; t < t1; ++t) {
+    const float* xt = x + t * ldx;
+    int8_t* q = qs + t * cols;
+    float* dt = d + t * nb;
+    for (int64_t b = 0; b < nb; ++b) {
+      const float* xb = xt + b * block;
+      int8_t* qb = q + b * block;
+      auto vmax = hn::Zero(df);
+      for (int64_t k = 0; k < block; k += n) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xb + k)));
+      const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+      dt[b] = amax / 127.0f;
+      const auto inv = hn::Set(df, amax > 0.0f ? 127.0f / amax : 0.0f);
+      for (int64_t k = 0; k < block; k += n) {
+        const auto v = hn::Min(hn::Max(hn::Mul(hn::LoadU(df, xb + k), inv), neg_lim), lim);
+        hn::StoreU(hn::DemoteTo(d8, hn::NearestInt(v)), d8, qb + k);
+      }
+    }
+    int16_t* st = bsums + t * (cols / 16);
+    for (int64_t g = 0; g < cols / 16; ++g) {
+      int s = 0;
+      for (int k = 0; k < 16; ++k) s += q[g * 16 + k];
+      st[g] = static_cast<int16_t>(s);
+    }
+  }
+}
+
 void RowsQ8_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
   
 #if HWY_TARGET == HWY_SCALAR
@@ -196,6 +231,11 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace qwenmux::kernels::internal {
 HWY_EXPORT(RowsQ8_0);
+HWY_EXPORT(QuantizeRowsT);
+void QuantizeActivations(const float* x, int64_t ldx, int64_t t0, int64_t t1, int64_t cols,
+                         int64_t block, int8_t* qs, float* d, int16_t* bsums) {
+  HWY_DYNAMIC_DISPATCH(QuantizeRowsT)(x, ldx, t0, t1, cols, block, qs, d, bsums);
+}
 HWY_EXPORT(RowsQ4_0);
 void MatMulRowsQ8_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
   HWY_DYNAMIC_DISPATCH(RowsQ8_0)(a, r0, r1);
