@@ -163,10 +163,13 @@ using V32 = hn::Vec<D32>;
 using VF = hn::Vec<DF>;
 
 // Int32 accumulator pair for ReorderWidenMulAccumulate (lane order is irrelevant: we only sum).
+// (User-provided constructor: GCC would otherwise emit the implicit one without the target
+// attributes and fail to inline the vector constructors on aarch64.)
 struct AccI {
+  HWY_INLINE AccI() : a(hn::Zero(D32())), b(hn::Zero(D32())) {}
   V32 a, b;
 };
-HWY_INLINE AccI ZeroAcc() { return AccI{hn::Zero(D32()), hn::Zero(D32())}; }
+HWY_INLINE AccI ZeroAcc() { return AccI(); }
 HWY_INLINE V16 WidenLo(V8 v) { return hn::PromoteTo(D16(), hn::LowerHalf(DH8(), v)); }
 HWY_INLINE V16 WidenHi(V8 v) { return hn::PromoteTo(D16(), hn::UpperHalf(DH8(), v)); }
 HWY_INLINE void Mac(AccI& acc, V16 w, V16 x) {
