@@ -3,6 +3,8 @@
 //    mat-vec), per thread count;
 //  - per (model, shape, type, threads, n_tokens): ms per call, GB/s of weight bytes read
 //    (meaningful at n_tokens = 1) and GFLOP/s (2 * rows * cols * n_tokens / time);
+//    *_cpu variants divide by process CPU time / threads instead of wall time: on a machine
+//    shared with other jobs they estimate the uncontended speed;
 //  - per (model, type, threads): the mat-vec time of one decode step (28 layers + LM head)
 //    and the implied upper bound on decode tok/s.
 // Usage: matmul_bench [--quick] [--types q8_0,q4_k,...] [--tokens 1,64,512] [--threads 1,2]
@@ -205,7 +207,8 @@ int main(int argc, char** argv) {
                                {"cpu_ms", cpu_s * 1e3},
                                {"weight_gbs_cpu", bytes / (cpu_s / static_cast<double>(nt)) / 1e9},
                                {"weight_gbs", bytes / s / 1e9},
-                               {"gflops", flop / s / 1e9}});
+                               {"gflops", flop / s / 1e9},
+                               {"gflops_cpu", flop / (cpu_s / static_cast<double>(nt)) / 1e9}});
             if (n == 1) {
               const int times = sh.per_layer == 0 ? 1 : sh.per_layer * kLayers;
               decode_s += s * times;

@@ -14,6 +14,8 @@
 #include "kernels/cpu/matmul_targets.h"  // same target set as the kernels
 #include "hwy/targets.h"
 #include "gtest/gtest.h"
+#include "base/fp16.h"
+#include "kernels/cpu/matmul_internal.h"
 #include "kernels/matmul.h"
 #include "quant/quant.h"
 
@@ -226,6 +228,18 @@ TEST(MatMulKernels, DequantizeRowToMatchesQuant) {
       ASSERT_TRUE(quant::DequantizeRow(type, w.bytes.data() + r * w.view.row_bytes, want.data(),
                                        cols).ok());
       EXPECT_EQ(got, want) << gguf::TensorTypeName(type) << " row " << r;
+    }
+  }
+}
+
+TEST(MatMulKernels, HalfToFloatIsExactForAllInputs) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float want = Fp16ToFp32(static_cast<uint16_t>(h));
+    const float got = internal::HalfToFloat(static_cast<uint16_t>(h));
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(got)) << h;
+    } else {
+      EXPECT_EQ(BitsFromFp32(got), BitsFromFp32(want)) << h;
     }
   }
 }
