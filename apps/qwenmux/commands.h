@@ -7,5 +7,12 @@
 namespace qwenmux::apps {
 
 void RegisterInspect(CLI::App& app, int* exit_code);  // inspect.cc
+void RegisterRefcheck(CLI::App& app, int* exit_code);  // refcheck.cc
+void RegisterRun(CLI::App& app, int* exit_code);  // run.cc
+void RegisterBench(CLI::App& app, int* exit_code);  // bench.cc
+void RegisterRenderChat(CLI::App& app, int* exit_code);  // render_chat.cc
+void RegisterTokenize(CLI::App& app, int* exit_code);  // tokenize.cc
+void RegisterQuantize(CLI::App& app, int* exit_code);  // quantize.cc
+void RegisterSynth(CLI::App& app, int* exit_code);  // synth.cc
 
 }  // namespace qwenmux::apps

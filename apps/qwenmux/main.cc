@@ -11,6 +11,13 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "qwenmux 0.1.0");
   int exit_code = 0;
   qwenmux::apps::RegisterInspect(app, &exit_code);
+  qwenmux::apps::RegisterRenderChat(app, &exit_code);
+  qwenmux::apps::RegisterTokenize(app, &exit_code);
+  qwenmux::apps::RegisterQuantize(app, &exit_code);
+  qwenmux::apps::RegisterSynth(app, &exit_code);
+  qwenmux::apps::RegisterRun(app, &exit_code);
+  qwenmux::apps::RegisterBench(app, &exit_code);
+  qwenmux::apps::RegisterRefcheck(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

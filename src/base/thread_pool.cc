@@ -14,7 +14,11 @@
 namespace qwenmux {
 
 namespace {
-constexpr int kSpinIterations = 20000;
+// Busy-wait this many pause loops before yielding, and yield this many times before sleeping.
+// On a loaded machine (more runnable threads than cores) pure spinning would burn the time slice
+// the thread we wait for needs, so waits turn into sched_yield quickly.
+constexpr int kSpinIterations = 2000;
+constexpr int kYieldIterations = 200;
 }
 
 size_t ThreadPool::DefaultThreadCount() {
@@ -47,6 +51,9 @@ void ThreadPool::WorkerLoop(size_t index) {
       QM_CPU_RELAX();
       ++spins;
     }
+    for (int y = 0; y < kYieldIterations && generation_.load(std::memory_order_acquire) == seen; ++y) {
+      std::this_thread::yield();
+    }
     if (generation_.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
@@ -71,7 +78,13 @@ void ThreadPool::Run(const std::function<void(size_t)>& fn) {
   }
   cv_.notify_all();
   fn(0);
-  while (pending_.load(std::memory_order_acquire) != 0) QM_CPU_RELAX();
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < kSpinIterations) {
+      QM_CPU_RELAX();
+    } else {
+      std::this_thread::yield();
+    }
+  }
   job_ = nullptr;
 }
 

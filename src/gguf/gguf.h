@@ -152,7 +152,8 @@ class File {
 // reference writer: each tensor's data starts at the next multiple of the alignment.
 //
 // Usage: add metadata and tensor infos, then Open(path) (writes the header to a temporary file
-// beside `path`), WriteTensorData() once per tensor in order, and Finish() (renames into place).
+// beside `path`), WriteTensorData() once per tensor in order (or WriteTensorChunk() several times
+// per tensor, pieces in order), and Finish() (renames into place).
 // If Finish() is never called the temporary file is removed, so `path` is never half-written.
 class Writer {
  public:
@@ -171,6 +172,10 @@ class Writer {
 
   Status Open(const std::string& path);
   Status WriteTensorData(size_t index, std::span<const uint8_t> data);
+  // Appends the next piece of tensor `index`'s data, so a big tensor can be produced and written
+  // a few rows at a time. The tensor is complete once its n_bytes have been given; pieces of the
+  // next tensor may only start then. Mixing with WriteTensorData is fine between tensors.
+  Status WriteTensorChunk(size_t index, std::span<const uint8_t> data);
   Status Finish();
 
   // Serialises header + metadata + tensor infos + padding (no tensor data).
@@ -178,6 +183,7 @@ class Writer {
 
  private:
   Status WriteBytes(const void* p, size_t n);
+  Status WriteZeros(uint64_t n);
   void Abort();
 
   uint64_t alignment_ = kDefaultAlignment;
@@ -187,7 +193,8 @@ class Writer {
   std::string path_, tmp_path_;
   std::FILE* out_ = nullptr;
   size_t next_tensor_ = 0;
-  uint64_t written_data_ = 0;
+  uint64_t written_data_ = 0;    // end of the data written so far, relative to the data section
+  uint64_t tensor_written_ = 0;  // bytes of tensor next_tensor_ written so far
 };
 
 // Copies everything from `in` into `w` (metadata, alignment, tensor infos); the caller then

@@ -3,6 +3,7 @@
 // offset with zero padding between tensors and after the last one.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -123,6 +124,16 @@ Status Writer::WriteBytes(const void* p, size_t n) {
   return Status::Ok();
 }
 
+Status Writer::WriteZeros(uint64_t n) {
+  static const uint8_t kZeros[256] = {};
+  while (n > 0) {
+    const size_t k = static_cast<size_t>(std::min<uint64_t>(n, sizeof(kZeros)));
+    QM_RETURN_IF_ERROR(WriteBytes(kZeros, k));
+    n -= k;
+  }
+  return Status::Ok();
+}
+
 Status Writer::Open(const std::string& path) {
   if (out_ != nullptr) return Error(StatusCode::kInternal, "gguf writer: already open");
   if (alignment_ == 0 || alignment_ % 8 != 0) {
@@ -137,6 +148,7 @@ Status Writer::Open(const std::string& path) {
   const std::vector<uint8_t> header = SerializeHeader();
   next_tensor_ = 0;
   written_data_ = 0;
+  tensor_written_ = 0;
   Status s = WriteBytes(header.data(), header.size());
   if (!s.ok()) Abort();
   return s;
@@ -144,21 +156,40 @@ Status Writer::Open(const std::string& path) {
 
 Status Writer::WriteTensorData(size_t index, std::span<const uint8_t> data) {
   if (out_ == nullptr) return Error(StatusCode::kInternal, "gguf writer: not open");
+  if (index < tensors_.size() && index == next_tensor_ && tensor_written_ == 0 &&
+      data.size() != tensors_[index].n_bytes) {
+    return Error(StatusCode::kInvalidArgument, "gguf writer: tensor {}: {} bytes given, {} expected",
+                 tensors_[index].name, data.size(), tensors_[index].n_bytes);
+  }
+  if (index < tensors_.size() && tensor_written_ != 0) {
+    return Error(StatusCode::kInternal, "gguf writer: tensor {}: whole data given after {} bytes in pieces",
+                 tensors_[index].name, tensor_written_);
+  }
+  return WriteTensorChunk(index, data);
+}
+
+Status Writer::WriteTensorChunk(size_t index, std::span<const uint8_t> data) {
+  if (out_ == nullptr) return Error(StatusCode::kInternal, "gguf writer: not open");
   if (index != next_tensor_ || index >= tensors_.size()) {
     return Error(StatusCode::kInternal, "gguf writer: tensor data written out of order (got {}, expected {})", index,
                  next_tensor_);
   }
   const TensorInfo& t = tensors_[index];
-  if (data.size() != t.n_bytes) {
-    return Error(StatusCode::kInvalidArgument, "gguf writer: tensor {}: {} bytes given, {} expected", t.name,
-                 data.size(), t.n_bytes);
+  if (data.size() > t.n_bytes - tensor_written_) {
+    return Error(StatusCode::kInvalidArgument, "gguf writer: tensor {}: {} more bytes given, {} of {} left", t.name,
+                 data.size(), t.n_bytes - tensor_written_, t.n_bytes);
   }
-  static const uint8_t kZeros[256] = {};
-  const uint64_t pad = t.offset - written_data_;
-  QM_RETURN_IF_ERROR(WriteBytes(kZeros, pad));
+  if (tensor_written_ == 0) {
+    QM_RETURN_IF_ERROR(WriteZeros(t.offset - written_data_));
+    written_data_ = t.offset;
+  }
   QM_RETURN_IF_ERROR(WriteBytes(data.data(), data.size()));
-  written_data_ = t.offset + t.n_bytes;
-  ++next_tensor_;
+  tensor_written_ += data.size();
+  written_data_ += data.size();
+  if (tensor_written_ == t.n_bytes) {
+    tensor_written_ = 0;
+    ++next_tensor_;
+  }
   return Status::Ok();
 }
 
@@ -167,9 +198,8 @@ Status Writer::Finish() {
   if (next_tensor_ != tensors_.size()) {
     return Error(StatusCode::kInternal, "gguf writer: {} of {} tensors written", next_tensor_, tensors_.size());
   }
-  static const uint8_t kZeros[256] = {};
   const uint64_t end = tensors_.empty() ? 0 : *CheckedAlignUp(written_data_, alignment_);
-  QM_RETURN_IF_ERROR(WriteBytes(kZeros, end - written_data_));
+  QM_RETURN_IF_ERROR(WriteZeros(end - written_data_));
   if (std::fflush(out_) != 0 || ::fsync(fileno(out_)) != 0) {
     const Status s = Error(StatusCode::kIo, "gguf writer: {}: flush failed: {}", tmp_path_, std::strerror(errno));
     Abort();

@@ -1,0 +1,78 @@
+// qwenmux refcheck MODEL.gguf REF.json [--json] [--pair] [--dump OUT.json]
+#include <fstream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "base/mapped_file.h"
+#include "commands.h"
+#include "engine/refcheck.h"
+#include "engine_flags.h"
+
+namespace qwenmux::apps {
+
+namespace {
+
+struct Args {
+  std::string model, ref, dump;
+  bool json = false, pair = false;
+  engine::LoadOptions load;
+};
+
+int Run(const Args& a) {
+  auto text = ReadFileToString(a.ref);
+  if (!text.ok()) {
+    fmt::print(stderr, "error: {}\n", text.status().ToString());
+    return 1;
+  }
+  auto ref = nlohmann::json::parse(*text, nullptr, false);
+  if (ref.is_discarded()) {
+    fmt::print(stderr, "error: {}: not valid JSON\n", a.ref);
+    return 1;
+  }
+  engine::LoadOptions load = a.load;
+  if (a.pair) load.n_seq = std::max(load.n_seq, 2);
+  auto model = engine::Model::Load(a.model, load);
+  if (!model.ok()) {
+    fmt::print(stderr, "error: {}\n", model.status().ToString());
+    return 1;
+  }
+  engine::RefCheckOptions opt;
+  opt.pair = a.pair;
+  auto r = engine::RunRefCheck(**model, ref, opt);
+  if (!r.ok()) {
+    fmt::print(stderr, "error: {}\n", r.status().ToString());
+    return 1;
+  }
+  if (!a.dump.empty()) {
+    std::ofstream out(a.dump);
+    out << r->dump.dump() << "\n";
+    if (!out) {
+      fmt::print(stderr, "error: cannot write {}\n", a.dump);
+      return 1;
+    }
+  }
+  const nlohmann::json j = r->ToJson();
+  if (a.json) {
+    fmt::print("{}\n", j.dump());
+  } else {
+    for (const auto& [k, v] : j.items()) fmt::print("{:<20} {}\n", k, v.dump());
+  }
+  return 0;
+}
+
+}  // namespace
+
+void RegisterRefcheck(CLI::App& app, int* exit_code) {
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("refcheck", "Compare the engine's outputs with a reference JSON file");
+  cmd->add_option("model", a->model, "GGUF model file")->required();
+  cmd->add_option("ref", a->ref, "Reference JSON (see ../shared/testdata/README.md)")->required();
+  cmd->add_flag("--json", a->json, "Print JSON");
+  cmd->add_flag("--pair", a->pair, "Run sequences two at a time sharing each batch");
+  cmd->add_option("--dump", a->dump, "Write our own outputs in the reference format");
+  AddLoadFlags(cmd, &a->load);
+  cmd->callback([=] { *exit_code = Run(*a); });
+}
+
+}  // namespace qwenmux::apps

@@ -1,0 +1,3 @@
+// Public engine API of qwenmux (see src/engine/engine.h).
+#pragma once
+#include "engine/engine.h"
