@@ -14,6 +14,8 @@
 #include "kernels/cpu/matmul_targets.h"  // same target set as the kernels
 #include "hwy/targets.h"
 #include "gtest/gtest.h"
+#include "base/fp16.h"
+#include "kernels/cpu/matmul_internal.h"
 #include "kernels/matmul.h"
 #include "quant/quant.h"
 
@@ -139,12 +141,13 @@ class MatMulTargets : public ::testing::TestWithParam<int64_t> {
 TEST_P(MatMulTargets, AllTypesOddShapes) {
   std::mt19937 rng(1234);
   const int64_t rows_list[] = {1, 3, 17, 130};
-  const int64_t tokens_list[] = {1, 2, 5, 33};
+  // 3 and 7 exercise the odd tails of the 4-token tiles (and of the AVX-512 token pairs).
+  const int64_t tokens_list[] = {1, 2, 3, 5, 7, 33};
   for (TensorType type : kAllTypes) {
     const auto cols_list = ColsFor(type);
     // Cover every rows / cols / n_tokens value without the full cross product.
     for (size_t i = 0; i < cols_list.size(); ++i) {
-      for (size_t j = 0; j < 4; ++j) {
+      for (size_t j = 0; j < 6; ++j) {
         const int64_t rows = rows_list[(i + j) % 4];
         const int64_t n_tokens = tokens_list[j];
         const int64_t cols = cols_list[i];
@@ -164,7 +167,7 @@ TEST_P(MatMulTargets, ThreadPools) {
   for (size_t threads : {1, 2, 3}) {
     ThreadPool pool(threads);
     for (TensorType type : kAllTypes) {
-      for (int64_t n_tokens : {1, 5}) {
+      for (int64_t n_tokens : {1, 3, 5}) {
         const int64_t cols = IsQuantized(type) ? 512 : 100;
         for (int64_t rows : {1, 130}) {
           Weights w = MakeWeights(type, rows, cols, rng);
@@ -225,6 +228,18 @@ TEST(MatMulKernels, DequantizeRowToMatchesQuant) {
       ASSERT_TRUE(quant::DequantizeRow(type, w.bytes.data() + r * w.view.row_bytes, want.data(),
                                        cols).ok());
       EXPECT_EQ(got, want) << gguf::TensorTypeName(type) << " row " << r;
+    }
+  }
+}
+
+TEST(MatMulKernels, HalfToFloatIsExactForAllInputs) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float want = Fp16ToFp32(static_cast<uint16_t>(h));
+    const float got = internal::HalfToFloat(static_cast<uint16_t>(h));
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(got)) << h;
+    } else {
+      EXPECT_EQ(BitsFromFp32(got), BitsFromFp32(want)) << h;
     }
   }
 }

@@ -4,7 +4,7 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
-#include <cmath>
+#include <atomic>
 #include <cstdlib>
 #include <vector>
 
@@ -12,36 +12,6 @@
 
 namespace qwenmux::kernels {
 namespace internal {
-
-void QuantizeActivations(const float* x, int64_t ldx, int64_t t0, int64_t t1, int64_t cols,
-                         int64_t block, int8_t* qs, float* d, int16_t* bsums) {
-  const int64_t nb = cols / block;
-  for (int64_t t = t0; t < t1; ++t) {
-    const float* xt = x + t * ldx;
-    int8_t* q = qs + t * cols;
-    float* dt = d + t * nb;
-    int16_t* st = bsums + t * (cols / 16);
-    for (int64_t b = 0; b < nb; ++b) {
-      const float* xb = xt + b * block;
-      int8_t* qb = q + b * block;
-      float amax = 0.0f;
-      for (int64_t k = 0; k < block; ++k) amax = std::max(amax, std::fabs(xb[k]));
-      const float scale = amax / 127.0f;
-      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-      dt[b] = scale;
-      for (int64_t k = 0; k < block; ++k) {
-        // |x * inv| <= 127 up to rounding; clamp keeps the sign trick's |q| <= 127 invariant.
-        const float v = std::min(127.0f, std::max(-127.0f, xb[k] * inv));
-        qb[k] = static_cast<int8_t>(std::nearbyint(v));
-      }
-    }
-    for (int64_t g = 0; g < cols / 16; ++g) {
-      int s = 0;
-      for (int k = 0; k < 16; ++k) s += q[g * 16 + k];
-      st[g] = static_cast<int16_t>(s);
-    }
-  }
-}
 
 namespace {
 
@@ -126,12 +96,19 @@ void MatMul(const WeightView& w, const float* x, int64_t ldx, float* y, int64_t 
     info.fn(a, 0, w.rows);
     return;
   }
-  // Split rows in multiples of 4 (the mat-vec row tile) so each thread gets an equal share.
-  const size_t units = static_cast<size_t>((w.rows + 3) / 4);
-  pool->ParallelFor(units, 1, [&](size_t b, size_t e, size_t) {
-    const int64_t r0 = static_cast<int64_t>(b) * 4;
-    const int64_t r1 = std::min<int64_t>(w.rows, static_cast<int64_t>(e) * 4);
-    if (r0 < r1) info.fn(a, r0, r1);
+  // Rows are handed out in chunks from a shared counter rather than split statically: on a
+  // machine shared with other processes a preempted worker then delays the call by one chunk,
+  // not by its whole half. ~8 chunks per thread, in multiples of the row tile.
+  const int64_t threads = static_cast<int64_t>(pool->size());
+  int64_t chunk = (w.rows + threads * 8 - 1) / (threads * 8);
+  chunk = std::max<int64_t>(16, (chunk + 3) / 4 * 4);
+  std::atomic<int64_t> next{0};
+  pool->Run([&](size_t) {
+    for (;;) {
+      const int64_t r0 = next.fetch_add(chunk, std::memory_order_relaxed);
+      if (r0 >= w.rows) break;
+      info.fn(a, r0, std::min(w.rows, r0 + chunk));
+    }
   });
 }
 

@@ -20,6 +20,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 template <typename TW>
 struct KernelFloat {
+  static constexpr bool kRows4 = true;
   using DFv = hn::ScalableTag<float>;
 
   static HWY_INLINE hn::Vec<DFv> LoadW(const TW* p) {
@@ -46,25 +47,25 @@ struct KernelFloat {
     const int64_t n = static_cast<int64_t>(hn::Lanes(df));
     const int64_t cols = a.w.cols;
     const TW* w[R];
-    for (int i = 0; i < R; ++i) {
+    QM_UNROLL for (int i = 0; i < R; ++i) {
       w[i] = reinterpret_cast<const TW*>(a.w.data + static_cast<size_t>(r + i) * a.w.row_bytes);
     }
     const float* x[T];
-    for (int j = 0; j < T; ++j) x[j] = a.x + (t0 + j) * a.ldx;
+    QM_UNROLL for (int j = 0; j < T; ++j) x[j] = a.x + (t0 + j) * a.ldx;
     hn::Vec<DFv> acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) acc[i][j] = hn::Zero(df);
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) acc[i][j] = hn::Zero(df);
     int64_t k = 0;
     for (; k + n <= cols; k += n) {
       hn::Vec<DFv> wv[R];
-      for (int i = 0; i < R; ++i) wv[i] = LoadW(w[i] + k);
-      for (int j = 0; j < T; ++j) {
+      QM_UNROLL for (int i = 0; i < R; ++i) wv[i] = LoadW(w[i] + k);
+      QM_UNROLL for (int j = 0; j < T; ++j) {
         const auto xv = hn::LoadU(df, x[j] + k);
-        for (int i = 0; i < R; ++i) acc[i][j] = hn::MulAdd(wv[i], xv, acc[i][j]);
+        QM_UNROLL for (int i = 0; i < R; ++i) acc[i][j] = hn::MulAdd(wv[i], xv, acc[i][j]);
       }
     }
-    for (int i = 0; i < R; ++i) {
-      for (int j = 0; j < T; ++j) {
+    QM_UNROLL for (int i = 0; i < R; ++i) {
+      QM_UNROLL for (int j = 0; j < T; ++j) {
         float s = hn::GetLane(hn::SumOfLanes(df, acc[i][j]));
         for (int64_t kk = k; kk < cols; ++kk) s += ScalarW(w[i] + kk) * x[j][kk];
         out[i * T + j] = s;

@@ -3,6 +3,8 @@
 // the 6-bit / 8-bit sub-block scales are applied in the integer domain (vpmaddwd with per-lane
 // int16 scales on x86, int16 multiply before widening elsewhere), and the Q4_K/Q5_K mins and the
 // Q6_K offset of 32 come from the activation block sums.
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -47,9 +49,29 @@ namespace hn = hwy::HWY_NAMESPACE;
 #if HWY_TARGET != HWY_SCALAR
 constexpr int kQK = quant::kQK_K;
 
+#if QM_MATMUL_X86
+// The 32 6-bit quants (0..63) of sub-block pair k (0..3) of half h of a Q6_K block.
+HWY_INLINE I256 Q6Quants(const uint8_t* blk, int h, int k, I256 m4) {
+  const I256 ql = Load256(blk + 64 * h + 32 * (k & 1));
+  const I256 qh = Load256(blk + offsetof(quant::BlockQ6_K, qh) + 32 * h);
+  const I256 nib = k < 2 ? _mm256_and_si256(ql, m4) : _mm256_and_si256(_mm256_srli_epi16(ql, 4), m4);
+  I256 hb;
+  switch (k) {
+    case 0: hb = _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)), 4); break;
+    case 1: hb = _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x0C)), 2); break;
+    case 2: hb = _mm256_and_si256(qh, _mm256_set1_epi8(0x30)); break;
+    default:
+      hb = _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(static_cast<char>(0xC0))), 2);
+      break;
+  }
+  return _mm256_or_si256(nib, hb);
+}
+#endif
+
 // Q4_K and Q5_K share everything but the fifth bit.
 template <bool kFive>
 struct KernelQ45K {
+  static constexpr bool kRows4 = false;
   static constexpr size_t kBytes = kFive ? sizeof(quant::BlockQ5_K) : sizeof(quant::BlockQ4_K);
   static constexpr size_t kQsOff = kFive ? offsetof(quant::BlockQ5_K, qs)
                                          : offsetof(quant::BlockQ4_K, qs);
@@ -59,41 +81,118 @@ struct KernelQ45K {
   static HWY_INLINE void Tile(const MatMulArgs& a, int64_t r, int64_t t0, float* out) {
     const int64_t nsb = a.w.cols / kQK;
     const uint8_t* w[R];
-    for (int i = 0; i < R; ++i) w[i] = a.w.data + static_cast<size_t>(r + i) * a.w.row_bytes;
+    QM_UNROLL for (int i = 0; i < R; ++i) w[i] = a.w.data + static_cast<size_t>(r + i) * a.w.row_bytes;
     const int8_t* xq[T];
     const float* xd[T];
     const int16_t* xs[T];
-    for (int j = 0; j < T; ++j) {
+    QM_UNROLL for (int j = 0; j < T; ++j) {
       xq[j] = a.qx.Qs(t0 + j);
       xd[j] = a.qx.D(t0 + j);
       xs[j] = a.qx.Sums(t0 + j);
     }
+#if QM_MATMUL_AVX512
+    if constexpr (T >= 2) {
+      constexpr int P = (T + 1) / 2;  // token pairs in the two halves of a zmm register
+      __m512 acc[R][P];
+      QM_UNROLL for (int i = 0; i < R; ++i)
+        QM_UNROLL for (int p = 0; p < P; ++p) acc[i][p] = _mm512_setzero_ps();
+      const I256 m4 = _mm256_set1_epi8(0x0F);
+      for (int64_t sb = 0; sb < nsb; ++sb) {
+        const uint8_t* blk[R];
+        uint8_t sc[R][8];
+        I512 mins16[R];
+        QM_UNROLL for (int i = 0; i < R; ++i) {
+          blk[i] = w[i] + sb * kBytes;
+          PrefetchAhead<kBytes>(blk[i]);
+          uint8_t m[8];
+          UnpackScalesMinsK4(blk[i] + 4, sc[i], m);
+          __m128i mv = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m));
+          mins16[i] = Bcast(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mv, mv)));
+        }
+        I512 isum[R][P];
+        QM_UNROLL for (int i = 0; i < R; ++i)
+          QM_UNROLL for (int p = 0; p < P; ++p) isum[i][p] = _mm512_setzero_si512();
+        I256 qh[R];
+        if constexpr (kFive) {
+          QM_UNROLL for (int i = 0; i < R; ++i) qh[i] = Load256(blk[i] + kQhOff);
+        }
+        QM_UNROLL for (int c = 0; c < 4; ++c) {
+          I512 lo[R], hi[R], s0[R], s1[R];
+          QM_UNROLL for (int i = 0; i < R; ++i) {
+            const I256 q = Load256(blk[i] + kQsOff + 32 * c);
+            I256 l = _mm256_and_si256(q, m4);
+            I256 h = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            if constexpr (kFive) {
+              const I256 b0 = _mm256_set1_epi8(static_cast<char>(1 << (2 * c)));
+              const I256 b1 = _mm256_set1_epi8(static_cast<char>(2 << (2 * c)));
+              const I256 k16 = _mm256_set1_epi8(16);
+              l = _mm256_or_si256(
+                  l, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh[i], b0), b0), k16));
+              h = _mm256_or_si256(
+                  h, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh[i], b1), b1), k16));
+            }
+            lo[i] = Bcast(l);
+            hi[i] = Bcast(h);
+            s0[i] = _mm512_set1_epi16(sc[i][2 * c]);
+            s1[i] = _mm512_set1_epi16(sc[i][2 * c + 1]);
+          }
+          QM_UNROLL for (int p = 0; p < P; ++p) {
+            const int j0 = 2 * p, j1 = std::min(2 * p + 1, T - 1);
+            const int64_t o = sb * kQK + 64 * c;
+            const I512 x0 = Pair(Load256(xq[j0] + o), Load256(xq[j1] + o));
+            const I512 x1 = Pair(Load256(xq[j0] + o + 32), Load256(xq[j1] + o + 32));
+            QM_UNROLL for (int i = 0; i < R; ++i) {
+              isum[i][p] = DotU8Scaledx2(isum[i][p], lo[i], x0, s0[i]);
+              isum[i][p] = DotU8Scaledx2(isum[i][p], hi[i], x1, s1[i]);
+            }
+          }
+        }
+        QM_UNROLL for (int p = 0; p < P; ++p) {
+          const int j0 = 2 * p, j1 = std::min(2 * p + 1, T - 1);
+          const I512 bs = Pair(Load256(xs[j0] + sb * 16), Load256(xs[j1] + sb * 16));
+          const float dx0 = xd[j0][sb], dx1 = xd[j1][sb];
+          QM_UNROLL for (int i = 0; i < R; ++i) {
+            const float d = HalfToFloat(LoadU16(blk[i]));
+            const float dmin = HalfToFloat(LoadU16(blk[i] + 2));
+            const I512 msum = _mm512_madd_epi16(mins16[i], bs);
+            acc[i][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i][p]), PairF(d * dx0, d * dx1),
+                                        acc[i][p]);
+            acc[i][p] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), PairF(dmin * dx0, dmin * dx1),
+                                         acc[i][p]);
+          }
+        }
+      }
+      StorePairs<R, T, P>(acc, out);
+      return;
+    }
+#endif
 #if QM_MATMUL_X86
     __m256 acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
     const I256 m4 = _mm256_set1_epi8(0x0F);
     for (int64_t sb = 0; sb < nsb; ++sb) {
       const uint8_t* blk[R];
       uint8_t sc[R][8];
       I256 mins16[R];
-      for (int i = 0; i < R; ++i) {
+      QM_UNROLL for (int i = 0; i < R; ++i) {
         blk[i] = w[i] + sb * kBytes;
+        PrefetchAhead<kBytes>(blk[i]);
         uint8_t m[8];
         UnpackScalesMinsK4(blk[i] + 4, sc[i], m);
         __m128i mv = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m));
         mins16[i] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mv, mv));  // m0 m0 m1 m1 ...
       }
       I256 isum[R][T];
-      for (int i = 0; i < R; ++i)
-        for (int j = 0; j < T; ++j) isum[i][j] = _mm256_setzero_si256();
+      QM_UNROLL for (int i = 0; i < R; ++i)
+        QM_UNROLL for (int j = 0; j < T; ++j) isum[i][j] = _mm256_setzero_si256();
       I256 qh[R];
       if constexpr (kFive) {
-        for (int i = 0; i < R; ++i) qh[i] = Load256(blk[i] + kQhOff);
+        QM_UNROLL for (int i = 0; i < R; ++i) qh[i] = Load256(blk[i] + kQhOff);
       }
-      for (int c = 0; c < 4; ++c) {
+      QM_UNROLL for (int c = 0; c < 4; ++c) {
         I256 lo[R], hi[R], s0[R], s1[R];
-        for (int i = 0; i < R; ++i) {
+        QM_UNROLL for (int i = 0; i < R; ++i) {
           const I256 q = Load256(blk[i] + kQsOff + 32 * c);
           lo[i] = _mm256_and_si256(q, m4);
           hi[i] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
@@ -109,19 +208,19 @@ struct KernelQ45K {
           s0[i] = _mm256_set1_epi16(sc[i][2 * c]);
           s1[i] = _mm256_set1_epi16(sc[i][2 * c + 1]);
         }
-        for (int j = 0; j < T; ++j) {
+        QM_UNROLL for (int j = 0; j < T; ++j) {
           const I256 x0 = Load256(xq[j] + sb * kQK + 64 * c);
           const I256 x1 = Load256(xq[j] + sb * kQK + 64 * c + 32);
-          for (int i = 0; i < R; ++i) {
+          QM_UNROLL for (int i = 0; i < R; ++i) {
             isum[i][j] = DotU8Scaled(isum[i][j], lo[i], x0, s0[i]);
             isum[i][j] = DotU8Scaled(isum[i][j], hi[i], x1, s1[i]);
           }
         }
       }
-      for (int j = 0; j < T; ++j) {
+      QM_UNROLL for (int j = 0; j < T; ++j) {
         const I256 bs = Load256(xs[j] + sb * 16);
         const float dx = xd[j][sb];
-        for (int i = 0; i < R; ++i) {
+        QM_UNROLL for (int i = 0; i < R; ++i) {
           const float d = HalfToFloat(LoadU16(blk[i])) * dx;
           const float dmin = HalfToFloat(LoadU16(blk[i] + 2)) * dx;
           const I256 msum = _mm256_madd_epi16(mins16[i], bs);
@@ -130,13 +229,13 @@ struct KernelQ45K {
         }
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) out[i * T + j] = HSum(acc[i][j]);
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) out[i * T + j] = HSum(acc[i][j]);
 #else
     VF acc[R][T];
     float macc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) {
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) {
         acc[i][j] = hn::Zero(DF());
         macc[i][j] = 0.0f;
       }
@@ -145,18 +244,19 @@ struct KernelQ45K {
     for (int64_t sb = 0; sb < nsb; ++sb) {
       const uint8_t* blk[R];
       uint8_t sc[R][8], mn[R][8];
-      for (int i = 0; i < R; ++i) {
+      QM_UNROLL for (int i = 0; i < R; ++i) {
         blk[i] = w[i] + sb * kBytes;
+        PrefetchAhead<kBytes>(blk[i]);
         UnpackScalesMinsK4(blk[i] + 4, sc[i], mn[i]);
       }
       AccI isum[R][T];
-      for (int i = 0; i < R; ++i)
-        for (int j = 0; j < T; ++j) isum[i][j] = ZeroAcc();
-      for (int c = 0; c < 4; ++c) {
+      QM_UNROLL for (int i = 0; i < R; ++i)
+        QM_UNROLL for (int j = 0; j < T; ++j) isum[i][j] = ZeroAcc();
+      QM_UNROLL for (int c = 0; c < 4; ++c) {
         V16 wv[R][2][4];  // [row][sub-block 2c / 2c+1][8 lanes]
-        for (int i = 0; i < R; ++i) {
+        QM_UNROLL for (int i = 0; i < R; ++i) {
           const uint8_t* q = blk[i] + kQsOff + 32 * c;
-          for (int h = 0; h < 2; ++h) {  // elements 16h .. 16h+15 of both sub-blocks
+          QM_UNROLL for (int h = 0; h < 2; ++h) {  // elements 16h .. 16h+15 of both sub-blocks
             const auto v = hn::LoadU(DU8(), q + 16 * h);
             auto lo = hn::And(v, m4);
             auto hi = hn::ShiftRight<4>(v);
@@ -176,21 +276,21 @@ struct KernelQ45K {
             wv[i][1][2 * h + 1] = hn::Mul(WidenHi(h8), s1);
           }
         }
-        for (int j = 0; j < T; ++j) {
+        QM_UNROLL for (int j = 0; j < T; ++j) {
           const X32 x0 = LoadX32(xq[j] + sb * kQK + 64 * c);
           const X32 x1 = LoadX32(xq[j] + sb * kQK + 64 * c + 32);
-          for (int i = 0; i < R; ++i) {
-            for (int k = 0; k < 4; ++k) Mac(isum[i][j], wv[i][0][k], x0.v[k]);
-            for (int k = 0; k < 4; ++k) Mac(isum[i][j], wv[i][1][k], x1.v[k]);
+          QM_UNROLL for (int i = 0; i < R; ++i) {
+            QM_UNROLL for (int k = 0; k < 4; ++k) Mac(isum[i][j], wv[i][0][k], x0.v[k]);
+            QM_UNROLL for (int k = 0; k < 4; ++k) Mac(isum[i][j], wv[i][1][k], x1.v[k]);
           }
         }
       }
-      for (int j = 0; j < T; ++j) {
+      QM_UNROLL for (int j = 0; j < T; ++j) {
         const int16_t* bs = xs[j] + sb * 16;
         const float dx = xd[j][sb];
-        for (int i = 0; i < R; ++i) {
+        QM_UNROLL for (int i = 0; i < R; ++i) {
           int32_t msum = 0;
-          for (int k = 0; k < 8; ++k) msum += mn[i][k] * (bs[2 * k] + bs[2 * k + 1]);
+          QM_UNROLL for (int k = 0; k < 8; ++k) msum += mn[i][k] * (bs[2 * k] + bs[2 * k + 1]);
           const float d = HalfToFloat(LoadU16(blk[i])) * dx;
           const float dmin = HalfToFloat(LoadU16(blk[i] + 2)) * dx;
           acc[i][j] = hn::MulAdd(hn::ConvertTo(DF(), Total(isum[i][j])), hn::Set(DF(), d),
@@ -199,13 +299,14 @@ struct KernelQ45K {
         }
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) out[i * T + j] = HSumF(acc[i][j]) + macc[i][j];
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) out[i * T + j] = HSumF(acc[i][j]) + macc[i][j];
 #endif
   }
 };
 
 struct KernelQ6K {
+  static constexpr bool kRows4 = false;
   static constexpr size_t kBytes = sizeof(quant::BlockQ6_K);
   static constexpr size_t kQhOff = offsetof(quant::BlockQ6_K, qh);
   static constexpr size_t kScOff = offsetof(quant::BlockQ6_K, scales);
@@ -215,62 +316,102 @@ struct KernelQ6K {
   static HWY_INLINE void Tile(const MatMulArgs& a, int64_t r, int64_t t0, float* out) {
     const int64_t nsb = a.w.cols / kQK;
     const uint8_t* w[R];
-    for (int i = 0; i < R; ++i) w[i] = a.w.data + static_cast<size_t>(r + i) * a.w.row_bytes;
+    QM_UNROLL for (int i = 0; i < R; ++i) w[i] = a.w.data + static_cast<size_t>(r + i) * a.w.row_bytes;
     const int8_t* xq[T];
     const float* xd[T];
-    [[maybe_unused]] const int16_t* xs[T];  // read by the x86 path only
-    for (int j = 0; j < T; ++j) {
+    const int16_t* xs[T];
+    QM_UNROLL for (int j = 0; j < T; ++j) {
       xq[j] = a.qx.Qs(t0 + j);
       xd[j] = a.qx.D(t0 + j);
       xs[j] = a.qx.Sums(t0 + j);
     }
+#if QM_MATMUL_AVX512
+    if constexpr (T >= 2) {
+      constexpr int P = (T + 1) / 2;
+      __m512 acc[R][P];
+      QM_UNROLL for (int i = 0; i < R; ++i)
+        QM_UNROLL for (int p = 0; p < P; ++p) acc[i][p] = _mm512_setzero_ps();
+      const I256 m4 = _mm256_set1_epi8(0x0F);
+      for (int64_t sb = 0; sb < nsb; ++sb) {
+        const uint8_t* blk[R];
+        I512 sc16[R];
+        QM_UNROLL for (int i = 0; i < R; ++i) {
+          blk[i] = w[i] + sb * kBytes;
+          PrefetchAhead<kBytes>(blk[i]);
+          sc16[i] = Bcast(_mm256_cvtepi8_epi16(Load128(blk[i] + kScOff)));
+        }
+        I512 isum[R][P];
+        QM_UNROLL for (int i = 0; i < R; ++i)
+          QM_UNROLL for (int p = 0; p < P; ++p) isum[i][p] = _mm512_setzero_si512();
+        QM_UNROLL for (int h = 0; h < 2; ++h) {
+          QM_UNROLL for (int k = 0; k < 4; ++k) {
+            I512 q[R], s[R];
+            QM_UNROLL for (int i = 0; i < R; ++i) {
+              q[i] = Bcast(Q6Quants(blk[i], h, k, m4));
+              const int8_t* scp = reinterpret_cast<const int8_t*>(blk[i] + kScOff) + 8 * h + 2 * k;
+              s[i] = Bcast(_mm256_set_m128i(_mm_set1_epi16(scp[1]), _mm_set1_epi16(scp[0])));
+            }
+            QM_UNROLL for (int p = 0; p < P; ++p) {
+              const int j0 = 2 * p, j1 = std::min(2 * p + 1, T - 1);
+              const int64_t o = sb * kQK + 128 * h + 32 * k;
+              const I512 x = Pair(Load256(xq[j0] + o), Load256(xq[j1] + o));
+              QM_UNROLL for (int i = 0; i < R; ++i) {
+                isum[i][p] = DotU8Scaledx2(isum[i][p], q[i], x, s[i]);
+              }
+            }
+          }
+        }
+        QM_UNROLL for (int p = 0; p < P; ++p) {
+          const int j0 = 2 * p, j1 = std::min(2 * p + 1, T - 1);
+          const I512 bs = Pair(Load256(xs[j0] + sb * 16), Load256(xs[j1] + sb * 16));
+          const float dx0 = xd[j0][sb], dx1 = xd[j1][sb];
+          QM_UNROLL for (int i = 0; i < R; ++i) {
+            const I512 off = _mm512_madd_epi16(sc16[i], bs);
+            const I512 tot = _mm512_sub_epi32(isum[i][p], _mm512_slli_epi32(off, 5));
+            const float d = HalfToFloat(LoadU16(blk[i] + kDOff));
+            acc[i][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot), PairF(d * dx0, d * dx1),
+                                        acc[i][p]);
+          }
+        }
+      }
+      StorePairs<R, T, P>(acc, out);
+      return;
+    }
+#endif
 #if QM_MATMUL_X86
     __m256 acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
     const I256 m4 = _mm256_set1_epi8(0x0F);
     for (int64_t sb = 0; sb < nsb; ++sb) {
       const uint8_t* blk[R];
       I256 sc16[R];
-      for (int i = 0; i < R; ++i) {
+      QM_UNROLL for (int i = 0; i < R; ++i) {
         blk[i] = w[i] + sb * kBytes;
+        PrefetchAhead<kBytes>(blk[i]);
         sc16[i] = _mm256_cvtepi8_epi16(Load128(blk[i] + kScOff));
       }
       I256 isum[R][T];
-      for (int i = 0; i < R; ++i)
-        for (int j = 0; j < T; ++j) isum[i][j] = _mm256_setzero_si256();
-      for (int h = 0; h < 2; ++h) {
-        for (int k = 0; k < 4; ++k) {
+      QM_UNROLL for (int i = 0; i < R; ++i)
+        QM_UNROLL for (int j = 0; j < T; ++j) isum[i][j] = _mm256_setzero_si256();
+      QM_UNROLL for (int h = 0; h < 2; ++h) {
+        QM_UNROLL for (int k = 0; k < 4; ++k) {
           I256 q[R], s[R];
-          for (int i = 0; i < R; ++i) {
-            const I256 ql = Load256(blk[i] + 64 * h + 32 * (k & 1));
-            const I256 qh = Load256(blk[i] + kQhOff + 32 * h);
-            const I256 nib = k < 2 ? _mm256_and_si256(ql, m4)
-                                   : _mm256_and_si256(_mm256_srli_epi16(ql, 4), m4);
-            I256 hb;
-            switch (k) {
-              case 0: hb = _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)), 4); break;
-              case 1: hb = _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x0C)), 2); break;
-              case 2: hb = _mm256_and_si256(qh, _mm256_set1_epi8(0x30)); break;
-              default:
-                hb = _mm256_srli_epi16(
-                    _mm256_and_si256(qh, _mm256_set1_epi8(static_cast<char>(0xC0))), 2);
-                break;
-            }
-            q[i] = _mm256_or_si256(nib, hb);
+          QM_UNROLL for (int i = 0; i < R; ++i) {
+            q[i] = Q6Quants(blk[i], h, k, m4);
             const int8_t* scp = reinterpret_cast<const int8_t*>(blk[i] + kScOff) + 8 * h + 2 * k;
             s[i] = _mm256_set_m128i(_mm_set1_epi16(scp[1]), _mm_set1_epi16(scp[0]));
           }
-          for (int j = 0; j < T; ++j) {
+          QM_UNROLL for (int j = 0; j < T; ++j) {
             const I256 x = Load256(xq[j] + sb * kQK + 128 * h + 32 * k);
-            for (int i = 0; i < R; ++i) isum[i][j] = DotU8Scaled(isum[i][j], q[i], x, s[i]);
+            QM_UNROLL for (int i = 0; i < R; ++i) isum[i][j] = DotU8Scaled(isum[i][j], q[i], x, s[i]);
           }
         }
       }
-      for (int j = 0; j < T; ++j) {
+      QM_UNROLL for (int j = 0; j < T; ++j) {
         const I256 bs = Load256(xs[j] + sb * 16);
         const float dx = xd[j][sb];
-        for (int i = 0; i < R; ++i) {
+        QM_UNROLL for (int i = 0; i < R; ++i) {
           // sum (q - 32) * sc * x = sum q * sc * x - 32 * sum_g sc_g * bsum_g
           const I256 off = _mm256_madd_epi16(sc16[i], bs);
           const I256 tot = _mm256_sub_epi32(isum[i][j], _mm256_slli_epi32(off, 5));
@@ -279,26 +420,29 @@ struct KernelQ6K {
         }
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) out[i * T + j] = HSum(acc[i][j]);
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) out[i * T + j] = HSum(acc[i][j]);
 #else
     VF acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) acc[i][j] = hn::Zero(DF());
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) acc[i][j] = hn::Zero(DF());
     const auto m4 = hn::Set(DU8(), 0x0F);
     const V16 k32 = hn::Set(D16(), 32);
     for (int64_t sb = 0; sb < nsb; ++sb) {
       const uint8_t* blk[R];
-      for (int i = 0; i < R; ++i) blk[i] = w[i] + sb * kBytes;
+      QM_UNROLL for (int i = 0; i < R; ++i) {
+        blk[i] = w[i] + sb * kBytes;
+        PrefetchAhead<kBytes>(blk[i]);
+      }
       AccI isum[R][T];
-      for (int i = 0; i < R; ++i)
-        for (int j = 0; j < T; ++j) isum[i][j] = ZeroAcc();
-      for (int h = 0; h < 2; ++h) {
-        for (int k = 0; k < 4; ++k) {
+      QM_UNROLL for (int i = 0; i < R; ++i)
+        QM_UNROLL for (int j = 0; j < T; ++j) isum[i][j] = ZeroAcc();
+      QM_UNROLL for (int h = 0; h < 2; ++h) {
+        QM_UNROLL for (int k = 0; k < 4; ++k) {
           V16 wv[R][4];
-          for (int i = 0; i < R; ++i) {
+          QM_UNROLL for (int i = 0; i < R; ++i) {
             const int8_t* scp = reinterpret_cast<const int8_t*>(blk[i] + kScOff) + 8 * h + 2 * k;
-            for (int half = 0; half < 2; ++half) {
+            QM_UNROLL for (int half = 0; half < 2; ++half) {
               const auto ql = hn::LoadU(DU8(), blk[i] + 64 * h + 32 * (k & 1) + 16 * half);
               const auto qh = hn::LoadU(DU8(), blk[i] + kQhOff + 32 * h + 16 * half);
               const auto nib = k < 2 ? hn::And(ql, m4) : hn::ShiftRight<4>(ql);
@@ -315,24 +459,24 @@ struct KernelQ6K {
               wv[i][2 * half + 1] = hn::Mul(hn::Sub(WidenHi(q8), k32), s);
             }
           }
-          for (int j = 0; j < T; ++j) {
+          QM_UNROLL for (int j = 0; j < T; ++j) {
             const X32 x = LoadX32(xq[j] + sb * kQK + 128 * h + 32 * k);
-            for (int i = 0; i < R; ++i)
-              for (int e = 0; e < 4; ++e) Mac(isum[i][j], wv[i][e], x.v[e]);
+            QM_UNROLL for (int i = 0; i < R; ++i)
+              QM_UNROLL for (int e = 0; e < 4; ++e) Mac(isum[i][j], wv[i][e], x.v[e]);
           }
         }
       }
-      for (int j = 0; j < T; ++j) {
+      QM_UNROLL for (int j = 0; j < T; ++j) {
         const float dx = xd[j][sb];
-        for (int i = 0; i < R; ++i) {
+        QM_UNROLL for (int i = 0; i < R; ++i) {
           const float d = HalfToFloat(LoadU16(blk[i] + kDOff)) * dx;
           acc[i][j] = hn::MulAdd(hn::ConvertTo(DF(), Total(isum[i][j])), hn::Set(DF(), d),
                                  acc[i][j]);
         }
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) out[i * T + j] = HSumF(acc[i][j]);
+    QM_UNROLL for (int i = 0; i < R; ++i)
+      QM_UNROLL for (int j = 0; j < T; ++j) out[i * T + j] = HSumF(acc[i][j]);
 #endif
   }
 };
