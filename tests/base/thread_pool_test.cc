@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -23,13 +24,32 @@ TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
   }
 }
 
-TEST(ThreadPool, ManyBackToBackJobs) {
+TEST(ThreadPool, ManyBackToBackCallsRunEveryChunkOnce) {
+  // More threads than cores: helpers are often late, and must never run a chunk of a call that
+  // has returned (each call's counters live on its own stack frame).
   ThreadPool pool(4);
-  std::atomic<long> sum{0};
-  for (int it = 0; it < 2000; ++it) {
-    pool.Run([&](size_t t) { sum.fetch_add(static_cast<long>(t) + 1); });
+  long total = 0;
+  for (int it = 0; it < 3000; ++it) {
+    const size_t n = 1 + it % 13;
+    std::vector<std::atomic<int>> hits(n);
+    pool.ParallelChunks(n, [&](size_t c, size_t t) {
+      EXPECT_LT(t, pool.size());
+      hits[c].fetch_add(1);
+    });
+    for (size_t c = 0; c < n; ++c) ASSERT_EQ(hits[c].load(), 1) << "call " << it << " chunk " << c;
+    total += static_cast<long>(n);
   }
-  EXPECT_EQ(sum.load(), 2000L * (1 + 2 + 3 + 4));
+  EXPECT_GT(total, 0);
+}
+
+TEST(ThreadPool, ThreadIndicesAreDistinctAmongConcurrentParticipants) {
+  ThreadPool pool(3);
+  std::vector<std::atomic<int>> busy(pool.size());
+  pool.ParallelChunks(300, [&](size_t, size_t t) {
+    EXPECT_EQ(busy[t].fetch_add(1), 0) << "thread index " << t << " used twice at once";
+    std::this_thread::yield();
+    busy[t].fetch_sub(1);
+  });
 }
 
 TEST(ThreadPool, GrainLimitsChunks) {

@@ -96,19 +96,16 @@ void MatMul(const WeightView& w, const float* x, int64_t ldx, float* y, int64_t 
     info.fn(a, 0, w.rows);
     return;
   }
-  // Rows are handed out in chunks from a shared counter rather than split statically: on a
-  // machine shared with other processes a preempted worker then delays the call by one chunk,
-  // not by its whole half. ~8 chunks per thread, in multiples of the row tile.
+  // Rows are handed out in chunks that the pool's participants claim one at a time: on a machine
+  // shared with other processes a preempted worker then delays the call by at most one chunk.
+  // ~8 chunks per thread, in multiples of the row tile.
   const int64_t threads = static_cast<int64_t>(pool->size());
   int64_t chunk = (w.rows + threads * 8 - 1) / (threads * 8);
   chunk = std::max<int64_t>(16, (chunk + 3) / 4 * 4);
-  std::atomic<int64_t> next{0};
-  pool->Run([&](size_t) {
-    for (;;) {
-      const int64_t r0 = next.fetch_add(chunk, std::memory_order_relaxed);
-      if (r0 >= w.rows) break;
-      info.fn(a, r0, std::min(w.rows, r0 + chunk));
-    }
+  const int64_t n_chunks = (w.rows + chunk - 1) / chunk;
+  pool->ParallelChunks(static_cast<size_t>(n_chunks), [&](size_t c, size_t) {
+    const int64_t r0 = static_cast<int64_t>(c) * chunk;
+    info.fn(a, r0, std::min(w.rows, r0 + chunk));
   });
 }
 
