@@ -16,13 +16,13 @@ namespace {
 using qwenmux::testing::FakeHub;
 using qwenmux::testing::TempDir;
 
-struct Run {
+struct CliRun {
   int code = -1;
   std::string out;  // stdout and stderr
 };
 
-Run Qwenmux(const std::string& args) {
-  Run r;
+CliRun Qwenmux(const std::string& args) {
+  CliRun r;
   std::string cmd = std::string(QWENMUX_BINARY) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -42,21 +42,21 @@ TEST(OrchestratorModelsCli, PullListTagRm) {
   TempDir tmp;
   std::string dir = " --models-dir " + tmp.path() + "/m";
 
-  Run pull = Qwenmux("pull qwen3:8b-q8_0 --hub-url " + hub.url() + dir);
+  CliRun pull = Qwenmux("pull qwen3:8b-q8_0 --hub-url " + hub.url() + dir);
   ASSERT_EQ(pull.code, 0) << pull.out;
   EXPECT_NE(pull.out.find("pulled qwen3:8b-q8_0"), std::string::npos) << pull.out;
   EXPECT_NE(pull.out.find("models dir: " + tmp.path() + "/m (--models-dir)"), std::string::npos) << pull.out;
 
-  Run tag = Qwenmux("tag qwen3:8b-q8_0 qwen3-balanced" + dir);
+  CliRun tag = Qwenmux("tag qwen3:8b-q8_0 qwen3-balanced" + dir);
   ASSERT_EQ(tag.code, 0) << tag.out;
 
-  Run list = Qwenmux("list" + dir);
+  CliRun list = Qwenmux("list" + dir);
   ASSERT_EQ(list.code, 0) << list.out;
   EXPECT_NE(list.out.find("qwen3:8b-q8_0"), std::string::npos) << list.out;
   EXPECT_NE(list.out.find("Q8_0"), std::string::npos) << list.out;
   EXPECT_NE(list.out.find("qwen3-balanced"), std::string::npos) << list.out;
 
-  Run json = Qwenmux("list --json" + dir);
+  CliRun json = Qwenmux("list --json" + dir);
   ASSERT_EQ(json.code, 0) << json.out;
   nlohmann::json j = nlohmann::json::parse(json.out);
   ASSERT_EQ(j["models"].size(), 1u);
@@ -64,23 +64,23 @@ TEST(OrchestratorModelsCli, PullListTagRm) {
   EXPECT_EQ(j["models"][0]["aliases"][0], "qwen3-balanced");
   EXPECT_EQ(j["models"][0]["source"], "hf:Qwen/Qwen3-8B-GGUF/Qwen3-8B-Q8_0.gguf");
 
-  Run rm_unknown = Qwenmux("rm ghost" + dir);
+  CliRun rm_unknown = Qwenmux("rm ghost" + dir);
   EXPECT_EQ(rm_unknown.code, 2);
   EXPECT_NE(rm_unknown.out.find("no model \"ghost\""), std::string::npos) << rm_unknown.out;
-  Run tag_unknown = Qwenmux("tag ghost x" + dir);
+  CliRun tag_unknown = Qwenmux("tag ghost x" + dir);
   EXPECT_EQ(tag_unknown.code, 2);
   EXPECT_NE(tag_unknown.out.find("no model \"ghost\""), std::string::npos) << tag_unknown.out;
-  Run bad_pull = Qwenmux("pull hf:Qwen/Qwen3-8B-GGUF/../../x.gguf --hub-url " + hub.url() + dir);
+  CliRun bad_pull = Qwenmux("pull hf:Qwen/Qwen3-8B-GGUF/../../x.gguf --hub-url " + hub.url() + dir);
   EXPECT_EQ(bad_pull.code, 2) << bad_pull.out;
 
-  Run rm = Qwenmux("rm qwen3:8b-q8_0" + dir);
+  CliRun rm = Qwenmux("rm qwen3:8b-q8_0" + dir);
   ASSERT_EQ(rm.code, 0) << rm.out;
-  Run empty = Qwenmux("list --json" + dir);
+  CliRun empty = Qwenmux("list --json" + dir);
   EXPECT_EQ(nlohmann::json::parse(empty.out)["models"].size(), 0u);
 }
 
 TEST(OrchestratorModelsCli, CatalogListing) {
-  Run r = Qwenmux("list --catalog --json");
+  CliRun r = Qwenmux("list --catalog --json");
   ASSERT_EQ(r.code, 0) << r.out;
   nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["tiers"]["qwen3-fast"], "qwen3:1.7b-q4_k_m");

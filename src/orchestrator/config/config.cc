@@ -7,6 +7,9 @@
 #include <sstream>
 
 #include <fmt/format.h>
+// GCC 12 raises a false -Wdangling-pointer inside yaml-cpp 0.7's inline node code (instantiated
+// in this file, so a push/pop around the include would not cover it).
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
 #include <yaml-cpp/yaml.h>
 
 namespace qwenmux::orchestrator {
