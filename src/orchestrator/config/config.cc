@@ -7,9 +7,6 @@
 #include <sstream>
 
 #include <fmt/format.h>
-// GCC 12 raises a false -Wdangling-pointer inside yaml-cpp 0.7's inline node code (instantiated
-// in this file, so a push/pop around the include would not cover it).
-#pragma GCC diagnostic ignored "-Wdangling-pointer"
 #include <yaml-cpp/yaml.h>
 
 namespace qwenmux::orchestrator {
@@ -49,7 +46,9 @@ Status ForEachKey(const Ctx& ctx, const YAML::Node& map, const std::string& path
   if (!map.IsMap()) return ctx.At(map, path, fmt::format("expected a map, got {}", KindName(map)));
   std::set<std::string> seen;
   for (auto it = map.begin(); it != map.end(); ++it) {
-    const YAML::Node& key = it->first;
+    // Copies: it-> returns a temporary proxy, a reference into it would dangle.
+    const YAML::Node key = it->first;
+    const YAML::Node value = it->second;
     if (!key.IsScalar()) return ctx.At(key, path, "keys must be plain names");
     const std::string& k = key.Scalar();
     std::string kp = path.empty() ? k : path + "." + k;
@@ -63,7 +62,7 @@ Status ForEachKey(const Ctx& ctx, const YAML::Node& map, const std::string& path
       for (const auto& [name, fn] : handlers) known += (known.empty() ? "" : ", ") + std::string(name);
       return ctx.At(key, kp, fmt::format("unknown key (known here: {})", known));
     }
-    QM_RETURN_IF_ERROR((*h)(it->second, kp));
+    QM_RETURN_IF_ERROR((*h)(value, kp));
   }
   return Status::Ok();
 }
@@ -252,22 +251,25 @@ Result<Config> ParseRoot(const Ctx& ctx, const YAML::Node& root, std::string_vie
       {"pipelines", [&](const YAML::Node& v, const std::string& p) -> Status {
          if (!v.IsMap()) return ctx.At(v, p, fmt::format("expected a map, got {}", KindName(v)));
          for (auto it = v.begin(); it != v.end(); ++it) {
+           const YAML::Node key = it->first;  // copies, not references into the iterator's proxy
+           const YAML::Node stages = it->second;
            PipelineConfig pc;
-           QM_ASSIGN_OR_RETURN(pc.name, ScalarOf(ctx, it->first, p));
+           QM_ASSIGN_OR_RETURN(pc.name, ScalarOf(ctx, key, p));
            std::string pp = p + "." + pc.name;
-           pc.line = it->first.Mark().line + 1;
+           pc.line = key.Mark().line + 1;
            for (const PipelineConfig& other : c.pipelines)
-             if (other.name == pc.name) return ctx.At(it->first, pp, "duplicate key");
-           const YAML::Node& stages = it->second;
+             if (other.name == pc.name) return ctx.At(key, pp, "duplicate key");
            if (!stages.IsMap() || stages.size() == 0)
              return ctx.At(stages, pp, "expected a map of stage: model");
            std::set<std::string> seen;
            for (auto st = stages.begin(); st != stages.end(); ++st) {
-             QM_ASSIGN_OR_RETURN(std::string stage, ScalarOf(ctx, st->first, pp));
+             const YAML::Node skey = st->first;
+             const YAML::Node sval = st->second;
+             QM_ASSIGN_OR_RETURN(std::string stage, ScalarOf(ctx, skey, pp));
              std::string sp = pp + "." + stage;
-             if (!seen.insert(stage).second) return ctx.At(st->first, sp, "duplicate key");
-             QM_ASSIGN_OR_RETURN(std::string model, ScalarOf(ctx, st->second, sp));
-             refs.emplace_back(st->second, sp);
+             if (!seen.insert(stage).second) return ctx.At(skey, sp, "duplicate key");
+             QM_ASSIGN_OR_RETURN(std::string model, ScalarOf(ctx, sval, sp));
+             refs.emplace_back(sval, sp);
              pc.stages.emplace_back(std::move(stage), std::move(model));
            }
            c.pipelines.push_back(std::move(pc));
