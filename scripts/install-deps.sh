@@ -10,6 +10,8 @@ PACKAGES=(
   libcli11-dev                             # command-line parsing
   libfmt-dev                               # formatting
   libutf8proc-dev                          # Unicode NFC + categories for the tokenizer
+  libyaml-cpp-dev                          # qwenmux.yaml configuration
+  libcurl4-openssl-dev libssl-dev          # model downloads (HTTP), SHA-256 (OpenSSL EVP)
   libgtest-dev libgmock-dev googletest     # tests
   libbenchmark-dev                         # micro-benchmarks
   python3                                  # small test helpers

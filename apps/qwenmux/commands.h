@@ -14,5 +14,9 @@ void RegisterRenderChat(CLI::App& app, int* exit_code);  // render_chat.cc
 void RegisterTokenize(CLI::App& app, int* exit_code);  // tokenize.cc
 void RegisterQuantize(CLI::App& app, int* exit_code);  // quantize.cc
 void RegisterSynth(CLI::App& app, int* exit_code);  // synth.cc
+void RegisterPull(CLI::App& app, int* exit_code);  // models.cc
+void RegisterList(CLI::App& app, int* exit_code);  // models.cc
+void RegisterRm(CLI::App& app, int* exit_code);  // models.cc
+void RegisterTag(CLI::App& app, int* exit_code);  // models.cc
 
 }  // namespace qwenmux::apps

@@ -18,6 +18,10 @@ int main(int argc, char** argv) {
   qwenmux::apps::RegisterRun(app, &exit_code);
   qwenmux::apps::RegisterBench(app, &exit_code);
   qwenmux::apps::RegisterRefcheck(app, &exit_code);
+  qwenmux::apps::RegisterPull(app, &exit_code);
+  qwenmux::apps::RegisterList(app, &exit_code);
+  qwenmux::apps::RegisterRm(app, &exit_code);
+  qwenmux::apps::RegisterTag(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

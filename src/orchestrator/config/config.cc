@@ -1,0 +1,339 @@
+#include "orchestrator/config/config.h"
+
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+namespace qwenmux::orchestrator {
+
+namespace {
+
+// Error helper: "file:line: path: message".
+class Ctx {
+ public:
+  explicit Ctx(std::string file) : file_(std::move(file)) {}
+  Status At(const YAML::Node& n, std::string_view path, std::string_view msg) const {
+    return At(n.Mark(), path, msg);
+  }
+  Status At(const YAML::Mark& m, std::string_view path, std::string_view msg) const {
+    std::string where = m.is_null() ? file_ : fmt::format("{}:{}", file_, m.line + 1);
+    if (path.empty()) return Error(StatusCode::kInvalidArgument, "{}: {}", where, msg);
+    return Error(StatusCode::kInvalidArgument, "{}: {}: {}", where, path, msg);
+  }
+
+ private:
+  std::string file_;
+};
+
+std::string Quote(const YAML::Node& n) { return n.IsScalar() ? "\"" + n.Scalar() + "\"" : "value"; }
+
+std::string_view KindName(const YAML::Node& n) {
+  if (n.IsMap()) return "a map";
+  if (n.IsSequence()) return "a list";
+  if (n.IsNull()) return "empty";
+  return "a scalar";
+}
+
+// Walks a map: every key must be known (handlers), none repeated.
+using Handler = std::function<Status(const YAML::Node& value, const std::string& path)>;
+Status ForEachKey(const Ctx& ctx, const YAML::Node& map, const std::string& path,
+                  const std::vector<std::pair<const char*, Handler>>& handlers) {
+  if (!map.IsMap()) return ctx.At(map, path, fmt::format("expected a map, got {}", KindName(map)));
+  std::set<std::string> seen;
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    // Copies: it-> returns a temporary proxy, a reference into it would dangle.
+    const YAML::Node key = it->first;
+    const YAML::Node value = it->second;
+    if (!key.IsScalar()) return ctx.At(key, path, "keys must be plain names");
+    const std::string& k = key.Scalar();
+    std::string kp = path.empty() ? k : path + "." + k;
+    if (!seen.insert(k).second) return ctx.At(key, kp, "duplicate key");
+    const Handler* h = nullptr;
+    for (const auto& [name, fn] : handlers) {
+      if (k == name) h = &fn;
+    }
+    if (!h) {
+      std::string known;
+      for (const auto& [name, fn] : handlers) known += (known.empty() ? "" : ", ") + std::string(name);
+      return ctx.At(key, kp, fmt::format("unknown key (known here: {})", known));
+    }
+    QM_RETURN_IF_ERROR((*h)(value, kp));
+  }
+  return Status::Ok();
+}
+
+Result<std::string> ScalarOf(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
+  if (!n.IsScalar() || n.Scalar().empty())
+    return ctx.At(n, path, fmt::format("expected a non-empty string, got {}", KindName(n)));
+  return n.Scalar();
+}
+
+Result<uint32_t> UintOf(const Ctx& ctx, const YAML::Node& n, const std::string& path,
+                        uint32_t lo, uint32_t hi) {
+  if (!n.IsScalar()) return ctx.At(n, path, fmt::format("expected a number, got {}", KindName(n)));
+  const std::string& s = n.Scalar();
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || v < lo || v > hi)
+    return ctx.At(n, path, fmt::format("{} is not a whole number in [{}, {}]", Quote(n), lo, hi));
+  return static_cast<uint32_t>(v);
+}
+
+Result<bool> BoolOf(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
+  if (n.IsScalar()) {
+    const std::string& s = n.Scalar();
+    if (s == "true" || s == "yes" || s == "on") return true;
+    if (s == "false" || s == "no" || s == "off") return false;
+  }
+  return ctx.At(n, path, fmt::format("{} is not true or false", Quote(n)));
+}
+
+Result<Duration> DurationOf(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
+  if (!n.IsScalar()) return ctx.At(n, path, fmt::format("expected a duration, got {}", KindName(n)));
+  Result<Duration> d = ParseDuration(n.Scalar());
+  if (!d.ok()) return ctx.At(n, path, d.status().message());
+  return *d;
+}
+
+// A model name or alias: no spaces or slashes (they appear in URLs and file names).
+Status CheckName(const Ctx& ctx, const YAML::Node& n, const std::string& path, const std::string& s) {
+  for (char c : s) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == ':'))
+      return ctx.At(n, path, fmt::format("\"{}\": names may use letters, digits, '-', '_', '.', ':'", s));
+  }
+  return Status::Ok();
+}
+
+Status ParseModel(const Ctx& ctx, const YAML::Node& node, const std::string& path, ModelConfig* m) {
+  m->line = node.Mark().line + 1;
+  QM_RETURN_IF_ERROR(ForEachKey(ctx, node, path, {
+      {"name", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(m->name, ScalarOf(ctx, v, p));
+         return CheckName(ctx, v, p, m->name);
+       }},
+      {"catalog", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(m->catalog, ScalarOf(ctx, v, p));
+         Result<const CatalogEntry*> e = FindInCatalog(m->catalog);
+         if (!e.ok()) return ctx.At(v, p, e.status().message());
+         m->role = (*e)->role;  // a later `role:` must agree (checked below)
+         return Status::Ok();
+       }},
+      {"file", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(m->file, ScalarOf(ctx, v, p));
+         return Status::Ok();
+       }},
+      {"role", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(std::string s, ScalarOf(ctx, v, p));
+         Result<ModelRole> r = ParseModelRole(s);
+         if (!r.ok()) return ctx.At(v, p, r.status().message());
+         if (!m->catalog.empty() && *r != m->role)
+           return ctx.At(v, p, fmt::format("\"{}\" contradicts the catalog model's role {}", s,
+                                           ModelRoleName(m->role)));
+         m->role = *r;
+         return Status::Ok();
+       }},
+      {"aliases", [&](const YAML::Node& v, const std::string& p) -> Status {
+         if (!v.IsSequence()) return ctx.At(v, p, fmt::format("expected a list, got {}", KindName(v)));
+         for (size_t i = 0; i < v.size(); ++i) {
+           std::string ip = fmt::format("{}[{}]", p, i);
+           QM_ASSIGN_OR_RETURN(std::string a, ScalarOf(ctx, v[i], ip));
+           QM_RETURN_IF_ERROR(CheckName(ctx, v[i], ip, a));
+           m->aliases.push_back(std::move(a));
+         }
+         return Status::Ok();
+       }},
+      {"context", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(m->context, UintOf(ctx, v, p, 1, 1u << 20));
+         return Status::Ok();
+       }},
+      {"parallel", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(m->parallel, UintOf(ctx, v, p, 1, 256));
+         return Status::Ok();
+       }},
+      {"keep_alive", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(m->keep_alive, DurationOf(ctx, v, p));
+         return Status::Ok();
+       }},
+      {"pinned", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(m->pinned, BoolOf(ctx, v, p));
+         return Status::Ok();
+       }},
+  }));
+  if (m->catalog.empty() == m->file.empty())
+    return ctx.At(node, path, "give exactly one of `catalog:` (e.g. qwen3:8b-q8_0) or `file:` (a .gguf path)");
+  if (m->name.empty()) {
+    if (m->catalog.empty()) return ctx.At(node, path + ".name", "required for a model given by `file:`");
+    m->name = m->catalog;
+  }
+  return Status::Ok();
+}
+
+Status ParseMemory(const Ctx& ctx, const YAML::Node& node, const std::string& path, MemoryConfig* m) {
+  return ForEachKey(ctx, node, path, {
+      {"budget", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(std::string s, ScalarOf(ctx, v, p));
+         Result<MemoryAmount> a = ParseMemoryAmount(s);
+         if (!a.ok()) return ctx.At(v, p, a.status().message());
+         m->budget = *a;
+         return Status::Ok();
+       }},
+      {"reserve", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(std::string s, ScalarOf(ctx, v, p));
+         Result<uint64_t> b = ParseSize(s);
+         if (!b.ok()) return ctx.At(v, p, b.status().message());
+         m->reserve = *b;
+         return Status::Ok();
+       }},
+  });
+}
+
+Status ParseRouter(const Ctx& ctx, const YAML::Node& node, const std::string& path, RouterConfig* r) {
+  return ForEachKey(ctx, node, path, {
+      {"default", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(r->default_model, ScalarOf(ctx, v, p));
+         return Status::Ok();
+       }},
+      {"ttft_target", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(r->ttft_target, DurationOf(ctx, v, p));
+         return Status::Ok();
+       }},
+      {"max_queue_wait", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(r->max_queue_wait, DurationOf(ctx, v, p));
+         return Status::Ok();
+       }},
+  });
+}
+
+// A model reference in router/pipelines: a configured name or alias; with no `models:` section
+// at all, a catalog name or tier (the manager then uses the catalog defaults).
+Status CheckModelRef(const Ctx& ctx, const Config& c, const YAML::Node& n, const std::string& path,
+                     const std::string& ref) {
+  if (c.FindModel(ref)) return Status::Ok();
+  if (c.models.empty() && FindInCatalog(ref).ok()) return Status::Ok();
+  std::string known;
+  for (const ModelConfig& m : c.models) known += (known.empty() ? "" : ", ") + m.name;
+  return ctx.At(n, path, fmt::format("\"{}\" is not a configured model{}", ref,
+                                     known.empty() ? " or catalog name" : " (configured: " + known + ")"));
+}
+
+Result<Config> ParseRoot(const Ctx& ctx, const YAML::Node& root, std::string_view file_name) {
+  Config c;
+  c.source = std::string(file_name);
+  if (root.IsNull()) return c;  // an empty file: all defaults
+  std::vector<std::pair<YAML::Node, std::string>> refs;  // (node, path) checked at the end
+  QM_RETURN_IF_ERROR(ForEachKey(ctx, root, "", {
+      {"models_dir", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(c.models_dir, ScalarOf(ctx, v, p));
+         return Status::Ok();
+       }},
+      {"memory", [&](const YAML::Node& v, const std::string& p) -> Status {
+         return ParseMemory(ctx, v, p, &c.memory);
+       }},
+      {"models", [&](const YAML::Node& v, const std::string& p) -> Status {
+         if (!v.IsSequence()) return ctx.At(v, p, fmt::format("expected a list, got {}", KindName(v)));
+         for (size_t i = 0; i < v.size(); ++i) {
+           ModelConfig m;
+           QM_RETURN_IF_ERROR(ParseModel(ctx, v[i], fmt::format("{}[{}]", p, i), &m));
+           c.models.push_back(std::move(m));
+         }
+         return Status::Ok();
+       }},
+      {"router", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_RETURN_IF_ERROR(ParseRouter(ctx, v, p, &c.router));
+         if (v["default"]) refs.emplace_back(v["default"], p + ".default");
+         return Status::Ok();
+       }},
+      {"pipelines", [&](const YAML::Node& v, const std::string& p) -> Status {
+         if (!v.IsMap()) return ctx.At(v, p, fmt::format("expected a map, got {}", KindName(v)));
+         for (auto it = v.begin(); it != v.end(); ++it) {
+           const YAML::Node key = it->first;  // copies, not references into the iterator's proxy
+           const YAML::Node stages = it->second;
+           PipelineConfig pc;
+           QM_ASSIGN_OR_RETURN(pc.name, ScalarOf(ctx, key, p));
+           std::string pp = p + "." + pc.name;
+           pc.line = key.Mark().line + 1;
+           for (const PipelineConfig& other : c.pipelines)
+             if (other.name == pc.name) return ctx.At(key, pp, "duplicate key");
+           if (!stages.IsMap() || stages.size() == 0)
+             return ctx.At(stages, pp, "expected a map of stage: model");
+           std::set<std::string> seen;
+           for (auto st = stages.begin(); st != stages.end(); ++st) {
+             const YAML::Node skey = st->first;
+             const YAML::Node sval = st->second;
+             QM_ASSIGN_OR_RETURN(std::string stage, ScalarOf(ctx, skey, pp));
+             std::string sp = pp + "." + stage;
+             if (!seen.insert(stage).second) return ctx.At(skey, sp, "duplicate key");
+             QM_ASSIGN_OR_RETURN(std::string model, ScalarOf(ctx, sval, sp));
+             refs.emplace_back(sval, sp);
+             pc.stages.emplace_back(std::move(stage), std::move(model));
+           }
+           c.pipelines.push_back(std::move(pc));
+         }
+         return Status::Ok();
+       }},
+  }));
+  // Names and aliases are unique across models.
+  std::set<std::string> names;
+  for (size_t i = 0; i < c.models.size(); ++i) {
+    const ModelConfig& m = c.models[i];
+    YAML::Mark mark;
+    mark.line = m.line - 1;
+    std::vector<std::string> all = m.aliases;
+    all.insert(all.begin(), m.name);
+    for (const std::string& n : all) {
+      if (!names.insert(n).second)
+        return ctx.At(mark, fmt::format("models[{}]", i),
+                      fmt::format("name or alias \"{}\" is used twice", n));
+    }
+  }
+  for (const auto& [node, path] : refs) {
+    QM_RETURN_IF_ERROR(CheckModelRef(ctx, c, node, path, node.Scalar()));
+  }
+  return c;
+}
+
+}  // namespace
+
+const ModelConfig* Config::FindModel(std::string_view name) const {
+  for (const ModelConfig& m : models) {
+    if (m.name == name) return &m;
+    for (const std::string& a : m.aliases)
+      if (a == name) return &m;
+  }
+  return nullptr;
+}
+
+Result<Config> ParseConfig(std::string_view yaml_text, std::string_view file_name) {
+  Ctx ctx{std::string(file_name)};
+  try {
+    YAML::Node root = YAML::Load(std::string(yaml_text));
+    return ParseRoot(ctx, root, file_name);
+  } catch (const YAML::Exception& e) {
+    return ctx.At(e.mark, "", fmt::format("YAML syntax error: {}", e.msg));
+  } catch (const std::exception& e) {
+    return Error(StatusCode::kInvalidArgument, "{}: {}", file_name, e.what());
+  }
+}
+
+Result<Config> LoadConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error(StatusCode::kNotFound, "config: cannot open {}", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return Error(StatusCode::kIo, "config: cannot read {}", path);
+  return ParseConfig(ss.str(), path);
+}
+
+Status ApplyMemoryBudgetFlag(Config& config, std::string_view value) {
+  Result<MemoryAmount> a = ParseMemoryAmount(value);
+  if (!a.ok()) return a.status().WithContext("--memory-budget");
+  config.memory.budget = *a;
+  return Status::Ok();
+}
+
+}  // namespace qwenmux::orchestrator

@@ -1,0 +1,79 @@
+// qwenmux.yaml: the one configuration file (models, memory budget, router policy, pipelines).
+// See examples/qwenmux.yaml for a documented example. Every error names the file, the line and
+// the key path: `qwenmux.yaml:12: models[1].keep_alive: "5x" is not a duration ...`.
+// Unknown keys are errors, so a typo never passes silently.
+//
+// Thread-safety: plain data; the loader is a pure function.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/status.h"
+#include "orchestrator/catalog/catalog.h"
+#include "orchestrator/config/units.h"
+
+namespace qwenmux::orchestrator {
+
+struct ModelConfig {
+  std::string name;        // what requests and pipelines call it (default: the catalog name)
+  std::string catalog;     // catalog name ("qwen3:8b-q8_0" or a tier), or
+  std::string file;        // a GGUF path (exactly one of catalog/file)
+  ModelRole role = ModelRole::kChat;
+  std::vector<std::string> aliases;
+  uint32_t context = 0;    // tokens per slot; 0: the model's own (capped by the manager)
+  uint32_t parallel = 1;   // concurrent sequences (slots)
+  Duration keep_alive = Duration::Millis(5 * 60 * 1000);  // idle time before unload
+  bool pinned = false;     // never evicted
+  int line = 0;            // where it was declared (for later messages)
+};
+
+struct MemoryConfig {
+  MemoryAmount budget{true, 0, 75.0};     // default: 75% of RAM
+  uint64_t reserve = 2ull << 30;          // kept free for the system (2 GiB)
+  // Bytes the model manager may use on a machine with `total_ram` bytes.
+  uint64_t Resolve(uint64_t total_ram) const {
+    uint64_t b = budget.Resolve(total_ram);
+    uint64_t cap = total_ram > reserve ? total_ram - reserve : 0;
+    return b < cap ? b : cap;
+  }
+};
+
+// Router policy (a plain struct for now; the router task fills in behaviour).
+struct RouterConfig {
+  std::string default_model;               // a configured model name/alias or a tier
+  Duration ttft_target = Duration::Millis(2000);   // time to first token the router aims for
+  Duration max_queue_wait = Duration::Millis(30000);  // beyond this: a smaller model or 503
+};
+
+struct PipelineConfig {
+  std::string name;                                      // "document_processing"
+  std::vector<std::pair<std::string, std::string>> stages;  // stage -> model, in file order
+  int line = 0;
+};
+
+struct Config {
+  std::string source;      // file name the config came from ("" if built in code)
+  std::string models_dir;  // "" = default (see store/model_store.h)
+  std::vector<ModelConfig> models;
+  MemoryConfig memory;
+  RouterConfig router;
+  std::vector<PipelineConfig> pipelines;
+
+  // The configured model called `name` (its name or an alias), or nullptr.
+  const ModelConfig* FindModel(std::string_view name) const;
+};
+
+// Parses and validates YAML text; `file_name` prefixes every error ("qwenmux.yaml:12: ...").
+Result<Config> ParseConfig(std::string_view yaml_text, std::string_view file_name);
+// Reads and parses a file.
+Result<Config> LoadConfig(const std::string& path);
+
+// `--memory-budget SIZE` on the command line: replaces memory.budget ("24GiB", "75%").
+Status ApplyMemoryBudgetFlag(Config& config, std::string_view value);
+
+}  // namespace qwenmux::orchestrator

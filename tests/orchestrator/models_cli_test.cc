@@ -1,0 +1,94 @@
+// qwenmux pull/list/rm/tag as a user runs them (build/qwenmux against the fake hub).
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <random>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "orchestrator/fake_hub.h"
+
+namespace qwenmux::orchestrator {
+namespace {
+
+using qwenmux::testing::FakeHub;
+using qwenmux::testing::TempDir;
+
+struct CliRun {
+  int code = -1;
+  std::string out;  // stdout and stderr
+};
+
+CliRun Qwenmux(const std::string& args) {
+  CliRun r;
+  std::string cmd = std::string(QWENMUX_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+TEST(OrchestratorModelsCli, PullListTagRm) {
+  std::mt19937 rng(11);
+  std::string bytes(200000, '\0');
+  for (char& c : bytes) c = static_cast<char>(rng());
+  FakeHub hub({{"Qwen/Qwen3-8B-GGUF/Qwen3-8B-Q8_0.gguf", bytes}}, "normal");
+  TempDir tmp;
+  std::string dir = " --models-dir " + tmp.path() + "/m";
+
+  CliRun pull = Qwenmux("pull qwen3:8b-q8_0 --hub-url " + hub.url() + dir);
+  ASSERT_EQ(pull.code, 0) << pull.out;
+  EXPECT_NE(pull.out.find("pulled qwen3:8b-q8_0"), std::string::npos) << pull.out;
+  EXPECT_NE(pull.out.find("models dir: " + tmp.path() + "/m (--models-dir)"), std::string::npos) << pull.out;
+
+  CliRun tag = Qwenmux("tag qwen3:8b-q8_0 qwen3-balanced" + dir);
+  ASSERT_EQ(tag.code, 0) << tag.out;
+
+  CliRun list = Qwenmux("list" + dir);
+  ASSERT_EQ(list.code, 0) << list.out;
+  EXPECT_NE(list.out.find("qwen3:8b-q8_0"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("Q8_0"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("qwen3-balanced"), std::string::npos) << list.out;
+
+  CliRun json = Qwenmux("list --json" + dir);
+  ASSERT_EQ(json.code, 0) << json.out;
+  nlohmann::json j = nlohmann::json::parse(json.out);
+  ASSERT_EQ(j["models"].size(), 1u);
+  EXPECT_EQ(j["models"][0]["size"], bytes.size());
+  EXPECT_EQ(j["models"][0]["aliases"][0], "qwen3-balanced");
+  EXPECT_EQ(j["models"][0]["source"], "hf:Qwen/Qwen3-8B-GGUF/Qwen3-8B-Q8_0.gguf");
+
+  CliRun rm_unknown = Qwenmux("rm ghost" + dir);
+  EXPECT_EQ(rm_unknown.code, 2);
+  EXPECT_NE(rm_unknown.out.find("no model \"ghost\""), std::string::npos) << rm_unknown.out;
+  CliRun tag_unknown = Qwenmux("tag ghost x" + dir);
+  EXPECT_EQ(tag_unknown.code, 2);
+  EXPECT_NE(tag_unknown.out.find("no model \"ghost\""), std::string::npos) << tag_unknown.out;
+  CliRun bad_pull = Qwenmux("pull hf:Qwen/Qwen3-8B-GGUF/../../x.gguf --hub-url " + hub.url() + dir);
+  EXPECT_EQ(bad_pull.code, 2) << bad_pull.out;
+
+  CliRun rm = Qwenmux("rm qwen3:8b-q8_0" + dir);
+  ASSERT_EQ(rm.code, 0) << rm.out;
+  CliRun empty = Qwenmux("list --json" + dir);
+  EXPECT_EQ(nlohmann::json::parse(empty.out)["models"].size(), 0u);
+}
+
+TEST(OrchestratorModelsCli, CatalogListing) {
+  CliRun r = Qwenmux("list --catalog --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tiers"]["qwen3-fast"], "qwen3:1.7b-q4_k_m");
+  bool found = false;
+  for (const auto& m : j["models"])
+    if (m["name"] == "qwen3:30b-a3b-q8_0") found = m["params_active"].get<uint64_t>() < 4000000000ull;
+  EXPECT_TRUE(found);
+}
+
+}  // namespace
+}  // namespace qwenmux::orchestrator
