@@ -35,8 +35,7 @@ int Run(Args a) {
   a.load.n_ctx = std::max(a.load.n_ctx, a.n_prompt + a.n_gen + 1);
   auto model = engine::Model::Load(a.model, a.load);
   if (!model.ok()) {
-    fmt::print(stderr, "error: {}\n", model.status().ToString());
-    return 1;
+    return ReportError(model.status());
   }
   engine::Model& m = **model;
   const auto& c = m.config();
@@ -57,16 +56,14 @@ int Run(Args a) {
     m.ResetSequence(0);
     const double t0 = Now();
     if (auto s = m.Prefill(0, prompt, &logits); !s.ok()) {
-      fmt::print(stderr, "error: {}\n", s.ToString());
-      return 1;
+      return ReportError(s);
     }
     const double t1 = Now();
     int32_t next = engine::Argmax(logits);
     for (int32_t i = 0; i < a.n_gen; ++i) {
       const runtime::BatchEntry e{next, m.kv().length(0), 0, true};
       if (auto s = m.Forward({&e, 1}, logits.data(), nullptr); !s.ok()) {
-        fmt::print(stderr, "error: {}\n", s.ToString());
-        return 1;
+        return ReportError(s);
       }
       m.kv().set_length(0, m.kv().length(0) + 1);
       next = engine::Argmax(logits);

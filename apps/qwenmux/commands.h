@@ -2,9 +2,20 @@
 // main.cc only wires them up. A command's callback stores its exit code in *exit_code.
 #pragma once
 
+#include <cstdio>
+
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "base/status.h"
 
 namespace qwenmux::apps {
+
+// Prints "error: MESSAGE" to stderr and returns the exit code 1.
+inline int ReportError(const Status& s) {
+  fmt::print(stderr, "error: {}\n", s.ToString());
+  return 1;
+}
 
 void RegisterInspect(CLI::App& app, int* exit_code);  // inspect.cc
 void RegisterRefcheck(CLI::App& app, int* exit_code);  // refcheck.cc

@@ -10,21 +10,11 @@
 #include "commands.h"
 #include "gguf/gguf.h"
 #include "model/config.h"
+#include "orchestrator/config/units.h"
 
 namespace qwenmux::apps {
 
 namespace {
-
-std::string HumanBytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.2f} {}", v, units[u]);
-}
 
 nlohmann::json ConfigJson(const model::ModelConfig& c) {
   nlohmann::json j = {{"architecture", c.arch_name},
@@ -68,8 +58,7 @@ nlohmann::json TokenizerJson(const gguf::File& f) {
 int Run(const std::string& path, bool json) {
   auto file = gguf::File::Open(path);
   if (!file.ok()) {
-    fmt::print(stderr, "error: {}\n", file.status().ToString());
-    return 1;
+    return ReportError(file.status());
   }
   const gguf::File& f = *file;
   const bool has_tensors = !f.tensors().empty();
@@ -115,7 +104,7 @@ int Run(const std::string& path, bool json) {
   }
   fmt::print("file:          {}\n", path);
   fmt::print("gguf version:  {}  ({} metadata keys, {} tensors, {})\n", f.version(), f.metadata().size(),
-             f.tensors().size(), HumanBytes(f.file_size()));
+             f.tensors().size(), orchestrator::FormatSize(f.file_size()));
   if (out.contains("architecture")) fmt::print("architecture:  {}\n", out["architecture"].get<std::string>());
   if (out.contains("hparams")) {
     fmt::print("\nhyper-parameters:\n");
@@ -132,10 +121,10 @@ int Run(const std::string& path, bool json) {
     }
     fmt::print("\ntotals by type:\n");
     for (const auto& [name, e] : by_type) {
-      fmt::print("  {:<8} {:>5} tensors  {:>12}\n", name, e.first, HumanBytes(e.second));
+      fmt::print("  {:<8} {:>5} tensors  {:>12}\n", name, e.first, orchestrator::FormatSize(e.second));
     }
   }
-  fmt::print("\nparameters:    {}\nweights need:  {} ({} bytes)\n", params, HumanBytes(total), total);
+  fmt::print("\nparameters:    {}\nweights need:  {} ({} bytes)\n", params, orchestrator::FormatSize(total), total);
   return 0;
 }
 

@@ -22,8 +22,7 @@ struct Args {
 int Run(const Args& a) {
   auto text = ReadFileToString(a.ref);
   if (!text.ok()) {
-    fmt::print(stderr, "error: {}\n", text.status().ToString());
-    return 1;
+    return ReportError(text.status());
   }
   auto ref = nlohmann::json::parse(*text, nullptr, false);
   if (ref.is_discarded()) {
@@ -34,15 +33,13 @@ int Run(const Args& a) {
   if (a.pair) load.n_seq = std::max(load.n_seq, 2);
   auto model = engine::Model::Load(a.model, load);
   if (!model.ok()) {
-    fmt::print(stderr, "error: {}\n", model.status().ToString());
-    return 1;
+    return ReportError(model.status());
   }
   engine::RefCheckOptions opt;
   opt.pair = a.pair;
   auto r = engine::RunRefCheck(**model, ref, opt);
   if (!r.ok()) {
-    fmt::print(stderr, "error: {}\n", r.status().ToString());
-    return 1;
+    return ReportError(r.status());
   }
   if (!a.dump.empty()) {
     std::ofstream out(a.dump);

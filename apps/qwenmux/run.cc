@@ -23,8 +23,7 @@ struct Args {
 int Run(Args a) {
   auto model = engine::Model::Load(a.model, a.load);
   if (!model.ok()) {
-    fmt::print(stderr, "error: {}\n", model.status().ToString());
-    return 1;
+    return ReportError(model.status());
   }
   engine::Model& m = **model;
   std::vector<int32_t> ids;
@@ -43,8 +42,7 @@ int Run(Args a) {
     if (a.no_think) opt.enable_thinking = false;
     auto text = chat::RenderChat(msgs, opt);
     if (!text.ok()) {
-      fmt::print(stderr, "error: {}\n", text.status().ToString());
-      return 1;
+      return ReportError(text.status());
     }
     tokenizer::EncodeOptions special;
     special.parse_special = true;  // the rendered template; the prompt comes from the local operator
