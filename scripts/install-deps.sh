@@ -12,6 +12,7 @@ PACKAGES=(
   libutf8proc-dev                          # Unicode NFC + categories for the tokenizer
   libgtest-dev libgmock-dev googletest     # tests
   libbenchmark-dev                         # micro-benchmarks
+  prometheus-cpp-dev                       # metrics registry, Prometheus text format
   python3                                  # small test helpers
 )
 SUDO=""
