@@ -35,8 +35,13 @@ uint64_t Pow2AtLeast(uint64_t n) {
 
 // The tokenizer's tables (tokenizer.cc Impl) for `n_tokens` tokens whose strings take
 // `string_heap` heap bytes, and `n_merges` merges.
-uint64_t TokenizerBytes(uint64_t n_tokens, uint64_t string_heap, uint64_t n_merges) {
+uint64_t TokenizerBytes(uint64_t n_tokens, uint64_t string_heap, uint64_t n_merges, uint64_t merge_heap) {
   uint64_t b = 0;
+  // Transients of building it (freed after the load, but left resident in the heap between live
+  // blocks, so part of the load's peak and of RSS afterwards): the copy of the merges and the
+  // string_view -> id map (node: next, view, id, cached hash).
+  b += n_merges * sizeof(std::string) + merge_heap;
+  b += n_tokens * (MallocChunk(8 + 16 + 8 + 8) + 8);
   b += 2 * (n_tokens * sizeof(std::string) + string_heap);  // strings (as in GGUF) and decoded bytes
   b += n_tokens * 4;                                        // types
   // unordered_map<std::string, int32_t>: one node (next, string, int, cached hash) per token, a
@@ -53,7 +58,7 @@ uint64_t MetadataBytes(const gguf::File& f) {
   uint64_t b = (f.data_offset() + kPage - 1) / kPage * kPage;  // header pages read while parsing
   b += f.metadata().size() * sizeof(gguf::KeyValue);
   b += f.tensors().size() * (sizeof(gguf::TensorInfo) + 64);  // tensor table (+ name heap, index)
-  uint64_t token_heap = 0, n_tokens = 0, n_merges = 0;
+  uint64_t token_heap = 0, merge_heap = 0, n_tokens = 0, n_merges = 0;
   for (const gguf::KeyValue& kv : f.metadata()) {
     b += StringHeap(kv.key.size()) + ValueHeap(kv.value);
     const auto* a = std::get_if<gguf::Array>(&kv.value.v);
@@ -63,10 +68,11 @@ uint64_t MetadataBytes(const gguf::File& f) {
       for (const gguf::Value& item : a->items) token_heap += ValueHeap(item);
     } else if (kv.key == "tokenizer.ggml.merges") {
       n_merges = a->items.size();
+      for (const gguf::Value& item : a->items) merge_heap += ValueHeap(item);
     }
   }
   b += Pow2AtLeast(f.metadata().size()) * 8 + f.metadata().size() * 32;  // key index
-  b += TokenizerBytes(n_tokens, token_heap, n_merges);
+  b += TokenizerBytes(n_tokens, token_heap, n_merges, merge_heap);
   return b;
 }
 

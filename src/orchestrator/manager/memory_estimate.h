@@ -21,7 +21,9 @@
 //   metadata : the file's header pages (read while parsing: data_offset bytes), the parsed
 //              metadata (gguf::Value per array item, heap blocks of long strings), and the
 //              tokenizer's tables (token strings twice, the text->id hash map, the merge-pair
-//              table), counted with libstdc++/glibc sizes.
+//              table) and the transients of building them (a copy of the merges, a view->id map:
+//              freed after the load but left resident between live heap blocks), counted with
+//              libstdc++/glibc sizes.
 //
 // Thread-safety: pure functions.
 #pragma once
