@@ -160,7 +160,7 @@ Status ModelManager::Start() {
   for (const std::string& name : order_) {
     Entry* e = entries_.at(name).get();
     if (!(e->spec.preload || e->spec.pinned) || e->state != Entry::State::kUnloaded) continue;
-    Status s = LoadEntry(e, lk);
+    Status s = LoadEntry(e, lk, /*warm_forward=*/true);
     if (!s.ok() && first.ok()) first = s.WithContext(fmt::format("preload of '{}'", name));
   }
   return first;
@@ -217,11 +217,11 @@ uint64_t ModelManager::EffectiveBudget() const {
 
 uint64_t ModelManager::in_use_bytes() const {
   std::lock_guard lk(mu_);
-  return committed_;
+  return committed_ - freeing_;
 }
 
 void ModelManager::PublishMemoryLocked() const {
-  metrics_->SetMemory(committed_, options_.budget_bytes != 0 ? options_.budget_bytes : EffectiveBudgetLocked());
+  metrics_->SetMemory(committed_ - freeing_, options_.budget_bytes != 0 ? options_.budget_bytes : EffectiveBudgetLocked());
 }
 
 Status ModelManager::Reserve(Entry* e, uint64_t need, std::unique_lock<std::mutex>& lk,
@@ -277,7 +277,7 @@ Status ModelManager::Reserve(Entry* e, uint64_t need, std::unique_lock<std::mute
   }
 }
 
-Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk) {
+Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool warm_forward) {
   std::promise<Status> promise;
   e->load = promise.get_future().share();
   e->state = Entry::State::kLoading;
@@ -316,7 +316,8 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk) {
     return finish(reserved);
   }
   e->reserved = need;
-  committed_ += need;  // still counts the victims until they are destroyed below
+  committed_ += need;         // still counts the victims until they are destroyed below,
+  freeing_ += victim_bytes;   // as bytes on their way out (not "in use")
   PublishMemoryLocked();
   lk.unlock();
 
@@ -325,6 +326,7 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk) {
     victims.clear();  // unload outside the lock
     lk.lock();
     committed_ -= victim_bytes;
+    freeing_ -= victim_bytes;
     PublishMemoryLocked();
     lk.unlock();
     released_cv_.notify_all();
@@ -332,8 +334,8 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk) {
 
   const auto t_load = std::chrono::steady_clock::now();
   Result<std::unique_ptr<engine::Model>> model = engine::Model::Load(spec.path, spec.load);
-  if (model.ok() && spec.warm_up) {
-    (void)TouchWeights((*model)->file());
+  if (model.ok() && spec.warm_up) (void)TouchWeights((*model)->file());
+  if (model.ok() && spec.warm_up && warm_forward) {
     std::vector<float> logits;
     const int32_t token = 0;
     Status s = (*model)->Prefill(0, std::span<const int32_t>(&token, 1), &logits);
@@ -388,7 +390,7 @@ Result<ModelLease> ModelManager::AcquireOne(Entry* e, const std::string& request
         // The waiters count also protects the freshly loaded model from eviction before this
         // request takes its lease (another loader could otherwise pick it as idle).
         e->waiters++;
-        Status s = LoadEntry(e, lk);
+        Status s = LoadEntry(e, lk, /*warm_forward=*/false);  // the request's own forward follows
         e->waiters--;
         if (!s.ok()) return s;
         continue;

@@ -13,7 +13,8 @@
 //   memory_estimate.h: the peak at full context). The sum never exceeds the effective budget:
 //   min(options.budget_bytes, what the OS still offers + what the manager holds), where what the
 //   OS offers is MemAvailable from /proc/meminfo, capped by the cgroup's memory.max -
-//   memory.current when there is a cgroup limit. To make room, idle (no lease), unpinned loaded
+//   memory.current when there is a cgroup limit. (The held estimates are peaks; until a model has
+//   filled its context it uses less, so "OS offer + held" may overstate the room a little.) To make room, idle (no lease), unpinned loaded
 //   models are unloaded least-recently-used first, only as many bytes as needed (never by count).
 // - If the model cannot fit even with every unpinned model unloaded, the load fails at once with
 //   kResourceExhausted "model manager: cannot fit <name>: needs X, budget Y, in use Z by [...]".
@@ -70,7 +71,9 @@ struct ModelSpec {
   KeepAlive keep_alive = std::chrono::minutes(5);
   bool pinned = false;              // loaded at Start() and never unloaded until Stop()
   bool preload = false;             // loaded at Start()
-  bool warm_up = true;              // after loading: touch every weight page, run one token
+  bool warm_up = true;              // after loading: touch every weight page; at Start() also
+                                    // run one token (on-demand loads skip it: the request's
+                                    // own first token follows at once)
   std::vector<std::string> fallbacks;  // registered model names tried in order when this cannot fit
 };
 
@@ -161,7 +164,7 @@ class ModelManager {
 
   std::vector<LoadedModelInfo> Snapshot() const;  // loaded and loading models, by name
   ManagerStats Stats(const std::string& name) const;
-  uint64_t in_use_bytes() const;
+  uint64_t in_use_bytes() const;     // held by loading and loaded models (never above the budget)
   uint64_t EffectiveBudget() const;  // min(budget, OS offer + held) now
 
  private:
@@ -169,7 +172,7 @@ class ModelManager {
   friend class ModelLease;
 
   Result<ModelLease> AcquireOne(Entry* e, const std::string& requested, std::optional<KeepAlive> keep_alive);
-  Status LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk);
+  Status LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool warm_forward);
   Status Reserve(Entry* e, uint64_t need, std::unique_lock<std::mutex>& lk,
                  std::vector<std::unique_ptr<engine::Model>>* victims, uint64_t* victim_bytes, bool* evicted_any);
   void Release(Entry* e);
@@ -187,6 +190,7 @@ class ModelManager {
   std::map<std::string, std::unique_ptr<Entry>> entries_;
   std::vector<std::string> order_;       // registration order
   uint64_t committed_ = 0;               // estimates of loading + loaded models + being freed
+  uint64_t freeing_ = 0;                 // part of committed_: evicted for a load, not yet destroyed
   bool stopping_ = false;
   bool reaper_running_ = false;
   std::thread reaper_;

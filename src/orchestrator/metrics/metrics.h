@@ -13,8 +13,10 @@
 //   qwenmux_memory_budget_bytes                    gauge     the manager's effective budget
 //   qwenmux_model_memory_bytes{model}              gauge     estimate of one loaded model (0 when unloaded)
 //   qwenmux_model_load_seconds{model}              histogram Model::Load + warm-up
-//   qwenmux_model_switch_seconds{model}            histogram evictions + load + first token of a load
-//                                                            that had to evict (the "switch")
+//   qwenmux_model_switch_seconds{model}            histogram a load that had to evict: unloading the
+//                                                            victims + Model::Load + warm-up (a
+//                                                            preload's warm-up includes one token;
+//                                                            a request's first token is its TTFT)
 //   qwenmux_model_loads_total{model}               counter   successful loads
 //   qwenmux_model_load_failures_total{model}       counter   failed loads
 //   qwenmux_model_evictions_total{model,reason}    counter   unloads: reason lru|keep_alive|explicit
