@@ -154,7 +154,10 @@ TEST(ManagerConcurrent, MixedStressStaysWithinBudget) {
           ADD_FAILURE() << l.status().ToString();
           continue;
         }
-        if (m.in_use_bytes() > budget) over = true;
+        if (const uint64_t used = m.in_use_bytes(); used > budget) {
+          over = true;
+          ADD_FAILURE() << "in use " << used << " > budget " << budget << " holding " << name;
+        }
         (void)m.Snapshot();
       }
     });
