@@ -14,6 +14,7 @@ PACKAGES=(
   libcurl4-openssl-dev libssl-dev          # model downloads (HTTP), SHA-256 (OpenSSL EVP)
   libgtest-dev libgmock-dev googletest     # tests
   libbenchmark-dev                         # micro-benchmarks
+  prometheus-cpp-dev                       # metrics registry, Prometheus text format
   python3                                  # small test helpers
 )
 SUDO=""

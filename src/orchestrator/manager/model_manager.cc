@@ -1,0 +1,547 @@
+#include "orchestrator/manager/model_manager.h"
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <future>
+#include <limits>
+#include <sstream>
+
+namespace qwenmux::orchestrator {
+
+namespace {
+
+constexpr uint64_t kUnlimited = std::numeric_limits<uint64_t>::max();
+
+uint64_t SatAdd(uint64_t a, uint64_t b) { return a > kUnlimited - b ? kUnlimited : a + b; }
+
+std::string ReadSmallFile(const char* path) {
+  std::ifstream in(path);
+  if (!in) return {};
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+std::optional<uint64_t> ParseMemAvailable(std::string_view meminfo) {
+  const std::string_view key = "MemAvailable:";
+  const size_t at = meminfo.find(key);
+  if (at == std::string_view::npos) return std::nullopt;
+  size_t i = at + key.size();
+  while (i < meminfo.size() && meminfo[i] == ' ') ++i;
+  uint64_t kib = 0;
+  const auto r = std::from_chars(meminfo.data() + i, meminfo.data() + meminfo.size(), kib);
+  if (r.ec != std::errc() || r.ptr == meminfo.data() + i) return std::nullopt;
+  if (kib > kUnlimited / 1024) return std::nullopt;
+  return kib * 1024;
+}
+
+std::optional<uint64_t> ParseCgroupBytes(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+  uint64_t v = 0;
+  const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || r.ec != std::errc() || r.ptr != text.data() + text.size()) return std::nullopt;
+  return v;
+}
+
+uint64_t ReadSystemAvailableBytes() {
+  uint64_t avail = kUnlimited;
+  if (auto m = ParseMemAvailable(ReadSmallFile("/proc/meminfo"))) avail = *m;
+  const auto limit = ParseCgroupBytes(ReadSmallFile("/sys/fs/cgroup/memory.max"));
+  const auto current = ParseCgroupBytes(ReadSmallFile("/sys/fs/cgroup/memory.current"));
+  if (limit && current) avail = std::min(avail, *limit > *current ? *limit - *current : 0);
+  return avail;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ModelLease
+
+ModelLease& ModelLease::operator=(ModelLease&& o) noexcept {
+  if (this != &o) {
+    Release();
+    manager_ = std::exchange(o.manager_, nullptr);
+    entry_ = std::exchange(o.entry_, nullptr);
+    model_ = std::exchange(o.model_, nullptr);
+    name_ = std::move(o.name_);
+    requested_ = std::move(o.requested_);
+  }
+  return *this;
+}
+
+void ModelLease::Release() {
+  if (manager_ != nullptr && entry_ != nullptr) {
+    manager_->Release(static_cast<ModelManager::Entry*>(entry_));
+  }
+  manager_ = nullptr;
+  entry_ = nullptr;
+  model_ = nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ModelManager
+
+struct ModelManager::Entry {
+  enum class State { kUnloaded, kLoading, kLoaded };
+  ModelSpec spec;
+  State state = State::kUnloaded;
+  std::unique_ptr<engine::Model> model;
+  std::shared_future<Status> load;         // valid while kLoading
+  std::optional<MemoryEstimate> estimate;  // cached after the first load attempt
+  uint64_t reserved = 0;                   // bytes held against the budget
+  int32_t in_use = 0;                      // live leases
+  int32_t waiters = 0;                     // requests waiting for this model's load
+  ManagerClock::time_point last_used{};
+  ManagerClock::time_point expires = ManagerClock::time_point::max();
+  KeepAlive keep_alive{0};                 // of the latest request
+  bool unload_on_release = false;
+  ManagerStats stats;
+};
+
+ModelManager::ModelManager(ManagerOptions options, std::vector<ModelSpec> specs)
+    : options_(std::move(options)), metrics_(options_.metrics ? options_.metrics : &Metrics::Global()) {
+  for (ModelSpec& s : specs) {
+    // Invalid specs are reported by Register; here they are skipped (the constructor cannot fail).
+    (void)Register(std::move(s));
+  }
+  std::lock_guard lk(mu_);
+  PublishMemoryLocked();
+}
+
+ModelManager::~ModelManager() { Stop(); }
+
+ManagerClock::time_point ModelManager::Now() const { return options_.now ? options_.now() : ManagerClock::now(); }
+
+Status ModelManager::Register(ModelSpec spec) {
+  if (spec.name.empty() || spec.path.empty()) {
+    return Error(StatusCode::kInvalidArgument, "model manager: a model needs a name and a path (got '{}', '{}')",
+                 spec.name, spec.path);
+  }
+  for (const std::string& f : spec.fallbacks) {
+    if (f == spec.name) {
+      return Error(StatusCode::kInvalidArgument, "model manager: model '{}' lists itself as a fallback", spec.name);
+    }
+  }
+  std::lock_guard lk(mu_);
+  auto it = entries_.find(spec.name);
+  if (it != entries_.end()) {
+    if (it->second->state != Entry::State::kUnloaded) {
+      return Error(StatusCode::kInvalidArgument, "model manager: model '{}' is loaded; unload it before replacing it",
+                   spec.name);
+    }
+    it->second->spec = std::move(spec);
+    it->second->estimate.reset();
+    return Status::Ok();
+  }
+  auto e = std::make_unique<Entry>();
+  e->keep_alive = spec.keep_alive;
+  e->spec = std::move(spec);
+  order_.push_back(e->spec.name);
+  entries_.emplace(e->spec.name, std::move(e));
+  return Status::Ok();
+}
+
+Status ModelManager::Start() {
+  {
+    std::lock_guard lk(mu_);
+    if (reaper_running_ || stopping_) {
+      return Error(StatusCode::kInvalidArgument, "model manager: Start() called twice or after Stop()");
+    }
+    reaper_running_ = true;
+    reaper_ = std::thread([this] { ReaperLoop(); });
+  }
+  Status first;
+  std::unique_lock lk(mu_);
+  for (const std::string& name : order_) {
+    Entry* e = entries_.at(name).get();
+    if (!(e->spec.preload || e->spec.pinned) || e->state != Entry::State::kUnloaded) continue;
+    Status s = LoadEntry(e, lk, /*warm_forward=*/true);
+    if (!s.ok() && first.ok()) first = s.WithContext(fmt::format("preload of '{}'", name));
+  }
+  return first;
+}
+
+void ModelManager::Stop() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  reaper_cv_.notify_all();
+  released_cv_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
+  std::vector<std::unique_ptr<engine::Model>> freed;
+  std::unique_lock lk(mu_);
+  uint64_t bytes = 0;
+  for (auto& [name, e] : entries_) {
+    if (e->state == Entry::State::kLoaded && e->in_use == 0 && e->waiters == 0) {
+      bytes += e->reserved;
+      freed.push_back(Detach(e.get(), "explicit"));
+    }
+  }
+  lk.unlock();
+  freed.clear();
+  lk.lock();
+  committed_ -= bytes;
+  PublishMemoryLocked();
+}
+
+std::unique_ptr<engine::Model> ModelManager::Detach(Entry* e, const char* reason) {
+  std::unique_ptr<engine::Model> m = std::move(e->model);
+  e->state = Entry::State::kUnloaded;
+  e->reserved = 0;  // the caller subtracts the bytes from committed_ once `m` is destroyed
+  e->unload_on_release = false;
+  e->stats.evictions++;
+  metrics_->Evicted(e->spec.name, reason);
+  metrics_->SetModelMemory(e->spec.name, 0);
+  return m;
+}
+
+uint64_t ModelManager::EffectiveBudgetLocked() const {
+  uint64_t cap = options_.budget_bytes != 0 ? options_.budget_bytes : kUnlimited;
+  if (options_.respect_system_memory) {
+    const uint64_t avail = options_.system_available ? options_.system_available() : ReadSystemAvailableBytes();
+    cap = std::min(cap, SatAdd(committed_, avail));
+  }
+  return cap;
+}
+
+uint64_t ModelManager::EffectiveBudget() const {
+  std::lock_guard lk(mu_);
+  return EffectiveBudgetLocked();
+}
+
+uint64_t ModelManager::in_use_bytes() const {
+  std::lock_guard lk(mu_);
+  return committed_ - freeing_;
+}
+
+void ModelManager::PublishMemoryLocked() const {
+  metrics_->SetMemory(committed_ - freeing_, options_.budget_bytes != 0 ? options_.budget_bytes : EffectiveBudgetLocked());
+}
+
+Status ModelManager::Reserve(Entry* e, uint64_t need, std::unique_lock<std::mutex>& lk,
+                             std::vector<std::unique_ptr<engine::Model>>* victims, uint64_t* victim_bytes,
+                             bool* evicted_any) {
+  const auto deadline = std::chrono::steady_clock::now() + options_.busy_wait;
+  while (true) {
+    if (stopping_) return Error(StatusCode::kInternal, "model manager: stopping");
+    const uint64_t cap = EffectiveBudgetLocked();
+    std::vector<Entry*> idle;
+    uint64_t idle_bytes = 0, pinned_bytes = 0;
+    for (auto& [name, x] : entries_) {
+      if (x.get() == e || x->state != Entry::State::kLoaded) continue;
+      if (x->spec.pinned) {
+        pinned_bytes += x->reserved;
+      } else if (x->in_use == 0 && x->waiters == 0) {
+        idle.push_back(x.get());
+        idle_bytes += x->reserved;
+      }
+    }
+    if (SatAdd(committed_, need) <= SatAdd(cap, idle_bytes)) {
+      std::sort(idle.begin(), idle.end(), [](const Entry* a, const Entry* b) { return a->last_used < b->last_used; });
+      uint64_t freed = 0;
+      for (Entry* x : idle) {
+        if (SatAdd(committed_ - freed, need) <= cap) break;
+        freed += x->reserved;
+        victims->push_back(Detach(x, "lru"));
+        *evicted_any = true;
+      }
+      // committed_ keeps the victims' bytes until the caller has destroyed them.
+      *victim_bytes = freed;
+      return Status::Ok();
+    }
+    // Would fit once busy models are released: wait (bounded).
+    const bool could_fit_later = SatAdd(need, pinned_bytes) <= cap;
+    if (could_fit_later && std::chrono::steady_clock::now() < deadline) {
+      released_cv_.wait_until(lk, deadline);
+      continue;
+    }
+    std::string holders;
+    for (auto& [name, x] : entries_) {
+      if (x.get() == e || x->reserved == 0) continue;
+      const char* what = x->spec.pinned ? "pinned" : x->state == Entry::State::kLoading ? "loading"
+                         : (x->in_use > 0 || x->waiters > 0) ? "in use" : "idle";
+      holders += fmt::format("{}{} ({}, {})", holders.empty() ? "" : ", ", name, FormatBytes(x->reserved), what);
+    }
+    const uint64_t budget = options_.budget_bytes != 0 ? options_.budget_bytes : cap;
+    return Error(StatusCode::kResourceExhausted,
+                 "model manager: cannot fit {}: needs {}, budget {}{}, in use {} by [{}]{}", e->spec.name,
+                 FormatBytes(need), FormatBytes(budget), cap < budget ? fmt::format(" (the OS offers {})", FormatBytes(cap)) : "",
+                 FormatBytes(committed_), holders,
+                 could_fit_later ? " (fits once models in use are released)" : "");
+  }
+}
+
+Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool warm_forward) {
+  std::promise<Status> promise;
+  e->load = promise.get_future().share();
+  e->state = Entry::State::kLoading;
+  const ModelSpec spec = e->spec;
+  const std::optional<MemoryEstimate> cached = e->estimate;
+  auto finish = [&](Status s) {  // under lk
+    e->load = {};
+    promise.set_value(s);
+    released_cv_.notify_all();
+    return s;
+  };
+  auto fail = [&](Status s) {  // under lk
+    e->state = Entry::State::kUnloaded;
+    committed_ -= e->reserved;
+    e->reserved = 0;
+    e->stats.load_failures++;
+    metrics_->LoadFailed(spec.name);
+    PublishMemoryLocked();
+    return finish(s.WithContext(fmt::format("model manager: loading '{}'", spec.name)));
+  };
+
+  lk.unlock();
+  Result<MemoryEstimate> est = cached ? Result<MemoryEstimate>(*cached) : EstimateModelMemory(spec.path, spec.load);
+  lk.lock();
+  if (!est.ok()) return fail(est.status());
+  e->estimate = *est;
+  const uint64_t need = est->total();
+  std::vector<std::unique_ptr<engine::Model>> victims;
+  bool evicted = false;
+  uint64_t victim_bytes = 0;
+  Status reserved = Reserve(e, need, lk, &victims, &victim_bytes, &evicted);
+  if (!reserved.ok()) {
+    e->state = Entry::State::kUnloaded;
+    e->stats.load_failures++;
+    metrics_->LoadFailed(spec.name);
+    return finish(reserved);
+  }
+  e->reserved = need;
+  committed_ += need;         // still counts the victims until they are destroyed below,
+  freeing_ += victim_bytes;   // as bytes on their way out (not "in use")
+  PublishMemoryLocked();
+  lk.unlock();
+
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!victims.empty()) {
+    victims.clear();  // unload outside the lock
+    lk.lock();
+    committed_ -= victim_bytes;
+    freeing_ -= victim_bytes;
+    PublishMemoryLocked();
+    lk.unlock();
+    released_cv_.notify_all();
+  }
+
+  const auto t_load = std::chrono::steady_clock::now();
+  Result<std::unique_ptr<engine::Model>> model = engine::Model::Load(spec.path, spec.load);
+  if (model.ok() && spec.warm_up && warm_forward) {
+    (void)TouchWeights((*model)->file());
+    std::vector<float> logits;
+    const int32_t token = 0;
+    Status s = (*model)->Prefill(0, std::span<const int32_t>(&token, 1), &logits);
+    (*model)->ResetSequence(0);
+    if (!s.ok()) model = s.WithContext("warm-up");
+  }
+  const double load_s = SecondsSince(t_load), switch_s = SecondsSince(t0);
+  lk.lock();
+  if (!model.ok()) return fail(model.status());
+  e->model = std::move(model).value();
+  e->state = Entry::State::kLoaded;
+  e->stats.loads++;
+  e->last_used = Now();
+  e->keep_alive = spec.keep_alive;
+  e->expires = spec.keep_alive.count() < 0 ? ManagerClock::time_point::max() : e->last_used + spec.keep_alive;
+  metrics_->ObserveLoad(spec.name, load_s);
+  if (evicted) metrics_->ObserveSwitch(spec.name, switch_s);
+  metrics_->SetModelMemory(spec.name, need);
+  PublishMemoryLocked();
+  reaper_cv_.notify_all();
+  return finish(Status::Ok());
+}
+
+Result<ModelLease> ModelManager::AcquireOne(Entry* e, const std::string& requested, std::optional<KeepAlive> keep_alive) {
+  std::unique_lock lk(mu_);
+  while (true) {
+    if (stopping_) return Error(StatusCode::kInternal, "model manager: stopped");
+    switch (e->state) {
+      case Entry::State::kLoaded: {
+        e->in_use++;
+        e->last_used = Now();
+        e->keep_alive = keep_alive.value_or(e->spec.keep_alive);
+        ModelLease lease;
+        lease.manager_ = this;
+        lease.entry_ = e;
+        lease.model_ = e->model.get();
+        lease.name_ = e->spec.name;
+        lease.requested_ = requested;
+        return lease;
+      }
+      case Entry::State::kLoading: {
+        std::shared_future<Status> f = e->load;
+        e->waiters++;
+        lk.unlock();
+        Status s = f.get();
+        lk.lock();
+        e->waiters--;
+        if (!s.ok()) return s;
+        continue;
+      }
+      case Entry::State::kUnloaded: {
+        // The waiters count also protects the freshly loaded model from eviction before this
+        // request takes its lease (another loader could otherwise pick it as idle).
+        e->waiters++;
+        Status s = LoadEntry(e, lk, /*warm_forward=*/false);  // the request's own forward follows
+        e->waiters--;
+        if (!s.ok()) return s;
+        continue;
+      }
+    }
+  }
+}
+
+Result<ModelLease> ModelManager::Acquire(const std::string& name, std::optional<KeepAlive> keep_alive) {
+  Entry* e = nullptr;
+  std::vector<Entry*> fallbacks;
+  {
+    std::lock_guard lk(mu_);
+    auto it = entries_.find(name);
+    if (it == entries_.end()) return Error(StatusCode::kNotFound, "model manager: unknown model '{}'", name);
+    e = it->second.get();
+    for (const std::string& f : e->spec.fallbacks) {
+      auto fit = entries_.find(f);
+      if (fit != entries_.end()) fallbacks.push_back(fit->second.get());
+    }
+  }
+  Result<ModelLease> r = AcquireOne(e, name, keep_alive);
+  if (r.ok() || r.status().code() != StatusCode::kResourceExhausted || fallbacks.empty()) return r;
+  std::string tried;
+  for (Entry* f : fallbacks) {
+    Result<ModelLease> fr = AcquireOne(f, name, keep_alive);
+    if (fr.ok()) return fr;
+    tried += fmt::format("; fallback '{}': {}", f->spec.name, fr.status().message());
+  }
+  return Status(r.status().code(), r.status().message() + tried);
+}
+
+void ModelManager::Release(Entry* e) {
+  std::unique_ptr<engine::Model> victim;
+  std::unique_lock lk(mu_);
+  e->in_use--;
+  e->last_used = Now();
+  if (e->in_use == 0 && e->waiters == 0 && !e->spec.pinned &&
+      (e->unload_on_release || e->keep_alive.count() == 0)) {
+    const uint64_t bytes = e->reserved;
+    victim = Detach(e, e->unload_on_release ? "explicit" : "keep_alive");
+    lk.unlock();
+    victim.reset();
+    lk.lock();
+    committed_ -= bytes;
+    PublishMemoryLocked();
+  } else if (e->in_use == 0) {
+    e->expires = e->keep_alive.count() < 0 ? ManagerClock::time_point::max() : e->last_used + e->keep_alive;
+  }
+  lk.unlock();
+  released_cv_.notify_all();
+  reaper_cv_.notify_all();
+}
+
+Status ModelManager::Unload(const std::string& name) {
+  std::unique_lock lk(mu_);
+  auto it = entries_.find(name);
+  if (it == entries_.end()) return Error(StatusCode::kNotFound, "model manager: unknown model '{}'", name);
+  Entry* e = it->second.get();
+  if (e->state != Entry::State::kLoaded) return Status::Ok();
+  if (e->in_use > 0 || e->waiters > 0) {
+    e->unload_on_release = true;
+    return Status::Ok();
+  }
+  const uint64_t bytes = e->reserved;
+  std::unique_ptr<engine::Model> victim = Detach(e, "explicit");
+  lk.unlock();
+  victim.reset();
+  lk.lock();
+  committed_ -= bytes;
+  PublishMemoryLocked();
+  lk.unlock();
+  released_cv_.notify_all();
+  return Status::Ok();
+}
+
+size_t ModelManager::ReapExpired() {
+  std::vector<std::unique_ptr<engine::Model>> victims;
+  uint64_t bytes = 0;
+  std::unique_lock lk(mu_);
+  const auto now = Now();
+  for (auto& [name, e] : entries_) {
+    if (e->state == Entry::State::kLoaded && e->in_use == 0 && e->waiters == 0 && !e->spec.pinned &&
+        e->expires <= now) {
+      bytes += e->reserved;
+      victims.push_back(Detach(e.get(), "keep_alive"));
+    }
+  }
+  if (victims.empty()) return 0;
+  lk.unlock();
+  const size_t n = victims.size();
+  victims.clear();
+  lk.lock();
+  committed_ -= bytes;
+  PublishMemoryLocked();
+  lk.unlock();
+  released_cv_.notify_all();
+  return n;
+}
+
+void ModelManager::ReaperLoop() {
+  std::unique_lock lk(mu_);
+  while (!stopping_) {
+    lk.unlock();
+    ReapExpired();
+    lk.lock();
+    if (stopping_) break;
+    // Sleep until the earliest expiry (by the manager's clock), at most reaper_interval.
+    auto wait = std::chrono::duration_cast<std::chrono::steady_clock::duration>(options_.reaper_interval);
+    const auto now = Now();
+    for (auto& [name, e] : entries_) {
+      if (e->state != Entry::State::kLoaded || e->in_use > 0 || e->spec.pinned) continue;
+      if (e->expires == ManagerClock::time_point::max()) continue;
+      wait = std::min<std::chrono::steady_clock::duration>(wait, std::max(e->expires - now, ManagerClock::duration::zero()) +
+                                                                     std::chrono::milliseconds(1));
+    }
+    reaper_cv_.wait_for(lk, wait);
+  }
+}
+
+std::vector<LoadedModelInfo> ModelManager::Snapshot() const {
+  std::vector<LoadedModelInfo> out;
+  std::lock_guard lk(mu_);
+  const auto now = Now();
+  for (const auto& [name, e] : entries_) {
+    if (e->state == Entry::State::kUnloaded) continue;
+    LoadedModelInfo i;
+    i.name = name;
+    i.path = e->spec.path;
+    i.bytes = e->reserved;
+    i.loading = e->state == Entry::State::kLoading;
+    i.pinned = e->spec.pinned;
+    i.in_use = e->in_use;
+    i.last_used = e->last_used;
+    if (!i.loading && !i.pinned && e->expires != ManagerClock::time_point::max()) {
+      if (e->in_use > 0) {
+        i.keep_alive_left = e->keep_alive;
+      } else {
+        i.keep_alive_left = std::max(KeepAlive(0), std::chrono::duration_cast<KeepAlive>(e->expires - now));
+      }
+    }
+    if (e->in_use > 0 && e->keep_alive.count() < 0) i.keep_alive_left.reset();
+    out.push_back(std::move(i));
+  }
+  return out;
+}
+
+ManagerStats ModelManager::Stats(const std::string& name) const {
+  std::lock_guard lk(mu_);
+  auto it = entries_.find(name);
+  return it == entries_.end() ? ManagerStats{} : it->second->stats;
+}
+
+}  // namespace qwenmux::orchestrator

@@ -1,0 +1,199 @@
+// The memory-aware model manager: keeps engine::Models resident under a byte budget, loads them
+// on demand, unloads idle ones by least-recent use or keep-alive expiry.
+//
+// Contract
+// - Acquire(name, keep_alive) returns a ModelLease. While any lease of a model exists the model is
+//   never unloaded (not by eviction, keep-alive, or Unload()). The lease releases on destruction.
+//   A lease keeps the model resident; it does not make its user the only one: engine::Model is
+//   single-threaded, and serialising calls on it is the scheduler's job.
+// - Loads happen outside the manager's lock: a load never blocks requests to models that are
+//   already loaded. Concurrent Acquire()s of a model that is not loaded share one load (one
+//   estimate, one eviction pass, one Model::Load, one warm-up); each waiter gets its outcome.
+// - Memory: every loading or loaded model holds its MemoryEstimate::total() (see
+//   memory_estimate.h: the peak at full context). The sum never exceeds the effective budget:
+//   min(options.budget_bytes, what the OS still offers + what the manager holds), where what the
+//   OS offers is MemAvailable from /proc/meminfo, capped by the cgroup's memory.max -
+//   memory.current when there is a cgroup limit. (The held estimates are peaks; until a model has
+//   filled its context it uses less, so "OS offer + held" may overstate the room a little.) To make room, idle (no lease), unpinned loaded
+//   models are unloaded least-recently-used first, only as many bytes as needed (never by count).
+// - If the model cannot fit even with every unpinned model unloaded, the load fails at once with
+//   kResourceExhausted "model manager: cannot fit <name>: needs X, budget Y, in use Z by [...]".
+//   If it would fit once models that are in use are released, the request WAITS for releases up
+//   to options.busy_wait (0: fails at once) and then fails with the same error, which names the
+//   busy models. (Do not acquire a second model while holding a lease with a long busy_wait: the
+//   wait may be on your own lease.)
+// - Fallbacks: when a model cannot fit (kResourceExhausted from the budget check or from the
+//   engine's allocation) and its spec lists fallbacks, they are tried in order; the lease then
+//   says degraded() and names both the requested and the serving model.
+// - A failed load (missing or corrupt file, cannot fit, out of memory) is returned to the request
+//   that started it and to every request waiting on it; the model goes back to "not loaded", and
+//   the next Acquire tries again.
+// - Keep-alive: a duration set per model (ModelSpec::keep_alive) and overridable per request (the
+//   Acquire argument; the latest request's value wins). When the last lease is released the model
+//   stays loaded for keep_alive; 0 unloads it right then; negative keeps it until evicted for
+//   memory or unloaded explicitly. Expired models are unloaded by a reaper thread (Start()/Stop()),
+//   or by ReapExpired() (tests with a fake clock). Pinned models are never unloaded except by Stop().
+// - Start() loads (and warms up) every spec with preload or pinned set; Stop() (and the destructor)
+//   stops the reaper and unloads every model; leases must be gone before the manager is destroyed.
+//
+// Thread-safety: every public method may be called from any thread. ModelLease is move-only and
+// belongs to one thread at a time; it must not outlive its manager.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/engine.h"
+#include "orchestrator/manager/memory_estimate.h"
+#include "orchestrator/metrics/metrics.h"
+
+namespace qwenmux::orchestrator {
+
+using ManagerClock = std::chrono::steady_clock;
+using KeepAlive = std::chrono::milliseconds;  // <0: forever; 0: unload after the request
+
+constexpr KeepAlive kKeepForever{-1};
+
+struct ModelSpec {
+  std::string name;                 // the name requests use
+  std::string path;                 // GGUF file
+  engine::LoadOptions load;         // context, sequences, batch, threads
+  KeepAlive keep_alive = std::chrono::minutes(5);
+  bool pinned = false;              // loaded at Start() and never unloaded until Stop()
+  bool preload = false;             // loaded at Start()
+  bool warm_up = true;              // preloads at Start(): touch every weight page, run one
+                                    // token (on-demand loads skip it: the request's own first
+                                    // token, which follows at once, touches the weights)
+  std::vector<std::string> fallbacks;  // registered model names tried in order when this cannot fit
+};
+
+struct ManagerOptions {
+  uint64_t budget_bytes = 0;        // 0: no byte budget of its own (the OS limit still applies)
+  bool respect_system_memory = true;
+  // Bytes the OS can still give (default: ReadSystemAvailableBytes()); injectable for tests.
+  std::function<uint64_t()> system_available;
+  KeepAlive busy_wait{0};           // how long a request waits for busy models to be released
+  std::chrono::milliseconds reaper_interval{1000};  // upper bound between reaper passes
+  std::function<ManagerClock::time_point()> now;    // default ManagerClock::now; fake in tests
+  Metrics* metrics = nullptr;       // default Metrics::Global()
+};
+
+// MemAvailable from /proc/meminfo, capped by the cgroup v2 limit (memory.max - memory.current)
+// when there is one; UINT64_MAX where neither can be read.
+uint64_t ReadSystemAvailableBytes();
+// Parsers for the two files (exposed for tests); nullopt when the text has no usable value.
+std::optional<uint64_t> ParseMemAvailable(std::string_view meminfo);
+std::optional<uint64_t> ParseCgroupBytes(std::string_view text);  // "max" -> nullopt
+
+struct LoadedModelInfo {
+  std::string name, path;
+  uint64_t bytes = 0;               // the estimate held against the budget
+  bool loading = false;             // still loading (not yet usable)
+  bool pinned = false;
+  int32_t in_use = 0;               // live leases
+  ManagerClock::time_point last_used{};
+  std::optional<KeepAlive> keep_alive_left;  // nullopt: forever (or pinned); only when in_use == 0
+};
+
+struct ManagerStats {
+  uint64_t loads = 0, load_failures = 0, evictions = 0;
+};
+
+class ModelManager;
+
+class ModelLease {
+ public:
+  ModelLease() = default;
+  ModelLease(ModelLease&& o) noexcept { *this = std::move(o); }
+  ModelLease& operator=(ModelLease&& o) noexcept;
+  ModelLease(const ModelLease&) = delete;
+  ModelLease& operator=(const ModelLease&) = delete;
+  ~ModelLease() { Release(); }
+
+  explicit operator bool() const { return model_ != nullptr; }
+  engine::Model& model() const { return *model_; }
+  engine::Model* operator->() const { return model_; }
+  const std::string& name() const { return name_; }            // the model serving
+  const std::string& requested() const { return requested_; }  // the model asked for
+  bool degraded() const { return name_ != requested_; }        // a fallback serves
+  void Release();
+
+ private:
+  friend class ModelManager;
+  ModelManager* manager_ = nullptr;
+  void* entry_ = nullptr;
+  engine::Model* model_ = nullptr;
+  std::string name_, requested_;
+};
+
+class ModelManager {
+ public:
+  explicit ModelManager(ManagerOptions options = {}, std::vector<ModelSpec> specs = {});
+  ~ModelManager();
+  ModelManager(const ModelManager&) = delete;
+  ModelManager& operator=(const ModelManager&) = delete;
+
+  // Adds (or, for a model not loaded, replaces) a spec. Errors: empty name or path, a fallback
+  // naming the model itself.
+  Status Register(ModelSpec spec);
+
+  // Preloads (preload or pinned specs, in registration order) and starts the reaper thread.
+  // Returns the first preload error (the others still load).
+  Status Start();
+  // Stops the reaper and unloads every idle model (pinned included).
+  void Stop();
+
+  // Leases model `name`, loading it if needed. keep_alive overrides the spec's for this request.
+  Result<ModelLease> Acquire(const std::string& name, std::optional<KeepAlive> keep_alive = std::nullopt);
+
+  // Unloads `name` now if idle; if in use it unloads when its last lease is released.
+  Status Unload(const std::string& name);
+
+  // Unloads idle models whose keep-alive has expired (the reaper calls this); returns how many.
+  size_t ReapExpired();
+
+  std::vector<LoadedModelInfo> Snapshot() const;  // loaded and loading models, by name
+  ManagerStats Stats(const std::string& name) const;
+  uint64_t in_use_bytes() const;     // held by loading and loaded models (never above the budget)
+  uint64_t EffectiveBudget() const;  // min(budget, OS offer + held) now
+
+ private:
+  struct Entry;
+  friend class ModelLease;
+
+  Result<ModelLease> AcquireOne(Entry* e, const std::string& requested, std::optional<KeepAlive> keep_alive);
+  Status LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool warm_forward);
+  Status Reserve(Entry* e, uint64_t need, std::unique_lock<std::mutex>& lk,
+                 std::vector<std::unique_ptr<engine::Model>>* victims, uint64_t* victim_bytes, bool* evicted_any);
+  void Release(Entry* e);
+  std::unique_ptr<engine::Model> Detach(Entry* e, const char* reason);  // under mu_
+  uint64_t EffectiveBudgetLocked() const;
+  void PublishMemoryLocked() const;
+  void ReaperLoop();
+  ManagerClock::time_point Now() const;
+
+  ManagerOptions options_;
+  Metrics* metrics_;
+  mutable std::mutex mu_;
+  std::condition_variable released_cv_;  // a lease was released or memory was freed
+  std::condition_variable reaper_cv_;
+  std::map<std::string, std::unique_ptr<Entry>> entries_;
+  std::vector<std::string> order_;       // registration order
+  uint64_t committed_ = 0;               // estimates of loading + loaded models + being freed
+  uint64_t freeing_ = 0;                 // part of committed_: evicted for a load, not yet destroyed
+  bool stopping_ = false;
+  bool reaper_running_ = false;
+  std::thread reaper_;
+};
+
+}  // namespace qwenmux::orchestrator
