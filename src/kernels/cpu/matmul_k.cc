@@ -319,7 +319,7 @@ struct KernelQ6K {
     QM_UNROLL for (int i = 0; i < R; ++i) w[i] = a.w.data + static_cast<size_t>(r + i) * a.w.row_bytes;
     const int8_t* xq[T];
     const float* xd[T];
-    const int16_t* xs[T];
+    [[maybe_unused]] const int16_t* xs[T];  // only the x86 paths read the block sums
     QM_UNROLL for (int j = 0; j < T; ++j) {
       xq[j] = a.qx.Qs(t0 + j);
       xd[j] = a.qx.D(t0 + j);
