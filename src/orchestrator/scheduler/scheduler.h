@@ -1,0 +1,141 @@
+// The request scheduler: per-model queues in front of the model manager, continuous batching of
+// the requests of one model, cancellation, overload errors.
+//
+// Contract
+// - Submit() never blocks on inference: it validates, enqueues and returns a handle. Each model
+//   (by the name the manager knows it by) has one worker that acquires the model from the
+//   ModelManager while it has work (a load never blocks other models' workers) and releases the
+//   lease when its queue is empty (so keep-alive/eviction apply between bursts).
+// - Continuous batching: up to the model's n_seq (LoadOptions) sequences share each decode step;
+//   a request joins the running batch between steps (its prompt is prefilled in n_batch chunks
+//   interleaved with the others' decode steps) and leaves it when it finishes, is cancelled or
+//   fails. Embedding and rerank requests are served by the same worker between steps.
+// - Queues are FIFO per model with a cap (SchedulerOptions::max_queue): a full queue makes
+//   Submit() fail with kUnavailable and a retry hint (SubmitError::retry_after). No starvation:
+//   requests are admitted in arrival order; a running sequence is never pre-empted by a later one.
+// - Cancellation: RequestHandle::Cancel() (or a callback returning false) stops the sequence
+//   before its next decode step; on_done then gets finish_reason "cancelled".
+// - Callbacks run on the model's worker thread; they must be quick (hand data to the network
+//   thread and return). on_done is called exactly once per accepted request, last.
+//
+// Thread-safety: every public method may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/engine.h"
+#include "engine/logit_processor.h"
+#include "orchestrator/manager/model_manager.h"
+#include "orchestrator/metrics/metrics.h"
+
+namespace qwenmux::orchestrator {
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0;  // log-softmax of the model's logits (after the processor's mask, before
+                      // penalties/temperature)
+};
+
+// One step of output for a streaming client.
+struct TokenEvent {
+  std::string_view text;             // complete UTF-8 characters made available by this token
+                                     // (may be empty: held back for a stop string or a partial
+                                     // character)
+  int32_t token = 0;
+  float logprob = 0;                 // only when GenerationRequest::logprobs
+  std::vector<TokenLogprob> top;     // top_logprobs alternatives, best first
+};
+
+struct GenerationResult {
+  std::string model;                 // the model that served (a fallback when degraded)
+  std::string text;                  // everything emitted (stop strings cut)
+  std::vector<int32_t> tokens;
+  std::string finish_reason;         // "stop", "length", "cancelled"
+  int32_t prompt_tokens = 0, completion_tokens = 0;
+  double queue_seconds = 0;          // submit -> admitted into the batch (includes a model load)
+  double ttft_seconds = 0;           // submit -> first token
+  double total_seconds = 0;
+  bool degraded = false;             // served by a fallback of the requested model
+};
+
+struct GenerationRequest {
+  std::string model;                 // a name the ModelManager knows (router already applied)
+  std::vector<int32_t> prompt;       // tokens (chat template already rendered and encoded)
+  engine::GenerateOptions options;   // sampler, max_tokens, stop strings, stop_on_eos
+  std::optional<KeepAlive> keep_alive;
+  bool logprobs = false;
+  int32_t top_logprobs = 0;          // 0..20
+  std::unique_ptr<engine::LogitProcessor> processor;  // optional constraint for this sequence
+
+  // Streaming; return false to cancel. May be empty.
+  std::function<bool(const TokenEvent&)> on_token;
+  // Called exactly once, last: the result or the error (load failure, bad prompt, ...).
+  std::function<void(Result<GenerationResult>)> on_done;
+};
+
+struct EmbedRequest {
+  std::string model;
+  std::vector<std::vector<int32_t>> inputs;
+  int32_t dims = 0;
+  std::optional<KeepAlive> keep_alive;
+  std::function<void(Result<std::vector<std::vector<float>>>)> on_done;
+};
+
+struct RerankRequest {
+  std::string model;
+  std::vector<std::vector<int32_t>> inputs;  // already in the reranker prompt format
+  std::optional<KeepAlive> keep_alive;
+  std::function<void(Result<std::vector<float>>)> on_done;
+};
+
+class RequestHandle {
+ public:
+  virtual ~RequestHandle() = default;
+  virtual void Cancel() = 0;  // idempotent; safe after completion
+};
+
+struct SchedulerOptions {
+  int32_t max_queue = 64;            // waiting requests per model (not counting running ones)
+  std::chrono::seconds retry_after{2};
+  Metrics* metrics = nullptr;        // default Metrics::Global()
+};
+
+struct QueueInfo {
+  std::string model;
+  int32_t waiting = 0, running = 0;
+};
+
+class Scheduler {
+ public:
+  explicit Scheduler(ModelManager* manager, SchedulerOptions options = {});
+  ~Scheduler();  // cancels everything and joins the workers (each on_done still runs)
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Errors: kNotFound (unknown model), kInvalidArgument (empty prompt, bad options),
+  // kUnavailable (queue full; retry_after() says when to retry). On error no callback runs.
+  Result<std::shared_ptr<RequestHandle>> Submit(GenerationRequest request);
+  Result<std::shared_ptr<RequestHandle>> Submit(EmbedRequest request);
+  Result<std::shared_ptr<RequestHandle>> Submit(RerankRequest request);
+
+  std::chrono::seconds retry_after() const { return options_.retry_after; }
+  std::vector<QueueInfo> Queues() const;  // models with a worker, by name
+  int32_t QueueDepth(const std::string& model) const;  // waiting + running
+
+  // Cancels all queued and running requests and stops the workers (graceful shutdown).
+  void Shutdown();
+
+ private:
+  struct Impl;
+  SchedulerOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qwenmux::orchestrator
