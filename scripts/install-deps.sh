@@ -15,7 +15,11 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest     # tests
   libbenchmark-dev                         # micro-benchmarks
   prometheus-cpp-dev                       # metrics registry, Prometheus text format
-  python3                                  # small test helpers
+  python3 python3-jsonschema               # small test helpers, JSON Schema validator (tests)
+  libboost-dev                             # Boost.Beast/Asio HTTP server (header-only)
+  libsqlite3-dev sqlite3                   # document store (WAL, FTS5)
+  libhnswlib-dev                           # HNSW vector index
+  libcmark-dev libgumbo-dev libpoppler-cpp-dev   # Markdown, HTML, PDF ingest
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
@@ -27,4 +31,9 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Node.js + npm for the official-client tests (tests/clients, `npm ci`). A machine that already
+# has a node (e.g. from NodeSource) keeps it; Debian's own packages otherwise.
+if ! command -v npm >/dev/null 2>&1; then
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
