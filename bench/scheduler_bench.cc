@@ -1,19 +1,22 @@
 // Continuous batching throughput through the scheduler: one greedy request alone, then N
 // (default 4) concurrent requests of the same model, same max_tokens, different prompts. Reports
 // the total decode tokens/s of each run and their ratio (issue 5's bar: >= 2.5x for 4), and
-// whether each batched request produced exactly the tokens it produces alone.
+// whether each batched request produced exactly the tokens it produces alone. The machine may be
+// shared, so the two runs alternate --repeats times and the best of each counts (all are listed).
+// forward_ms: the engine alone, one decode-step forward of 1 and of N sequences (best of 10).
 // Decode throughput = tokens after each request's first one / (last token of any request -
 // first token of any request); the prompts are prefilled together in the first step.
 // The model is a Qwen3-0.6B-shaped random-weight Q8_0 file synthesized once into --dir (or
 // --model PATH).
 // Usage: scheduler_bench [--model PATH] [--shape qwen3-0.6b] [--type q8_0] [--dir /tmp]
-//                        [--tokens 64] [--concurrency 4] [--threads 0] [--n-ctx 1024]
+//                        [--tokens 64] [--concurrency 4] [--threads 0] [--n-ctx 1024] [--repeats 3]
 //                        [--vocab ../shared/testdata/models/qwen3-vocab.gguf]
 // (run from the project root so the default vocab path resolves)
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <mutex>
 #include <string>
@@ -34,6 +37,12 @@ using namespace qwenmux::orchestrator;
 using Clock = std::chrono::steady_clock;
 
 double Sec(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+double ProcessCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 int Fail(const std::string& what) {
   std::fprintf(stderr, "scheduler_bench: %s\n", what.c_str());
@@ -111,7 +120,7 @@ Run RunBatch(Scheduler& sched, const std::vector<std::vector<int32_t>>& prompts,
 int main(int argc, char** argv) {
   std::string model_path, type = "q8_0", shape_name = "qwen3-0.6b", dir = "/tmp";
   std::string vocab = "../shared/testdata/models/qwen3-vocab.gguf";
-  int32_t tokens = 64, concurrency = 4, n_ctx = 1024;
+  int32_t tokens = 64, concurrency = 4, n_ctx = 1024, repeats = 3;
   size_t threads = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -123,6 +132,7 @@ int main(int argc, char** argv) {
     else if (a == "--vocab") vocab = next();
     else if (a == "--tokens") tokens = std::max(2, std::atoi(next().c_str()));
     else if (a == "--concurrency") concurrency = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--repeats") repeats = std::max(1, std::atoi(next().c_str()));
     else if (a == "--n-ctx") n_ctx = std::atoi(next().c_str());
     else if (a == "--threads") threads = static_cast<size_t>(std::atoi(next().c_str()));
     else return Fail("unknown argument " + a);
@@ -174,10 +184,49 @@ int main(int argc, char** argv) {
   Run warm = RunBatch(sched, {prompts[0]}, 4);
   if (!warm.ok) return Fail(warm.error);
 
-  Run single = RunBatch(sched, {prompts[0]}, tokens);
-  if (!single.ok) return Fail(single.error);
-  Run batched = RunBatch(sched, prompts, tokens);
-  if (!batched.ok) return Fail(batched.error);
+  // The machine may be shared: alternate the two runs and keep each one's best.
+  Run single, batched;
+  std::vector<double> single_all, batched_all;
+  for (int32_t rep = 0; rep < repeats; ++rep) {
+    Run s = RunBatch(sched, {prompts[0]}, tokens);
+    if (!s.ok) return Fail(s.error);
+    Run b = RunBatch(sched, prompts, tokens);
+    if (!b.ok) return Fail(b.error);
+    single_all.push_back(s.decode_tokens_per_s);
+    batched_all.push_back(b.decode_tokens_per_s);
+    if (rep == 0 || s.decode_tokens_per_s > single.decode_tokens_per_s) single = s;
+    if (rep == 0 || b.decode_tokens_per_s > batched.decode_tokens_per_s) batched = b;
+  }
+  // The engine alone: one forward of a decode step with 1 and with N sequences (best of 10).
+  double fwd1_ms = 0, fwdn_ms = 0, fwd1_cpu_ms = 0, fwdn_cpu_ms = 0;
+  {
+    auto lease = manager.Acquire("m");
+    if (!lease.ok()) return Fail(lease.status().ToString());
+    engine::Model& m = lease->model();
+    std::vector<float> logits(static_cast<size_t>(concurrency) * m.config().n_vocab);
+    for (int32_t i = 0; i < concurrency; ++i) {
+      m.ResetSequence(i);
+      Status st = m.Prefill(i, prompts[i], nullptr);
+      if (!st.ok()) return Fail(st.ToString());
+    }
+    auto time_step = [&](int32_t n, double* cpu_ms) {
+      std::vector<runtime::BatchEntry> batch;
+      for (int32_t i = 0; i < n; ++i) batch.push_back({100 + i, m.kv().length(i), i, true});
+      double best = 1e9;
+      *cpu_ms = 1e9;
+      for (int k = 0; k < 10; ++k) {
+        const auto t0 = Clock::now();
+        const double c0 = ProcessCpuSeconds();
+        Status st = m.Forward(batch, logits.data(), nullptr);
+        if (!st.ok()) return -1.0;
+        *cpu_ms = std::min(*cpu_ms, (ProcessCpuSeconds() - c0) * 1000);
+        best = std::min(best, Sec(t0, Clock::now()) * 1000);
+      }
+      return best;
+    };
+    fwd1_ms = time_step(1, &fwd1_cpu_ms);
+    fwdn_ms = time_step(concurrency, &fwdn_cpu_ms);
+  }
   // Each batched request alone, for the token comparison (greedy output must not change).
   bool match = batched.tokens[0] == single.tokens[0];
   for (int32_t i = 1; i < concurrency; ++i) {
@@ -203,6 +252,11 @@ int main(int argc, char** argv) {
                   {"decode_tokens_per_s", batched.decode_tokens_per_s},
                   {"ttft_mean_s", batched.ttft_mean_s},
                   {"wall_s", batched.wall_s}};
+  j["single_all_tokens_per_s"] = single_all;
+  j["batched_all_tokens_per_s"] = batched_all;
+  j["forward_ms"] = {{"n1", fwd1_ms}, {"n" + std::to_string(concurrency), fwdn_ms}};
+  // Process CPU time of one forward: with --threads 1 the uncontended cost on a shared machine.
+  j["forward_cpu_ms"] = {{"n1", fwd1_cpu_ms}, {"n" + std::to_string(concurrency), fwdn_cpu_ms}};
   j["ratio"] = batched.decode_tokens_per_s / single.decode_tokens_per_s;
   j["bar"] = 2.5;
   j["meets_bar"] = batched.decode_tokens_per_s >= 2.5 * single.decode_tokens_per_s;
