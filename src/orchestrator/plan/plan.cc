@@ -70,7 +70,7 @@ std::string Speed(double v) { return v > 0 ? fmt::format("{:.1f}", v) : "-"; }
 uint64_t Qwen3VocabMetadataBytes() {
   // memory_estimate.cc's MetadataBytes of a Qwen3 GGUF with the full vocab (measured on the
   // shared test models, which carry the real tokenizer; plan_test keeps it honest).
-  return 41'000'000;
+  return 66'600'000;
 }
 
 Result<CatalogModelCost> CatalogCost(const CatalogEntry& e) {
