@@ -354,6 +354,23 @@ TEST(RouterFeaturesTest, Latency) {
   }
 }
 
+TEST(RouterFeaturesTest, Classifier) {
+  auto m = ClassificationMessages("hello " + std::string(5000, 'x'), 100);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0].role, chat::ChatRole::kSystem);
+  EXPECT_THAT(m[0].content, HasSubstr("hardest"));
+  EXPECT_EQ(m[1].content.size(), 100u);
+  // Cut at a UTF-8 boundary: 3-byte characters, 100 bytes -> 99.
+  std::string cjk;
+  for (int i = 0; i < 50; ++i) cjk += "\xe4\xbd\xa0";
+  EXPECT_EQ(ClassificationMessages(cjk, 100)[1].content.size(), 99u);
+  EXPECT_EQ(*ParseClassification("Complex"), Complexity::kComplex);
+  EXPECT_EQ(*ParseClassification(" medium.\n"), Complexity::kMedium);
+  EXPECT_EQ(*ParseClassification("simple, not complex"), Complexity::kSimple);  // the first named
+  EXPECT_FALSE(ParseClassification("I think it is hard").ok());
+  EXPECT_FALSE(ParseClassification("").ok());
+}
+
 TEST(RouterFeaturesTest, FromChatRequest) {
   chat::ChatRequest req;
   req.messages.push_back({chat::ChatRole::kSystem, "You are terse."});

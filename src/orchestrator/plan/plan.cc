@@ -42,6 +42,12 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
+std::string Upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
 std::string FormatParams(uint64_t p) {
   if (p >= 1'000'000'000) return fmt::format("{:.1f}B", static_cast<double>(p) / 1e9);
   return fmt::format("{}M", (p + 500'000) / 1'000'000);
@@ -154,7 +160,9 @@ Result<Plan> BuildPlan(const PlanOptions& o) {
     } else if (!pick.row) {
       if (!plan.tiers.empty() && plan.tiers.back().row) {
         pick.row = plan.tiers.back().row;
-        pick.note = fmt::format("no {} model fits beside {}; same as {}", tl.models.front(),
+        const PlanRow* first = find(tl.models.front());
+        pick.note = fmt::format("no {} quantization fits beside {}; same as {}",
+                                first ? Upper(first->entry->size_tag) : tl.models.front(),
                                 fast ? fast->entry->name : "", plan.tiers.back().tier);
       } else {
         pick.note = "nothing fits the budget";

@@ -145,6 +145,42 @@ RequestInput InputFromChat(const chat::ChatRequest& req) {
   return in;
 }
 
+std::vector<chat::ChatMessage> ClassificationMessages(std::string_view text, size_t max_chars) {
+  if (text.size() > max_chars) {
+    size_t cut = max_chars;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // UTF-8 boundary
+    text = text.substr(0, cut);
+  }
+  std::vector<chat::ChatMessage> m(2);
+  m[0].role = chat::ChatRole::kSystem;
+  m[0].content =
+      "Classify how hard the user's request is for a language model. Answer with one word:\n"
+      "simple - greetings, facts, short rewrites, classification\n"
+      "medium - ordinary code, extraction, summaries, explanations\n"
+      "complex - multi-step reasoning, math, careful analysis, long documents\n"
+      "hardest - research-level math or proofs, large designs, very long multi-part tasks";
+  m[1].role = chat::ChatRole::kUser;
+  m[1].content = std::string(text);
+  return m;
+}
+
+Result<Complexity> ParseClassification(std::string_view answer) {
+  std::string l = LowerAscii(answer);
+  size_t best = std::string::npos;
+  Complexity out = Complexity::kSimple;
+  for (Complexity c : {Complexity::kSimple, Complexity::kMedium, Complexity::kComplex, Complexity::kHardest}) {
+    size_t at = l.find(ComplexityName(c));
+    if (at < best) {
+      best = at;
+      out = c;
+    }
+  }
+  if (best == std::string::npos)
+    return Error(StatusCode::kInvalidArgument, "router: classifier answer \"{}\" names no complexity",
+                 answer.substr(0, 80));
+  return out;
+}
+
 std::string FormatTokens(int64_t n) {
   if (n < 1000) return fmt::format("{}", n);
   if (n < 10000) return fmt::format("{:.1f}k", static_cast<double>(n) / 1000.0);

@@ -87,6 +87,13 @@ struct RequestFeatures {
 // Errors: an invalid latency value (kInvalidArgument, naming the field or header).
 Result<RequestFeatures> ExtractFeatures(const RequestInput& input);
 
+// The fast model as a classifier (optional; the server decides whether to spend the call): the
+// messages to send it (render with enable_thinking = false, generate ~4 tokens greedily) and the
+// parse of its answer (the first of simple/medium/complex/hardest in it; an error if none).
+// The request's text is cut to `max_chars` bytes (at a UTF-8 boundary).
+std::vector<chat::ChatMessage> ClassificationMessages(std::string_view request_text, size_t max_chars = 2000);
+Result<Complexity> ParseClassification(std::string_view answer);
+
 // "850", "1.2k", "16k" (for explanations).
 std::string FormatTokens(int64_t n);
 
