@@ -29,5 +29,6 @@ void RegisterPull(CLI::App& app, int* exit_code);  // models.cc
 void RegisterList(CLI::App& app, int* exit_code);  // models.cc
 void RegisterRm(CLI::App& app, int* exit_code);  // models.cc
 void RegisterTag(CLI::App& app, int* exit_code);  // models.cc
+void RegisterPlan(CLI::App& app, int* exit_code);  // plan.cc
 
 }  // namespace qwenmux::apps
