@@ -29,5 +29,7 @@ void RegisterPull(CLI::App& app, int* exit_code);  // models.cc
 void RegisterList(CLI::App& app, int* exit_code);  // models.cc
 void RegisterRm(CLI::App& app, int* exit_code);  // models.cc
 void RegisterTag(CLI::App& app, int* exit_code);  // models.cc
+void RegisterServe(CLI::App& app, int* exit_code);  // serve.cc
+void RegisterPs(CLI::App& app, int* exit_code);  // ps.cc
 
 }  // namespace qwenmux::apps
