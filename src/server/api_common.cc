@@ -225,6 +225,21 @@ chat::ParsedChatOutput ChatDeltaSplitter::Final() const {
   return chat::ParseChatOutput(text_, o);
 }
 
+ChatDeltaSplitter::Delta ChatDeltaSplitter::Flush() {
+  Delta d;
+  const chat::ParsedChatOutput p = Final();
+  const std::string r = p.message.reasoning_content.value_or("");
+  if (r.size() > reasoning_sent_ && r.compare(0, reasoning_sent_, r, 0, reasoning_sent_) == 0) {
+    d.reasoning = r.substr(reasoning_sent_);
+    reasoning_sent_ = r.size();
+  }
+  if (p.message.content.size() > content_sent_) {
+    d.content = p.message.content.substr(content_sent_);
+    content_sent_ = p.message.content.size();
+  }
+  return d;
+}
+
 std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
 std::string Base64(const void* data, size_t n) {

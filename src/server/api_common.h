@@ -82,6 +82,9 @@ class ChatDeltaSplitter {
   Delta Push(std::string_view text);
   // The final split of everything (not partial).
   chat::ParsedChatOutput Final() const;
+  // What the final split has beyond what Push returned (held-back newlines, a trailing partial
+  // tag that turned out to be text); tool calls are left to the caller (compare counts).
+  Delta Flush();
   const std::string& text() const { return text_; }
 
  private:

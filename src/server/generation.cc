@@ -64,7 +64,14 @@ Status SubmitGeneration(Service& service, GenerationJob& job, std::shared_ptr<Re
     if (raw->cancelled()) return false;
     return on_token(ev);
   };
-  req.on_done = std::move(on_done);
+  if (service.observer()) {
+    req.on_done = [obs = service.observer(), on_done = std::move(on_done)](Result<orchestrator::GenerationResult> r) {
+      if (r.ok()) obs(*r);
+      on_done(std::move(r));
+    };
+  } else {
+    req.on_done = std::move(on_done);
+  }
   QM_ASSIGN_OR_RETURN(std::shared_ptr<orchestrator::RequestHandle> handle, service.scheduler().Submit(std::move(req)));
   responder->OnCancel([handle] { handle->Cancel(); });
   return Status::Ok();

@@ -95,7 +95,9 @@ class ResponderImpl final : public Responder, public std::enable_shared_from_thi
   bool cancelled() const override { return cancelled_.load(); }
   void OnCancel(std::function<void()> hook) override;
 
-  void Cancel();  // client gone, overflow or server stopping
+  // The client is gone (or overflowed): nothing more is written. Server-side cancellation
+  // (shutdown) still lets the handler finish its response.
+  void Cancel(bool client_gone);
   void Detach();  // connection closed
 
  private:
@@ -112,6 +114,7 @@ class ResponderImpl final : public Responder, public std::enable_shared_from_thi
   std::mutex mu_;
   bool started_ = false, ended_ = false;
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> client_gone_{false};
   std::vector<std::function<void()>> hooks_;
   std::atomic<size_t> queued_{0};
   bool counted_ = true;  // still in HttpServer::in_flight_
@@ -121,22 +124,27 @@ struct HttpServer::Impl {
   explicit Impl(HttpServer* o)
       : owner(o), opts(o->options_), in_flight(&o->in_flight_), connections(&o->connections_), acceptor(ioc),
         pool(std::max(1, o->options_.work_threads)) {}
+  ~Impl() { dying.store(true); }
 
+  // Declared before the io_context: destroying it destroys pending handlers (sessions,
+  // responders), which still use these.
   HttpServer* owner;
   const HttpServerOptions& opts;
   std::atomic<int32_t>* in_flight;
   std::atomic<int32_t>* connections;
+  std::map<std::string, std::map<std::string, Handler>> routes;  // path -> method -> handler
+  ErrorFormatter error_formatter;
+  std::atomic<bool> draining{false};
+  std::atomic<bool> dying{false};
+  std::mutex live_mu;
+  std::unordered_map<ResponderImpl*, std::weak_ptr<ResponderImpl>> live;
+  bool stopped = false;
+
   net::io_context ioc;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> guard;
   tcp::acceptor acceptor;
   net::thread_pool pool;
   std::vector<std::thread> io_threads;
-  std::map<std::string, std::map<std::string, Handler>> routes;  // path -> method -> handler
-  ErrorFormatter error_formatter;
-  std::atomic<bool> draining{false};
-  std::mutex live_mu;
-  std::unordered_map<ResponderImpl*, std::weak_ptr<ResponderImpl>> live;
-  bool stopped = false;
 
   std::string ErrorBody(const std::string& path, int status, const std::string& message) const {
     if (error_formatter) return error_formatter(path, status, message);
@@ -152,7 +160,7 @@ struct HttpServer::Impl {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, HttpServer::Impl* impl, bool reject)
-      : stream_(std::move(socket)), impl_(impl), reject_(reject) {
+      : stream_(std::move(socket)), timer_(stream_.get_executor()), impl_(impl), reject_(reject) {
     (*impl_->connections).fetch_add(1);
   }
   ~Session() { (*impl_->connections).fetch_sub(1); }
@@ -185,9 +193,23 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<uint32_t>(impl_->opts.limits.max_header_bytes));
     parser_->body_limit(impl_->opts.limits.max_body_bytes);
     const auto& l = impl_->opts.limits;
-    stream_.expires_after(requests_ == 0 ? l.header_timeout : l.idle_timeout);
+    // Own timer rather than the stream's expiry (which closes the socket): a header that is too
+    // slow still gets its 408.
+    stream_.expires_never();
+    timed_out_ = false;
+    timer_.expires_after(requests_ == 0 ? l.header_timeout : l.idle_timeout);
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec) return;
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);
+    });
     http::async_read_header(stream_, buffer_, *parser_,
-                            [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              self->timer_.cancel();
+                              if (self->timed_out_ && ec == net::error::operation_aborted) ec = beast::error::timeout;
+                              self->OnHeader(ec);
+                            });
   }
 
   void OnHeader(beast::error_code ec) {
@@ -195,7 +217,6 @@ class Session : public std::enable_shared_from_this<Session> {
     ++requests_;
     auto& h = parser_->get();
     const std::string path(h.target().substr(0, h.target().find('?')));
-    if (requests_ > 1) stream_.expires_after(impl_->opts.limits.header_timeout);
     const HttpServerOptions& o = impl_->opts;
     if (impl_->draining.load()) return SendError(path, 503, "server is shutting down", {{"Retry-After", "5"}});
     if (o.security.check_host && !HostAllowed(std::string(h[http::field::host]), o.security.allowed_hosts)) {
@@ -325,7 +346,7 @@ class Session : public std::enable_shared_from_this<Session> {
       const ssize_t n = ec ? -1 : ::recv(self->stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
       if (n > 0) return;  // a pipelined request: leave it for after this response
       if (n < 0 && !ec && (errno == EAGAIN || errno == EWOULDBLOCK)) return self->WatchDisconnect();
-      if (auto r = self->current_.lock()) r->Cancel();
+      if (auto r = self->current_.lock()) r->Cancel(true);
       self->peer_closed_ = true;
     });
   }
@@ -358,7 +379,7 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_after(std::chrono::seconds(120));  // a client that stops reading entirely
     net::async_write(stream_, net::buffer(writing_buf_), [self = shared_from_this()](beast::error_code ec, size_t) {
       if (ec) {
-        if (auto r = self->current_.lock()) r->Cancel();
+        if (auto r = self->current_.lock()) r->Cancel(true);
         return self->Close();
       }
       self->WriteNext();
@@ -399,7 +420,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_) return;
     closed_ = true;
     watching_ = false;
-    if (auto r = current_.lock()) r->Cancel();
+    timer_.cancel();
+    if (auto r = current_.lock()) r->Cancel(true);
     out_.clear();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -409,6 +431,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   beast::tcp_stream stream_;
+  net::steady_timer timer_;
+  bool timed_out_ = false;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   HttpServer::Impl* impl_;
@@ -428,7 +452,7 @@ class Session : public std::enable_shared_from_this<Session> {
 ResponderImpl::~ResponderImpl() {
   if (!ended_) {
     // The handler dropped its responder without finishing: the connection cannot be reused.
-    session_->Abort();
+    if (!impl_->dying.load()) session_->Abort();
     Finish();
   }
 }
@@ -480,7 +504,7 @@ void ResponderImpl::StartStream(int status, std::string content_type, HeaderList
 
 bool ResponderImpl::Write(std::string chunk) {
   std::lock_guard<std::mutex> lk(mu_);
-  if (!started_ || ended_ || cancelled_.load()) return false;
+  if (!started_ || ended_ || client_gone_.load()) return false;
   if (chunk.empty()) return true;  // an empty chunk would end the stream
   if (queued_.load() > impl_->opts.limits.max_stream_buffer) {
     // The client reads slower than we produce for too long: give up on it alone.
@@ -512,8 +536,9 @@ void ResponderImpl::OnCancel(std::function<void()> hook) {
   hook();
 }
 
-void ResponderImpl::Cancel() {
+void ResponderImpl::Cancel(bool client_gone) {
   std::vector<std::function<void()>> hooks;
+  if (client_gone) client_gone_.store(true);
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (cancelled_.exchange(true)) return;
@@ -584,7 +609,7 @@ void HttpServer::CancelAll() {
       if (auto r = w.lock()) live.push_back(std::move(r));
     }
   }
-  for (auto& r : live) r->Cancel();
+  for (auto& r : live) r->Cancel(false);
 }
 
 void HttpServer::Stop() {

@@ -151,11 +151,14 @@ void OnDone(OllamaGen& g, Result<GenerationResult> res) {
   j["qwenmux"] = RouteJson(g.job.route, out.model, out.degraded);
   const chat::ParsedChatOutput p = g.splitter.Final();
   if (g.stream) {
+    const auto rest = g.splitter.Flush();
     if (g.chat) {
-      Json msg{{"role", "assistant"}, {"content", ""}};
+      Json msg{{"role", "assistant"}, {"content", rest.content}};
+      if (!rest.reasoning.empty()) msg["thinking"] = rest.reasoning;
       j["message"] = msg;
     } else {
-      j["response"] = "";
+      j["response"] = rest.content;
+      if (!rest.reasoning.empty()) j["thinking"] = rest.reasoning;
     }
     g.Line(j);
     g.r->End();

@@ -185,6 +185,9 @@ void OnDone(GenState& s, Result<GenerationResult> res) {
     Json choice{{"index", 0}, {"finish_reason", finish}, {"logprobs", nullptr}};
     if (s.chat) {
       choice["delta"] = Json::object();
+      const auto rest = s.splitter.Flush();
+      if (!rest.reasoning.empty()) choice["delta"]["reasoning_content"] = rest.reasoning;
+      if (!rest.content.empty()) choice["delta"]["content"] = rest.content;
       // Tool calls still pending in the partial parse (closed by the end of the stream).
       if (parsed.message.tool_calls.size() > s.tool_calls_sent) {
         std::vector<chat::ChatToolCall> rest(parsed.message.tool_calls.begin() + s.tool_calls_sent,

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -89,6 +90,9 @@ class Service {
   orchestrator::Metrics& metrics() { return *metrics_; }
   const ServiceLimits& limits() const { return limits_; }
   const std::string& version() const { return version_; }
+  // Called with every finished generation (tests, benchmarks); set before serving.
+  void SetGenerationObserver(std::function<void(const orchestrator::GenerationResult&)> f) { observer_ = std::move(f); }
+  const std::function<void(const orchestrator::GenerationResult&)>& observer() const { return observer_; }
   std::chrono::system_clock::time_point started() const { return started_; }
 
  private:
@@ -101,6 +105,7 @@ class Service {
   std::string version_ = "0.1.0";
   std::atomic<bool> ready_{true};
   std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
+  std::function<void(const orchestrator::GenerationResult&)> observer_;
   std::mutex tok_mu_;
   std::map<std::string, std::shared_future<Result<std::shared_ptr<const tokenizer::Tokenizer>>>> tokenizers_;
 };
