@@ -5,6 +5,7 @@
 // work fans out over the Model's own ThreadPool. The weights stay in the read-only memory map.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -69,6 +70,10 @@ class Model {
   Status Prefill(int32_t seq, std::span<const int32_t> tokens, std::vector<float>* last_logits,
                  std::vector<float>* all_logits = nullptr);
   void ResetSequence(int32_t seq) { kv_.set_length(seq, 0); }
+  // <|im_end|> or <|endoftext|>: the tokens that end a generation when stop_on_eos is set.
+  bool IsEndOfGeneration(int32_t token) const {
+    return std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end();
+  }
 
   // Generates from a prompt on sequence `seq` (which is reset first).
   Result<GenerateResult> Generate(std::span<const int32_t> prompt, const GenerateOptions& options,

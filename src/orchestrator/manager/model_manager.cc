@@ -445,6 +445,11 @@ void ModelManager::Release(Entry* e) {
   reaper_cv_.notify_all();
 }
 
+bool ModelManager::Has(const std::string& name) const {
+  std::lock_guard lk(mu_);
+  return entries_.count(name) > 0;
+}
+
 Status ModelManager::Unload(const std::string& name) {
   std::unique_lock lk(mu_);
   auto it = entries_.find(name);

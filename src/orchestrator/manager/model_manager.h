@@ -156,6 +156,9 @@ class ModelManager {
   // Leases model `name`, loading it if needed. keep_alive overrides the spec's for this request.
   Result<ModelLease> Acquire(const std::string& name, std::optional<KeepAlive> keep_alive = std::nullopt);
 
+  // True when a spec of this name is registered.
+  bool Has(const std::string& name) const;
+
   // Unloads `name` now if idle; if in use it unloads when its last lease is released.
   Status Unload(const std::string& name);
 
