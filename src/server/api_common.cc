@@ -42,6 +42,7 @@ ApiError ErrorFromStatus(const Status& s) {
       e.retry_after = 2;
       break;
     case StatusCode::kResourceExhausted: e.status = 503; e.retry_after = 10; break;
+    case StatusCode::kCancelled: e.status = 503; e.retry_after = 5; break;
     default: e.status = 500; break;
   }
   return e;
