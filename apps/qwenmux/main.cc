@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   qwenmux::apps::RegisterList(app, &exit_code);
   qwenmux::apps::RegisterRm(app, &exit_code);
   qwenmux::apps::RegisterTag(app, &exit_code);
+  qwenmux::apps::RegisterPlan(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

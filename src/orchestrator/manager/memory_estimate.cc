@@ -94,6 +94,11 @@ std::string MemoryEstimate::ToString() const {
 }
 
 MemoryEstimate EstimateMemory(const gguf::File& file, const model::ModelConfig& c, const engine::LoadOptions& o) {
+  return EstimateMemory(c, model::WeightBytes(file), MetadataBytes(file), o);
+}
+
+MemoryEstimate EstimateMemory(const model::ModelConfig& c, uint64_t weight_bytes, uint64_t metadata_bytes,
+                              const engine::LoadOptions& o) {
   MemoryEstimate e;
   const uint64_t n_ctx = static_cast<uint64_t>(std::clamp<int64_t>(o.n_ctx, 1, std::max<uint32_t>(c.n_ctx_train, 1)));
   const uint64_t n_seq = static_cast<uint64_t>(std::max(o.n_seq, 1));
@@ -101,7 +106,7 @@ MemoryEstimate EstimateMemory(const gguf::File& file, const model::ModelConfig& 
   uint64_t threads = o.n_threads != 0 ? o.n_threads : std::max(1u, std::thread::hardware_concurrency());
   const uint64_t E = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim();
 
-  e.weights = model::WeightBytes(file);
+  e.weights = weight_bytes;
   // f32 copies of the norms: attn/ffn [n_embd] and q/k [head_dim] per layer, output [n_embd].
   e.weights += c.n_layer * 2 * (MallocChunk(4 * E) + MallocChunk(4 * c.head_dim)) + MallocChunk(4 * E);
 
@@ -120,7 +125,7 @@ MemoryEstimate EstimateMemory(const gguf::File& file, const model::ModelConfig& 
   floats += n_seq * c.n_vocab;       // logits rows
   e.compute = floats * 4 + n * max_cols * 5 / 4;  // + quantized activations (int8, scales, sums)
 
-  e.metadata = MetadataBytes(file);
+  e.metadata = metadata_bytes;
   return e;
 }
 

@@ -52,6 +52,11 @@ struct MemoryEstimate {
 MemoryEstimate EstimateMemory(const gguf::File& file, const model::ModelConfig& config,
                               const engine::LoadOptions& options);
 
+// The same from the parts a file would give: a model not on disk (`qwenmux plan`: the weight
+// bytes from model/shapes.h and the quantization plan, the metadata bytes of the Qwen3 vocab).
+MemoryEstimate EstimateMemory(const model::ModelConfig& config, uint64_t weight_bytes, uint64_t metadata_bytes,
+                              const engine::LoadOptions& options);
+
 // Opens the GGUF at `path` (header only is read) and estimates it; errors name the file.
 Result<MemoryEstimate> EstimateModelMemory(const std::string& path, const engine::LoadOptions& options);
 
