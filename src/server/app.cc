@@ -6,36 +6,12 @@
 
 #include "orchestrator/config/config.h"
 #include "orchestrator/config/units.h"
-#include "orchestrator/store/model_store.h"
+#include "gguf/gguf.h"
+#include "model/config.h"
+#include "orchestrator/manager/memory_estimate.h"
+#include "orchestrator/setup/setup.h"
 
 namespace qwenmux::server {
-
-namespace {
-
-uint64_t TotalRam() {
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
-}
-
-orchestrator::KeepAlive ToKeepAlive(orchestrator::Duration d) {
-  return d.forever ? orchestrator::kKeepForever : orchestrator::KeepAlive(d.ms);
-}
-
-}  // namespace
-
-std::pair<std::string, std::string> ParseModelFlag(const std::string& flag) {
-  std::string path = flag, name;
-  if (const size_t eq = flag.rfind('='); eq != std::string::npos && eq > 0) {
-    path = flag.substr(0, eq);
-    name = flag.substr(eq + 1);
-  }
-  if (name.empty()) {
-    const size_t slash = path.find_last_of('/');
-    name = slash == std::string::npos ? path : path.substr(slash + 1);
-    if (name.size() > 5 && name.ends_with(".gguf")) name.resize(name.size() - 5);
-  }
-  return {path, name};
-}
 
 Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
   std::unique_ptr<App> app(new App());
@@ -44,62 +20,53 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
   AppOptions& o = app->options_;
   orchestrator::Metrics* metrics = o.metrics ? o.metrics : &orchestrator::Metrics::Global();
 
-  orchestrator::Config config;
+  orchestrator::ServeInputs in;
   if (!o.config_path.empty()) {
-    QM_ASSIGN_OR_RETURN(config, orchestrator::LoadConfig(o.config_path));
+    QM_ASSIGN_OR_RETURN(in.config, orchestrator::LoadConfig(o.config_path));
   }
-  if (!o.memory_budget.empty()) QM_RETURN_IF_ERROR(orchestrator::ApplyMemoryBudgetFlag(config, o.memory_budget));
+  in.models_dir = o.models_dir;
+  in.memory_budget = o.memory_budget;
+  in.extra_models = o.model_flags;
+  orchestrator::ServeSetup setup;
+  auto built = orchestrator::BuildServeSetup(in);
+  if (built.ok()) {
+    setup = std::move(*built);
+  } else if (built.status().code() == StatusCode::kNotFound && in.config.models.empty() && o.model_flags.empty()) {
+    // A fresh machine: nothing configured, nothing pulled. Serve anyway (/health, empty lists).
+    if (!o.memory_budget.empty()) QM_RETURN_IF_ERROR(orchestrator::ApplyMemoryBudgetFlag(in.config, o.memory_budget));
+    setup.total_ram = orchestrator::PhysicalMemoryBytes();
+    setup.budget_bytes = in.config.memory.Resolve(setup.total_ram);
+    setup.manager.budget_bytes = setup.budget_bytes;
+    setup.policy.default_model = in.config.router.default_model;
+  } else {
+    return built.status();
+  }
+  for (const std::string& line : setup.log) app->log_("serve: " + line);
 
+  // --model files: the command line's context, parallelism (the setup uses the training
+  // context); threads for every model.
+  const size_t first_flag = setup.specs.size() - std::min(setup.specs.size(), o.model_flags.size());
   std::vector<ServedModel> served;
-  std::optional<orchestrator::ModelStore> store;
-  for (const orchestrator::ModelConfig& mc : config.models) {
-    std::string path = mc.file;
-    if (path.empty()) {
-      if (!store) {
-        const std::string dir = !o.models_dir.empty()        ? o.models_dir
-                                : !config.models_dir.empty() ? config.models_dir
-                                                             : orchestrator::DefaultModelsDir();
-        QM_ASSIGN_OR_RETURN(store, orchestrator::ModelStore::Open(dir));
-      }
-      auto found = store->Find(mc.catalog);
-      if (!found.ok()) {
-        return Error(StatusCode::kNotFound, "{}:{}: model {}: {} (run `qwenmux pull {}`)", config.source, mc.line,
-                     mc.name, found.status().message(), mc.catalog);
-      }
-      path = store->BlobPath(found->sha256);
+  for (size_t i = 0; i < setup.specs.size(); ++i) {
+    orchestrator::ModelSpec& spec = setup.specs[i];
+    orchestrator::RouterCandidate& cand = setup.candidates[i];
+    spec.load.n_threads = o.threads;
+    if (i >= first_flag) {
+      spec.load.n_ctx = std::min(spec.load.n_ctx, o.n_ctx);
+      spec.load.n_seq = std::max(1, o.parallel);
+      auto f = gguf::File::Open(spec.path);
+      auto mc = f.ok() ? model::ReadConfig(*f) : Result<model::ModelConfig>(f.status());
+      if (mc.ok()) cand.memory_bytes = orchestrator::EstimateMemory(*f, *mc, spec.load).total();
     }
-    const int32_t ctx = mc.context > 0 ? static_cast<int32_t>(mc.context) : o.n_ctx;
-    auto m = DescribeModel(mc.name, path, ctx);
-    if (!m.ok()) return m.status().WithContext(fmt::format("{}:{}", config.source, mc.line));
-    m->role = mc.role;
-    m->aliases = mc.aliases;
-    orchestrator::ModelSpec spec;
-    spec.name = mc.name;
-    spec.path = path;
-    spec.load.n_ctx = m->n_ctx;
-    spec.load.n_seq = static_cast<int32_t>(std::max<uint32_t>(1, mc.parallel));
-    spec.load.n_threads = o.threads;
-    spec.keep_alive = ToKeepAlive(mc.keep_alive);
-    spec.pinned = mc.pinned;
-    app->specs_.push_back(spec);
+    auto m = DescribeModel(spec.name, spec.path, spec.load.n_ctx);
+    if (!m.ok()) return m.status();
+    m->role = cand.role;
+    m->aliases = cand.aliases;
     served.push_back(std::move(*m));
   }
-  for (const std::string& flag : o.model_flags) {
-    auto [path, name] = ParseModelFlag(flag);
-    auto m = DescribeModel(name, path, o.n_ctx);
-    if (!m.ok()) return m.status().WithContext(fmt::format("--model {}", flag));
-    orchestrator::ModelSpec spec;
-    spec.name = name;
-    spec.path = path;
-    spec.load.n_ctx = m->n_ctx;
-    spec.load.n_seq = std::max(1, o.parallel);
-    spec.load.n_threads = o.threads;
-    app->specs_.push_back(spec);
-    served.push_back(std::move(*m));
-  }
+  app->specs_ = setup.specs;
 
-  orchestrator::ManagerOptions mo;
-  mo.budget_bytes = config.memory.Resolve(TotalRam());
+  orchestrator::ManagerOptions mo = setup.manager;
   mo.metrics = metrics;
   app->manager_ = std::make_unique<orchestrator::ModelManager>(mo);
   for (const auto& spec : app->specs_) QM_RETURN_IF_ERROR(app->manager_->Register(spec));
@@ -109,17 +76,19 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
   app->scheduler_ = std::make_unique<orchestrator::Scheduler>(app->manager_.get(), so);
   app->service_ = std::make_unique<Service>(app->manager_.get(), app->scheduler_.get(), metrics, o.limits);
   for (ServedModel& m : served) QM_RETURN_IF_ERROR(app->service_->AddModel(std::move(m)));
-  app->service_->SetDefaultModel(config.router.default_model);
+  app->service_->SetRouter(setup.candidates, setup.policy);
   app->http_ = std::make_unique<HttpServer>(o.http);
   app->service_->RegisterRoutes(*app->http_);
 
   const auto& L = o.http.limits;
-  app->log_(fmt::format("serve: memory budget {}, context {} per sequence, {} sequences per model, queue {} per model",
+  app->log_(fmt::format("serve: memory budget {}, {} per --model sequence, {} sequences per --model file, queue {} per model",
                         orchestrator::FormatSize(mo.budget_bytes), o.n_ctx, o.parallel, o.max_queue));
-  app->log_(fmt::format("serve: limits: body {} B, header {} B, {} connections, max_tokens {}, api keys: {}, CORS: {}",
+  app->log_(fmt::format("serve: limits: body {} B, header {} B, {} connections, max_tokens {}, api keys: {}, CORS: {}, "
+                        "host check: {}",
                         L.max_body_bytes, L.max_header_bytes, L.max_connections, o.limits.max_tokens,
                         o.http.security.api_keys.empty() ? "off" : "on",
-                        o.http.security.cors_origins.empty() ? "off" : fmt::format("{}", fmt::join(o.http.security.cors_origins, ","))));
+                        o.http.security.cors_origins.empty() ? "off" : fmt::format("{}", fmt::join(o.http.security.cors_origins, ",")),
+                        o.http.security.check_host ? "on" : "off"));
   for (const ServedModel& m : app->service_->models()) {
     app->log_(fmt::format("serve: model {} ({}{}{}, {} params, context {}) <- {}", m.name,
                           orchestrator::ModelRoleName(m.role), m.quantization.empty() ? "" : ", ", m.quantization,

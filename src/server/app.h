@@ -37,9 +37,6 @@ struct AppOptions {
   orchestrator::Metrics* metrics = nullptr;          // default Metrics::Global()
 };
 
-// One "FILE[=ALIAS]" flag -> (path, name); the name defaults to the file name without .gguf.
-std::pair<std::string, std::string> ParseModelFlag(const std::string& flag);
-
 class App {
  public:
   using Log = std::function<void(const std::string&)>;

@@ -38,14 +38,43 @@ Status CheckLimits(Service& service, std::optional<int64_t> max_tokens, Generati
   return Status::Ok();
 }
 
+Status SetJsonSchema(GenerationJob* job, const Json& schema) {
+  auto c = structured::CompileJsonSchema(schema, structured::VocabIndex::Shared(*job->tok));
+  if (!c.ok()) return c.status();
+  job->constraint = *c;
+  return Status::Ok();
+}
+
+Status SetJsonObject(GenerationJob* job) {
+  auto c = structured::CompileJsonObject(structured::VocabIndex::Shared(*job->tok));
+  if (!c.ok()) return c.status();
+  job->constraint = *c;
+  return Status::Ok();
+}
+
+Status SetToolChoice(GenerationJob* job, const Json& tools, const Json& tool_choice, bool parallel_calls) {
+  structured::ToolCallOptions o;
+  if (!parallel_calls) o.max_calls = 1;
+  auto c = structured::MakeToolCallConstraint(tools, tool_choice, structured::VocabIndex::Shared(*job->tok), o);
+  if (!c.ok()) return c.status();
+  if (*c && job->constraint) {
+    return Error(StatusCode::kInvalidArgument, "tool_choice: a forced tool call cannot be combined with response_format");
+  }
+  if (*c) job->constraint = *c;
+  return Status::Ok();
+}
+
 HeaderList RouteHeaders(const Route& route) {
-  return {{"X-Qwenmux-Model", route.model->name}, {"X-Qwenmux-Route", route.reason}};
+  std::string why;  // printable ASCII only in a header
+  for (unsigned char c : route.explanation) why.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
+  return {{"X-Qwenmux-Model", route.model->name}, {"X-Qwenmux-Route", route.reason}, {"X-Qwenmux-Route-Explanation", why}};
 }
 
 Json RouteJson(const Route& route, const std::string& served, bool degraded) {
   return Json{{"model", served.empty() ? route.model->name : served},
               {"requested", route.requested},
               {"route", degraded ? "fallback" : route.reason},
+              {"explanation", route.explanation},
               {"degraded", degraded}};
 }
 
@@ -58,6 +87,16 @@ Status SubmitGeneration(Service& service, GenerationJob& job, std::shared_ptr<Re
   req.options = job.options;
   req.keep_alive = job.keep_alive;
   req.logprobs = job.logprobs;
+  if (job.constraint || (job.chat && job.thinking && job.thinking_budget >= 0)) {
+    std::unique_ptr<engine::LogitProcessor> proc = job.constraint ? job.constraint->NewProcessor() : nullptr;
+    if (job.chat && job.thinking) {
+      // The constraint applies to the answer: thinking stays free (within its budget).
+      structured::ThinkingOptions t;
+      t.budget = job.thinking_budget;
+      proc = structured::MakeThinkingBudget(std::move(proc), structured::VocabIndex::Shared(*job.tok), t);
+    }
+    req.processor = std::move(proc);
+  }
   req.top_logprobs = job.top_logprobs;
   Responder* raw = responder.get();
   req.on_token = [raw, on_token = std::move(on_token)](const orchestrator::TokenEvent& ev) {

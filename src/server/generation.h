@@ -16,6 +16,7 @@
 #include "server/api_common.h"
 #include "server/http_server.h"
 #include "server/service.h"
+#include "structured/structured.h"
 
 namespace qwenmux::server {
 
@@ -29,7 +30,15 @@ struct GenerationJob {
   int32_t top_logprobs = 0;
   bool chat = true;       // output is an assistant turn (reasoning / content / tool calls)
   bool thinking = true;   // the assistant turn starts in reasoning
+  structured::Constraint constraint;  // JSON schema / JSON object / forced tool calls (answer part)
+  int32_t thinking_budget = -1;       // thinking tokens before </think> is forced (< 0: unlimited)
 };
+
+// Constraints from request fields, compiled against the job's vocabulary (LoadTokenizer first).
+// Errors name the field (kInvalidArgument / kUnsupported).
+Status SetJsonSchema(GenerationJob* job, const Json& schema);
+Status SetJsonObject(GenerationJob* job);
+Status SetToolChoice(GenerationJob* job, const Json& tools, const Json& tool_choice, bool parallel_calls);
 
 // Loads the route's tokenizer into job->tok.
 Status LoadTokenizer(Service& service, GenerationJob* job);

@@ -186,25 +186,39 @@ void Run(Service& service, std::shared_ptr<OllamaGen> g, std::optional<int64_t> 
   if (!s.ok()) SendError(*g->r, s);
 }
 
-// Common head of /api/chat and /api/generate: model, stream, think, keep_alive, options, format.
-Status ReadCommon(Service& service, Fields& f, OllamaGen* g, std::optional<bool>* think, std::optional<int64_t>* max_tokens) {
+// Common head of /api/chat and /api/generate: model (routed with `in`), stream, keep_alive,
+// options.
+Status ReadCommon(Service& service, const HttpRequest& req, Fields& f, OllamaGen* g, orchestrator::RequestInput in,
+                  std::optional<int64_t>* max_tokens) {
   const std::string model = f.String("model").value_or("");
   g->stream = f.Bool("stream").value_or(true);
-  *think = f.Bool("think");
-  if (const Json* fmt = f.Get("format")) {
-    if (!(fmt->is_string() && fmt->get<std::string>().empty())) {
-      return Status(StatusCode::kUnsupported, "format: structured output is not supported yet");
-    }
-  }
+  const std::string latency = f.String("latency").value_or(""), latency_header = req.Header("x-qwenmux-latency");
+  in.latency_field = latency;
+  in.latency_header = latency_header;
+  if (const Json* fmt = f.Get("format"); fmt && !(fmt->is_string() && fmt->get<std::string>().empty())) in.json_schema = true;
   auto ka = ParseKeepAlive(f.Get("keep_alive"));
   if (!ka.ok()) return ka.status();
   g->job.keep_alive = *ka;
   if (!f.ok()) return f.status();
-  auto route = service.Resolve(model, orchestrator::ModelRole::kChat);
+  if (!f.ok()) return f.status();
+  auto route = service.Resolve(model, in);
   if (!route.ok()) return route.status();
   g->job.route = *route;
   *max_tokens = ReadOptions(f, service.limits(), &g->job);
   return f.status();
+}
+
+// Ollama's "format": "json" (any JSON object) or a JSON schema object. After the tokenizer is loaded.
+Status ApplyFormat(Service& service, Fields& f, GenerationJob* job) {
+  const Json* fmt = f.Get("format");
+  if (!fmt || (fmt->is_string() && fmt->get<std::string>().empty())) return Status::Ok();
+  if (!job->tok) QM_RETURN_IF_ERROR(LoadTokenizer(service, job));
+  if (fmt->is_string() && *fmt == "json") return SetJsonObject(job);
+  if (fmt->is_object()) {
+    Status s = SetJsonSchema(job, *fmt);
+    return s.ok() ? s : s.WithContext("format");
+  }
+  return Status(StatusCode::kInvalidArgument, "format: expected \"json\" or a JSON schema object");
 }
 
 void Chat(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
@@ -214,9 +228,8 @@ void Chat(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r
   Fields f(j);
   auto g = std::make_shared<OllamaGen>();
   g->r = r;
-  std::optional<bool> think;
-  std::optional<int64_t> max_tokens;
-  if (Status s = ReadCommon(service, f, g.get(), &think, &max_tokens); !s.ok()) return SendError(*r, s);
+  const std::optional<bool> think = f.Bool("think");
+  if (!f.ok()) return SendError(*r, f.status());
   // Ollama spells an assistant's reasoning "thinking".
   if (j.contains("messages") && j["messages"].is_array()) {
     for (Json& m : j["messages"]) {
@@ -232,7 +245,13 @@ void Chat(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r
   auto chat_req = chat::ParseChatRequestJson(j);
   if (!chat_req.ok()) return SendError(*r, chat_req.status());
   if (think) chat_req->options.enable_thinking = *think;
+  std::optional<int64_t> max_tokens;
+  Fields f2(j);
+  if (Status s = ReadCommon(service, req, f2, g.get(), orchestrator::InputFromChat(*chat_req), &max_tokens); !s.ok()) {
+    return SendError(*r, s);
+  }
   if (Status e = EncodeChat(service, *chat_req, &g->job); !e.ok()) return SendError(*r, e);
+  if (Status e = ApplyFormat(service, f2, &g->job); !e.ok()) return SendError(*r, e);
   Run(service, g, max_tokens);
 }
 
@@ -243,10 +262,13 @@ void Generate(Service& service, const HttpRequest& req, std::shared_ptr<Responde
   auto g = std::make_shared<OllamaGen>();
   g->r = r;
   g->chat = false;
-  std::optional<bool> think;
+  const std::optional<bool> think = f.Bool("think");
   std::optional<int64_t> max_tokens;
-  if (Status s = ReadCommon(service, f, g.get(), &think, &max_tokens); !s.ok()) return SendError(*r, s);
   const std::string prompt = f.String("prompt").value_or("");
+  orchestrator::RequestInput in;
+  in.texts.push_back(prompt);
+  in.enable_thinking = think;
+  if (Status s = ReadCommon(service, req, f, g.get(), in, &max_tokens); !s.ok()) return SendError(*r, s);
   const std::string system = f.String("system").value_or("");
   const bool raw = f.Bool("raw").value_or(false);
   if (f.Get("suffix")) f.Fail("suffix", "not supported");
@@ -277,6 +299,7 @@ void Generate(Service& service, const HttpRequest& req, std::shared_ptr<Responde
     if (think) cr.options.enable_thinking = *think;
     if (Status e = EncodeChat(service, cr, &g->job); !e.ok()) return SendError(*r, e);
   }
+  if (Status e = ApplyFormat(service, f, &g->job); !e.ok()) return SendError(*r, e);
   Run(service, g, max_tokens);
 }
 

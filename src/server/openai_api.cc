@@ -243,28 +243,58 @@ void Generate(Service& service, std::shared_ptr<GenState> st, std::optional<int6
   if (!s.ok()) SendStatus(*st->r, s);
 }
 
-// Fields that need constrained decoding (the structured-output module) are refused clearly.
-Status CheckUnsupported(Fields& f) {
+// response_format, tool_choice (forced calls) and thinking_budget -> the job's constraint. Needs
+// the tokenizer (the constraint is compiled against the vocabulary). *param names the field.
+Status ApplyStructured(const Json& j, GenerationJob* job, std::string* param) {
+  Fields f(j);
   if (const Json* rf = f.Get("response_format")) {
+    *param = "response_format";
     if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string()) {
-      f.Fail("response_format", "expected an object with a string \"type\"");
-    } else if ((*rf)["type"] != "text") {
-      return Error(StatusCode::kUnsupported, "response_format: type \"{}\" is not supported yet (only \"text\")",
-                   (*rf)["type"].get<std::string>());
+      return Status(StatusCode::kInvalidArgument, "response_format: expected an object with a string \"type\"");
+    }
+    const std::string type = (*rf)["type"].get<std::string>();
+    if (type == "json_object") {
+      QM_RETURN_IF_ERROR(SetJsonObject(job));
+    } else if (type == "json_schema") {
+      const auto js = rf->find("json_schema");
+      if (js == rf->end() || !js->is_object() || !js->contains("schema") || !(*js)["schema"].is_object()) {
+        return Status(StatusCode::kInvalidArgument, "response_format.json_schema.schema: expected an object");
+      }
+      Status s = SetJsonSchema(job, (*js)["schema"]);
+      if (!s.ok()) return s.WithContext("response_format.json_schema.schema");
+    } else if (type != "text") {
+      return Error(StatusCode::kInvalidArgument, "response_format.type: \"{}\" is not one of text, json_object, json_schema",
+                   type);
     }
   }
   if (const Json* tc = f.Get("tool_choice")) {
-    if (tc->is_string()) {
-      const std::string v = tc->get<std::string>();
-      if (v == "required") return Error(StatusCode::kUnsupported, "tool_choice: \"required\" is not supported yet");
-      if (v != "auto" && v != "none") f.Fail("tool_choice", "expected \"none\", \"auto\" or \"required\"");
-    } else if (tc->is_object()) {
-      return Error(StatusCode::kUnsupported, "tool_choice: forcing a named function is not supported yet");
-    } else {
-      f.Fail("tool_choice", "expected a string or an object");
+    *param = "tool_choice";
+    if (tc->is_string() && *tc != "none" && *tc != "auto" && *tc != "required") {
+      return Status(StatusCode::kInvalidArgument, "tool_choice: expected \"none\", \"auto\", \"required\" or a function");
+    }
+    const bool forced = (tc->is_string() && *tc == "required") || tc->is_object();
+    if (forced) {
+      const Json* tools = f.Get("tools");
+      if (!tools || !tools->is_array() || tools->empty()) {
+        return Status(StatusCode::kInvalidArgument, "tool_choice: forcing a tool call needs a non-empty tools list");
+      }
+      QM_RETURN_IF_ERROR(SetToolChoice(job, *tools, *tc, f.Bool("parallel_tool_calls").value_or(true)));
+    } else if (!tc->is_string()) {
+      return Status(StatusCode::kInvalidArgument, "tool_choice: expected a string or an object");
     }
   }
-  return f.status();
+  std::optional<int64_t> budget = f.Int("thinking_budget", 0, INT32_MAX);
+  if (const Json* k = f.Get("chat_template_kwargs"); k && k->is_object()) {
+    Fields kf(*k, "chat_template_kwargs.");
+    if (auto b = kf.Int("thinking_budget", 0, INT32_MAX)) budget = b;
+    f.Adopt(kf);
+  }
+  if (!f.ok()) {
+    *param = f.param();
+    return f.status();
+  }
+  if (budget) job->thinking_budget = static_cast<int32_t>(*budget);
+  return Status::Ok();
 }
 
 void ChatCompletions(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
@@ -286,7 +316,6 @@ void ChatCompletions(Service& service, const HttpRequest& req, std::shared_ptr<R
     }
   }
   const std::optional<int64_t> max_tokens = ReadSampling(f, service.limits(), &st->job);
-  if (Status u = CheckUnsupported(f); !u.ok()) return SendStatus(*r, u, f.param());
   if (!f.ok()) return SendStatus(*r, f.status(), f.param());
   auto chat_req = chat::ParseChatRequestJson(j);
   if (!chat_req.ok()) return SendStatus(*r, chat_req.status(), "messages");
@@ -294,10 +323,18 @@ void ChatCompletions(Service& service, const HttpRequest& req, std::shared_ptr<R
     chat_req->options.tools = Json::array();
   }
   if (st->stream) st->object = "chat.completion.chunk";
-  auto route = service.Resolve(model, orchestrator::ModelRole::kChat);
+  const std::string latency = f.String("latency").value_or(""), latency_header = req.Header("x-qwenmux-latency");
+  if (!f.ok()) return SendStatus(*r, f.status(), f.param());
+  orchestrator::RequestInput in = orchestrator::InputFromChat(*chat_req);
+  in.latency_field = latency;
+  in.latency_header = latency_header;
+  if (const Json* rf = f.Get("response_format"); rf && rf->is_object() && rf->value("type", "") != "text") in.json_schema = true;
+  auto route = service.Resolve(model, in);
   if (!route.ok()) return SendStatus(*r, route.status(), "model");
   st->job.route = *route;
   if (Status e = EncodeChat(service, *chat_req, &st->job); !e.ok()) return SendStatus(*r, e);
+  std::string param;
+  if (Status e = ApplyStructured(j, &st->job, &param); !e.ok()) return SendStatus(*r, e, param);
   Generate(service, st, max_tokens);
 }
 
@@ -320,7 +357,13 @@ void Completions(Service& service, const HttpRequest& req, std::shared_ptr<Respo
   if (!f.ok()) return SendStatus(*r, f.status(), f.param());
   const Json* prompt = f.Get("prompt");
   if (!prompt) return SendStatus(*r, Status(StatusCode::kInvalidArgument, "prompt: missing"), "prompt");
-  auto route = service.Resolve(model, orchestrator::ModelRole::kChat);
+  const std::string latency = f.String("latency").value_or(""), latency_header = req.Header("x-qwenmux-latency");
+  if (!f.ok()) return SendStatus(*r, f.status(), f.param());
+  orchestrator::RequestInput in;
+  if (prompt->is_string()) in.texts.push_back(prompt->get_ref<const std::string&>());
+  in.latency_field = latency;
+  in.latency_header = latency_header;
+  auto route = service.Resolve(model, in);
   if (!route.ok()) return SendStatus(*r, route.status(), "model");
   st->job.route = *route;
   st->job.chat = false;
@@ -343,6 +386,8 @@ void Completions(Service& service, const HttpRequest& req, std::shared_ptr<Respo
                                  "prompt: expected a string, an array of one string, or an array of token ids"),
                       "prompt");
   }
+  std::string param;
+  if (Status e = ApplyStructured(j, &st->job, &param); !e.ok()) return SendStatus(*r, e, param);
   Generate(service, st, max_tokens);
 }
 

@@ -9,6 +9,7 @@
 #include "gguf/gguf.h"
 #include "model/config.h"
 #include "server/api_common.h"
+#include "orchestrator/setup/setup.h"
 #include "server/http_server.h"
 
 namespace qwenmux::server {
@@ -85,49 +86,44 @@ std::string Service::ModelList() const {
   return s.empty() ? "(none)" : s;
 }
 
-Result<Route> Service::Resolve(const std::string& requested, orchestrator::ModelRole want) const {
+void Service::SetRouter(std::vector<orchestrator::RouterCandidate> candidates, orchestrator::RouterPolicy policy) {
+  candidates_ = std::move(candidates);
+  policy_ = std::move(policy);
+  if (!default_model_.empty() && policy_.default_model.empty()) policy_.default_model = default_model_;
+}
+
+Result<Route> Service::Resolve(const std::string& requested, orchestrator::ModelRole role) const {
+  orchestrator::RequestInput in;
+  in.role = role;
+  return Resolve(requested, in);
+}
+
+Result<Route> Service::Resolve(const std::string& requested, const orchestrator::RequestInput& input) const {
+  if (models_.empty()) {
+    return Error(StatusCode::kNotFound, "model \"{}\" not found: no model is configured; start the server with "
+                 "--model FILE.gguf or a models: list in --config", requested);
+  }
+  QM_ASSIGN_OR_RETURN(orchestrator::RequestFeatures features, orchestrator::ExtractFeatures(input));
+  const auto snapshot = manager_->Snapshot();
+  const orchestrator::RouterState state = orchestrator::MakeRouterState(
+      snapshot, manager_->EffectiveBudget(), [this](const std::string& m) { return scheduler_->QueueDepth(m); });
+  auto d = orchestrator::Route(requested, features, candidates_, state, policy_);
+  if (!d.ok()) {
+    if (d.status().code() == StatusCode::kNotFound) {
+      return Error(StatusCode::kNotFound, "model \"{}\" not found; available: {} (or \"auto\"). {}", requested,
+                   ModelList(), d.status().message());
+    }
+    return d.status();
+  }
   Route r;
   r.requested = requested;
-  if (requested.empty() || requested == "default" || requested == "auto") {
-    const ServedModel* pick = nullptr;
-    for (const ServedModel& m : models_) {
-      if (!default_model_.empty() && (m.name == default_model_ ||
-                                      std::find(m.aliases.begin(), m.aliases.end(), default_model_) != m.aliases.end())) {
-        pick = &m;
-        break;
-      }
-    }
-    if (!pick) {
-      for (const ServedModel& m : models_) {
-        if (m.role == want) {
-          pick = &m;
-          break;
-        }
-      }
-    }
-    if (!pick && !models_.empty()) pick = &models_.front();
-    if (!pick) {
-      return Error(StatusCode::kNotFound, "no model is configured; start with --model FILE.gguf or --config");
-    }
-    r.model = pick;
-    r.reason = "default";
-    return r;
-  }
+  r.reason = d->reason_code();
+  r.explanation = d->explanation;
   for (const ServedModel& m : models_) {
-    if (m.name == requested) {
-      r.model = &m;
-      r.reason = "requested";
-      return r;
-    }
+    if (m.name == d->model) r.model = &m;
   }
-  for (const ServedModel& m : models_) {
-    if (std::find(m.aliases.begin(), m.aliases.end(), requested) != m.aliases.end()) {
-      r.model = &m;
-      r.reason = "alias";
-      return r;
-    }
-  }
-  return Error(StatusCode::kNotFound, "model \"{}\" not found; available: {}", requested, ModelList());
+  if (!r.model) return Error(StatusCode::kInternal, "router chose {}, which is not served", d->model);
+  return r;
 }
 
 Result<std::shared_ptr<const tokenizer::Tokenizer>> Service::Tokenizer(const ServedModel& m) {

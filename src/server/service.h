@@ -21,6 +21,8 @@
 #include "orchestrator/catalog/catalog.h"
 #include "orchestrator/manager/model_manager.h"
 #include "orchestrator/metrics/metrics.h"
+#include "orchestrator/router/features.h"
+#include "orchestrator/router/router.h"
 #include "orchestrator/scheduler/scheduler.h"
 #include "tokenizer/tokenizer.h"
 
@@ -49,8 +51,9 @@ Result<ServedModel> DescribeModel(const std::string& name, const std::string& pa
 
 struct Route {
   const ServedModel* model = nullptr;
-  std::string requested;  // the request's `model` field
-  std::string reason;     // "requested", "alias", "default"
+  std::string requested;    // the request's `model` field
+  std::string reason;       // the router's code: "explicit", "alias", "default", "complexity", ...
+  std::string explanation;  // one line
 };
 
 struct ServiceLimits {
@@ -77,8 +80,12 @@ class Service {
   void SetReady(bool ready) { ready_.store(ready); }
   bool ready() const { return ready_.load(); }
 
-  // Resolves a request's `model` field; kNotFound lists the served names.
-  Result<Route> Resolve(const std::string& requested, orchestrator::ModelRole want) const;
+  // The router (orchestrator/router): candidates in the order of models(), policy.
+  void SetRouter(std::vector<orchestrator::RouterCandidate> candidates, orchestrator::RouterPolicy policy);
+  // Routes a request: its `model` field ("auto", "" = default, a name, an alias or a tier) and
+  // its features; kNotFound lists what exists.
+  Result<Route> Resolve(const std::string& requested, const orchestrator::RequestInput& input) const;
+  Result<Route> Resolve(const std::string& requested, orchestrator::ModelRole role) const;
   const std::vector<ServedModel>& models() const { return models_; }
   std::string ModelList() const;  // "a, b, c" or "(none)"
 
@@ -101,6 +108,8 @@ class Service {
   orchestrator::Metrics* metrics_;
   ServiceLimits limits_;
   std::vector<ServedModel> models_;
+  std::vector<orchestrator::RouterCandidate> candidates_;
+  orchestrator::RouterPolicy policy_;
   std::string default_model_;
   std::string version_ = "0.1.0";
   std::atomic<bool> ready_{true};

@@ -30,7 +30,7 @@ test('openai: chat, thinking on: reasoning_content, route shown', async () => {
   assert.equal(r.usage.completion_tokens, 8);
   assert.ok(r.usage.prompt_tokens > 0);
   assert.equal(r.qwenmux.model, model);
-  assert.equal(r.qwenmux.route, 'requested');
+  assert.equal(r.qwenmux.route, 'explicit');
 });
 
 test('openai: chat, thinking off (chat_template_kwargs): content only', async () => {
@@ -63,20 +63,54 @@ test('openai: streaming deltas add up to the non-streamed answer; final usage ch
   assert.equal(usage.completion_tokens, 12);
 });
 
-test('openai: tools round-trip (tool definitions, assistant tool call, tool result)', async () => {
+test('openai: tools round-trip (forced call -> tool result -> answer)', async () => {
   const tools = [{ type: 'function', function: { name: 'get_weather', description: 'Weather for a city',
-    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } }];
-  const first = await openai.chat.completions.create({ model, messages: user('Weather in Paris?'), tools, max_tokens: 6 });
-  assert.equal(first.choices[0].message.role, 'assistant');
+    parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 } }, required: ['city'] } } }];
+  const first = await openai.chat.completions.create({
+    model, messages: user('Weather in Paris?'), tools, tool_choice: 'required', max_tokens: 200,
+    chat_template_kwargs: { enable_thinking: false },
+  });
+  assert.equal(first.choices[0].finish_reason, 'tool_calls');
+  const call = first.choices[0].message.tool_calls[0];
+  assert.equal(call.type, 'function');
+  assert.equal(call.function.name, 'get_weather');
+  assert.equal(typeof JSON.parse(call.function.arguments).city, 'string');
   const messages = [
     ...user('Weather in Paris?'),
-    { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function',
-      function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }] },
-    { role: 'tool', tool_call_id: 'call_1', content: '{"temp_c": 21}' },
+    first.choices[0].message,
+    { role: 'tool', tool_call_id: call.id, content: '{"temp_c": 21}' },
   ];
   const second = await openai.chat.completions.create({ model, messages, tools, max_tokens: 6 });
   assert.ok(['stop', 'length', 'tool_calls'].includes(second.choices[0].finish_reason));
   assert.ok(second.usage.prompt_tokens > first.usage.prompt_tokens);
+  // Streaming: the call arrives as a tool_calls delta.
+  const stream = await openai.chat.completions.create({
+    model, messages: user('Weather in Rome?'), tools, tool_choice: { type: 'function', function: { name: 'get_weather' } },
+    max_tokens: 200, stream: true, chat_template_kwargs: { enable_thinking: false },
+  });
+  let name = '', finish = null;
+  for await (const c of stream) {
+    for (const ch of c.choices) {
+      for (const t of ch.delta?.tool_calls ?? []) name += t.function?.name ?? '';
+      if (ch.finish_reason) finish = ch.finish_reason;
+    }
+  }
+  assert.equal(name, 'get_weather');
+  assert.equal(finish, 'tool_calls');
+});
+
+test('openai: response_format json_schema and logprobs', async () => {
+  const r = await openai.chat.completions.create({
+    model, messages: user('A number'), max_tokens: 100, chat_template_kwargs: { enable_thinking: false },
+    response_format: { type: 'json_schema', json_schema: { name: 'n', schema: { type: 'object',
+      properties: { n: { type: 'integer' } }, required: ['n'] } } },
+  });
+  assert.equal(typeof JSON.parse(r.choices[0].message.content).n, 'number');
+  const l = await openai.chat.completions.create({ model, messages: user('Hi'), max_tokens: 3, logprobs: true, top_logprobs: 2 });
+  const lp = l.choices[0].logprobs.content;
+  assert.equal(lp.length, 3);
+  assert.equal(lp[0].top_logprobs.length, 2);
+  assert.ok(lp[0].logprob <= 0);
 });
 
 test('openai: completions (legacy) with and without streaming', async () => {

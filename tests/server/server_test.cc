@@ -92,16 +92,20 @@ TEST_F(ServerHttp, HealthModelsAndRouteHeader) {
   auto r = Call(port(), "POST", "/v1/chat/completions", ChatBody("Hello", 4));
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.Header("x-qwenmux-model"), kModel);
-  EXPECT_EQ(r.Header("x-qwenmux-route"), "requested");
+  EXPECT_EQ(r.Header("x-qwenmux-route"), "explicit");
+  EXPECT_FALSE(r.Header("x-qwenmux-route-explanation").empty());
   const json j = Body(r);
-  EXPECT_EQ(j["qwenmux"]["route"], "requested");
+  EXPECT_EQ(j["qwenmux"]["route"], "explicit");
+  EXPECT_NE(j["qwenmux"]["explanation"].get<std::string>().find("requested by name"), std::string::npos);
   EXPECT_EQ(j["usage"]["completion_tokens"], 4);
   // No model named: the default, and the reason says so.
   json no_model = json::parse(ChatBody("Hello", 2));
   no_model.erase("model");
   auto d = Call(port(), "POST", "/v1/chat/completions", no_model.dump());
   ASSERT_EQ(d.status, 200);
-  EXPECT_EQ(Body(d)["qwenmux"]["route"], "default");
+  EXPECT_EQ(Body(d)["qwenmux"]["model"], kModel);
+  EXPECT_NE(Body(d)["qwenmux"]["route"], "explicit");  // the router decided (auto)
+  EXPECT_NE(Body(d)["qwenmux"]["explanation"].get<std::string>().find("auto"), std::string::npos);
 }
 
 TEST_F(ServerHttp, StreamingMatchesNonStreaming) {
@@ -172,6 +176,66 @@ TEST_F(ServerHttp, EmbeddingsAndRerankMatchTheEngine) {
   EXPECT_GE(res[1]["relevance_score"].get<float>(), res[2]["relevance_score"].get<float>());
 }
 
+TEST_F(ServerHttp, StructuredOutputAndForcedToolCalls) {
+  // response_format json_object: the content is a JSON object, whatever the random weights say.
+  json req = json::parse(ChatBody("Give me JSON", 300));
+  req["chat_template_kwargs"] = {{"enable_thinking", false}};
+  req["response_format"] = {{"type", "json_object"}};
+  auto r = Call(port(), "POST", "/v1/chat/completions", req.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json content = json::parse(Body(r)["choices"][0]["message"]["content"].get<std::string>(), nullptr, false);
+  EXPECT_TRUE(content.is_object()) << r.body;
+  // json_schema.
+  req["response_format"] = {{"type", "json_schema"},
+                            {"json_schema", {{"name", "n"}, {"schema", {{"type", "object"},
+                                                                        {"properties", {{"n", {{"type", "integer"}}}}},
+                                                                        {"required", {"n"}}}}}}};
+  r = Call(port(), "POST", "/v1/chat/completions", req.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json n = json::parse(Body(r)["choices"][0]["message"]["content"].get<std::string>(), nullptr, false);
+  EXPECT_TRUE(n.is_object() && n["n"].is_number_integer()) << r.body;
+  // A bad schema is a 400 naming the field.
+  req["response_format"]["json_schema"]["schema"] = {{"type", "object"}, {"properties", {{"p", {{"type", "string"}, {"pattern", "a+"}}}}}};
+  r = Call(port(), "POST", "/v1/chat/completions", req.dump());
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(Body(r)["error"]["param"], "response_format");
+
+  // tool_choice "required", thinking on with a budget: a real tool call comes back...
+  const json tools = json::array({{{"type", "function"},
+                                   {"function", {{"name", "get_weather"},
+                                                 {"parameters", {{"type", "object"},
+                                                                 {"properties", {{"city", {{"type", "string"}, {"maxLength", 12}}}}},
+                                                                 {"required", {"city"}}}}}}}});
+  json call = json::parse(ChatBody("Weather in Paris?", 300));
+  call["tools"] = tools;
+  call["tool_choice"] = "required";
+  call["thinking_budget"] = 4;
+  r = Call(port(), "POST", "/v1/chat/completions", call.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json choice = Body(r)["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "tool_calls") << r.body;
+  ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << r.body;
+  const json tc = choice["message"]["tool_calls"][0];
+  EXPECT_EQ(tc["function"]["name"], "get_weather");
+  const json args = json::parse(tc["function"]["arguments"].get<std::string>(), nullptr, false);
+  ASSERT_TRUE(args.is_object() && args["city"].is_string()) << tc.dump();
+  // ...and goes back with its result.
+  json round = call;
+  round.erase("tool_choice");
+  round["messages"].push_back(choice["message"]);
+  round["messages"].push_back({{"role", "tool"}, {"tool_call_id", tc["id"]}, {"content", "{\"temp_c\": 21}"}});
+  round["max_tokens"] = 4;
+  r = Call(port(), "POST", "/v1/chat/completions", round.dump());
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_GT(Body(r)["usage"]["prompt_tokens"].get<int>(), 40);
+  // Ollama format "json".
+  auto o = Call(port(), "POST", "/api/generate",
+                json{{"model", kModel}, {"prompt", "JSON please"}, {"think", false}, {"format", "json"}, {"stream", false},
+                     {"options", {{"num_predict", 300}}}}.dump());
+  ASSERT_EQ(o.status, 200) << o.body;
+  EXPECT_TRUE(json::parse(Body(o)["response"].get<std::string>(), nullptr, false).is_object()) << o.body;
+}
+
 TEST_F(ServerHttp, OllamaRoutes) {
   auto chat = Call(port(), "POST", "/api/chat",
                    json{{"model", kModel}, {"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"stream", false},
@@ -211,7 +275,8 @@ TEST_F(ServerHttp, ErrorsInEachDialect) {
   EXPECT_EQ(a.status, 404);
   EXPECT_NE(Body(a)["error"]["message"].get<std::string>().find(kModel), std::string::npos);
   EXPECT_EQ(Body(a)["error"]["param"], "model");
-  auto o = Call(port(), "POST", "/api/chat", json{{"model", "nope"}, {"messages", json::array()}}.dump());
+  auto o = Call(port(), "POST", "/api/chat",
+                json{{"model", "nope"}, {"messages", {{{"role", "user"}, {"content", "x"}}}}}.dump());
   EXPECT_EQ(o.status, 404);
   EXPECT_TRUE(Body(o)["error"].is_string());
   // Malformed JSON and wrong types: 400 naming the field.
@@ -240,12 +305,12 @@ TEST_F(ServerHttp, ErrorsInEachDialect) {
   n2["n"] = 2;
   EXPECT_EQ(Call(port(), "POST", "/v1/chat/completions", n2.dump()).status, 400);
   EXPECT_EQ(Call(port(), "POST", "/v1/chat/completions", ChatBody("x", 1000000)).status, 400);
-  // Structured output is refused clearly until constrained decoding is wired.
+  // An unknown response_format type.
   json rf = json::parse(ChatBody("x", 2));
-  rf["response_format"] = {{"type", "json_object"}};
+  rf["response_format"] = {{"type", "xml"}};
   auto rfr = Call(port(), "POST", "/v1/chat/completions", rf.dump());
   EXPECT_EQ(rfr.status, 400);
-  EXPECT_NE(rfr.body.find("response_format"), std::string::npos);
+  EXPECT_EQ(Body(rfr)["error"]["param"], "response_format");
 }
 
 TEST_F(ServerHttp, HostileInput) {
@@ -322,6 +387,7 @@ TEST_F(ServerHttp, MetricsAndPsCommand) {
 TEST(ServerSetup, NoModelsStillServes) {
   AppOptions o = TinyOptions();
   o.model_flags.clear();
+  o.models_dir = std::string(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp") + "/empty-store";
   auto r = Start(o);
   ASSERT_NE(r, nullptr);
   EXPECT_EQ(Call(r->port(), "GET", "/health").status, 200);
@@ -463,23 +529,23 @@ TEST(ServerOverload, FullQueueAnswers429And503WithRetryAfter) {
   OpenStream running;
   ASSERT_TRUE(running.Open(r->port(), "/v1/completions",
                            json{{"model", kModel}, {"prompt", "Go"}, {"max_tokens", 4000}, {"stream", true}}.dump(), 1));
-  std::vector<std::thread> waiting;
-  std::atomic<int> got429{0}, got503{0};
-  for (int i = 0; i < 3; ++i) {
-    waiting.emplace_back([&, i] {
-      const bool ollama = i % 2 == 1;
-      auto res = ollama ? Call(r->port(), "POST", "/api/generate",
-                               json{{"model", kModel}, {"prompt", "x"}, {"stream", false}, {"options", {{"num_predict", 2}}}}.dump())
-                        : Call(r->port(), "POST", "/v1/completions", json{{"model", kModel}, {"prompt", "x"}, {"max_tokens", 2}}.dump());
-      if (res.status == 429 && !res.Header("retry-after").empty()) ++got429;
-      if (res.status == 503 && !res.Header("retry-after").empty()) ++got503;
-    });
-  }
-  for (int i = 0; i < 3000 && got429 + got503 < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  EXPECT_GE(got429.load(), 1);  // OpenAI shape
-  EXPECT_GE(got503.load(), 1);  // Ollama shape
+  std::thread queued([&] {
+    Call(r->port(), "POST", "/v1/completions", json{{"model", kModel}, {"prompt", "x"}, {"max_tokens", 2}}.dump());
+  });
+  auto& sched = r->app->service().scheduler();
+  for (int i = 0; i < 3000 && sched.QueueDepth(kModel) < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(sched.QueueDepth(kModel), 2);  // one running, one waiting: the queue is full
+  auto a = Call(r->port(), "POST", "/v1/completions", json{{"model", kModel}, {"prompt", "x"}, {"max_tokens", 2}}.dump());
+  EXPECT_EQ(a.status, 429) << a.body;
+  EXPECT_FALSE(a.Header("retry-after").empty());
+  EXPECT_EQ(Body(a)["error"]["type"], "rate_limit_error");
+  auto o2 = Call(r->port(), "POST", "/api/generate",
+                 json{{"model", kModel}, {"prompt", "x"}, {"stream", false}, {"options", {{"num_predict", 2}}}}.dump());
+  EXPECT_EQ(o2.status, 503) << o2.body;
+  EXPECT_FALSE(o2.Header("retry-after").empty());
+  EXPECT_TRUE(Body(o2)["error"].is_string());
   running.sock.close();  // cancels the long one; the queued request then runs
-  for (auto& t : waiting) t.join();
+  queued.join();
 }
 
 TEST(ServerShutdown, GracefulShutdownEndsStreamsCleanly) {
