@@ -29,6 +29,8 @@ void RegisterPull(CLI::App& app, int* exit_code);  // models.cc
 void RegisterList(CLI::App& app, int* exit_code);  // models.cc
 void RegisterRm(CLI::App& app, int* exit_code);  // models.cc
 void RegisterTag(CLI::App& app, int* exit_code);  // models.cc
+void RegisterServe(CLI::App& app, int* exit_code);  // serve.cc
+void RegisterPs(CLI::App& app, int* exit_code);  // ps.cc
 void RegisterPlan(CLI::App& app, int* exit_code);  // plan.cc
 
 }  // namespace qwenmux::apps

@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "qwenmux 0.1.0");
   int exit_code = 0;
+  qwenmux::apps::RegisterServe(app, &exit_code);
+  qwenmux::apps::RegisterPs(app, &exit_code);
   qwenmux::apps::RegisterInspect(app, &exit_code);
   qwenmux::apps::RegisterRenderChat(app, &exit_code);
   qwenmux::apps::RegisterTokenize(app, &exit_code);

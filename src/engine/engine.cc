@@ -118,7 +118,9 @@ Result<GenerateResult> Model::Generate(std::span<const int32_t> prompt, const Ge
     if (on_text && !s.empty() && !on_text(s)) cancelled = true;
   };
   for (int32_t i = 0; i < options.max_tokens && !cancelled; ++i) {
+    if (options.processor) QM_RETURN_IF_ERROR(options.processor->Apply(logits));
     const int32_t tok = sampler.Sample(logits, history);
+    if (options.processor) QM_RETURN_IF_ERROR(options.processor->Accept(tok));
     if (options.stop_on_eos && IsEndOfGeneration(tok)) {
       res.finish_reason = "stop";
       break;
@@ -128,6 +130,12 @@ Result<GenerateResult> Model::Generate(std::span<const int32_t> prompt, const Ge
     QM_ASSIGN_OR_RETURN(const bool stopped, stream.Push(tok, &piece));
     emit(piece);
     if (stopped) {
+      res.finish_reason = "stop";
+      break;
+    }
+    if (options.processor && options.processor->Done()) {
+      stream.Finish(&piece);
+      emit(piece);
       res.finish_reason = "stop";
       break;
     }
