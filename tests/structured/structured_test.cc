@@ -1,6 +1,8 @@
 // Compiler and matcher unit tests with the real Qwen3 vocabulary.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "chat/chat.h"
 #include "structured/structured.h"
 #include "structured_util.h"
@@ -310,6 +312,41 @@ TEST(StructuredThinking, BudgetForcesCloseThenConstrainedAnswer) {
   EXPECT_FALSE(ResolveThinking(std::nullopt, {"hi /no_think"}));
   EXPECT_TRUE(ResolveThinking(std::nullopt, {"a /no_think", "b /think"}));
   EXPECT_FALSE(ResolveThinking(false, {"b /think"}));
+}
+
+}  // namespace
+}  // namespace qwenmux::structured
+
+namespace qwenmux::structured {
+namespace {
+
+// One compiled constraint (and its shared mask cache) used by several sequences at once.
+TEST(StructuredConcurrent, SharedConstraintAcrossThreads) {
+  auto c = CompileJsonSchema(json::parse(R"({"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
+      "n": {"type": "integer"}, "tags": {"type": "array", "items": {"enum": ["x", "y"]}, "maxItems": 3}},
+      "required": ["name", "n", "tags"], "additionalProperties": false})"), testutil::Index());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  constexpr int kThreads = 4, kWalks = 3;
+  std::vector<std::string> texts(kThreads * kWalks), errors(kThreads * kWalks);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int k = 0; k < kWalks; ++k) {
+        auto p = (*c)->NewProcessor();
+        auto w = testutil::RandomWalk(*p, *testutil::Index(), 100 * t + k, 400);
+        texts[t * kWalks + k] = w.text;
+        errors[t * kWalks + k] = w.done ? w.error : "not done: " + w.error;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    EXPECT_EQ(errors[i], "");
+    auto j = json::parse(texts[i], nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << texts[i];
+    EXPECT_TRUE(j.at("name").is_string() && j.at("n").is_number_integer() && j.at("tags").is_array()) << texts[i];
+  }
+  EXPECT_GT((*c)->cache_hits(), 0u);
 }
 
 }  // namespace
