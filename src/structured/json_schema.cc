@@ -462,7 +462,7 @@ Result<uint32_t> SchemaCompiler::Compile(const json& s, const std::string& path,
     for (const json& v : values) {
       if (!(TypeOfValue(v) & types)) continue;
       if (integer_only && v.is_number_float() && v.get<double>() != std::floor(v.get<double>())) continue;
-      if (v.is_string() && (s.contains("minLength") || s.contains("maxLength") || s.contains("format"))) {
+      if (v.is_string() && (s.contains("minLength") || s.contains("maxLength") || s.contains("format") || s.contains("pattern"))) {
         return Fail(path, "'enum'/'const' together with string length or format keywords is not supported");
       }
       alts.push_back({GrammarBuilder::Ref(Literal(v, "const"))});
@@ -475,7 +475,7 @@ Result<uint32_t> SchemaCompiler::Compile(const json& s, const std::string& path,
     unsigned inferred = 0;
     for (const char* k : {"properties", "required", "additionalProperties"}) inferred |= s.contains(k) ? unsigned{kObject} : 0u;
     for (const char* k : {"items", "prefixItems", "minItems", "maxItems"}) inferred |= s.contains(k) ? unsigned{kArray} : 0u;
-    for (const char* k : {"minLength", "maxLength", "format"}) inferred |= s.contains(k) ? unsigned{kString} : 0u;
+    for (const char* k : {"minLength", "maxLength", "format", "pattern"}) inferred |= s.contains(k) ? unsigned{kString} : 0u;
     for (const char* k : {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}) inferred |= s.contains(k) ? unsigned{kNumber} : 0u;
     if (inferred == 0) return AnyValue(o_.max_nesting);
     if (std::popcount(inferred) > 1) return Fail(path, "keywords of several types without 'type' are not supported");

@@ -31,7 +31,7 @@ inline const std::set<std::string>& KnownKeywords() {
       "$schema", "$id", "$comment", "title", "description", "default", "examples", "deprecated", "readOnly",
       "writeOnly", "$defs", "definitions", "type", "enum", "const", "properties", "required", "additionalProperties",
       "items", "prefixItems", "minItems", "maxItems", "anyOf", "oneOf", "allOf", "$ref", "minLength", "maxLength",
-      "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
+      "format", "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
   return k;
 }
 inline const std::set<std::string>& MetaKeywords() {
@@ -91,5 +91,8 @@ class SchemaCompiler {
   std::map<int, uint32_t> any_value_, any_object_;
   std::map<std::pair<std::string, int>, uint32_t> refs_;
 };
+
+// The JSON-string content matching a regular expression (regex.cc).
+Result<Seq> PatternSeq(GrammarBuilder& g, std::string_view pattern, int max_repeat);
 
 }  // namespace qwenmux::structured::internal

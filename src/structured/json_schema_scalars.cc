@@ -235,6 +235,18 @@ Result<uint32_t> SchemaCompiler::String(const json& s, const std::string& path) 
   const int64_t lo = min_len.value_or(0);
   if (max_len && *max_len < lo) return Fail(path, "maxLength < minLength");
   if (lo > static_cast<int64_t>(kMaxStringRun)) return Fail(path, fmt::format("minLength {} is too large (at most {})", lo, kMaxStringRun));
+  if (s.contains("pattern")) {
+    if (!s["pattern"].is_string()) return Fail(path, "'pattern' must be a string");
+    if (s.contains("format") || min_len || max_len) {
+      return Fail(path, "'pattern' together with 'format', 'minLength' or 'maxLength' is not supported");
+    }
+    auto body = PatternSeq(g_, s["pattern"].get<std::string>(), std::min(o_.max_string_length, 16));
+    if (!body.ok()) return Fail(path, body.status().message());
+    Seq q{g_.Byte('"')};
+    q.insert(q.end(), body->begin(), body->end());
+    q.push_back(g_.Byte('"'));
+    return g_.Rule("pattern", {q});
+  }
   if (s.contains("format")) {
     if (!s["format"].is_string()) return Fail(path, "'format' must be a string");
     int fmin = 0, fmax = 0;

@@ -132,8 +132,12 @@ TEST(StructuredJson, UnsupportedKeywordsAreNamed) {
     EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
     return c.status().ToString();
   };
-  EXPECT_NE(err(R"({"type": "object", "properties": {"p": {"type": "string", "pattern": "^a"}}})").find("'pattern' at #/properties/p"),
+  EXPECT_NE(err(R"({"type": "object", "properties": {"p": {"type": "string", "contentEncoding": "base64"}}})")
+                .find("unsupported keyword 'contentEncoding' at #/properties/p"),
             std::string::npos);
+  EXPECT_NE(err(R"({"type": "string", "pattern": "(?=a)b"})").find("lookarounds"), std::string::npos);
+  EXPECT_NE(err(R"({"type": "string", "pattern": "(a)\\1"})").find("backreferences"), std::string::npos);
+  EXPECT_NE(err(R"({"type": "string", "pattern": "a", "maxLength": 3})").find("'pattern' together with"), std::string::npos);
   EXPECT_NE(err(R"({"type": "array", "uniqueItems": true})").find("'uniqueItems'"), std::string::npos);
   EXPECT_NE(err(R"({"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 3}]})").find("oneOf"), std::string::npos);
   EXPECT_NE(err(R"({"allOf": [{"type": "string"}, {"maxLength": 3}]})").find("allOf"), std::string::npos);
@@ -144,6 +148,18 @@ TEST(StructuredJson, UnsupportedKeywordsAreNamed) {
   EXPECT_NE(err(R"({"type": "array", "minItems": 3, "maxItems": 2})").find("minItems"), std::string::npos);
   EXPECT_NE(err(R"({"type": "object", "properties": {"a": false}, "required": ["a"]})").find("never be satisfied"), std::string::npos);
   EXPECT_FALSE(CompileJsonSchema(json::parse("3"), Index()).ok());
+}
+
+TEST(StructuredJson, PatternsGenerateMatchingStrings) {
+  auto c = Schema(R"({"type": "string", "pattern": "^\\+?[0-9]{1,3}-(\\d{3}|x)[.-]?[A-Z]{2}$"})");
+  EXPECT_TRUE(Accepts(c, R"("+33-123AB")"));
+  EXPECT_TRUE(Accepts(c, R"("1-x.ZZ")"));
+  EXPECT_FALSE(Accepts(c, R"("1-12.ZZ")"));
+  EXPECT_FALSE(Accepts(c, R"("1-x.Zz")"));
+  auto q = Schema(R"({"type": "string", "pattern": "^[\"\\\\a]{2}[^a-z]$"})");
+  EXPECT_TRUE(Accepts(q, R"("\"\\A")"));
+  EXPECT_FALSE(Accepts(q, R"("\"\\a")"));
+  EXPECT_FALSE(Accepts(q, "\"aa\u00e9\""));  // negated classes generate ASCII only
 }
 
 TEST(StructuredJson, OneOfWithDiscriminatorIsAccepted) {

@@ -81,6 +81,13 @@ std::vector<json> HandWritten() {
                     "required": ["description", "quantity", "unit_price"], "additionalProperties": false}, "maxItems": 3},
           "currency": {"enum": ["EUR", "USD", "GBP"]}, "paid": {"type": "boolean"}},
           "required": ["invoice_number", "date", "lines", "currency"], "additionalProperties": false})",
+      R"({"type": "string", "pattern": "^\\+?[0-9]{1,3}-[0-9]{3}-[0-9]{4}$"})",
+      R"({"type": "string", "pattern": "^[A-Z]{3}-\\d{4}$"})",
+      R"({"type": "string", "pattern": "^(foo|bar)+baz$"})",
+      R"({"type": "string", "pattern": "[^a-z]*x\\.y"})",
+      R"({"type": "string", "pattern": "^[\\w.\"\\\\-]+@(ex|ample)\\.(com|org)$"})",
+      R"({"type": "object", "properties": {"zip": {"type": "string", "pattern": "^[0-9]{5}(-[0-9]{4})?$"},
+          "code": {"pattern": "^[a-f0-9]{8}$"}}, "required": ["zip", "code"], "additionalProperties": false})",
       R"({"type": "object", "properties": {"日本語": {"type": "string"}, "emoji 😀": {"const": "ok"}},
           "required": ["日本語", "emoji 😀"]})",
   };
@@ -128,7 +135,9 @@ class SchemaGen {
         return {{"enum", e}};
       }
       case 7: return {{"const", Pick(2) ? json("c" + std::to_string(Pick(9))) : json(Pick(9))}};
-      case 8: return {{"type", "string"}, {"enum", json::array({"a b", "ç", "\"q\""})}};
+      case 8:
+        if (Pick(2)) return {{"type", "string"}, {"pattern", Pick(2) ? "^[a-z]{2,4}[0-9]?$" : "(x|yz)+\\.\\d{1,2}"}};
+        return {{"type", "string"}, {"enum", json::array({"a b", "ç", "\"q\""})}};
       case 9:
       case 10:
       case 11: return Object(depth - 1);
