@@ -1,6 +1,7 @@
 #include "structured/matcher.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -241,35 +242,39 @@ Status GrammarMatcher::ComputeMask(TokenMask* mask) {
   return Status::Ok();
 }
 
-Status GrammarMatcher::Apply(std::span<float> logits) {
-  QM_RETURN_IF_ERROR(ComputeMask(&union_));
+Status ApplyTokenMask(const TokenMask& mask, std::span<float> logits) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const size_t n = logits.size();
-  const size_t words = std::min(union_.size(), (n + 63) / 64);
-  bool any = false;
+  const size_t words = std::min(mask.size(), (n + 63) / 64);
+  uint64_t any = 0;
+  float saved[64];
   for (size_t w = 0; w < words; ++w) {
-    const uint64_t bits = union_[w];
-    float* row = logits.data() + w * 64;
     const size_t len = std::min<size_t>(64, n - w * 64);
-    if (bits == ~uint64_t{0} && len == 64) {
-      any = true;
-      continue;
-    }
+    const uint64_t valid = len == 64 ? ~uint64_t{0} : (uint64_t{1} << len) - 1;
+    const uint64_t bits = mask[w] & valid;
+    any |= bits;
+    float* row = logits.data() + w * 64;
+    if (bits == valid) continue;
     if (bits == 0) {
       std::fill(row, row + len, kNegInf);
-      continue;
-    }
-    for (size_t k = 0; k < len; ++k) {
-      if (!((bits >> k) & 1)) {
-        row[k] = kNegInf;
-      } else if (!std::isnan(row[k])) {
-        any = true;
-      }
+    } else if (std::popcount(bits) <= 32) {  // mostly masked: save the few, fill, restore
+      int k = 0;
+      for (uint64_t b = bits; b; b &= b - 1) saved[k++] = row[std::countr_zero(b)];
+      std::fill(row, row + len, kNegInf);
+      k = 0;
+      for (uint64_t b = bits; b; b &= b - 1) row[std::countr_zero(b)] = saved[k++];
+    } else {
+      for (uint64_t z = ~bits & valid; z; z &= z - 1) row[std::countr_zero(z)] = kNegInf;
     }
   }
   if (words * 64 < n) std::fill(logits.begin() + static_cast<long>(words * 64), logits.end(), kNegInf);
-  if (!any) return Error(StatusCode::kInternal, "structured: no token of the vocabulary can continue the constrained value");
+  if (any == 0) return Error(StatusCode::kInternal, "structured: no token of the vocabulary can continue the constrained value");
   return Status::Ok();
+}
+
+Status GrammarMatcher::Apply(std::span<float> logits) {
+  QM_RETURN_IF_ERROR(ComputeMask(&union_));
+  return ApplyTokenMask(union_, logits);
 }
 
 Status GrammarMatcher::Accept(int32_t token) {

@@ -79,6 +79,10 @@ struct StackSet {
   void Add(std::span<const uint64_t> st);  // ignores duplicates
 };
 
+// Sets logits[i] = -inf for every token not in `mask` (and every index past it). Error
+// (kInternal) when no token is left.
+Status ApplyTokenMask(const TokenMask& mask, std::span<float> logits);
+
 class GrammarMatcher final : public engine::LogitProcessor {
  public:
   explicit GrammarMatcher(std::shared_ptr<const CompiledConstraint> constraint);

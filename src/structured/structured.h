@@ -31,7 +31,10 @@
 // threads; processors belong to one sequence.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string_view>
 
@@ -76,6 +79,35 @@ Result<Constraint> CompileGrammar(std::string_view gbnf, std::shared_ptr<const V
 Result<uint32_t> AddJsonSchemaRules(GrammarBuilder& g, const nlohmann::ordered_json& schema, const JsonSchemaOptions& options);
 // Adds a GBNF grammar's rules to `g`; returns its root rule.
 Result<uint32_t> AddGrammarRules(GrammarBuilder& g, std::string_view gbnf, const VocabIndex& vocab);
+
+// ---- Request helpers for the HTTP APIs (errors are kInvalidArgument: answer 400) ----
+// OpenAI `response_format`: null or {"type": "text"} -> nullptr (no constraint);
+// {"type": "json_object"}; {"type": "json_schema", "json_schema": {"name": ..., "schema": {...},
+// "strict": bool}} (strict or not, the output always matches the schema).
+Result<Constraint> FromOpenAiResponseFormat(const nlohmann::ordered_json& response_format,
+                                            std::shared_ptr<const VocabIndex> vocab, const JsonSchemaOptions& options = {});
+// Ollama `format`: null or "" -> nullptr; "json" -> any JSON object; an object -> JSON Schema.
+Result<Constraint> FromOllamaFormat(const nlohmann::ordered_json& format, std::shared_ptr<const VocabIndex> vocab,
+                                    const JsonSchemaOptions& options = {});
+
+// Compiled constraints by key (e.g. "openai:" + response_format.dump()), least recently used
+// first out, so a server compiles a schema once and every request with it shares its mask
+// cache. Entries are per vocabulary. Thread-safe (compilation runs outside the lock; two
+// threads compiling the same key at once both compile, one result is kept).
+class ConstraintCache {
+ public:
+  explicit ConstraintCache(size_t max_entries = 64) : max_entries_(max_entries) {}
+  // Errors are returned and not cached; a nullptr result (no constraint) is cached.
+  Result<Constraint> GetOrCompile(const VocabIndex& vocab, const std::string& key,
+                                  const std::function<Result<Constraint>()>& compile);
+  size_t size() const;
+
+ private:
+  mutable std::mutex mu_;
+  size_t max_entries_;
+  uint64_t tick_ = 0;
+  std::map<std::string, std::pair<Constraint, uint64_t>> entries_;  // key -> (constraint, last use)
+};
 
 // ---- Tool calls (Qwen3 / Hermes format) ----
 struct ToolCallOptions {

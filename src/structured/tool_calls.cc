@@ -75,8 +75,8 @@ class ThinkingBudget final : public engine::LogitProcessor {
       : inner_(std::move(inner)), v_(std::move(vocab)), o_(o) {
     open_ = v_->special_id("<think>");
     close_ = v_->special_id("</think>");
-    nl_ = v_->normal_id("\n");
-    nl2_ = v_->normal_id("\n\n");
+    nl_ = v_->newline_id();
+    nl2_ = v_->double_newline_id();
     phase_ = o.expect_open && open_ >= 0 ? kOpen : kThinking;
   }
 

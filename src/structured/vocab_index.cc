@@ -87,8 +87,8 @@ TokenTrie BuildTrie(const std::vector<std::string>& bytes, std::vector<int32_t> 
 bool VocabIndex::is_eos(int32_t id) const { return std::find(eos_.begin(), eos_.end(), id) != eos_.end(); }
 
 int32_t VocabIndex::special_id(std::string_view text) const {
-  for (int32_t id = 0; id < vocab_size_; ++id) {
-    if (special_[id] && bytes_[id] == text) return id;
+  for (const auto& [t, id] : specials_) {
+    if (t == text) return id;
   }
   return -1;
 }
@@ -111,6 +111,7 @@ std::shared_ptr<const VocabIndex> VocabIndex::Build(const tokenizer::Tokenizer& 
     v->bytes_[id] = std::string(tok.TokenBytes(id));
     const auto type = tok.token_type(id);
     v->special_[id] = tok.IsSpecial(id) || type == tokenizer::TokenType::kUnused || type == tokenizer::TokenType::kUnknown;
+    if (v->special_[id] && !v->bytes_[id].empty()) v->specials_.push_back({v->bytes_[id], id});
     if (!v->special_[id] && !v->bytes_[id].empty()) {
       normal.push_back(id);
       v->max_token_bytes_ = std::max<int32_t>(v->max_token_bytes_, static_cast<int32_t>(v->bytes_[id].size()));
@@ -120,6 +121,8 @@ std::shared_ptr<const VocabIndex> VocabIndex::Build(const tokenizer::Tokenizer& 
     if (auto id = tok.TokenId(s); id && tok.IsSpecial(*id)) v->eos_.push_back(*id);
   }
   v->trie_ = BuildTrie(v->bytes_, normal);
+  v->newline_ = v->normal_id("\n");
+  v->newline2_ = v->normal_id("\n\n");
   // String tables.
   std::vector<int32_t> exits;
   std::vector<int32_t> chars(n, -1);
@@ -160,10 +163,13 @@ std::shared_ptr<const VocabIndex> VocabIndex::Shared(const tokenizer::Tokenizer&
   static std::mutex mu;
   static std::map<uint64_t, std::weak_ptr<const VocabIndex>> cache;
   uint64_t h = 1469598103934665603ull ^ static_cast<uint64_t>(tok.vocab_size());
-  for (int32_t id = 0; id < tok.vocab_size(); ++id) {
+  auto mix = [&](int32_t id) {
+    h = (h ^ static_cast<uint64_t>(id)) * 1099511628211ull;
     for (unsigned char c : tok.TokenBytes(id)) h = (h ^ c) * 1099511628211ull;
     h = (h ^ static_cast<uint64_t>(tok.token_type(id)) ^ 0xff) * 1099511628211ull;
-  }
+  };
+  for (int32_t id = 0; id < tok.vocab_size(); id += 61) mix(id);
+  for (int32_t id : tok.special_ids()) mix(id);
   std::lock_guard<std::mutex> lock(mu);
   if (auto sp = cache[h].lock()) return sp;
   auto v = Build(tok);

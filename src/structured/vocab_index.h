@@ -49,8 +49,9 @@ StringStep JsonStringStep(int state, uint8_t b);
 class VocabIndex {
  public:
   static std::shared_ptr<const VocabIndex> Build(const tokenizer::Tokenizer& tok);
-  // Build, memoised per vocabulary (keyed by a fingerprint of the token strings), so every
-  // model sharing the Qwen3 vocabulary shares one index. Thread-safe.
+  // Build, memoised per vocabulary (keyed by a fingerprint: the vocabulary size, every special
+  // token and a sample of the normal ones), so every model sharing the Qwen3 vocabulary shares
+  // one index. Cheap after the first call. Thread-safe.
   static std::shared_ptr<const VocabIndex> Shared(const tokenizer::Tokenizer& tok);
 
   int32_t vocab_size() const { return vocab_size_; }
@@ -61,8 +62,10 @@ class VocabIndex {
   bool is_eos(int32_t id) const;
   // Id of a special token by its text ("<tool_call>"), -1 when the vocabulary has none.
   int32_t special_id(std::string_view text) const;
-  // Id of the normal token whose bytes are exactly `text`, -1 when none.
+  // Id of the normal token whose bytes are exactly `text`, -1 when none (a linear scan).
   int32_t normal_id(std::string_view text) const;
+  int32_t newline_id() const { return newline_; }          // "\n", -1 when none
+  int32_t double_newline_id() const { return newline2_; }  // "\n\n", -1 when none
 
   const TokenTrie& trie() const { return trie_; }
   const TokenTrie& string_exit_trie() const { return string_exit_; }
@@ -77,6 +80,8 @@ class VocabIndex {
   std::vector<std::string> bytes_;
   std::vector<uint8_t> special_;
   std::vector<int32_t> eos_;
+  std::vector<std::pair<std::string, int32_t>> specials_;  // text -> id of special tokens
+  int32_t newline_ = -1, newline2_ = -1;
   TokenTrie trie_, string_exit_;
   std::vector<TokenMask> string_pure_;
   int32_t max_pure_chars_ = 0, max_token_bytes_ = 0;

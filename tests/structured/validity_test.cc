@@ -81,6 +81,13 @@ std::vector<json> HandWritten() {
                     "required": ["description", "quantity", "unit_price"], "additionalProperties": false}, "maxItems": 3},
           "currency": {"enum": ["EUR", "USD", "GBP"]}, "paid": {"type": "boolean"}},
           "required": ["invoice_number", "date", "lines", "currency"], "additionalProperties": false})",
+      R"({"type": "string", "pattern": "^\\+?[0-9]{1,3}-[0-9]{3}-[0-9]{4}$"})",
+      R"({"type": "string", "pattern": "^[A-Z]{3}-\\d{4}$"})",
+      R"({"type": "string", "pattern": "^(foo|bar)+baz$"})",
+      R"({"type": "string", "pattern": "[^a-z]*x\\.y"})",
+      R"({"type": "string", "pattern": "^[\\w.\"\\\\-]+@(ex|ample)\\.(com|org)$"})",
+      R"({"type": "object", "properties": {"zip": {"type": "string", "pattern": "^[0-9]{5}(-[0-9]{4})?$"},
+          "code": {"pattern": "^[a-f0-9]{8}$"}}, "required": ["zip", "code"], "additionalProperties": false})",
       R"({"type": "object", "properties": {"日本語": {"type": "string"}, "emoji 😀": {"const": "ok"}},
           "required": ["日本語", "emoji 😀"]})",
   };
@@ -128,7 +135,9 @@ class SchemaGen {
         return {{"enum", e}};
       }
       case 7: return {{"const", Pick(2) ? json("c" + std::to_string(Pick(9))) : json(Pick(9))}};
-      case 8: return {{"type", "string"}, {"enum", json::array({"a b", "ç", "\"q\""})}};
+      case 8:
+        if (Pick(2)) return {{"type", "string"}, {"pattern", Pick(2) ? "^[a-z]{2,4}[0-9]?$" : "(x|yz)+\\.\\d{1,2}"}};
+        return {{"type", "string"}, {"enum", json::array({"a b", "ç", "\"q\""})}};
       case 9:
       case 10:
       case 11: return Object(depth - 1);
@@ -228,6 +237,68 @@ TEST(StructuredValidity, TinyModelsAtTemperatureOneAlwaysValidate) {
     valid += verdicts[i].empty();
   }
   std::printf("validity: %d/%zu outputs valid, %d tokens\n", valid, pairs.size(), tokens);
+}
+
+}  // namespace
+}  // namespace qwenmux::structured
+
+namespace qwenmux::structured {
+namespace {
+
+// The constraint holds under every sampler setting (greedy, top-k/p, min-p, penalties, high
+// temperature), and the streamed pieces add up to the result.
+TEST(StructuredValidity, EverySamplerSettingAndStreaming) {
+  engine::LoadOptions lo;
+  lo.n_ctx = 512;
+  lo.n_threads = 2;
+  auto m = engine::Model::Load(qwenmux::testing::ModelPath("tiny-dense.q8_0.gguf"), lo);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  auto vocab = VocabIndex::Shared((*m)->tokenizer());
+  JsonSchemaOptions opt;
+  opt.max_string_length = 6;
+  opt.max_array_items = 3;
+  opt.max_whitespace = 2;
+  const std::vector<json> schemas = {
+      json::parse(R"({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "array", "items": {"type": "integer"}}},
+                      "required": ["a", "b"], "additionalProperties": false})"),
+      json::parse(R"({"type": "array", "items": {"enum": ["x", "yy", 3]}, "minItems": 1})"),
+      json::parse(R"({"type": "object", "properties": {"d": {"type": "string", "format": "date"}, "n": {"type": "number"}}})")};
+  std::vector<engine::SamplerOptions> settings(8);
+  settings[0].temperature = 0;
+  settings[1].top_k = 1;
+  settings[2].top_p = 0.05f;
+  settings[3].min_p = 0.9f;
+  settings[4].repetition_penalty = 3.0f;
+  settings[5].presence_penalty = -2.0f;
+  settings[5].frequency_penalty = 2.0f;
+  settings[6].temperature = 5.0f;
+  settings[6].top_k = 0;
+  settings[6].top_p = 1.0f;
+  settings[7].temperature = 0.2f;
+  std::vector<std::pair<json, std::string>> pairs;
+  for (size_t si = 0; si < settings.size(); ++si) {
+    for (size_t k = 0; k < schemas.size(); ++k) {
+      auto c = CompileJsonSchema(schemas[k], vocab, opt);
+      ASSERT_TRUE(c.ok()) << c.status().ToString();
+      auto proc = (*c)->NewProcessor();
+      engine::GenerateOptions g;
+      g.sampler = settings[si];
+      g.sampler.seed = 7 + si;
+      g.max_tokens = 300;
+      g.processor = proc.get();
+      std::string streamed;
+      auto r = (*m)->Generate((*m)->tokenizer().Encode("data:"), g, [&](std::string_view s) {
+        streamed.append(s);
+        return true;
+      });
+      ASSERT_TRUE(r.ok()) << "setting " << si << ": " << r.status().ToString();
+      EXPECT_EQ(r->finish_reason, "stop") << "setting " << si << "\n" << r->text;
+      EXPECT_EQ(streamed, r->text);
+      pairs.push_back({schemas[k], r->text});
+    }
+  }
+  const auto verdicts = testutil::ValidateWithPython(pairs);
+  for (size_t i = 0; i < pairs.size(); ++i) EXPECT_EQ(verdicts[i], "") << "case " << i;
 }
 
 }  // namespace
