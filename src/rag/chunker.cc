@@ -68,12 +68,37 @@ std::string Trim(std::string_view s) {
   return std::string(s.substr(b, e - b));
 }
 
+// Sentences of `t`: cut after ". ", "! ", "? " (the space stays with the next sentence).
+std::vector<std::string_view> Sentences(std::string_view t) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (size_t i = 1; i + 1 < t.size(); ++i) {
+    if (t[i + 1] == ' ' && (t[i] == '.' || t[i] == '!' || t[i] == '?')) {
+      out.push_back(t.substr(start, i + 1 - start));
+      start = i + 1;
+    }
+  }
+  out.push_back(t.substr(start));
+  return out;
+}
+
+// Pieces of at most `budget` tokens: the whole text if it fits, else its sentences, and a
+// sentence that is still too long is halved (at a space, else a character boundary).
 void SplitToFit(std::string_view s, int32_t budget, const TokenCounter& count, int depth, std::vector<Piece>* out) {
   const std::string t = Trim(s);
   if (t.empty()) return;
   const int32_t n = count(t);
+  if (n <= budget || depth > 40) {
+    out->push_back({t, n, false});
+    return;
+  }
+  const auto sentences = Sentences(t);
+  if (sentences.size() > 1) {
+    for (std::string_view part : sentences) SplitToFit(part, budget, count, depth + 1, out);
+    return;
+  }
   const size_t cut = SplitPoint(t);
-  if (n <= budget || depth > 40 || cut == 0 || cut >= t.size()) {
+  if (cut == 0 || cut >= t.size()) {
     out->push_back({t, n, false});
     return;
   }

@@ -110,10 +110,12 @@ Result<std::unique_ptr<VectorIndex>> VectorIndex::Load(const std::string& path, 
     return Error(StatusCode::kCorrupt, "{}: {}", path, e.what());
   }
   auto& h = *v->impl_->hnsw;
+  size_t deleted = 0;
   for (const auto& [label, internal] : h.label_lookup_) {
-    (void)internal;
     v->watermark_ = std::max<int64_t>(v->watermark_, static_cast<int64_t>(label));
+    deleted += h.isMarkedDeleted(internal) ? 1 : 0;
   }
+  h.num_deleted_ = deleted;  // hnswlib 0.6's loader counts from an uninitialised value
   return v;
 }
 
