@@ -32,8 +32,7 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOp
   QM_ASSIGN_OR_RETURN(m->file_, gguf::File::Open(path));
   QM_ASSIGN_OR_RETURN(m->config_, model::ReadConfig(m->file_));
   QM_ASSIGN_OR_RETURN(m->weights_, runtime::BindWeights(m->file_, m->config_));
-  QM_ASSIGN_OR_RETURN(tokenizer::Tokenizer tok, tokenizer::Tokenizer::FromGguf(m->file_));
-  m->tokenizer_ = std::make_unique<tokenizer::Tokenizer>(std::move(tok));
+  QM_ASSIGN_OR_RETURN(m->tokenizer_, tokenizer::Tokenizer::SharedFromGguf(m->file_));
   if (options.n_seq <= 0 || options.n_batch <= 0 || options.n_ctx <= 0) {
     return Error(StatusCode::kInvalidArgument, "engine: n_ctx {}, n_seq {} and n_batch {} must be positive",
                  options.n_ctx, options.n_seq, options.n_batch);

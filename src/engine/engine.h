@@ -99,7 +99,7 @@ class Model {
   gguf::File file_;
   model::ModelConfig config_;
   runtime::ModelWeights weights_;
-  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
+  std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;  // shared by models with the same vocabulary
   std::unique_ptr<ThreadPool> pool_;
   runtime::KvCache kv_;
   std::unique_ptr<runtime::CpuForward> forward_;

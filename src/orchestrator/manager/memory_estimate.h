@@ -55,8 +55,9 @@ MemoryEstimate EstimateMemory(const gguf::File& file, const model::ModelConfig& 
 // Opens the GGUF at `path` (header only is read) and estimates it; errors name the file.
 Result<MemoryEstimate> EstimateModelMemory(const std::string& path, const engine::LoadOptions& options);
 
-// Reads one byte of every page of the file's tensor data so that all weights are resident;
-// returns a value derived from the bytes read (so the reads cannot be optimised away).
+// Makes every page of the file's tensor data resident and mapped (madvise MADV_POPULATE_READ, or
+// reading one byte per page where the kernel lacks it); returns a value derived from the bytes
+// read (so the reads cannot be optimised away).
 uint64_t TouchWeights(const gguf::File& file);
 
 // "1.5 GiB" / "12.0 MiB" / "512 B".

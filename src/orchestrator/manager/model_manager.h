@@ -71,9 +71,9 @@ struct ModelSpec {
   KeepAlive keep_alive = std::chrono::minutes(5);
   bool pinned = false;              // loaded at Start() and never unloaded until Stop()
   bool preload = false;             // loaded at Start()
-  bool warm_up = true;              // preloads at Start(): touch every weight page, run one
-                                    // token (on-demand loads skip it: the request's own first
-                                    // token, which follows at once, touches the weights)
+  bool warm_up = true;              // every load maps all weight pages at once (TouchWeights);
+                                    // preloads at Start() also run one token (on-demand loads
+                                    // skip it: the request's own first token follows at once)
   std::vector<std::string> fallbacks;  // registered model names tried in order when this cannot fit
 };
 
