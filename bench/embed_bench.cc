@@ -7,8 +7,11 @@
 // Make a Qwen3-Embedding-0.6B-shaped model first (in /tmp):
 //   qwenmux synth --shape qwen3-embedding-0.6b --type q8_0
 //     --vocab ../shared/testdata/models/qwen3-vocab.gguf -o /tmp/rag-qwen3-embedding-0.6b-q8_0.gguf
+#include <time.h>
+
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <sstream>
 #include <string>
@@ -30,6 +33,17 @@ std::vector<int> ParseList(const std::string& s) {
   std::stringstream ss(s);
   for (std::string x; std::getline(ss, x, ',');) out.push_back(std::stoi(x));
   return out;
+}
+
+double ProcessCpuS() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+}
+
+double LoadAverage() {
+  double l[1] = {0};
+  return getloadavg(l, 1) == 1 ? l[0] : -1;
 }
 
 int Fail(const std::string& what) {
@@ -78,7 +92,13 @@ int main(int argc, char** argv) {
   if (model_path.empty()) return Fail("--model FILE.gguf is required");
   const int32_t n_ctx = tokens + 8;
 
-  auto run = [&](int32_t n_seq, int32_t n_batch, int n, bool one_at_a_time) -> Result<double> {
+  const size_t n_threads = threads ? threads : std::thread::hardware_concurrency();
+  // chunks/min by the wall clock, and as it would be with the threads' cores to itself
+  // (process CPU time / threads: the machine may be shared).
+  struct Rate {
+    double wall, cpu;
+  };
+  auto run = [&](int32_t n_seq, int32_t n_batch, int n, bool one_at_a_time) -> Result<Rate> {
     engine::LoadOptions o;
     o.n_ctx = n_ctx;
     o.n_seq = n_seq;
@@ -88,40 +108,46 @@ int main(int argc, char** argv) {
     const auto inputs = MakeChunks(*m, n, tokens);
     QM_RETURN_IF_ERROR(m->Embed({inputs.front()}).status());  // warm-up: page in the weights
     const auto t0 = Clock::now();
+    const double c0 = ProcessCpuS();
     if (one_at_a_time) {
       for (const auto& in : inputs) QM_RETURN_IF_ERROR(m->Embed({in}).status());
     } else {
       QM_RETURN_IF_ERROR(m->Embed(inputs).status());
     }
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    return n / s * 60.0;
+    const double cpu = (ProcessCpuS() - c0) / static_cast<double>(n_threads);
+    return Rate{n / s * 60.0, n / cpu * 60.0};
   };
 
   nlohmann::json j{{"bench", "embed"}, {"model", model_path}, {"tokens_per_chunk", tokens},
-                   {"threads", threads ? threads : std::thread::hardware_concurrency()}};
+                   {"threads", n_threads}, {"load_average_1m", LoadAverage()}};
   auto base = run(1, 512, single, true);
   if (!base.ok()) return Fail(base.status().ToString());
-  j["one_at_a_time"] = {{"chunks", single}, {"chunks_per_min", *base}, {"tok_s", *base * tokens / 60}};
-  double best = 0;
+  j["one_at_a_time"] = {{"chunks", single}, {"chunks_per_min", base->wall}, {"tok_s", base->wall * tokens / 60},
+                        {"chunks_per_min_cpu", base->cpu}};
+  double best = 0, best_cpu = 0;
   nlohmann::json best_cfg;
   nlohmann::json runs = nlohmann::json::array();
   for (int s : ParseList(seqs_s)) {
     for (int b : ParseList(batch_s)) {
       auto r = run(s, b, chunks, false);
       if (!r.ok()) return Fail(r.status().ToString());
-      nlohmann::json row{{"n_seq", s}, {"n_batch", b}, {"chunks", chunks}, {"chunks_per_min", *r},
-                         {"tok_s", *r * tokens / 60}};
-      std::fprintf(stderr, "n_seq %d n_batch %d: %.1f chunks/min\n", s, b, *r);
+      nlohmann::json row{{"n_seq", s}, {"n_batch", b}, {"chunks", chunks}, {"chunks_per_min", r->wall},
+                         {"tok_s", r->wall * tokens / 60}, {"chunks_per_min_cpu", r->cpu}};
+      std::fprintf(stderr, "n_seq %d n_batch %d: %.1f chunks/min (%.1f by CPU time)\n", s, b, r->wall, r->cpu);
       runs.push_back(row);
-      if (*r > best) best = *r, best_cfg = row;
+      if (r->wall > best) best = r->wall, best_cfg = row;
+      best_cpu = std::max(best_cpu, r->cpu);
     }
   }
   j["batched"] = runs;
   j["best"] = best_cfg;
-  j["speedup_vs_one_at_a_time"] = best / *base;
+  j["speedup_vs_one_at_a_time"] = best / base->wall;
+  j["speedup_vs_one_at_a_time_cpu"] = best_cpu / base->cpu;
   j["target_chunks_per_min"] = 1000;
   j["meets_target"] = best > 1000;
-  j["meets_speedup_3x"] = best / *base >= 3;
+  j["meets_target_cpu"] = best_cpu > 1000;
+  j["meets_speedup_3x"] = best / base->wall >= 3;
   std::printf("%s\n", j.dump(2).c_str());
   return 0;
 }

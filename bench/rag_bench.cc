@@ -6,6 +6,8 @@
 // Usage: rag_bench --gen GEN.gguf --embed EMB.gguf --rerank RR.gguf [--chunks 2000] [--runs 2]
 //                  [--answer-tokens 64] [--rerank-top 8] [--top 4] [--rewrites 2] [--ctx 4096]
 //                  [--threads 0] [--dir /tmp/rag-bench-store]
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -28,6 +30,12 @@ using namespace qwenmux;
 int Fail(const std::string& what) {
   std::fprintf(stderr, "rag_bench: %s\n", what.c_str());
   return 1;
+}
+
+double ProcessCpuMs() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) / 1e6;
 }
 
 double Median(std::vector<double> v) {
@@ -69,6 +77,7 @@ int main(int argc, char** argv) {
     return Fail("--gen, --embed and --rerank GGUF files are required");
   opt.max_rewrites = rewrites;
 
+  const size_t n_threads = threads ? threads : std::thread::hardware_concurrency();
   engine::LoadOptions lg, le, lr;
   lg.n_ctx = ctx;
   le.n_ctx = 512;
@@ -128,6 +137,7 @@ int main(int argc, char** argv) {
   for (int r = 0; r < runs; ++r) {
     double first_text_ms = -1;
     const auto t0 = std::chrono::steady_clock::now();
+    const double c0 = ProcessCpuMs();
     auto res = rag::Answer(**store, "bench", questions[r % 3], models, opt, [&](const rag::AnswerEvent& e) {
       if (e.kind == rag::AnswerEvent::Kind::kText && first_text_ms < 0)
         first_text_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -136,6 +146,8 @@ int main(int argc, char** argv) {
     if (!res.ok()) return Fail(res.status().ToString());
     nlohmann::json row = res->ToJson()["timings"];
     row["first_answer_text_ms"] = first_text_ms;
+    // Process CPU time / threads: the end-to-end time with the cores to itself (if it scaled).
+    row["total_cpu_ms_per_thread"] = (ProcessCpuMs() - c0) / static_cast<double>(n_threads);
     row["context_tokens"] = res->context_tokens;
     row["answer_tokens"] = res->answer_tokens;
     row["queries"] = res->queries.size();
@@ -150,7 +162,7 @@ int main(int argc, char** argv) {
                    {"gen", gen_path},
                    {"embed", embed_path},
                    {"rerank", rerank_path},
-                   {"threads", threads ? threads : std::thread::hardware_concurrency()},
+                   {"threads", n_threads},
                    {"chunks", chunks},
                    {"answer_tokens", opt.max_answer_tokens},
                    {"rerank_top", opt.retrieval.rerank_top},
