@@ -22,6 +22,12 @@ int main(int argc, char** argv) {
   qwenmux::apps::RegisterList(app, &exit_code);
   qwenmux::apps::RegisterRm(app, &exit_code);
   qwenmux::apps::RegisterTag(app, &exit_code);
+#ifdef QWENMUX_WITH_RAG
+  qwenmux::apps::RegisterIngest(app, &exit_code);
+  qwenmux::apps::RegisterCollection(app, &exit_code);
+  qwenmux::apps::RegisterAsk(app, &exit_code);
+  qwenmux::apps::RegisterEval(app, &exit_code);
+#endif
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
