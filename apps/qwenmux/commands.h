@@ -31,6 +31,7 @@ void RegisterRm(CLI::App& app, int* exit_code);  // models.cc
 void RegisterTag(CLI::App& app, int* exit_code);  // models.cc
 #ifdef QWENMUX_WITH_RAG
 void RegisterIngest(CLI::App& app, int* exit_code);  // ingest.cc
+void RegisterPipeline(CLI::App& app, int* exit_code);  // pipeline.cc
 void RegisterCollection(CLI::App& app, int* exit_code);  // collection.cc
 void RegisterAsk(CLI::App& app, int* exit_code);  // ask.cc
 void RegisterEval(CLI::App& app, int* exit_code);  // eval.cc
