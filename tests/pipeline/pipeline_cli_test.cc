@@ -56,8 +56,8 @@ struct Cli {
   int code;
   std::string out;
 };
-Cli Run(const std::string& args) {
-  const std::string cmd = std::string(QWENMUX_BINARY) + " " + args + " 2>/dev/null";
+Cli RunCli(const std::string& args, bool merge_stderr = false) {
+  const std::string cmd = std::string(QWENMUX_BINARY) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
   FILE* p = popen(cmd.c_str(), "r");
   std::string text;
   char buf[4096];
@@ -115,7 +115,7 @@ TEST(PipelineCli, DocumentPipelineEndToEndOnTinyModels) {
   const std::string results = dir / "results.jsonl";
   const std::string args = fmt::format("pipeline run examples/pipelines/document-processing.yaml {} {} --json -q -o {}",
                                        dir / "docs", ModelFlags(), results);
-  const Cli r = Run(args);
+  const Cli r = RunCli(args);
   EXPECT_EQ(r.code, 3) << r.out;  // some documents failed (the empty file, the corrupt PDF)
   const std::vector<Json> lines = JsonLines(r.out);
   ASSERT_EQ(lines.size(), 7u) << r.out;
@@ -185,7 +185,7 @@ TEST(PipelineCli, DocumentPipelineEndToEndOnTinyModels) {
 
   // The results file holds the same lines; a second run finds every document done.
   EXPECT_EQ(JsonLines(Slurp(results)).size(), 6u);
-  const Cli again = Run(args);
+  const Cli again = RunCli(args);
   const std::vector<Json> lines2 = JsonLines(again.out);
   ASSERT_EQ(lines2.size(), 1u) << again.out;
   EXPECT_EQ(lines2[0]["summary"]["skipped"], 6);
@@ -197,9 +197,9 @@ TEST(PipelineCli, BadArgumentsAndDefinitions) {
   TempDir dir;
   Write(dir / "bad.yaml", "name: t\nstages:\n  - {name: read, type: read}\n  - {name: c, type: classify, model: fast, labels: {a: , b: }, colour: 1}\n");
   Write(dir / "a.txt", "hello");
-  Cli r = Run(fmt::format("pipeline run {} {} {}", dir / "bad.yaml", dir / "a.txt", ModelFlags()));
+  Cli r = RunCli(fmt::format("pipeline run {} {} {}", dir / "bad.yaml", dir / "a.txt", ModelFlags()));
   EXPECT_EQ(r.code, 1);
-  r = Run(fmt::format("pipeline run {} {} 2>&1 --model fast", dir / "bad.yaml", dir / "a.txt"));
+  r = RunCli(fmt::format("pipeline run {} {} --model fast", dir / "bad.yaml", dir / "a.txt"));
   EXPECT_NE(r.code, 0);
   // A stage model that cannot be resolved is refused before anything runs.
   const std::string cmd = fmt::format("{} pipeline run examples/pipelines/document-processing.yaml {} --model fast={} --models-dir {} 2>&1",
@@ -213,7 +213,7 @@ TEST(PipelineCli, BadArgumentsAndDefinitions) {
   EXPECT_NE(text.find("qwen3-quality"), std::string::npos) << text;
   EXPECT_NE(text.find("--model quality=FILE.gguf"), std::string::npos) << text;
   // check
-  r = Run(fmt::format("pipeline check {} 2>&1", dir / "bad.yaml"));
+  r = RunCli(fmt::format("pipeline check {}", dir / "bad.yaml"), true);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("bad.yaml:4: stages[1].colour: unknown key"), std::string::npos) << r.out;
 }
@@ -273,7 +273,7 @@ TEST(PipelineCli, KillNineAndRestartResumes) {
 
   std::string cmd;
   for (size_t i = 1; i < args.size(); ++i) cmd += " " + args[i];
-  const Cli r = Run(cmd);
+  const Cli r = RunCli(cmd);
   const std::vector<Json> out = JsonLines(r.out);
   ASSERT_FALSE(out.empty());
   const Json& summary = out.back()["summary"];

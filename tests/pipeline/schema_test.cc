@@ -36,13 +36,18 @@ const Json kInvoice = Json::parse(R"({"type": "object", "properties": {
 // Drives a processor with random logits (the way a random-weight model would) to completion.
 std::string RandomWalk(const SchemaTemplate& t, uint64_t seed, int* steps) {
   auto proc = t.NewProcessor();
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 3.0f);
+  uint64_t state = seed * 0x9E3779B97F4A7C15ull + 1;
+  auto next = [&state] {  // xorshift64*: uniform in [0, 8)
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return static_cast<float>((state * 0x2545F4914F6CDD1Dull) >> 40) * (8.0f / 16777216.0f);
+  };
   const int32_t V = t.tokenizer().vocab_size();
   std::vector<float> logits(V);
   std::vector<int32_t> out;
   for (*steps = 0; !proc->Done() && *steps < 2000; ++*steps) {
-    for (float& x : logits) x = nd(rng);
+    for (float& x : logits) x = next();
     EXPECT_TRUE(proc->Apply(logits).ok());
     const int32_t tok = engine::Argmax(logits);
     EXPECT_TRUE(std::isfinite(logits[tok]));
@@ -57,7 +62,7 @@ std::string RandomWalk(const SchemaTemplate& t, uint64_t seed, int* steps) {
 TEST(PipelineSchema, RandomLogitsAlwaysGiveValidJson) {
   auto t = SchemaTemplate::Compile(kInvoice, Vocab());
   ASSERT_TRUE(t.ok()) << t.status().ToString();
-  for (uint64_t seed = 1; seed <= 20; ++seed) {
+  for (uint64_t seed = 1; seed <= 8; ++seed) {
     int steps = 0;
     const std::string text = RandomWalk(**t, seed, &steps);
     ASSERT_LT(steps, 2000);
