@@ -1,13 +1,17 @@
 // qwenmux run MODEL.gguf -p TEXT [--chat] [--no-think] [--temp T] [-n N] ...
+//   [--format json | --json-schema FILE | --grammar FILE] [--think-budget N]
 // Streams the generated text to stdout, then prefill and decode tokens/s to stderr.
 #include <cstdio>
+#include <fstream>
 #include <memory>
+#include <sstream>
 
 #include <fmt/format.h>
 
 #include "chat/chat.h"
 #include "commands.h"
 #include "engine_flags.h"
+#include "structured/structured.h"
 
 namespace qwenmux::apps {
 
@@ -16,9 +20,49 @@ namespace {
 struct Args {
   std::string model, prompt, system;
   bool chat = false, no_think = false;
+  std::string format, json_schema_file, grammar_file;
+  int32_t think_budget = -1;
   engine::LoadOptions load;
   engine::GenerateOptions gen;
 };
+
+Result<std::string> ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Error(StatusCode::kNotFound, "cannot open {}", path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// The constraint of --format / --json-schema / --grammar (nullptr: none), wrapped in a
+// thinking budget when the chat turn thinks.
+Result<std::unique_ptr<engine::LogitProcessor>> MakeProcessor(const Args& a, const engine::Model& m) {
+  const int given = !a.format.empty() + !a.json_schema_file.empty() + !a.grammar_file.empty();
+  if (given > 1) return Error(StatusCode::kInvalidArgument, "use one of --format, --json-schema, --grammar");
+  const bool thinking = a.chat && !a.no_think;
+  if (given == 0 && !(thinking && a.think_budget >= 0)) return std::unique_ptr<engine::LogitProcessor>();
+  auto vocab = structured::VocabIndex::Shared(m.tokenizer());
+  structured::Constraint c;
+  if (!a.format.empty()) {
+    if (a.format != "json") return Error(StatusCode::kInvalidArgument, "--format: only 'json' (any JSON object) is known");
+    QM_ASSIGN_OR_RETURN(c, structured::CompileJsonObject(vocab));
+  } else if (!a.json_schema_file.empty()) {
+    QM_ASSIGN_OR_RETURN(std::string text, ReadFile(a.json_schema_file));
+    auto schema = nlohmann::ordered_json::parse(text, nullptr, false);
+    if (schema.is_discarded()) return Error(StatusCode::kInvalidArgument, "{}: not valid JSON", a.json_schema_file);
+    QM_ASSIGN_OR_RETURN(c, structured::CompileJsonSchema(schema, vocab));
+  } else if (!a.grammar_file.empty()) {
+    QM_ASSIGN_OR_RETURN(std::string text, ReadFile(a.grammar_file));
+    QM_ASSIGN_OR_RETURN(c, structured::CompileGrammar(text, vocab));
+  }
+  std::unique_ptr<engine::LogitProcessor> p = c ? c->NewProcessor() : nullptr;
+  if (thinking) {
+    structured::ThinkingOptions o;
+    o.budget = a.think_budget;
+    p = structured::MakeThinkingBudget(std::move(p), vocab, o);
+  }
+  return p;
+}
 
 int Run(Args a) {
   auto model = engine::Model::Load(a.model, a.load);
@@ -26,6 +70,11 @@ int Run(Args a) {
     return ReportError(model.status());
   }
   engine::Model& m = **model;
+  auto processor = MakeProcessor(a, m);
+  if (!processor.ok()) {
+    return ReportError(processor.status());
+  }
+  a.gen.processor = processor->get();
   std::vector<int32_t> ids;
   if (a.chat) {
     std::vector<chat::ChatMessage> msgs;
@@ -86,6 +135,11 @@ void RegisterRun(CLI::App& app, int* exit_code) {
   cmd->add_option("--frequency-penalty", a->gen.sampler.frequency_penalty, "Frequency penalty")->capture_default_str();
   cmd->add_option("--seed", a->gen.sampler.seed, "Random seed")->capture_default_str();
   cmd->add_option("--stop", a->gen.stop, "Stop string (repeatable)");
+  cmd->add_option("--format", a->format, "Constrain the output: 'json' (any JSON object)");
+  cmd->add_option("--json-schema", a->json_schema_file, "Constrain the output to a JSON Schema (file)");
+  cmd->add_option("--grammar", a->grammar_file, "Constrain the output to a GBNF grammar (file; start rule 'root')");
+  cmd->add_option("--think-budget", a->think_budget, "With --chat and thinking: force </think> after N tokens (-1: off)")
+      ->capture_default_str();
   AddLoadFlags(cmd, &a->load);
   cmd->callback([=] { *exit_code = Run(*a); });
 }

@@ -116,7 +116,9 @@ Result<GenerateResult> Model::Generate(std::span<const int32_t> prompt, const Ge
     if (on_text && !s.empty() && !on_text(s)) cancelled = true;
   };
   for (int32_t i = 0; i < options.max_tokens && !cancelled; ++i) {
+    if (options.processor) QM_RETURN_IF_ERROR(options.processor->Apply(logits));
     const int32_t tok = sampler.Sample(logits, history);
+    if (options.processor) QM_RETURN_IF_ERROR(options.processor->Accept(tok));
     if (options.stop_on_eos && std::find(eos_ids_.begin(), eos_ids_.end(), tok) != eos_ids_.end()) {
       res.finish_reason = "stop";
       break;
@@ -150,6 +152,14 @@ Result<GenerateResult> Model::Generate(std::span<const int32_t> prompt, const Ge
     }
     emit(std::string_view(pending).substr(0, pending.size() - hold));
     pending.erase(0, pending.size() - hold);
+    if (options.processor && options.processor->Done()) {
+      std::string tail;
+      decoder.Finish(&tail);
+      pending += tail;
+      emit(pending);
+      res.finish_reason = "stop";
+      break;
+    }
     if (kv_.length(seq) >= kv_.n_ctx()) break;  // context full
     if (i + 1 == options.max_tokens) break;
     const runtime::BatchEntry e{tok, kv_.length(seq), seq, true};

@@ -14,6 +14,7 @@
 
 #include "base/status.h"
 #include "base/thread_pool.h"
+#include "engine/logit_processor.h"
 #include "engine/sampler.h"
 #include "gguf/gguf.h"
 #include "model/config.h"
@@ -36,6 +37,9 @@ struct GenerateOptions {
   int32_t max_tokens = 256;
   std::vector<std::string> stop;  // stop strings (not included in the output)
   bool stop_on_eos = true;        // <|im_end|> and <|endoftext|>
+  // Constrained decoding (structured/structured.h): Apply before each draw, Accept after; the
+  // generation ends with "stop" once it reports Done(). Not owned; one per sequence.
+  LogitProcessor* processor = nullptr;
 };
 
 struct GenerateResult {

@@ -89,7 +89,11 @@ int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> histor
     r -= p[i];
     if (r <= 0) return cand_[i].second;
   }
-  return cand_[keep - 1].second;
+  // Rounding left r > 0: the last candidate with any mass (never a masked, zero-mass token).
+  for (size_t i = keep; i-- > 0;) {
+    if (p[i] > 0) return cand_[i].second;
+  }
+  return cand_[0].second;
 }
 
 }  // namespace qwenmux::engine
