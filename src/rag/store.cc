@@ -59,12 +59,14 @@ int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
 }  // namespace
 
-std::string Fts5Query(std::string_view text) {
-  std::string out, word;
+namespace {
+
+// The words of `text` (runs of ASCII letters/digits and non-ASCII bytes), distinct, in order.
+std::vector<std::string> QueryWords(std::string_view text) {
+  std::vector<std::string> out;
+  std::string word;
   auto flush = [&] {
-    if (word.empty()) return;
-    if (!out.empty()) out += " OR ";
-    out += '"' + word + '"';  // letters and digits only: nothing to escape
+    if (!word.empty() && std::find(out.begin(), out.end(), word) == out.end()) out.push_back(word);
     word.clear();
   };
   for (unsigned char ch : text) {
@@ -77,6 +79,16 @@ std::string Fts5Query(std::string_view text) {
   flush();
   return out;
 }
+
+std::string OrOfQuoted(const std::vector<std::string>& words) {
+  std::string out;
+  for (const std::string& w : words) out += (out.empty() ? "\"" : " OR \"") + w + '"';  // nothing to escape
+  return out;
+}
+
+}  // namespace
+
+std::string Fts5Query(std::string_view text) { return OrOfQuoted(QueryWords(text)); }
 
 Store::~Store() {
   indexes_.clear();
@@ -207,6 +219,7 @@ Status Store::DeleteCollection(const std::string& name) {
   QM_RETURN_IF_ERROR(Exec(fmt::format("DROP TABLE IF EXISTS {}", FtsTable(c.id)).c_str()));
   QM_RETURN_IF_ERROR(tx.Commit());
   indexes_.erase(c.id);
+  chunk_counts_.erase(c.id);
   std::error_code ec;
   fs::remove(IndexPath(c.id), ec);
   return Status::Ok();
@@ -305,6 +318,7 @@ Result<int64_t> Store::PutDocument(const CollectionInfo& c, const DocumentRecord
     rows.insert(rows.end(), k.embedding.begin(), k.embedding.end());
   }
   QM_RETURN_IF_ERROR(tx.Commit());
+  chunk_counts_.erase(c.id);
   // Committed: SQLite has it. Mirror into an open index (a crash from here on is repaired on open).
   auto it = indexes_.find(c.id);
   if (it != indexes_.end()) {
@@ -321,19 +335,54 @@ Status Store::DeleteDocument(const CollectionInfo& c, const std::string& doc_id)
   if (!old) return Error(StatusCode::kNotFound, "store: no document {} in collection {}", doc_id, c.name);
   QM_ASSIGN_OR_RETURN(auto removed, DeleteDocumentRows(db_, c.id, old->id));
   QM_RETURN_IF_ERROR(tx.Commit());
+  chunk_counts_.erase(c.id);
   auto it = indexes_.find(c.id);
   if (it != indexes_.end())
     for (int64_t id : removed) it->second->Remove(id);
   return Status::Ok();
 }
 
+Result<int64_t> Store::ChunkCount(const CollectionInfo& c) {
+  auto it = chunk_counts_.find(c.id);
+  if (it != chunk_counts_.end()) return it->second;
+  Stmt q(db_, "SELECT count(*) FROM chunks WHERE collection_id=?");
+  QM_ASSIGN_OR_RETURN(bool row, q.Bind(1, c.id).Step("count chunks"));
+  const int64_t n = row ? q.Int(0) : 0;
+  chunk_counts_[c.id] = n;
+  return n;
+}
+
 Result<std::vector<std::pair<int64_t, double>>> Store::SearchBm25(const CollectionInfo& c, std::string_view query, size_t k) {
   std::vector<std::pair<int64_t, double>> out;
-  const std::string match = Fts5Query(query);
-  if (match.empty() || k == 0) return out;
-  // bm25() is lower-is-better; weight headings like body text.
-  Stmt q(db_, fmt::format("SELECT rowid, bm25({0}) AS s FROM {0} WHERE {0} MATCH ? ORDER BY s LIMIT ?", FtsTable(c.id)).c_str());
-  q.Bind(1, match).Bind(2, static_cast<int64_t>(k));
+  std::vector<std::string> words = QueryWords(query);
+  if (words.empty() || k == 0) return out;
+  const std::string fts = FtsTable(c.id);
+  // FTS5 scores every row that matches any word, so a stop-word-like term ("the", "what") makes
+  // a query cost O(collection). Words found in more than `cap` chunks (5%, at least 2000) weigh
+  // little in BM25 (idf < 3) and are dropped, unless every word is that common (then the
+  // rarest one is kept). Document frequencies are probed with a capped count.
+  QM_ASSIGN_OR_RETURN(const int64_t n, ChunkCount(c));
+  const int64_t cap = std::max<int64_t>(2000, n / 20);
+  if (n > cap && words.size() > 1) {
+    Stmt probe(db_, fmt::format("SELECT count(*) FROM (SELECT 1 FROM {0} WHERE {0} MATCH ? LIMIT ?)", fts).c_str());
+    std::vector<std::string> keep;
+    std::string rarest;
+    int64_t rarest_df = INT64_MAX;
+    for (const std::string& w : words) {
+      probe.Reset();
+      QM_ASSIGN_OR_RETURN(bool row, probe.Bind(1, OrOfQuoted({w})).Bind(2, cap + 1).Step("term frequency"));
+      const int64_t df = row ? probe.Int(0) : 0;
+      if (df == 0) continue;
+      if (df <= cap) keep.push_back(w);
+      if (df < rarest_df) rarest_df = df, rarest = w;
+    }
+    if (keep.empty() && !rarest.empty()) keep.push_back(rarest);
+    if (keep.empty()) return out;
+    words = std::move(keep);
+  }
+  // bm25() is lower-is-better; negated so that higher is better.
+  Stmt q(db_, fmt::format("SELECT rowid, bm25({0}) AS s FROM {0} WHERE {0} MATCH ? ORDER BY s LIMIT ?", fts).c_str());
+  q.Bind(1, OrOfQuoted(words)).Bind(2, static_cast<int64_t>(k));
   for (;;) {
     QM_ASSIGN_OR_RETURN(bool row, q.Step("full-text search"));
     if (!row) break;

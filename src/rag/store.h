@@ -111,7 +111,9 @@ class Store {
   Status DeleteDocument(const CollectionInfo& c, const std::string& doc_id);
 
   // Full-text search (FTS5 BM25) over a collection's chunks: (chunk rowid, bm25 score; higher is
-  // better), best first. Words of `query` are OR-ed; FTS5 syntax in it is never interpreted.
+  // better), best first. Words of `query` are OR-ed; FTS5 syntax in it is never interpreted. In
+  // collections of more than 2000 chunks, words that occur in over 5% of the chunks are left
+  // out (they weigh little and would make the query scan the whole collection).
   Result<std::vector<std::pair<int64_t, double>>> SearchBm25(const CollectionInfo& c, std::string_view query, size_t k);
   // Nearest chunks by cosine similarity (embeddings are L2-normalised): (rowid, similarity).
   Result<std::vector<std::pair<int64_t, float>>> SearchVector(const CollectionInfo& c, std::span<const float> query, size_t k);
@@ -128,11 +130,13 @@ class Store {
  private:
   Store() = default;
   Status Exec(const char* sql);
+  Result<int64_t> ChunkCount(const CollectionInfo& c);  // cached per collection
   std::string IndexPath(int64_t collection_id) const;
 
   std::string dir_;
   sqlite3* db_ = nullptr;
   std::map<int64_t, std::unique_ptr<VectorIndex>> indexes_;
+  std::map<int64_t, int64_t> chunk_counts_;  // collection id -> chunks (dropped on writes)
 };
 
 // Escapes arbitrary text into an FTS5 query: its words, each quoted, joined with OR ("" if none).

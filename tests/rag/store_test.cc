@@ -244,3 +244,36 @@ TEST(RagStore, RefusesForeignFilesAndNewerSchemas) {
 
 }  // namespace
 }  // namespace qwenmux::rag
+
+namespace qwenmux::rag {
+namespace {
+
+TEST(RagStore, CommonWordsAreDroppedFromLargeCollections) {
+  TempDir dir;
+  auto s = std::move(Store::Open(dir.path())).value();
+  auto c = s->OpenCollection("kb", "m", kDim).value();
+  for (int d = 0; d < 22; ++d) {
+    std::vector<std::string> texts;
+    for (int i = 0; i < 100; ++i)
+      texts.push_back(fmt::format("the common words and the {} filler{}", (d * 100 + i) % 2 ? "odd" : "even", d * 100 + i));
+    if (d == 7) texts[3] = "the zebra crossing";
+    ASSERT_TRUE(Put(*s, c, fmt::format("d{}", d), texts, static_cast<uint32_t>(d * 1000)).ok());
+  }
+  // 2200 chunks: words in more than 2000 of them ("the", "and", "common") are dropped.
+  auto hits = s->SearchBm25(c, "the zebra and the common", 5);
+  ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+  ASSERT_EQ(hits->size(), 1u);  // only "zebra" was searched
+  EXPECT_EQ(s->GetChunks(std::vector<int64_t>{hits->front().first}).value()[0].text, "the zebra crossing");
+  // Every word common: the rarest ("and": not in the zebra chunk) is kept.
+  auto common = s->SearchBm25(c, "the and", 5);
+  ASSERT_TRUE(common.ok());
+  EXPECT_EQ(common->size(), 5u);
+  std::vector<int64_t> ids;
+  for (const auto& [id, score] : *common) ids.push_back(id);
+  const std::vector<ChunkRecord> records = s->GetChunks(ids).value();
+  for (const auto& r : records) EXPECT_NE(r.text.find(" and "), std::string::npos) << r.text;
+  EXPECT_EQ(s->SearchBm25(c, "the", 3)->size(), 3u);  // a single word is never dropped
+}
+
+}  // namespace
+}  // namespace qwenmux::rag
