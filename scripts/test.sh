@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs every test: release build (all tests), ASan/UBSan build (all tests),
 # TSan build (the concurrent parts), an aarch64 cross build whose kernel, quant, tokenizer and
-# golden tests run under qemu-user, and the GGUF reader fuzzer for a bounded time.
+# golden tests run under qemu-user, a clang build of the SIMD kernels, and the GGUF reader fuzzer
+# for a bounded time.
 # Usage: scripts/test.sh            (everything; what .ci/run runs)
 #        QWENMUX_FUZZ_SECONDS=0 scripts/test.sh   (skip the fuzzer)
 #        QWENMUX_AARCH64=0 scripts/test.sh        (skip the aarch64/qemu stage)
@@ -65,6 +66,13 @@ Refs/Golden.MeetsTheBars/*_chunked:Refs/Golden.MeetsTheBars/*_pair}"
 $(grep -o 'dispatches to [A-Z0-9_]*' /tmp/qwenmux-aarch64.txt | head -n 1 | sed 's/dispatches/dispatched/'); \
 build $((t1 - t0))s, tests $((t2 - t1))s")
 fi
+
+stage "clang build of the SIMD kernels (the compiler of macOS/Apple silicon builds)"
+objs=$(mktemp -d)
+ls src/kernels/cpu/*.cc | xargs -P"$JOBS" -I{} sh -c \
+  'ccache clang++ -std=c++20 -O2 -Wall -Wextra -Werror -Isrc -c "$1" -o "$2/$(basename "$1").o"' _ {} "$objs"
+rm -rf "$objs"
+summary+=("clang: SIMD kernels compile (-O2 -Wall -Wextra -Werror)")
 
 if [ "$FUZZ_SECONDS" != 0 ]; then
   stage "GGUF reader fuzzer (${FUZZ_SECONDS}s)"

@@ -40,8 +40,7 @@
 
 HWY_BEFORE_NAMESPACE();
 #if HWY_TARGET == HWY_AVX3_DL
-// Highway's AVX3_DL target implies AVX512-VNNI (its CPU detection requires it).
-#pragma GCC target("avx512vnni")
+QM_VNNI_ATTRIBUTES
 #endif
 namespace qwenmux::kernels::internal {
 namespace HWY_NAMESPACE {
