@@ -28,7 +28,7 @@
 #include "engine/engine.h"
 #include "model/shapes.h"
 #include "pipeline/model_ops.h"
-#include "pipeline/schema.h"
+#include "structured/structured.h"
 #include "quant/quantize_model.h"
 #include "quant/synth_model.h"
 
@@ -187,7 +187,7 @@ int main(int argc, char** argv) {
         "invoice_number": {"type": "string", "maxLength": 16}, "vendor": {"type": "string", "maxLength": 24},
         "date": {"type": "string", "maxLength": 12}, "currency": {"type": "string", "enum": ["USD", "EUR", "GBP", "other"]},
         "total": {"type": "number"}, "paid": {"type": "boolean"}}})");
-    auto t = pipeline::SchemaTemplate::Compile(schema, m->tokenizer());
+    auto t = structured::CompileJsonSchema(schema, structured::VocabIndex::Shared(m->tokenizer()));
     if (!t.ok()) return std::fprintf(stderr, "%s\n", t.status().ToString().c_str()), 1;
     std::vector<std::vector<int32_t>> prompts;
     for (int i = 0; i < docs; ++i) prompts.push_back(DocTokens(m->tokenizer(), i, doc_tokens));

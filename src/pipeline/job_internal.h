@@ -12,6 +12,7 @@
 #include "pipeline/job.h"
 #include "rag/chunker.h"
 #include "rag/reader.h"
+#include "structured/structured.h"
 
 namespace qwenmux::pipeline {
 
@@ -98,6 +99,7 @@ struct Job::Impl {
   std::string fatal;                                // an internal error that stopped the job
   bool finished = false;
   std::condition_variable finished_cv;
+  std::map<std::pair<std::string, const Json*>, structured::Constraint> constraints;  // extract: (file, schema)
 
   // Stage plumbing (job.cc).
   void Worker(size_t stage);

@@ -7,6 +7,7 @@
 #include "pipeline/job_internal.h"
 #include "pipeline/model_ops.h"
 #include "pipeline/schema.h"
+#include "structured/structured.h"
 
 namespace qwenmux::pipeline {
 
@@ -216,17 +217,23 @@ void Job::Impl::RunExtract(size_t stage, std::vector<DocPtr>& batch) {
   for (auto& [file, docs] : by_file) {
     Status s = WithModel(stage, file, [&](engine::Model& model) -> Status {
       const auto& tok = model.tokenizer();
-      std::map<const Json*, std::shared_ptr<const SchemaTemplate>> templates;
+      const auto vocab = structured::VocabIndex::Shared(tok);
       std::vector<std::vector<int32_t>> prompts;
       std::vector<std::unique_ptr<engine::LogitProcessor>> procs;
       for (const DocPtr& d : docs) {
-        auto& t = templates[d->schema];
-        if (!t) {
-          QM_ASSIGN_OR_RETURN(t, SchemaTemplate::Compile(*d->schema, tok));
+        structured::Constraint c;
+        {
+          std::lock_guard<std::mutex> lk(mu);
+          c = constraints[{file, d->schema}];
+        }
+        if (!c) {  // compiled once per (model file, schema)
+          QM_ASSIGN_OR_RETURN(c, structured::CompileJsonSchema(*d->schema, vocab));
+          std::lock_guard<std::mutex> lk(mu);
+          constraints[{file, d->schema}] = c;
         }
         const std::string before = fmt::format("{}\n\nJSON schema:\n{}\n\nDocument:\n", instruction, d->schema->dump());
         prompts.push_back(ChatPrompt(tok, kExtractSystem, before, d->text, "\n\nThe JSON object:"));
-        procs.push_back(t->NewProcessor());
+        procs.push_back(c->NewProcessor());
       }
       QM_ASSIGN_OR_RETURN(std::vector<ConstrainedOutput> out, GenerateConstrained(model, prompts, std::move(procs), st.max_tokens, &tokens));
       for (size_t i = 0; i < docs.size(); ++i) {

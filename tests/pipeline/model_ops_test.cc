@@ -7,6 +7,7 @@
 #include "engine/engine.h"
 #include "pipeline/model_ops.h"
 #include "pipeline/schema.h"
+#include "structured/structured.h"
 
 namespace qwenmux::pipeline {
 namespace {
@@ -90,7 +91,7 @@ TEST(PipelineModelOps, BatchedConstrainedGenerationEqualsOneByOne) {
   engine::Model& single = Tiny(1);
   const auto schema = nlohmann::ordered_json::parse(
       R"({"type": "object", "properties": {"name": {"type": "string", "maxLength": 16}, "n": {"type": "integer"}, "ok": {"type": "boolean"}}})");
-  auto t = SchemaTemplate::Compile(schema, batched.tokenizer());
+  auto t = structured::CompileJsonSchema(schema, structured::VocabIndex::Shared(batched.tokenizer()));
   ASSERT_TRUE(t.ok());
   std::vector<std::vector<int32_t>> prompts;
   for (const char* p : {"Extract: Alice, 3, yes", "Extract: Bob", "Extract the data", "x", "Name: Carol"}) prompts.push_back(batched.tokenizer().Encode(p));
