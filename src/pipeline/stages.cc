@@ -266,6 +266,7 @@ void Job::Impl::RunExtract(size_t stage, std::vector<DocPtr>& batch) {
     if (d->failed && d->fail_stage == st.name && d->attempts == 1 && !RetryFile(d).empty() && !cancelled) {
       d->failed = false;  // retried once on the next tier up
       d->retry = true;
+      d->extracted = Json();
       d->validation = Json();
       queues[stage]->Push(d);
       continue;
@@ -345,6 +346,8 @@ void Job::Impl::RunValidate(size_t stage, std::vector<DocPtr>& batch) {
     if (d->failed && d->fail_stage == st.name && d->attempts == 1 && !RetryFile(d).empty() && !cancelled) {
       d->failed = false;  // retried once: extraction again on the next tier up, then validation
       d->retry = true;
+      d->extracted = Json();
+      d->validation = Json();
       queues[extract_stage]->Push(d);
       continue;
     }
