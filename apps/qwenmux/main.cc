@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   qwenmux::apps::RegisterCollection(app, &exit_code);
   qwenmux::apps::RegisterAsk(app, &exit_code);
   qwenmux::apps::RegisterEval(app, &exit_code);
+  qwenmux::apps::RegisterPipeline(app, &exit_code);
 #endif
   CLI11_PARSE(app, argc, argv);
   return exit_code;
