@@ -102,29 +102,35 @@ Result<TypeRate> MeasureType(gguf::TensorType type, const MeasureOptions& o, Thr
   return rate;
 }
 
-// Microseconds per MatMul call on a matrix too small to cost anything but the call itself.
+// Microseconds per MatMul call beyond its work (dispatch to the pool, join): the intercept of the
+// per-call time of two cache-resident matrices of 512 and 2048 rows (clamped at 0).
 Result<double> MeasureCallOverhead(ThreadPool& pool) {
-  constexpr int64_t kRows = 64, kCols = 256;
+  constexpr int64_t kCols = 256, kSmall = 512, kLarge = 2048;
   const gguf::TensorType type = gguf::TensorType::kQ8_0;
   const uint64_t row_bytes = *gguf::RowBytes(type, kCols);
-  std::vector<float> x(kCols, 0.5f), y(kRows);
-  std::vector<uint8_t> w(kRows * row_bytes);
-  for (int64_t r = 0; r < kRows; ++r)
+  std::vector<float> x(kCols, 0.5f), y(kLarge);
+  std::vector<uint8_t> w(kLarge * row_bytes);
+  for (int64_t r = 0; r < kLarge; ++r)
     QM_RETURN_IF_ERROR(quant::QuantizeRow(type, x.data(), w.data() + r * row_bytes, kCols));
-  kernels::WeightView v;
-  v.type = type;
-  v.data = w.data();
-  v.rows = kRows;
-  v.cols = kCols;
-  v.row_bytes = row_bytes;
-  constexpr int kCalls = 200;
-  double best = 1e30;
-  for (int pass = 0; pass < 5; ++pass) {
-    const auto t0 = Clock::now();
-    for (int i = 0; i < kCalls; ++i) kernels::MatMul(v, x.data(), kCols, y.data(), kRows, 1, &pool);
-    best = std::min(best, Seconds(t0, Clock::now()) / kCalls);
-  }
-  return best * 1e6;
+  auto per_call = [&](int64_t rows) {
+    kernels::WeightView v;
+    v.type = type;
+    v.data = w.data();
+    v.rows = rows;
+    v.cols = kCols;
+    v.row_bytes = row_bytes;
+    constexpr int kCalls = 100;
+    double best = 1e30;
+    for (int pass = 0; pass < 5; ++pass) {
+      const auto t0 = Clock::now();
+      for (int i = 0; i < kCalls; ++i) kernels::MatMul(v, x.data(), kCols, y.data(), kLarge, 1, &pool);
+      best = std::min(best, Seconds(t0, Clock::now()) / kCalls);
+    }
+    return best;
+  };
+  const double small = per_call(kSmall), large = per_call(kLarge);
+  const double per_row = (large - small) / static_cast<double>(kLarge - kSmall);
+  return std::max(0.0, small - per_row * kSmall) * 1e6;
 }
 
 }  // namespace
