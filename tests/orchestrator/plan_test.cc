@@ -181,7 +181,7 @@ TEST(PlanTest, MeasureSmallRing) {
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ(m->machine, MachineKey(1));
   EXPECT_GT(m->read_GBps, 0.0);
-  EXPECT_GT(m->call_overhead_us, 0.0);
+  EXPECT_GE(m->call_overhead_us, 0.0);  // an intercept: may come out 0 on a noisy machine
   ASSERT_EQ(m->types.size(), 2u);
   for (const auto& [name, r] : m->types) {
     EXPECT_GT(r.decode_GBps, 0.0) << name;
