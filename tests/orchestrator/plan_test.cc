@@ -95,6 +95,7 @@ TEST(PlanTest, ModelCostsCountWhatDecodeReads) {
   ASSERT_EQ(c.size(), 2u);  // embedding lookup and norm skipped
   EXPECT_EQ(c[0].bytes_per_token, 2u * 4096);  // 2 of 8 experts
   EXPECT_EQ(c[0].macs_per_token, 2u * 64 * 32);
+  EXPECT_EQ(c[0].calls, 2u);
   EXPECT_EQ(c[1].bytes_per_token, 64000u);
   // Tied: the embedding table is the output head.
   t.pop_back();
@@ -125,6 +126,12 @@ TEST(PlanTest, EstimateSpeed) {
   e = EstimateSpeed(costs, &m);
   EXPECT_NEAR(e.decode_tok_s, 1.0 / (0.4 + 0.7 / 7.0), 1e-9);
   EXPECT_NEAR(e.prefill_tok_s, 1.0 / (0.15 + 0.1 / 10), 1e-9);
+  // A fixed cost per matmul call adds to decode only.
+  m.call_overhead_us = 50000;  // 0.05 s
+  costs[0].calls = 2;
+  e = EstimateSpeed(costs, &m);
+  EXPECT_NEAR(e.decode_tok_s, 1.0 / (0.5 + 4 * 0.05), 1e-9);
+  EXPECT_NEAR(e.prefill_tok_s, 1.0 / (0.15 + 0.1 / 10), 1e-9);
 }
 
 TEST(PlanTest, SpeedCacheRoundTrip) {
@@ -139,6 +146,7 @@ TEST(PlanTest, SpeedCacheRoundTrip) {
   a.read_GBps = 9.5;
   a.types["q4_K"] = {7.0, 30.0};
   a.measured_unix = 1234;
+  a.call_overhead_us = 12.5;
   MachineSpeed b = a;
   b.machine = "m2";
   b.read_GBps = 20;
@@ -149,6 +157,7 @@ TEST(PlanTest, SpeedCacheRoundTrip) {
   EXPECT_EQ((*got)->read_GBps, 9.5);
   EXPECT_EQ((*got)->types.at("q4_K").prefill_GMACs, 30.0);
   EXPECT_EQ((*got)->measured_unix, 1234);
+  EXPECT_EQ((*got)->call_overhead_us, 12.5);
   EXPECT_EQ((*LoadSpeedCache(path, "m2"))->read_GBps, 20.0);
   // A corrupt cache is an error when read and replaced when written.
   std::ofstream(path) << "{ not json";
@@ -172,6 +181,7 @@ TEST(PlanTest, MeasureSmallRing) {
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ(m->machine, MachineKey(1));
   EXPECT_GT(m->read_GBps, 0.0);
+  EXPECT_GE(m->call_overhead_us, 0.0);  // an intercept: may come out 0 on a noisy machine
   ASSERT_EQ(m->types.size(), 2u);
   for (const auto& [name, r] : m->types) {
     EXPECT_GT(r.decode_GBps, 0.0) << name;

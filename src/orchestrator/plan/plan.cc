@@ -222,8 +222,8 @@ std::string PlanToText(const Plan& p) {
   out += fmt::format("RAM {}, memory budget {}, context {} x {} sequence(s)\n", FormatSize(o.total_ram),
                      FormatSize(o.budget_bytes), o.context, o.n_seq);
   if (o.speed) {
-    out += fmt::format("speed: {} ({} threads), read bandwidth {:.1f} GB/s; {}\n", o.speed->machine, o.speed->threads,
-                       o.speed->read_GBps, o.speed_note);
+    out += fmt::format("speed: {} ({} threads), read bandwidth {:.1f} GB/s, {:.1f} us per matmul call; {}\n",
+                       o.speed->machine, o.speed->threads, o.speed->read_GBps, o.speed->call_overhead_us, o.speed_note);
     for (const auto& [name, r] : o.speed->types)
       out += fmt::format("  {:<5} decode {:6.1f} GB/s ({:3.0f}% of bandwidth), prefill {:6.1f} GMAC/s\n", name,
                          r.decode_GBps, o.speed->read_GBps > 0 ? 100.0 * r.decode_GBps / o.speed->read_GBps : 0.0,

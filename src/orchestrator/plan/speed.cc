@@ -102,12 +102,44 @@ Result<TypeRate> MeasureType(gguf::TensorType type, const MeasureOptions& o, Thr
   return rate;
 }
 
+// Microseconds per MatMul call beyond its work (dispatch to the pool, join): the intercept of the
+// per-call time of two cache-resident matrices of 512 and 2048 rows (clamped at 0).
+Result<double> MeasureCallOverhead(ThreadPool& pool) {
+  constexpr int64_t kCols = 256, kSmall = 512, kLarge = 2048;
+  const gguf::TensorType type = gguf::TensorType::kQ8_0;
+  const uint64_t row_bytes = *gguf::RowBytes(type, kCols);
+  std::vector<float> x(kCols, 0.5f), y(kLarge);
+  std::vector<uint8_t> w(kLarge * row_bytes);
+  for (int64_t r = 0; r < kLarge; ++r)
+    QM_RETURN_IF_ERROR(quant::QuantizeRow(type, x.data(), w.data() + r * row_bytes, kCols));
+  auto per_call = [&](int64_t rows) {
+    kernels::WeightView v;
+    v.type = type;
+    v.data = w.data();
+    v.rows = rows;
+    v.cols = kCols;
+    v.row_bytes = row_bytes;
+    constexpr int kCalls = 100;
+    double best = 1e30;
+    for (int pass = 0; pass < 5; ++pass) {
+      const auto t0 = Clock::now();
+      for (int i = 0; i < kCalls; ++i) kernels::MatMul(v, x.data(), kCols, y.data(), kLarge, 1, &pool);
+      best = std::min(best, Seconds(t0, Clock::now()) / kCalls);
+    }
+    return best;
+  };
+  const double small = per_call(kSmall), large = per_call(kLarge);
+  const double per_row = (large - small) / static_cast<double>(kLarge - kSmall);
+  return std::max(0.0, small - per_row * kSmall) * 1e6;
+}
+
 }  // namespace
 
 nlohmann::json MachineSpeed::ToJson() const {
   nlohmann::json t = nlohmann::json::object();
   for (const auto& [name, r] : types) t[name] = {{"decode_GBps", r.decode_GBps}, {"prefill_GMACs", r.prefill_GMACs}};
-  return {{"machine", machine}, {"threads", threads}, {"read_GBps", read_GBps}, {"types", t},
+  return {{"machine", machine}, {"threads", threads}, {"read_GBps", read_GBps},
+          {"call_overhead_us", call_overhead_us}, {"types", t},
           {"measured_unix", measured_unix}};
 }
 
@@ -118,6 +150,8 @@ Result<MachineSpeed> MachineSpeed::FromJson(const nlohmann::json& j) {
     s.threads = j.at("threads").get<size_t>();
     s.read_GBps = j.at("read_GBps").get<double>();
     s.measured_unix = j.value("measured_unix", int64_t{0});
+    s.call_overhead_us = j.value("call_overhead_us", 0.0);
+    if (!(s.call_overhead_us >= 0)) return Error(StatusCode::kCorrupt, "plan speed cache: negative call overhead");
     for (const auto& [name, r] : j.at("types").items()) {
       TypeRate tr{r.at("decode_GBps").get<double>(), r.at("prefill_GMACs").get<double>()};
       if (!(tr.decode_GBps >= 0) || !(tr.prefill_GMACs >= 0))
@@ -142,6 +176,7 @@ Result<MachineSpeed> MeasureMachineSpeed(const MeasureOptions& o) {
   s.read_GBps = MeasureReadBandwidth(static_cast<size_t>(std::max<uint64_t>(o.ring_bytes, 64ull << 20)), s.threads, 3) / 1e9;
   if (o.kernels) {
     ThreadPool pool(s.threads);
+    QM_ASSIGN_OR_RETURN(s.call_overhead_us, MeasureCallOverhead(pool));
     for (gguf::TensorType t : o.types) {
       QM_ASSIGN_OR_RETURN(TypeRate r, MeasureType(t, o, pool));
       s.types[gguf::TensorTypeName(t)] = r;
@@ -211,6 +246,7 @@ std::vector<TensorCost> ModelCosts(std::span<const gguf::TensorInfo> tensors, ui
     if (t.name.find("_exps.") != std::string::npos && n_expert > 0) {
       c.bytes_per_token = t.n_bytes / n_expert * n_expert_used;
       c.macs_per_token = t.n_elements() / n_expert * n_expert_used;
+      c.calls = n_expert_used;
     }
     out.push_back(c);
   }
@@ -241,7 +277,7 @@ SpeedEstimate EstimateSpeed(std::span<const TensorCost> costs, const MachineSpee
     const double d = it != speed->types.end() && it->second.decode_GBps > 0 ? it->second.decode_GBps : fallback_decode;
     const double p = it != speed->types.end() && it->second.prefill_GMACs > 0 ? it->second.prefill_GMACs : slowest_prefill;
     if (d <= 0 || p >= 1e30) return e;
-    decode_s += static_cast<double>(c.bytes_per_token) / (d * 1e9);
+    decode_s += static_cast<double>(c.bytes_per_token) / (d * 1e9) + c.calls * speed->call_overhead_us * 1e-6;
     prefill_s += static_cast<double>(c.macs_per_token) / (p * 1e9);
   }
   e.decode_tok_s = decode_s > 0 ? 1.0 / decode_s : 0;

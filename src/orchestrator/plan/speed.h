@@ -17,7 +17,9 @@
 // per token (MoE expert tensors: n_expert_used / n_expert of them; the embedding table only when
 // it is also the output head) / the type's decode rate; prefill time per token = multiply-adds
 // per token / the type's prefill rate. With only the bandwidth known: decode = bandwidth x 0.7 /
-// bytes per token (kAssumedDecodeEfficiency), prefill unknown.
+// bytes per token (kAssumedDecodeEfficiency), prefill unknown. Decode also pays a fixed cost per
+// matmul call (thread-pool dispatch and join; measured on a tiny matrix), which dominates small
+// models on a busy machine.
 //
 // Cache: $XDG_CACHE_HOME/qwenmux/plan-speed.json (else ~/.cache/qwenmux/), one entry per machine
 // key (CPU model name, logical CPUs, threads used), replaced by each measurement.
@@ -50,6 +52,7 @@ struct MachineSpeed {
   std::string machine;                    // MachineKey(threads)
   size_t threads = 0;
   double read_GBps = 0;                   // streaming read bandwidth (0: not measured)
+  double call_overhead_us = 0;            // fixed cost of one matmul call (dispatch, sync)
   std::map<std::string, TypeRate> types;  // by ggml type name ("q4_K"); empty: bandwidth only
   int64_t measured_unix = 0;
 
@@ -85,6 +88,7 @@ struct TensorCost {
   gguf::TensorType type = gguf::TensorType::kF32;
   uint64_t bytes_per_token = 0;  // bytes read per decoded token
   uint64_t macs_per_token = 0;   // multiply-adds per token
+  uint32_t calls = 1;            // matmul calls per decoded token (MoE experts: n_expert_used)
 };
 // Costs of a model's tensors (matrices only; 1-D norms are ignored). token_embd counts only
 // when it is also the output head (no output.weight); MoE expert tensors (*_exps.*) count
