@@ -393,7 +393,8 @@ TEST_F(SchedulerConcurrent, LogitProcessorIsHonouredInsideABatch) {
   std::vector<GenerationRequest> reqs;
   for (int i = 0; i < 3; ++i) reqs.push_back(Greedy("tiny", Encode("Reply in JSON " + std::to_string(i)), 50));
   reqs[1].processor = std::make_unique<ForceTokens>(forced);
-  reqs[2].processor = std::make_unique<ForceTokens>(forced);
+  ForceTokens not_owned(forced);  // through GenerateOptions::processor (the caller keeps it)
+  reqs[2].options.processor = &not_owned;
   reqs[2].options.sampler.temperature = 1.0f;  // sampling cannot escape the mask either
   reqs[2].options.sampler.top_k = 0;
   reqs[2].options.sampler.top_p = 1.0f;

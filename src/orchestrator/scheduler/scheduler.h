@@ -81,6 +81,7 @@ struct GenerationRequest {
   bool logprobs = false;
   int32_t top_logprobs = 0;          // 0..20
   std::unique_ptr<engine::LogitProcessor> processor;  // optional constraint for this sequence
+                                     // (else options.processor, not owned, if set)
 
   // Streaming; return false to cancel. May be empty.
   std::function<bool(const TokenEvent&)> on_token;

@@ -77,7 +77,8 @@ int32_t Sequence::OnLogits(std::span<float> row, Metrics* metrics, const std::st
     End("length");
     return 0;
   }
-  engine::LogitProcessor* proc = req.processor.get();
+  // The request's own processor, else one the caller keeps (GenerateOptions::processor).
+  engine::LogitProcessor* proc = req.processor ? req.processor.get() : req.options.processor;
   if (proc) {
     Status st = proc->Apply(row);
     if (!st.ok()) {
