@@ -41,7 +41,7 @@ TEST(ChatRender, OfficialReferenceCases) {
 }
 
 TEST(ChatRender, JinjaEdgeCases) {
-  const Json cases = LoadJson(std::filesystem::path(__FILE__).parent_path() /
+  const Json cases = LoadJson(std::filesystem::path(QWENMUX_SOURCE_DIR "/tests/chat") /
                               "data/chat-template-extra-cases.json");
   ASSERT_GE(cases.size(), 9u);
   ExpectCasesRenderExactly(cases);

@@ -8,7 +8,7 @@ namespace qwenmux::orchestrator {
 namespace {
 
 std::string ExamplePath() {
-  return (std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "examples" /
+  return (std::filesystem::path(QWENMUX_SOURCE_DIR) / "examples" /
           "qwenmux.yaml").string();
 }
 
