@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs every test: release build (all tests), ASan/UBSan build (all tests),
 # TSan build (the concurrent parts), an aarch64 cross build whose kernel, quant, tokenizer and
-# golden tests run under qemu-user, and the GGUF reader fuzzer for a bounded time.
+# golden tests run under qemu-user, a clang build of the SIMD kernels, and the GGUF reader fuzzer
+# for a bounded time.
 # Usage: scripts/test.sh            (everything; what .ci/run runs)
 #        QWENMUX_FUZZ_SECONDS=0 scripts/test.sh   (skip the fuzzer)
 #        QWENMUX_AARCH64=0 scripts/test.sh        (skip the aarch64/qemu stage)
@@ -15,6 +16,9 @@ summary=()
 
 stage() { echo; echo "=== $*"; }
 
+stage "official API clients for the server tests (npm ci, pinned by tests/clients/package-lock.json)"
+(cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+
 stage "release build + tests"
 cmake --preset release >/dev/null
 cmake --build build -j"$JOBS"
@@ -24,7 +28,7 @@ summary+=("release: $(grep 'tests passed' /tmp/qwenmux-ctest-release.txt)")
 
 stage "ASan/UBSan build + tests"
 # The slowest variants (same code paths as tests that do run here) run in the release stage only.
-ASAN_EXCLUDE='Synth\.MoeOneLayer|Golden\.MeetsTheBars/(dense|moe)_(chunked|pair)'
+ASAN_EXCLUDE='Synth\.MoeOneLayer|Golden\.MeetsTheBars/(dense|moe)_(chunked|pair)|ServerLoad\.|ServerClients\.'
 cmake --preset asan >/dev/null
 cmake --build build-asan -j"$JOBS"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -65,6 +69,13 @@ Refs/Golden.MeetsTheBars/*_chunked:Refs/Golden.MeetsTheBars/*_pair}"
 $(grep -o 'dispatches to [A-Z0-9_]*' /tmp/qwenmux-aarch64.txt | head -n 1 | sed 's/dispatches/dispatched/'); \
 build $((t1 - t0))s, tests $((t2 - t1))s")
 fi
+
+stage "clang build of the SIMD kernels (the compiler of macOS/Apple silicon builds)"
+objs=$(mktemp -d)
+ls src/kernels/cpu/*.cc | xargs -P"$JOBS" -I{} sh -c \
+  'ccache clang++ -std=c++20 -O2 -Wall -Wextra -Werror -Isrc -c "$1" -o "$2/$(basename "$1").o"' _ {} "$objs"
+rm -rf "$objs"
+summary+=("clang: SIMD kernels compile (-O2 -Wall -Wextra -Werror)")
 
 if [ "$FUZZ_SECONDS" != 0 ]; then
   stage "GGUF reader fuzzer (${FUZZ_SECONDS}s)"

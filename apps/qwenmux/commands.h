@@ -29,5 +29,15 @@ void RegisterPull(CLI::App& app, int* exit_code);  // models.cc
 void RegisterList(CLI::App& app, int* exit_code);  // models.cc
 void RegisterRm(CLI::App& app, int* exit_code);  // models.cc
 void RegisterTag(CLI::App& app, int* exit_code);  // models.cc
+void RegisterServe(CLI::App& app, int* exit_code);  // serve.cc
+void RegisterPs(CLI::App& app, int* exit_code);  // ps.cc
+void RegisterPlan(CLI::App& app, int* exit_code);  // plan.cc
+#ifdef QWENMUX_WITH_RAG
+void RegisterIngest(CLI::App& app, int* exit_code);  // ingest.cc
+void RegisterPipeline(CLI::App& app, int* exit_code);  // pipeline.cc
+void RegisterCollection(CLI::App& app, int* exit_code);  // collection.cc
+void RegisterAsk(CLI::App& app, int* exit_code);  // ask.cc
+void RegisterEval(CLI::App& app, int* exit_code);  // eval.cc
+#endif
 
 }  // namespace qwenmux::apps

@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "qwenmux 0.1.0");
   int exit_code = 0;
+  qwenmux::apps::RegisterServe(app, &exit_code);
+  qwenmux::apps::RegisterPs(app, &exit_code);
   qwenmux::apps::RegisterInspect(app, &exit_code);
   qwenmux::apps::RegisterRenderChat(app, &exit_code);
   qwenmux::apps::RegisterTokenize(app, &exit_code);
@@ -22,6 +24,14 @@ int main(int argc, char** argv) {
   qwenmux::apps::RegisterList(app, &exit_code);
   qwenmux::apps::RegisterRm(app, &exit_code);
   qwenmux::apps::RegisterTag(app, &exit_code);
+  qwenmux::apps::RegisterPlan(app, &exit_code);
+#ifdef QWENMUX_WITH_RAG
+  qwenmux::apps::RegisterIngest(app, &exit_code);
+  qwenmux::apps::RegisterCollection(app, &exit_code);
+  qwenmux::apps::RegisterAsk(app, &exit_code);
+  qwenmux::apps::RegisterEval(app, &exit_code);
+  qwenmux::apps::RegisterPipeline(app, &exit_code);
+#endif
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

@@ -21,6 +21,8 @@ enum class StatusCode {
   kResourceExhausted,
   kIo,
   kInternal,
+  kUnavailable,       // temporarily overloaded (a full queue); retry later
+  kCancelled,         // the caller cancelled the request, or the server is shutting down
 };
 
 const char* StatusCodeName(StatusCode code);

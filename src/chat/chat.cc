@@ -27,19 +27,41 @@ bool IsToolResponseWrapper(std::string_view s) {
   return s.starts_with("<tool_response>") && s.ends_with("</tool_response>");
 }
 
-void AppendToolCall(const ChatToolCall& call, std::string* out) {
-  out->append("<tool_call>\n{\"name\": \"");
-  out->append(call.name);
-  out->append("\", \"arguments\": ");
-  if (call.arguments.is_string()) {
-    out->append(call.arguments.get_ref<const std::string&>());
-  } else {
-    AppendPythonJson(call.arguments, out);
+// Collects the prompt as segments: text from the template itself (may hold special tokens)
+// and text from the conversation (never parsed for special tokens).
+class Sink {
+ public:
+  void Template(std::string_view s) { Add(s, true); }
+  void Template(char c) { Add(std::string_view(&c, 1), true); }
+  void Content(std::string_view s) { Add(s, false); }
+  std::vector<PromptSegment> Take() { return std::move(segments_); }
+
+ private:
+  void Add(std::string_view s, bool trusted) {
+    if (s.empty()) return;
+    if (segments_.empty() || segments_.back().template_text != trusted) {
+      segments_.push_back({std::string(), trusted});
+    }
+    segments_.back().text.append(s);
   }
-  out->append("}\n</tool_call>");
+  std::vector<PromptSegment> segments_;
+};
+
+void AppendToolCall(const ChatToolCall& call, Sink* out) {
+  out->Template("<tool_call>\n{\"name\": \"");
+  out->Content(call.name);
+  out->Template("\", \"arguments\": ");
+  if (call.arguments.is_string()) {
+    out->Content(call.arguments.get_ref<const std::string&>());
+  } else {
+    std::string args;
+    AppendPythonJson(call.arguments, &args);
+    out->Content(args);
+  }
+  out->Template("}\n</tool_call>");
 }
 
-void AppendAssistant(const ChatMessage& m, bool after_last_query, bool is_last, std::string* out) {
+void AppendAssistant(const ChatMessage& m, bool after_last_query, bool is_last, Sink* out) {
   std::string_view content = m.content;
   std::string_view reasoning;
   if (m.reasoning_content.has_value()) {
@@ -55,20 +77,20 @@ void AppendAssistant(const ChatMessage& m, bool after_last_query, bool is_last, 
     // content.split('</think>')[-1].lstrip('\n')
     content = LStripNewlines(content.substr(last_close + kThinkClose.size()));
   }
-  out->append("<|im_start|>assistant\n");
+  out->Template("<|im_start|>assistant\n");
   if (after_last_query && (is_last || !reasoning.empty())) {
-    out->append("<think>\n");
-    out->append(StripNewlines(reasoning));
-    out->append("\n</think>\n\n");
-    out->append(LStripNewlines(content));
+    out->Template("<think>\n");
+    out->Content(StripNewlines(reasoning));
+    out->Template("\n</think>\n\n");
+    out->Content(LStripNewlines(content));
   } else {
-    out->append(content);
+    out->Content(content);
   }
   for (size_t j = 0; j < m.tool_calls.size(); ++j) {
-    if (j > 0 || !content.empty()) out->push_back('\n');
+    if (j > 0 || !content.empty()) out->Template('\n');
     AppendToolCall(m.tool_calls[j], out);
   }
-  out->append("<|im_end|>\n");
+  out->Template("<|im_end|>\n");
 }
 
 }  // namespace
@@ -83,35 +105,38 @@ const char* ChatRoleName(ChatRole role) {
   return "unknown";
 }
 
-Result<std::string> RenderChat(std::span<const ChatMessage> messages, const ChatOptions& options) {
+Result<std::vector<PromptSegment>> RenderChatSegments(std::span<const ChatMessage> messages,
+                                                      const ChatOptions& options) {
   if (messages.empty()) {
     return Error(StatusCode::kInvalidArgument, "chat: no messages to render");
   }
   const size_t n = messages.size();
   const bool first_is_system = messages[0].role == ChatRole::kSystem;
   const bool has_tools = options.tools.is_array() && !options.tools.empty();
-  std::string out;
+  Sink out;
   if (has_tools) {
-    out.append("<|im_start|>system\n");
+    out.Template("<|im_start|>system\n");
     if (first_is_system) {
-      out.append(messages[0].content);
-      out.append("\n\n");
+      out.Content(messages[0].content);
+      out.Template("\n\n");
     }
-    out.append(
+    out.Template(
         "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
         "You are provided with function signatures within <tools></tools> XML tags:\n<tools>");
     for (const Json& tool : options.tools) {
-      out.push_back('\n');
-      AppendPythonJson(tool, &out);
+      out.Template('\n');
+      std::string tool_json;
+      AppendPythonJson(tool, &tool_json);
+      out.Content(tool_json);
     }
-    out.append(
+    out.Template(
         "\n</tools>\n\nFor each function call, return a json object with function name and "
         "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
         "<function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n");
   } else if (first_is_system) {
-    out.append("<|im_start|>system\n");
-    out.append(messages[0].content);
-    out.append("<|im_end|>\n");
+    out.Template("<|im_start|>system\n");
+    out.Content(messages[0].content);
+    out.Template("<|im_end|>\n");
   }
 
   // The last user message that is a real query (not a wrapped tool result); assistant turns
@@ -132,30 +157,37 @@ Result<std::string> RenderChat(std::span<const ChatMessage> messages, const Chat
         if (i == 0) break;  // rendered above
         [[fallthrough]];
       case ChatRole::kUser:
-        out.append("<|im_start|>");
-        out.append(ChatRoleName(m.role));
-        out.push_back('\n');
-        out.append(m.content);
-        out.append("<|im_end|>\n");
+        out.Template("<|im_start|>");
+        out.Template(ChatRoleName(m.role));
+        out.Template('\n');
+        out.Content(m.content);
+        out.Template("<|im_end|>\n");
         break;
       case ChatRole::kAssistant:
         AppendAssistant(m, i > last_query_index, is_last, &out);
         break;
       case ChatRole::kTool:
-        if (i == 0 || messages[i - 1].role != ChatRole::kTool) out.append("<|im_start|>user");
-        out.append("\n<tool_response>\n");
-        out.append(m.content);
-        out.append("\n</tool_response>");
-        if (is_last || messages[i + 1].role != ChatRole::kTool) out.append("<|im_end|>\n");
+        if (i == 0 || messages[i - 1].role != ChatRole::kTool) out.Template("<|im_start|>user");
+        out.Template("\n<tool_response>\n");
+        out.Content(m.content);
+        out.Template("\n</tool_response>");
+        if (is_last || messages[i + 1].role != ChatRole::kTool) out.Template("<|im_end|>\n");
         break;
     }
   }
   if (options.add_generation_prompt) {
-    out.append("<|im_start|>assistant\n");
+    out.Template("<|im_start|>assistant\n");
     if (options.enable_thinking.has_value() && !*options.enable_thinking) {
-      out.append("<think>\n\n</think>\n\n");
+      out.Template("<think>\n\n</think>\n\n");
     }
   }
+  return out.Take();
+}
+
+Result<std::string> RenderChat(std::span<const ChatMessage> messages, const ChatOptions& options) {
+  QM_ASSIGN_OR_RETURN(std::vector<PromptSegment> segments, RenderChatSegments(messages, options));
+  std::string out;
+  for (const PromptSegment& s : segments) out.append(s.text);
   return out;
 }
 

@@ -73,6 +73,18 @@ struct ChatRequest {
 // ChatMessage value is renderable.
 Result<std::string> RenderChat(std::span<const ChatMessage> messages, const ChatOptions& options);
 
+// The same prompt as consecutive segments: the template's own text (role markers, think and
+// tool tags: may be encoded with special tokens) and the conversation's text (message content,
+// reasoning, tool definitions and call arguments, names: must be encoded as plain text, so that
+// "<|im_start|>" typed by a user never becomes a control token). Concatenated, the segments are
+// exactly RenderChat's output; adjacent segments of the same kind are merged.
+struct PromptSegment {
+  std::string text;
+  bool template_text = false;
+};
+Result<std::vector<PromptSegment>> RenderChatSegments(std::span<const ChatMessage> messages,
+                                                      const ChatOptions& options);
+
 // Parses an OpenAI-style messages array. Accepted per message:
 //   role: "system" | "user" | "assistant" | "tool" (required)
 //   content: string, or an array of {"type": "text", "text": ...} parts (concatenated);

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cmath>
 
+#include "engine/text_stream.h"
+
 namespace qwenmux::engine {
 
 namespace {
@@ -32,8 +34,7 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOp
   QM_ASSIGN_OR_RETURN(m->file_, gguf::File::Open(path));
   QM_ASSIGN_OR_RETURN(m->config_, model::ReadConfig(m->file_));
   QM_ASSIGN_OR_RETURN(m->weights_, runtime::BindWeights(m->file_, m->config_));
-  QM_ASSIGN_OR_RETURN(tokenizer::Tokenizer tok, tokenizer::Tokenizer::FromGguf(m->file_));
-  m->tokenizer_ = std::make_unique<tokenizer::Tokenizer>(std::move(tok));
+  QM_ASSIGN_OR_RETURN(m->tokenizer_, tokenizer::Tokenizer::SharedFromGguf(m->file_));
   if (options.n_seq <= 0 || options.n_batch <= 0 || options.n_ctx <= 0) {
     return Error(StatusCode::kInvalidArgument, "engine: n_ctx {}, n_seq {} and n_batch {} must be positive",
                  options.n_ctx, options.n_seq, options.n_batch);
@@ -108,8 +109,8 @@ Result<GenerateResult> Model::Generate(std::span<const int32_t> prompt, const Ge
 
   Sampler sampler(options.sampler);
   std::vector<int32_t> history(prompt.begin(), prompt.end());
-  tokenizer::StreamDecoder decoder(*tokenizer_);
-  std::string pending;  // decoded text not yet emitted (may be the start of a stop string)
+  TextStream stream(*tokenizer_, options.stop);
+  std::string piece;
   res.finish_reason = "length";
   bool cancelled = false;
   auto emit = [&](std::string_view s) {
@@ -120,44 +121,21 @@ Result<GenerateResult> Model::Generate(std::span<const int32_t> prompt, const Ge
     if (options.processor) QM_RETURN_IF_ERROR(options.processor->Apply(logits));
     const int32_t tok = sampler.Sample(logits, history);
     if (options.processor) QM_RETURN_IF_ERROR(options.processor->Accept(tok));
-    if (options.stop_on_eos && std::find(eos_ids_.begin(), eos_ids_.end(), tok) != eos_ids_.end()) {
+    if (options.stop_on_eos && IsEndOfGeneration(tok)) {
       res.finish_reason = "stop";
       break;
     }
     res.tokens.push_back(tok);
     history.push_back(tok);
-    std::string piece;
-    QM_RETURN_IF_ERROR(decoder.Push(tok, &piece));
-    pending += piece;
-    // Stop strings: cut at the first match; hold back a tail that could still become one.
-    size_t cut = std::string::npos;
-    for (const std::string& s : options.stop) {
-      if (s.empty()) continue;
-      const size_t at = pending.find(s);
-      if (at != std::string::npos) cut = std::min(cut, at);
-    }
-    if (cut != std::string::npos) {
-      emit(std::string_view(pending).substr(0, cut));
-      pending.clear();
+    QM_ASSIGN_OR_RETURN(const bool stopped, stream.Push(tok, &piece));
+    emit(piece);
+    if (stopped) {
       res.finish_reason = "stop";
       break;
     }
-    size_t hold = 0;
-    for (const std::string& s : options.stop) {
-      for (size_t k = std::min(s.size() - 1, pending.size()); k > hold; --k) {
-        if (pending.compare(pending.size() - k, k, s, 0, k) == 0) {
-          hold = k;
-          break;
-        }
-      }
-    }
-    emit(std::string_view(pending).substr(0, pending.size() - hold));
-    pending.erase(0, pending.size() - hold);
     if (options.processor && options.processor->Done()) {
-      std::string tail;
-      decoder.Finish(&tail);
-      pending += tail;
-      emit(pending);
+      stream.Finish(&piece);
+      emit(piece);
       res.finish_reason = "stop";
       break;
     }
@@ -168,10 +146,8 @@ Result<GenerateResult> Model::Generate(std::span<const int32_t> prompt, const Ge
     kv_.set_length(seq, kv_.length(seq) + 1);
   }
   if (res.finish_reason == "length") {
-    std::string tail;
-    decoder.Finish(&tail);
-    pending += tail;
-    emit(pending);
+    stream.Finish(&piece);
+    emit(piece);
   }
   if (cancelled) res.finish_reason = "cancelled";
   res.decode_seconds = Seconds(t1, std::chrono::steady_clock::now());

@@ -5,6 +5,7 @@
 // work fans out over the Model's own ThreadPool. The weights stay in the read-only memory map.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -73,6 +74,10 @@ class Model {
   Status Prefill(int32_t seq, std::span<const int32_t> tokens, std::vector<float>* last_logits,
                  std::vector<float>* all_logits = nullptr);
   void ResetSequence(int32_t seq) { kv_.set_length(seq, 0); }
+  // <|im_end|> or <|endoftext|>: the tokens that end a generation when stop_on_eos is set.
+  bool IsEndOfGeneration(int32_t token) const {
+    return std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end();
+  }
 
   // Generates from a prompt on sequence `seq` (which is reset first).
   Result<GenerateResult> Generate(std::span<const int32_t> prompt, const GenerateOptions& options,
@@ -103,7 +108,7 @@ class Model {
   gguf::File file_;
   model::ModelConfig config_;
   runtime::ModelWeights weights_;
-  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
+  std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;  // shared by models with the same vocabulary
   std::unique_ptr<ThreadPool> pool_;
   runtime::KvCache kv_;
   std::unique_ptr<runtime::CpuForward> forward_;

@@ -8,6 +8,25 @@
 #include "gguf/gguf.h"
 
 namespace qwenmux::gguf {
+namespace {
+// A metadata field's name for error messages: "key" or "key[index]".
+struct FieldName {
+  const std::string& base;
+  int64_t index;
+};
+}  // namespace
+}  // namespace qwenmux::gguf
+
+template <>
+struct fmt::formatter<qwenmux::gguf::FieldName> : fmt::formatter<std::string_view> {
+  template <typename Ctx>
+  auto format(const qwenmux::gguf::FieldName& f, Ctx& ctx) const {
+    if (f.index < 0) return fmt::formatter<std::string_view>::format(f.base, ctx);
+    return fmt::format_to(ctx.out(), "{}[{}]", f.base, f.index);
+  }
+};
+
+namespace qwenmux::gguf {
 
 namespace {
 
@@ -68,7 +87,10 @@ class Parser {
     return Status(StatusCode::kCorrupt, fmt::format("gguf: {}: {}", name_, what));
   }
 
-  Status ReadValue(ValueType type, Value* out, const std::string& field, int depth) {
+  // `index` >= 0: the value is element `index` of array `field` (the name is formatted only for an
+  // error message: a vocabulary holds 150k strings).
+  Status ReadValue(ValueType type, Value* out, const std::string& field_base, int depth, int64_t index = -1) {
+    const FieldName field{field_base, index};
     auto truncated = [&] { return Fail(fmt::format("{}: truncated {} value", field, ValueTypeName(type))); };
     switch (type) {
 #define QM_SCALAR(VT, CT)                          \
@@ -119,8 +141,15 @@ class Parser {
         Array arr;
         arr.type = et;
         arr.items.resize(count);
-        for (uint64_t i = 0; i < count; ++i) {
-          QM_RETURN_IF_ERROR(ReadValue(et, &arr.items[i], fmt::format("{}[{}]", field, i), depth + 1));
+        if (et == ValueType::kArray) {
+          for (uint64_t i = 0; i < count; ++i) {
+            QM_RETURN_IF_ERROR(ReadValue(et, &arr.items[i], fmt::format("{}[{}]", field, i), depth + 1));
+          }
+        } else {
+          const std::string name = fmt::format("{}", field);
+          for (uint64_t i = 0; i < count; ++i) {
+            QM_RETURN_IF_ERROR(ReadValue(et, &arr.items[i], name, depth + 1, static_cast<int64_t>(i)));
+          }
         }
         out->v.emplace<Array>(std::move(arr));
         return Status::Ok();

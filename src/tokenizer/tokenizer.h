@@ -76,6 +76,14 @@ class Tokenizer {
   // Reads tokenizer.ggml.tokens / token_type / merges (and checks tokenizer.ggml.model is "gpt2"
   // when present) and calls Create.
   static Result<Tokenizer> FromGguf(const gguf::File& file);
+  // FromGguf through a process-wide cache: files whose tokenizer arrays (tokens, types, merges)
+  // are identical (every Qwen3 model) share one immutable Tokenizer instead of rebuilding it on
+  // every load (a model switch). Keyed by the arrays' sizes and two independent 64-bit hashes of
+  // their contents; the 4 most recently used vocabularies stay cached. Thread-safe.
+  static Result<std::shared_ptr<const Tokenizer>> SharedFromGguf(const gguf::File& file);
+  // Drops the cache's references (tokenizers still used by a model live on). Memory estimates
+  // count a model's tokenizer as its own; tests that compare them with RSS growth start here.
+  static void ClearSharedCache();
 
   // Text -> ids. Never fails on any byte string.
   std::vector<int32_t> Encode(std::string_view text, const EncodeOptions& options = {}) const;

@@ -1,4 +1,8 @@
 // Tokenizer::FromGguf: reads the vocabulary arrays from GGUF metadata.
+#include <array>
+#include <list>
+#include <mutex>
+
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -50,6 +54,80 @@ Result<Tokenizer> Tokenizer::FromGguf(const gguf::File& file) {
   auto t = Create(std::move(tok), std::move(ty), std::move(mg));
   if (!t.ok()) return t.status().WithContext(file.name());
   return t;
+}
+
+namespace {
+
+// Sizes and two independent 64-bit hashes (FNV-1a and a multiplicative one) of the tokenizer arrays.
+using Fingerprint = std::array<uint64_t, 5>;
+
+void HashBytes(const void* p, size_t n, uint64_t* h1, uint64_t* h2) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  uint64_t a = *h1, c = *h2;
+  for (size_t i = 0; i < n; ++i) {
+    a = (a ^ b[i]) * 0x100000001b3ull;
+    c = (c + b[i] + 1) * 0x9E3779B97F4A7C15ull;
+    c ^= c >> 29;
+  }
+  *h1 = a;
+  *h2 = c;
+}
+
+Fingerprint FingerprintOf(const gguf::File& file) {
+  Fingerprint f{0, 0, 0, 0xcbf29ce484222325ull, 0x243F6A8885A308D3ull};
+  const char* keys[] = {"tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges"};
+  for (int k = 0; k < 3; ++k) {
+    const gguf::Value* v = file.Find(keys[k]);
+    const auto* arr = v ? std::get_if<gguf::Array>(&v->v) : nullptr;
+    if (arr == nullptr) continue;
+    f[k] = arr->items.size() + 1;
+    for (const gguf::Value& item : arr->items) {
+      if (const auto* s = std::get_if<std::string>(&item.v)) {
+        const uint64_t len = s->size();
+        HashBytes(&len, sizeof len, &f[3], &f[4]);
+        HashBytes(s->data(), s->size(), &f[3], &f[4]);
+      } else if (const auto* x = std::get_if<int32_t>(&item.v)) {
+        HashBytes(x, sizeof *x, &f[3], &f[4]);
+      } else {
+        const uint64_t tag = item.v.index() + 1000;
+        HashBytes(&tag, sizeof tag, &f[3], &f[4]);
+      }
+    }
+  }
+  return f;
+}
+
+std::mutex g_cache_mu;
+std::list<std::pair<Fingerprint, std::shared_ptr<const Tokenizer>>> g_cache;  // most recent first
+
+}  // namespace
+
+void Tokenizer::ClearSharedCache() {
+  std::lock_guard<std::mutex> lock(g_cache_mu);
+  g_cache.clear();
+}
+
+Result<std::shared_ptr<const Tokenizer>> Tokenizer::SharedFromGguf(const gguf::File& file) {
+  std::mutex& mu = g_cache_mu;
+  auto& cache = g_cache;
+  constexpr size_t kCapacity = 4;
+  const Fingerprint key = FingerprintOf(file);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto it = cache.begin(); it != cache.end(); ++it) {
+      if (it->first == key) {
+        cache.splice(cache.begin(), cache, it);
+        return cache.front().second;
+      }
+    }
+  }
+  // Built outside the lock; two loads of a new vocabulary at once may both build it (harmless).
+  QM_ASSIGN_OR_RETURN(Tokenizer tok, FromGguf(file));
+  auto shared = std::make_shared<const Tokenizer>(std::move(tok));
+  std::lock_guard<std::mutex> lock(mu);
+  cache.emplace_front(key, shared);
+  if (cache.size() > kCapacity) cache.pop_back();
+  return shared;
 }
 
 }  // namespace qwenmux::tokenizer

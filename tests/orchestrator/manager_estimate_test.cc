@@ -17,6 +17,7 @@
 #include "orchestrator/manager/memory_estimate.h"
 #include "orchestrator/manager/model_manager.h"
 #include "quant/synth_model.h"
+#include "tokenizer/tokenizer.h"
 
 namespace qwenmux::orchestrator {
 namespace {
@@ -43,6 +44,7 @@ Measured LoadAndMeasure(const std::string& path, const engine::LoadOptions& o) {
   EXPECT_TRUE(est.ok()) << est.status().ToString();
   if (!est.ok()) return m;
   m.estimate = *est;
+  tokenizer::Tokenizer::ClearSharedCache();  // the estimate counts the model's own tokenizer
   malloc_trim(0);  // hand freed heap back so that reuse of it does not hide growth
   const uint64_t before = CurrentRssBytes();
   {

@@ -305,3 +305,45 @@ TEST(TokenizerQwen3, RandomRoundTrip) {
 
 }  // namespace
 }  // namespace qwenmux::tokenizer
+
+namespace qwenmux::tokenizer {
+namespace {
+
+// Models with the same vocabulary share one Tokenizer; a different vocabulary gets its own.
+TEST(TokenizerShared, SameVocabularySharesOneInstance) {
+  auto f1 = gguf::File::Open(testing::ModelPath("tiny-dense.q8_0.gguf"));
+  auto f2 = gguf::File::Open(testing::ModelPath("tiny-dense.q8_0.gguf"));
+  auto f3 = gguf::File::Open(testing::ModelPath("qwen3-vocab.gguf"));
+  ASSERT_TRUE(f1.ok() && f2.ok() && f3.ok());
+  auto a = Tokenizer::SharedFromGguf(*f1);
+  auto b = Tokenizer::SharedFromGguf(*f2);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(a->get(), b->get());
+  auto fresh = Tokenizer::FromGguf(*f3);
+  ASSERT_TRUE(fresh.ok());
+  const std::string text = "Hello, w\xc3\xb6rld! <|im_end|> 12345 mergers";
+  EXPECT_EQ((*a)->Encode(text), fresh->Encode(text));
+
+  // The same vocabulary with its last merge dropped is a different tokenizer.
+  gguf::Writer w;
+  for (const gguf::KeyValue& kv : f3->metadata()) {
+    gguf::Value v = kv.value;
+    if (kv.key == "tokenizer.ggml.merges") std::get<gguf::Array>(v.v).items.pop_back();
+    if (kv.key != "general.alignment") w.AddKeyValue(kv.key, std::move(v));
+  }
+  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/vocab-minus-one-merge.gguf";
+  ASSERT_TRUE(w.Open(path).ok());
+  ASSERT_TRUE(w.Finish().ok());
+  auto f4 = gguf::File::Open(path);
+  ASSERT_TRUE(f4.ok()) << f4.status().ToString();
+  auto d = Tokenizer::SharedFromGguf(*f4);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_NE(d->get(), a->get());
+  auto again = Tokenizer::SharedFromGguf(*f1);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->get(), a->get());
+}
+
+}  // namespace
+}  // namespace qwenmux::tokenizer

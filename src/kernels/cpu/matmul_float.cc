@@ -12,7 +12,7 @@
 
 HWY_BEFORE_NAMESPACE();
 #if HWY_TARGET == HWY_AVX3_DL
-#pragma GCC target("avx512vnni")
+QM_VNNI_ATTRIBUTES
 #endif
 namespace qwenmux::kernels::internal {
 namespace HWY_NAMESPACE {

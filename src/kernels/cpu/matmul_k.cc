@@ -40,7 +40,7 @@ inline void UnpackScalesMinsK4(const uint8_t* q, uint8_t* sc, uint8_t* m) {
 
 HWY_BEFORE_NAMESPACE();
 #if HWY_TARGET == HWY_AVX3_DL
-#pragma GCC target("avx512vnni")
+QM_VNNI_ATTRIBUTES
 #endif
 namespace qwenmux::kernels::internal {
 namespace HWY_NAMESPACE {

@@ -163,6 +163,10 @@ Status ParseModel(const Ctx& ctx, const YAML::Node& node, const std::string& pat
          QM_ASSIGN_OR_RETURN(m->pinned, BoolOf(ctx, v, p));
          return Status::Ok();
        }},
+      {"preload", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(m->preload, BoolOf(ctx, v, p));
+         return Status::Ok();
+       }},
   }));
   if (m->catalog.empty() == m->file.empty())
     return ctx.At(node, path, "give exactly one of `catalog:` (e.g. qwen3:8b-q8_0) or `file:` (a .gguf path)");

@@ -28,7 +28,8 @@ struct ModelConfig {
   uint32_t context = 0;    // tokens per slot; 0: the model's own (capped by the manager)
   uint32_t parallel = 1;   // concurrent sequences (slots)
   Duration keep_alive = Duration::Millis(5 * 60 * 1000);  // idle time before unload
-  bool pinned = false;     // never evicted
+  bool pinned = false;     // never evicted (and loaded at startup)
+  bool preload = false;    // loaded at startup (may be evicted later)
   int line = 0;            // where it was declared (for later messages)
 };
 

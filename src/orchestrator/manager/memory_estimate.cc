@@ -1,5 +1,7 @@
 #include "orchestrator/manager/memory_estimate.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <string>
 #include <thread>
@@ -92,6 +94,11 @@ std::string MemoryEstimate::ToString() const {
 }
 
 MemoryEstimate EstimateMemory(const gguf::File& file, const model::ModelConfig& c, const engine::LoadOptions& o) {
+  return EstimateMemory(c, model::WeightBytes(file), MetadataBytes(file), o);
+}
+
+MemoryEstimate EstimateMemory(const model::ModelConfig& c, uint64_t weight_bytes, uint64_t metadata_bytes,
+                              const engine::LoadOptions& o) {
   MemoryEstimate e;
   const uint64_t n_ctx = static_cast<uint64_t>(std::clamp<int64_t>(o.n_ctx, 1, std::max<uint32_t>(c.n_ctx_train, 1)));
   const uint64_t n_seq = static_cast<uint64_t>(std::max(o.n_seq, 1));
@@ -99,7 +106,7 @@ MemoryEstimate EstimateMemory(const gguf::File& file, const model::ModelConfig& 
   uint64_t threads = o.n_threads != 0 ? o.n_threads : std::max(1u, std::thread::hardware_concurrency());
   const uint64_t E = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim();
 
-  e.weights = model::WeightBytes(file);
+  e.weights = weight_bytes;
   // f32 copies of the norms: attn/ffn [n_embd] and q/k [head_dim] per layer, output [n_embd].
   e.weights += c.n_layer * 2 * (MallocChunk(4 * E) + MallocChunk(4 * c.head_dim)) + MallocChunk(4 * E);
 
@@ -118,7 +125,7 @@ MemoryEstimate EstimateMemory(const gguf::File& file, const model::ModelConfig& 
   floats += n_seq * c.n_vocab;       // logits rows
   e.compute = floats * 4 + n * max_cols * 5 / 4;  // + quantized activations (int8, scales, sums)
 
-  e.metadata = MetadataBytes(file);
+  e.metadata = metadata_bytes;
   return e;
 }
 
@@ -133,6 +140,17 @@ Result<MemoryEstimate> EstimateModelMemory(const std::string& path, const engine
 uint64_t TouchWeights(const gguf::File& file) {
   const auto bytes = file.bytes();
   uint64_t sum = 0;
+#if defined(__linux__)
+  // One system call maps every page that is in the page cache (and reads the rest): ~1.5x faster
+  // than faulting page by page. Linux >= 5.14; older kernels fall back to the loop below.
+  constexpr int kPopulateRead = 22;  // MADV_POPULATE_READ
+  const auto base = reinterpret_cast<uintptr_t>(bytes.data());
+  const uintptr_t begin = (base + file.data_offset()) & ~static_cast<uintptr_t>(kPage - 1);
+  const uintptr_t end = base + bytes.size();
+  if (end > begin && madvise(reinterpret_cast<void*>(begin), end - begin, kPopulateRead) == 0) {
+    return bytes.empty() ? 0 : bytes[bytes.size() - 1];
+  }
+#endif
   for (uint64_t i = file.data_offset(); i < bytes.size(); i += kPage) sum += bytes[i];
   return sum;
 }

@@ -52,11 +52,17 @@ struct MemoryEstimate {
 MemoryEstimate EstimateMemory(const gguf::File& file, const model::ModelConfig& config,
                               const engine::LoadOptions& options);
 
+// The same from the parts a file would give: a model not on disk (`qwenmux plan`: the weight
+// bytes from model/shapes.h and the quantization plan, the metadata bytes of the Qwen3 vocab).
+MemoryEstimate EstimateMemory(const model::ModelConfig& config, uint64_t weight_bytes, uint64_t metadata_bytes,
+                              const engine::LoadOptions& options);
+
 // Opens the GGUF at `path` (header only is read) and estimates it; errors name the file.
 Result<MemoryEstimate> EstimateModelMemory(const std::string& path, const engine::LoadOptions& options);
 
-// Reads one byte of every page of the file's tensor data so that all weights are resident;
-// returns a value derived from the bytes read (so the reads cannot be optimised away).
+// Makes every page of the file's tensor data resident and mapped (madvise MADV_POPULATE_READ, or
+// reading one byte per page where the kernel lacks it); returns a value derived from the bytes
+// read (so the reads cannot be optimised away).
 uint64_t TouchWeights(const gguf::File& file);
 
 // "1.5 GiB" / "12.0 MiB" / "512 B".

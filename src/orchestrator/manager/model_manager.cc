@@ -334,8 +334,10 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool 
 
   const auto t_load = std::chrono::steady_clock::now();
   Result<std::unique_ptr<engine::Model>> model = engine::Model::Load(spec.path, spec.load);
+  // Warm-up: map every weight page in one go (cheaper than the first forward faulting them in
+  // one by one); preloads also run one token.
+  if (model.ok() && spec.warm_up) (void)TouchWeights((*model)->file());
   if (model.ok() && spec.warm_up && warm_forward) {
-    (void)TouchWeights((*model)->file());
     std::vector<float> logits;
     const int32_t token = 0;
     Status s = (*model)->Prefill(0, std::span<const int32_t>(&token, 1), &logits);
@@ -443,6 +445,11 @@ void ModelManager::Release(Entry* e) {
   lk.unlock();
   released_cv_.notify_all();
   reaper_cv_.notify_all();
+}
+
+bool ModelManager::Has(const std::string& name) const {
+  std::lock_guard lk(mu_);
+  return entries_.count(name) > 0;
 }
 
 Status ModelManager::Unload(const std::string& name) {

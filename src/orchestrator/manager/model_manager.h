@@ -71,9 +71,9 @@ struct ModelSpec {
   KeepAlive keep_alive = std::chrono::minutes(5);
   bool pinned = false;              // loaded at Start() and never unloaded until Stop()
   bool preload = false;             // loaded at Start()
-  bool warm_up = true;              // preloads at Start(): touch every weight page, run one
-                                    // token (on-demand loads skip it: the request's own first
-                                    // token, which follows at once, touches the weights)
+  bool warm_up = true;              // every load maps all weight pages at once (TouchWeights);
+                                    // preloads at Start() also run one token (on-demand loads
+                                    // skip it: the request's own first token follows at once)
   std::vector<std::string> fallbacks;  // registered model names tried in order when this cannot fit
 };
 
@@ -155,6 +155,9 @@ class ModelManager {
 
   // Leases model `name`, loading it if needed. keep_alive overrides the spec's for this request.
   Result<ModelLease> Acquire(const std::string& name, std::optional<KeepAlive> keep_alive = std::nullopt);
+
+  // True when a spec of this name is registered.
+  bool Has(const std::string& name) const;
 
   // Unloads `name` now if idle; if in use it unloads when its last lease is released.
   Status Unload(const std::string& name);

@@ -9,14 +9,22 @@
 // - Continuous batching: up to the model's n_seq (LoadOptions) sequences share each decode step;
 //   a request joins the running batch between steps (its prompt is prefilled in n_batch chunks
 //   interleaved with the others' decode steps) and leaves it when it finishes, is cancelled or
-//   fails. Embedding and rerank requests are served by the same worker between steps.
+//   fails. Embedding and rerank requests are served by the same worker between steps, once the
+//   running batch has drained (they use every KV slot); requests behind them wait (FIFO).
 // - Queues are FIFO per model with a cap (SchedulerOptions::max_queue): a full queue makes
-//   Submit() fail with kUnavailable and a retry hint (SubmitError::retry_after). No starvation:
+//   Submit() fail with kUnavailable and a retry hint (Scheduler::retry_after(), also in the
+//   message). No starvation:
 //   requests are admitted in arrival order; a running sequence is never pre-empted by a later one.
 // - Cancellation: RequestHandle::Cancel() (or a callback returning false) stops the sequence
-//   before its next decode step; on_done then gets finish_reason "cancelled".
+//   before its next decode step; on_done then gets finish_reason "cancelled" (also for a request
+//   cancelled while queued, or by Shutdown()). An embed/rerank request cancelled while queued
+//   gets kCancelled.
+// - Errors after Submit() reach on_done: a failed model load (every request waiting for it),
+//   a token id outside the vocabulary (kInvalidArgument), a prompt longer than the context
+//   (kOutOfRange), a LogitProcessor error.
 // - Callbacks run on the model's worker thread; they must be quick (hand data to the network
-//   thread and return). on_done is called exactly once per accepted request, last.
+//   thread and return), must not throw, and must not call Shutdown() or destroy the Scheduler
+//   (Submit() and Cancel() are fine). on_done is called exactly once per accepted request, last.
 //
 // Thread-safety: every public method may be called from any thread.
 #pragma once

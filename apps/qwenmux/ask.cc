@@ -1,0 +1,129 @@
+// qwenmux ask "question" --collection C [--model F] [--embed-model F] [--rerank-model F] [--json]
+// The RAG pipeline: streams the answer, then its sources, score and stage timings (or one JSON).
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "rag/rag.h"
+#include "rag_common.h"
+
+namespace qwenmux::apps {
+
+namespace {
+
+struct Args {
+  RagCommon common;
+  std::string question, collection;
+  std::string model, query_model, embed_model, rerank_model, score_model;
+  int32_t ctx = 4096, dims = 0;
+  bool json = false, no_rewrite = false, no_rerank = false, no_score = false, thinking = false;
+  rag::AnswerOptions opt;
+};
+
+int Run(Args& a) {
+  // --model serves every LLM stage unless a stage has its own flag.
+  const std::string q = a.query_model.empty() ? a.model : a.query_model;
+  const std::string s = a.score_model.empty() ? a.model : a.score_model;
+  std::vector<std::string> needed{"embedding", "response_generation"};
+  if (!a.no_rewrite) needed.push_back("query_understanding");
+  if (!a.no_rerank) needed.push_back("retrieval_ranking");
+  if (!a.no_score) needed.push_back("quality_scoring");
+  auto paths = a.common.Models({{"query_understanding", q},
+                                {"embedding", a.embed_model},
+                                {"retrieval_ranking", a.rerank_model},
+                                {"context_synthesis", a.model},
+                                {"response_generation", a.model},
+                                {"quality_scoring", s}},
+                               needed);
+  if (!paths.ok()) return ReportError(paths.status());
+  const auto& p = *paths;
+  engine::LoadOptions base;
+  base.n_threads = static_cast<size_t>(a.common.threads);
+  engine::LoadOptions gen = base, emb = base, rer = base;
+  gen.n_ctx = a.ctx;
+  emb.n_ctx = 512;
+  rer.n_ctx = 1024;
+  rer.n_seq = 4;
+  ModelPool pool;
+  pool.Want(p.at("response_generation"), gen);
+  pool.Want(p.at("embedding"), emb);
+  if (!a.no_rewrite) pool.Want(p.at("query_understanding"), gen);
+  if (!a.no_rerank) pool.Want(p.at("retrieval_ranking"), rer);
+  if (!a.no_score) pool.Want(p.at("quality_scoring"), gen);
+
+  rag::RagModels models;
+  auto g = pool.Get(p.at("response_generation"));
+  if (!g.ok()) return ReportError(g.status());
+  models.generator = *g;
+  auto e = pool.Get(p.at("embedding"));
+  if (!e.ok()) return ReportError(e.status());
+  auto embedder = rag::Embedder::Create(*e, p.at("embedding"), a.dims);
+  if (!embedder.ok()) return ReportError(embedder.status());
+  models.embedder = &embedder.value();
+  for (auto [skip, stage, slot] : {std::tuple{a.no_rewrite, "query_understanding", &models.query},
+                                   std::tuple{a.no_rerank, "retrieval_ranking", &models.reranker},
+                                   std::tuple{a.no_score, "quality_scoring", &models.scorer}}) {
+    if (skip) continue;
+    auto m = pool.Get(p.at(stage));
+    if (!m.ok()) return ReportError(m.status());
+    *slot = *m;
+  }
+  auto store = rag::Store::Open(a.common.StoreDir());
+  if (!store.ok()) return ReportError(store.status());
+  a.opt.thinking = a.thinking;
+  if (a.no_rewrite) a.opt.max_rewrites = 0;
+  auto res = rag::Answer(**store, a.collection, a.question, models, a.opt, [&](const rag::AnswerEvent& ev) {
+    if (!a.json && ev.kind == rag::AnswerEvent::Kind::kText) {
+      std::fwrite(ev.text.data(), 1, ev.text.size(), stdout);
+      std::fflush(stdout);
+    }
+    return true;
+  });
+  if (!res.ok()) return ReportError(res.status());
+  if (a.json) {
+    fmt::print("{}\n", res->ToJson().dump(2));
+    return 0;
+  }
+  fmt::print("\n\nSources:\n");
+  for (const rag::Source& src : res->sources) {
+    const bool cited = std::find(res->cited.begin(), res->cited.end(), src.n) != res->cited.end();
+    fmt::print("  [{}]{} {} ({}, chunk {})\n", src.n, cited ? "*" : " ", src.title, src.source, src.chunk_id);
+  }
+  std::string t;
+  for (const auto& st : res->timings) t += fmt::format("{} {:.0f} ms, ", st.stage, st.ms);
+  fmt::print(stderr, "[score {} | {}total {:.0f} ms]\n", res->score >= 0 ? fmt::format("{:.2f}", res->score) : "n/a",
+             t, res->total_ms);
+  return 0;
+}
+
+}  // namespace
+
+void RegisterAsk(CLI::App& app, int* exit_code) {
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("ask", "Answer a question from a collection (RAG), citing sources as [n]");
+  cmd->add_option("question", a->question, "The question")->required();
+  cmd->add_option("-C,--collection", a->collection, "Collection")->required();
+  cmd->add_option("-m,--model", a->model, "GGUF for the answer (and query rewriting and scoring, unless given)");
+  cmd->add_option("--query-model", a->query_model, "GGUF for query understanding");
+  cmd->add_option("--embed-model", a->embed_model, "Embedding GGUF (the collection's)");
+  cmd->add_option("--rerank-model", a->rerank_model, "Reranker GGUF");
+  cmd->add_option("--score-model", a->score_model, "GGUF for the groundedness score");
+  cmd->add_option("--dims", a->dims, "Embedding dimension the collection was built with (0: full)");
+  cmd->add_option("-c,--ctx", a->ctx, "Generator context (passages are packed into what it leaves)")->capture_default_str();
+  cmd->add_option("-n,--max-tokens", a->opt.max_answer_tokens, "Answer tokens at most")->capture_default_str();
+  cmd->add_option("-k,--top", a->opt.retrieval.top_n, "Passages given to the generator at most")->capture_default_str();
+  cmd->add_option("--rewrites", a->opt.max_rewrites, "Extra search queries from query understanding")->capture_default_str();
+  cmd->add_option("--temp", a->opt.sampler.temperature, "Temperature (0: greedy)")->capture_default_str();
+  cmd->add_option("--seed", a->opt.sampler.seed, "Random seed")->capture_default_str();
+  cmd->add_flag("--no-rewrite", a->no_rewrite, "Skip query understanding");
+  cmd->add_flag("--no-rerank", a->no_rerank, "Skip the reranker");
+  cmd->add_flag("--no-score", a->no_score, "Skip the quality score");
+  cmd->add_flag("--think", a->thinking, "Let the generator think first (the thinking is dropped from the answer)");
+  cmd->add_flag("--json", a->json, "Print the answer, citations, stage timings and score as JSON");
+  a->common.AddStoreFlag(cmd);
+  a->common.AddModelFlags(cmd);
+  cmd->callback([=] { *exit_code = Run(*a); });
+}
+
+}  // namespace qwenmux::apps

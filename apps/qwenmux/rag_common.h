@@ -1,0 +1,85 @@
+// Flags and helpers shared by the RAG commands (ingest, collection, ask, eval).
+#pragma once
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "engine/engine.h"
+#include "orchestrator/config/config.h"
+#include "orchestrator/store/model_store.h"
+#include "rag/models.h"
+#include "rag/store.h"
+
+namespace qwenmux::apps {
+
+// $QWENMUX_HOME/rag, else ~/.qwenmux/rag.
+inline std::string DefaultRagStoreDir() {
+  if (const char* h = std::getenv("QWENMUX_HOME"); h && *h) return std::string(h) + "/rag";
+  const char* home = std::getenv("HOME");
+  return std::string(home && *home ? home : ".") + "/.qwenmux/rag";
+}
+
+struct RagCommon {
+  std::string store_dir;
+  std::string config_path;  // qwenmux.yaml (stage -> model assignments)
+  std::string models_dir;
+  int32_t threads = 0;
+
+  void AddStoreFlag(CLI::App* cmd) {
+    cmd->add_option("--store", store_dir, "Document store directory (default: $QWENMUX_HOME/rag or ~/.qwenmux/rag)");
+  }
+  void AddModelFlags(CLI::App* cmd) {
+    cmd->add_option("--config", config_path, "qwenmux.yaml with a `rag:` pipeline (stage -> model)");
+    cmd->add_option("--models-dir", models_dir, "Model store for catalog names (default: ~/.qwenmux/models)");
+    cmd->add_option("-t,--threads", threads, "Worker threads (0: all cores)")->capture_default_str();
+  }
+  std::string StoreDir() const { return store_dir.empty() ? DefaultRagStoreDir() : store_dir; }
+
+  // stage -> GGUF path, from flags (overrides), the config and the model store.
+  Result<std::map<std::string, std::string>> Models(const std::map<std::string, std::string>& overrides,
+                                                    const std::vector<std::string>& needed) const {
+    std::unique_ptr<orchestrator::Config> cfg;
+    if (!config_path.empty()) {
+      QM_ASSIGN_OR_RETURN(orchestrator::Config c, orchestrator::LoadConfig(config_path));
+      cfg = std::make_unique<orchestrator::Config>(std::move(c));
+    }
+    std::string dir = models_dir;
+    if (dir.empty()) dir = cfg && !cfg->models_dir.empty() ? cfg->models_dir : orchestrator::DefaultModelsDir();
+    return rag::ResolveRagModels(cfg.get(), dir, overrides, needed);
+  }
+};
+
+// Loads each distinct path once (a file may serve several stages), with the largest context,
+// sequence count and batch any of its uses asked for (Want), on first Get.
+class ModelPool {
+ public:
+  void Want(const std::string& path, const engine::LoadOptions& o) {
+    auto [it, fresh] = wants_.try_emplace(path, o);
+    if (fresh) return;
+    engine::LoadOptions& w = it->second;
+    w.n_ctx = std::max(w.n_ctx, o.n_ctx);
+    w.n_seq = std::max(w.n_seq, o.n_seq);
+    w.n_batch = std::max(w.n_batch, o.n_batch);
+  }
+  Result<engine::Model*> Get(const std::string& path) {
+    auto it = models_.find(path);
+    if (it != models_.end()) return it->second.get();
+    auto w = wants_.find(path);
+    QM_ASSIGN_OR_RETURN(auto m, engine::Model::Load(path, w == wants_.end() ? engine::LoadOptions{} : w->second));
+    engine::Model* raw = m.get();
+    models_[path] = std::move(m);
+    return raw;
+  }
+
+ private:
+  std::map<std::string, engine::LoadOptions> wants_;
+  std::map<std::string, std::unique_ptr<engine::Model>> models_;
+};
+
+}  // namespace qwenmux::apps

@@ -1,0 +1,85 @@
+// qwenmux serve [--config FILE] [--model FILE.gguf[=ALIAS]]... [--host H] [--port P] [--api-key K]
+// The HTTP server (OpenAI and Ollama APIs) until SIGINT/SIGTERM, then a graceful shutdown.
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "orchestrator/config/units.h"
+#include "server/app.h"
+
+namespace qwenmux::apps {
+
+namespace {
+
+void Log(const std::string& line) {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  fmt::print(stderr, "{:%Y-%m-%d %H:%M:%S} {}\n", tm, line);
+}
+
+bool IsLoopback(const std::string& host) {
+  return host.starts_with("127.") || host == "::1" || host == "localhost";
+}
+
+int Serve(server::AppOptions o, const std::string& max_body, int64_t grace_ms) {
+  if (!max_body.empty()) {
+    auto b = orchestrator::ParseSize(max_body);
+    if (!b.ok()) return ReportError(b.status().WithContext("--max-body"));
+    o.http.limits.max_body_bytes = *b;
+  }
+  if (o.http.host == "localhost") o.http.host = "127.0.0.1";
+  o.http.security.check_host = IsLoopback(o.http.host);
+  o.shutdown_grace = std::chrono::milliseconds(grace_ms);
+  // Signals are taken by sigwait below; every thread started from here on inherits the mask.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  auto app = server::App::Create(std::move(o), Log);
+  if (!app.ok()) return ReportError(app.status());
+  if (Status s = (*app)->Start(); !s.ok()) return ReportError(s);
+  int sig = 0;
+  sigwait(&set, &sig);
+  Log(fmt::format("serve: {} received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM"));
+  (*app)->Shutdown();
+  return 0;
+}
+
+}  // namespace
+
+void RegisterServe(CLI::App& app, int* exit_code) {
+  auto* cmd = app.add_subcommand("serve", "Serve models over OpenAI- and Ollama-compatible HTTP APIs");
+  auto o = std::make_shared<server::AppOptions>();
+  auto max_body = std::make_shared<std::string>();
+  auto grace = std::make_shared<int64_t>(10000);
+  o->http.port = 11434;
+  cmd->add_option("--config", o->config_path, "qwenmux.yaml (models, memory budget, router)")->check(CLI::ExistingFile);
+  cmd->add_option("--model,-m", o->model_flags, "serve a GGUF file, optionally under a name: FILE.gguf[=NAME] (repeatable)");
+  cmd->add_option("--host", o->http.host, "address to bind (default 127.0.0.1; 0.0.0.0 for every interface)");
+  cmd->add_option("--port,-p", o->http.port, "TCP port (default 11434; 0 picks a free one)");
+  cmd->add_option("--api-key", o->http.security.api_keys, "require this key (Authorization: Bearer KEY) on every route but /health (repeatable)")
+      ->envname("QWENMUX_API_KEY");
+  cmd->add_option("--cors-origin", o->http.security.cors_origins, "allow browser requests from this origin (repeatable; * for any)");
+  cmd->add_option("--allow-host", o->http.security.allowed_hosts, "extra Host header value accepted while bound to loopback");
+  cmd->add_option("--memory-budget", o->memory_budget, "memory for models: 24GiB or 75% (overrides the config)");
+  cmd->add_option("--models-dir", o->models_dir, "model store for catalog names in the config");
+  cmd->add_option("--ctx", o->n_ctx, "context tokens per sequence for --model files (default 4096)");
+  cmd->add_option("--parallel", o->parallel, "sequences per model that share a batch (default 4)");
+  cmd->add_option("--threads,-t", o->threads, "compute threads per model (default: all)");
+  cmd->add_option("--max-queue", o->max_queue, "waiting requests per model before 429/503 (default 64)");
+  cmd->add_option("--max-body", *max_body, "largest request body (default 8MiB)");
+  cmd->add_option("--max-connections", o->http.limits.max_connections, "open connections (default 1024)");
+  cmd->add_option("--max-tokens", o->limits.max_tokens, "largest max_tokens a request may ask for (default 32768)");
+  cmd->add_option("--io-threads", o->http.io_threads, "network threads (default 2)");
+  cmd->add_option("--shutdown-grace-ms", *grace, "on SIGTERM, time in-flight requests get to finish (default 10000)");
+  cmd->callback([o, max_body, grace, exit_code] { *exit_code = Serve(*o, *max_body, *grace); });
+}
+
+}  // namespace qwenmux::apps

@@ -1,0 +1,257 @@
+#include "orchestrator/plan/plan.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include <fmt/format.h>
+
+#include "model/shapes.h"
+#include "orchestrator/config/units.h"
+#include "quant/quantize_model.h"
+
+namespace qwenmux::orchestrator {
+
+namespace {
+
+model::ModelConfig ConfigFromShape(const model::ModelShape& s) {
+  model::ModelConfig c;
+  c.arch = s.is_moe() ? model::Arch::kQwen3Moe : model::Arch::kQwen3;
+  c.arch_name = s.arch_name();
+  c.name = s.display_name;
+  c.n_layer = s.n_layer;
+  c.n_embd = s.n_embd;
+  c.n_ff = s.n_ff;
+  c.n_head = s.n_head;
+  c.n_head_kv = s.n_head_kv;
+  c.head_dim = s.head_dim;
+  c.n_ctx_train = s.n_ctx_train;
+  c.n_vocab = s.n_vocab;
+  c.rms_eps = s.rms_eps;
+  c.rope_freq_base = s.rope_freq_base;
+  c.n_expert = s.n_expert;
+  c.n_expert_used = s.n_expert_used;
+  c.n_ff_exp = s.n_ff_exp;
+  c.tied_embeddings = s.tied;
+  c.pooling = s.pooling();
+  return c;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string Upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string FormatParams(uint64_t p) {
+  if (p >= 1'000'000'000) return fmt::format("{:.1f}B", static_cast<double>(p) / 1e9);
+  return fmt::format("{}M", (p + 500'000) / 1'000'000);
+}
+
+struct TierList {
+  const char* tier;
+  std::vector<const char*> models;  // catalog names, best first
+};
+
+const std::vector<TierList>& TierLists() {
+  static const std::vector<TierList> kLists = {
+      {"qwen3-fast", {"qwen3:1.7b-q4_k_m", "qwen3:0.6b-q8_0", "qwen3:0.6b-q4_k_m"}},
+      {"qwen3-balanced",
+       {"qwen3:8b-q8_0", "qwen3:8b-q6_k", "qwen3:8b-q5_k_m", "qwen3:8b-q4_k_m", "qwen3:4b-q8_0", "qwen3:4b-q4_k_m"}},
+      {"qwen3-quality", {"qwen3:14b-q8_0", "qwen3:14b-q6_k", "qwen3:14b-q5_k_m", "qwen3:14b-q4_k_m"}},
+      {"qwen3-max", {"qwen3:30b-a3b-q8_0", "qwen3:30b-a3b-q6_k", "qwen3:30b-a3b-q5_k_m", "qwen3:30b-a3b-q4_k_m"}},
+  };
+  return kLists;
+}
+
+std::string Speed(double v) { return v > 0 ? fmt::format("{:.1f}", v) : "-"; }
+
+}  // namespace
+
+uint64_t Qwen3VocabMetadataBytes() {
+  // memory_estimate.cc's MetadataBytes of a Qwen3 GGUF with the full vocab (measured on the
+  // shared test models, which carry the real tokenizer; plan_test keeps it honest).
+  return 66'600'000;
+}
+
+Result<CatalogModelCost> CatalogCost(const CatalogEntry& e) {
+  if (!e.shape) return Error(StatusCode::kInternal, "plan: {} has no shape", e.name);
+  std::vector<gguf::TensorInfo> tensors = model::TensorLayout(*e.shape);
+  CatalogModelCost out;
+  Result<quant::FileType> ft = quant::ParseFileType(Lower(e.quantization));
+  if (ft.ok()) {
+    std::vector<quant::TensorPlan> plan = quant::PlanQuantization(tensors, e.shape->n_expert, *ft);
+    if (plan.size() != tensors.size()) return Error(StatusCode::kInternal, "plan: {}: tensor plan size", e.name);
+    for (size_t i = 0; i < tensors.size(); ++i) tensors[i].type = plan[i].to;
+  } else {
+    // Q5_0 (not implemented by the engine): llama.cpp's mix is Q5_0 matrices, Q6_K output head.
+    out.engine_supported = false;
+    gguf::TensorType t = gguf::TensorType::kQ5_0;
+    if (Lower(e.quantization) != "q5_0") return ft.status().WithContext("plan: " + e.name);
+    const bool has_output = e.shape->has_output();
+    for (gguf::TensorInfo& ti : tensors) {
+      if (ti.n_dims < 2) continue;
+      const bool head = ti.name == "output.weight" || (ti.name == "token_embd.weight" && !has_output);
+      ti.type = head ? gguf::TensorType::kQ6_K : ti.name.find("ffn_gate_inp") != std::string::npos ? gguf::TensorType::kF32 : t;
+    }
+  }
+  for (gguf::TensorInfo& ti : tensors) {
+    std::optional<uint64_t> rb = gguf::RowBytes(ti.type, ti.ne[0]);
+    if (!rb) return Error(StatusCode::kInternal, "plan: {}: {} has no row size as {}", e.name, ti.name, gguf::TensorTypeName(ti.type));
+    ti.n_bytes = *rb * ti.rows();
+    out.weight_bytes += ti.n_bytes;
+  }
+  out.costs = ModelCosts(tensors, e.shape->n_expert, e.shape->n_expert_used);
+  return out;
+}
+
+Result<MemoryEstimate> EstimateCatalogMemory(const CatalogEntry& e, const engine::LoadOptions& options) {
+  QM_ASSIGN_OR_RETURN(CatalogModelCost cost, CatalogCost(e));
+  return EstimateMemory(ConfigFromShape(*e.shape), cost.weight_bytes, Qwen3VocabMetadataBytes(), options);
+}
+
+Result<Plan> BuildPlan(const PlanOptions& o) {
+  if (o.context == 0 || o.context > (1u << 20))
+    return Error(StatusCode::kInvalidArgument, "plan: context {} is not in [1, 1048576]", o.context);
+  if (o.n_seq < 1) return Error(StatusCode::kInvalidArgument, "plan: sequences must be at least 1");
+  Plan plan;
+  plan.options = o;
+  engine::LoadOptions load;
+  load.n_ctx = static_cast<int32_t>(o.context);
+  load.n_seq = o.n_seq;
+  for (const CatalogEntry& e : Catalog()) {
+    PlanRow row;
+    row.entry = &e;
+    row.params = e.params();
+    QM_ASSIGN_OR_RETURN(CatalogModelCost cost, CatalogCost(e));
+    row.engine_supported = cost.engine_supported;
+    row.memory = EstimateMemory(ConfigFromShape(*e.shape), cost.weight_bytes, Qwen3VocabMetadataBytes(), load);
+    row.fits = row.memory.total() <= o.budget_bytes;
+    if (e.role == ModelRole::kChat || e.role == ModelRole::kReranker || e.role == ModelRole::kEmbedding)
+      row.speed = EstimateSpeed(cost.costs, o.speed);
+    plan.rows.push_back(std::move(row));
+  }
+  auto find = [&](const char* name) -> const PlanRow* {
+    for (const PlanRow& r : plan.rows)
+      if (r.entry->name == name) return &r;
+    return nullptr;
+  };
+  const PlanRow* fast = nullptr;
+  for (const TierList& tl : TierLists()) {
+    TierPick pick;
+    pick.tier = tl.tier;
+    const uint64_t resident = fast ? fast->memory.total() : 0;
+    for (const char* name : tl.models) {
+      const PlanRow* r = find(name);
+      if (!r || !r->engine_supported) continue;
+      if (resident + r->memory.total() <= o.budget_bytes) {
+        pick.row = r;
+        break;
+      }
+    }
+    if (!fast && std::string_view(tl.tier) == "qwen3-fast") {
+      fast = pick.row;
+      if (!fast) pick.note = "nothing fits the budget";
+    } else if (!pick.row) {
+      if (!plan.tiers.empty() && plan.tiers.back().row) {
+        pick.row = plan.tiers.back().row;
+        const PlanRow* first = find(tl.models.front());
+        pick.note = fmt::format("no {} quantization fits beside {}; same as {}",
+                                first ? Upper(first->entry->size_tag) : tl.models.front(),
+                                fast ? fast->entry->name : "", plan.tiers.back().tier);
+      } else {
+        pick.note = "nothing fits the budget";
+      }
+    }
+    if (pick.row && pick.note.empty() && pick.row->entry->name != tl.models.front())
+      pick.note = fmt::format("{} does not fit beside the fast tier", tl.models.front());
+    plan.tiers.push_back(std::move(pick));
+  }
+  return plan;
+}
+
+nlohmann::json PlanToJson(const Plan& p) {
+  nlohmann::json models = nlohmann::json::array();
+  for (const PlanRow& r : p.rows) {
+    models.push_back({
+        {"name", r.entry->name},
+        {"role", ModelRoleName(r.entry->role)},
+        {"shape", r.entry->shape->name},
+        {"quantization", r.entry->quantization},
+        {"params", r.params.total},
+        {"active_params", r.params.active},
+        {"weights_bytes", r.memory.weights},
+        {"memory_bytes", r.memory.total()},
+        {"memory", {{"weights", r.memory.weights}, {"kv_cache", r.memory.kv_cache}, {"compute", r.memory.compute},
+                    {"metadata", r.memory.metadata}}},
+        {"fits", r.fits},
+        {"engine_supported", r.engine_supported},
+        {"decode_tok_s", r.speed.decode_tok_s > 0 ? nlohmann::json(r.speed.decode_tok_s) : nlohmann::json(nullptr)},
+        {"prefill_tok_s", r.speed.prefill_tok_s > 0 ? nlohmann::json(r.speed.prefill_tok_s) : nlohmann::json(nullptr)},
+        {"speed_source", r.speed.source},
+    });
+  }
+  nlohmann::json tiers = nlohmann::json::array();
+  for (const TierPick& t : p.tiers) {
+    tiers.push_back({{"tier", t.tier},
+                     {"model", t.row ? nlohmann::json(t.row->entry->name) : nlohmann::json(nullptr)},
+                     {"memory_bytes", t.row ? t.row->memory.total() : 0},
+                     {"decode_tok_s", t.row && t.row->speed.decode_tok_s > 0 ? nlohmann::json(t.row->speed.decode_tok_s)
+                                                                             : nlohmann::json(nullptr)},
+                     {"note", t.note}});
+  }
+  nlohmann::json speed = nullptr;
+  if (p.options.speed) {
+    speed = p.options.speed->ToJson();
+    speed["note"] = p.options.speed_note;
+    for (auto& [name, r] : speed["types"].items())
+      if (p.options.speed->read_GBps > 0) r["decode_efficiency"] = r["decode_GBps"].get<double>() / p.options.speed->read_GBps;
+  }
+  return {{"context", p.options.context}, {"sequences", p.options.n_seq}, {"total_ram_bytes", p.options.total_ram},
+          {"budget_bytes", p.options.budget_bytes}, {"speed", speed}, {"models", models}, {"tiers", tiers}};
+}
+
+std::string PlanToText(const Plan& p) {
+  std::string out;
+  const PlanOptions& o = p.options;
+  out += fmt::format("RAM {}, memory budget {}, context {} x {} sequence(s)\n", FormatSize(o.total_ram),
+                     FormatSize(o.budget_bytes), o.context, o.n_seq);
+  if (o.speed) {
+    out += fmt::format("speed: {} ({} threads), read bandwidth {:.1f} GB/s; {}\n", o.speed->machine, o.speed->threads,
+                       o.speed->read_GBps, o.speed_note);
+    for (const auto& [name, r] : o.speed->types)
+      out += fmt::format("  {:<5} decode {:6.1f} GB/s ({:3.0f}% of bandwidth), prefill {:6.1f} GMAC/s\n", name,
+                         r.decode_GBps, o.speed->read_GBps > 0 ? 100.0 * r.decode_GBps / o.speed->read_GBps : 0.0,
+                         r.prefill_GMACs);
+  } else {
+    out += "speed: not measured (run `qwenmux plan --measure`)\n";
+  }
+  out += fmt::format("\n{:<28} {:>7} {:>10} {:>10} {:>4} {:>9} {:>10}\n", "model", "params", "weights", "memory", "fits",
+                     "decode/s", "prefill/s");
+  for (const PlanRow& r : p.rows) {
+    std::string params = FormatParams(r.params.total);
+    if (r.params.active != r.params.total) params += "/" + FormatParams(r.params.active);
+    const bool chat = r.entry->role == ModelRole::kChat;
+    out += fmt::format("{:<28} {:>7} {:>10} {:>10} {:>4} {:>9} {:>10}{}\n", r.entry->name, params,
+                       FormatSize(r.memory.weights), FormatSize(r.memory.total()), r.fits ? "yes" : "no",
+                       chat ? Speed(r.speed.decode_tok_s) : "-", Speed(r.speed.prefill_tok_s),
+                       r.engine_supported ? "" : "  (engine: unsupported type)");
+  }
+  out += "\nsuggested tiers for this machine:\n";
+  for (const TierPick& t : p.tiers) {
+    if (!t.row) {
+      out += fmt::format("  {:<15} -  ({})\n", t.tier, t.note);
+      continue;
+    }
+    out += fmt::format("  {:<15} {:<22} {:>10}  {} tok/s{}\n", t.tier, t.row->entry->name, FormatSize(t.row->memory.total()),
+                       Speed(t.row->speed.decode_tok_s), t.note.empty() ? "" : "  (" + t.note + ")");
+  }
+  return out;
+}
+
+}  // namespace qwenmux::orchestrator

@@ -1,0 +1,102 @@
+// How fast models run on this machine, without running them: per weight type, the rate of the
+// engine's own matmul kernels measured on synthesized tensors of real Qwen3 shapes, cached per
+// machine; from those, a model's decode and prefill tokens/s from its tensor list.
+//
+// Measurement (MeasureMachineSpeed, `qwenmux plan --measure`): for each weight type (Q4_K, Q5_K,
+// Q6_K, Q8_0, F16, BF16) a ring of matrices of Qwen3-0.6B's FFN shape [3072 x 1024], filled by
+// tiling rows quantized from random normals, far larger in all than the CPU's caches (default
+// 512 MiB: on the 2-core EPYC VM this was written on, a 64 MiB ring still read at 3x DRAM speed
+// though lscpu says 32 MiB of L3). Decode: kernels::MatMul with one token over every matrix of the ring (best of several
+// passes) -> bytes/s of weight read. Prefill: 64 tokens at once over part of the ring ->
+// multiply-adds/s. The machine's streaming read bandwidth (MeasureReadBandwidth) is measured as
+// well; decode rate / bandwidth is each type's efficiency. Takes a few seconds on 2 cores.
+// Not measured: attention over the KV cache, norms, RoPE, sampling (small next to the matmuls at
+// short contexts), so estimates are upper bounds that hold for prompts of a few thousand tokens.
+//
+// Estimates (EstimateSpeed): decode time per token = sum over weight tensors of the bytes read
+// per token (MoE expert tensors: n_expert_used / n_expert of them; the embedding table only when
+// it is also the output head) / the type's decode rate; prefill time per token = multiply-adds
+// per token / the type's prefill rate. With only the bandwidth known: decode = bandwidth x 0.7 /
+// bytes per token (kAssumedDecodeEfficiency), prefill unknown.
+//
+// Cache: $XDG_CACHE_HOME/qwenmux/plan-speed.json (else ~/.cache/qwenmux/), one entry per machine
+// key (CPU model name, logical CPUs, threads used), replaced by each measurement.
+//
+// Thread-safety: pure functions, except that MeasureMachineSpeed uses the whole machine.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/status.h"
+#include "gguf/gguf.h"
+
+namespace qwenmux::orchestrator {
+
+constexpr double kAssumedDecodeEfficiency = 0.7;
+
+struct TypeRate {
+  double decode_GBps = 0;    // weight bytes read per second at one token
+  double prefill_GMACs = 0;  // multiply-adds per second at 64 tokens
+};
+
+struct MachineSpeed {
+  std::string machine;                    // MachineKey(threads)
+  size_t threads = 0;
+  double read_GBps = 0;                   // streaming read bandwidth (0: not measured)
+  std::map<std::string, TypeRate> types;  // by ggml type name ("q4_K"); empty: bandwidth only
+  int64_t measured_unix = 0;
+
+  nlohmann::json ToJson() const;
+  static Result<MachineSpeed> FromJson(const nlohmann::json& j);
+};
+
+// "Intel(R) Xeon(R) ... | 2 cpus | 2 threads".
+std::string MachineKey(size_t threads);
+
+struct MeasureOptions {
+  size_t threads = 0;                     // 0: all hardware threads
+  uint64_t ring_bytes = 512ull << 20;     // per type; far larger than the caches
+  int decode_passes = 3;
+  int prefill_tokens = 64;
+  bool kernels = true;                    // false: the bandwidth only
+  std::vector<gguf::TensorType> types = {gguf::TensorType::kQ4_K, gguf::TensorType::kQ5_K,
+                                         gguf::TensorType::kQ6_K, gguf::TensorType::kQ8_0,
+                                         gguf::TensorType::kF16,  gguf::TensorType::kBF16};
+};
+Result<MachineSpeed> MeasureMachineSpeed(const MeasureOptions& options);
+
+// $XDG_CACHE_HOME/qwenmux, else $HOME/.cache/qwenmux.
+std::string DefaultCacheDir();
+std::string SpeedCachePath(const std::string& cache_dir);  // <dir>/plan-speed.json
+// The entry for `machine`, nullopt if the file or the entry is missing; errors for a corrupt file.
+Result<std::optional<MachineSpeed>> LoadSpeedCache(const std::string& path, const std::string& machine);
+// Adds or replaces speed.machine's entry (creating the directory; written atomically).
+Status SaveSpeedCache(const std::string& path, const MachineSpeed& speed);
+
+// What one weight tensor costs per token.
+struct TensorCost {
+  gguf::TensorType type = gguf::TensorType::kF32;
+  uint64_t bytes_per_token = 0;  // bytes read per decoded token
+  uint64_t macs_per_token = 0;   // multiply-adds per token
+};
+// Costs of a model's tensors (matrices only; 1-D norms are ignored). token_embd counts only
+// when it is also the output head (no output.weight); MoE expert tensors (*_exps.*) count
+// n_expert_used / n_expert of their bytes and multiply-adds.
+std::vector<TensorCost> ModelCosts(std::span<const gguf::TensorInfo> tensors, uint32_t n_expert,
+                                   uint32_t n_expert_used);
+
+struct SpeedEstimate {
+  double decode_tok_s = 0;   // 0: unknown
+  double prefill_tok_s = 0;  // 0: unknown
+  std::string source;        // "measured" (kernel rates), "bandwidth" (assumed efficiency), ""
+};
+SpeedEstimate EstimateSpeed(std::span<const TensorCost> costs, const MachineSpeed* speed);
+
+}  // namespace qwenmux::orchestrator

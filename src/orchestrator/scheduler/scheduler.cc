@@ -1,0 +1,464 @@
+// The scheduler: per-model FIFO queues and one worker thread per model that runs a continuous
+// batch (see scheduler.h for the contract).
+#include "orchestrator/scheduler/scheduler.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "orchestrator/scheduler/sequence.h"
+
+namespace qwenmux::orchestrator {
+
+using internal::Clock;
+using internal::Handle;
+using internal::Job;
+using internal::Sequence;
+
+namespace {
+
+double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+Status CancelledStatus() { return Error(StatusCode::kCancelled, "scheduler: request cancelled"); }
+
+}  // namespace
+
+// One model's queue and worker thread.
+class Worker {
+ public:
+  Worker(std::string name, ModelManager* manager, Metrics* metrics) : name_(std::move(name)), manager_(manager), metrics_(metrics) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~Worker() { Stop(); }
+
+  // Enqueues unless the queue is full or the scheduler stops; returns kUnavailable then.
+  Status Enqueue(std::unique_ptr<Job> job, int32_t max_queue, std::chrono::seconds retry_after) {
+    std::lock_guard lk(mu_);
+    if (stopping_) return Error(StatusCode::kUnavailable, "scheduler: shutting down");
+    if (static_cast<int32_t>(queue_.size()) >= max_queue) {
+      metrics_->RequestFailed(name_, "queue_full");
+      return Error(StatusCode::kUnavailable, "scheduler: the queue of model '{}' is full ({} waiting); retry after {} s",
+                   name_, queue_.size(), retry_after.count());
+    }
+    queue_.push_back(std::move(job));
+    metrics_->SetQueueDepth(name_, static_cast<int64_t>(queue_.size()));
+    cv_.notify_all();
+    return Status::Ok();
+  }
+
+  void Wake() {
+    std::lock_guard lk(mu_);
+    cv_.notify_all();
+  }
+
+  void Stop() {
+    {
+      std::lock_guard lk(mu_);
+      stopping_ = true;
+      cv_.notify_all();
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+  QueueInfo Info() const {
+    std::lock_guard lk(mu_);
+    return {name_, static_cast<int32_t>(queue_.size()), running_};
+  }
+
+ private:
+  void Run();
+  void Serve(ModelLease& lease);
+  void ServeSide(engine::Model& model, std::unique_ptr<Job> job);
+  // Moves the queued jobs that were cancelled into *out (under mu_).
+  void TakeCancelledLocked(std::vector<std::unique_ptr<Job>>* out);
+  // Counts a running request out (before its on_done, so that QueueDepth() no longer counts it
+  // once the caller has its answer).
+  void Retire() {
+    std::lock_guard lk(mu_);
+    --running_;
+  }
+  void FinishSequence(std::unique_ptr<Sequence>& seq) {
+    Retire();
+    seq->Complete(metrics_, name_);
+    seq.reset();
+  }
+  void FailQueued(std::vector<std::unique_ptr<Job>>& jobs, const Status& status, const char* reason) {
+    for (auto& j : jobs) {
+      metrics_->RequestFailed(name_, reason);
+      if (j->kind == Job::Kind::kGenerate && status.code() == StatusCode::kCancelled) {
+        // A generation cancelled before it ran ends like one cancelled while running.
+        GenerationResult r;
+        r.model = name_;
+        r.finish_reason = "cancelled";
+        r.prompt_tokens = static_cast<int32_t>(j->gen.prompt.size());
+        r.queue_seconds = r.total_seconds = Seconds(j->submitted, Clock::now());
+        if (j->gen.on_done) j->gen.on_done(std::move(r));
+      } else {
+        j->Fail(status);
+      }
+    }
+    jobs.clear();
+  }
+
+  const std::string name_;
+  ModelManager* const manager_;
+  Metrics* const metrics_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Job>> queue_;
+  int32_t running_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+void Worker::TakeCancelledLocked(std::vector<std::unique_ptr<Job>>* out) {
+  const size_t before = queue_.size();
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if ((*it)->handle->cancelled()) {
+      out->push_back(std::move(*it));
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (queue_.size() != before) metrics_->SetQueueDepth(name_, static_cast<int64_t>(queue_.size()));
+}
+
+void Worker::Run() {
+  while (true) {
+    std::optional<KeepAlive> keep_alive;
+    std::vector<std::unique_ptr<Job>> cancelled;
+    bool stop = false;
+    {
+      std::unique_lock lk(mu_);
+      cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
+      TakeCancelledLocked(&cancelled);
+      stop = stopping_;
+      if (stop) {
+        for (auto& j : queue_) cancelled.push_back(std::move(j));
+        queue_.clear();
+        metrics_->SetQueueDepth(name_, 0);
+      }
+      // The latest request's keep-alive wins (as with the manager's own per-request override).
+      for (const auto& j : queue_) {
+        if (j->keep_alive()) keep_alive = j->keep_alive();
+      }
+    }
+    FailQueued(cancelled, CancelledStatus(), "cancelled");
+    if (stop) return;
+    {
+      std::lock_guard lk(mu_);
+      if (queue_.empty()) continue;
+    }
+    Result<ModelLease> lease = manager_->Acquire(name_, keep_alive);
+    if (!lease.ok()) {
+      // Every request waiting now shared this load: each gets its outcome.
+      std::vector<std::unique_ptr<Job>> failed;
+      {
+        std::lock_guard lk(mu_);
+        for (auto& j : queue_) failed.push_back(std::move(j));
+        queue_.clear();
+        metrics_->SetQueueDepth(name_, 0);
+      }
+      FailQueued(failed, lease.status(), "load");
+      continue;
+    }
+    Serve(*lease);
+    lease->Release();
+  }
+}
+
+void Worker::ServeSide(engine::Model& model, std::unique_ptr<Job> job) {
+  if (job->kind == Job::Kind::kEmbed) {
+    auto r = model.Embed(job->embed.inputs, job->embed.dims);
+    Retire();
+    if (r.ok()) {
+      metrics_->RequestCompleted(name_);
+    } else {
+      metrics_->RequestFailed(name_, "error");
+    }
+    if (job->embed.on_done) job->embed.on_done(std::move(r));
+  } else {
+    auto r = model.RerankScores(job->rerank.inputs);
+    Retire();
+    if (r.ok()) {
+      metrics_->RequestCompleted(name_);
+    } else {
+      metrics_->RequestFailed(name_, "error");
+    }
+    if (job->rerank.on_done) job->rerank.on_done(std::move(r));
+  }
+}
+
+// The continuous batch: each step admits queued requests into free KV slots (FIFO), feeds one
+// token of every decoding sequence plus prompt chunks of the newly admitted ones (bounded by
+// n_batch) through one forward, and samples every sequence that produced logits.
+void Worker::Serve(ModelLease& lease) {
+  engine::Model& model = lease.model();
+  const int32_t n_seq = model.kv().n_seq();
+  const int32_t n_batch = model.options().n_batch;
+  const int32_t n_ctx = model.kv().n_ctx();
+  const int64_t n_vocab = model.config().n_vocab;
+  std::vector<std::unique_ptr<Sequence>> slots(static_cast<size_t>(n_seq));
+  std::vector<int32_t> admit_order;  // slots in admission order (prompt chunks go FIFO)
+  std::vector<runtime::BatchEntry> batch;
+  std::vector<Sequence*> owners;  // output row -> sequence
+  std::vector<float> logits;
+  std::vector<std::unique_ptr<Job>> admitted, cancelled;
+
+  while (true) {
+    std::unique_ptr<Job> side;
+    bool stop = false;
+    int32_t active = 0;
+    for (const auto& s : slots) active += s != nullptr;
+    {
+      std::lock_guard lk(mu_);
+      TakeCancelledLocked(&cancelled);
+      stop = stopping_;
+      if (!stop) {
+        int32_t free_slots = n_seq - active;
+        while (!queue_.empty()) {
+          Job* front = queue_.front().get();
+          if (front->kind == Job::Kind::kGenerate) {
+            if (free_slots == 0) break;
+            --free_slots;
+            admitted.push_back(std::move(queue_.front()));
+          } else {
+            // Embeddings and reranking use every KV slot: they run when the batch has drained.
+            if (active > 0 || !admitted.empty()) break;
+            side = std::move(queue_.front());
+          }
+          queue_.pop_front();
+          ++running_;
+          if (side) break;
+        }
+        metrics_->SetQueueDepth(name_, static_cast<int64_t>(queue_.size()));
+      }
+    }
+    FailQueued(cancelled, CancelledStatus(), "cancelled");
+    if (stop) {
+      for (auto& s : slots) {
+        if (!s) continue;
+        s->End("cancelled");
+        FinishSequence(s);
+      }
+      return;
+    }
+    if (side) {
+      ServeSide(model, std::move(side));
+      continue;
+    }
+    // Admission: check the prompt against this model, take a free slot.
+    const Clock::time_point now = Clock::now();
+    for (auto& job : admitted) {
+      Status bad;
+      const auto& p = job->gen.prompt;
+      if (static_cast<int64_t>(p.size()) > n_ctx) {
+        bad = Error(StatusCode::kOutOfRange, "scheduler: prompt of {} tokens does not fit the context of {} tokens",
+                    p.size(), n_ctx);
+      }
+      for (int32_t t : p) {
+        if (bad.ok() && (t < 0 || t >= n_vocab)) {
+          bad = Error(StatusCode::kInvalidArgument, "scheduler: token id {} out of range [0, {})", t, n_vocab);
+        }
+      }
+      if (!bad.ok()) {
+        Retire();
+        metrics_->RequestFailed(name_, "invalid_request");
+        if (job->gen.on_done) job->gen.on_done(bad);
+        continue;
+      }
+      int32_t slot = 0;
+      while (slots[slot]) ++slot;
+      model.ResetSequence(slot);
+      slots[slot] = std::make_unique<Sequence>(std::move(job), model, slot, lease.name(), lease.degraded(), now);
+      admit_order.push_back(slot);
+    }
+    admitted.clear();
+    // Cancelled sequences leave before the step.
+    for (auto& s : slots) {
+      if (s && s->cancelled()) {
+        s->End("cancelled");
+        FinishSequence(s);
+      }
+    }
+    std::erase_if(admit_order, [&](int32_t slot) { return !slots[slot]; });
+    if (admit_order.empty()) {
+      std::lock_guard lk(mu_);
+      if (queue_.empty()) return;  // idle: release the model
+      continue;
+    }
+
+    // Build the step: one decode token per running sequence, then prompt chunks in admission order.
+    batch.clear();
+    owners.clear();
+    int32_t n_decode = 0;
+    for (int32_t slot : admit_order) {
+      Sequence* s = slots[slot].get();
+      if (s->prefilling()) continue;
+      batch.push_back({s->next_token(), model.kv().length(slot), slot, true});
+      owners.push_back(s);
+      ++n_decode;
+    }
+    int32_t budget = std::max(1, n_batch - n_decode);
+    int32_t n_prompt = 0;
+    for (int32_t slot : admit_order) {
+      Sequence* s = slots[slot].get();
+      if (!s->prefilling() || budget == 0) continue;
+      const size_t begin = s->prompt_done();
+      const size_t end = std::min(s->prompt().size(), begin + static_cast<size_t>(budget));
+      for (size_t i = begin; i < end; ++i) {
+        const bool last = i + 1 == s->prompt().size();
+        batch.push_back({s->prompt()[i], static_cast<int32_t>(i), slot, last});
+        if (last) owners.push_back(s);
+      }
+      budget -= static_cast<int32_t>(end - begin);
+      n_prompt += static_cast<int32_t>(end - begin);
+    }
+    // Output rows come in batch order: decode rows first, then the prompts' last tokens.
+    logits.resize(owners.size() * static_cast<size_t>(n_vocab));
+    const Clock::time_point t0 = Clock::now();
+    Status st = model.Forward(batch, logits.data(), nullptr);
+    const double step_seconds = Seconds(t0, Clock::now());
+    if (!st.ok()) {
+      // The KV slots of these sequences are undefined now: fail them all.
+      for (auto& s : slots) {
+        if (!s) continue;
+        s->Abort(st);
+        FinishSequence(s);
+      }
+      admit_order.clear();
+      continue;
+    }
+    // Commit the new positions.
+    for (const runtime::BatchEntry& e : batch) model.kv().set_length(e.seq, e.pos + 1);
+    for (int32_t slot : admit_order) {
+      Sequence* s = slots[slot].get();
+      if (s->prefilling()) s->set_prompt_done(static_cast<size_t>(model.kv().length(slot)));
+    }
+    int32_t generated = 0;
+    for (size_t r = 0; r < owners.size(); ++r) {
+      generated += owners[r]->OnLogits(std::span<float>(logits.data() + r * n_vocab, static_cast<size_t>(n_vocab)),
+                                       metrics_, name_);
+    }
+    const double total = static_cast<double>(n_decode + n_prompt);
+    if (n_prompt > 0) metrics_->AddPrompt(name_, static_cast<uint64_t>(n_prompt), step_seconds * n_prompt / total);
+    if (generated > 0) metrics_->AddGenerated(name_, static_cast<uint64_t>(generated), step_seconds * n_decode / total);
+    for (auto& s : slots) {
+      if (s && s->finished()) FinishSequence(s);
+    }
+    std::erase_if(admit_order, [&](int32_t slot) { return !slots[slot]; });
+  }
+}
+
+struct Scheduler::Impl {
+  ModelManager* manager;
+  Metrics* metrics;
+  std::mutex mu;
+  std::map<std::string, std::shared_ptr<Worker>> workers;
+  bool shutdown = false;
+
+  Result<std::shared_ptr<RequestHandle>> Enqueue(const std::string& model, std::unique_ptr<Job> job,
+                                                 const SchedulerOptions& options) {
+    std::shared_ptr<Worker> w;
+    {
+      std::lock_guard lk(mu);
+      if (shutdown) return Error(StatusCode::kUnavailable, "scheduler: shutting down");
+      if (!manager->Has(model)) return Error(StatusCode::kNotFound, "scheduler: unknown model '{}'", model);
+      auto& slot = workers[model];
+      if (!slot) slot = std::make_shared<Worker>(model, manager, metrics);
+      w = slot;
+    }
+    std::weak_ptr<Worker> weak = w;
+    job->handle = std::make_shared<Handle>([weak] {
+      if (auto p = weak.lock()) p->Wake();
+    });
+    job->submitted = Clock::now();
+    std::shared_ptr<RequestHandle> handle = job->handle;
+    QM_RETURN_IF_ERROR(w->Enqueue(std::move(job), options.max_queue, options.retry_after));
+    return handle;
+  }
+};
+
+Scheduler::Scheduler(ModelManager* manager, SchedulerOptions options) : options_(options), impl_(std::make_unique<Impl>()) {
+  impl_->manager = manager;
+  impl_->metrics = options.metrics ? options.metrics : &Metrics::Global();
+}
+
+Scheduler::~Scheduler() { Shutdown(); }
+
+Result<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerationRequest request) {
+  if (request.prompt.empty()) return Error(StatusCode::kInvalidArgument, "scheduler: empty prompt");
+  QM_RETURN_IF_ERROR(request.options.sampler.Validate());
+  if (request.options.max_tokens < 0) {
+    return Error(StatusCode::kInvalidArgument, "scheduler: max_tokens {} < 0", request.options.max_tokens);
+  }
+  if (request.top_logprobs < 0 || request.top_logprobs > 20) {
+    return Error(StatusCode::kInvalidArgument, "scheduler: top_logprobs {} not in 0..20", request.top_logprobs);
+  }
+  auto job = std::make_unique<Job>();
+  job->kind = Job::Kind::kGenerate;
+  const std::string model = request.model;
+  job->gen = std::move(request);
+  return impl_->Enqueue(model, std::move(job), options_);
+}
+
+Result<std::shared_ptr<RequestHandle>> Scheduler::Submit(EmbedRequest request) {
+  if (request.inputs.empty()) return Error(StatusCode::kInvalidArgument, "scheduler: no inputs to embed");
+  if (request.dims < 0) return Error(StatusCode::kInvalidArgument, "scheduler: dimensions {} < 0", request.dims);
+  auto job = std::make_unique<Job>();
+  job->kind = Job::Kind::kEmbed;
+  const std::string model = request.model;
+  job->embed = std::move(request);
+  return impl_->Enqueue(model, std::move(job), options_);
+}
+
+Result<std::shared_ptr<RequestHandle>> Scheduler::Submit(RerankRequest request) {
+  if (request.inputs.empty()) return Error(StatusCode::kInvalidArgument, "scheduler: no inputs to rerank");
+  for (const auto& in : request.inputs) {
+    if (in.empty()) return Error(StatusCode::kInvalidArgument, "scheduler: empty rerank input");
+  }
+  auto job = std::make_unique<Job>();
+  job->kind = Job::Kind::kRerank;
+  const std::string model = request.model;
+  job->rerank = std::move(request);
+  return impl_->Enqueue(model, std::move(job), options_);
+}
+
+std::vector<QueueInfo> Scheduler::Queues() const {
+  std::vector<std::shared_ptr<Worker>> ws;
+  {
+    std::lock_guard lk(impl_->mu);
+    for (const auto& [name, w] : impl_->workers) ws.push_back(w);
+  }
+  std::vector<QueueInfo> out;
+  for (const auto& w : ws) out.push_back(w->Info());
+  return out;
+}
+
+int32_t Scheduler::QueueDepth(const std::string& model) const {
+  std::shared_ptr<Worker> w;
+  {
+    std::lock_guard lk(impl_->mu);
+    auto it = impl_->workers.find(model);
+    if (it == impl_->workers.end()) return 0;
+    w = it->second;
+  }
+  const QueueInfo q = w->Info();
+  return q.waiting + q.running;
+}
+
+void Scheduler::Shutdown() {
+  std::vector<std::shared_ptr<Worker>> ws;
+  {
+    std::lock_guard lk(impl_->mu);
+    impl_->shutdown = true;
+    for (const auto& [name, w] : impl_->workers) ws.push_back(w);
+  }
+  for (const auto& w : ws) w->Stop();
+}
+
+}  // namespace qwenmux::orchestrator

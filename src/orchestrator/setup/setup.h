@@ -1,0 +1,74 @@
+// From configuration to a running server's parts: turns a Config (qwenmux.yaml), the model store,
+// the command line's --memory-budget and --model FILE.gguf[=ALIAS] flags into the model
+// manager's options and specs and the router's candidates and policy. `qwenmux serve` calls
+// BuildServeSetup once at startup and logs setup.log.
+//
+// What each configured model becomes:
+//   path          catalog: the store's blob for the catalog name (error if not pulled: "run
+//                 `qwenmux pull NAME`", naming the config line); file: the file (must open)
+//   load.n_ctx    `context`, or the model's training context (40,960 for Qwen3)
+//   load.n_seq    `parallel`
+//   keep_alive    `keep_alive` ("-1" -> forever); pinned, preload as given
+//   fallbacks     the chat models of lower tiers, highest first (ties: larger first), so a model
+//                 that cannot fit degrades gracefully along the tier order
+//   tier          the tier named by its name or an alias ("qwen3-balanced"), else the tier whose
+//                 catalog target it is (unless another model has that tier by name), else none
+//                 (the router ranks it by parameter count)
+//   candidate     name, aliases (config aliases, its tier, its catalog name), role, parameter
+//                 count, label ("8B Q8_0"), memory estimate at its n_ctx x n_seq, and speeds from
+//                 the cached `qwenmux plan --measure` figures when given
+// With no `models:` section and no --model flags, every model in the store is served (its store
+// name and aliases, default settings).
+// Budget: config memory.budget (or --memory-budget), a size or a share of physical RAM,
+// capped at RAM minus memory.reserve.
+//
+// Thread-safety: pure functions (BuildServeSetup reads the store and the GGUF headers).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "orchestrator/config/config.h"
+#include "orchestrator/manager/model_manager.h"
+#include "orchestrator/plan/speed.h"
+#include "orchestrator/router/router.h"
+
+namespace qwenmux::orchestrator {
+
+struct ServeInputs {
+  Config config;                          // parsed qwenmux.yaml (a default Config{} if none)
+  std::string models_dir;                 // --models-dir; "" = config.models_dir, else DefaultModelsDir()
+  std::string memory_budget;              // --memory-budget SIZE ("" = the config's)
+  std::vector<std::string> extra_models;  // --model FILE.gguf[=ALIAS], in order
+  uint64_t total_ram = 0;                 // 0: PhysicalMemoryBytes()
+  const MachineSpeed* speed = nullptr;    // cached plan figures for the candidates' speeds
+};
+
+struct ServeSetup {
+  ManagerOptions manager;                 // budget_bytes set; the rest default
+  std::vector<ModelSpec> specs;           // in config order, then --model order
+  std::vector<RouterCandidate> candidates;  // same order
+  RouterPolicy policy;
+  std::string models_dir;
+  uint64_t total_ram = 0, budget_bytes = 0;
+  std::vector<std::string> log;           // one line per knob and per model (for the startup log)
+};
+
+Result<ServeSetup> BuildServeSetup(const ServeInputs& inputs);
+
+// "FILE.gguf=ALIAS" -> (FILE.gguf, ALIAS); "FILE.gguf" -> (FILE.gguf, file stem).
+Result<std::pair<std::string, std::string>> ParseModelFlag(std::string_view value);
+
+// Physical RAM, capped by the cgroup's memory.max when there is one.
+uint64_t PhysicalMemoryBytes();
+
+// The router's view of the manager: free = budget - held, evictable = idle unpinned loaded models;
+// queue_depth (may be empty) gives each model's queue.
+RouterState MakeRouterState(std::span<const LoadedModelInfo> snapshot, uint64_t effective_budget,
+                            const std::function<int(const std::string&)>& queue_depth = nullptr);
+
+}  // namespace qwenmux::orchestrator

@@ -1,0 +1,52 @@
+// Batched model calls of the pipeline stages, on an engine::Model the caller holds exclusively:
+//
+// - ScoreContinuations: teacher-forced log P(continuation | prompt) for every prompt and every
+//   continuation. Each prompt is prefilled once (prompts share forward passes, one KV sequence
+//   each); every continuation is then fed after it and the sequence is cut back to the prompt.
+//   This is classification constrained to a label set: softmax over the label scores is the
+//   confidence.
+// - GenerateConstrained: greedy decoding of several prompts together (one forward pass per step
+//   for all unfinished sequences), each token restricted by its sequence's LogitProcessor.
+//
+// Prompts are handled in groups of the model's n_seq. A prompt that does not fit the context
+// fails alone (its own Status); the others go on.
+//
+// Thread-safety: like engine::Model (one thread at a time per model).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/engine.h"
+#include "engine/logit_processor.h"
+
+namespace qwenmux::pipeline {
+
+struct ScoreOutput {
+  Status status;                 // per prompt
+  std::vector<double> logprobs;  // per continuation
+};
+
+// `tokens` (if not null) is increased by the tokens run through the model.
+Result<std::vector<ScoreOutput>> ScoreContinuations(engine::Model& model, const std::vector<std::vector<int32_t>>& prompts,
+                                                    const std::vector<std::vector<int32_t>>& continuations,
+                                                    int64_t* tokens = nullptr);
+
+struct ConstrainedOutput {
+  Status status;                 // per prompt (prompt too long, processor error)
+  std::vector<int32_t> tokens;
+  std::string text;
+  bool complete = false;         // the processor said Done() before max_tokens
+};
+
+Result<std::vector<ConstrainedOutput>> GenerateConstrained(engine::Model& model,
+                                                           const std::vector<std::vector<int32_t>>& prompts,
+                                                           std::vector<std::unique_ptr<engine::LogitProcessor>> processors,
+                                                           int32_t max_tokens, int64_t* tokens = nullptr);
+
+// Softmax of scores (log domain) -> probabilities.
+std::vector<double> Softmax(const std::vector<double>& scores);
+
+}  // namespace qwenmux::pipeline

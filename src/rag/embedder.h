@@ -1,0 +1,44 @@
+// Qwen3-Embedding use of an engine::Model: documents are embedded as they are, queries with the
+// instruction prefix "Instruct: {task}\nQuery:{query}" (docs/qwen3-reference.md §6.1); last-token
+// pooling, L2 normalisation and the optional shorter (MRL) dimension come from Model::Embed.
+// Inputs longer than the model's context are cut to fit.
+//
+// Thread-safety: like the Model it wraps (one thread at a time).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/engine.h"
+
+namespace qwenmux::rag {
+
+inline constexpr std::string_view kDefaultRetrievalTask =
+    "Given a web search query, retrieve relevant passages that answer the query";
+
+class Embedder {
+ public:
+  // `path` names the model in the collection's identity; dims = 0 keeps the full dimension.
+  static Result<Embedder> Create(engine::Model* model, const std::string& path, int32_t dims = 0);
+
+  int32_t dim() const { return dim_; }
+  // "<name or file stem>:L<layers>-E<width>", the identity a collection records.
+  const std::string& id() const { return id_; }
+  engine::Model& model() { return *model_; }
+
+  int32_t CountTokens(std::string_view text) const;
+  // Embeds texts in batches of `batch` (each batch shares forward passes across KV sequences).
+  Result<std::vector<std::vector<float>>> EmbedDocuments(const std::vector<std::string>& texts, size_t batch = 32);
+  Result<std::vector<float>> EmbedQuery(std::string_view query, std::string_view task = kDefaultRetrievalTask);
+
+ private:
+  std::vector<int32_t> Tokens(std::string_view text) const;
+  engine::Model* model_ = nullptr;
+  int32_t dims_ = 0, dim_ = 0;
+  std::string id_;
+};
+
+}  // namespace qwenmux::rag

@@ -1,0 +1,161 @@
+#include "server/app.h"
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "orchestrator/config/config.h"
+#include "orchestrator/config/units.h"
+#include "gguf/gguf.h"
+#include "model/config.h"
+#include "orchestrator/manager/memory_estimate.h"
+#include "orchestrator/setup/setup.h"
+
+namespace qwenmux::server {
+
+Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
+  std::unique_ptr<App> app(new App());
+  app->options_ = std::move(options);
+  app->log_ = std::move(log);
+  AppOptions& o = app->options_;
+  orchestrator::Metrics* metrics = o.metrics ? o.metrics : &orchestrator::Metrics::Global();
+
+  orchestrator::ServeInputs in;
+  if (!o.config_path.empty()) {
+    QM_ASSIGN_OR_RETURN(in.config, orchestrator::LoadConfig(o.config_path));
+  }
+  in.models_dir = o.models_dir;
+  in.memory_budget = o.memory_budget;
+  in.extra_models = o.model_flags;
+  orchestrator::ServeSetup setup;
+  auto built = orchestrator::BuildServeSetup(in);
+  if (built.ok()) {
+    setup = std::move(*built);
+  } else if (built.status().code() == StatusCode::kNotFound && in.config.models.empty() && o.model_flags.empty()) {
+    // A fresh machine: nothing configured, nothing pulled. Serve anyway (/health, empty lists).
+    if (!o.memory_budget.empty()) QM_RETURN_IF_ERROR(orchestrator::ApplyMemoryBudgetFlag(in.config, o.memory_budget));
+    setup.total_ram = orchestrator::PhysicalMemoryBytes();
+    setup.budget_bytes = in.config.memory.Resolve(setup.total_ram);
+    setup.manager.budget_bytes = setup.budget_bytes;
+    setup.policy.default_model = in.config.router.default_model;
+  } else {
+    return built.status();
+  }
+  for (const std::string& line : setup.log) app->log_("serve: " + line);
+
+  // --model files: the command line's context, parallelism (the setup uses the training
+  // context); threads for every model.
+  const size_t first_flag = setup.specs.size() - std::min(setup.specs.size(), o.model_flags.size());
+  std::vector<ServedModel> served;
+  for (size_t i = 0; i < setup.specs.size(); ++i) {
+    orchestrator::ModelSpec& spec = setup.specs[i];
+    orchestrator::RouterCandidate& cand = setup.candidates[i];
+    spec.load.n_threads = o.threads;
+    if (i >= first_flag) {
+      spec.load.n_ctx = std::min(spec.load.n_ctx, o.n_ctx);
+      spec.load.n_seq = std::max(1, o.parallel);
+      auto f = gguf::File::Open(spec.path);
+      auto mc = f.ok() ? model::ReadConfig(*f) : Result<model::ModelConfig>(f.status());
+      if (mc.ok()) cand.memory_bytes = orchestrator::EstimateMemory(*f, *mc, spec.load).total();
+    }
+    auto m = DescribeModel(spec.name, spec.path, spec.load.n_ctx);
+    if (!m.ok()) return m.status();
+    m->role = cand.role;
+    m->aliases = cand.aliases;
+    served.push_back(std::move(*m));
+  }
+  app->specs_ = setup.specs;
+
+  orchestrator::ManagerOptions mo = setup.manager;
+  mo.metrics = metrics;
+  app->manager_ = std::make_unique<orchestrator::ModelManager>(mo);
+  for (const auto& spec : app->specs_) QM_RETURN_IF_ERROR(app->manager_->Register(spec));
+  orchestrator::SchedulerOptions so;
+  so.max_queue = o.max_queue;
+  so.metrics = metrics;
+  app->scheduler_ = std::make_unique<orchestrator::Scheduler>(app->manager_.get(), so);
+  app->service_ = std::make_unique<Service>(app->manager_.get(), app->scheduler_.get(), metrics, o.limits);
+  for (ServedModel& m : served) QM_RETURN_IF_ERROR(app->service_->AddModel(std::move(m)));
+  app->service_->SetRouter(setup.candidates, setup.policy);
+  app->http_ = std::make_unique<HttpServer>(o.http);
+  app->service_->RegisterRoutes(*app->http_);
+
+  const auto& L = o.http.limits;
+  app->log_(fmt::format("serve: memory budget {}, {} per --model sequence, {} sequences per --model file, queue {} per model",
+                        orchestrator::FormatSize(mo.budget_bytes), o.n_ctx, o.parallel, o.max_queue));
+  app->log_(fmt::format("serve: limits: body {} B, header {} B, {} connections, max_tokens {}, api keys: {}, CORS: {}, "
+                        "host check: {}",
+                        L.max_body_bytes, L.max_header_bytes, L.max_connections, o.limits.max_tokens,
+                        o.http.security.api_keys.empty() ? "off" : "on",
+                        o.http.security.cors_origins.empty() ? "off" : fmt::format("{}", fmt::join(o.http.security.cors_origins, ",")),
+                        o.http.security.check_host ? "on" : "off"));
+  for (const ServedModel& m : app->service_->models()) {
+    app->log_(fmt::format("serve: model {} ({}{}{}, {} params, context {}) <- {}", m.name,
+                          orchestrator::ModelRoleName(m.role), m.quantization.empty() ? "" : ", ", m.quantization,
+                          m.parameter_size, m.n_ctx, m.path));
+  }
+  if (app->service_->models().empty()) {
+    app->log_("serve: no models configured; add one with `qwenmux serve --model FILE.gguf[=NAME]` or a `models:` list in "
+              "qwenmux.yaml (--config), e.g. after `qwenmux pull qwen3:0.6b`");
+  }
+  return app;
+}
+
+Status App::Start() {
+  QM_RETURN_IF_ERROR(http_->Start());
+  log_(fmt::format("serve: listening on http://{}:{} (OpenAI /v1/*, Ollama /api/*, /health, /metrics)",
+                   options_.http.host.find(':') != std::string::npos ? "[" + options_.http.host + "]" : options_.http.host,
+                   http_->port()));
+  bool any_preload = false;
+  for (const auto& s : specs_) any_preload |= s.pinned || s.preload;
+  if (any_preload) {
+    service_->SetReady(false);
+    preload_ = std::thread([this] {
+      Status s = manager_->Start();
+      if (!s.ok()) log_(fmt::format("serve: preload failed: {}", s.ToString()));
+      service_->SetReady(true);
+      log_("serve: preload done");
+    });
+  } else {
+    Status s = manager_->Start();  // starts the keep-alive reaper
+    if (!s.ok()) log_(fmt::format("serve: {}", s.ToString()));
+  }
+  return Status::Ok();
+}
+
+void App::Shutdown() {
+  if (shut_down_ || !http_) return;
+  shut_down_ = true;
+  http_->StopAccepting();
+  const auto deadline = std::chrono::steady_clock::now() + options_.shutdown_grace;
+  if (http_->InFlight() > 0) {
+    log_(fmt::format("serve: shutting down: waiting up to {} ms for {} request(s)", options_.shutdown_grace.count(),
+                     http_->InFlight()));
+  }
+  while (http_->InFlight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (http_->InFlight() > 0) log_(fmt::format("serve: cancelling {} request(s)", http_->InFlight()));
+  http_->CancelAll();
+  scheduler_->Shutdown();  // every on_done runs (cancelled), so every response ends
+  const auto flush = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (http_->InFlight() > 0 && std::chrono::steady_clock::now() < flush) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // last bytes to the sockets
+  http_->Stop();
+  if (preload_.joinable()) preload_.join();
+  manager_->Stop();
+  log_("serve: stopped");
+}
+
+App::~App() {
+  Shutdown();
+  // Order: HTTP (and with it every responder's session) before the scheduler and manager.
+  http_.reset();
+  service_.reset();
+  scheduler_.reset();
+  manager_.reset();
+}
+
+}  // namespace qwenmux::server

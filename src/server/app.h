@@ -1,0 +1,70 @@
+// `qwenmux serve` as an object: configuration (qwenmux.yaml and/or --model FILE[=ALIAS] flags)
+// -> model manager, scheduler, service, HTTP server; startup (preload in the background while
+// /health says 503) and graceful shutdown. apps/qwenmux/serve.cc parses flags and waits for a
+// signal; tests and benchmarks run the same object in-process.
+//
+// Thread-safety: Start/Shutdown from one controlling thread; port() and service() any thread.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "orchestrator/manager/model_manager.h"
+#include "orchestrator/metrics/metrics.h"
+#include "orchestrator/scheduler/scheduler.h"
+#include "server/http_server.h"
+#include "server/service.h"
+
+namespace qwenmux::server {
+
+struct AppOptions {
+  std::string config_path;               // qwenmux.yaml ("" = none)
+  std::vector<std::string> model_flags;  // "FILE.gguf" or "FILE.gguf=ALIAS"
+  std::string memory_budget;             // "24GiB", "75%" ("" = config or default)
+  std::string models_dir;                // model store for catalog names in the config
+  HttpServerOptions http;
+  ServiceLimits limits;
+  int32_t n_ctx = 4096;                  // per sequence, for --model files
+  int32_t parallel = 4;                  // sequences per model sharing a batch
+  size_t threads = 0;                    // compute threads per model (0: all)
+  int32_t max_queue = 64;                // waiting requests per model
+  std::chrono::milliseconds shutdown_grace{10000};  // in-flight requests may finish within this
+  orchestrator::Metrics* metrics = nullptr;          // default Metrics::Global()
+};
+
+class App {
+ public:
+  using Log = std::function<void(const std::string&)>;
+  // Reads the config and the model files' headers; nothing is loaded or bound yet.
+  static Result<std::unique_ptr<App>> Create(AppOptions options, Log log);
+  ~App();
+
+  // Binds, starts serving, preloads in the background (/health: 503 until done).
+  Status Start();
+  // Graceful: stop accepting, let in-flight requests finish for shutdown_grace, cancel the
+  // rest, stop the scheduler and unload the models.
+  void Shutdown();
+
+  uint16_t port() const { return http_->port(); }
+  Service& service() { return *service_; }
+  HttpServer& http() { return *http_; }
+
+ private:
+  App() = default;
+  AppOptions options_;
+  Log log_;
+  std::vector<orchestrator::ModelSpec> specs_;
+  std::unique_ptr<orchestrator::ModelManager> manager_;
+  std::unique_ptr<orchestrator::Scheduler> scheduler_;
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<HttpServer> http_;
+  std::thread preload_;
+  bool shut_down_ = false;
+};
+
+}  // namespace qwenmux::server

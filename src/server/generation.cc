@@ -1,0 +1,121 @@
+#include "server/generation.h"
+
+#include <fmt/format.h>
+
+#include "server/prompt.h"
+
+namespace qwenmux::server {
+
+Status LoadTokenizer(Service& service, GenerationJob* job) {
+  QM_ASSIGN_OR_RETURN(job->tok, service.Tokenizer(*job->route.model));
+  return Status::Ok();
+}
+
+Status EncodeChat(Service& service, const chat::ChatRequest& request, GenerationJob* job) {
+  if (!job->tok) QM_RETURN_IF_ERROR(LoadTokenizer(service, job));
+  QM_ASSIGN_OR_RETURN(std::vector<chat::PromptSegment> segments,
+                      chat::RenderChatSegments(request.messages, request.options));
+  job->prompt = EncodeChatPrompt(*job->tok, segments);
+  job->chat = true;
+  job->thinking = !request.options.enable_thinking.has_value() || *request.options.enable_thinking;
+  return Status::Ok();
+}
+
+Status CheckLimits(Service& service, std::optional<int64_t> max_tokens, GenerationJob* job) {
+  const int32_t n_ctx = job->route.model->n_ctx;
+  const int64_t n_prompt = static_cast<int64_t>(job->prompt.size());
+  if (n_prompt == 0) return Error(StatusCode::kInvalidArgument, "prompt: empty");
+  if (n_prompt >= n_ctx) {
+    return Error(StatusCode::kOutOfRange, "prompt has {} tokens, more than the context of {} tokens of model {}",
+                 n_prompt, n_ctx, job->route.model->name);
+  }
+  const int64_t cap = service.limits().max_tokens;
+  if (max_tokens && *max_tokens > cap) {
+    return Error(StatusCode::kInvalidArgument, "max_tokens: {} is above the server's limit of {}", *max_tokens, cap);
+  }
+  const int64_t want = max_tokens.value_or(service.limits().default_max_tokens);
+  job->options.max_tokens = static_cast<int32_t>(std::min<int64_t>(want, n_ctx - n_prompt));
+  return Status::Ok();
+}
+
+Status SetJsonSchema(GenerationJob* job, const Json& schema) {
+  auto c = structured::CompileJsonSchema(schema, structured::VocabIndex::Shared(*job->tok));
+  if (!c.ok()) return c.status();
+  job->constraint = *c;
+  return Status::Ok();
+}
+
+Status SetJsonObject(GenerationJob* job) {
+  auto c = structured::CompileJsonObject(structured::VocabIndex::Shared(*job->tok));
+  if (!c.ok()) return c.status();
+  job->constraint = *c;
+  return Status::Ok();
+}
+
+Status SetToolChoice(GenerationJob* job, const Json& tools, const Json& tool_choice, bool parallel_calls) {
+  structured::ToolCallOptions o;
+  if (!parallel_calls) o.max_calls = 1;
+  auto c = structured::MakeToolCallConstraint(tools, tool_choice, structured::VocabIndex::Shared(*job->tok), o);
+  if (!c.ok()) return c.status();
+  if (*c && job->constraint) {
+    return Error(StatusCode::kInvalidArgument, "tool_choice: a forced tool call cannot be combined with response_format");
+  }
+  if (*c) job->constraint = *c;
+  return Status::Ok();
+}
+
+HeaderList RouteHeaders(const Route& route) {
+  std::string why;  // printable ASCII only in a header
+  for (unsigned char c : route.explanation) why.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
+  return {{"X-Qwenmux-Model", route.model->name}, {"X-Qwenmux-Route", route.reason}, {"X-Qwenmux-Route-Explanation", why}};
+}
+
+Json RouteJson(const Route& route, const std::string& served, bool degraded) {
+  return Json{{"model", served.empty() ? route.model->name : served},
+              {"requested", route.requested},
+              {"route", degraded ? "fallback" : route.reason},
+              {"explanation", route.explanation},
+              {"degraded", degraded}};
+}
+
+Status SubmitGeneration(Service& service, GenerationJob& job, std::shared_ptr<Responder> responder,
+                        std::function<bool(const orchestrator::TokenEvent&)> on_token,
+                        std::function<void(Result<orchestrator::GenerationResult>)> on_done) {
+  orchestrator::GenerationRequest req;
+  req.model = job.route.model->name;
+  req.prompt = job.prompt;
+  req.options = job.options;
+  req.keep_alive = job.keep_alive;
+  req.logprobs = job.logprobs;
+  if (job.constraint || (job.chat && job.thinking && job.thinking_budget >= 0)) {
+    std::unique_ptr<engine::LogitProcessor> proc = job.constraint ? job.constraint->NewProcessor() : nullptr;
+    if (job.chat && job.thinking) {
+      // The constraint applies to the answer: thinking stays free (within its budget).
+      structured::ThinkingOptions t;
+      t.budget = job.thinking_budget;
+      proc = structured::MakeThinkingBudget(std::move(proc), structured::VocabIndex::Shared(*job.tok), t);
+    }
+    req.processor = std::move(proc);
+  }
+  req.top_logprobs = job.top_logprobs;
+  Responder* raw = responder.get();
+  req.on_token = [raw, on_token = std::move(on_token)](const orchestrator::TokenEvent& ev) {
+    if (raw->cancelled()) return false;
+    return on_token(ev);
+  };
+  if (service.observer()) {
+    req.on_done = [obs = service.observer(), on_done = std::move(on_done)](Result<orchestrator::GenerationResult> r) {
+      if (r.ok()) obs(*r);
+      on_done(std::move(r));
+    };
+  } else {
+    req.on_done = std::move(on_done);
+  }
+  QM_ASSIGN_OR_RETURN(std::shared_ptr<orchestrator::RequestHandle> handle, service.scheduler().Submit(std::move(req)));
+  responder->OnCancel([handle] { handle->Cancel(); });
+  return Status::Ok();
+}
+
+std::string TokenText(const tokenizer::Tokenizer& tok, int32_t id) { return std::string(tok.TokenBytes(id)); }
+
+}  // namespace qwenmux::server

@@ -1,0 +1,64 @@
+// The part of a text-generation request both dialects share: rendering and encoding the chat
+// prompt, the context and max_tokens checks, and submitting to the scheduler with the
+// connection's cancellation wired to the request.
+//
+// Thread-safety: functions; the callbacks given to Submit run on the scheduler's worker.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chat/chat.h"
+#include "orchestrator/scheduler/scheduler.h"
+#include "server/api_common.h"
+#include "server/http_server.h"
+#include "server/service.h"
+#include "structured/structured.h"
+
+namespace qwenmux::server {
+
+struct GenerationJob {
+  Route route;
+  std::shared_ptr<const tokenizer::Tokenizer> tok;
+  std::vector<int32_t> prompt;
+  engine::GenerateOptions options;
+  std::optional<orchestrator::KeepAlive> keep_alive;
+  bool logprobs = false;
+  int32_t top_logprobs = 0;
+  bool chat = true;       // output is an assistant turn (reasoning / content / tool calls)
+  bool thinking = true;   // the assistant turn starts in reasoning
+  structured::Constraint constraint;  // JSON schema / JSON object / forced tool calls (answer part)
+  int32_t thinking_budget = -1;       // thinking tokens before </think> is forced (< 0: unlimited)
+};
+
+// Constraints from request fields, compiled against the job's vocabulary (LoadTokenizer first).
+// Errors name the field (kInvalidArgument / kUnsupported).
+Status SetJsonSchema(GenerationJob* job, const Json& schema);
+Status SetJsonObject(GenerationJob* job);
+Status SetToolChoice(GenerationJob* job, const Json& tools, const Json& tool_choice, bool parallel_calls);
+
+// Loads the route's tokenizer into job->tok.
+Status LoadTokenizer(Service& service, GenerationJob* job);
+// Renders `request` with the Qwen3 template and encodes it (see prompt.h).
+Status EncodeChat(Service& service, const chat::ChatRequest& request, GenerationJob* job);
+// Prompt within the context (400 otherwise) and max_tokens: the request's, else the default,
+// clipped to what the context leaves; above the server's cap is a 400.
+Status CheckLimits(Service& service, std::optional<int64_t> max_tokens, GenerationJob* job);
+
+// Headers that show the route decision.
+HeaderList RouteHeaders(const Route& route);
+Json RouteJson(const Route& route, const std::string& served, bool degraded);
+
+// Submits; the responder's cancellation cancels the request. on_token returning false also
+// cancels. Error (nothing submitted) when the scheduler refuses.
+Status SubmitGeneration(Service& service, GenerationJob& job, std::shared_ptr<Responder> responder,
+                        std::function<bool(const orchestrator::TokenEvent&)> on_token,
+                        std::function<void(Result<orchestrator::GenerationResult>)> on_done);
+
+// Token text for logprobs (raw bytes of the token, invalid UTF-8 replaced when dumped).
+std::string TokenText(const tokenizer::Tokenizer& tok, int32_t id);
+
+}  // namespace qwenmux::server

@@ -1,0 +1,176 @@
+#include "server/service.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "gguf/gguf.h"
+#include "model/config.h"
+#include "server/api_common.h"
+#include "orchestrator/setup/setup.h"
+#include "server/http_server.h"
+
+namespace qwenmux::server {
+
+namespace {
+
+std::string ParameterSize(int64_t n) {
+  if (n >= 1'000'000'000) return fmt::format("{:.1f}B", n / 1e9);
+  if (n >= 1'000'000) return fmt::format("{:.0f}M", n / 1e6);
+  return fmt::format("{}K", n / 1000);
+}
+
+std::string JsonError(const std::string& path, int status, const std::string& message) {
+  if (path.starts_with("/api/")) return Dump(Json{{"error", message}});
+  const char* type = status == 401   ? "authentication_error"
+                     : status == 404 ? "not_found_error"
+                     : status == 429 ? "rate_limit_error"
+                     : status < 500  ? "invalid_request_error"
+                                     : "server_error";
+  return Dump(Json{{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", status}}}});
+}
+
+}  // namespace
+
+Result<ServedModel> DescribeModel(const std::string& name, const std::string& path, int32_t n_ctx) {
+  QM_ASSIGN_OR_RETURN(gguf::File f, gguf::File::Open(path));
+  auto cfg = model::ReadConfig(f);
+  if (!cfg.ok()) return cfg.status().WithContext(fmt::format("model {}", name));
+  ServedModel m;
+  m.name = name;
+  m.path = path;
+  m.file_bytes = f.file_size();
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) m.modified_unix = st.st_mtime;
+  m.arch = cfg->arch_name;
+  const size_t slash = path.find_last_of('/');
+  m.quantization = orchestrator::QuantizationFromFileName(slash == std::string::npos ? path : path.substr(slash + 1));
+  for (const gguf::TensorInfo& t : f.tensors()) m.parameters += static_cast<int64_t>(t.n_elements());
+  m.parameter_size = ParameterSize(m.parameters);
+  m.n_ctx_train = static_cast<int32_t>(cfg->n_ctx_train);
+  m.n_ctx = cfg->n_ctx_train > 0 ? std::min<int32_t>(n_ctx, static_cast<int32_t>(cfg->n_ctx_train)) : n_ctx;
+  m.n_embd = static_cast<int32_t>(cfg->n_embd);
+  if (cfg->pooling == model::PoolingType::kRank) {
+    m.role = orchestrator::ModelRole::kReranker;
+  } else if (cfg->pooling != model::PoolingType::kNone) {
+    m.role = orchestrator::ModelRole::kEmbedding;
+  }
+  return m;
+}
+
+Service::Service(orchestrator::ModelManager* manager, orchestrator::Scheduler* scheduler,
+                 orchestrator::Metrics* metrics, ServiceLimits limits)
+    : manager_(manager), scheduler_(scheduler), metrics_(metrics), limits_(limits) {}
+
+Status Service::AddModel(ServedModel model) {
+  auto taken = [&](const std::string& n) {
+    for (const ServedModel& m : models_) {
+      if (m.name == n || std::find(m.aliases.begin(), m.aliases.end(), n) != m.aliases.end()) return true;
+    }
+    return false;
+  };
+  if (model.name.empty()) return Error(StatusCode::kInvalidArgument, "serve: a model needs a name");
+  if (taken(model.name)) return Error(StatusCode::kInvalidArgument, "serve: model name {} is used twice", model.name);
+  for (const std::string& a : model.aliases) {
+    if (taken(a)) return Error(StatusCode::kInvalidArgument, "serve: alias {} is used twice", a);
+  }
+  models_.push_back(std::move(model));
+  return Status::Ok();
+}
+
+std::string Service::ModelList() const {
+  std::string s;
+  for (const ServedModel& m : models_) s += (s.empty() ? "" : ", ") + m.name;
+  return s.empty() ? "(none)" : s;
+}
+
+void Service::SetRouter(std::vector<orchestrator::RouterCandidate> candidates, orchestrator::RouterPolicy policy) {
+  candidates_ = std::move(candidates);
+  policy_ = std::move(policy);
+  if (!default_model_.empty() && policy_.default_model.empty()) policy_.default_model = default_model_;
+}
+
+Result<Route> Service::Resolve(const std::string& requested, orchestrator::ModelRole role) const {
+  orchestrator::RequestInput in;
+  in.role = role;
+  return Resolve(requested, in);
+}
+
+Result<Route> Service::Resolve(const std::string& requested, const orchestrator::RequestInput& input) const {
+  if (models_.empty()) {
+    return Error(StatusCode::kNotFound, "model \"{}\" not found: no model is configured; start the server with "
+                 "--model FILE.gguf or a models: list in --config", requested);
+  }
+  QM_ASSIGN_OR_RETURN(orchestrator::RequestFeatures features, orchestrator::ExtractFeatures(input));
+  const auto snapshot = manager_->Snapshot();
+  const orchestrator::RouterState state = orchestrator::MakeRouterState(
+      snapshot, manager_->EffectiveBudget(), [this](const std::string& m) { return scheduler_->QueueDepth(m); });
+  auto d = orchestrator::Route(requested, features, candidates_, state, policy_);
+  if (!d.ok()) {
+    if (d.status().code() == StatusCode::kNotFound) {
+      return Error(StatusCode::kNotFound, "model \"{}\" not found; available: {} (or \"auto\"). {}", requested,
+                   ModelList(), d.status().message());
+    }
+    return d.status();
+  }
+  Route r;
+  r.requested = requested;
+  r.reason = d->reason_code();
+  r.explanation = d->explanation;
+  for (const ServedModel& m : models_) {
+    if (m.name == d->model) r.model = &m;
+  }
+  if (!r.model) return Error(StatusCode::kInternal, "router chose {}, which is not served", d->model);
+  return r;
+}
+
+Result<std::shared_ptr<const tokenizer::Tokenizer>> Service::Tokenizer(const ServedModel& m) {
+  using R = Result<std::shared_ptr<const tokenizer::Tokenizer>>;
+  std::shared_future<R> fut;
+  std::promise<R> promise;
+  bool load = false;
+  {
+    std::lock_guard<std::mutex> lk(tok_mu_);
+    auto it = tokenizers_.find(m.path);
+    if (it == tokenizers_.end()) {
+      fut = promise.get_future().share();
+      tokenizers_.emplace(m.path, fut);
+      load = true;
+    } else {
+      fut = it->second;
+    }
+  }
+  if (load) {
+    R r = [&]() -> R {
+      QM_ASSIGN_OR_RETURN(gguf::File f, gguf::File::Open(m.path));
+      QM_ASSIGN_OR_RETURN(tokenizer::Tokenizer t, tokenizer::Tokenizer::FromGguf(f));
+      return std::shared_ptr<const tokenizer::Tokenizer>(std::make_shared<tokenizer::Tokenizer>(std::move(t)));
+    }();
+    if (!r.ok()) {
+      std::lock_guard<std::mutex> lk(tok_mu_);
+      tokenizers_.erase(m.path);  // the next request tries again
+    }
+    promise.set_value(r);
+  }
+  return fut.get();
+}
+
+void Service::RegisterRoutes(HttpServer& http) {
+  http.SetErrorFormatter(JsonError);
+  http.Route("GET", "/health", [this](const HttpRequest&, std::shared_ptr<Responder> r) {
+    Json j{{"status", ready() ? "ok" : "loading"}, {"models", models_.size()}};
+    r->Send(ready() ? 200 : 503, "application/json", Dump(j), ready() ? HeaderList{} : HeaderList{{"Retry-After", "5"}});
+  });
+  http.Route("GET", "/metrics", [this](const HttpRequest&, std::shared_ptr<Responder> r) {
+    r->Send(200, "text/plain; version=0.0.4; charset=utf-8", metrics_->RenderText());
+  });
+  http.Route("GET", "/", [](const HttpRequest&, std::shared_ptr<Responder> r) {
+    r->Send(200, "text/plain; charset=utf-8", "qwenmux is running\n");
+  });
+  RegisterOpenAiRoutes(*this, http);
+  RegisterOllamaRoutes(*this, http);
+}
+
+}  // namespace qwenmux::server

@@ -1,0 +1,125 @@
+// The model side of the server: the served models (names, aliases, files, context sizes,
+// tokenizers), the route decision for a request's `model` field, and the handles the API
+// handlers use (model manager, scheduler, metrics, limits).
+//
+// Thread-safety: after setup (Add* before the HTTP server starts) every const method and
+// Tokenizer() may be called from any thread; ready flags are atomic.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "orchestrator/catalog/catalog.h"
+#include "orchestrator/manager/model_manager.h"
+#include "orchestrator/metrics/metrics.h"
+#include "orchestrator/router/features.h"
+#include "orchestrator/router/router.h"
+#include "orchestrator/scheduler/scheduler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace qwenmux::server {
+
+class HttpServer;
+
+struct ServedModel {
+  std::string name;
+  std::string path;
+  orchestrator::ModelRole role = orchestrator::ModelRole::kChat;
+  std::vector<std::string> aliases;
+  uint64_t file_bytes = 0;
+  int64_t modified_unix = 0;
+  std::string arch;            // "qwen3", "qwen3moe"
+  std::string quantization;    // "Q8_0" (from the file name), "" if unknown
+  std::string parameter_size;  // "0.6B"
+  int64_t parameters = 0;
+  int32_t n_ctx = 0;           // tokens per sequence the model is loaded with
+  int32_t n_ctx_train = 0;
+  int32_t n_embd = 0;
+};
+
+// Reads the GGUF header of `path` (no weights are touched) into a ServedModel.
+Result<ServedModel> DescribeModel(const std::string& name, const std::string& path, int32_t n_ctx);
+
+struct Route {
+  const ServedModel* model = nullptr;
+  std::string requested;    // the request's `model` field
+  std::string reason;       // the router's code: "explicit", "alias", "default", "complexity", ...
+  std::string explanation;  // one line
+};
+
+struct ServiceLimits {
+  int32_t max_tokens = 32768;        // cap on max_tokens / num_predict; above: 400
+  int32_t default_max_tokens = 2048; // when the request gives none (clipped to the context)
+  int32_t max_n = 1;                 // choices per request
+  int32_t max_inputs = 2048;         // embedding inputs / rerank documents per request
+  int32_t max_stop = 8;              // stop strings
+};
+
+class Service {
+ public:
+  Service(orchestrator::ModelManager* manager, orchestrator::Scheduler* scheduler, orchestrator::Metrics* metrics,
+          ServiceLimits limits = {});
+
+  // Setup (before serving).
+  Status AddModel(ServedModel model);
+  void SetDefaultModel(std::string name) { default_model_ = std::move(name); }
+  void SetVersion(std::string v) { version_ = std::move(v); }
+  // Installs every route (OpenAI, Ollama, /health, /metrics) and the error formatter.
+  void RegisterRoutes(HttpServer& http);
+
+  // /health answers 503 until this is set (the configured preload is done).
+  void SetReady(bool ready) { ready_.store(ready); }
+  bool ready() const { return ready_.load(); }
+
+  // The router (orchestrator/router): candidates in the order of models(), policy.
+  void SetRouter(std::vector<orchestrator::RouterCandidate> candidates, orchestrator::RouterPolicy policy);
+  // Routes a request: its `model` field ("auto", "" = default, a name, an alias or a tier) and
+  // its features; kNotFound lists what exists.
+  Result<Route> Resolve(const std::string& requested, const orchestrator::RequestInput& input) const;
+  Result<Route> Resolve(const std::string& requested, orchestrator::ModelRole role) const;
+  const std::vector<ServedModel>& models() const { return models_; }
+  std::string ModelList() const;  // "a, b, c" or "(none)"
+
+  // The model's tokenizer, read from its GGUF file on first use (shared by every request).
+  Result<std::shared_ptr<const tokenizer::Tokenizer>> Tokenizer(const ServedModel& m);
+
+  orchestrator::ModelManager& manager() { return *manager_; }
+  orchestrator::Scheduler& scheduler() { return *scheduler_; }
+  orchestrator::Metrics& metrics() { return *metrics_; }
+  const ServiceLimits& limits() const { return limits_; }
+  const std::string& version() const { return version_; }
+  // Called with every finished generation (tests, benchmarks); set before serving.
+  void SetGenerationObserver(std::function<void(const orchestrator::GenerationResult&)> f) { observer_ = std::move(f); }
+  const std::function<void(const orchestrator::GenerationResult&)>& observer() const { return observer_; }
+  std::chrono::system_clock::time_point started() const { return started_; }
+
+ private:
+  orchestrator::ModelManager* manager_;
+  orchestrator::Scheduler* scheduler_;
+  orchestrator::Metrics* metrics_;
+  ServiceLimits limits_;
+  std::vector<ServedModel> models_;
+  std::vector<orchestrator::RouterCandidate> candidates_;
+  orchestrator::RouterPolicy policy_;
+  std::string default_model_;
+  std::string version_ = "0.1.0";
+  std::atomic<bool> ready_{true};
+  std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
+  std::function<void(const orchestrator::GenerationResult&)> observer_;
+  std::mutex tok_mu_;
+  std::map<std::string, std::shared_future<Result<std::shared_ptr<const tokenizer::Tokenizer>>>> tokenizers_;
+};
+
+void RegisterOpenAiRoutes(Service& service, HttpServer& http);  // openai_api.cc
+void RegisterOllamaRoutes(Service& service, HttpServer& http);  // ollama_api.cc
+
+}  // namespace qwenmux::server

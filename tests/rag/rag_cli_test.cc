@@ -1,0 +1,202 @@
+// The RAG commands end to end, and crash safety: the real `qwenmux ingest` is killed with SIGKILL
+// at random moments; every document it reported as committed must then be present and
+// searchable, and the store must open and answer (the vector index repaired from SQLite).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "rag/store.h"
+#include "rag_test_util.h"
+
+namespace qwenmux::rag {
+namespace {
+
+using qwenmux::testing::kTinyDense;
+using qwenmux::testing::RunQwenmux;
+using qwenmux::testing::TempDir;
+using qwenmux::testing::WriteFile;
+
+void WriteCorpus(const std::string& dir, int n) {
+  std::filesystem::create_directories(dir);
+  for (int i = 0; i < n; ++i) {
+    std::string text = fmt::format("# Note {}\n\nThis note carries the marker crashword{} and some filler.\n\n", i, i);
+    for (int p = 0; p < 6; ++p)
+      text += fmt::format("Paragraph {} of note {} repeats plain words about rivers hills and lamps so that the "
+                          "chunker has something to pack into several chunks of text.\n\n", p, i);
+    WriteFile(fmt::format("{}/note{:03d}.md", dir, i), text);
+  }
+}
+
+// Starts `qwenmux args...` with stdout on a pipe; returns (pid, read end).
+std::pair<pid_t, int> Spawn(const std::vector<std::string>& args) {
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    const int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, STDERR_FILENO);
+    close(fds[0]);
+    std::vector<char*> argv;
+    std::string bin = QWENMUX_BINARY;
+    argv.push_back(bin.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  return {pid, fds[0]};
+}
+
+std::string ReadAll(int fd) {
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
+TEST(RagCrash, KillNineDuringIngestLosesNothingCommitted) {
+  TempDir dir;
+  const int kDocs = 120;
+  WriteCorpus(dir / "docs", kDocs);
+  const std::string store_dir = dir / "store";
+  const std::vector<std::string> args = {"ingest", dir / "docs", "--collection", "kb", "--store", store_dir,
+                                         "--embed-model", kTinyDense, "--events", "--save-every", "0.02",
+                                         "-t", "1", "--chunk-tokens", "64", "--overlap", "8"};
+  std::set<std::string> committed;  // across runs: a committed document stays committed
+  int killed_mid_batch = 0;
+  for (uint32_t seed : {1u, 2u, 3u, 4u, 5u}) {
+    std::mt19937 rng(seed);
+    const int delay_ms = std::uniform_int_distribution<int>(40, 450)(rng);
+    auto [pid, fd] = Spawn(args);
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    const std::string out = ReadAll(fd);
+    bool finished = false;
+    size_t start = 0;
+    for (size_t nl; (nl = out.find('\n', start)) != std::string::npos; start = nl + 1) {
+      auto j = nlohmann::json::parse(out.substr(start, nl - start), nullptr, false);
+      ASSERT_FALSE(j.is_discarded()) << out.substr(start, nl - start);
+      if (j.contains("summary")) finished = true;
+      if (j.value("status", "") == "added" || j.value("status", "") == "replaced") committed.insert(j["path"]);
+    }
+    if (!finished) ++killed_mid_batch;
+
+    // Reopen as a fresh process would: every committed document is there and searchable.
+    auto store = Store::Open(store_dir);
+    ASSERT_TRUE(store.ok()) << "seed " << seed << ": " << store.status().ToString();
+    auto coll = (*store)->GetCollection("kb");
+    if (!coll.ok()) {
+      EXPECT_TRUE(committed.empty()) << "seed " << seed;
+      continue;
+    }
+    IndexRepair repair;
+    ASSERT_TRUE((*store)->Vectors(*coll, &repair).ok()) << "seed " << seed;
+    for (const std::string& path : committed) {
+      const int i = std::stoi(path.substr(path.size() - 6, 3));
+      auto hits = (*store)->SearchBm25(*coll, fmt::format("crashword{}", i), 3);
+      ASSERT_TRUE(hits.ok());
+      ASSERT_FALSE(hits->empty()) << "seed " << seed << ": committed " << path << " not found";
+      auto rec = (*store)->GetChunks(std::vector<int64_t>{hits->front().first}).value();
+      ASSERT_EQ(rec.size(), 1u);
+      EXPECT_EQ(rec[0].source, path);
+    }
+    auto stats = (*store)->Stats("kb");
+    ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+    EXPECT_GE(stats->documents, static_cast<int64_t>(committed.size()));
+    EXPECT_EQ(stats->indexed_vectors, stats->chunks) << "seed " << seed;
+    auto v = (*store)->SearchVector(*coll, std::vector<float>(coll->dim, 1.0f / 16), 5);
+    EXPECT_TRUE(v.ok());
+  }
+  EXPECT_GT(killed_mid_batch, 0) << "no run was killed mid-batch: raise the corpus size";
+  // Resume: a full run completes the collection, skipping what is there.
+  std::string cmd = "ingest " + (dir / "docs") + " --collection kb --store " + store_dir + " --embed-model " +
+                    kTinyDense + " -t 2 --chunk-tokens 64 --overlap 8";
+  auto r = RunQwenmux(cmd);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto last = nlohmann::json::parse(r.out.substr(r.out.rfind('{', r.out.rfind("{\"summary\""))));
+  EXPECT_EQ(last["summary"]["unchanged"].get<int>() + last["summary"]["added"].get<int>(), kDocs) << r.out;
+  EXPECT_GE(last["summary"]["unchanged"].get<int>(), static_cast<int>(committed.size()));
+  auto st = RunQwenmux("collection stats kb --store " + store_dir + " --json");
+  ASSERT_EQ(st.code, 0);
+  EXPECT_EQ(nlohmann::json::parse(st.out)["documents"].get<int>(), kDocs);
+}
+
+TEST(RagCli, IngestStatsListEvalRemove) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "docs");
+  WriteFile(dir / "docs/otters.md", "# Otters\n\nSea otters hold hands while sleeping so they do not drift apart.\n");
+  WriteFile(dir / "docs/rust.txt", "Rust prevents data races with ownership and borrowing rules.\n");
+  WriteFile(dir / "docs/report.pdf", qwenmux::testing::MinimalPdf({"Annual rainfall in Lisbon was low."}, "Rain"));
+  WriteFile(dir / "docs/bad.pdf", "garbage");
+  const std::string store = " --store " + (dir / "store");
+  auto r = RunQwenmux("ingest " + (dir / "docs") + " --collection kb --embed-model " + kTinyDense + " -t 2" + store);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto summary = nlohmann::json::parse(r.out.substr(r.out.rfind("{\"summary\"")))["summary"];
+  EXPECT_EQ(summary["added"], 3);
+  EXPECT_EQ(summary["failed"], 1);
+  EXPECT_EQ(summary["failures"][0]["path"], dir / "docs/bad.pdf");
+
+  r = RunQwenmux("collection stats kb --json" + store);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["documents"], 3);
+  EXPECT_GE(j["chunks"].get<int>(), 3);
+  EXPECT_EQ(j["indexed_vectors"], j["chunks"]);
+  EXPECT_EQ(j["dim"], 256);
+
+  r = RunQwenmux("collection ls --json" + store);
+  ASSERT_EQ(r.code, 0);
+  EXPECT_EQ(nlohmann::json::parse(r.out)[0]["name"], "kb");
+
+  WriteFile(dir / "cases.jsonl", "{\"question\": \"Do sea otters hold hands?\", \"document\": \"otters.md\"}\n"
+                                 "{\"question\": \"rainfall in Lisbon\", \"document\": \"report.pdf\"}\n");
+  r = RunQwenmux("eval --collection kb --cases " + (dir / "cases.jsonl") + " -k 1 --json --embed-model " + kTinyDense +
+                 " --rerank-model " + kTinyDense + store);
+  ASSERT_EQ(r.code, 0) << r.out;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["methods"]["bm25"]["recall@1"], 1.0);
+  EXPECT_TRUE(j["methods"].contains("hybrid_rerank"));
+
+  r = RunQwenmux("collection stats nope" + store, true);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("no collection \"nope\""), std::string::npos) << r.out;
+  r = RunQwenmux("collection rm kb" + store);
+  EXPECT_EQ(r.code, 0);
+  r = RunQwenmux("collection ls --json" + store);
+  EXPECT_EQ(nlohmann::json::parse(r.out).size(), 0u);
+}
+
+TEST(RagCli, MixedModelsAndBadFlagsAreErrors) {
+  TempDir dir;
+  WriteFile(dir / "a.txt", "hello there");
+  const std::string store = " --store " + (dir / "store");
+  ASSERT_EQ(RunQwenmux("ingest " + (dir / "a.txt") + " -C kb --embed-model " + kTinyDense + store).code, 0);
+  auto r = RunQwenmux("ingest " + (dir / "a.txt") + " -C kb --dims 32 --embed-model " + kTinyDense + store, true);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("refusing to mix"), std::string::npos) << r.out;
+  r = RunQwenmux("ingest " + (dir / "a.txt") + " -C kb --embed-model /nonexistent.gguf" + store, true);
+  EXPECT_EQ(r.code, 1);
+  r = RunQwenmux("ingest " + (dir / "a.txt") + " -C kb2 --chunk-tokens 4 --embed-model " + kTinyDense + store, true);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("chunk size"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace qwenmux::rag
