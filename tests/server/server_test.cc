@@ -195,7 +195,7 @@ TEST_F(ServerHttp, StructuredOutputAndForcedToolCalls) {
   const json n = json::parse(Body(r)["choices"][0]["message"]["content"].get<std::string>(), nullptr, false);
   EXPECT_TRUE(n.is_object() && n["n"].is_number_integer()) << r.body;
   // A bad schema is a 400 naming the field.
-  req["response_format"]["json_schema"]["schema"] = {{"type", "object"}, {"properties", {{"p", {{"type", "string"}, {"pattern", "a+"}}}}}};
+  req["response_format"]["json_schema"]["schema"] = {{"type", "object"}, {"properties", {{"p", {{"type", "string"}, {"contentEncoding", "base64"}}}}}};
   r = Call(port(), "POST", "/v1/chat/completions", req.dump());
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(Body(r)["error"]["param"], "response_format");
