@@ -12,6 +12,12 @@
 #include <mutex>
 #include <thread>
 
+// hnswlib 0.6's SSE search path prefetches the entry one past the end of a neighbour list
+// (searchBaseLayer: `*(datal + j + 1)`), a 4-byte over-read of a malloc'd level list that is
+// harmless on hardware but fails AddressSanitizer; sanitizer builds take its scalar path.
+#if defined(__SANITIZE_ADDRESS__) && !defined(NO_MANUAL_VECTORIZATION)
+#define NO_MANUAL_VECTORIZATION
+#endif
 #include <hnswlib/hnswlib.h>
 
 namespace qwenmux::rag {
