@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "pipeline/job_internal.h"
+#include "base/ascii.h"
 #include "pipeline/model_ops.h"
 #include "pipeline/schema.h"
 #include "structured/structured.h"
@@ -34,11 +35,6 @@ std::string DocumentText(const rag::ParsedDocument& p) {
     t += b.text;
   }
   return t;
-}
-
-std::string Lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
 }
 
 // String leaves of an extracted object: ("a.b", value).
@@ -312,10 +308,10 @@ void Job::Impl::RunValidate(size_t stage, std::vector<DocPtr>& batch) {
       }
       std::vector<std::pair<std::string, std::string>> leaves;
       StringLeaves(d->extracted, "", &leaves);
-      const std::string source = Lower(d->text);
+      const std::string source = AsciiLower(d->text);
       bool grounded = true;
       for (const auto& [field, value] : leaves) {
-        if (value.empty() || source.find(Lower(value)) != std::string::npos) continue;
+        if (value.empty() || source.find(AsciiLower(value)) != std::string::npos) continue;
         grounded = false;
         reasons.push_back(fmt::format("grounding: {} = \"{}\" does not occur in the source text", field, CutUtf8(value, 80)));
       }

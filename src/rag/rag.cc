@@ -4,6 +4,7 @@
 #include <chrono>
 #include <set>
 
+#include "base/stopwatch.h"
 #include "chat/chat.h"
 #include "rag/chunker.h"
 
@@ -11,15 +12,7 @@ namespace qwenmux::rag {
 
 namespace {
 
-class Stopwatch {
- public:
-  double Ms() const {
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count();
-  }
-
- private:
-  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
-};
+using qwenmux::Stopwatch;
 
 constexpr const char* kRewriteSystem =
     "You turn questions into search queries for a document search engine.";

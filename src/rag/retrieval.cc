@@ -4,21 +4,14 @@
 #include <chrono>
 #include <unordered_map>
 
+#include "base/stopwatch.h"
 #include "rag/chunker.h"
 
 namespace qwenmux::rag {
 
 namespace {
 
-class Stopwatch {
- public:
-  double Ms() const {
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count();
-  }
-
- private:
-  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
-};
+using qwenmux::Stopwatch;
 
 }  // namespace
 

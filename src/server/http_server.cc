@@ -1,4 +1,5 @@
 // Boost.Beast listener and connections (see http_server.h).
+#include "base/ascii.h"
 #include "server/http_server.h"
 
 #include <sys/socket.h>
@@ -26,11 +27,6 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-std::string Lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 bool SafeHeaderValue(const std::string& v) {
   return v.find_first_of("\r\n") == std::string::npos;
 }
@@ -54,7 +50,7 @@ bool ApiKeyMatches(const std::string& presented, const std::vector<std::string>&
 }
 
 bool HostAllowed(const std::string& host_header, const std::vector<std::string>& allowed) {
-  std::string host = Lower(host_header);
+  std::string host = AsciiLower(host_header);
   if (host.empty()) return true;  // HTTP/1.0 without Host: no browser sends this
   if (host.front() == '[') {
     const size_t close = host.find(']');
@@ -72,7 +68,7 @@ bool HostAllowed(const std::string& host_header, const std::vector<std::string>&
     return true;
   }
   for (const std::string& a : allowed) {
-    if (Lower(a) == host) return true;
+    if (AsciiLower(a) == host) return true;
   }
   return false;
 }
@@ -244,7 +240,7 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto& open = o.open_paths;
     if (!o.security.api_keys.empty() && std::find(open.begin(), open.end(), path) == open.end()) {
       std::string key(h[http::field::authorization]);
-      if (key.size() >= 7 && Lower(key.substr(0, 7)) == "bearer ") {
+      if (key.size() >= 7 && AsciiLower(key.substr(0, 7)) == "bearer ") {
         key = key.substr(7);
       } else if (key.empty()) {
         key = std::string(h["x-api-key"]);
@@ -302,7 +298,7 @@ class Session : public std::enable_shared_from_this<Session> {
     const size_t q = req->target.find('?');
     req->path = req->target.substr(0, q);
     if (q != std::string::npos) req->query = req->target.substr(q + 1);
-    for (const auto& f : m) req->headers[Lower(std::string(f.name_string()))] = std::string(f.value());
+    for (const auto& f : m) req->headers[AsciiLower(std::string(f.name_string()))] = std::string(f.value());
     req->body = std::move(m.body());
     keep_alive_ = m.keep_alive();
 

@@ -1,3 +1,4 @@
+#include "base/ascii.h"
 #include "orchestrator/catalog/catalog.h"
 
 #include <algorithm>
@@ -90,12 +91,6 @@ const std::vector<ModelSources>& SourceTable() {
   return kTable;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 std::vector<CatalogEntry> BuildCatalog() {
   std::vector<CatalogEntry> out;
   for (const ModelSources& m : SourceTable()) {
@@ -107,7 +102,7 @@ std::vector<CatalogEntry> BuildCatalog() {
       e.family = m.family;
       e.size_tag = m.size_tag;
       e.quantization = q.quant;
-      e.name = fmt::format("{}:{}-{}", m.family, m.size_tag, Lower(q.quant));
+      e.name = fmt::format("{}:{}-{}", m.family, m.size_tag, AsciiLower(q.quant));
       e.role = m.role;
       e.shape = *shape;
       e.hf_repo = m.repo;
@@ -155,7 +150,7 @@ std::span<const CatalogEntry> Catalog() {
 std::span<const Tier> DefaultTiers() { return kTiers; }
 
 Result<const CatalogEntry*> FindInCatalog(std::string_view name) {
-  std::string key = Lower(name);
+  std::string key = AsciiLower(name);
   for (const Tier& t : kTiers) {
     if (key == t.name) key = t.target;
   }
@@ -165,7 +160,7 @@ Result<const CatalogEntry*> FindInCatalog(std::string_view name) {
   // "qwen3:8b": the family's default quantization.
   for (const ModelSources& m : SourceTable()) {
     if (key == fmt::format("{}:{}", m.family, m.size_tag)) {
-      return FindInCatalog(fmt::format("{}:{}-{}", m.family, m.size_tag, Lower(m.default_quant)));
+      return FindInCatalog(fmt::format("{}:{}-{}", m.family, m.size_tag, AsciiLower(m.default_quant)));
     }
   }
   // Suggest entries that share the part before the first '-' of the tag ("qwen3:8b-...").

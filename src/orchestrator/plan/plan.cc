@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "base/ascii.h"
 #include "model/shapes.h"
 #include "orchestrator/config/units.h"
 #include "quant/quantize_model.h"
@@ -34,18 +35,6 @@ model::ModelConfig ConfigFromShape(const model::ModelShape& s) {
   c.tied_embeddings = s.tied;
   c.pooling = s.pooling();
   return c;
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string Upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
 }
 
 std::string FormatParams(uint64_t p) {
@@ -83,7 +72,7 @@ Result<CatalogModelCost> CatalogCost(const CatalogEntry& e) {
   if (!e.shape) return Error(StatusCode::kInternal, "plan: {} has no shape", e.name);
   std::vector<gguf::TensorInfo> tensors = model::TensorLayout(*e.shape);
   CatalogModelCost out;
-  Result<quant::FileType> ft = quant::ParseFileType(Lower(e.quantization));
+  Result<quant::FileType> ft = quant::ParseFileType(AsciiLower(e.quantization));
   if (ft.ok()) {
     std::vector<quant::TensorPlan> plan = quant::PlanQuantization(tensors, e.shape->n_expert, *ft);
     if (plan.size() != tensors.size()) return Error(StatusCode::kInternal, "plan: {}: tensor plan size", e.name);
@@ -92,7 +81,7 @@ Result<CatalogModelCost> CatalogCost(const CatalogEntry& e) {
     // Q5_0 (not implemented by the engine): llama.cpp's mix is Q5_0 matrices, Q6_K output head.
     out.engine_supported = false;
     gguf::TensorType t = gguf::TensorType::kQ5_0;
-    if (Lower(e.quantization) != "q5_0") return ft.status().WithContext("plan: " + e.name);
+    if (AsciiLower(e.quantization) != "q5_0") return ft.status().WithContext("plan: " + e.name);
     const bool has_output = e.shape->has_output();
     for (gguf::TensorInfo& ti : tensors) {
       if (ti.n_dims < 2) continue;
@@ -162,7 +151,7 @@ Result<Plan> BuildPlan(const PlanOptions& o) {
         pick.row = plan.tiers.back().row;
         const PlanRow* first = find(tl.models.front());
         pick.note = fmt::format("no {} quantization fits beside {}; same as {}",
-                                first ? Upper(first->entry->size_tag) : tl.models.front(),
+                                first ? AsciiUpper(first->entry->size_tag) : tl.models.front(),
                                 fast ? fast->entry->name : "", plan.tiers.back().tier);
       } else {
         pick.note = "nothing fits the budget";

@@ -8,17 +8,12 @@
 
 #include <fmt/format.h>
 
+#include "base/ascii.h"
 #include "orchestrator/config/units.h"
 
 namespace qwenmux::orchestrator {
 
 namespace {
-
-std::string LowerAscii(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -96,7 +91,7 @@ const char* ComplexityName(Complexity c) {
 }
 
 Result<Complexity> ParseComplexity(std::string_view s) {
-  std::string l = LowerAscii(Trim(s));
+  std::string l = AsciiLower(Trim(s));
   for (Complexity c : {Complexity::kSimple, Complexity::kMedium, Complexity::kComplex, Complexity::kHardest})
     if (l == ComplexityName(c)) return c;
   return Error(StatusCode::kInvalidArgument,
@@ -114,7 +109,7 @@ const char* LatencyClassName(LatencyClass c) {
 }
 
 Result<LatencyRequest> ParseLatency(std::string_view text) {
-  std::string l = LowerAscii(Trim(text));
+  std::string l = AsciiLower(Trim(text));
   if (l.empty() || l == "normal") return LatencyRequest{};
   if (l == "low" || l == "fast" || l == "interactive") return LatencyRequest{LatencyClass::kLow, 0};
   if (l == "high" || l == "relaxed" || l == "batch") return LatencyRequest{LatencyClass::kRelaxed, 0};
@@ -165,7 +160,7 @@ std::vector<chat::ChatMessage> ClassificationMessages(std::string_view text, siz
 }
 
 Result<Complexity> ParseClassification(std::string_view answer) {
-  std::string l = LowerAscii(answer);
+  std::string l = AsciiLower(answer);
   size_t best = std::string::npos;
   Complexity out = Complexity::kSimple;
   for (Complexity c : {Complexity::kSimple, Complexity::kMedium, Complexity::kComplex, Complexity::kHardest}) {
@@ -203,7 +198,7 @@ Result<RequestFeatures> ExtractFeatures(const RequestInput& in) {
   for (std::string_view t : in.texts) {
     est += EstimateTokens(t);
     if (f.code && f.math && f.reasoning) continue;
-    std::string l = LowerAscii(t);
+    std::string l = AsciiLower(t);
     f.code = f.code || ContainsAny(l, kCodeMarkers);
     f.math = f.math || ContainsAny(l, kMathMarkers) || HasArithmetic(l);
     f.reasoning = f.reasoning || ContainsAny(l, kReasoningMarkers);

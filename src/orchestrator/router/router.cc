@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "base/ascii.h"
 #include "orchestrator/config/units.h"
 
 namespace qwenmux::orchestrator {
@@ -14,12 +15,6 @@ namespace {
 
 constexpr const char* kTierNames[] = {"qwen3-fast", "qwen3-balanced", "qwen3-quality", "qwen3-max"};
 constexpr int kMaxRank = 3;
-
-std::string LowerAscii(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::string FormatParams(uint64_t p) {
   if (p >= 1'000'000'000) return fmt::format("{:.1f}B", static_cast<double>(p) / 1e9);
@@ -87,17 +82,17 @@ const RouterCandidate* FindByName(std::span<const RouterCandidate> cands, std::s
       *via_alias = false;
       return &c;
     }
-  std::string l = LowerAscii(name);
+  std::string l = AsciiLower(name);
   for (const RouterCandidate& c : cands) {
     for (const std::string& a : c.aliases)
-      if (a == name || LowerAscii(a) == l) {
+      if (a == name || AsciiLower(a) == l) {
         *via_alias = TierRank(a) >= 0;
         return &c;
       }
   }
   // A tier alias that no candidate carries: the candidate whose tier it is.
   for (const RouterCandidate& c : cands)
-    if (!c.tier.empty() && LowerAscii(c.tier) == l) {
+    if (!c.tier.empty() && AsciiLower(c.tier) == l) {
       *via_alias = true;
       return &c;
     }
@@ -271,7 +266,7 @@ Result<RouteDecision> Auto(const RequestFeatures& f, std::span<const RouterCandi
 }  // namespace
 
 int TierRank(std::string_view name) {
-  std::string l = LowerAscii(name);
+  std::string l = AsciiLower(name);
   for (int i = 0; i <= kMaxRank; ++i)
     if (l == kTierNames[i]) return i;
   return -1;
@@ -308,7 +303,7 @@ Result<RouteDecision> Route(std::string_view requested, const RequestFeatures& f
     name = policy.default_model;
     is_default = true;
   }
-  if (name.empty() || LowerAscii(name) == "auto") return Auto(features, candidates, state, policy);
+  if (name.empty() || AsciiLower(name) == "auto") return Auto(features, candidates, state, policy);
   bool via_alias = false;
   const RouterCandidate* c = FindByName(candidates, name, &via_alias);
   if (!c) {

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "base/ascii.h"
 #include "model/config.h"
 #include "orchestrator/manager/memory_estimate.h"
 #include "orchestrator/store/model_store.h"
@@ -19,18 +20,6 @@
 namespace qwenmux::orchestrator {
 
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string Upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
 
 KeepAlive ToKeepAlive(Duration d) { return d.forever ? kKeepForever : KeepAlive(d.ms); }
 
@@ -49,9 +38,9 @@ struct Pending {
 };
 
 std::string TierOf(const std::string& name, const std::vector<std::string>& aliases) {
-  if (TierRank(name) >= 0) return Lower(name);
+  if (TierRank(name) >= 0) return AsciiLower(name);
   for (const std::string& a : aliases)
-    if (TierRank(a) >= 0) return Lower(a);
+    if (TierRank(a) >= 0) return AsciiLower(a);
   return "";
 }
 
@@ -69,7 +58,7 @@ std::string FormatParams(uint64_t p) {
 
 std::string FileStem(std::string_view path) {
   std::string base = std::filesystem::path(std::string(path)).filename().string();
-  if (Lower(base).ends_with(".gguf")) base.resize(base.size() - 5);
+  if (AsciiLower(base).ends_with(".gguf")) base.resize(base.size() - 5);
   return base;
 }
 
@@ -168,7 +157,7 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
       Result<const CatalogEntry*> e = FindInCatalog(m.catalog);
       if (!e.ok()) return e.status().WithContext(p.where);
       p.catalog = *e;
-      if (TierRank(m.catalog) >= 0) p.explicit_tier = Lower(m.catalog);
+      if (TierRank(m.catalog) >= 0) p.explicit_tier = AsciiLower(m.catalog);
       QM_RETURN_IF_ERROR(open_store());
       Result<StoredModel> sm = store->Find(p.catalog->name);
       if (!sm.ok()) {
@@ -269,7 +258,7 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
     c.role = role;
     for (const gguf::TensorInfo& t : file->tensors()) c.params += t.n_elements();
     c.quantization = p.catalog ? p.catalog->quantization : QuantizationFromFileName(p.path);
-    if (p.catalog) c.label = fmt::format("{} {}", Upper(p.catalog->size_tag), p.catalog->quantization);
+    if (p.catalog) c.label = fmt::format("{} {}", AsciiUpper(p.catalog->size_tag), p.catalog->quantization);
     MemoryEstimate est = EstimateMemory(*file, *mc, spec.load);
     c.memory_bytes = est.total();
     if (in.speed) {
@@ -305,9 +294,9 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
   out.policy.default_model = config.router.default_model;
   out.policy.ttft_target_ms = config.router.ttft_target.forever ? INT64_MAX / 4 : config.router.ttft_target.ms;
   if (!out.policy.default_model.empty()) {
-    bool found = Lower(out.policy.default_model) == "auto";
+    bool found = AsciiLower(out.policy.default_model) == "auto";
     for (const RouterCandidate& c : out.candidates) {
-      if (c.name == out.policy.default_model || c.tier == Lower(out.policy.default_model)) found = true;
+      if (c.name == out.policy.default_model || c.tier == AsciiLower(out.policy.default_model)) found = true;
       for (const std::string& a : c.aliases)
         if (a == out.policy.default_model) found = true;
     }
