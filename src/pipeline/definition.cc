@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "orchestrator/config/yaml_walk.h"
 #include "pipeline/schema.h"
 
 namespace qwenmux::pipeline {
@@ -37,56 +38,13 @@ namespace {
 
 constexpr const char* kTiers[] = {"fast", "balanced", "quality", "max"};
 
-class Ctx {
- public:
-  explicit Ctx(std::string file) : file_(std::move(file)) {}
-  Status At(const YAML::Node& n, std::string_view path, std::string_view msg) const {
-    const YAML::Mark m = n.Mark();
-    std::string where = m.is_null() ? file_ : fmt::format("{}:{}", file_, m.line + 1);
-    if (path.empty()) return Error(StatusCode::kInvalidArgument, "{}: {}", where, msg);
-    return Error(StatusCode::kInvalidArgument, "{}: {}: {}", where, path, msg);
-  }
-
- private:
-  std::string file_;
-};
-
-std::string_view KindName(const YAML::Node& n) {
-  if (n.IsMap()) return "a map";
-  if (n.IsSequence()) return "a list";
-  if (n.IsNull()) return "empty";
-  return "a scalar";
-}
-
-using Handler = std::function<Status(const YAML::Node& value, const std::string& path)>;
-Status ForEachKey(const Ctx& ctx, const YAML::Node& map, const std::string& path,
-                  const std::vector<std::pair<const char*, Handler>>& handlers) {
-  if (!map.IsMap()) return ctx.At(map, path, fmt::format("expected a map, got {}", KindName(map)));
-  std::set<std::string> seen;
-  for (auto it = map.begin(); it != map.end(); ++it) {
-    const YAML::Node key = it->first;
-    const YAML::Node value = it->second;
-    if (!key.IsScalar()) return ctx.At(key, path, "keys must be plain names");
-    const std::string& k = key.Scalar();
-    const std::string kp = path.empty() ? k : path + "." + k;
-    if (!seen.insert(k).second) return ctx.At(key, kp, "duplicate key");
-    const Handler* h = nullptr;
-    for (const auto& [name, fn] : handlers) {
-      if (k == name) h = &fn;
-    }
-    if (!h) {
-      std::string known;
-      for (const auto& [name, fn] : handlers) known += (known.empty() ? "" : ", ") + std::string(name);
-      return ctx.At(key, kp, fmt::format("unknown key (known here: {})", known));
-    }
-    QM_RETURN_IF_ERROR((*h)(value, kp));
-  }
-  return Status::Ok();
-}
+using orchestrator::yaml::Ctx;
+using orchestrator::yaml::ForEachKey;
+using orchestrator::yaml::Handler;
+using orchestrator::yaml::KindName;
 
 Result<std::string> Str(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
-  if (!n.IsScalar() || n.Scalar().empty()) return ctx.At(n, path, fmt::format("expected a non-empty string, got {}", KindName(n)));
-  return n.Scalar();
+  return orchestrator::yaml::NonEmptyScalar(ctx, n, path);
 }
 
 Result<int32_t> Int(const Ctx& ctx, const YAML::Node& n, const std::string& path, int32_t lo, int32_t hi) {

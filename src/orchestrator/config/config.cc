@@ -1,4 +1,5 @@
 #include "orchestrator/config/config.h"
+#include "orchestrator/config/yaml_walk.h"
 
 #include <charconv>
 #include <fstream>
@@ -13,65 +14,14 @@ namespace qwenmux::orchestrator {
 
 namespace {
 
-// Error helper: "file:line: path: message".
-class Ctx {
- public:
-  explicit Ctx(std::string file) : file_(std::move(file)) {}
-  Status At(const YAML::Node& n, std::string_view path, std::string_view msg) const {
-    return At(n.Mark(), path, msg);
-  }
-  Status At(const YAML::Mark& m, std::string_view path, std::string_view msg) const {
-    std::string where = m.is_null() ? file_ : fmt::format("{}:{}", file_, m.line + 1);
-    if (path.empty()) return Error(StatusCode::kInvalidArgument, "{}: {}", where, msg);
-    return Error(StatusCode::kInvalidArgument, "{}: {}: {}", where, path, msg);
-  }
+using yaml::Ctx;
+using yaml::ForEachKey;
+using yaml::Handler;
+using yaml::KindName;
 
- private:
-  std::string file_;
-};
 
 std::string Quote(const YAML::Node& n) { return n.IsScalar() ? "\"" + n.Scalar() + "\"" : "value"; }
 
-std::string_view KindName(const YAML::Node& n) {
-  if (n.IsMap()) return "a map";
-  if (n.IsSequence()) return "a list";
-  if (n.IsNull()) return "empty";
-  return "a scalar";
-}
-
-// Walks a map: every key must be known (handlers), none repeated.
-using Handler = std::function<Status(const YAML::Node& value, const std::string& path)>;
-Status ForEachKey(const Ctx& ctx, const YAML::Node& map, const std::string& path,
-                  const std::vector<std::pair<const char*, Handler>>& handlers) {
-  if (!map.IsMap()) return ctx.At(map, path, fmt::format("expected a map, got {}", KindName(map)));
-  std::set<std::string> seen;
-  for (auto it = map.begin(); it != map.end(); ++it) {
-    // Copies: it-> returns a temporary proxy, a reference into it would dangle.
-    const YAML::Node key = it->first;
-    const YAML::Node value = it->second;
-    if (!key.IsScalar()) return ctx.At(key, path, "keys must be plain names");
-    const std::string& k = key.Scalar();
-    std::string kp = path.empty() ? k : path + "." + k;
-    if (!seen.insert(k).second) return ctx.At(key, kp, "duplicate key");
-    const Handler* h = nullptr;
-    for (const auto& [name, fn] : handlers) {
-      if (k == name) h = &fn;
-    }
-    if (!h) {
-      std::string known;
-      for (const auto& [name, fn] : handlers) known += (known.empty() ? "" : ", ") + std::string(name);
-      return ctx.At(key, kp, fmt::format("unknown key (known here: {})", known));
-    }
-    QM_RETURN_IF_ERROR((*h)(value, kp));
-  }
-  return Status::Ok();
-}
-
-Result<std::string> ScalarOf(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
-  if (!n.IsScalar() || n.Scalar().empty())
-    return ctx.At(n, path, fmt::format("expected a non-empty string, got {}", KindName(n)));
-  return n.Scalar();
-}
 
 Result<uint32_t> UintOf(const Ctx& ctx, const YAML::Node& n, const std::string& path,
                         uint32_t lo, uint32_t hi) {
@@ -113,22 +63,22 @@ Status ParseModel(const Ctx& ctx, const YAML::Node& node, const std::string& pat
   m->line = node.Mark().line + 1;
   QM_RETURN_IF_ERROR(ForEachKey(ctx, node, path, {
       {"name", [&](const YAML::Node& v, const std::string& p) -> Status {
-         QM_ASSIGN_OR_RETURN(m->name, ScalarOf(ctx, v, p));
+         QM_ASSIGN_OR_RETURN(m->name, yaml::NonEmptyScalar(ctx, v, p));
          return CheckName(ctx, v, p, m->name);
        }},
       {"catalog", [&](const YAML::Node& v, const std::string& p) -> Status {
-         QM_ASSIGN_OR_RETURN(m->catalog, ScalarOf(ctx, v, p));
+         QM_ASSIGN_OR_RETURN(m->catalog, yaml::NonEmptyScalar(ctx, v, p));
          Result<const CatalogEntry*> e = FindInCatalog(m->catalog);
          if (!e.ok()) return ctx.At(v, p, e.status().message());
          m->role = (*e)->role;  // a later `role:` must agree (checked below)
          return Status::Ok();
        }},
       {"file", [&](const YAML::Node& v, const std::string& p) -> Status {
-         QM_ASSIGN_OR_RETURN(m->file, ScalarOf(ctx, v, p));
+         QM_ASSIGN_OR_RETURN(m->file, yaml::NonEmptyScalar(ctx, v, p));
          return Status::Ok();
        }},
       {"role", [&](const YAML::Node& v, const std::string& p) -> Status {
-         QM_ASSIGN_OR_RETURN(std::string s, ScalarOf(ctx, v, p));
+         QM_ASSIGN_OR_RETURN(std::string s, yaml::NonEmptyScalar(ctx, v, p));
          Result<ModelRole> r = ParseModelRole(s);
          if (!r.ok()) return ctx.At(v, p, r.status().message());
          if (!m->catalog.empty() && *r != m->role)
@@ -141,7 +91,7 @@ Status ParseModel(const Ctx& ctx, const YAML::Node& node, const std::string& pat
          if (!v.IsSequence()) return ctx.At(v, p, fmt::format("expected a list, got {}", KindName(v)));
          for (size_t i = 0; i < v.size(); ++i) {
            std::string ip = fmt::format("{}[{}]", p, i);
-           QM_ASSIGN_OR_RETURN(std::string a, ScalarOf(ctx, v[i], ip));
+           QM_ASSIGN_OR_RETURN(std::string a, yaml::NonEmptyScalar(ctx, v[i], ip));
            QM_RETURN_IF_ERROR(CheckName(ctx, v[i], ip, a));
            m->aliases.push_back(std::move(a));
          }
@@ -180,14 +130,14 @@ Status ParseModel(const Ctx& ctx, const YAML::Node& node, const std::string& pat
 Status ParseMemory(const Ctx& ctx, const YAML::Node& node, const std::string& path, MemoryConfig* m) {
   return ForEachKey(ctx, node, path, {
       {"budget", [&](const YAML::Node& v, const std::string& p) -> Status {
-         QM_ASSIGN_OR_RETURN(std::string s, ScalarOf(ctx, v, p));
+         QM_ASSIGN_OR_RETURN(std::string s, yaml::NonEmptyScalar(ctx, v, p));
          Result<MemoryAmount> a = ParseMemoryAmount(s);
          if (!a.ok()) return ctx.At(v, p, a.status().message());
          m->budget = *a;
          return Status::Ok();
        }},
       {"reserve", [&](const YAML::Node& v, const std::string& p) -> Status {
-         QM_ASSIGN_OR_RETURN(std::string s, ScalarOf(ctx, v, p));
+         QM_ASSIGN_OR_RETURN(std::string s, yaml::NonEmptyScalar(ctx, v, p));
          Result<uint64_t> b = ParseSize(s);
          if (!b.ok()) return ctx.At(v, p, b.status().message());
          m->reserve = *b;
@@ -199,7 +149,7 @@ Status ParseMemory(const Ctx& ctx, const YAML::Node& node, const std::string& pa
 Status ParseRouter(const Ctx& ctx, const YAML::Node& node, const std::string& path, RouterConfig* r) {
   return ForEachKey(ctx, node, path, {
       {"default", [&](const YAML::Node& v, const std::string& p) -> Status {
-         QM_ASSIGN_OR_RETURN(r->default_model, ScalarOf(ctx, v, p));
+         QM_ASSIGN_OR_RETURN(r->default_model, yaml::NonEmptyScalar(ctx, v, p));
          return Status::Ok();
        }},
       {"ttft_target", [&](const YAML::Node& v, const std::string& p) -> Status {
@@ -232,7 +182,7 @@ Result<Config> ParseRoot(const Ctx& ctx, const YAML::Node& root, std::string_vie
   std::vector<std::pair<YAML::Node, std::string>> refs;  // (node, path) checked at the end
   QM_RETURN_IF_ERROR(ForEachKey(ctx, root, "", {
       {"models_dir", [&](const YAML::Node& v, const std::string& p) -> Status {
-         QM_ASSIGN_OR_RETURN(c.models_dir, ScalarOf(ctx, v, p));
+         QM_ASSIGN_OR_RETURN(c.models_dir, yaml::NonEmptyScalar(ctx, v, p));
          return Status::Ok();
        }},
       {"memory", [&](const YAML::Node& v, const std::string& p) -> Status {
@@ -258,7 +208,7 @@ Result<Config> ParseRoot(const Ctx& ctx, const YAML::Node& root, std::string_vie
            const YAML::Node key = it->first;  // copies, not references into the iterator's proxy
            const YAML::Node stages = it->second;
            PipelineConfig pc;
-           QM_ASSIGN_OR_RETURN(pc.name, ScalarOf(ctx, key, p));
+           QM_ASSIGN_OR_RETURN(pc.name, yaml::NonEmptyScalar(ctx, key, p));
            std::string pp = p + "." + pc.name;
            pc.line = key.Mark().line + 1;
            for (const PipelineConfig& other : c.pipelines)
@@ -269,10 +219,10 @@ Result<Config> ParseRoot(const Ctx& ctx, const YAML::Node& root, std::string_vie
            for (auto st = stages.begin(); st != stages.end(); ++st) {
              const YAML::Node skey = st->first;
              const YAML::Node sval = st->second;
-             QM_ASSIGN_OR_RETURN(std::string stage, ScalarOf(ctx, skey, pp));
+             QM_ASSIGN_OR_RETURN(std::string stage, yaml::NonEmptyScalar(ctx, skey, pp));
              std::string sp = pp + "." + stage;
              if (!seen.insert(stage).second) return ctx.At(skey, sp, "duplicate key");
-             QM_ASSIGN_OR_RETURN(std::string model, ScalarOf(ctx, sval, sp));
+             QM_ASSIGN_OR_RETURN(std::string model, yaml::NonEmptyScalar(ctx, sval, sp));
              refs.emplace_back(sval, sp);
              pc.stages.emplace_back(std::move(stage), std::move(model));
            }
