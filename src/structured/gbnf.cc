@@ -2,6 +2,7 @@
 #include <map>
 
 #include "structured/structured.h"
+#include "tokenizer/unicode.h"
 
 namespace qwenmux::structured {
 
@@ -112,23 +113,6 @@ class GbnfParser {
     pos_ += static_cast<size_t>(len);
     return cp;
   }
-  static void AppendUtf8(uint32_t cp, std::string* out) {
-    if (cp < 0x80) {
-      out->push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-      out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else {
-      out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-  }
 
   Result<Seq> Primary() {
     const char c = s_[pos_];
@@ -138,7 +122,7 @@ class GbnfParser {
       while (pos_ < s_.size() && s_[pos_] != '"') {
         QM_ASSIGN_OR_RETURN(uint32_t cp, Char());
         if (cp > 0x10FFFF) return Fail("code point out of range");
-        AppendUtf8(cp, &bytes);
+        tokenizer::AppendUtf8(cp, &bytes);
       }
       if (pos_ >= s_.size()) return Fail("unterminated string literal");
       ++pos_;
