@@ -10,7 +10,8 @@ namespace qwenmux::runtime {
 
 namespace {
 
-void Grow(std::vector<float>& v, size_t n) {
+template <class V>
+void Grow(V& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 

@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "base/page_memory.h"
 #include "base/status.h"
 #include "base/thread_pool.h"
 #include "model/config.h"
@@ -49,10 +50,11 @@ class CpuForward {
   ThreadPool* pool_;
   std::vector<float> rope_freq_;  // [head_dim / 2] effective inverse frequencies
   float rope_mscale_ = 1.0f;      // YaRN attention factor on cos/sin
-  // Scratch, grown on demand.
-  std::vector<float> x_, a_, q_, k_, v_, attn_, tmp_, gate_, up_, hid_, router_;
-  std::vector<float> moe_in_, moe_gate_, moe_up_, moe_out_;
-  std::vector<std::vector<float>> scores_;  // per thread [n_ctx]
+  // Scratch, grown on demand, in pages of its own so that an evicted model's scratch leaves RSS.
+  using Scratch = std::vector<float, PageAllocator<float>>;
+  Scratch x_, a_, q_, k_, v_, attn_, tmp_, gate_, up_, hid_, router_;
+  Scratch moe_in_, moe_gate_, moe_up_, moe_out_;
+  std::vector<Scratch> scores_;  // per thread [n_ctx]
 };
 
 }  // namespace qwenmux::runtime

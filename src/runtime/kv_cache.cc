@@ -1,7 +1,5 @@
 #include "runtime/kv_cache.h"
 
-#include <new>
-
 namespace qwenmux::runtime {
 
 uint64_t KvCache::BytesFor(const model::ModelConfig& c, int32_t n_ctx, int32_t n_seq) {
@@ -20,10 +18,9 @@ Result<KvCache> KvCache::Create(const model::ModelConfig& c, int32_t n_ctx, int3
   kv.n_ctx_ = n_ctx;
   kv.head_dim_ = static_cast<int32_t>(c.head_dim);
   kv.size_ = static_cast<size_t>(c.n_layer) * n_seq * c.kv_dim() * static_cast<size_t>(n_ctx);
-  // new T[] without () leaves the pages untouched until written.
-  kv.k_.reset(new (std::nothrow) uint16_t[kv.size_]);
-  kv.v_.reset(new (std::nothrow) uint16_t[kv.size_]);
-  if (!kv.k_ || !kv.v_) {
+  kv.k_ = PageArray<uint16_t>(kv.size_);
+  kv.v_ = PageArray<uint16_t>(kv.size_);
+  if (kv.k_.data() == nullptr || kv.v_.data() == nullptr) {
     return Error(StatusCode::kResourceExhausted, "kv cache: cannot allocate {} bytes", BytesFor(c, n_ctx, n_seq));
   }
   kv.lengths_.assign(n_seq, 0);

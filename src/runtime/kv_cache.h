@@ -1,6 +1,7 @@
 // KV cache for several sequences: f16 keys (post q/k-norm, post-RoPE) and raw values.
 // Layout: [layer][seq][kv_head][pos][head_dim], so one head's keys over positions are contiguous.
-// Memory is reserved untouched (pages are committed as positions are written).
+// Memory is reserved untouched (pages are committed as positions are written) and given back to
+// the OS on destruction (base/page_memory.h).
 //
 // Thread-safety: not synchronised; the forward pass writes disjoint (seq, pos) slots from its
 // worker threads, and callers serialise batches.
@@ -10,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "base/page_memory.h"
 #include "base/status.h"
 #include "model/config.h"
 
@@ -28,8 +30,8 @@ class KvCache {
   int32_t n_seq() const { return n_seq_; }
   uint64_t bytes() const { return size_ * 2 * sizeof(uint16_t); }
 
-  uint16_t* K(int32_t layer, int32_t seq, int32_t head, int32_t pos) { return k_.get() + Index(layer, seq, head, pos); }
-  uint16_t* V(int32_t layer, int32_t seq, int32_t head, int32_t pos) { return v_.get() + Index(layer, seq, head, pos); }
+  uint16_t* K(int32_t layer, int32_t seq, int32_t head, int32_t pos) { return k_.data() + Index(layer, seq, head, pos); }
+  uint16_t* V(int32_t layer, int32_t seq, int32_t head, int32_t pos) { return v_.data() + Index(layer, seq, head, pos); }
 
   // Positions [0, length) of `seq` hold valid entries (maintained by the caller: the engine).
   int32_t length(int32_t seq) const { return lengths_[seq]; }
@@ -41,7 +43,7 @@ class KvCache {
   }
   int32_t n_layer_ = 0, n_seq_ = 0, n_head_kv_ = 0, n_ctx_ = 0, head_dim_ = 0;
   size_t size_ = 0;
-  std::unique_ptr<uint16_t[]> k_, v_;
+  PageArray<uint16_t> k_, v_;  // own pages: freed memory leaves the process
   std::vector<int32_t> lengths_;
 };
 

@@ -7,6 +7,8 @@
 #include <limits>
 #include <sstream>
 
+#include "base/page_memory.h"
+
 namespace qwenmux::orchestrator {
 
 namespace {
@@ -25,6 +27,14 @@ std::string ReadSmallFile(const char* path) {
 
 double SecondsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Destroys unloaded models (a unique_ptr or a vector of them; call outside the lock) and gives
+// the freed memory back to the OS, so that eviction really lowers RSS.
+template <class Holder>
+void DestroyModels(Holder& models) {
+  models = Holder{};
+  ReturnFreeMemoryToOs();
 }
 
 }  // namespace
@@ -184,7 +194,7 @@ void ModelManager::Stop() {
     }
   }
   lk.unlock();
-  freed.clear();
+  DestroyModels(freed);
   lk.lock();
   committed_ -= bytes;
   PublishMemoryLocked();
@@ -323,7 +333,7 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool 
 
   const auto t0 = std::chrono::steady_clock::now();
   if (!victims.empty()) {
-    victims.clear();  // unload outside the lock
+    DestroyModels(victims);  // unload outside the lock
     lk.lock();
     committed_ -= victim_bytes;
     freeing_ -= victim_bytes;
@@ -336,6 +346,7 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool 
   Result<std::unique_ptr<engine::Model>> model = engine::Model::Load(spec.path, spec.load);
   // Warm-up: map every weight page in one go (cheaper than the first forward faulting them in
   // one by one); preloads also run one token.
+  ReturnFreeMemoryToOs();  // what parsing the file left behind (vocabulary strings and such)
   if (model.ok() && spec.warm_up) (void)TouchWeights((*model)->file());
   if (model.ok() && spec.warm_up && warm_forward) {
     std::vector<float> logits;
@@ -435,7 +446,7 @@ void ModelManager::Release(Entry* e) {
     const uint64_t bytes = e->reserved;
     victim = Detach(e, e->unload_on_release ? "explicit" : "keep_alive");
     lk.unlock();
-    victim.reset();
+    DestroyModels(victim);
     lk.lock();
     committed_ -= bytes;
     PublishMemoryLocked();
@@ -465,7 +476,7 @@ Status ModelManager::Unload(const std::string& name) {
   const uint64_t bytes = e->reserved;
   std::unique_ptr<engine::Model> victim = Detach(e, "explicit");
   lk.unlock();
-  victim.reset();
+  DestroyModels(victim);
   lk.lock();
   committed_ -= bytes;
   PublishMemoryLocked();
@@ -489,7 +500,7 @@ size_t ModelManager::ReapExpired() {
   if (victims.empty()) return 0;
   lk.unlock();
   const size_t n = victims.size();
-  victims.clear();
+  DestroyModels(victims);
   lk.lock();
   committed_ -= bytes;
   PublishMemoryLocked();
