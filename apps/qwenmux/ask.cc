@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "rag/model_set.h"
 #include "rag/rag.h"
 #include "rag_common.h"
 
@@ -25,50 +26,23 @@ int Run(Args& a) {
   // --model serves every LLM stage unless a stage has its own flag.
   const std::string q = a.query_model.empty() ? a.model : a.query_model;
   const std::string s = a.score_model.empty() ? a.model : a.score_model;
-  std::vector<std::string> needed{"embedding", "response_generation"};
-  if (!a.no_rewrite) needed.push_back("query_understanding");
-  if (!a.no_rerank) needed.push_back("retrieval_ranking");
-  if (!a.no_score) needed.push_back("quality_scoring");
+  const rag::RagStages stages{.rewrite = !a.no_rewrite, .rerank = !a.no_rerank, .score = !a.no_score};
   auto paths = a.common.Models({{"query_understanding", q},
                                 {"embedding", a.embed_model},
                                 {"retrieval_ranking", a.rerank_model},
                                 {"context_synthesis", a.model},
                                 {"response_generation", a.model},
                                 {"quality_scoring", s}},
-                               needed);
+                               rag::NeededRagStages(stages));
   if (!paths.ok()) return ReportError(paths.status());
-  const auto& p = *paths;
-  engine::LoadOptions base;
-  base.n_threads = static_cast<size_t>(a.common.threads);
-  engine::LoadOptions gen = base, emb = base, rer = base;
-  gen.n_ctx = a.ctx;
-  emb.n_ctx = 512;
-  rer.n_ctx = 1024;
-  rer.n_seq = 4;
   ModelPool pool;
-  pool.Want(p.at("response_generation"), gen);
-  pool.Want(p.at("embedding"), emb);
-  if (!a.no_rewrite) pool.Want(p.at("query_understanding"), gen);
-  if (!a.no_rerank) pool.Want(p.at("retrieval_ranking"), rer);
-  if (!a.no_score) pool.Want(p.at("quality_scoring"), gen);
-
-  rag::RagModels models;
-  auto g = pool.Get(p.at("response_generation"));
-  if (!g.ok()) return ReportError(g.status());
-  models.generator = *g;
-  auto e = pool.Get(p.at("embedding"));
-  if (!e.ok()) return ReportError(e.status());
-  auto embedder = rag::Embedder::Create(*e, p.at("embedding"), a.dims);
-  if (!embedder.ok()) return ReportError(embedder.status());
-  models.embedder = &embedder.value();
-  for (auto [skip, stage, slot] : {std::tuple{a.no_rewrite, "query_understanding", &models.query},
-                                   std::tuple{a.no_rerank, "retrieval_ranking", &models.reranker},
-                                   std::tuple{a.no_score, "quality_scoring", &models.scorer}}) {
-    if (skip) continue;
-    auto m = pool.Get(p.at(stage));
-    if (!m.ok()) return ReportError(m.status());
-    *slot = *m;
-  }
+  for (const auto& [file, o] : rag::RagLoadPlan(*paths, stages, a.ctx, static_cast<size_t>(a.common.threads)))
+    pool.Want(file, o);
+  rag::RagModelSet set;
+  if (Status b = rag::BindRagModels(*paths, stages, a.dims, [&](const std::string& f) { return pool.Get(f); }, &set);
+      !b.ok())
+    return ReportError(b);
+  const rag::RagModels& models = set.models;
   auto store = rag::Store::Open(a.common.StoreDir());
   if (!store.ok()) return ReportError(store.status());
   a.opt.thinking = a.thinking;

@@ -13,17 +13,11 @@
 #include "engine/engine.h"
 #include "orchestrator/config/config.h"
 #include "orchestrator/store/model_store.h"
+#include "rag/model_set.h"
 #include "rag/models.h"
 #include "rag/store.h"
 
 namespace qwenmux::apps {
-
-// $QWENMUX_HOME/rag, else ~/.qwenmux/rag.
-inline std::string DefaultRagStoreDir() {
-  if (const char* h = std::getenv("QWENMUX_HOME"); h && *h) return std::string(h) + "/rag";
-  const char* home = std::getenv("HOME");
-  return std::string(home && *home ? home : ".") + "/.qwenmux/rag";
-}
 
 struct RagCommon {
   std::string store_dir;
@@ -39,7 +33,7 @@ struct RagCommon {
     cmd->add_option("--models-dir", models_dir, "Model store for catalog names (default: ~/.qwenmux/models)");
     cmd->add_option("-t,--threads", threads, "Worker threads (0: all cores)")->capture_default_str();
   }
-  std::string StoreDir() const { return store_dir.empty() ? DefaultRagStoreDir() : store_dir; }
+  std::string StoreDir() const { return store_dir.empty() ? rag::DefaultRagStoreDir() : store_dir; }
 
   // stage -> GGUF path, from flags (overrides), the config and the model store.
   Result<std::map<std::string, std::string>> Models(const std::map<std::string, std::string>& overrides,

@@ -26,7 +26,14 @@ bool IsLoopback(const std::string& host) {
   return host.starts_with("127.") || host == "::1" || host == "localhost";
 }
 
-int Serve(server::AppOptions o, const std::string& max_body, int64_t grace_ms) {
+int Serve(server::AppOptions o, const std::string& max_body, int64_t grace_ms, const std::vector<std::string>& rag_models) {
+  for (const std::string& m : rag_models) {
+    const size_t eq = m.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == m.size()) {
+      return ReportError(Error(StatusCode::kInvalidArgument, "--rag-model {}: expected STAGE=MODEL", m));
+    }
+    o.rag_models[m.substr(0, eq)] = m.substr(eq + 1);
+  }
   if (!max_body.empty()) {
     auto b = orchestrator::ParseSize(max_body);
     if (!b.ok()) return ReportError(b.status().WithContext("--max-body"));
@@ -59,6 +66,7 @@ void RegisterServe(CLI::App& app, int* exit_code) {
   auto o = std::make_shared<server::AppOptions>();
   auto max_body = std::make_shared<std::string>();
   auto grace = std::make_shared<int64_t>(10000);
+  auto rag_models = std::make_shared<std::vector<std::string>>();
   o->http.port = 11434;
   cmd->add_option("--config", o->config_path, "qwenmux.yaml (models, memory budget, router)")->check(CLI::ExistingFile);
   cmd->add_option("--model,-m", o->model_flags, "serve a GGUF file, optionally under a name: FILE.gguf[=NAME] (repeatable)");
@@ -79,7 +87,11 @@ void RegisterServe(CLI::App& app, int* exit_code) {
   cmd->add_option("--max-tokens", o->limits.max_tokens, "largest max_tokens a request may ask for (default 32768)");
   cmd->add_option("--io-threads", o->http.io_threads, "network threads (default 2)");
   cmd->add_option("--shutdown-grace-ms", *grace, "on SIGTERM, time in-flight requests get to finish (default 10000)");
-  cmd->callback([o, max_body, grace, exit_code] { *exit_code = Serve(*o, *max_body, *grace); });
+  cmd->add_option("--store", o->rag_store, "RAG document store for POST /v1/rag (default: $QWENMUX_HOME/rag or ~/.qwenmux/rag)");
+  cmd->add_option("--rag-model", *rag_models, "RAG stage model: STAGE=NAME, a served, configured or catalog model (repeatable; "
+                  "over pipelines.rag in the config)");
+  cmd->add_option("--rag-max-concurrent", o->rag_max_concurrent, "RAG pipelines running at once; above: 429 (default 2)");
+  cmd->callback([o, max_body, grace, rag_models, exit_code] { *exit_code = Serve(*o, *max_body, *grace, *rag_models); });
 }
 
 }  // namespace qwenmux::apps

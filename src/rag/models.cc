@@ -29,23 +29,34 @@ Result<std::string> FromStore(const std::string& models_dir, const std::string& 
 
 }  // namespace
 
+Result<std::map<std::string, std::string>> RagStageRefs(const orchestrator::Config* config) {
+  std::map<std::string, std::string> refs = DefaultRagAssignments();
+  if (!config) return refs;
+  for (const auto& p : config->pipelines) {
+    if (p.name != "rag") continue;
+    for (const auto& [stage, model] : p.stages) {
+      if (!refs.count(stage))
+        return Error(StatusCode::kInvalidArgument, "{}: pipelines.rag.{}: unknown stage (known: query_understanding, "
+                     "embedding, retrieval_ranking, context_synthesis, response_generation, quality_scoring)",
+                     config->source, stage);
+      refs[stage] = model;
+    }
+  }
+  return refs;
+}
+
+Result<std::string> ResolveRagModelRef(const orchestrator::Config* config, const std::string& models_dir,
+                                       const std::string& ref, const std::string& stage) {
+  const orchestrator::ModelConfig* mc = config ? config->FindModel(ref) : nullptr;
+  if (mc && !mc->file.empty()) return mc->file;
+  return FromStore(models_dir, mc ? mc->catalog : ref, stage);
+}
+
 Result<std::map<std::string, std::string>> ResolveRagModels(const orchestrator::Config* config,
                                                             const std::string& models_dir,
                                                             const std::map<std::string, std::string>& overrides,
                                                             const std::vector<std::string>& needed) {
-  std::map<std::string, std::string> refs = DefaultRagAssignments();
-  if (config) {
-    for (const auto& p : config->pipelines) {
-      if (p.name != "rag") continue;
-      for (const auto& [stage, model] : p.stages) {
-        if (!refs.count(stage))
-          return Error(StatusCode::kInvalidArgument, "{}: pipelines.rag.{}: unknown stage (known: query_understanding, "
-                       "embedding, retrieval_ranking, context_synthesis, response_generation, quality_scoring)",
-                       config->source, stage);
-        refs[stage] = model;
-      }
-    }
-  }
+  QM_ASSIGN_OR_RETURN(auto refs, RagStageRefs(config));
   std::map<std::string, std::string> out;
   for (const auto& [stage, ref] : refs) {
     auto o = overrides.find(stage);
@@ -53,13 +64,7 @@ Result<std::map<std::string, std::string>> ResolveRagModels(const orchestrator::
       out[stage] = o->second;
       continue;
     }
-    Result<std::string> path = Error(StatusCode::kNotFound, "");
-    const orchestrator::ModelConfig* mc = config ? config->FindModel(ref) : nullptr;
-    if (mc && !mc->file.empty()) {
-      path = mc->file;
-    } else {
-      path = FromStore(models_dir, mc ? mc->catalog : ref, stage);
-    }
+    Result<std::string> path = ResolveRagModelRef(config, models_dir, ref, stage);
     if (path.ok()) {
       out[stage] = *path;
     } else if (std::find(needed.begin(), needed.end(), stage) != needed.end()) {

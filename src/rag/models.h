@@ -30,6 +30,16 @@ inline constexpr const char* kRagStages[] = {"query_understanding", "embedding",
 // The seed's assignment: stage -> model reference.
 std::map<std::string, std::string> DefaultRagAssignments();
 
+// stage -> model reference: the defaults with the config's `rag:` pipeline applied (config may be
+// null). Error: a stage the pipeline names that does not exist.
+Result<std::map<std::string, std::string>> RagStageRefs(const orchestrator::Config* config);
+
+// One model reference -> GGUF path: a configured model name or alias (its `file:`, or its catalog
+// name in the model store), else a catalog name or tier in the model store. `stage` names the
+// stage in errors. Never treats `ref` as a path.
+Result<std::string> ResolveRagModelRef(const orchestrator::Config* config, const std::string& models_dir,
+                                       const std::string& ref, const std::string& stage);
+
 // stage -> GGUF path. `config` may be null; `overrides` (stage -> path, from flags) win; a stage
 // whose model cannot be resolved is an error only if it is in `needed`.
 Result<std::map<std::string, std::string>> ResolveRagModels(const orchestrator::Config* config,

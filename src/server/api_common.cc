@@ -48,6 +48,19 @@ ApiError ErrorFromStatus(const Status& s) {
   return e;
 }
 
+void SendApiError(Responder& r, const ApiError& e) {
+  const char* type = e.status == 401   ? "authentication_error"
+                     : e.status == 404 ? "not_found_error"
+                     : e.status == 429 ? "rate_limit_error"
+                     : e.status < 500  ? "invalid_request_error"
+                                       : "server_error";
+  Json j{{"error", {{"message", e.message}, {"type", type},
+                    {"param", e.param.empty() ? Json(nullptr) : Json(e.param)}, {"code", e.status}}}};
+  HeaderList h;
+  if (e.retry_after > 0) h.push_back({"Retry-After", std::to_string(e.retry_after)});
+  r.Send(e.status, "application/json", Dump(j), h);
+}
+
 Result<Json> ParseBody(const std::string& body) {
   // Nesting depth outside strings (nlohmann's parser is iterative, but the handlers and the
   // chat renderer walk values recursively).

@@ -34,6 +34,10 @@ struct ApiError {
 // kResourceExhausted 503 (cannot fit), others 500.
 ApiError ErrorFromStatus(const Status& s);
 
+// Sends `e` in the OpenAI error shape {"error": {"message", "type", "param", "code"}} (with
+// Retry-After when set).
+void SendApiError(Responder& r, const ApiError& e);
+
 // Parses a request body: an object, at most 64 levels deep; the error says where.
 Result<Json> ParseBody(const std::string& body);
 

@@ -77,6 +77,16 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
   app->service_ = std::make_unique<Service>(app->manager_.get(), app->scheduler_.get(), metrics, o.limits);
   for (ServedModel& m : served) QM_RETURN_IF_ERROR(app->service_->AddModel(std::move(m)));
   app->service_->SetRouter(setup.candidates, setup.policy);
+  RagApiOptions ro;
+  ro.store_dir = o.rag_store;
+  ro.config = in.config;
+  ro.stage_models = o.rag_models;
+  ro.models_dir = setup.models_dir.empty() ? o.models_dir : setup.models_dir;
+  ro.n_ctx = o.n_ctx;
+  ro.threads = o.threads;
+  ro.max_concurrent = o.rag_max_concurrent;
+  QM_ASSIGN_OR_RETURN(app->rag_, RagApi::Create(app->service_.get(), std::move(ro)));
+  app->service_->SetRag(app->rag_.get());
   app->http_ = std::make_unique<HttpServer>(o.http);
   app->service_->RegisterRoutes(*app->http_);
 
@@ -138,6 +148,7 @@ void App::Shutdown() {
   if (http_->InFlight() > 0) log_(fmt::format("serve: cancelling {} request(s)", http_->InFlight()));
   http_->CancelAll();
   scheduler_->Shutdown();  // every on_done runs (cancelled), so every response ends
+  rag_->Shutdown();        // RAG pipelines stop at their next event and release their leases
   const auto flush = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   while (http_->InFlight() > 0 && std::chrono::steady_clock::now() < flush) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -153,6 +164,7 @@ App::~App() {
   Shutdown();
   // Order: HTTP (and with it every responder's session) before the scheduler and manager.
   http_.reset();
+  rag_.reset();
   service_.reset();
   scheduler_.reset();
   manager_.reset();

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -18,6 +19,7 @@
 #include "orchestrator/metrics/metrics.h"
 #include "orchestrator/scheduler/scheduler.h"
 #include "server/http_server.h"
+#include "server/rag_api.h"
 #include "server/service.h"
 
 namespace qwenmux::server {
@@ -35,6 +37,11 @@ struct AppOptions {
   int32_t max_queue = 64;                // waiting requests per model
   std::chrono::milliseconds shutdown_grace{10000};  // in-flight requests may finish within this
   orchestrator::Metrics* metrics = nullptr;          // default Metrics::Global()
+  // RAG (POST /v1/rag, rag_api.h): the document store, stage -> model overrides of the config's
+  // pipelines.rag, pipelines running at once.
+  std::string rag_store;                             // "" = $QWENMUX_HOME/rag or ~/.qwenmux/rag
+  std::map<std::string, std::string> rag_models;
+  int32_t rag_max_concurrent = 2;
 };
 
 class App {
@@ -62,6 +69,7 @@ class App {
   std::unique_ptr<orchestrator::ModelManager> manager_;
   std::unique_ptr<orchestrator::Scheduler> scheduler_;
   std::unique_ptr<Service> service_;
+  std::unique_ptr<RagApi> rag_;
   std::unique_ptr<HttpServer> http_;
   std::thread preload_;
   bool shut_down_ = false;

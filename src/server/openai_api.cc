@@ -7,6 +7,7 @@
 
 #include "server/generation.h"
 #include "server/prompt.h"
+#include "server/rag_api.h"
 
 namespace qwenmux::server {
 
@@ -15,18 +16,7 @@ namespace {
 using orchestrator::GenerationResult;
 using orchestrator::TokenEvent;
 
-void SendError(Responder& r, const ApiError& e) {
-  const char* type = e.status == 401   ? "authentication_error"
-                     : e.status == 404 ? "not_found_error"
-                     : e.status == 429 ? "rate_limit_error"
-                     : e.status < 500  ? "invalid_request_error"
-                                       : "server_error";
-  Json j{{"error", {{"message", e.message}, {"type", type},
-                    {"param", e.param.empty() ? Json(nullptr) : Json(e.param)}, {"code", e.status}}}};
-  HeaderList h;
-  if (e.retry_after > 0) h.push_back({"Retry-After", std::to_string(e.retry_after)});
-  r.Send(e.status, "application/json", Dump(j), h);
-}
+void SendError(Responder& r, const ApiError& e) { SendApiError(r, e); }
 
 void SendStatus(Responder& r, const Status& s, const std::string& param = "") {
   ApiError e = ErrorFromStatus(s);
@@ -301,6 +291,7 @@ void ChatCompletions(Service& service, const HttpRequest& req, std::shared_ptr<R
   auto body = ParseBody(req.body);
   if (!body.ok()) return SendStatus(*r, body.status());
   const Json& j = *body;
+  if (j.contains("rag") && !j["rag"].is_null()) return RagChatCompletion(service, j, std::move(r));  // rag_api.cc
   Fields f(j);
   auto st = std::make_shared<GenState>();
   st->r = r;

@@ -171,6 +171,7 @@ void Service::RegisterRoutes(HttpServer& http) {
   });
   RegisterOpenAiRoutes(*this, http);
   RegisterOllamaRoutes(*this, http);
+  RegisterRagRoutes(*this, http);
 }
 
 }  // namespace qwenmux::server

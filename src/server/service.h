@@ -29,6 +29,7 @@
 namespace qwenmux::server {
 
 class HttpServer;
+class RagApi;
 
 struct ServedModel {
   std::string name;
@@ -101,6 +102,9 @@ class Service {
   void SetGenerationObserver(std::function<void(const orchestrator::GenerationResult&)> f) { observer_ = std::move(f); }
   const std::function<void(const orchestrator::GenerationResult&)>& observer() const { return observer_; }
   std::chrono::system_clock::time_point started() const { return started_; }
+  // The RAG endpoints' state (rag_api.h); null: POST /v1/rag answers 503. Set before serving.
+  void SetRag(RagApi* rag) { rag_ = rag; }
+  RagApi* rag() const { return rag_; }
 
  private:
   orchestrator::ModelManager* manager_;
@@ -115,11 +119,13 @@ class Service {
   std::atomic<bool> ready_{true};
   std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
   std::function<void(const orchestrator::GenerationResult&)> observer_;
+  RagApi* rag_ = nullptr;
   std::mutex tok_mu_;
   std::map<std::string, std::shared_future<Result<std::shared_ptr<const tokenizer::Tokenizer>>>> tokenizers_;
 };
 
 void RegisterOpenAiRoutes(Service& service, HttpServer& http);  // openai_api.cc
 void RegisterOllamaRoutes(Service& service, HttpServer& http);  // ollama_api.cc
+void RegisterRagRoutes(Service& service, HttpServer& http);     // rag_api.cc
 
 }  // namespace qwenmux::server
