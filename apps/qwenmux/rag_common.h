@@ -19,6 +19,9 @@
 
 namespace qwenmux::apps {
 
+// $QWENMUX_HOME/rag, else ~/.qwenmux/rag (rag/model_set.h).
+inline std::string DefaultRagStoreDir() { return rag::DefaultRagStoreDir(); }
+
 struct RagCommon {
   std::string store_dir;
   std::string config_path;  // qwenmux.yaml (stage -> model assignments)
