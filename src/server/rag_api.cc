@@ -446,11 +446,23 @@ Status RagApi::EnsureSpec(const std::string& file, const engine::LoadOptions& lo
   return it != registered_.end() ? Status::Ok() : s;
 }
 
-std::timed_mutex& RagApi::FileMutex(const std::string& file) {
-  std::lock_guard<std::mutex> lk(mu_);
-  auto& m = file_mu_[file];
-  if (!m) m = std::make_unique<std::timed_mutex>();
-  return *m;
+bool RagApi::TakeFiles(const std::vector<std::string>& files, Job& job) {
+  std::unique_lock<std::mutex> lk(mu_);
+  for (;;) {
+    if (job.Cancelled() || stopping_) return false;
+    if (std::none_of(files.begin(), files.end(), [&](const std::string& f) { return busy_files_.count(f) > 0; })) break;
+    files_cv_.wait_for(lk, std::chrono::milliseconds(20));  // also polls for a cancel
+  }
+  busy_files_.insert(files.begin(), files.end());
+  return true;
+}
+
+void RagApi::ReleaseFiles(const std::vector<std::string>& files) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (const std::string& f : files) busy_files_.erase(f);
+  }
+  files_cv_.notify_all();
 }
 
 void RagApi::Run(Job& job) {
@@ -459,7 +471,7 @@ void RagApi::Run(Job& job) {
     ++cancelled_;
     if (job.started) job.r->End();
   };
-  // Leases (in file order), then each file's lock (same order: no two calls wait on each other).
+  // Leases, then the files for this call alone.
   const auto plan = rag::RagLoadPlan(c.files, c.stages, options_.n_ctx, options_.threads);
   std::map<std::string, orchestrator::ModelLease> leases;
   for (const auto& [file, load] : plan) {
@@ -473,19 +485,17 @@ void RagApi::Run(Job& job) {
     if (!lease.ok()) return Fail(job, lease.status().WithContext(fmt::format("rag: model for {}", stages)));
     leases.emplace(file, std::move(*lease));
   }
-  std::vector<std::unique_lock<std::timed_mutex>> locks;
-  for (const auto& [file, load] : plan) {
-    std::unique_lock<std::timed_mutex> lk(FileMutex(file), std::defer_lock);
-    while (!lk.try_lock_for(std::chrono::milliseconds(20))) {
-      if (job.Cancelled()) return finish_cancelled();
-    }
-    locks.push_back(std::move(lk));
-  }
+  std::vector<std::string> files;
+  for (const auto& [file, load] : plan) files.push_back(file);
+  if (!TakeFiles(files, job)) return finish_cancelled();
   rag::RagModelSet set;
   Status bound = rag::BindRagModels(
       c.files, c.stages, c.dims,
       [&](const std::string& f) -> Result<engine::Model*> { return &leases.at(f).model(); }, &set);
-  if (!bound.ok()) return Fail(job, bound);
+  if (!bound.ok()) {
+    ReleaseFiles(files);
+    return Fail(job, bound);
+  }
   AnswerText text(c.options.thinking);
   auto res = rag::Answer(*job.store, c.collection, c.question, set.models, c.options, [&](const rag::AnswerEvent& ev) {
     if (job.Cancelled()) return false;
@@ -497,7 +507,7 @@ void RagApi::Run(Job& job) {
     }
     return !job.Cancelled();
   });
-  locks.clear();
+  ReleaseFiles(files);
   leases.clear();
   if (!res.ok()) {
     if (job.Cancelled()) return finish_cancelled();

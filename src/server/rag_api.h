@@ -20,7 +20,7 @@
 // AppOptions::rag_models, else the config's `pipelines.rag`, else rag::DefaultRagAssignments().
 // Each file is registered in the server's ModelManager as "rag:" + file (a model instance of its
 // own, apart from the scheduler's) and leased for the call, so the memory budget governs it;
-// calls on one instance are serialised by a mutex per file.
+// one pipeline at a time uses a file (a call takes all its files at once, or waits).
 //
 // Threads. The HTTP handler only parses, resolves and opens the store (errors answer at once:
 // 400 bad field, 404 unknown collection, 400/503 for a stage model that cannot be resolved); the
@@ -37,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -85,7 +86,10 @@ class RagApi {
   void Submit(std::shared_ptr<Job> job);
   void Run(Job& job);
   Status EnsureSpec(const std::string& file, const engine::LoadOptions& load);
-  std::timed_mutex& FileMutex(const std::string& file);
+  // Marks every file busy at once (all or none: no order, no deadlock), waiting while any is;
+  // false when the job is cancelled or the server stops first.
+  bool TakeFiles(const std::vector<std::string>& files, Job& job);
+  void ReleaseFiles(const std::vector<std::string>& files);
   // Request -> stage -> (reference, file); *e set on failure.
   bool Resolve(Call& call, ApiError* e) const;
   // The handler's part after parsing: store and collection, models; then Submit.
@@ -99,7 +103,8 @@ class RagApi {
   mutable std::mutex mu_;
   bool stopping_ = false;
   std::map<std::string, engine::LoadOptions> registered_;            // file -> spec's load options
-  std::map<std::string, std::unique_ptr<std::timed_mutex>> file_mu_;  // file -> one call at a time
+  std::set<std::string> busy_files_;                                 // files a pipeline is using
+  std::condition_variable files_cv_;                                 // a file was released
   struct Worker {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;
