@@ -18,6 +18,7 @@
 #include "orchestrator/metrics/metrics.h"
 #include "orchestrator/scheduler/scheduler.h"
 #include "server/http_server.h"
+#include "server/pipeline_jobs.h"
 #include "server/service.h"
 
 namespace qwenmux::server {
@@ -35,6 +36,7 @@ struct AppOptions {
   int32_t max_queue = 64;                // waiting requests per model
   std::chrono::milliseconds shutdown_grace{10000};  // in-flight requests may finish within this
   orchestrator::Metrics* metrics = nullptr;          // default Metrics::Global()
+  PipelineJobOptions jobs;               // /v1/pipelines/jobs: data roots, work dir, caps
 };
 
 class App {
@@ -47,12 +49,13 @@ class App {
   // Binds, starts serving, preloads in the background (/health: 503 until done).
   Status Start();
   // Graceful: stop accepting, let in-flight requests finish for shutdown_grace, cancel the
-  // rest, stop the scheduler and unload the models.
+  // rest, cancel and join the pipeline jobs, stop the scheduler and unload the models.
   void Shutdown();
 
   uint16_t port() const { return http_->port(); }
   Service& service() { return *service_; }
   HttpServer& http() { return *http_; }
+  PipelineJobs& jobs() { return *jobs_; }
 
  private:
   App() = default;
@@ -62,6 +65,8 @@ class App {
   std::unique_ptr<orchestrator::ModelManager> manager_;
   std::unique_ptr<orchestrator::Scheduler> scheduler_;
   std::unique_ptr<Service> service_;
+  std::unique_ptr<orchestrator::Config> config_;  // qwenmux.yaml (pipeline model overrides), or null
+  std::unique_ptr<PipelineJobs> jobs_;
   std::unique_ptr<HttpServer> http_;
   std::thread preload_;
   bool shut_down_ = false;

@@ -1,0 +1,119 @@
+// Document-pipeline jobs of the server (POST /v1/pipelines/jobs, see pipeline_api.cc): the
+// running and recently finished pipeline::Jobs, their directories under the work dir, the cap on
+// jobs running at once and the number of finished jobs kept.
+//
+// Every job runs in its own directory <work_dir>/<id>/: inline documents under docs/, result
+// lines in results.jsonl (appended and flushed per document, so GET .../results reads the file
+// as it grows). Submitting again with the same id resumes: documents with a line in the results
+// file are skipped (pipeline::Job's resume). Jobs share the server's ModelManager, so the memory
+// budget governs the pipeline models together with the served ones.
+//
+// Finished jobs (done, cancelled, error) stay listed until more than keep_finished of them
+// exist; then the oldest are dropped and their directories removed.
+//
+// Thread-safety: every public method may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/status.h"
+#include "orchestrator/config/config.h"
+#include "orchestrator/manager/model_manager.h"
+#include "pipeline/definition.h"
+#include "pipeline/job.h"
+
+namespace qwenmux::server {
+
+struct PipelineJobOptions {
+  std::vector<std::string> data_roots;     // server-side inputs must lie under one (none: inline only)
+  std::vector<std::string> pipeline_dirs;  // where pipeline names are looked up
+  std::string work_dir;                    // job directories ("" = <temp dir>/qwenmux-jobs-<uid>)
+  int32_t max_running = 2;                 // jobs running at once; more: 429
+  int32_t keep_finished = 32;              // finished jobs kept (listed, results readable)
+};
+
+struct InlineDocument {
+  std::string name;  // a plain file name with a readable extension (checked by the caller)
+  std::string text;
+};
+
+struct JobSubmission {
+  std::string id;                          // "" = a new id; an id seen before resumes that job
+  pipeline::PipelineDef def;
+  std::vector<std::string> inputs;         // checked server-side files (absolute)
+  std::vector<InlineDocument> documents;
+  std::map<std::string, std::string> models;  // tier/name -> GGUF file (already resolved)
+};
+
+class PipelineJobs {
+ public:
+  // `config` (may be null) and `manager` must outlive this object.
+  PipelineJobs(PipelineJobOptions options, orchestrator::ModelManager* manager, const orchestrator::Config* config,
+               std::string models_dir, size_t threads);
+  ~PipelineJobs();  // Shutdown()
+
+  const PipelineJobOptions& options() const { return options_; }
+  const std::string& work_dir() const { return work_dir_; }
+
+  // Starts a job; returns its JSON (Describe). Errors: kUnavailable (max_running jobs run),
+  // kCancelled (shutting down), an id whose job still runs (conflict set), kIo (the job
+  // directory), and Job::Start's errors (a stage model that cannot be resolved...).
+  struct SubmitError {
+    Status status;
+    bool conflict = false;  // the id names a running job (409)
+  };
+  Result<nlohmann::ordered_json> Submit(JobSubmission s, SubmitError* error);
+
+  // The job's JSON: {"id", "object", "pipeline", "created_at", "state", "documents", "skipped",
+  // "done", "ok", "failed", "retried", "seconds", "stages", "finished", "progress_url",
+  // "results_url"} plus "summary" once it finished and "error" when it stopped on an internal
+  // error. "finished" turns true when every worker has stopped: the state says "cancelled" at
+  // once, while the job's workers may still end the batch they are in (and count as running).
+  Result<nlohmann::ordered_json> Describe(const std::string& id) const;
+  nlohmann::ordered_json List() const;  // newest first
+  // The results file's complete lines (a line still being written is left out).
+  Result<std::string> Results(const std::string& id) const;
+  // A running job: cancels it (state "cancelled" at once); a finished one: forgets it and
+  // removes its directory. Returns the job's JSON ({"id", "deleted": true} for a finished one).
+  Result<nlohmann::ordered_json> Delete(const std::string& id);
+
+  int32_t running() const;
+  // Cancels every running job and waits for its workers (each finishes the batch it is in).
+  void Shutdown();
+
+ private:
+  struct Entry;
+  std::shared_ptr<Entry> Find(const std::string& id) const;
+  nlohmann::ordered_json DescribeEntry(const Entry& e) const;
+  // Takes the finished entries beyond keep_finished out of the map (under mu_).
+  std::vector<std::shared_ptr<Entry>> PruneLocked();
+
+  PipelineJobOptions options_;
+  orchestrator::ModelManager* manager_;
+  const orchestrator::Config* config_;
+  std::string models_dir_;
+  size_t threads_;
+  std::string work_dir_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Entry>> jobs_;
+  std::map<std::string, bool> starting_;  // ids being started (not yet in jobs_)
+  int32_t active_ = 0;                    // starting + running jobs
+  int64_t seq_ = 0;                       // submission order
+  bool shut_down_ = false;
+};
+
+class HttpServer;
+class Service;
+// The /v1/pipelines routes (pipeline_api.cc). Errors: a data root that is not a directory.
+Status RegisterPipelineRoutes(Service& service, PipelineJobs& jobs, HttpServer& http, std::string models_dir,
+                              const orchestrator::Config* config);
+
+}  // namespace qwenmux::server
