@@ -134,6 +134,12 @@ void App::Shutdown() {
   if (shut_down_ || !http_) return;
   shut_down_ = true;
   http_->StopAccepting();
+  // Pipeline jobs run for minutes: cancel them now (their event streams end) and wait for their
+  // workers (each ends the batch it is in); handlers still running get "shutting down".
+  if (jobs_) {
+    if (jobs_->running() > 0) log_(fmt::format("serve: cancelling {} pipeline job(s)", jobs_->running()));
+    jobs_->Shutdown();
+  }
   const auto deadline = std::chrono::steady_clock::now() + options_.shutdown_grace;
   if (http_->InFlight() > 0) {
     log_(fmt::format("serve: shutting down: waiting up to {} ms for {} request(s)", options_.shutdown_grace.count(),
@@ -151,8 +157,6 @@ void App::Shutdown() {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // last bytes to the sockets
   http_->Stop();
-  if (jobs_->running() > 0) log_(fmt::format("serve: cancelling {} pipeline job(s)", jobs_->running()));
-  jobs_->Shutdown();  // after the handlers, before the models go
   if (preload_.joinable()) preload_.join();
   manager_->Stop();
   log_("serve: stopped");

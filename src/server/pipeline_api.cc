@@ -3,6 +3,7 @@
 //   GET    /v1/pipelines/jobs              jobs, newest first
 //   GET    /v1/pipelines/jobs/ID           progress (+ "summary" once finished)
 //   GET    /v1/pipelines/jobs/ID/results   result lines so far (application/x-ndjson)
+//   GET    /v1/pipelines/jobs/ID/events    server-sent events: progress, result lines, done
 //   DELETE /v1/pipelines/jobs/ID           cancel a running job / forget a finished one
 //   GET    /v1/pipelines                   the named pipelines (definition files)
 // Errors use the OpenAI shape. What the network may name is limited: server-side inputs only
@@ -252,19 +253,25 @@ void Submit(const Context& cx, const HttpRequest& req, Responder& r) {
   r.Send(202, "application/json", Dump(*job), {{"Location", (*job)["progress_url"].get<std::string>()}});
 }
 
-void JobRoute(const Context& cx, const HttpRequest& req, Responder& r) {
+void JobRoute(const Context& cx, const HttpRequest& req, const std::shared_ptr<Responder>& rp) {
+  Responder& r = *rp;
   static const std::string kPrefix = "/v1/pipelines/jobs/";
   const std::string rest = req.path.substr(kPrefix.size());
   const size_t slash = rest.find('/');
   const std::string id = rest.substr(0, slash);
   const std::string sub = slash == std::string::npos ? "" : rest.substr(slash + 1);
-  if (id.empty() || (!sub.empty() && sub != "results") || (sub == "results" && req.method != "GET")) {
+  if (id.empty() || (!sub.empty() && sub != "results" && sub != "events") || (!sub.empty() && req.method != "GET")) {
     return SendError(r, 404, fmt::format("no route for {} {}", req.method, req.path));
   }
   if (req.method == "DELETE") {
     auto j = cx.jobs->Delete(id);
     if (!j.ok()) return SendStatus(r, j.status());
     return r.Send(200, "application/json", Dump(*j));
+  }
+  if (sub == "events") {
+    Status st = cx.jobs->Stream(id, rp);
+    if (!st.ok()) SendStatus(r, st);
+    return;
   }
   if (sub == "results") {
     auto lines = cx.jobs->Results(id);
@@ -300,7 +307,7 @@ Status RegisterPipelineRoutes(Service& service, PipelineJobs& jobs, HttpServer& 
   });
   for (const char* method : {"GET", "DELETE"}) {
     http.Route(method, "/v1/pipelines/jobs/",
-               [cx](const HttpRequest& req, std::shared_ptr<Responder> r) { JobRoute(*cx, req, *r); }, /*prefix=*/true);
+               [cx](const HttpRequest& req, std::shared_ptr<Responder> r) { JobRoute(*cx, req, r); }, /*prefix=*/true);
   }
   http.Route("GET", "/v1/pipelines", [cx](const HttpRequest&, std::shared_ptr<Responder> r) {
     Json data = Json::array();

@@ -116,6 +116,8 @@ Result<Json> PipelineJobs::Submit(JobSubmission s, SubmitError* error) {
   e->dir = (fs::path(work_dir_) / s.id).string();
   e->results_path = e->dir + "/results.jsonl";
   e->created_at = UnixNow();
+  std::error_code ec;
+  const bool resumed = fs::exists(e->dir, ec);
   auto started = [&]() -> Status {
     QM_RETURN_IF_ERROR(MakePrivateDir(work_dir_));
     QM_RETURN_IF_ERROR(MakePrivateDir(e->dir));
@@ -142,8 +144,10 @@ Result<Json> PipelineJobs::Submit(JobSubmission s, SubmitError* error) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     starting_.erase(s.id);
+    if (started.ok() && shut_down_) started = Error(StatusCode::kCancelled, "the server is shutting down");
     if (!started.ok()) {
       --active_;
+      if (!resumed) fs::remove_all(e->dir, ec);
       return fail(started);
     }
     e->seq = ++seq_;
@@ -162,10 +166,7 @@ Result<Json> PipelineJobs::Submit(JobSubmission s, SubmitError* error) {
     });
     pruned = PruneLocked();
   }
-  for (auto& p : pruned) {
-    std::error_code ec;
-    fs::remove_all(p->dir, ec);
-  }
+  for (auto& p : pruned) fs::remove_all(p->dir, ec);
   pruned.clear();
   std::lock_guard<std::mutex> lk(mu_);
   return DescribeEntry(*e);
@@ -253,13 +254,85 @@ Result<Json> PipelineJobs::Delete(const std::string& id) {
   return Json{{"id", id}, {"object", "pipeline.job"}, {"deleted", true}};
 }
 
+Status PipelineJobs::Stream(const std::string& id, std::shared_ptr<Responder> r) {
+  std::list<StreamThread> ended;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (shut_down_) return Error(StatusCode::kCancelled, "the server is shutting down");
+    if (!jobs_.count(id)) return Error(StatusCode::kNotFound, "no pipeline job {}", id);
+    for (auto it = streams_.begin(); it != streams_.end();) {  // reap ended streams
+      auto next = std::next(it);
+      if (it->done) ended.splice(ended.end(), streams_, it);
+      it = next;
+    }
+    if (streams_.size() >= static_cast<size_t>(std::max(1, options_.max_streams))) {
+      return Error(StatusCode::kUnavailable, "{} event streams are open, the limit; poll {} instead", streams_.size(),
+                   "/v1/pipelines/jobs/" + id);
+    }
+    streams_.emplace_back();
+    StreamThread* st = &streams_.back();
+    st->thread = std::thread([this, id, r = std::move(r), st] {
+      StreamLoop(id, r);
+      std::lock_guard<std::mutex> lk2(mu_);
+      st->done = true;
+    });
+  }
+  for (auto& t : ended) t.thread.join();
+  return Status::Ok();
+}
+
+void PipelineJobs::StreamLoop(const std::string& id, const std::shared_ptr<Responder>& r) {
+  r->StartStream(200, "text/event-stream");
+  size_t offset = 0;  // bytes of the results file already sent
+  std::string last;
+  auto event = [&](const char* name, const std::string& data) {
+    return r->Write(fmt::format("event: {}\ndata: {}\n\n", name, data));
+  };
+  for (;;) {
+    // Finished is read before the results, so the last pass sends every line.
+    auto j = Describe(id);
+    if (!j.ok()) break;  // forgotten (DELETE)
+    const bool finished = (*j)["finished"].get<bool>();
+    auto lines = Results(id);
+    if (lines.ok() && lines->size() > offset) {
+      size_t pos = offset;
+      bool ok = true;
+      while (ok && pos < lines->size()) {
+        const size_t nl = lines->find('\n', pos);
+        ok = event("result", lines->substr(pos, nl - pos));
+        pos = nl + 1;
+      }
+      if (!ok) return r->End();
+      offset = lines->size();
+    }
+    const std::string now = Dump(*j);
+    if (finished) {
+      event("done", now);
+      break;
+    }
+    if (now != last && !event("progress", now)) break;
+    last = now;
+    std::unique_lock<std::mutex> lk(mu_);
+    if (stop_cv_.wait_for(lk, std::chrono::milliseconds(250), [&] { return shut_down_ || r->cancelled(); })) break;
+  }
+  r->End();
+}
+
 void PipelineJobs::Shutdown() {
   std::map<std::string, std::shared_ptr<Entry>> all;
+  std::list<StreamThread> streams;
   {
     std::lock_guard<std::mutex> lk(mu_);
     shut_down_ = true;
     all.swap(jobs_);
   }
+  stop_cv_.notify_all();
+  {
+    // Stream threads end within one wait; they set `done` under mu_, so join outside it.
+    std::lock_guard<std::mutex> lk(mu_);
+    streams.swap(streams_);
+  }
+  for (auto& t : streams) t.thread.join();
   for (auto& [_, e] : all) e->job->Cancel();
   all.clear();  // each entry joins its waiter, which joins the job's workers
 }

@@ -14,17 +14,21 @@
 // Thread-safety: every public method may be called from any thread.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "base/status.h"
 #include "orchestrator/config/config.h"
+#include "server/http_server.h"
 #include "orchestrator/manager/model_manager.h"
 #include "pipeline/definition.h"
 #include "pipeline/job.h"
@@ -37,6 +41,7 @@ struct PipelineJobOptions {
   std::string work_dir;                    // job directories ("" = <temp dir>/qwenmux-jobs-<uid>)
   int32_t max_running = 2;                 // jobs running at once; more: 429
   int32_t keep_finished = 32;              // finished jobs kept (listed, results readable)
+  int32_t max_streams = 16;                // open event streams
 };
 
 struct InlineDocument {
@@ -84,6 +89,12 @@ class PipelineJobs {
   // removes its directory. Returns the job's JSON ({"id", "deleted": true} for a finished one).
   Result<nlohmann::ordered_json> Delete(const std::string& id);
 
+  // Server-sent events until the job finishes or the client goes: "progress" (the job's JSON,
+  // when it changed, at most every 250 ms), "result" (each new result line), and a last "done"
+  // (the final JSON). Each stream has its own thread (at most max_streams; more: kUnavailable).
+  // Errors come before anything is sent: kNotFound, kUnavailable, kCancelled.
+  Status Stream(const std::string& id, std::shared_ptr<Responder> r);
+
   int32_t running() const;
   // Cancels every running job and waits for its workers (each finishes the batch it is in).
   void Shutdown();
@@ -108,6 +119,13 @@ class PipelineJobs {
   int32_t active_ = 0;                    // starting + running jobs
   int64_t seq_ = 0;                       // submission order
   bool shut_down_ = false;
+  struct StreamThread {
+    std::thread thread;
+    bool done = false;  // under mu_
+  };
+  std::list<StreamThread> streams_;
+  std::condition_variable stop_cv_;  // wakes streams at shutdown
+  void StreamLoop(const std::string& id, const std::shared_ptr<Responder>& r);
 };
 
 class HttpServer;

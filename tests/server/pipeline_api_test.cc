@@ -5,6 +5,7 @@
 // running jobs and shutdown with a job running (PipelineApiConcurrent: TSan runs those).
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -206,6 +207,50 @@ TEST(PipelineApi, InlineDocumentsRunToTheEndAndResume) {
   EXPECT_FALSE(fs::exists(s->dir / "work/inline-1"));
 }
 
+// Counts the SSE events of each name in a stream's text.
+std::map<std::string, int> Events(const std::string& text, std::vector<json>* data_of_results = nullptr) {
+  std::map<std::string, int> n;
+  size_t pos = 0;
+  while ((pos = text.find("event: ", pos)) != std::string::npos) {
+    const size_t nl = text.find('\n', pos);
+    const std::string name = text.substr(pos + 7, nl - pos - 7);
+    ++n[name];
+    const size_t data = text.find("data: ", nl);
+    const size_t end = text.find("\n\n", data);
+    if (name == "result" && data_of_results) data_of_results->push_back(json::parse(text.substr(data + 6, end - data - 6)));
+    pos = end;
+  }
+  return n;
+}
+
+TEST(PipelineApi, EventStreamSendsProgressResultsAndDone) {
+  auto s = StartServer();
+  ASSERT_NE(s, nullptr);
+  json started = Post(s->port(), {{"pipeline", "api-test"}, {"documents", InlineDocs(4)}, {"models", kModels}}, 202);
+  // The stream ends by itself when the job finishes: Call reads it to the end.
+  auto r = Call(s->port(), "GET", started["progress_url"].get<std::string>() + "/events");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.Header("content-type"), "text/event-stream");
+  std::vector<json> results;
+  auto n = Events(r.body, &results);
+  EXPECT_EQ(n["result"], 5) << r.body;
+  EXPECT_EQ(n["done"], 1) << r.body;
+  EXPECT_EQ(results.size(), 5u);
+  for (const json& l : results) EXPECT_TRUE(l.contains("status")) << l.dump();
+  const size_t done = r.body.rfind("event: done\ndata: ");
+  ASSERT_NE(done, std::string::npos);
+  const json last = json::parse(r.body.substr(done + 18, r.body.find('\n', done + 18) - done - 18));
+  EXPECT_EQ(last["state"], "done");
+  EXPECT_EQ(last["finished"], true);
+  EXPECT_EQ(last["done"], 5);
+  // A stream of a finished job: every line, then done at once.
+  auto again = Call(s->port(), "GET", started["progress_url"].get<std::string>() + "/events");
+  EXPECT_EQ(Events(again.body)["result"], 5);
+  EXPECT_EQ(Events(again.body)["done"], 1);
+  EXPECT_EQ(Call(s->port(), "GET", "/v1/pipelines/jobs/nope/events").status, 404);
+  EXPECT_EQ(Call(s->port(), "DELETE", started["progress_url"].get<std::string>() + "/events").status, 404);
+}
+
 TEST(PipelineApi, ServerSidePathsUnderTheDataRootByPipelineName) {
   auto s = StartServer();
   ASSERT_NE(s, nullptr);
@@ -334,11 +379,34 @@ TEST(PipelineApiConcurrent, CancelCapAndShutdown) {
   Post(port, {{"id", c["id"]}, {"pipeline", "api-test"}, {"documents", InlineDocs(1)}, {"models", kModels}}, 409);
   stop = true;
   for (auto& t : readers) t.join();
-  // Shutdown with jobs running cancels and joins them.
+  // An event stream open on a running job (read raw: up to its first progress event now, the
+  // rest after the shutdown).
+  namespace net = boost::asio;
+  net::io_context ioc;
+  net::ip::tcp::socket sock(ioc);
+  sock.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  timeval tv{10, 0};
+  setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  net::write(sock, net::buffer("GET " + c["progress_url"].get<std::string>() + "/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  std::string got;
+  auto read_more = [&] {
+    char buf[4096];
+    const ssize_t n = ::recv(sock.native_handle(), buf, sizeof(buf), 0);
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    return n > 0;
+  };
+  while (got.find("event: progress") == std::string::npos && read_more()) {
+  }
+  EXPECT_NE(got.find("event: progress"), std::string::npos) << got;
+  EXPECT_EQ(qwenmux::testing::RawStatus(got), 200);
+  // Shutdown with jobs running cancels and joins them and ends the stream properly.
   const auto t0 = std::chrono::steady_clock::now();
   s->app->Shutdown();
   EXPECT_EQ(s->app->jobs().running(), 0);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
+  while (!got.ends_with("0\r\n\r\n") && read_more()) {
+  }
+  EXPECT_TRUE(got.ends_with("0\r\n\r\n")) << "the chunked stream was not ended: " << got.substr(got.size() - std::min<size_t>(got.size(), 200));
 }
 
 }  // namespace
