@@ -20,6 +20,7 @@
 #include "pipeline/definition.h"
 #include "pipeline/job.h"
 #include "pipeline/library.h"
+#include "rag_common.h"
 
 namespace qwenmux::apps {
 
@@ -37,7 +38,7 @@ struct PipelineArgs {
   std::string file;
   std::vector<std::string> paths;
   std::vector<std::string> models;
-  std::string output, config, models_dir, budget;
+  std::string output, config, models_dir, budget, store;
   size_t threads = 0;
   bool json = false, quiet = false;
 };
@@ -102,6 +103,7 @@ int Run(const PipelineArgs& a) {
     opt.memory_budget = *b;
   }
   opt.threads = a.threads;
+  opt.store_dir = a.store.empty() ? DefaultRagStoreDir() : a.store;
   opt.results_path = a.output.empty() ? def->name + ".results.jsonl" : a.output;
   const bool json = a.json;
   auto job = pipeline::Job::Start(std::move(*def), std::move(opt), [json](const nlohmann::ordered_json& r) {
@@ -149,6 +151,7 @@ void RegisterPipeline(CLI::App& app, int* exit_code) {
   run->add_option("-o,--output", a->output, "Results JSONL (appended; finished documents in it are skipped). Default: NAME.results.jsonl");
   run->add_option("--config", a->config, "qwenmux.yaml (configured models; a pipeline of the same name overrides stage models)");
   run->add_option("--models-dir", a->models_dir, "Model store for catalog names and tiers");
+  run->add_option("--store", a->store, "Document store of embed stages with a collection (default: $QWENMUX_HOME/rag or ~/.qwenmux/rag)");
   run->add_option("--memory-budget", a->budget, "Bytes the pipeline's models may use together (e.g. 24GiB)");
   run->add_option("-t,--threads", a->threads, "Engine threads per model (0: all cores)");
   run->add_flag("--json", a->json, "One JSON line per document, the summary as the last line");

@@ -137,6 +137,7 @@ Status ParseStage(const Ctx& ctx, const YAML::Node& node, const std::string& pat
       {"threshold", [&](const YAML::Node& v, const std::string& p) -> Status { QM_ASSIGN_OR_RETURN(st->threshold, Real(ctx, v, p, 0.0, 1.0)); return Status::Ok(); }},
       {"require_grounded", [&](const YAML::Node& v, const std::string& p) -> Status { QM_ASSIGN_OR_RETURN(st->require_grounded, Bool(ctx, v, p)); return Status::Ok(); }},
       {"schema", [&](const YAML::Node& v, const std::string& p) -> Status { QM_ASSIGN_OR_RETURN(st->schema, SchemaOf(ctx, v, p)); return Status::Ok(); }},
+      {"collection", [&](const YAML::Node& v, const std::string& p) -> Status { QM_ASSIGN_OR_RETURN(st->collection, Str(ctx, v, p)); return Status::Ok(); }},
       {"labels", [&](const YAML::Node& v, const std::string& p) -> Status {
          if (!v.IsMap() || v.size() < 2) return ctx.At(v, p, "expected a map of at least two labels (label: {description, schema})");
          for (auto it = v.begin(); it != v.end(); ++it) {
@@ -169,6 +170,7 @@ Status ParseStage(const Ctx& ctx, const YAML::Node& node, const std::string& pat
   if (st->type != StageType::kClassify && !st->labels.empty()) return ctx.At(node, path + ".labels", "only classify stages have labels");
   if (st->type != StageType::kExtract && !st->schema.is_null()) return ctx.At(node, path + ".schema", "only extract stages have a schema (classify labels carry their own)");
   if (st->chunk_overlap >= st->chunk_tokens) return ctx.At(node, path + ".chunk_overlap", "must be smaller than chunk_tokens");
+  if (st->type != StageType::kEmbed && !st->collection.empty()) return ctx.At(node, path + ".collection", "only embed stages store into a collection");
   return Status::Ok();
 }
 

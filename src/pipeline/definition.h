@@ -16,7 +16,8 @@
 //     - {name: extract, type: extract, model: qwen3-quality, max_tokens: 384}
 //     - {name: validate, type: validate, model: qwen3-balanced, threshold: 0.5}
 //
-// Stage types: read (file -> text), chunk (token-budgeted chunks), embed (vectors of the chunks),
+// Stage types: read (file -> text), chunk (token-budgeted chunks), embed (vectors of the chunks;
+// with `collection:` stored in the RAG store, so `qwenmux ask` can answer from the documents),
 // classify, extract, validate. Order rules: read comes first; chunk before embed; classify and
 // chunk after read; extract needs a schema (its own, or the classify labels'); validate after
 // extract. Schemas use the subset extraction can constrain (see schema.h).
@@ -61,6 +62,8 @@ struct StageDef {
   int32_t chunk_tokens = 256, chunk_overlap = 32;  // chunk
   double threshold = 0.5;          // validate: P(supported) needed to pass
   bool require_grounded = false;   // validate: every string field must occur in the source text
+  std::string collection;          // embed: store chunks + vectors in this collection of the RAG
+                                   // store (RunOptions::store_dir), searchable by `qwenmux ask`
   int line = 0;
 };
 

@@ -176,6 +176,15 @@ Result<std::unique_ptr<Job>> Job::Start(PipelineDef def, RunOptions options, Res
     m.own_manager = std::make_unique<orchestrator::ModelManager>(mo);
     m.manager = m.own_manager.get();
   }
+  for (const StageDef& s : m.def.stages) {
+    if (s.collection.empty() || m.store) continue;
+    if (m.options.store_dir.empty()) {
+      return Error(StatusCode::kInvalidArgument, "pipeline: stage '{}' stores into collection '{}' but no store directory is given",
+                   s.name, s.collection);
+    }
+    QM_ASSIGN_OR_RETURN(m.store, rag::Store::Open(m.options.store_dir));
+    m.store_saved = std::chrono::steady_clock::now();
+  }
   for (const auto& [file, seqs] : n_seq) {
     orchestrator::ModelSpec spec;
     spec.path = file;
@@ -311,6 +320,7 @@ void Job::Impl::Stop() {
     finished = true;
     if (progress.state == "running") progress.state = cancelled ? "cancelled" : "done";
   }
+  FlushStore();
   for (auto& q : queues) q->Close();
   finished_cv.notify_all();
 }
@@ -394,6 +404,7 @@ void Job::Impl::Sink(const DocPtr& d) {
   if (d->attempts > 0) r["attempts"] = d->attempts;
   if (!d->chunks.empty()) r["chunks"] = d->chunks.size();
   if (d->embedding_dim > 0) r["embedding_dim"] = d->embedding_dim;
+  if (!d->collection.empty()) r["collection"] = d->collection;
   if (!d->models.empty()) r["models"] = d->models;
   if (d->failed) {
     r["stage"] = d->fail_stage;

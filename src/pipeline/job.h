@@ -25,7 +25,7 @@
 //   {"document": PATH, "hash": SHA256, "status": "ok"|"failed", "class": LABEL, "confidence": P,
 //    "scores": {LABEL: P...}, "extracted": OBJECT, "validation": {"verdict": "pass"|"fail",
 //    "schema_valid": B, "score": P, "reasons": [...]}, "attempts": N, "models": {STAGE: FILE},
-//    "chunks": N, "embedding_dim": D, "stage": STAGE, "error": MESSAGE, "seconds": S}
+//    "chunks": N, "embedding_dim": D, "collection": C, "stage": STAGE, "error": MESSAGE, "seconds": S}
 // (keys absent when the stage did not run). Resume: documents whose (path, content SHA-256) pair
 // already has a line in results_path are skipped, so a killed run restarted with the same
 // arguments does only the unfinished documents. A partial last line (a kill mid-write) is cut.
@@ -66,6 +66,8 @@ struct RunOptions {
   // same thing share (calls on a shared model are serialised across jobs). Its busy_wait applies:
   // a stage whose model cannot fit beside models in use fails its batch instead of waiting.
   orchestrator::ModelManager* manager = nullptr;
+  std::string store_dir;                         // RAG store of embed stages with `collection:`
+                                                 // (required when a stage has one)
 };
 
 struct StageStats {

@@ -12,6 +12,7 @@
 #include "pipeline/job.h"
 #include "rag/chunker.h"
 #include "rag/reader.h"
+#include "rag/store.h"
 #include "structured/structured.h"
 
 namespace qwenmux::pipeline {
@@ -34,6 +35,7 @@ struct Doc {
   Json validation;
   std::vector<rag::Chunk> chunks;
   int32_t embedding_dim = 0;
+  std::string collection;                 // embed: the collection its chunks were stored in
   Json models = Json::object();           // stage -> file
   bool failed = false;
   std::string fail_stage, error, reason;  // reason: the short failure class for the summary
@@ -103,6 +105,16 @@ struct Job::Impl {
   bool finished = false;
   std::condition_variable finished_cv;
   std::map<std::pair<std::string, const Json*>, structured::Constraint> constraints;  // extract: (file, schema)
+
+  // RAG store of the embed stages that store (`collection:`); opened by Start when one does.
+  std::unique_ptr<rag::Store> store;
+  std::mutex store_mu;                              // one writer at a time
+  std::chrono::steady_clock::time_point store_saved;
+  // Stores one embedded document (chunks + vectors) in `collection`; saves the vector index now
+  // and then (SQLite has every document as soon as it is put; the index is repaired on open).
+  Status StoreDocument(const std::string& collection, const std::string& embed_id, const Doc& d,
+                       std::vector<std::vector<float>> vectors);
+  void FlushStore();
 
   // Stage plumbing (job.cc).
   void Worker(size_t stage);

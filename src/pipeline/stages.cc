@@ -1,6 +1,7 @@
 // What each stage does to a batch of documents (see job.h for the flow and job_internal.h).
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -8,6 +9,8 @@
 #include "base/ascii.h"
 #include "pipeline/model_ops.h"
 #include "pipeline/schema.h"
+#include "rag/embedder.h"
+#include "rag/ingest.h"
 #include "structured/structured.h"
 
 namespace qwenmux::pipeline {
@@ -115,28 +118,32 @@ void Job::Impl::RunEmbed(size_t stage, std::vector<DocPtr>& batch) {
   const StageDef& st = def.stages[stage];
   const auto t0 = std::chrono::steady_clock::now();
   int64_t tokens = 0, items = 0;
+  const std::string& file = stage_model.at(st.name);
   Status s = WithModel(stage, "", [&](engine::Model& model) -> Status {
-    const size_t max_len = static_cast<size_t>(model.kv().n_ctx()) - 1;
+    QM_ASSIGN_OR_RETURN(rag::Embedder embedder, rag::Embedder::Create(&model, file));
     for (DocPtr& d : batch) {
       if (d->failed || d->chunks.empty()) continue;
-      d->models[st.name] = stage_model.at(st.name);
-      std::vector<std::vector<int32_t>> inputs;
+      d->models[st.name] = file;
+      std::vector<std::string> texts;
+      texts.reserve(d->chunks.size());
       for (const rag::Chunk& c : d->chunks) {
-        std::vector<int32_t> ids = model.tokenizer().Encode(rag::ChunkEmbedText(c.heading, c.text));
-        if (ids.size() > max_len) ids.resize(max_len);
-        tokens += static_cast<int64_t>(ids.size()) + 1;
-        inputs.push_back(std::move(ids));
+        texts.push_back(rag::ChunkEmbedText(c.heading, c.text));
+        tokens += embedder.CountTokens(texts.back()) + 1;
       }
-      for (size_t b = 0; b < inputs.size(); b += static_cast<size_t>(st.batch)) {
-        std::vector<std::vector<int32_t>> part(inputs.begin() + static_cast<std::ptrdiff_t>(b),
-                                               inputs.begin() + static_cast<std::ptrdiff_t>(std::min(inputs.size(), b + static_cast<size_t>(st.batch))));
-        auto v = model.Embed(part);
-        if (!v.ok()) {
-          Fail(stage, d, "embedding failed", v.status().message());
-          break;
+      auto vectors = embedder.EmbedDocuments(texts, static_cast<size_t>(st.batch));
+      if (!vectors.ok()) {
+        Fail(stage, d, "embedding failed", vectors.status().message());
+        continue;
+      }
+      items += static_cast<int64_t>(texts.size());
+      d->embedding_dim = embedder.dim();
+      if (!st.collection.empty()) {
+        Status stored = StoreDocument(st.collection, embedder.id(), *d, std::move(*vectors));
+        if (!stored.ok()) {
+          Fail(stage, d, "store refused", stored.message());
+          continue;
         }
-        if (!v->empty()) d->embedding_dim = static_cast<int32_t>((*v)[0].size());
-        items += static_cast<int64_t>(part.size());
+        d->collection = st.collection;
       }
     }
     return Status::Ok();
@@ -148,6 +155,39 @@ void Job::Impl::RunEmbed(size_t stage, std::vector<DocPtr>& batch) {
   }
   AddStats(stage, items, Since(t0), tokens);
   for (DocPtr& d : batch) Forward(stage, d);
+}
+
+Status Job::Impl::StoreDocument(const std::string& collection, const std::string& embed_id, const Doc& d,
+                                std::vector<std::vector<float>> vectors) {
+  if (vectors.size() != d.chunks.size() || vectors.empty()) {
+    return Error(StatusCode::kInternal, "{} vectors for {} chunks", vectors.size(), d.chunks.size());
+  }
+  rag::DocumentRecord doc;
+  doc.doc_id = rag::DocumentId(d.path);
+  doc.source = d.path;
+  doc.title = d.parsed.title;
+  doc.format = rag::FormatOfPath(d.path);
+  doc.content_hash = d.hash;  // SHA-256 of the file, as `qwenmux ingest` records it
+  std::error_code ec;
+  doc.bytes = static_cast<int64_t>(std::filesystem::file_size(d.path, ec));
+  std::vector<rag::NewChunk> rows(d.chunks.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    rows[i] = {d.chunks[i].heading, d.chunks[i].text, d.chunks[i].n_tokens, std::move(vectors[i])};
+  }
+  std::lock_guard<std::mutex> lk(store_mu);
+  QM_ASSIGN_OR_RETURN(rag::CollectionInfo c,
+                      store->OpenCollection(collection, embed_id, static_cast<int32_t>(rows[0].embedding.size())));
+  QM_RETURN_IF_ERROR(store->PutDocument(c, doc, rows).status());
+  if (Since(store_saved) >= 10) {
+    QM_RETURN_IF_ERROR(store->Flush());
+    store_saved = std::chrono::steady_clock::now();
+  }
+  return Status::Ok();
+}
+
+void Job::Impl::FlushStore() {
+  std::lock_guard<std::mutex> lk(store_mu);
+  if (store) (void)store->Flush();  // a lagging index is repaired from SQLite on the next open
 }
 
 void Job::Impl::RunClassify(size_t stage, std::vector<DocPtr>& batch) {

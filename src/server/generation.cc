@@ -6,6 +6,28 @@
 
 namespace qwenmux::server {
 
+namespace {
+
+// Compiled constraints shared by every request of the process: a schema sent again is not
+// compiled again, and its requests share the per-state token masks already computed.
+structured::ConstraintCache& Constraints() {
+  static structured::ConstraintCache cache(128);
+  return cache;
+}
+
+Status SetConstraint(GenerationJob* job, const std::string& key,
+                     const std::function<Result<structured::Constraint>(std::shared_ptr<const structured::VocabIndex>)>& compile) {
+  std::shared_ptr<const structured::VocabIndex> vocab = structured::VocabIndex::Shared(*job->tok);
+  QM_ASSIGN_OR_RETURN(structured::Constraint c, Constraints().GetOrCompile(*vocab, key, [&] { return compile(vocab); }));
+  if (c && job->constraint) {
+    return Error(StatusCode::kInvalidArgument, "tool_choice: a forced tool call cannot be combined with response_format");
+  }
+  if (c) job->constraint = std::move(c);
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status LoadTokenizer(Service& service, GenerationJob* job) {
   QM_ASSIGN_OR_RETURN(job->tok, service.Tokenizer(*job->route.model));
   return Status::Ok();
@@ -39,29 +61,22 @@ Status CheckLimits(Service& service, std::optional<int64_t> max_tokens, Generati
 }
 
 Status SetJsonSchema(GenerationJob* job, const Json& schema) {
-  auto c = structured::CompileJsonSchema(schema, structured::VocabIndex::Shared(*job->tok));
-  if (!c.ok()) return c.status();
-  job->constraint = *c;
-  return Status::Ok();
+  return SetConstraint(job, "schema:" + schema.dump(),
+                       [&](auto vocab) { return structured::CompileJsonSchema(schema, std::move(vocab)); });
 }
 
+size_t CachedConstraints() { return Constraints().size(); }
+
 Status SetJsonObject(GenerationJob* job) {
-  auto c = structured::CompileJsonObject(structured::VocabIndex::Shared(*job->tok));
-  if (!c.ok()) return c.status();
-  job->constraint = *c;
-  return Status::Ok();
+  return SetConstraint(job, "json_object", [](auto vocab) { return structured::CompileJsonObject(std::move(vocab)); });
 }
 
 Status SetToolChoice(GenerationJob* job, const Json& tools, const Json& tool_choice, bool parallel_calls) {
   structured::ToolCallOptions o;
   if (!parallel_calls) o.max_calls = 1;
-  auto c = structured::MakeToolCallConstraint(tools, tool_choice, structured::VocabIndex::Shared(*job->tok), o);
-  if (!c.ok()) return c.status();
-  if (*c && job->constraint) {
-    return Error(StatusCode::kInvalidArgument, "tool_choice: a forced tool call cannot be combined with response_format");
-  }
-  if (*c) job->constraint = *c;
-  return Status::Ok();
+  return SetConstraint(job, fmt::format("tools:{}:{}:{}", o.max_calls, tool_choice.dump(), tools.dump()), [&](auto vocab) {
+    return structured::MakeToolCallConstraint(tools, tool_choice, std::move(vocab), o);
+  });
 }
 
 HeaderList RouteHeaders(const Route& route) {

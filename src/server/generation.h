@@ -36,9 +36,12 @@ struct GenerationJob {
 
 // Constraints from request fields, compiled against the job's vocabulary (LoadTokenizer first).
 // Errors name the field (kInvalidArgument / kUnsupported).
+// Constraints are compiled once per distinct schema / tool set and shared by later requests
+// (a process-wide structured::ConstraintCache); CachedConstraints() is its size.
 Status SetJsonSchema(GenerationJob* job, const Json& schema);
 Status SetJsonObject(GenerationJob* job);
 Status SetToolChoice(GenerationJob* job, const Json& tools, const Json& tool_choice, bool parallel_calls);
+size_t CachedConstraints();
 
 // Loads the route's tokenizer into job->tok.
 Status LoadTokenizer(Service& service, GenerationJob* job);

@@ -135,6 +135,7 @@ Result<Json> PipelineJobs::Submit(JobSubmission s, SubmitError* error) {
     run.config = config_;
     run.models_dir = models_dir_;
     run.results_path = e->results_path;
+    run.store_dir = options_.store_dir.empty() ? work_dir_ + "/store" : options_.store_dir;
     run.threads = threads_;
     run.manager = manager_;
     QM_ASSIGN_OR_RETURN(e->job, pipeline::Job::Start(std::move(s.def), std::move(run)));

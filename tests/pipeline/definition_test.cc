@@ -82,6 +82,8 @@ TEST(PipelineDefinition, BadDefinitionsNameTheKey) {
       {"name: t\nstages: [\n", "t.yaml:"},
       {"name: t\nstages:\n  - {name: read, type: read}\n  - {name: c, type: chunk, chunk_tokens: 32, chunk_overlap: 32}\n",
        "stages[1].chunk_overlap: must be smaller than chunk_tokens"},
+      {"name: t\nstages:\n  - {name: read, type: read}\n  - {name: c, type: chunk, collection: docs}\n",
+       "stages[1].collection: only embed stages store into a collection"},
   };
   for (const BadCase& c : cases) {
     auto d = ParsePipeline(c.yaml, "t.yaml");

@@ -126,6 +126,16 @@ TEST(PipelineJobConcurrent, StartErrors) {
   o = Options(dir.path(), 1);
   o.results_path = dir / "no/such/dir/results.jsonl";
   EXPECT_FALSE(Job::Start(*def, o).ok());
+  // An embed stage that stores needs a store directory.
+  auto storing = ParsePipeline(
+      "name: s\nstages:\n  - {name: read, type: read}\n  - {name: chunk, type: chunk}\n"
+      "  - {name: embed, type: embed, model: fast, collection: docs}\n", "s.yaml");
+  ASSERT_TRUE(storing.ok()) << storing.status().ToString();
+  o = Options(dir.path(), 1);
+  auto no_store = Job::Start(*storing, o);
+  ASSERT_FALSE(no_store.ok());
+  EXPECT_NE(no_store.status().message().find("collection 'docs' but no store directory"), std::string::npos)
+      << no_store.status().message();
 }
 
 }  // namespace

@@ -113,8 +113,9 @@ TEST(PipelineCli, DocumentPipelineEndToEndOnTinyModels) {
   TempDir dir;
   WriteMixedCorpus(dir / "docs");
   const std::string results = dir / "results.jsonl";
-  const std::string args = fmt::format("pipeline run examples/pipelines/document-processing.yaml {} {} --json -q -o {}",
-                                       dir / "docs", ModelFlags(), results);
+  const std::string store = dir / "rag";
+  const std::string args = fmt::format("pipeline run examples/pipelines/document-processing.yaml {} {} --json -q -o {} --store {}",
+                                       dir / "docs", ModelFlags(), results, store);
   const Cli r = RunCli(args);
   EXPECT_EQ(r.code, 3) << r.out;  // some documents failed (the empty file, the corrupt PDF)
   const std::vector<Json> lines = JsonLines(r.out);
@@ -182,6 +183,22 @@ TEST(PipelineCli, DocumentPipelineEndToEndOnTinyModels) {
   EXPECT_FALSE(by_name["corrupt.pdf"]["error"].get<std::string>().empty());
   // Every extraction validates (independent validator).
   EXPECT_EQ(PythonValidCount(dir.path(), pairs), extracted) << pairs.dump();
+  // The embed stage stored what it embedded: the store's collection holds exactly the documents
+  // whose line names it, with their chunks.
+  int64_t stored_docs = 0, stored_chunks = 0;
+  for (const auto& [name, l] : by_name) {
+    if (!l.contains("collection")) continue;
+    EXPECT_EQ(l["collection"], "documents");
+    EXPECT_EQ(l["status"], "ok") << l.dump();
+    ++stored_docs;
+    stored_chunks += l["chunks"].get<int64_t>();
+  }
+  EXPECT_GT(stored_docs, 0);
+  const Cli stats = RunCli(fmt::format("collection stats documents --store {} --json", store));
+  ASSERT_EQ(stats.code, 0) << stats.out;
+  const Json st = Json::parse(stats.out, nullptr, false);
+  EXPECT_EQ(st["documents"], stored_docs) << stats.out;
+  EXPECT_EQ(st["chunks"], stored_chunks) << stats.out;
 
   // The results file holds the same lines; a second run finds every document done.
   EXPECT_EQ(JsonLines(Slurp(results)).size(), 6u);

@@ -13,6 +13,7 @@
 #include "common/testdata.h"
 #include "engine/engine.h"
 #include "server/app.h"
+#include "server/generation.h"
 #include "server/http_client.h"
 #include "server/prompt.h"
 
@@ -190,10 +191,16 @@ TEST_F(ServerHttp, StructuredOutputAndForcedToolCalls) {
                             {"json_schema", {{"name", "n"}, {"schema", {{"type", "object"},
                                                                         {"properties", {{"n", {{"type", "integer"}}}}},
                                                                         {"required", {"n"}}}}}}};
+  const size_t cached = CachedConstraints();
   r = Call(port(), "POST", "/v1/chat/completions", req.dump());
   ASSERT_EQ(r.status, 200) << r.body;
   const json n = json::parse(Body(r)["choices"][0]["message"]["content"].get<std::string>(), nullptr, false);
   EXPECT_TRUE(n.is_object() && n["n"].is_number_integer()) << r.body;
+  EXPECT_EQ(CachedConstraints(), cached + 1);  // compiled once...
+  r = Call(port(), "POST", "/v1/chat/completions", req.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(json::parse(Body(r)["choices"][0]["message"]["content"].get<std::string>(), nullptr, false).is_object());
+  EXPECT_EQ(CachedConstraints(), cached + 1);  // ...and reused by the next request with that schema
   // A bad schema is a 400 naming the field.
   req["response_format"]["json_schema"]["schema"] = {{"type", "object"}, {"properties", {{"p", {{"type", "string"}, {"contentEncoding", "base64"}}}}}};
   r = Call(port(), "POST", "/v1/chat/completions", req.dump());
