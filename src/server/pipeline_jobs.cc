@@ -19,6 +19,7 @@ namespace fs = std::filesystem;
 struct PipelineJobs::Entry {
   std::string id, pipeline, dir, results_path;
   int64_t created_at = 0, seq = 0;
+  bool writes_store = false;  // an embed stage stores into a collection (one such job at a time)
   std::unique_ptr<pipeline::Job> job;
   std::thread waiter;  // Wait()s for the job, then records the outcome
   // Guarded by PipelineJobs::mu_.
@@ -86,6 +87,8 @@ Result<Json> PipelineJobs::Submit(JobSubmission s, SubmitError* error) {
     return st;
   };
   std::shared_ptr<Entry> replaced;  // a finished job of the same id (dropped outside the lock)
+  bool writes_store = false;
+  for (const pipeline::StageDef& st : s.def.stages) writes_store |= !st.collection.empty();
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (shut_down_) return fail(Error(StatusCode::kCancelled, "the server is shutting down"));
@@ -101,12 +104,17 @@ Result<Json> PipelineJobs::Submit(JobSubmission s, SubmitError* error) {
       return fail(Error(StatusCode::kUnavailable, "{} pipeline job(s) are running, the limit (serve --max-jobs); "
                         "try again later", active_));
     }
+    // The RAG store takes one writer at a time (rag/store.h).
+    if (writes_store && (storing_ > 0)) {
+      return fail(Error(StatusCode::kUnavailable, "another pipeline job is writing to the document store; try again later"));
+    }
     if (it != jobs_.end()) {
       replaced = std::move(it->second);
       jobs_.erase(it);
     }
     starting_[s.id] = true;
     ++active_;
+    if (writes_store) ++storing_;
   }
   replaced.reset();  // joins its (finished) waiter
 
@@ -116,6 +124,7 @@ Result<Json> PipelineJobs::Submit(JobSubmission s, SubmitError* error) {
   e->dir = (fs::path(work_dir_) / s.id).string();
   e->results_path = e->dir + "/results.jsonl";
   e->created_at = UnixNow();
+  e->writes_store = writes_store;
   std::error_code ec;
   const bool resumed = fs::exists(e->dir, ec);
   auto started = [&]() -> Status {
@@ -148,6 +157,7 @@ Result<Json> PipelineJobs::Submit(JobSubmission s, SubmitError* error) {
     if (started.ok() && shut_down_) started = Error(StatusCode::kCancelled, "the server is shutting down");
     if (!started.ok()) {
       --active_;
+      if (writes_store) --storing_;
       if (!resumed) fs::remove_all(e->dir, ec);
       return fail(started);
     }
@@ -164,6 +174,7 @@ Result<Json> PipelineJobs::Submit(JobSubmission s, SubmitError* error) {
         raw->error = summary.status().message();
       }
       --active_;
+      if (raw->writes_store) --storing_;
     });
     pruned = PruneLocked();
   }

@@ -68,7 +68,8 @@ class PipelineJobs {
   const PipelineJobOptions& options() const { return options_; }
   const std::string& work_dir() const { return work_dir_; }
 
-  // Starts a job; returns its JSON (Describe). Errors: kUnavailable (max_running jobs run),
+  // Starts a job; returns its JSON (Describe). Errors: kUnavailable (max_running jobs run, or
+  // another job writing to the RAG store runs while this one would too),
   // kCancelled (shutting down), an id whose job still runs (conflict set), kIo (the job
   // directory), and Job::Start's errors (a stage model that cannot be resolved...).
   struct SubmitError {
@@ -118,6 +119,7 @@ class PipelineJobs {
   std::map<std::string, std::shared_ptr<Entry>> jobs_;
   std::map<std::string, bool> starting_;  // ids being started (not yet in jobs_)
   int32_t active_ = 0;                    // starting + running jobs
+  int32_t storing_ = 0;                   // of those, jobs writing to the RAG store
   int64_t seq_ = 0;                       // submission order
   bool shut_down_ = false;
   struct StreamThread {

@@ -54,7 +54,7 @@ struct Server {
   std::string data() const { return dir / "data"; }
 };
 
-std::unique_ptr<Server> StartServer(int32_t max_running = 2, bool data_root = true) {
+std::unique_ptr<Server> StartServer(int32_t max_running = 2, bool data_root = true, int32_t keep_finished = 32) {
   auto s = std::make_unique<Server>();
   fs::create_directories(s->data() + "/docs");
   fs::create_directories(s->dir / "pipelines");
@@ -71,6 +71,7 @@ std::unique_ptr<Server> StartServer(int32_t max_running = 2, bool data_root = tr
   o.jobs.pipeline_dirs = {s->dir / "pipelines"};
   o.jobs.work_dir = s->dir / "work";
   o.jobs.max_running = max_running;
+  o.jobs.keep_finished = keep_finished;
   auto app = App::Create(std::move(o), [](const std::string&) {});
   EXPECT_TRUE(app.ok()) << app.status().ToString();
   if (!app.ok()) return nullptr;
@@ -273,6 +274,27 @@ TEST(PipelineApi, ServerSidePathsUnderTheDataRootByPipelineName) {
   CheckResults(ResultLines(s->port(), id), {"a.txt", "b.md", "c.txt"}, "");
 }
 
+TEST(PipelineApi, KeepsOnlyTheLastFinishedJobs) {
+  auto s = StartServer(/*max_running=*/2, /*data_root=*/true, /*keep_finished=*/1);
+  ASSERT_NE(s, nullptr);
+  for (const char* id : {"first", "second"}) {
+    Post(s->port(), {{"id", id}, {"pipeline", "api-test"}, {"documents", InlineDocs(1)}, {"models", kModels}}, 202);
+    EXPECT_EQ(WaitDone(s->port(), id)["state"], "done");
+  }
+  EXPECT_TRUE(fs::exists(s->dir / "work/first/results.jsonl"));
+  // A third submission leaves one finished job beside it: "first" goes, with its directory.
+  Post(s->port(), {{"id", "third"}, {"pipeline", "api-test"}, {"documents", InlineDocs(1)}, {"models", kModels}}, 202);
+  EXPECT_EQ(Call(s->port(), "GET", "/v1/pipelines/jobs/first").status, 404);
+  EXPECT_EQ(Call(s->port(), "GET", "/v1/pipelines/jobs/first/results").status, 404);
+  EXPECT_FALSE(fs::exists(s->dir / "work/first"));
+  EXPECT_EQ(Call(s->port(), "GET", "/v1/pipelines/jobs/second").status, 200);
+  WaitDone(s->port(), "third");
+  auto list = Body(Call(s->port(), "GET", "/v1/pipelines/jobs"));
+  ASSERT_EQ(list["data"].size(), 2u);
+  EXPECT_EQ(list["data"][0]["id"], "third");  // newest first
+  EXPECT_EQ(list["data"][1]["id"], "second");
+}
+
 TEST(PipelineApi, RefusesWhatTheNetworkMayNotName) {
   auto s = StartServer();
   ASSERT_NE(s, nullptr);
@@ -407,6 +429,35 @@ TEST(PipelineApiConcurrent, CancelCapAndShutdown) {
   while (!got.ends_with("0\r\n\r\n") && read_more()) {
   }
   EXPECT_TRUE(got.ends_with("0\r\n\r\n")) << "the chunked stream was not ended: " << got.substr(got.size() - std::min<size_t>(got.size(), 200));
+}
+
+TEST(PipelineApiConcurrent, OneJobAtATimeWritesTheDocumentStore) {
+  auto s = StartServer(/*max_running=*/2);
+  ASSERT_NE(s, nullptr);
+  const json def = json::parse(R"({"name": "store", "context": 512, "stages": [
+      {"name": "read", "type": "read"},
+      {"name": "chunk", "type": "chunk", "chunk_tokens": 64, "chunk_overlap": 8},
+      {"name": "embed", "type": "embed", "model": "fast", "batch": 4, "collection": "docs"}]})");
+  json a = Post(s->port(), {{"pipeline", def}, {"documents", InlineDocs(40)}, {"models", kModels}}, 202);
+  // A second store writer waits its turn (429); a job that does not write the store may run.
+  auto busy = Call(s->port(), "POST", "/v1/pipelines/jobs",
+                   json{{"pipeline", def}, {"documents", InlineDocs(1)}, {"models", kModels}}.dump());
+  EXPECT_EQ(busy.status, 429) << busy.body;
+  EXPECT_NE(busy.body.find("document store"), std::string::npos) << busy.body;
+  json other = Post(s->port(), {{"pipeline", "api-test"}, {"documents", InlineDocs(1)}, {"models", kModels}}, 202);
+  EXPECT_EQ(Call(s->port(), "DELETE", a["progress_url"].get<std::string>()).status, 200);
+  WaitDone(s->port(), a["id"]);
+  json b = Post(s->port(), {{"pipeline", def}, {"documents", InlineDocs(2)}, {"models", kModels}}, 202);
+  json done = WaitDone(s->port(), b["id"]);
+  EXPECT_EQ(done["state"], "done") << done.dump();
+  for (const json& l : ResultLines(s->port(), b["id"])) {
+    if (l["status"] == "ok") {
+      EXPECT_EQ(l["collection"], "docs") << l.dump();
+      EXPECT_GT(l["chunks"].get<int>(), 0) << l.dump();
+    }
+  }
+  EXPECT_TRUE(fs::exists(s->dir / "work/store"));
+  WaitDone(s->port(), other["id"]);
 }
 
 }  // namespace
