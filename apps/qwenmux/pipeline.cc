@@ -1,5 +1,6 @@
-// qwenmux pipeline run FILE.yaml PATH... [--model TIER=FILE.gguf]... [--json] [-o RESULTS.jsonl]
-// qwenmux pipeline check FILE.yaml
+// qwenmux pipeline run FILE.yaml|NAME PATH... [--model TIER=FILE.gguf]... [--json] [-o RESULTS.jsonl]
+// qwenmux pipeline check FILE.yaml|NAME
+// (NAME: a definition in --pipelines-dir, default examples/pipelines; see pipeline/library.h)
 // Runs a document pipeline (src/pipeline/job.h) over files and directories; prints a progress bar
 // (stderr, on a terminal), one JSON line per document with --json, and a summary (the last line
 // with --json). Results are appended to the results file, which also makes a rerun resume.
@@ -18,13 +19,22 @@
 #include "orchestrator/config/config.h"
 #include "pipeline/definition.h"
 #include "pipeline/job.h"
+#include "pipeline/library.h"
 #include "rag_common.h"
 
 namespace qwenmux::apps {
 
 namespace {
 
+// A definition file, or a pipeline name looked up in the pipeline directories.
+Result<pipeline::PipelineDef> LoadDefinition(const std::string& file_or_name, const std::vector<std::string>& dirs) {
+  const bool path_like = file_or_name.find('/') != std::string::npos || file_or_name.ends_with(".yaml") ||
+                         file_or_name.ends_with(".yml") || access(file_or_name.c_str(), F_OK) == 0;
+  return path_like ? pipeline::LoadPipeline(file_or_name) : pipeline::FindPipeline(file_or_name, dirs);
+}
+
 struct PipelineArgs {
+  std::vector<std::string> pipeline_dirs = {"examples/pipelines"};
   std::string file;
   std::vector<std::string> paths;
   std::vector<std::string> models;
@@ -67,7 +77,7 @@ void PrintSummary(const nlohmann::ordered_json& s) {
 }
 
 int Run(const PipelineArgs& a) {
-  auto def = pipeline::LoadPipeline(a.file);
+  auto def = LoadDefinition(a.file, a.pipeline_dirs);
   if (!def.ok()) return ReportError(def.status());
   pipeline::RunOptions opt;
   opt.inputs = a.paths;
@@ -134,7 +144,8 @@ void RegisterPipeline(CLI::App& app, int* exit_code) {
   cmd->require_subcommand(1);
   auto a = std::make_shared<PipelineArgs>();
   CLI::App* run = cmd->add_subcommand("run", "Run a pipeline over files and directories (resumable)");
-  run->add_option("file", a->file, "Pipeline definition (YAML), e.g. examples/pipelines/document-processing.yaml")->required();
+  run->add_option("file", a->file, "Pipeline definition (YAML) or name, e.g. examples/pipelines/document-processing.yaml or document-processing")->required();
+  run->add_option("--pipelines-dir", a->pipeline_dirs, "Where pipeline names are looked up (repeatable; default examples/pipelines)");
   run->add_option("paths", a->paths, "Documents and directories (txt, md, html, pdf)")->required();
   run->add_option("--model", a->models, "Map a tier or model name to a GGUF file: fast=qwen3-1.7b.gguf (repeatable)");
   run->add_option("-o,--output", a->output, "Results JSONL (appended; finished documents in it are skipped). Default: NAME.results.jsonl");
@@ -149,9 +160,10 @@ void RegisterPipeline(CLI::App& app, int* exit_code) {
 
   auto check_file = std::make_shared<std::string>();
   CLI::App* check = cmd->add_subcommand("check", "Parse and check a pipeline definition");
-  check->add_option("file", *check_file, "Pipeline definition (YAML)")->required();
-  check->callback([check_file, exit_code] {
-    auto def = pipeline::LoadPipeline(*check_file);
+  check->add_option("file", *check_file, "Pipeline definition (YAML) or name")->required();
+  check->add_option("--pipelines-dir", a->pipeline_dirs, "Where pipeline names are looked up (repeatable; default examples/pipelines)");
+  check->callback([a, check_file, exit_code] {
+    auto def = LoadDefinition(*check_file, a->pipeline_dirs);
     if (!def.ok()) {
       *exit_code = ReportError(def.status());
       return;

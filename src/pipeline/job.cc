@@ -64,6 +64,24 @@ Result<std::string> FromStore(const std::string& models_dir, const std::string& 
   return store.BlobPath(m->sha256);
 }
 
+// One mutex per (manager, model spec) for the whole process: jobs that share a server's manager
+// and a spec share the loaded model, and their calls on it must not overlap.
+std::shared_ptr<std::mutex> ModelMutex(const orchestrator::ModelManager* manager, const std::string& spec) {
+  static std::mutex registry_mu;
+  static std::map<std::pair<const void*, std::string>, std::weak_ptr<std::mutex>> registry;
+  std::lock_guard<std::mutex> lk(registry_mu);
+  for (auto it = registry.begin(); it != registry.end();) {  // drop entries of finished jobs
+    it = it->second.expired() ? registry.erase(it) : std::next(it);
+  }
+  auto& w = registry[{manager, spec}];
+  std::shared_ptr<std::mutex> mu = w.lock();
+  if (!mu) {
+    mu = std::make_shared<std::mutex>();
+    w = mu;
+  }
+  return mu;
+}
+
 }  // namespace
 
 Result<std::string> ResolveModelPath(const std::string& ref, const RunOptions& options) {
@@ -169,14 +187,27 @@ Result<std::unique_ptr<Job>> Job::Start(PipelineDef def, RunOptions options, Res
   }
   for (const auto& [file, seqs] : n_seq) {
     orchestrator::ModelSpec spec;
-    spec.name = "pipeline:" + file;
     spec.path = file;
     spec.load.n_ctx = m.def.context;
     spec.load.n_seq = std::max(1, seqs);
     spec.load.n_threads = m.options.threads;
     spec.keep_alive = std::chrono::minutes(5);
-    QM_RETURN_IF_ERROR(m.manager->Register(spec));
-    m.model_mu[file] = std::make_unique<std::mutex>();
+    if (m.own_manager) {
+      spec.name = "pipeline:" + file;
+      QM_RETURN_IF_ERROR(m.manager->Register(spec));
+    } else {
+      // A shared manager (a server running several jobs): the name carries the load options,
+      // so jobs asking for the same file the same way share one spec (and one loaded model),
+      // and a spec that another job holds loaded is never replaced.
+      spec.name = fmt::format("pipeline:{}#ctx={},seq={},threads={}", file, spec.load.n_ctx, spec.load.n_seq,
+                              spec.load.n_threads);
+      if (!m.manager->Has(spec.name)) {
+        Status s = m.manager->Register(spec);
+        if (!s.ok() && !m.manager->Has(spec.name)) return s;  // lost a race to an identical spec: fine
+      }
+    }
+    m.spec_name[file] = spec.name;
+    m.model_mu[file] = ModelMutex(m.manager, spec.name);
   }
   // Inputs, content hashes, resume.
   std::vector<std::string> missing;
@@ -356,7 +387,7 @@ std::string Job::Impl::RetryFile(const DocPtr&) const {
 
 Status Job::Impl::WithModel(size_t stage, const std::string& file_in, const std::function<Status(engine::Model&)>& fn) {
   const std::string file = file_in.empty() ? stage_model.at(def.stages[stage].name) : file_in;
-  QM_ASSIGN_OR_RETURN(orchestrator::ModelLease lease, manager->Acquire("pipeline:" + file));
+  QM_ASSIGN_OR_RETURN(orchestrator::ModelLease lease, manager->Acquire(spec_name.at(file)));
   std::lock_guard<std::mutex> lk(*model_mu.at(file));
   return fn(lease.model());
 }

@@ -61,7 +61,11 @@ struct RunOptions {
   std::string results_path;                      // JSONL output and resume state ("" = none)
   uint64_t memory_budget = 0;                    // bytes for this job's own manager (0: the OS limit)
   size_t threads = 0;                            // engine threads per model (0: all cores)
-  orchestrator::ModelManager* manager = nullptr; // share a server's manager instead of an own one
+  // Share a server's manager instead of an own one: the job registers one spec per (file, context,
+  // sequences, threads), named "pipeline:FILE#ctx=..,seq=..,threads=..", which jobs asking for the
+  // same thing share (calls on a shared model are serialised across jobs). Its busy_wait applies:
+  // a stage whose model cannot fit beside models in use fails its batch instead of waiting.
+  orchestrator::ModelManager* manager = nullptr;
   std::string store_dir;                         // RAG store of embed stages with `collection:`
                                                  // (required when a stage has one)
 };

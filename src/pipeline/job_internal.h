@@ -85,7 +85,10 @@ struct Job::Impl {
   std::unique_ptr<orchestrator::ModelManager> own_manager;
   orchestrator::ModelManager* manager = nullptr;
   std::map<std::string, std::string> stage_model;   // stage name -> file
-  std::map<std::string, std::unique_ptr<std::mutex>> model_mu;  // file -> serialises calls
+  std::map<std::string, std::string> spec_name;     // file -> the manager's model name
+  // file -> serialises calls on the model; shared by every job leasing the same spec of the same
+  // manager (engine::Model is single-threaded).
+  std::map<std::string, std::shared_ptr<std::mutex>> model_mu;
 
   std::vector<std::unique_ptr<DocQueue>> queues;    // one per stage
   std::vector<DocPtr> pending;                      // documents to run (after resume)

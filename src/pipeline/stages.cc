@@ -100,7 +100,7 @@ void Job::Impl::RunChunk(size_t stage, std::vector<DocPtr>& batch) {
   } else {
     // Only the tokenizer is used: hold the lease, not the model's lock.
     const std::string file = stage_model.at(st.name);
-    auto lease = manager->Acquire("pipeline:" + file);
+    auto lease = manager->Acquire(spec_name.at(file));
     if (!lease.ok()) {
       for (DocPtr& d : batch) Fail(stage, d, "model load failed", lease.status().message());
     } else {

@@ -89,6 +89,9 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
   app->service_->SetRag(app->rag_.get());
   app->http_ = std::make_unique<HttpServer>(o.http);
   app->service_->RegisterRoutes(*app->http_);
+  if (!o.config_path.empty()) app->config_ = std::make_unique<orchestrator::Config>(in.config);
+  app->jobs_ = std::make_unique<PipelineJobs>(o.jobs, app->manager_.get(), app->config_.get(), setup.models_dir, o.threads);
+  QM_RETURN_IF_ERROR(RegisterPipelineRoutes(*app->service_, *app->jobs_, *app->http_, setup.models_dir, app->config_.get()));
 
   const auto& L = o.http.limits;
   app->log_(fmt::format("serve: memory budget {}, {} per --model sequence, {} sequences per --model file, queue {} per model",
@@ -99,6 +102,10 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
                         o.http.security.api_keys.empty() ? "off" : "on",
                         o.http.security.cors_origins.empty() ? "off" : fmt::format("{}", fmt::join(o.http.security.cors_origins, ",")),
                         o.http.security.check_host ? "on" : "off"));
+  app->log_(fmt::format("serve: pipeline jobs: at most {} at once, work dir {}, data roots: {}, pipelines: {}",
+                        app->jobs_->options().max_running, app->jobs_->work_dir(),
+                        o.jobs.data_roots.empty() ? "none (inline documents only)" : fmt::format("{}", fmt::join(o.jobs.data_roots, ", ")),
+                        o.jobs.pipeline_dirs.empty() ? "none" : fmt::format("{}", fmt::join(o.jobs.pipeline_dirs, ", "))));
   for (const ServedModel& m : app->service_->models()) {
     app->log_(fmt::format("serve: model {} ({}{}{}, {} params, context {}) <- {}", m.name,
                           orchestrator::ModelRoleName(m.role), m.quantization.empty() ? "" : ", ", m.quantization,
@@ -137,6 +144,12 @@ void App::Shutdown() {
   if (shut_down_ || !http_) return;
   shut_down_ = true;
   http_->StopAccepting();
+  // Pipeline jobs run for minutes: cancel them now (their event streams end) and wait for their
+  // workers (each ends the batch it is in); handlers still running get "shutting down".
+  if (jobs_) {
+    if (jobs_->running() > 0) log_(fmt::format("serve: cancelling {} pipeline job(s)", jobs_->running()));
+    jobs_->Shutdown();
+  }
   const auto deadline = std::chrono::steady_clock::now() + options_.shutdown_grace;
   if (http_->InFlight() > 0) {
     log_(fmt::format("serve: shutting down: waiting up to {} ms for {} request(s)", options_.shutdown_grace.count(),
@@ -165,6 +178,7 @@ App::~App() {
   // Order: HTTP (and with it every responder's session) before the scheduler and manager.
   http_.reset();
   rag_.reset();
+  jobs_.reset();
   service_.reset();
   scheduler_.reset();
   manager_.reset();

@@ -19,6 +19,7 @@
 #include "orchestrator/metrics/metrics.h"
 #include "orchestrator/scheduler/scheduler.h"
 #include "server/http_server.h"
+#include "server/pipeline_jobs.h"
 #include "server/rag_api.h"
 #include "server/service.h"
 
@@ -42,6 +43,7 @@ struct AppOptions {
   std::string rag_store;                             // "" = $QWENMUX_HOME/rag or ~/.qwenmux/rag
   std::map<std::string, std::string> rag_models;
   int32_t rag_max_concurrent = 2;
+  PipelineJobOptions jobs;               // /v1/pipelines/jobs: data roots, work dir, caps
 };
 
 class App {
@@ -54,12 +56,13 @@ class App {
   // Binds, starts serving, preloads in the background (/health: 503 until done).
   Status Start();
   // Graceful: stop accepting, let in-flight requests finish for shutdown_grace, cancel the
-  // rest, stop the scheduler and unload the models.
+  // rest, cancel and join the pipeline jobs, stop the scheduler and unload the models.
   void Shutdown();
 
   uint16_t port() const { return http_->port(); }
   Service& service() { return *service_; }
   HttpServer& http() { return *http_; }
+  PipelineJobs& jobs() { return *jobs_; }
 
  private:
   App() = default;
@@ -70,6 +73,8 @@ class App {
   std::unique_ptr<orchestrator::Scheduler> scheduler_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<RagApi> rag_;
+  std::unique_ptr<orchestrator::Config> config_;  // qwenmux.yaml (pipeline model overrides), or null
+  std::unique_ptr<PipelineJobs> jobs_;
   std::unique_ptr<HttpServer> http_;
   std::thread preload_;
   bool shut_down_ = false;

@@ -129,6 +129,20 @@ struct HttpServer::Impl {
   std::atomic<int32_t>* in_flight;
   std::atomic<int32_t>* connections;
   std::map<std::string, std::map<std::string, Handler>> routes;  // path -> method -> handler
+  std::map<std::string, std::map<std::string, Handler>> prefix_routes;  // prefix -> method -> handler
+  // The routes for a path: exact, else the longest matching prefix; nullptr if none.
+  const std::map<std::string, Handler>* FindRoute(const std::string& path) const {
+    if (auto it = routes.find(path); it != routes.end()) return &it->second;
+    const std::map<std::string, Handler>* best = nullptr;
+    size_t best_len = 0;
+    for (const auto& [prefix, methods] : prefix_routes) {
+      if (path.size() >= prefix.size() && path.compare(0, prefix.size(), prefix) == 0 && prefix.size() >= best_len) {
+        best = &methods;
+        best_len = prefix.size();
+      }
+    }
+    return best;
+  }
   ErrorFormatter error_formatter;
   std::atomic<bool> draining{false};
   std::atomic<bool> dying{false};
@@ -302,14 +316,14 @@ class Session : public std::enable_shared_from_this<Session> {
     req->body = std::move(m.body());
     keep_alive_ = m.keep_alive();
 
-    const auto route = impl_->routes.find(req->path);
-    if (route == impl_->routes.end()) {
+    const auto* route = impl_->FindRoute(req->path);
+    if (route == nullptr) {
       return SendError(req->path, 404, fmt::format("no route for {} {}", req->method, req->path));
     }
-    const auto handler = route->second.find(req->method);
-    if (handler == route->second.end()) {
+    const auto handler = route->find(req->method);
+    if (handler == route->end()) {
       std::string allow;
-      for (const auto& [method, _] : route->second) allow += (allow.empty() ? "" : ", ") + method;
+      for (const auto& [method, _] : *route) allow += (allow.empty() ? "" : ", ") + method;
       return SendError(req->path, 405, fmt::format("method {} not allowed on {} (allowed: {})", req->method,
                                                    req->path, allow),
                        {{"Allow", allow}});
@@ -561,8 +575,8 @@ HttpServer::HttpServer(HttpServerOptions options) : options_(std::move(options))
 
 HttpServer::~HttpServer() { Stop(); }
 
-void HttpServer::Route(const std::string& method, const std::string& path, Handler handler) {
-  impl_->routes[path][method] = std::move(handler);
+void HttpServer::Route(const std::string& method, const std::string& path, Handler handler, bool prefix) {
+  (prefix ? impl_->prefix_routes : impl_->routes)[path][method] = std::move(handler);
 }
 
 void HttpServer::SetErrorFormatter(ErrorFormatter f) { impl_->error_formatter = std::move(f); }

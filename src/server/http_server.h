@@ -100,8 +100,12 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Before Start(). method "GET"/"POST"; a path known with another method answers 405.
-  void Route(const std::string& method, const std::string& path, Handler handler);
+  // Before Start(). method "GET"/"POST"/"DELETE"; a path known with another method answers 405.
+  // prefix = true: the route also takes every path that starts with `path` (which should end in
+  // "/"), e.g. "/v1/pipelines/jobs/" for "/v1/pipelines/jobs/ID/results"; the handler reads the
+  // rest of HttpRequest::path. An exact route wins over a prefix route; of several prefix
+  // routes the longest match wins.
+  void Route(const std::string& method, const std::string& path, Handler handler, bool prefix = false);
   void SetErrorFormatter(ErrorFormatter f);
 
   // Binds and starts the I/O and work threads. Errors: address in use, bad host.
