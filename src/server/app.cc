@@ -90,7 +90,10 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
   app->http_ = std::make_unique<HttpServer>(o.http);
   app->service_->RegisterRoutes(*app->http_);
   if (!o.config_path.empty()) app->config_ = std::make_unique<orchestrator::Config>(in.config);
-  app->jobs_ = std::make_unique<PipelineJobs>(o.jobs, app->manager_.get(), app->config_.get(), setup.models_dir, o.threads);
+  // Pipeline jobs store their collections where POST /v1/rag reads them.
+  PipelineJobOptions jo = o.jobs;
+  if (jo.store_dir.empty()) jo.store_dir = app->rag_->store_dir();
+  app->jobs_ = std::make_unique<PipelineJobs>(jo, app->manager_.get(), app->config_.get(), setup.models_dir, o.threads);
   QM_RETURN_IF_ERROR(RegisterPipelineRoutes(*app->service_, *app->jobs_, *app->http_, setup.models_dir, app->config_.get()));
 
   const auto& L = o.http.limits;

@@ -39,7 +39,8 @@ struct PipelineJobOptions {
   std::vector<std::string> data_roots;     // server-side inputs must lie under one (none: inline only)
   std::vector<std::string> pipeline_dirs;  // where pipeline names are looked up
   std::string work_dir;                    // job directories ("" = <temp dir>/qwenmux-jobs-<uid>)
-  std::string store_dir;                   // RAG store of embed stages with `collection:` ("" = <work_dir>/store)
+  std::string store_dir;                   // RAG store of embed stages with `collection:` ("" = <work_dir>/store;
+                                           // serve passes its --store, where POST /v1/rag reads)
   int32_t max_running = 2;                 // jobs running at once; more: 429
   int32_t keep_finished = 32;              // finished jobs kept (listed, results readable)
   int32_t max_streams = 16;                // open event streams

@@ -70,6 +70,11 @@ std::unique_ptr<Server> StartServer(int32_t max_running = 2, bool data_root = tr
   if (data_root) o.jobs.data_roots = {s->data()};
   o.jobs.pipeline_dirs = {s->dir / "pipelines"};
   o.jobs.work_dir = s->dir / "work";
+  o.rag_store = s->dir / "rag";  // pipeline collections go where POST /v1/rag reads
+  for (const char* st : {"query_understanding", "embedding", "retrieval_ranking", "context_synthesis",
+                         "response_generation", "quality_scoring"}) {
+    o.rag_models[st] = "tiny";
+  }
   o.jobs.max_running = max_running;
   o.jobs.keep_finished = keep_finished;
   auto app = App::Create(std::move(o), [](const std::string&) {});
@@ -456,8 +461,16 @@ TEST(PipelineApiConcurrent, OneJobAtATimeWritesTheDocumentStore) {
       EXPECT_GT(l["chunks"].get<int>(), 0) << l.dump();
     }
   }
-  EXPECT_TRUE(fs::exists(s->dir / "work/store"));
+  EXPECT_TRUE(fs::exists(s->dir / "rag/store.db"));
   WaitDone(s->port(), other["id"]);
+  // What the pipeline stored is searchable right away through POST /v1/rag.
+  auto ask = Call(s->port(), "POST", "/v1/rag",
+                  json{{"collection", "docs"}, {"question", "What is in the documents?"}, {"max_tokens", 8},
+                       {"max_rewrites", 0}, {"score", false}}.dump());
+  ASSERT_EQ(ask.status, 200) << ask.body;
+  const json answer = json::parse(ask.body);
+  ASSERT_FALSE(answer["citations"].empty()) << ask.body;
+  for (const json& c : answer["citations"]) EXPECT_NE(c["source"].get<std::string>().find("/work/"), std::string::npos) << c.dump();
 }
 
 }  // namespace
