@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/run_command.h"
 #include "common/testdata.h"
 
 namespace {
@@ -19,14 +20,8 @@ struct Out {
 };
 
 Out RunCli(const std::string& args) {
-  const std::string cmd = std::string(QWENMUX_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string text;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
+  qwenmux::testing::CommandResult r = qwenmux::testing::RunQwenmux(args, /*merge_stderr=*/true);
+  return {r.code, std::move(r.out)};
 }
 
 const std::string kDense = qwenmux::testing::ModelPath("tiny-dense.q8_0.gguf");

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/run_command.h"
 #include "orchestrator/fake_hub.h"
 
 namespace qwenmux::orchestrator {
@@ -22,15 +23,10 @@ struct CliRun {
 };
 
 CliRun Qwenmux(const std::string& args) {
+  qwenmux::testing::CommandResult c = qwenmux::testing::RunQwenmux(args, /*merge_stderr=*/true);
   CliRun r;
-  std::string cmd = std::string(QWENMUX_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.code = c.code;
+  r.out = std::move(c.out);
   return r;
 }
 

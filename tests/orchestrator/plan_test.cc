@@ -11,6 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/run_command.h"
 #include "common/testdata.h"
 #include "orchestrator/temp_dir.h"
 
@@ -239,15 +240,11 @@ struct CliRun {
 
 CliRun Qwenmux(const std::string& env, const std::string& args) {
   TempDir tmp;
+  qwenmux::testing::CommandResult c =
+      qwenmux::testing::RunCommand(env + " " + std::string(QWENMUX_BINARY) + " " + args + " 2>" + tmp.path() + "/err");
   CliRun r;
-  std::string cmd = env + " " + std::string(QWENMUX_BINARY) + " " + args + " 2>" + tmp.path() + "/err";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.code = c.code;
+  r.out = std::move(c.out);
   std::ifstream e(tmp.path() + "/err");
   r.err.assign(std::istreambuf_iterator<char>(e), {});
   return r;

@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/run_command.h"
 #include "common/testdata.h"
 #include "orchestrator/temp_dir.h"
 #include "pipeline/definition.h"
@@ -57,14 +58,8 @@ struct Cli {
   std::string out;
 };
 Cli RunCli(const std::string& args, bool merge_stderr = false) {
-  const std::string cmd = std::string(QWENMUX_BINARY) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string text;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
+  qwenmux::testing::CommandResult r = qwenmux::testing::RunQwenmux(args, merge_stderr);
+  return {r.code, std::move(r.out)};
 }
 
 std::string ModelFlags() {

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "common/run_command.h"
 #include "common/testdata.h"
 #include "engine/engine.h"
 #include "orchestrator/temp_dir.h"
@@ -65,20 +66,6 @@ inline std::string MinimalPdf(const std::vector<std::string>& lines, const std::
   return pdf;
 }
 
-struct CliOut {
-  int code;
-  std::string out;  // stdout (stderr appended when merge_stderr)
-};
-
-inline CliOut RunQwenmux(const std::string& args, bool merge_stderr = false) {
-  const std::string cmd = std::string(QWENMUX_BINARY) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string text;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
-}
+using CliOut = CommandResult;  // RunQwenmux: tests/common/run_command.h
 
 }  // namespace qwenmux::testing

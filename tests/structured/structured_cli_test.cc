@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "chat/chat.h"
+#include "common/run_command.h"
 #include "common/testdata.h"
 #include "structured_util.h"
 
@@ -31,16 +32,10 @@ std::string TmpFile(const std::string& name, const std::string& content) {
 
 Out RunCli(const std::string& args) {
   const std::string err_path = TmpFile("cli_stderr.txt", "");
-  const std::string cmd = std::string(QWENMUX_BINARY) + " " + args + " 2>" + err_path;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string text;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
-  const int status = pclose(p);
+  qwenmux::testing::CommandResult r = qwenmux::testing::RunCommand(std::string(QWENMUX_BINARY) + " " + args + " 2>" + err_path);
   std::ifstream f(err_path);
   std::string err((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text, err};
+  return {r.code, std::move(r.out), err};
 }
 
 const std::string kDense = qwenmux::testing::ModelPath("tiny-dense.q8_0.gguf");

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/run_command.h"
 #include "common/testdata.h"
 
 namespace {
@@ -14,15 +15,8 @@ struct CmdResult {
 };
 
 CmdResult RunCommand(const std::string& args) {
-  const std::string cmd = std::string(QWENMUX_BINARY) + " tokenize " + args + " 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return {-1, ""};
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  qwenmux::testing::CommandResult r = qwenmux::testing::RunQwenmux("tokenize " + args, /*merge_stderr=*/false);
+  return {r.code, std::move(r.out)};
 }
 
 std::string Vocab() { return qwenmux::testing::ModelPath("qwen3-vocab.gguf"); }
