@@ -126,11 +126,8 @@ void Job::Impl::RunEmbed(size_t stage, std::vector<DocPtr>& batch) {
       d->models[st.name] = file;
       std::vector<std::string> texts;
       texts.reserve(d->chunks.size());
-      for (const rag::Chunk& c : d->chunks) {
-        texts.push_back(rag::ChunkEmbedText(c.heading, c.text));
-        tokens += embedder.CountTokens(texts.back()) + 1;
-      }
-      auto vectors = embedder.EmbedDocuments(texts, static_cast<size_t>(st.batch));
+      for (const rag::Chunk& c : d->chunks) texts.push_back(rag::ChunkEmbedText(c.heading, c.text));
+      auto vectors = embedder.EmbedDocuments(texts, static_cast<size_t>(st.batch), &tokens);
       if (!vectors.ok()) {
         Fail(stage, d, "embedding failed", vectors.status().message());
         continue;

@@ -30,13 +30,17 @@ std::vector<int32_t> Embedder::Tokens(std::string_view text) const {
   return ids;
 }
 
-Result<std::vector<std::vector<float>>> Embedder::EmbedDocuments(const std::vector<std::string>& texts, size_t batch) {
+Result<std::vector<std::vector<float>>> Embedder::EmbedDocuments(const std::vector<std::string>& texts, size_t batch,
+                                                                 int64_t* tokens) {
   std::vector<std::vector<float>> out;
   out.reserve(texts.size());
   batch = std::max<size_t>(1, batch);
   for (size_t b = 0; b < texts.size(); b += batch) {
     std::vector<std::vector<int32_t>> inputs;
-    for (size_t i = b; i < std::min(texts.size(), b + batch); ++i) inputs.push_back(Tokens(texts[i]));
+    for (size_t i = b; i < std::min(texts.size(), b + batch); ++i) {
+      inputs.push_back(Tokens(texts[i]));
+      if (tokens) *tokens += static_cast<int64_t>(inputs.back().size()) + 1;
+    }
     QM_ASSIGN_OR_RETURN(auto vecs, model_->Embed(inputs, dims_));
     for (auto& v : vecs) out.push_back(std::move(v));
   }

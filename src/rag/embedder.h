@@ -31,7 +31,10 @@ class Embedder {
 
   int32_t CountTokens(std::string_view text) const;
   // Embeds texts in batches of `batch` (each batch shares forward passes across KV sequences).
-  Result<std::vector<std::vector<float>>> EmbedDocuments(const std::vector<std::string>& texts, size_t batch = 32);
+  // `tokens`, if given, gets the tokens run through the model added to it (each input's ids
+  // plus the appended end token).
+  Result<std::vector<std::vector<float>>> EmbedDocuments(const std::vector<std::string>& texts, size_t batch = 32,
+                                                         int64_t* tokens = nullptr);
   Result<std::vector<float>> EmbedQuery(std::string_view query, std::string_view task = kDefaultRetrievalTask);
 
  private:

@@ -128,6 +128,8 @@ TEST(PipelineCli, DocumentPipelineEndToEndOnTinyModels) {
   EXPECT_EQ(summary["stages"][0]["failures"]["empty document"], 1) << summary.dump();
   EXPECT_EQ(summary["stages"][0]["failures"]["corrupt or unreadable"], 1) << summary.dump();
   EXPECT_GT(summary["stages"][1]["tokens"].get<int64_t>(), 0);
+  ASSERT_EQ(summary["stages"][5]["type"], "embed");
+  EXPECT_GT(summary["stages"][5]["tokens"].get<int64_t>(), summary["stages"][5]["items"].get<int64_t>());  // >1 token per chunk
 
   auto def = LoadPipeline("examples/pipelines/document-processing.yaml");
   ASSERT_TRUE(def.ok());
