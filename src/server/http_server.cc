@@ -433,6 +433,10 @@ class Session : public std::enable_shared_from_this<Session> {
     timer_.cancel();
     if (auto r = current_.lock()) r->Cancel(true);
     out_.clear();
+    // The finished response's responder holds this session: a write that fails after the last
+    // chunk was queued ends here, not in ResponseDone(), so drop it here or the pair leaks.
+    last_queued_ = false;
+    finished_responder_.reset();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.close();
