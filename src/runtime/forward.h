@@ -12,19 +12,12 @@
 #include "base/page_memory.h"
 #include "base/status.h"
 #include "base/thread_pool.h"
+#include "runtime/backend.h"
 #include "model/config.h"
 #include "runtime/kv_cache.h"
 #include "runtime/weights.h"
 
 namespace qwenmux::runtime {
-
-// One token of a batch: sequence `seq` (a KV-cache slot) at position `pos`.
-struct BatchEntry {
-  int32_t token = 0;
-  int32_t pos = 0;
-  int32_t seq = 0;
-  bool output = false;  // produce logits / hidden state for this token
-};
 
 class CpuForward {
  public:
