@@ -35,7 +35,7 @@ int Run(Args& a) {
                                 {"quality_scoring", s}},
                                rag::NeededRagStages(stages));
   if (!paths.ok()) return ReportError(paths.status());
-  ModelPool pool;
+  ModelPool pool(&a.common);
   for (const auto& [file, o] : rag::RagLoadPlan(*paths, stages, a.ctx, static_cast<size_t>(a.common.threads)))
     pool.Want(file, o);
   rag::RagModelSet set;

@@ -33,6 +33,8 @@ int Run(Args a) {
     return 1;
   }
   a.load.n_ctx = std::max(a.load.n_ctx, a.n_prompt + a.n_gen + 1);
+  std::string device_why;
+  if (Status d = ResolveLoadDevice(&a.load, a.json ? &device_why : nullptr); !d.ok()) return ReportError(d);
   auto model = engine::Model::Load(a.model, a.load);
   if (!model.ok()) {
     return ReportError(model.status());
@@ -93,6 +95,7 @@ int Run(Args a) {
       {"model", a.model},
       {"architecture", c.arch_name},
       {"threads", m.pool().size()},
+      {"device", runtime::DeviceName(a.load.device == runtime::DeviceChoice::kCuda ? runtime::Device::kCuda : runtime::Device::kCpu)},
       {"n_prompt", a.n_prompt},
       {"n_gen", a.n_gen},
       {"prefill_tok_s", a.n_prompt / best_pre},
@@ -103,6 +106,7 @@ int Run(Args a) {
       {"weights_bytes", model::WeightBytes(m.file())},
       {"kv_cache_bytes", m.kv().bytes()},
   };
+  if (!device_why.empty()) j["device_why"] = device_why;
   if (!a.no_bw) {
     const double bw = MeasureReadBandwidth(size_t{1} << 30, m.pool().size());
     j["read_bandwidth_GBps"] = bw / 1e9;

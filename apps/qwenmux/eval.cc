@@ -29,7 +29,7 @@ int Run(const Args& a) {
   if (!a.no_rerank) needed.push_back("retrieval_ranking");
   auto models = a.common.Models({{"embedding", a.embed_model}, {"retrieval_ranking", a.rerank_model}}, needed);
   if (!models.ok()) return ReportError(models.status());
-  ModelPool pool;
+  ModelPool pool(&a.common);
   engine::LoadOptions eo;
   eo.n_ctx = 512;
   eo.n_threads = static_cast<size_t>(a.common.threads);

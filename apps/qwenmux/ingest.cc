@@ -46,6 +46,7 @@ int Run(Args& a) {
   lo.n_seq = a.n_seq;
   lo.n_batch = 2048;
   lo.n_threads = static_cast<size_t>(a.common.threads);
+  if (Status d = a.common.ApplyDevice(&lo); !d.ok()) return ReportError(d);
   auto model = engine::Model::Load(embed_path, lo);
   if (!model.ok()) return ReportError(model.status());
   auto embedder = rag::Embedder::Create(model->get(), embed_path, a.dims);

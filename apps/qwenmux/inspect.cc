@@ -11,6 +11,8 @@
 #include "gguf/gguf.h"
 #include "model/config.h"
 #include "orchestrator/config/units.h"
+#include "orchestrator/manager/memory_estimate.h"
+#include "runtime/device_select.h"
 
 namespace qwenmux::apps {
 
@@ -55,7 +57,49 @@ nlohmann::json TokenizerJson(const gguf::File& f) {
   return j;
 }
 
-int Run(const std::string& path, bool json) {
+struct Args {
+  std::string path;
+  bool json = false;
+  int32_t ctx = 4096, parallel = 1;
+  std::string gpu_memory_budget = "90%";
+};
+
+// RAM and GPU memory of the model at ctx x parallel, the GPU and whether the model fits its budget.
+Result<nlohmann::json> MemoryJson(const gguf::File& f, const model::ModelConfig& c, const Args& a) {
+  engine::LoadOptions lo;
+  lo.n_ctx = a.ctx;
+  lo.n_seq = a.parallel;
+  QM_ASSIGN_OR_RETURN(orchestrator::MemoryAmount budget, orchestrator::ParseMemoryAmount(a.gpu_memory_budget));
+  const orchestrator::MemoryEstimate ram = orchestrator::EstimateMemory(f, c, lo);
+  const orchestrator::DeviceMemoryEstimate dev = orchestrator::EstimateDeviceMemory(c, model::WeightBytes(f), lo);
+  const runtime::CudaDeviceInfo gpu = runtime::QueryCudaDevice(0);
+  const uint64_t gpu_budget = orchestrator::ResolveGpuBudget(budget, gpu);
+  nlohmann::json g = {{"available", gpu.available}, {"describe", runtime::DescribeCudaDevice(gpu)}};
+  if (gpu.available) {
+    g["name"] = gpu.name;
+    g["total_bytes"] = gpu.total_bytes;
+    g["free_bytes"] = gpu.free_bytes;
+    g["budget_bytes"] = gpu_budget;
+  }
+  return nlohmann::json{
+      {"context", std::min<uint32_t>(static_cast<uint32_t>(a.ctx), c.n_ctx_train)},
+      {"sequences", a.parallel},
+      {"ram_bytes", ram.total()},
+      {"ram", {{"weights", ram.weights}, {"kv_cache", ram.kv_cache}, {"compute", ram.compute}, {"metadata", ram.metadata}}},
+      {"device_bytes", dev.total()},
+      {"device", {{"weights", dev.weights}, {"kv_cache", dev.kv_cache}, {"scratch", dev.scratch}}},
+      {"gpu", g},
+      {"fits_gpu", gpu.available && dev.total() <= gpu_budget},
+      {"text", fmt::format("RAM (on the CPU) {}\n  GPU memory (on the GPU) {}\n  GPU: {}{}", ram.ToString(), dev.ToString(),
+                           runtime::DescribeCudaDevice(gpu),
+                           gpu.available ? fmt::format(", budget {}: {}", orchestrator::FormatSize(gpu_budget),
+                                                       dev.total() <= gpu_budget ? "fits" : "does not fit")
+                                         : "")}};
+}
+
+int Run(const Args& a) {
+  const std::string& path = a.path;
+  const bool json = a.json;
   auto file = gguf::File::Open(path);
   if (!file.ok()) {
     return ReportError(file.status());
@@ -72,6 +116,9 @@ int Run(const std::string& path, bool json) {
     auto cfg = model::ReadConfig(f);
     if (cfg.ok()) {
       out["hparams"] = ConfigJson(*cfg);
+      auto mem = MemoryJson(f, *cfg, a);
+      if (!mem.ok()) return ReportError(mem.status().WithContext("--gpu-memory-budget"));
+      out["memory"] = std::move(*mem);
     } else {
       out["hparams_error"] = cfg.status().ToString();
     }
@@ -98,6 +145,11 @@ int Run(const std::string& path, bool json) {
   out["parameters"] = params;
   out["weights_bytes"] = total;
 
+  std::string memory_text;
+  if (out.contains("memory")) {
+    memory_text = out["memory"]["text"].get<std::string>();
+    out["memory"].erase("text");
+  }
   if (json) {
     fmt::print("{}\n", out.dump(2));
     return 0;
@@ -125,6 +177,10 @@ int Run(const std::string& path, bool json) {
     }
   }
   fmt::print("\nparameters:    {}\nweights need:  {} ({} bytes)\n", params, orchestrator::FormatSize(total), total);
+  if (!memory_text.empty()) {
+    fmt::print("memory at context {} x {} sequence(s):\n  {}\n", out["memory"]["context"].get<uint32_t>(),
+               out["memory"]["sequences"].get<int32_t>(), memory_text);
+  }
   return 0;
 }
 
@@ -132,11 +188,16 @@ int Run(const std::string& path, bool json) {
 
 void RegisterInspect(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand("inspect", "Show a GGUF file: hyper-parameters, tokenizer, tensors, memory");
-  auto path = std::make_shared<std::string>();
-  auto json = std::make_shared<bool>(false);
-  cmd->add_option("file", *path, "GGUF model file")->required();
-  cmd->add_flag("--json", *json, "Print JSON");
-  cmd->callback([=] { *exit_code = Run(*path, *json); });
+  auto a = std::make_shared<Args>();
+  cmd->add_option("file", a->path, "GGUF model file")->required();
+  cmd->add_flag("--json", a->json, "Print JSON");
+  cmd->add_option("-c,--ctx", a->ctx, "Context (tokens per sequence) for the memory figures")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--parallel", a->parallel, "Sequences (KV-cache slots) for the memory figures")
+      ->capture_default_str()->check(CLI::Range(1, 256));
+  cmd->add_option("--gpu-memory-budget", a->gpu_memory_budget, "GPU budget: a size (20GiB) or a share of free device memory")
+      ->capture_default_str();
+  cmd->callback([=] { *exit_code = Run(*a); });
 }
 
 }  // namespace qwenmux::apps

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "engine_flags.h"
 #include "orchestrator/config/config.h"
 #include "pipeline/definition.h"
 #include "pipeline/job.h"
@@ -40,6 +41,8 @@ struct PipelineArgs {
   std::vector<std::string> models;
   std::string output, config, models_dir, budget, store;
   size_t threads = 0;
+  runtime::DeviceChoice device = runtime::DeviceChoice::kAuto;
+  int device_index = 0;
   bool json = false, quiet = false;
 };
 
@@ -103,6 +106,8 @@ int Run(const PipelineArgs& a) {
     opt.memory_budget = *b;
   }
   opt.threads = a.threads;
+  opt.device = a.device;
+  opt.device_index = a.device_index;
   opt.store_dir = a.store.empty() ? DefaultRagStoreDir() : a.store;
   opt.results_path = a.output.empty() ? def->name + ".results.jsonl" : a.output;
   const bool json = a.json;
@@ -154,6 +159,7 @@ void RegisterPipeline(CLI::App& app, int* exit_code) {
   run->add_option("--store", a->store, "Document store of embed stages with a collection (default: $QWENMUX_HOME/rag or ~/.qwenmux/rag)");
   run->add_option("--memory-budget", a->budget, "Bytes the pipeline's models may use together (e.g. 24GiB)");
   run->add_option("-t,--threads", a->threads, "Engine threads per model (0: all cores)");
+  AddDeviceFlags(run, &a->device, &a->device_index);
   run->add_flag("--json", a->json, "One JSON line per document, the summary as the last line");
   run->add_flag("-q,--quiet", a->quiet, "No progress bar");
   run->callback([a, exit_code] { *exit_code = Run(*a); });

@@ -24,7 +24,7 @@ struct Args {
   int32_t parallel = 1;
   size_t threads = 0;
   uint64_t ring_mib = 512;
-  std::string memory_budget, config, cache_dir;
+  std::string memory_budget, gpu_memory_budget, config, cache_dir;
 };
 
 std::string When(int64_t unix) {
@@ -52,6 +52,11 @@ int Run(const Args& a) {
   o.n_seq = a.parallel;
   o.total_ram = PhysicalMemoryBytes();
   o.budget_bytes = config.memory.Resolve(o.total_ram);
+  if (!a.gpu_memory_budget.empty()) {
+    if (Status s = ApplyGpuMemoryBudgetFlag(config, a.gpu_memory_budget); !s.ok()) return ReportError(s);
+  }
+  o.gpu = runtime::QueryCudaDevice(0);
+  o.gpu_budget_bytes = ResolveGpuBudget(config.memory.gpu_budget, o.gpu);
 
   const std::string cache = SpeedCachePath(a.cache_dir.empty() ? DefaultCacheDir() : a.cache_dir);
   const std::string key = MachineKey(a.threads);
@@ -98,6 +103,8 @@ void RegisterPlan(CLI::App& app, int* exit_code) {
   cmd->add_option("--parallel", a->parallel, "Sequences (KV-cache slots) per model")
       ->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_option("--memory-budget", a->memory_budget, "Budget: a size (24GiB) or a share of RAM (75%)");
+  cmd->add_option("--gpu-memory-budget", a->gpu_memory_budget,
+                  "GPU budget: a size (20GiB) or a share of the free device memory (default 90%)");
   cmd->add_option("--config", a->config, "qwenmux.yaml whose memory section sets the budget");
   auto* m = cmd->add_flag("--measure", a->measure, "Measure the kernels now (replaces the cached figures)");
   cmd->add_flag("--no-measure", a->no_measure, "Use cached figures only; never measure")->excludes(m);

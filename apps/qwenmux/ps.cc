@@ -62,15 +62,21 @@ int Ps(const std::string& host, int port, const std::string& key, bool json) {
   }
   const auto j = nlohmann::json::parse(*body, nullptr, false);
   if (j.is_discarded() || !j.contains("models")) return ReportError(Status(StatusCode::kCorrupt, "ps: unexpected answer"));
-  fmt::print("{:<32} {:>10} {:<16} {}\n", "NAME", "MEMORY", "KEEP-ALIVE LEFT", "FILE");
+  fmt::print("{:<32} {:>10} {:>10} {:<6} {:<16} {}\n", "NAME", "MEMORY", "VRAM", "DEVICE", "KEEP-ALIVE LEFT", "FILE");
   for (const auto& m : j["models"]) {
     const auto q = m.value("qwenmux", nlohmann::json::object());
-    fmt::print("{:<32} {:>10} {:<16} {}\n", m.value("name", ""), orchestrator::FormatSize(m.value("size", uint64_t{0})),
-               Left(q), q.value("path", ""));
+    fmt::print("{:<32} {:>10} {:>10} {:<6} {:<16} {}\n", m.value("name", ""),
+               orchestrator::FormatSize(m.value("size", uint64_t{0})), orchestrator::FormatSize(m.value("size_vram", uint64_t{0})),
+               q.value("device", "cpu"), Left(q), q.value("path", ""));
   }
   if (j.contains("memory")) {
     fmt::print("memory: {} in use of {} budget\n", orchestrator::FormatSize(j["memory"].value("in_use_bytes", uint64_t{0})),
                orchestrator::FormatSize(j["memory"].value("budget_bytes", uint64_t{0})));
+    const auto& mem = j["memory"];
+    if (mem.value("gpu_budget_bytes", uint64_t{0}) > 0) {
+      fmt::print("gpu memory: {} in use of {} budget ({})\n", orchestrator::FormatSize(mem.value("gpu_in_use_bytes", uint64_t{0})),
+                 orchestrator::FormatSize(mem.value("gpu_budget_bytes", uint64_t{0})), mem.value("gpu", ""));
+    }
   }
   return 0;
 }

@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "engine/engine.h"
+#include "engine_flags.h"
 #include "orchestrator/config/config.h"
 #include "orchestrator/store/model_store.h"
 #include "rag/model_set.h"
@@ -27,6 +28,8 @@ struct RagCommon {
   std::string config_path;  // qwenmux.yaml (stage -> model assignments)
   std::string models_dir;
   int32_t threads = 0;
+  runtime::DeviceChoice device = runtime::DeviceChoice::kAuto;  // --device
+  int device_index = 0;
 
   void AddStoreFlag(CLI::App* cmd) {
     cmd->add_option("--store", store_dir, "Document store directory (default: $QWENMUX_HOME/rag or ~/.qwenmux/rag)");
@@ -35,6 +38,13 @@ struct RagCommon {
     cmd->add_option("--config", config_path, "qwenmux.yaml with a `rag:` pipeline (stage -> model)");
     cmd->add_option("--models-dir", models_dir, "Model store for catalog names (default: ~/.qwenmux/models)");
     cmd->add_option("-t,--threads", threads, "Worker threads (0: all cores)")->capture_default_str();
+    AddDeviceFlags(cmd, &device, &device_index);
+  }
+  // Resolves --device for a model this command loads itself (see ResolveLoadDevice).
+  Status ApplyDevice(engine::LoadOptions* o) const {
+    o->device = device;
+    o->device_index = device_index;
+    return ResolveLoadDevice(o);
   }
   std::string StoreDir() const { return store_dir.empty() ? rag::DefaultRagStoreDir() : store_dir; }
 
@@ -56,6 +66,9 @@ struct RagCommon {
 // sequence count and batch any of its uses asked for (Want), on first Get.
 class ModelPool {
  public:
+  ModelPool() = default;
+  explicit ModelPool(const RagCommon* common) : common_(common) {}  // applies its --device
+
   void Want(const std::string& path, const engine::LoadOptions& o) {
     auto [it, fresh] = wants_.try_emplace(path, o);
     if (fresh) return;
@@ -68,13 +81,16 @@ class ModelPool {
     auto it = models_.find(path);
     if (it != models_.end()) return it->second.get();
     auto w = wants_.find(path);
-    QM_ASSIGN_OR_RETURN(auto m, engine::Model::Load(path, w == wants_.end() ? engine::LoadOptions{} : w->second));
+    engine::LoadOptions o = w == wants_.end() ? engine::LoadOptions{} : w->second;
+    if (common_ != nullptr) QM_RETURN_IF_ERROR(common_->ApplyDevice(&o));
+    QM_ASSIGN_OR_RETURN(auto m, engine::Model::Load(path, o));
     engine::Model* raw = m.get();
     models_[path] = std::move(m);
     return raw;
   }
 
  private:
+  const RagCommon* common_ = nullptr;
   std::map<std::string, engine::LoadOptions> wants_;
   std::map<std::string, std::unique_ptr<engine::Model>> models_;
 };

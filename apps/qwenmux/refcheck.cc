@@ -31,6 +31,7 @@ int Run(const Args& a) {
   }
   engine::LoadOptions load = a.load;
   if (a.pair) load.n_seq = std::max(load.n_seq, 2);
+  if (Status d = ResolveLoadDevice(&load); !d.ok()) return ReportError(d);
   auto model = engine::Model::Load(a.model, load);
   if (!model.ok()) {
     return ReportError(model.status());

@@ -65,6 +65,7 @@ Result<std::unique_ptr<engine::LogitProcessor>> MakeProcessor(const Args& a, con
 }
 
 int Run(Args a) {
+  if (Status d = ResolveLoadDevice(&a.load); !d.ok()) return ReportError(d);
   auto model = engine::Model::Load(a.model, a.load);
   if (!model.ok()) {
     return ReportError(model.status());

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "engine_flags.h"
 #include "orchestrator/config/units.h"
 #include "server/app.h"
 
@@ -77,6 +78,9 @@ void RegisterServe(CLI::App& app, int* exit_code) {
   cmd->add_option("--cors-origin", o->http.security.cors_origins, "allow browser requests from this origin (repeatable; * for any)");
   cmd->add_option("--allow-host", o->http.security.allowed_hosts, "extra Host header value accepted while bound to loopback");
   cmd->add_option("--memory-budget", o->memory_budget, "memory for models: 24GiB or 75% (overrides the config)");
+  cmd->add_option("--gpu-memory-budget", o->gpu_memory_budget,
+                  "GPU memory for models: 20GiB or 90% of the free device memory at start (default 90%; overrides the config)");
+  AddDeviceFlags(cmd, &o->device, &o->device_index);
   cmd->add_option("--models-dir", o->models_dir, "model store for catalog names in the config");
   cmd->add_option("--ctx", o->n_ctx, "context tokens per sequence for --model files (default 4096)");
   cmd->add_option("--parallel", o->parallel, "sequences per model that share a batch (default 4)");

@@ -19,6 +19,7 @@ void RegisterSynth(CLI::App& app, int* exit_code) {
     uint64_t seed = 0;
     size_t threads = 0;
     uint32_t layers = 0;
+    bool quantize_floats = false;
   };
   auto args = std::make_shared<Args>();
   std::string shapes;
@@ -33,6 +34,8 @@ void RegisterSynth(CLI::App& app, int* exit_code) {
   cmd->add_option("--threads", args->threads, "Worker threads (0: all cores)");
   // For tests: the real per-layer shapes with fewer layers.
   cmd->add_option("--layers", args->layers, "Number of layers (0: the model's own)")->group("");
+  // For comparisons: the slower way (quantize random floats instead of writing random blocks).
+  cmd->add_flag("--quantize-floats", args->quantize_floats, "Quantize random floats (slow; for comparison)")->group("");
   cmd->callback([args, exit_code] {
     auto fail = [&](const Status& s, int code) {
       std::fprintf(stderr, "qwenmux synth: %s\n", s.ToString().c_str());
@@ -48,6 +51,7 @@ void RegisterSynth(CLI::App& app, int* exit_code) {
     opts.seed = args->seed;
     opts.threads = args->threads;
     opts.n_layer = args->layers;
+    opts.quantize_floats = args->quantize_floats;
     const bool tty = isatty(fileno(stderr)) != 0;
     using Clock = std::chrono::steady_clock;
     const auto start = Clock::now();

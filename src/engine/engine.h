@@ -19,6 +19,7 @@
 #include "engine/sampler.h"
 #include "gguf/gguf.h"
 #include "model/config.h"
+#include "runtime/backend.h"
 #include "runtime/forward.h"
 #include "runtime/kv_cache.h"
 #include "runtime/weights.h"
@@ -31,6 +32,10 @@ struct LoadOptions {
   int32_t n_seq = 1;        // sequences that can share a batch
   int32_t n_batch = 512;    // prompt tokens per forward call (prefill chunk)
   size_t n_threads = 0;     // 0: all hardware threads
+  // Where the model runs (--device, a model's `device:`): cpu, cuda, or auto (cuda when a usable
+  // GPU is present; runtime/device_select.h).
+  runtime::DeviceChoice device = runtime::DeviceChoice::kAuto;
+  int device_index = 0;     // which GPU (cuda:N)
 };
 
 struct GenerateOptions {

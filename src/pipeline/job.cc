@@ -191,6 +191,8 @@ Result<std::unique_ptr<Job>> Job::Start(PipelineDef def, RunOptions options, Res
     spec.load.n_ctx = m.def.context;
     spec.load.n_seq = std::max(1, seqs);
     spec.load.n_threads = m.options.threads;
+    spec.load.device = m.options.device;
+    spec.load.device_index = m.options.device_index;
     spec.keep_alive = std::chrono::minutes(5);
     if (m.own_manager) {
       spec.name = "pipeline:" + file;

@@ -45,6 +45,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/status.h"
+#include "runtime/backend.h"
 #include "orchestrator/config/config.h"
 #include "orchestrator/manager/model_manager.h"
 #include "pipeline/definition.h"
@@ -61,6 +62,8 @@ struct RunOptions {
   std::string results_path;                      // JSONL output and resume state ("" = none)
   uint64_t memory_budget = 0;                    // bytes for this job's own manager (0: the OS limit)
   size_t threads = 0;                            // engine threads per model (0: all cores)
+  runtime::DeviceChoice device = runtime::DeviceChoice::kAuto;  // --device: where an own manager's
+  int device_index = 0;                                         // models run (a shared one: its own)
   // Share a server's manager instead of an own one: the job registers one spec per (file, context,
   // sequences, threads), named "pipeline:FILE#ctx=..,seq=..,threads=..", which jobs asking for the
   // same thing share (calls on a shared model are serialised across jobs). Its busy_wait applies:

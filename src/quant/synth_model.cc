@@ -7,8 +7,13 @@
 #include <string_view>
 #include <vector>
 
+#include <cstring>
+#include <future>
+
+#include "base/fp16.h"
 #include "base/thread_pool.h"
 #include "gguf/gguf.h"
+#include "quant/blocks.h"
 #include "quant/quant.h"
 
 namespace qwenmux::quant {
@@ -164,6 +169,123 @@ void SynthNormalRow(uint64_t seed, uint64_t tensor_index, uint64_t row, float* o
   }
 }
 
+namespace {
+
+// Random valid quantized blocks written directly (no floats, no quantizer): random bytes for the
+// quantized values, then each block's scales (and mins) chosen so the dequantized weights have
+// mean ~0 and standard deviation `sigma`:
+//   Q8_0  y = d·q, q uniform in [-128, 127]         E[q²] = 5461.5       d = ±sigma/√E[q²]
+//   Q4_0  y = d·(q-8), q uniform in [0, 15]         E[(q-8)²] = 21.5     d = ±sigma/√21.5
+//   (the sign of d is random per block, which cancels the -0.5 mean of the quantized values)
+//   Q4_K  y = d·sc·q - dmin·m, q in [0, 15], sc uniform in [32, 63], dmin = 8d,
+//         m = round(sc·7.5/8) (centres each sub-block)  d = sigma/√(21.25·E[sc²])
+//   Q5_K  the same with q in [0, 31], dmin = 16d, m = round(sc·15.5/16)  d = sigma/√(85.25·E[sc²])
+//   Q6_K  y = d·s·(q-32), q in [0, 63], |s| uniform in [16, 31] with a random sign
+//                                                   d = sigma/√(341.5·E[s²])
+// Every scale is a small f16 (|d| < 1e-2 for sigma < 1), so nothing overflows an f16 KV cache
+// or f16 partial sums downstream. Returns false for types without a direct writer.
+bool DirectBlocks(gguf::TensorType type) {
+  switch (type) {
+    case gguf::TensorType::kQ8_0:
+    case gguf::TensorType::kQ4_0:
+    case gguf::TensorType::kQ4_K:
+    case gguf::TensorType::kQ5_K:
+    case gguf::TensorType::kQ6_K: return true;
+    default: return false;
+  }
+}
+
+void FillRandom(uint64_t& state, uint8_t* out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const uint64_t v = SplitMix64(state);
+    std::memcpy(out + i, &v, 8);
+  }
+  if (i < n) {
+    const uint64_t v = SplitMix64(state);
+    std::memcpy(out + i, &v, n - i);
+  }
+}
+
+// E[x²] for x uniform on the integers [lo, hi].
+constexpr double MeanSquare(int lo, int hi) {
+  const double n = hi - lo + 1, mean = (lo + hi) / 2.0;
+  return mean * mean + (n * n - 1) / 12.0;
+}
+
+void SetF16(uint8_t* p, float v) {
+  const uint16_t h = Fp32ToFp16(v);
+  std::memcpy(p, &h, 2);
+}
+
+// Packs 8 six-bit scales and mins as UnpackScaleMinK4 reads them.
+void PackScaleMinK4(const uint8_t* sc, const uint8_t* m, uint8_t* q) {
+  for (int j = 0; j < 4; ++j) {
+    q[j] = static_cast<uint8_t>((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+    q[j + 4] = static_cast<uint8_t>((m[j] & 63) | ((m[j + 4] >> 4) << 6));
+    q[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
+  }
+}
+
+// One row of n values of `type` at `out`, drawn from `state`.
+void WriteDirectRow(gguf::TensorType type, float sigma, uint64_t state, uint8_t* out, int64_t n) {
+  using gguf::TensorType;
+  switch (type) {
+    case TensorType::kQ8_0: {
+      const float d = sigma / static_cast<float>(std::sqrt(MeanSquare(-128, 127)));
+      for (int64_t b = 0; b < n / kQK8_0; ++b, out += sizeof(BlockQ8_0)) {
+        FillRandom(state, out, sizeof(BlockQ8_0));
+        SetF16(out, (out[0] & 1) ? -d : d);
+      }
+      return;
+    }
+    case TensorType::kQ4_0: {
+      const float d = sigma / static_cast<float>(std::sqrt(MeanSquare(-8, 7)));
+      for (int64_t b = 0; b < n / kQK4_0; ++b, out += sizeof(BlockQ4_0)) {
+        FillRandom(state, out, sizeof(BlockQ4_0));
+        SetF16(out, (out[0] & 1) ? -d : d);
+      }
+      return;
+    }
+    case TensorType::kQ4_K:
+    case TensorType::kQ5_K: {
+      const bool five = type == TensorType::kQ5_K;
+      const size_t bytes = five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+      const double var_q = five ? (32.0 * 32 - 1) / 12 : (16.0 * 16 - 1) / 12;
+      const double centre = five ? 15.5 : 7.5, dmin_ratio = five ? 16 : 8;
+      const float d = sigma / static_cast<float>(std::sqrt(var_q * MeanSquare(32, 63)));
+      for (int64_t b = 0; b < n / kQK_K; ++b, out += bytes) {
+        FillRandom(state, out, bytes);
+        uint8_t sc[8], m[8];
+        for (int j = 0; j < 8; ++j) {
+          sc[j] = static_cast<uint8_t>(32 + (out[4 + j] & 31));  // random bits, overwritten below
+          m[j] = static_cast<uint8_t>(std::lround(sc[j] * centre / dmin_ratio));
+        }
+        SetF16(out, d);
+        SetF16(out + 2, static_cast<float>(d * dmin_ratio));
+        PackScaleMinK4(sc, m, out + 4);
+      }
+      return;
+    }
+    case TensorType::kQ6_K: {
+      const float d = sigma / static_cast<float>(std::sqrt(MeanSquare(-32, 31) * MeanSquare(16, 31)));
+      for (int64_t b = 0; b < n / kQK_K; ++b, out += sizeof(BlockQ6_K)) {
+        auto* blk = reinterpret_cast<BlockQ6_K*>(out);
+        FillRandom(state, out, sizeof(BlockQ6_K));
+        for (int8_t& s : blk->scales) {
+          const uint8_t r = static_cast<uint8_t>(s);
+          s = static_cast<int8_t>((r & 0x80) ? -(16 + (r & 15)) : 16 + (r & 15));
+        }
+        SetF16(reinterpret_cast<uint8_t*>(&blk->d), d);
+      }
+      return;
+    }
+    default: return;
+  }
+}
+
+}  // namespace
+
 Status SynthesizeModel(const model::ModelShape& shape, const std::string& out_path, const SynthOptions& o) {
   QM_RETURN_IF_ERROR(CheckShape(shape, o));
   const uint32_t n_layer = o.n_layer == 0 ? shape.n_layer : o.n_layer;
@@ -184,7 +306,11 @@ Status SynthesizeModel(const model::ModelShape& shape, const std::string& out_pa
 
   ThreadPool pool(o.threads);
   std::vector<std::vector<float>> scratch(pool.size());
-  std::vector<uint8_t> out;
+  // Two chunk buffers: the pool fills one while the other is written (in order) to the file.
+  std::vector<uint8_t> buffers[2];
+  int cur = 0;
+  std::future<Status> writing;
+  auto wait_write = [&]() -> Status { return writing.valid() ? writing.get() : Status::Ok(); };
   SynthProgress progress;
   progress.n_tensors = layout.size();
   progress.elements_total = total_elements;
@@ -201,14 +327,22 @@ Status SynthesizeModel(const model::ModelShape& shape, const std::string& out_pa
     }
     const Distribution dist = DistributionFor(t);
     const int64_t chunk_rows = std::max<int64_t>(1, static_cast<int64_t>(kChunkBytes / row_bytes));
+    const bool direct = DirectBlocks(type) && dist.offset == 0.0f && !o.quantize_floats;
     progress.tensor = i;
     progress.plan = &plan[i];
     for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
       const int64_t nr = std::min(chunk_rows, rows - r0);
+      std::vector<uint8_t>& out = buffers[cur];
       out.resize(static_cast<size_t>(nr) * row_bytes);
       std::mutex mu;
       Status first_error = Status::Ok();
       pool.ParallelFor(static_cast<size_t>(nr), 1, [&](size_t b, size_t e, size_t tid) {
+        if (direct) {
+          for (size_t r = b; r < e; ++r) {
+            WriteDirectRow(type, dist.scale, RowState(o.seed, i, static_cast<uint64_t>(r0) + r), out.data() + r * row_bytes, n);
+          }
+          return;
+        }
         std::vector<float>& row = scratch[tid];
         row.resize(static_cast<size_t>(n));
         for (size_t r = b; r < e; ++r) {
@@ -222,12 +356,18 @@ Status SynthesizeModel(const model::ModelShape& shape, const std::string& out_pa
           }
         }
       });
-      if (!first_error.ok()) return first_error.WithContext("synth: tensor " + t.name);
-      QM_RETURN_IF_ERROR(w.WriteTensorChunk(i, out));
+      if (!first_error.ok()) {
+        (void)wait_write();
+        return first_error.WithContext("synth: tensor " + t.name);
+      }
+      QM_RETURN_IF_ERROR(wait_write());
+      writing = std::async(std::launch::async, [&w, i, &out] { return w.WriteTensorChunk(i, out); });
+      cur ^= 1;
       progress.elements_done += static_cast<uint64_t>(nr) * static_cast<uint64_t>(n);
       if (o.progress) o.progress(progress);
     }
   }
+  QM_RETURN_IF_ERROR(wait_write());
   return w.Finish();
 }
 

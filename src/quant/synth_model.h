@@ -9,7 +9,11 @@
 //   - RMSNorm weights (all *_norm.weight): 1 + 0.05·N(0,1)
 //   - token_embd: N(0,1)/sqrt(n_embd) (unit-RMS logits when tied, sane RMSNorm input)
 //   - every other matrix (projections, experts, MoE router, output, cls.output): N(0, 1/fan_in),
-//     fan_in = ne[0].
+//     fan_in = ne[0]. Quantized types (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) are not quantized from
+//     floats: random valid blocks are written directly, with scales chosen for that spread
+//     (std 1/sqrt(fan_in), mean ~0; the formulas are in synth_model.cc), which is what makes an
+//     8B or a 30B-A3B take seconds to tens of seconds instead of many minutes. F16/BF16/F32
+//     tensors (and the norms) are drawn as floats as below.
 // Row r of tensor i is drawn from its own generator seeded from (seed, i, r) (splitmix64, then
 // a tabulated inverse normal CDF with linear interpolation: N(0,1) truncated at about ±3.5σ), so the file is a pure function of (shape, type, layers, seed, vocab file) whatever
 // the thread count, and rows are generated in parallel. Tensors are generated, quantized and
@@ -39,6 +43,9 @@ struct SynthOptions {
   uint64_t seed = 0;
   size_t threads = 0;      // 0: one per hardware thread
   uint32_t n_layer = 0;    // 0: the shape's own layer count; fewer makes small test files
+  // Quantize random floats for every type (the slower way synth worked before it wrote random
+  // blocks directly); for comparisons.
+  bool quantize_floats = false;
   // Called after each chunk of rows; may be empty.
   std::function<void(const SynthProgress&)> progress;
 };

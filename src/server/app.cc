@@ -26,6 +26,8 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
   }
   in.models_dir = o.models_dir;
   in.memory_budget = o.memory_budget;
+  in.gpu_memory_budget = o.gpu_memory_budget;
+  in.device = o.device;
   in.extra_models = o.model_flags;
   orchestrator::ServeSetup setup;
   auto built = orchestrator::BuildServeSetup(in);
@@ -37,6 +39,8 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
     setup.total_ram = orchestrator::PhysicalMemoryBytes();
     setup.budget_bytes = in.config.memory.Resolve(setup.total_ram);
     setup.manager.budget_bytes = setup.budget_bytes;
+    if (!o.gpu_memory_budget.empty()) QM_RETURN_IF_ERROR(orchestrator::ApplyGpuMemoryBudgetFlag(in.config, o.gpu_memory_budget));
+    setup.manager.gpu_budget = in.config.memory.gpu_budget;
     setup.policy.default_model = in.config.router.default_model;
   } else {
     return built.status();
@@ -68,7 +72,22 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
 
   orchestrator::ManagerOptions mo = setup.manager;
   mo.metrics = metrics;
+  mo.gpu_index = o.device_index;
+  if (o.query_device) mo.query_device = o.query_device;
+  if (o.load_model) mo.load_model = o.load_model;
+  mo.log = [log = app->log_](const std::string& line) { log("serve: " + line); };
   app->manager_ = std::make_unique<orchestrator::ModelManager>(mo);
+  {
+    const runtime::CudaDeviceInfo& gpu = app->manager_->gpu();
+    app->log_(fmt::format("serve: device {} ; {}{}", runtime::DeviceChoiceName(o.device), runtime::DescribeCudaDevice(gpu),
+                          gpu.available ? fmt::format(", GPU budget {} ({} of free device memory)",
+                                                      orchestrator::FormatSize(app->manager_->gpu_budget_bytes()),
+                                                      mo.gpu_budget.ToString())
+                                        : ""));
+    if (o.device == runtime::DeviceChoice::kCuda && !gpu.available) {
+      return Error(StatusCode::kUnsupported, "serve: --device cuda: no usable GPU: {}", runtime::DescribeCudaDevice(gpu));
+    }
+  }
   for (const auto& spec : app->specs_) QM_RETURN_IF_ERROR(app->manager_->Register(spec));
   orchestrator::SchedulerOptions so;
   so.max_queue = o.max_queue;

@@ -29,6 +29,12 @@ struct AppOptions {
   std::string config_path;               // qwenmux.yaml ("" = none)
   std::vector<std::string> model_flags;  // "FILE.gguf" or "FILE.gguf=ALIAS"
   std::string memory_budget;             // "24GiB", "75%" ("" = config or default)
+  std::string gpu_memory_budget;         // "20GiB", "90%" of free device memory ("" = config or default)
+  runtime::DeviceChoice device = runtime::DeviceChoice::kAuto;  // models without a `device:`
+  int device_index = 0;                  // the GPU (cuda:N)
+  // Tests: a fake GPU and placement for the model manager (model_manager.h); default: the real ones.
+  std::function<runtime::CudaDeviceInfo(int)> query_device;
+  std::function<Result<std::unique_ptr<engine::Model>>(const std::string&, const engine::LoadOptions&)> load_model;
   std::string models_dir;                // model store for catalog names in the config
   HttpServerOptions http;
   ServiceLimits limits;

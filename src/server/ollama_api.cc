@@ -393,7 +393,9 @@ void Ps(Service& service, const HttpRequest&, std::shared_ptr<Responder> r) {
     for (const ServedModel& s : service.models()) {
       if (s.name == info.name) m = &s;
     }
-    Json e{{"name", info.name}, {"model", info.name}, {"size", info.bytes}, {"digest", ""}, {"size_vram", 0},
+    // Ollama's fields: size = all the model's memory, size_vram = the part on the GPU.
+    Json e{{"name", info.name}, {"model", info.name}, {"size", info.bytes + info.vram_bytes}, {"digest", ""},
+           {"size_vram", info.vram_bytes},
            {"details", m ? Details(*m) : Json::object()}};
     // In use or kept forever: no expiry yet (Ollama shows a far date for "forever").
     std::optional<double> left;
@@ -404,12 +406,17 @@ void Ps(Service& service, const HttpRequest&, std::shared_ptr<Responder> r) {
                            : Rfc3339(now + std::chrono::hours(24 * 365 * 100));
     e["qwenmux"] = Json{{"loading", info.loading}, {"pinned", info.pinned}, {"in_use", info.in_use},
                         {"keep_alive_left_seconds", left ? Json(*left) : Json(nullptr)},
-                        {"keep_forever", forever && info.in_use == 0}, {"path", info.path}};
+                        {"keep_forever", forever && info.in_use == 0}, {"path", info.path},
+                        {"device", runtime::DeviceName(info.device)}, {"ram_bytes", info.bytes},
+                        {"placement", info.placement}};
     models.push_back(std::move(e));
   }
   Json out{{"models", std::move(models)},
            {"memory", {{"in_use_bytes", service.manager().in_use_bytes()},
-                       {"budget_bytes", service.manager().EffectiveBudget()}}}};
+                       {"budget_bytes", service.manager().EffectiveBudget()},
+                       {"gpu_in_use_bytes", service.manager().gpu_in_use_bytes()},
+                       {"gpu_budget_bytes", service.manager().gpu_budget_bytes()},
+                       {"gpu", service.manager().gpu().available ? service.manager().gpu().name : ""}}}};
   r->Send(200, "application/json", Dump(out));
 }
 

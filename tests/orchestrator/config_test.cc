@@ -59,7 +59,7 @@ TEST(OrchestratorConfig, ErrorsNameKeyAndLine) {
   const BadCase cases[] = {
       {"models:\n  - catalog: qwen3:8b-q8_0\n  - catalog: qwen3-fast\n    keep_alive: 5x\n",
        "qwenmux.yaml:4: models[1].keep_alive: \"5x\" is not a duration"},
-      {"memory:\n  budjet: 24GiB\n", "qwenmux.yaml:2: memory.budjet: unknown key (known here: budget, reserve)"},
+      {"memory:\n  budjet: 24GiB\n", "qwenmux.yaml:2: memory.budjet: unknown key (known here: budget, reserve, gpu_budget)"},
       {"modles: []\n", "qwenmux.yaml:1: modles: unknown key"},
       {"memory:\n  budget: 24XB\n", "qwenmux.yaml:2: memory.budget: \"24XB\" is not a size"},
       {"memory:\n  budget: 150%\n", "qwenmux.yaml:2: memory.budget: \"150%\" is not a share of RAM"},
@@ -85,6 +85,9 @@ TEST(OrchestratorConfig, ErrorsNameKeyAndLine) {
       {"router:\n  default: qwen3:9b\n", "qwenmux.yaml:2: router.default: \"qwen3:9b\" is not a configured model"},
       {"router:\n  ttft_target: fast\n", "qwenmux.yaml:2: router.ttft_target: \"fast\" is not a duration"},
       {"models: [\n", "qwenmux.yaml:2: YAML syntax error"},
+      {"models:\n  - catalog: qwen3:8b-q8_0\n    device: gpu\n",
+       "qwenmux.yaml:3: models[0].device: device: 'gpu' is not one of cpu, cuda, auto"},
+      {"memory:\n  gpu_budget: 120%\n", "qwenmux.yaml:2: memory.gpu_budget: \"120%\" is not a share"},
       {"- a\n- b\n", "qwenmux.yaml:1: expected a map, got a list"},
   };
   for (const BadCase& bc : cases) {
@@ -110,6 +113,31 @@ TEST(OrchestratorConfig, MemoryBudgetFlagOverridesFile) {
   Status bad = ApplyMemoryBudgetFlag(*c, "lots");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.message().find("--memory-budget"), std::string::npos);
+}
+
+TEST(OrchestratorConfig, DeviceAndGpuBudget) {
+  Result<Config> c = ParseConfig(
+      "memory:\n  gpu_budget: 20GiB\nmodels:\n  - catalog: qwen3:8b-q8_0\n    device: cuda\n"
+      "  - catalog: qwen3-fast\n    device: cpu\n  - catalog: qwen3:0.6b\n",
+      "x.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->models.size(), 3u);
+  EXPECT_EQ(c->models[0].device, runtime::DeviceChoice::kCuda);
+  EXPECT_EQ(c->models[1].device, runtime::DeviceChoice::kCpu);
+  EXPECT_FALSE(c->models[2].device.has_value());  // the server's --device (auto)
+  EXPECT_FALSE(c->memory.gpu_budget.is_percent);
+  EXPECT_EQ(c->memory.gpu_budget.bytes, 20ull << 30);
+  // Default: 90% of the free device memory; the flag overrides the file, same parser.
+  Result<Config> d = ParseConfig("", "x.yaml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->memory.gpu_budget.is_percent);
+  EXPECT_EQ(d->memory.gpu_budget.percent, 90.0);
+  ASSERT_TRUE(ApplyGpuMemoryBudgetFlag(*c, "50%").ok());
+  EXPECT_TRUE(c->memory.gpu_budget.is_percent);
+  EXPECT_EQ(c->memory.gpu_budget.Resolve(10ull << 30), 5ull << 30);
+  Status bad = ApplyGpuMemoryBudgetFlag(*c, "lots");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("--gpu-memory-budget"), std::string::npos);
 }
 
 TEST(OrchestratorConfig, MissingFile) {

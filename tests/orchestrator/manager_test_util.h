@@ -40,6 +40,14 @@ inline ManagerOptions TestOptions(uint64_t budget, Metrics* metrics, FakeClock* 
   o.budget_bytes = budget;
   o.respect_system_memory = false;
   o.metrics = metrics;
+  // No GPU, whatever the machine: auto places every model on the CPU (manager_gpu_test.cc gives
+  // a fake GPU where it tests the GPU budget).
+  o.query_device = [](int index) {
+    runtime::CudaDeviceInfo d;
+    d.index = index;
+    d.why = "tests: no GPU";
+    return d;
+  };
   if (clock) o.now = [clock] { return clock->Now(); };
   return o;
 }

@@ -233,6 +233,44 @@ TEST(PlanTest, FitsAndTiersFollowTheBudget) {
   EXPECT_FALSE(BuildPlan(o).ok());
 }
 
+// GPU columns with a fake 24 GiB card: each model's device-memory estimate against the GPU budget.
+TEST(PlanTest, GpuMemoryAndWhatFitsThere) {
+  PlanOptions o;
+  o.context = 4096;
+  o.total_ram = 64 * GiB;
+  o.budget_bytes = 48 * GiB;
+  o.gpu.available = true;
+  o.gpu.name = "Fake 24GB";
+  o.gpu.total_bytes = 24 * GiB;
+  o.gpu.free_bytes = 23 * GiB;
+  o.gpu_budget_bytes = ResolveGpuBudget(MemoryAmount{true, 0, 90.0}, o.gpu);
+  auto plan = BuildPlan(o);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  int fit = 0, not_fit = 0;
+  for (const PlanRow& r : plan->rows) {
+    EXPECT_EQ(r.fits_gpu, r.device_memory.total() <= o.gpu_budget_bytes) << r.entry->name;
+    EXPECT_GE(r.device_memory.weights, r.memory.weights - r.memory.weights / 100) << r.entry->name;  // as uploaded
+    EXPECT_EQ(r.device_memory.kv_cache, r.memory.kv_cache) << r.entry->name;  // f16 K and V alike
+    (r.fits_gpu ? fit : not_fit)++;
+    if (r.entry->name == std::string("qwen3:8b-q4_k_m")) {
+      EXPECT_TRUE(r.fits_gpu);
+    }
+    if (r.entry->name == std::string("qwen3:30b-a3b-q8_0")) {
+      EXPECT_FALSE(r.fits_gpu);  // 30+ GiB of weights
+    }
+  }
+  EXPECT_GT(fit, 0);
+  EXPECT_GT(not_fit, 0);
+  const auto j = PlanToJson(*plan);
+  EXPECT_EQ(j["gpu"]["name"], "Fake 24GB");
+  EXPECT_EQ(j["gpu"]["budget_bytes"], o.gpu_budget_bytes);
+  EXPECT_TRUE(j["models"][0].contains("device_memory_bytes"));
+  EXPECT_TRUE(j["models"][0].contains("fits_gpu"));
+  const std::string text = PlanToText(*plan);
+  EXPECT_THAT(text, HasSubstr("GPU cuda:0 Fake 24GB (23.0 GiB free of 24.0 GiB), GPU budget"));
+  EXPECT_THAT(text, HasSubstr("gpu memory"));
+}
+
 struct CliRun {
   int code = -1;
   std::string out, err;
@@ -306,6 +344,39 @@ TEST(PlanCliTest, JsonFollowsTheBudget) {
   r = Qwenmux(env, "plan --no-measure --memory-budget lots");
   EXPECT_NE(r.code, 0);
   EXPECT_THAT(r.err, HasSubstr("--memory-budget"));
+}
+
+// What this machine's GPU query says (no GPU here: the reason), and the device-memory column.
+TEST(PlanCliTest, ShowsTheGpu) {
+  TempDir cache;
+  const std::string env = "XDG_CACHE_HOME=" + cache.path();
+  CliRun r = Qwenmux(env, "plan --json --no-measure --gpu-memory-budget 8GiB");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded());
+  const runtime::CudaDeviceInfo gpu = runtime::QueryCudaDevice(0);
+  EXPECT_EQ(j["gpu"]["available"], gpu.available);
+  if (!gpu.available) {
+    EXPECT_EQ(j["gpu"]["why"], gpu.why);
+    EXPECT_EQ(j["gpu"]["budget_bytes"], 0);
+  } else {
+    EXPECT_EQ(j["gpu"]["budget_bytes"], std::min<uint64_t>(8 * GiB, j["gpu"]["free_bytes"].get<uint64_t>()));
+  }
+  for (const auto& m : j["models"]) {
+    EXPECT_GT(m["device_memory_bytes"].get<uint64_t>(), m["weights_bytes"].get<uint64_t>() / 2) << m["name"];
+    if (!gpu.available) {
+      EXPECT_FALSE(m["fits_gpu"].get<bool>());
+    }
+  }
+  r = Qwenmux(env, "plan --no-measure");
+  ASSERT_EQ(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("GPU cuda:0"));
+  if (!gpu.available) {
+    EXPECT_THAT(r.out, HasSubstr("unavailable: " + gpu.why));
+  }
+  r = Qwenmux(env, "plan --no-measure --gpu-memory-budget lots");
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("--gpu-memory-budget"));
 }
 
 }  // namespace

@@ -214,6 +214,38 @@ TEST(SetupTest, ModelFlagsAndBudgetFlag) {
   EXPECT_THAT(s.status().message(), HasSubstr("name or alias \"m\" is already used"));
 }
 
+TEST(SetupTest, DeviceFromConfigElseFlag) {
+  TempDir tmp;
+  const std::string dense = ModelPath("tiny-dense.q8_0.gguf");
+  auto cfg = ParseConfig("memory:\n  gpu_budget: 60%\nmodels:\n  - file: " + dense + "\n    name: g\n    device: cuda\n"
+                         "  - file: " + dense + "\n    name: c\n    device: cpu\n  - file: " + dense + "\n    name: d\n",
+                         "q.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  ServeInputs in;
+  in.config = *cfg;
+  in.models_dir = tmp.path();
+  in.total_ram = 8 * GiB;
+  in.extra_models = {dense + "=flag"};
+  for (runtime::DeviceChoice flag : {runtime::DeviceChoice::kAuto, runtime::DeviceChoice::kCpu}) {
+    in.device = flag;
+    auto s = BuildServeSetup(in);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    ASSERT_EQ(s->specs.size(), 4u);
+    EXPECT_EQ(s->specs[0].load.device, runtime::DeviceChoice::kCuda);
+    EXPECT_EQ(s->specs[1].load.device, runtime::DeviceChoice::kCpu);
+    EXPECT_EQ(s->specs[2].load.device, flag);  // no `device:`: --device
+    EXPECT_EQ(s->specs[3].load.device, flag);  // --model file
+    EXPECT_EQ(s->manager.gpu_budget.percent, 60.0);
+  }
+  in.gpu_memory_budget = "4GiB";
+  auto s = BuildServeSetup(in);
+  ASSERT_TRUE(s.ok());
+  EXPECT_FALSE(s->manager.gpu_budget.is_percent);
+  EXPECT_EQ(s->manager.gpu_budget.bytes, 4 * GiB);
+  in.gpu_memory_budget = "lots";
+  EXPECT_FALSE(BuildServeSetup(in).ok());
+}
+
 TEST(SetupTest, ParseModelFlag) {
   auto a = ParseModelFlag("/m/Qwen3-8B-Q8_0.gguf");
   ASSERT_TRUE(a.ok());

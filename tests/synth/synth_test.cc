@@ -1,7 +1,9 @@
 // qwenmux synth: random-weight models with real Qwen3 shapes load, run and stay finite; the file
 // carries the table's hyper-parameters and the vocab file's tokenizer; same seed, same bytes;
 // bad input leaves no file. Models are made with 1 layer (real per-layer shapes) to stay small.
+#include <algorithm>
 #include <chrono>
+#include <set>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -376,6 +378,63 @@ TEST(Synth, WriterChunksEqualWholeWrites) {
   EXPECT_TRUE(std::equal(t2.begin(), t2.end(), d2.begin()));
   std::remove(a.c_str());
   std::remove(b.c_str());
+}
+
+}  // namespace
+}  // namespace qwenmux::quant
+
+namespace qwenmux::quant {
+namespace {
+
+// Every quantized type synth writes (the direct random blocks and the float path) has realistic
+// weights: norms near 1, matrices with std ≈ 1/sqrt(fan_in) (0.01-0.05 at Qwen3 sizes) and mean
+// near 0, every block scale a finite, small f16 (nothing that overflows an f16 KV cache or f16
+// partial sums on the GPU). Rows are sampled across each tensor (the embedding table is large).
+TEST(Synth, WeightSpreadInRangeForEveryType) {
+  for (FileType type : {FileType::kQ8_0, FileType::kQ4_0, FileType::kQ4_K_M, FileType::kQ5_K_M, FileType::kQ6_K,
+                        FileType::kF16, FileType::kBF16}) {
+    SCOPED_TRACE(FileTypeName(type));
+    const std::string out = TempFile(std::string("spread-") + FileTypeName(type) + ".gguf");
+    ASSERT_TRUE(Synth("qwen3-0.6b", type, out, 7).ok());
+    auto f = gguf::File::Open(out);
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    std::set<gguf::TensorType> seen;
+    for (const gguf::TensorInfo& t : f->tensors()) {
+      SCOPED_TRACE(t.name);
+      seen.insert(t.type);
+      const int64_t n = static_cast<int64_t>(t.ne[0]);
+      const size_t row_bytes = RowSize(t.type, n);
+      ASSERT_GT(row_bytes, 0u);
+      const uint64_t rows = t.rows();
+      const uint64_t step = std::max<uint64_t>(1, rows / 64);
+      std::vector<float> row(static_cast<size_t>(n));
+      double sum = 0, ss = 0, max_abs = 0;
+      uint64_t count = 0;
+      for (uint64_t r = 0; r < rows; r += step) {
+        const uint8_t* data = f->TensorData(t).data() + r * row_bytes;
+        ASSERT_TRUE(DequantizeTensor(t.type, data, row.data(), 1, n, nullptr).ok());
+        for (float x : row) {
+          ASSERT_TRUE(std::isfinite(x));
+          sum += x, ss += double{x} * x, max_abs = std::max<double>(max_abs, std::fabs(x));
+        }
+        count += static_cast<uint64_t>(n);
+      }
+      const double mean = sum / count, sd = std::sqrt(std::max(0.0, ss / count - mean * mean));
+      if (t.name.ends_with("_norm.weight")) {
+        EXPECT_NEAR(mean, 1.0, 0.01);
+        EXPECT_NEAR(sd, 0.05, 0.01);
+        continue;
+      }
+      const double want = 1.0 / std::sqrt(static_cast<double>(n));
+      EXPECT_NEAR(sd / want, 1.0, 0.06) << "std " << sd << " want " << want;
+      EXPECT_GE(sd, 0.005);
+      EXPECT_LE(sd, 0.05);
+      EXPECT_LT(std::fabs(mean), 0.05 * sd) << "mean " << mean;
+      EXPECT_LT(max_abs, 1.0);  // realistic: no weight near the f16 danger zone
+    }
+    EXPECT_GE(seen.size(), 2u);
+    std::remove(out.c_str());
+  }
 }
 
 }  // namespace

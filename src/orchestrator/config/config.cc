@@ -117,6 +117,13 @@ Status ParseModel(const Ctx& ctx, const YAML::Node& node, const std::string& pat
          QM_ASSIGN_OR_RETURN(m->preload, BoolOf(ctx, v, p));
          return Status::Ok();
        }},
+      {"device", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(std::string s, yaml::NonEmptyScalar(ctx, v, p));
+         Result<runtime::DeviceChoice> d = runtime::ParseDeviceChoice(s);
+         if (!d.ok()) return ctx.At(v, p, d.status().message());
+         m->device = *d;
+         return Status::Ok();
+       }},
   }));
   if (m->catalog.empty() == m->file.empty())
     return ctx.At(node, path, "give exactly one of `catalog:` (e.g. qwen3:8b-q8_0) or `file:` (a .gguf path)");
@@ -141,6 +148,13 @@ Status ParseMemory(const Ctx& ctx, const YAML::Node& node, const std::string& pa
          Result<uint64_t> b = ParseSize(s);
          if (!b.ok()) return ctx.At(v, p, b.status().message());
          m->reserve = *b;
+         return Status::Ok();
+       }},
+      {"gpu_budget", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(std::string s, yaml::NonEmptyScalar(ctx, v, p));
+         Result<MemoryAmount> a = ParseMemoryAmount(s);
+         if (!a.ok()) return ctx.At(v, p, a.status().message());
+         m->gpu_budget = *a;
          return Status::Ok();
        }},
   });
@@ -287,6 +301,13 @@ Status ApplyMemoryBudgetFlag(Config& config, std::string_view value) {
   Result<MemoryAmount> a = ParseMemoryAmount(value);
   if (!a.ok()) return a.status().WithContext("--memory-budget");
   config.memory.budget = *a;
+  return Status::Ok();
+}
+
+Status ApplyGpuMemoryBudgetFlag(Config& config, std::string_view value) {
+  Result<MemoryAmount> a = ParseMemoryAmount(value);
+  if (!a.ok()) return a.status().WithContext("--gpu-memory-budget");
+  config.memory.gpu_budget = *a;
   return Status::Ok();
 }
 

@@ -16,6 +16,7 @@
 #include "base/status.h"
 #include "orchestrator/catalog/catalog.h"
 #include "orchestrator/config/units.h"
+#include "runtime/backend.h"
 
 namespace qwenmux::orchestrator {
 
@@ -30,12 +31,16 @@ struct ModelConfig {
   Duration keep_alive = Duration::Millis(5 * 60 * 1000);  // idle time before unload
   bool pinned = false;     // never evicted (and loaded at startup)
   bool preload = false;    // loaded at startup (may be evicted later)
+  std::optional<runtime::DeviceChoice> device;  // `device: cpu|cuda|auto`; unset: the server's --device
   int line = 0;            // where it was declared (for later messages)
 };
 
 struct MemoryConfig {
   MemoryAmount budget{true, 0, 75.0};     // default: 75% of RAM
   uint64_t reserve = 2ull << 30;          // kept free for the system (2 GiB)
+  // GPU memory for models placed on the GPU: a size or a share of the device's free memory when
+  // the server starts (default 90%); `gpu_budget:` or --gpu-memory-budget.
+  MemoryAmount gpu_budget{true, 0, 90.0};
   // Bytes the model manager may use on a machine with `total_ram` bytes.
   uint64_t Resolve(uint64_t total_ram) const {
     uint64_t b = budget.Resolve(total_ram);
@@ -76,5 +81,7 @@ Result<Config> LoadConfig(const std::string& path);
 
 // `--memory-budget SIZE` on the command line: replaces memory.budget ("24GiB", "75%").
 Status ApplyMemoryBudgetFlag(Config& config, std::string_view value);
+// `--gpu-memory-budget SIZE` on the command line: replaces memory.gpu_budget ("20GiB", "90%").
+Status ApplyGpuMemoryBudgetFlag(Config& config, std::string_view value);
 
 }  // namespace qwenmux::orchestrator

@@ -137,6 +137,49 @@ Result<MemoryEstimate> EstimateModelMemory(const std::string& path, const engine
   return EstimateMemory(*file, *config, options);
 }
 
+std::string DeviceMemoryEstimate::ToString() const {
+  return fmt::format("{} (weights {}, kv cache {}, scratch {})", FormatBytes(total()), FormatBytes(weights),
+                     FormatBytes(kv_cache), FormatBytes(scratch));
+}
+
+DeviceMemoryEstimate EstimateDeviceMemory(const model::ModelConfig& c, uint64_t weight_bytes,
+                                          const engine::LoadOptions& o) {
+  DeviceMemoryEstimate e;
+  const uint64_t n_ctx = static_cast<uint64_t>(std::clamp<int64_t>(o.n_ctx, 1, std::max<uint32_t>(c.n_ctx_train, 1)));
+  const uint64_t n_seq = static_cast<uint64_t>(std::max(o.n_seq, 1));
+  const uint64_t n = static_cast<uint64_t>(std::max(o.n_batch, 1));
+  const uint64_t E = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim();
+  e.weights = weight_bytes;
+  e.kv_cache = uint64_t{2} * 2 * c.n_layer * n_seq * kvd * n_ctx;
+  const uint64_t ff = c.is_moe() ? c.n_ff_exp : c.n_ff;
+  uint64_t words = 4 * n;                                          // batch ids
+  words += 2 * n * E + 2 * n * qd + 2 * n * kvd + 2 * n * ff;      // activations
+  if (c.is_moe()) words += n * c.n_expert + 2 * n * E + 2 * n * c.n_expert_used;
+  words += std::min<uint64_t>(64, n) * c.n_vocab;                 // logits rows
+  words += 2 * 264 * 130;                                          // split-KV partials
+  e.scratch = words * 4 + kDeviceFixedBytes;
+  if (n > 16) {
+    const uint64_t max_cols = std::max({E, qd, ff});
+    uint64_t biggest = std::max({uint64_t{c.n_vocab} * E, ff * E, qd * E});
+    biggest = std::min<uint64_t>(biggest, uint64_t{64} << 20);
+    e.scratch += n * max_cols * 2 + biggest * 2;
+  }
+  return e;
+}
+
+Result<ModelEstimates> EstimateModelMemories(const std::string& path, const engine::LoadOptions& options) {
+  auto file = gguf::File::Open(path);
+  if (!file.ok()) return file.status().WithContext("memory estimate");
+  auto config = model::ReadConfig(*file);
+  if (!config.ok()) return config.status().WithContext(fmt::format("memory estimate: {}", path));
+  return ModelEstimates{EstimateMemory(*file, *config, options), EstimateDeviceMemory(*config, model::WeightBytes(*file), options)};
+}
+
+uint64_t ResolveGpuBudget(const MemoryAmount& budget, const runtime::CudaDeviceInfo& gpu) {
+  if (!gpu.available) return 0;
+  return std::min(budget.Resolve(gpu.free_bytes), gpu.free_bytes);
+}
+
 uint64_t TouchWeights(const gguf::File& file) {
   const auto bytes = file.bytes();
   uint64_t sum = 0;

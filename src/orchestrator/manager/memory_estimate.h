@@ -35,6 +35,8 @@
 #include "engine/engine.h"
 #include "gguf/gguf.h"
 #include "model/config.h"
+#include "orchestrator/config/units.h"
+#include "runtime/cuda/cuda_device.h"
 
 namespace qwenmux::orchestrator {
 
@@ -59,6 +61,46 @@ MemoryEstimate EstimateMemory(const model::ModelConfig& config, uint64_t weight_
 
 // Opens the GGUF at `path` (header only is read) and estimates it; errors name the file.
 Result<MemoryEstimate> EstimateModelMemory(const std::string& path, const engine::LoadOptions& options);
+
+// Device (GPU) memory of a model placed on the GPU: what the model manager holds against the GPU
+// budget, beside the RAM estimate above. It counts what the CUDA backend allocates for the model:
+//   weights  : every tensor as uploaded: the file's tensor data, byte for byte (the CUDA backend
+//              repacks quantized blocks into planes of the same total size; norms are f32 in the
+//              file already)
+//   kv_cache : f16 K and V for n_ctx x n_seq positions: 2 x 2 B x n_layer x kv_dim x n_ctx x n_seq
+//              (n_ctx clipped to the training context, as Load does)
+//   scratch  : what CudaForward::Create allocates for an n_batch chunk: batch ids [4, n_batch]
+//              int32; x, a [n_batch, n_embd], q, attn [n_batch, q_dim], k, v [n_batch, kv_dim],
+//              gate, up [n_batch, n_ff (MoE: n_ff_exp)] f32; MoE router [n_batch, n_expert], expert
+//              in/out [n_batch, n_embd], routing ids and weights [n_batch, n_expert_used]; logits
+//              [min(64, n_batch), n_vocab] f32; split-KV partials [2, 264, 130] f32; for
+//              n_batch > 16 (tensor-core products) f16 activations [n_batch, max cols] and a f16
+//              weight slice of the largest matrix (at most 64 Mi elements); plus a fixed
+//              kDeviceFixedBytes per model (allocation granularity, RoPE table, staging, graphs).
+// Not counted: the CUDA context itself (per process, a few hundred MiB, already gone from the
+// free memory the default GPU budget is taken from).
+struct DeviceMemoryEstimate {
+  uint64_t weights = 0;
+  uint64_t kv_cache = 0;
+  uint64_t scratch = 0;
+  uint64_t total() const { return weights + kv_cache + scratch; }
+  std::string ToString() const;  // "5.60 GiB (weights ..., kv cache ..., scratch ...)"
+};
+inline constexpr uint64_t kDeviceFixedBytes = uint64_t{64} << 20;
+
+DeviceMemoryEstimate EstimateDeviceMemory(const model::ModelConfig& config, uint64_t weight_bytes,
+                                          const engine::LoadOptions& options);
+
+// Both estimates of the GGUF at `path` (header only is read); errors name the file.
+struct ModelEstimates {
+  MemoryEstimate ram;
+  DeviceMemoryEstimate device;
+};
+Result<ModelEstimates> EstimateModelMemories(const std::string& path, const engine::LoadOptions& options);
+
+// The GPU budget on `gpu`: `budget` as a size, or as a share of its free memory; never above the
+// free memory; 0 when the GPU is not usable. (The model manager's and `plan`/`inspect`'s.)
+uint64_t ResolveGpuBudget(const MemoryAmount& budget, const runtime::CudaDeviceInfo& gpu);
 
 // Makes every page of the file's tensor data resident and mapped (madvise MADV_POPULATE_READ, or
 // reading one byte per page where the kernel lacks it); returns a value derived from the bytes

@@ -102,8 +102,11 @@ struct ModelManager::Entry {
   State state = State::kUnloaded;
   std::unique_ptr<engine::Model> model;
   std::shared_future<Status> load;         // valid while kLoading
-  std::optional<MemoryEstimate> estimate;  // cached after the first load attempt
-  uint64_t reserved = 0;                   // bytes held against the budget
+  std::optional<ModelEstimates> estimate;  // cached after the first load attempt
+  uint64_t reserved = 0;                   // bytes held against the RAM budget
+  uint64_t gpu_reserved = 0;               // bytes held against the GPU budget (GPU models only)
+  runtime::Device device = runtime::Device::kCpu;
+  std::string placement;                   // why it runs on `device`
   int32_t in_use = 0;                      // live leases
   int32_t waiters = 0;                     // requests waiting for this model's load
   ManagerClock::time_point last_used{};
@@ -115,6 +118,8 @@ struct ModelManager::Entry {
 
 ModelManager::ModelManager(ManagerOptions options, std::vector<ModelSpec> specs)
     : options_(std::move(options)), metrics_(options_.metrics ? options_.metrics : &Metrics::Global()) {
+  gpu_ = options_.query_device ? options_.query_device(options_.gpu_index) : runtime::QueryCudaDevice(options_.gpu_index);
+  gpu_budget_ = ResolveGpuBudget(options_.gpu_budget, gpu_);
   for (ModelSpec& s : specs) {
     // Invalid specs are reported by Register; here they are skipped (the constructor cannot fail).
     (void)Register(std::move(s));
@@ -127,6 +132,14 @@ ModelManager::~ModelManager() { Stop(); }
 
 ManagerClock::time_point ModelManager::Now() const { return options_.now ? options_.now() : ManagerClock::now(); }
 
+void ModelManager::Log(const std::string& line) const {
+  if (options_.log) {
+    options_.log(line);
+  } else {
+    fmt::print(stderr, "{}\n", line);
+  }
+}
+
 Status ModelManager::Register(ModelSpec spec) {
   if (spec.name.empty() || spec.path.empty()) {
     return Error(StatusCode::kInvalidArgument, "model manager: a model needs a name and a path (got '{}', '{}')",
@@ -137,6 +150,7 @@ Status ModelManager::Register(ModelSpec spec) {
       return Error(StatusCode::kInvalidArgument, "model manager: model '{}' lists itself as a fallback", spec.name);
     }
   }
+  spec.load.device_index = options_.gpu_index;
   std::lock_guard lk(mu_);
   auto it = entries_.find(spec.name);
   if (it != entries_.end()) {
@@ -186,29 +200,36 @@ void ModelManager::Stop() {
   if (reaper_.joinable()) reaper_.join();
   std::vector<std::unique_ptr<engine::Model>> freed;
   std::unique_lock lk(mu_);
-  uint64_t bytes = 0;
+  Freed bytes;
   for (auto& [name, e] : entries_) {
     if (e->state == Entry::State::kLoaded && e->in_use == 0 && e->waiters == 0) {
-      bytes += e->reserved;
-      freed.push_back(Detach(e.get(), "explicit"));
+      freed.push_back(Detach(e.get(), "explicit", &bytes));
     }
   }
   lk.unlock();
   DestroyModels(freed);
   lk.lock();
-  committed_ -= bytes;
+  FinishFree(bytes);
   PublishMemoryLocked();
 }
 
-std::unique_ptr<engine::Model> ModelManager::Detach(Entry* e, const char* reason) {
+std::unique_ptr<engine::Model> ModelManager::Detach(Entry* e, const char* reason, Freed* freed) {
   std::unique_ptr<engine::Model> m = std::move(e->model);
+  freed->ram += e->reserved;
+  freed->gpu += e->gpu_reserved;
   e->state = Entry::State::kUnloaded;
   e->reserved = 0;  // the caller subtracts the bytes from committed_ once `m` is destroyed
+  e->gpu_reserved = 0;
   e->unload_on_release = false;
   e->stats.evictions++;
   metrics_->Evicted(e->spec.name, reason);
   metrics_->SetModelMemory(e->spec.name, 0);
   return m;
+}
+
+void ModelManager::FinishFree(const Freed& f) {
+  committed_ -= f.ram;
+  gpu_committed_ -= f.gpu;
 }
 
 uint64_t ModelManager::EffectiveBudgetLocked() const {
@@ -230,39 +251,49 @@ uint64_t ModelManager::in_use_bytes() const {
   return committed_ - freeing_;
 }
 
-void ModelManager::PublishMemoryLocked() const {
-  metrics_->SetMemory(committed_ - freeing_, options_.budget_bytes != 0 ? options_.budget_bytes : EffectiveBudgetLocked());
+uint64_t ModelManager::gpu_in_use_bytes() const {
+  std::lock_guard lk(mu_);
+  return gpu_committed_ - gpu_freeing_;
 }
 
-Status ModelManager::Reserve(Entry* e, uint64_t need, std::unique_lock<std::mutex>& lk,
-                             std::vector<std::unique_ptr<engine::Model>>* victims, uint64_t* victim_bytes,
-                             bool* evicted_any) {
-  const auto deadline = std::chrono::steady_clock::now() + options_.busy_wait;
+void ModelManager::PublishMemoryLocked() const {
+  metrics_->SetMemory(committed_ - freeing_, options_.budget_bytes != 0 ? options_.budget_bytes : EffectiveBudgetLocked());
+  metrics_->SetGpuMemory(gpu_committed_ - gpu_freeing_, gpu_budget_);
+}
+
+// Makes room for `need` bytes in `pool` (RAM or GPU), evicting idle unpinned models that hold
+// bytes there, least recently used first. Victims (detached, to be destroyed by the caller) and
+// their bytes in both pools go to *victims / *freed; bytes already in *freed count as free.
+Status ModelManager::Reserve(Entry* e, uint64_t need, Pool pool, bool may_wait, std::unique_lock<std::mutex>& lk,
+                             std::vector<std::unique_ptr<engine::Model>>* victims, Freed* freed, bool* evicted_any) {
+  const bool gpu = pool == Pool::kGpu;
+  const auto held = [gpu](const Entry* x) { return gpu ? x->gpu_reserved : x->reserved; };
+  const auto deadline = std::chrono::steady_clock::now() + (may_wait ? options_.busy_wait : KeepAlive(0));
   while (true) {
     if (stopping_) return Error(StatusCode::kInternal, "model manager: stopping");
-    const uint64_t cap = EffectiveBudgetLocked();
+    const uint64_t cap = gpu ? gpu_budget_ : EffectiveBudgetLocked();
+    const uint64_t committed = gpu ? gpu_committed_ - freed->gpu : committed_ - freed->ram;
     std::vector<Entry*> idle;
     uint64_t idle_bytes = 0, pinned_bytes = 0;
     for (auto& [name, x] : entries_) {
-      if (x.get() == e || x->state != Entry::State::kLoaded) continue;
+      if (x.get() == e || x->state != Entry::State::kLoaded || held(x.get()) == 0) continue;
       if (x->spec.pinned) {
-        pinned_bytes += x->reserved;
+        pinned_bytes += held(x.get());
       } else if (x->in_use == 0 && x->waiters == 0) {
         idle.push_back(x.get());
-        idle_bytes += x->reserved;
+        idle_bytes += held(x.get());
       }
     }
-    if (SatAdd(committed_, need) <= SatAdd(cap, idle_bytes)) {
+    if (SatAdd(committed, need) <= SatAdd(cap, idle_bytes)) {
       std::sort(idle.begin(), idle.end(), [](const Entry* a, const Entry* b) { return a->last_used < b->last_used; });
-      uint64_t freed = 0;
+      uint64_t freed_here = 0;
       for (Entry* x : idle) {
-        if (SatAdd(committed_ - freed, need) <= cap) break;
-        freed += x->reserved;
-        victims->push_back(Detach(x, "lru"));
+        if (SatAdd(committed - freed_here, need) <= cap) break;
+        freed_here += held(x);
+        victims->push_back(Detach(x, "lru", freed));
         *evicted_any = true;
       }
       // committed_ keeps the victims' bytes until the caller has destroyed them.
-      *victim_bytes = freed;
       return Status::Ok();
     }
     // Would fit once busy models are released: wait (bounded).
@@ -273,16 +304,22 @@ Status ModelManager::Reserve(Entry* e, uint64_t need, std::unique_lock<std::mute
     }
     std::string holders;
     for (auto& [name, x] : entries_) {
-      if (x.get() == e || x->reserved == 0) continue;
+      if (x.get() == e || held(x.get()) == 0) continue;
       const char* what = x->spec.pinned ? "pinned" : x->state == Entry::State::kLoading ? "loading"
                          : (x->in_use > 0 || x->waiters > 0) ? "in use" : "idle";
-      holders += fmt::format("{}{} ({}, {})", holders.empty() ? "" : ", ", name, FormatBytes(x->reserved), what);
+      holders += fmt::format("{}{} ({}, {})", holders.empty() ? "" : ", ", name, FormatBytes(held(x.get())), what);
+    }
+    if (gpu) {
+      return Error(StatusCode::kResourceExhausted,
+                   "model manager: cannot fit {} on the GPU: needs {} of device memory, GPU budget {} ({}), in use {} by [{}]{}",
+                   e->spec.name, FormatBytes(need), FormatBytes(cap), DescribeCudaDevice(gpu_), FormatBytes(committed),
+                   holders, could_fit_later ? " (fits once models in use are released)" : "");
     }
     const uint64_t budget = options_.budget_bytes != 0 ? options_.budget_bytes : cap;
     return Error(StatusCode::kResourceExhausted,
                  "model manager: cannot fit {}: needs {}, budget {}{}, in use {} by [{}]{}", e->spec.name,
                  FormatBytes(need), FormatBytes(budget), cap < budget ? fmt::format(" (the OS offers {})", FormatBytes(cap)) : "",
-                 FormatBytes(committed_), holders,
+                 FormatBytes(committed), holders,
                  could_fit_later ? " (fits once models in use are released)" : "");
   }
 }
@@ -291,8 +328,8 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool 
   std::promise<Status> promise;
   e->load = promise.get_future().share();
   e->state = Entry::State::kLoading;
-  const ModelSpec spec = e->spec;
-  const std::optional<MemoryEstimate> cached = e->estimate;
+  ModelSpec spec = e->spec;
+  const std::optional<ModelEstimates> cached = e->estimate;
   auto finish = [&](Status s) {  // under lk
     e->load = {};
     promise.set_value(s);
@@ -302,7 +339,9 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool 
   auto fail = [&](Status s) {  // under lk
     e->state = Entry::State::kUnloaded;
     committed_ -= e->reserved;
+    gpu_committed_ -= e->gpu_reserved;
     e->reserved = 0;
+    e->gpu_reserved = 0;
     e->stats.load_failures++;
     metrics_->LoadFailed(spec.name);
     PublishMemoryLocked();
@@ -310,24 +349,65 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool 
   };
 
   lk.unlock();
-  Result<MemoryEstimate> est = cached ? Result<MemoryEstimate>(*cached) : EstimateModelMemory(spec.path, spec.load);
+  Result<ModelEstimates> est = cached ? Result<ModelEstimates>(*cached) : EstimateModelMemories(spec.path, spec.load);
   lk.lock();
   if (!est.ok()) return fail(est.status());
   e->estimate = *est;
-  const uint64_t need = est->total();
+
+  // Device: the spec's choice against the GPU this manager saw; then the GPU budget.
+  Result<runtime::DeviceSelection> sel = runtime::SelectDevice(spec.load.device, gpu_);
+  if (!sel.ok()) return fail(sel.status().WithContext(fmt::format("model '{}'", spec.name)));
   std::vector<std::unique_ptr<engine::Model>> victims;
   bool evicted = false;
-  uint64_t victim_bytes = 0;
-  Status reserved = Reserve(e, need, lk, &victims, &victim_bytes, &evicted);
+  Freed victim_bytes;
+  uint64_t gpu_need = 0;
+  std::string placement = sel->why;
+  if (sel->device == runtime::Device::kCuda) {
+    const bool must = spec.load.device == runtime::DeviceChoice::kCuda;
+    Status g = Reserve(e, est->device.total(), Pool::kGpu, /*may_wait=*/must, lk, &victims, &victim_bytes, &evicted);
+    if (g.ok()) {
+      gpu_need = est->device.total();
+    } else if (must) {
+      e->state = Entry::State::kUnloaded;
+      e->stats.load_failures++;
+      metrics_->LoadFailed(spec.name);
+      return finish(g);
+    } else {
+      sel->device = runtime::Device::kCpu;
+      placement = "auto chose cpu: " + g.message();
+      Log(fmt::format("model manager: {}: {}", spec.name, placement));
+    }
+  }
+  if (sel->device == runtime::Device::kCuda && spec.load.device == runtime::DeviceChoice::kAuto) {
+    Log(fmt::format("model manager: {}: {}; device memory {}", spec.name, placement, est->device.ToString()));
+  }
+  // RAM: the whole estimate on the CPU; on the GPU only the metadata and host-side buffers.
+  const uint64_t need = gpu_need > 0 ? est->ram.metadata + est->ram.compute : est->ram.total();
+  e->gpu_reserved = gpu_need;
+  gpu_committed_ += gpu_need;
+  Status reserved = Reserve(e, need, Pool::kRam, /*may_wait=*/true, lk, &victims, &victim_bytes, &evicted);
   if (!reserved.ok()) {
+    // Victims of the GPU pass are detached already: destroy them before failing.
+    freeing_ += victim_bytes.ram;
+    gpu_freeing_ += victim_bytes.gpu;
+    lk.unlock();
+    DestroyModels(victims);
+    lk.lock();
+    FinishFree(victim_bytes);
+    freeing_ -= victim_bytes.ram;
+    gpu_freeing_ -= victim_bytes.gpu;
+    gpu_committed_ -= e->gpu_reserved;
+    e->gpu_reserved = 0;
     e->state = Entry::State::kUnloaded;
     e->stats.load_failures++;
     metrics_->LoadFailed(spec.name);
+    PublishMemoryLocked();
     return finish(reserved);
   }
   e->reserved = need;
-  committed_ += need;         // still counts the victims until they are destroyed below,
-  freeing_ += victim_bytes;   // as bytes on their way out (not "in use")
+  committed_ += need;             // still counts the victims until they are destroyed below,
+  freeing_ += victim_bytes.ram;   // as bytes on their way out (not "in use")
+  gpu_freeing_ += victim_bytes.gpu;
   PublishMemoryLocked();
   lk.unlock();
 
@@ -335,19 +415,22 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool 
   if (!victims.empty()) {
     DestroyModels(victims);  // unload outside the lock
     lk.lock();
-    committed_ -= victim_bytes;
-    freeing_ -= victim_bytes;
+    FinishFree(victim_bytes);
+    freeing_ -= victim_bytes.ram;
+    gpu_freeing_ -= victim_bytes.gpu;
     PublishMemoryLocked();
     lk.unlock();
     released_cv_.notify_all();
   }
 
   const auto t_load = std::chrono::steady_clock::now();
-  Result<std::unique_ptr<engine::Model>> model = engine::Model::Load(spec.path, spec.load);
+  spec.load.device = sel->device == runtime::Device::kCuda ? runtime::DeviceChoice::kCuda : runtime::DeviceChoice::kCpu;
+  Result<std::unique_ptr<engine::Model>> model =
+      options_.load_model ? options_.load_model(spec.path, spec.load) : engine::Model::Load(spec.path, spec.load);
   // Warm-up: map every weight page in one go (cheaper than the first forward faulting them in
-  // one by one); preloads also run one token.
+  // one by one; a GPU model reads its weights once, for the upload); preloads also run one token.
   ReturnFreeMemoryToOs();  // what parsing the file left behind (vocabulary strings and such)
-  if (model.ok() && spec.warm_up) (void)TouchWeights((*model)->file());
+  if (model.ok() && spec.warm_up && gpu_need == 0) (void)TouchWeights((*model)->file());
   if (model.ok() && spec.warm_up && warm_forward) {
     std::vector<float> logits;
     const int32_t token = 0;
@@ -360,13 +443,15 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool 
   if (!model.ok()) return fail(model.status());
   e->model = std::move(model).value();
   e->state = Entry::State::kLoaded;
+  e->device = sel->device;
+  e->placement = placement;
   e->stats.loads++;
   e->last_used = Now();
   e->keep_alive = spec.keep_alive;
   e->expires = spec.keep_alive.count() < 0 ? ManagerClock::time_point::max() : e->last_used + spec.keep_alive;
   metrics_->ObserveLoad(spec.name, load_s);
   if (evicted) metrics_->ObserveSwitch(spec.name, switch_s);
-  metrics_->SetModelMemory(spec.name, need);
+  metrics_->SetModelMemory(spec.name, need + gpu_need);
   PublishMemoryLocked();
   reaper_cv_.notify_all();
   return finish(Status::Ok());
@@ -443,12 +528,12 @@ void ModelManager::Release(Entry* e) {
   e->last_used = Now();
   if (e->in_use == 0 && e->waiters == 0 && !e->spec.pinned &&
       (e->unload_on_release || e->keep_alive.count() == 0)) {
-    const uint64_t bytes = e->reserved;
-    victim = Detach(e, e->unload_on_release ? "explicit" : "keep_alive");
+    Freed bytes;
+    victim = Detach(e, e->unload_on_release ? "explicit" : "keep_alive", &bytes);
     lk.unlock();
     DestroyModels(victim);
     lk.lock();
-    committed_ -= bytes;
+    FinishFree(bytes);
     PublishMemoryLocked();
   } else if (e->in_use == 0) {
     e->expires = e->keep_alive.count() < 0 ? ManagerClock::time_point::max() : e->last_used + e->keep_alive;
@@ -473,12 +558,12 @@ Status ModelManager::Unload(const std::string& name) {
     e->unload_on_release = true;
     return Status::Ok();
   }
-  const uint64_t bytes = e->reserved;
-  std::unique_ptr<engine::Model> victim = Detach(e, "explicit");
+  Freed bytes;
+  std::unique_ptr<engine::Model> victim = Detach(e, "explicit", &bytes);
   lk.unlock();
   DestroyModels(victim);
   lk.lock();
-  committed_ -= bytes;
+  FinishFree(bytes);
   PublishMemoryLocked();
   lk.unlock();
   released_cv_.notify_all();
@@ -487,14 +572,13 @@ Status ModelManager::Unload(const std::string& name) {
 
 size_t ModelManager::ReapExpired() {
   std::vector<std::unique_ptr<engine::Model>> victims;
-  uint64_t bytes = 0;
+  Freed bytes;
   std::unique_lock lk(mu_);
   const auto now = Now();
   for (auto& [name, e] : entries_) {
     if (e->state == Entry::State::kLoaded && e->in_use == 0 && e->waiters == 0 && !e->spec.pinned &&
         e->expires <= now) {
-      bytes += e->reserved;
-      victims.push_back(Detach(e.get(), "keep_alive"));
+      victims.push_back(Detach(e.get(), "keep_alive", &bytes));
     }
   }
   if (victims.empty()) return 0;
@@ -502,7 +586,7 @@ size_t ModelManager::ReapExpired() {
   const size_t n = victims.size();
   DestroyModels(victims);
   lk.lock();
-  committed_ -= bytes;
+  FinishFree(bytes);
   PublishMemoryLocked();
   lk.unlock();
   released_cv_.notify_all();
@@ -539,6 +623,9 @@ std::vector<LoadedModelInfo> ModelManager::Snapshot() const {
     i.name = name;
     i.path = e->spec.path;
     i.bytes = e->reserved;
+    i.vram_bytes = e->gpu_reserved;
+    i.device = e->device;
+    i.placement = e->placement;
     i.loading = e->state == Entry::State::kLoading;
     i.pinned = e->spec.pinned;
     i.in_use = e->in_use;

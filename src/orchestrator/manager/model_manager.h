@@ -33,6 +33,17 @@
 //   stays loaded for keep_alive; 0 unloads it right then; negative keeps it until evicted for
 //   memory or unloaded explicitly. Expired models are unloaded by a reaper thread (Start()/Stop()),
 //   or by ReapExpired() (tests with a fake clock). Pinned models are never unloaded except by Stop().
+// - GPU: a second budget, apart from RAM, for device memory (ManagerOptions::gpu_budget, default
+//   90% of the GPU's free memory when the manager is made). Each load picks its device from the
+//   spec's load.device (runtime/device_select.h): cpu; cuda (refused when there is no usable GPU,
+//   or kResourceExhausted when it cannot fit the GPU budget, waiting for busy GPU models as for
+//   RAM); auto (the GPU when usable and the model's DeviceMemoryEstimate fits, evicting idle GPU
+//   models least-recently-used first; else the CPU, with the reason logged and shown in
+//   Snapshot().placement). A GPU model holds its device estimate against the GPU budget and, in
+//   RAM, only its metadata and host-side compute buffers (its weights are not touched in RAM);
+//   a CPU model holds nothing against the GPU budget. The two evictions are independent: a model
+//   is evicted for RAM only when RAM is short, for the GPU only when device memory is short.
+//   One GPU per manager (options.gpu_index); a spec's device_index is set to it.
 // - Start() loads (and warms up) every spec with preload or pinned set; Stop() (and the destructor)
 //   stops the reaper and unloads every model; leases must be gone before the manager is destroyed.
 //
@@ -54,8 +65,11 @@
 
 #include "base/status.h"
 #include "engine/engine.h"
+#include "orchestrator/config/units.h"
 #include "orchestrator/manager/memory_estimate.h"
 #include "orchestrator/metrics/metrics.h"
+#include "runtime/cuda/cuda_device.h"
+#include "runtime/device_select.h"
 
 namespace qwenmux::orchestrator {
 
@@ -86,6 +100,19 @@ struct ManagerOptions {
   std::chrono::milliseconds reaper_interval{1000};  // upper bound between reaper passes
   std::function<ManagerClock::time_point()> now;    // default ManagerClock::now; fake in tests
   Metrics* metrics = nullptr;       // default Metrics::Global()
+  // GPU budget: bytes, or a share of the GPU's free memory when the manager is made ("90%",
+  // the default; --gpu-memory-budget, parsed by ParseMemoryAmount like --memory-budget).
+  MemoryAmount gpu_budget{true, 0, 90.0};
+  int gpu_index = 0;                // the GPU this manager places models on (cuda:N)
+  // What the GPU offers (default runtime::QueryCudaDevice); asked once, when the manager is made.
+  // Injectable: tests give a fake device with chosen capacities.
+  std::function<runtime::CudaDeviceInfo(int index)> query_device;
+  // Loads a model (default engine::Model::Load); options.device is kCpu or kCuda by then. Tests
+  // inject a fake placement (record the device, load on the CPU).
+  std::function<Result<std::unique_ptr<engine::Model>>(const std::string& path, const engine::LoadOptions& options)>
+      load_model;
+  // Placement decisions ("model X: auto placed on cpu: ..."); default: stderr.
+  std::function<void(const std::string& line)> log;
 };
 
 // MemAvailable from /proc/meminfo, capped by the cgroup v2 limit (memory.max - memory.current)
@@ -97,7 +124,10 @@ std::optional<uint64_t> ParseCgroupBytes(std::string_view text);  // "max" -> nu
 
 struct LoadedModelInfo {
   std::string name, path;
-  uint64_t bytes = 0;               // the estimate held against the budget
+  uint64_t bytes = 0;               // the estimate held against the (RAM) budget
+  runtime::Device device = runtime::Device::kCpu;  // where it runs (once placed)
+  uint64_t vram_bytes = 0;          // device-memory estimate held against the GPU budget (0 on cpu)
+  std::string placement;            // why it runs there ("auto chose cuda: ...", "does not fit ...")
   bool loading = false;             // still loading (not yet usable)
   bool pinned = false;
   int32_t in_use = 0;               // live leases
@@ -169,6 +199,9 @@ class ModelManager {
   ManagerStats Stats(const std::string& name) const;
   uint64_t in_use_bytes() const;     // held by loading and loaded models (never above the budget)
   uint64_t EffectiveBudget() const;  // min(budget, OS offer + held) now
+  uint64_t gpu_in_use_bytes() const; // device estimates held by models placed on the GPU
+  uint64_t gpu_budget_bytes() const { return gpu_budget_; }  // 0 without a usable GPU
+  const runtime::CudaDeviceInfo& gpu() const { return gpu_; }  // as queried when the manager was made
 
  private:
   struct Entry;
@@ -176,10 +209,19 @@ class ModelManager {
 
   Result<ModelLease> AcquireOne(Entry* e, const std::string& requested, std::optional<KeepAlive> keep_alive);
   Status LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool warm_forward);
-  Status Reserve(Entry* e, uint64_t need, std::unique_lock<std::mutex>& lk,
-                 std::vector<std::unique_ptr<engine::Model>>* victims, uint64_t* victim_bytes, bool* evicted_any);
+  // Bytes of unloaded models not yet destroyed (still counted in committed_ / gpu_committed_).
+  struct Freed {
+    uint64_t ram = 0, gpu = 0;
+  };
+  enum class Pool { kRam, kGpu };
+  Status Reserve(Entry* e, uint64_t need, Pool pool, bool may_wait, std::unique_lock<std::mutex>& lk,
+                 std::vector<std::unique_ptr<engine::Model>>* victims, Freed* freed, bool* evicted_any);
   void Release(Entry* e);
-  std::unique_ptr<engine::Model> Detach(Entry* e, const char* reason);  // under mu_
+  // Under mu_: unloads e (the caller destroys the model outside the lock, then subtracts *freed's
+  // bytes from committed_ / gpu_committed_ with FinishFree).
+  std::unique_ptr<engine::Model> Detach(Entry* e, const char* reason, Freed* freed);
+  void FinishFree(const Freed& f);  // under mu_
+  void Log(const std::string& line) const;
   uint64_t EffectiveBudgetLocked() const;
   void PublishMemoryLocked() const;
   void ReaperLoop();
@@ -194,6 +236,10 @@ class ModelManager {
   std::vector<std::string> order_;       // registration order
   uint64_t committed_ = 0;               // estimates of loading + loaded models + being freed
   uint64_t freeing_ = 0;                 // part of committed_: evicted for a load, not yet destroyed
+  runtime::CudaDeviceInfo gpu_;          // queried at construction
+  uint64_t gpu_budget_ = 0;              // resolved at construction (0: no usable GPU)
+  uint64_t gpu_committed_ = 0;           // device estimates of loading + loaded GPU models + being freed
+  uint64_t gpu_freeing_ = 0;             // part of gpu_committed_ being freed
   bool stopping_ = false;
   bool reaper_running_ = false;
   std::thread reaper_;

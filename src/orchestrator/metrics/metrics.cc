@@ -39,6 +39,8 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   inter_token_ = Hist(r, "qwenmux_inter_token_latency_seconds", "Time between consecutive generated tokens.");
   memory_in_use_ = &Gauge(r, "qwenmux_memory_in_use_bytes", "Bytes committed to loaded and loading models.")->Add({});
   memory_budget_ = &Gauge(r, "qwenmux_memory_budget_bytes", "Effective memory budget of the model manager.")->Add({});
+  gpu_in_use_ = &Gauge(r, "qwenmux_gpu_memory_in_use_bytes", "Device-memory estimates of models placed on the GPU.")->Add({});
+  gpu_budget_ = &Gauge(r, "qwenmux_gpu_memory_budget_bytes", "GPU memory budget of the model manager (0: no usable GPU).")->Add({});
   model_memory_ = Gauge(r, "qwenmux_model_memory_bytes", "Estimated bytes of a loaded model (0 when not loaded).");
   load_seconds_ = Hist(r, "qwenmux_model_load_seconds", "Seconds to load and warm up a model.");
   switch_seconds_ = Hist(r, "qwenmux_model_switch_seconds",
@@ -87,6 +89,11 @@ void Metrics::RequestFailed(const std::string& model, const std::string& reason)
 void Metrics::SetMemory(uint64_t in_use_bytes, uint64_t budget_bytes) {
   memory_in_use_->Set(static_cast<double>(in_use_bytes));
   memory_budget_->Set(static_cast<double>(budget_bytes));
+}
+
+void Metrics::SetGpuMemory(uint64_t in_use_bytes, uint64_t budget_bytes) {
+  gpu_in_use_->Set(static_cast<double>(in_use_bytes));
+  gpu_budget_->Set(static_cast<double>(budget_bytes));
 }
 
 void Metrics::SetModelMemory(const std::string& model, uint64_t bytes) {

@@ -11,7 +11,9 @@
 //   qwenmux_inter_token_latency_seconds{model}     histogram time between streamed tokens
 //   qwenmux_memory_in_use_bytes                    gauge     bytes the manager has committed
 //   qwenmux_memory_budget_bytes                    gauge     the manager's effective budget
-//   qwenmux_model_memory_bytes{model}              gauge     estimate of one loaded model (0 when unloaded)
+//   qwenmux_gpu_memory_in_use_bytes                gauge     device-memory estimates of models on the GPU
+//   qwenmux_gpu_memory_budget_bytes                gauge     the manager's GPU budget (0: no usable GPU)
+//   qwenmux_model_memory_bytes{model}              gauge     estimate of one loaded model, RAM + GPU (0 when unloaded)
 //   qwenmux_model_load_seconds{model}              histogram Model::Load + warm-up
 //   qwenmux_model_switch_seconds{model}            histogram a load that had to evict: unloading the
 //                                                            victims + Model::Load + warm-up (a
@@ -64,6 +66,7 @@ class Metrics {
 
   // Model manager side.
   void SetMemory(uint64_t in_use_bytes, uint64_t budget_bytes);
+  void SetGpuMemory(uint64_t in_use_bytes, uint64_t budget_bytes);
   void SetModelMemory(const std::string& model, uint64_t bytes);
   void ObserveLoad(const std::string& model, double seconds);
   void ObserveSwitch(const std::string& model, double seconds);
@@ -83,6 +86,8 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>* inter_token_;
   prometheus::Gauge* memory_in_use_;
   prometheus::Gauge* memory_budget_;
+  prometheus::Gauge* gpu_in_use_;
+  prometheus::Gauge* gpu_budget_;
   prometheus::Family<prometheus::Gauge>* model_memory_;
   prometheus::Family<prometheus::Histogram>* load_seconds_;
   prometheus::Family<prometheus::Histogram>* switch_seconds_;

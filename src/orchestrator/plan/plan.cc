@@ -8,6 +8,7 @@
 #include "base/ascii.h"
 #include "model/shapes.h"
 #include "orchestrator/config/units.h"
+#include "runtime/device_select.h"
 #include "quant/quantize_model.h"
 
 namespace qwenmux::orchestrator {
@@ -121,6 +122,8 @@ Result<Plan> BuildPlan(const PlanOptions& o) {
     row.engine_supported = cost.engine_supported;
     row.memory = EstimateMemory(ConfigFromShape(*e.shape), cost.weight_bytes, Qwen3VocabMetadataBytes(), load);
     row.fits = row.memory.total() <= o.budget_bytes;
+    row.device_memory = EstimateDeviceMemory(ConfigFromShape(*e.shape), cost.weight_bytes, load);
+    row.fits_gpu = o.gpu.available && row.device_memory.total() <= o.gpu_budget_bytes;
     if (e.role == ModelRole::kChat || e.role == ModelRole::kReranker || e.role == ModelRole::kEmbedding)
       row.speed = EstimateSpeed(cost.costs, o.speed);
     plan.rows.push_back(std::move(row));
@@ -179,6 +182,10 @@ nlohmann::json PlanToJson(const Plan& p) {
         {"memory", {{"weights", r.memory.weights}, {"kv_cache", r.memory.kv_cache}, {"compute", r.memory.compute},
                     {"metadata", r.memory.metadata}}},
         {"fits", r.fits},
+        {"device_memory_bytes", r.device_memory.total()},
+        {"device_memory", {{"weights", r.device_memory.weights}, {"kv_cache", r.device_memory.kv_cache},
+                           {"scratch", r.device_memory.scratch}}},
+        {"fits_gpu", r.fits_gpu},
         {"engine_supported", r.engine_supported},
         {"decode_tok_s", r.speed.decode_tok_s > 0 ? nlohmann::json(r.speed.decode_tok_s) : nlohmann::json(nullptr)},
         {"prefill_tok_s", r.speed.prefill_tok_s > 0 ? nlohmann::json(r.speed.prefill_tok_s) : nlohmann::json(nullptr)},
@@ -201,8 +208,17 @@ nlohmann::json PlanToJson(const Plan& p) {
     for (auto& [name, r] : speed["types"].items())
       if (p.options.speed->read_GBps > 0) r["decode_efficiency"] = r["decode_GBps"].get<double>() / p.options.speed->read_GBps;
   }
+  const runtime::CudaDeviceInfo& g = p.options.gpu;
+  nlohmann::json gpu = {{"available", g.available}, {"index", g.index}, {"budget_bytes", p.options.gpu_budget_bytes}};
+  if (g.available) {
+    gpu["name"] = g.name;
+    gpu["total_bytes"] = g.total_bytes;
+    gpu["free_bytes"] = g.free_bytes;
+  } else {
+    gpu["why"] = g.why;
+  }
   return {{"context", p.options.context}, {"sequences", p.options.n_seq}, {"total_ram_bytes", p.options.total_ram},
-          {"budget_bytes", p.options.budget_bytes}, {"speed", speed}, {"models", models}, {"tiers", tiers}};
+          {"budget_bytes", p.options.budget_bytes}, {"gpu", gpu}, {"speed", speed}, {"models", models}, {"tiers", tiers}};
 }
 
 std::string PlanToText(const Plan& p) {
@@ -210,6 +226,8 @@ std::string PlanToText(const Plan& p) {
   const PlanOptions& o = p.options;
   out += fmt::format("RAM {}, memory budget {}, context {} x {} sequence(s)\n", FormatSize(o.total_ram),
                      FormatSize(o.budget_bytes), o.context, o.n_seq);
+  out += fmt::format("GPU {}{}\n", runtime::DescribeCudaDevice(o.gpu),
+                     o.gpu.available ? ", GPU budget " + FormatSize(o.gpu_budget_bytes) : "");
   if (o.speed) {
     out += fmt::format("speed: {} ({} threads), read bandwidth {:.1f} GB/s, {:.1f} us per matmul call; {}\n",
                        o.speed->machine, o.speed->threads, o.speed->read_GBps, o.speed->call_overhead_us, o.speed_note);
@@ -220,14 +238,15 @@ std::string PlanToText(const Plan& p) {
   } else {
     out += "speed: not measured (run `qwenmux plan --measure`)\n";
   }
-  out += fmt::format("\n{:<28} {:>7} {:>10} {:>10} {:>4} {:>9} {:>10}\n", "model", "params", "weights", "memory", "fits",
-                     "decode/s", "prefill/s");
+  out += fmt::format("\n{:<28} {:>7} {:>10} {:>10} {:>4} {:>10} {:>4} {:>9} {:>10}\n", "model", "params", "weights",
+                     "memory", "fits", "gpu memory", "gpu", "decode/s", "prefill/s");
   for (const PlanRow& r : p.rows) {
     std::string params = FormatParams(r.params.total);
     if (r.params.active != r.params.total) params += "/" + FormatParams(r.params.active);
     const bool chat = r.entry->role == ModelRole::kChat;
-    out += fmt::format("{:<28} {:>7} {:>10} {:>10} {:>4} {:>9} {:>10}{}\n", r.entry->name, params,
+    out += fmt::format("{:<28} {:>7} {:>10} {:>10} {:>4} {:>10} {:>4} {:>9} {:>10}{}\n", r.entry->name, params,
                        FormatSize(r.memory.weights), FormatSize(r.memory.total()), r.fits ? "yes" : "no",
+                       FormatSize(r.device_memory.total()), !o.gpu.available ? "-" : r.fits_gpu ? "yes" : "no",
                        chat ? Speed(r.speed.decode_tok_s) : "-", Speed(r.speed.prefill_tok_s),
                        r.engine_supported ? "" : "  (engine: unsupported type)");
   }

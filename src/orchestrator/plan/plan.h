@@ -6,7 +6,9 @@
 // metadata) from the model's shape (model/shapes.h) and the quantization's per-tensor types
 // (quant::PlanQuantization, the same mix `qwenmux quantize`/`synth` write; Q5_0, which the engine
 // cannot run, as Q5_0 matrices with a Q6_K output head), with the metadata of the Qwen3 vocab
-// (Qwen3VocabMetadataBytes()). A model fits when its estimate is within the budget.
+// (Qwen3VocabMetadataBytes()). A model fits when its estimate is within the budget. On the GPU:
+// the device-memory estimate (EstimateDeviceMemory) against the GPU budget (90% of the free
+// device memory by default), each model alone; tiers are picked for RAM as before.
 //
 // Tier suggestion ("the best model for each tier that fits the budget with room for the others"):
 // the fast tier stays resident (it routes and classifies), so
@@ -51,6 +53,8 @@ struct PlanOptions {
   int32_t n_seq = 1;
   uint64_t total_ram = 0;
   uint64_t budget_bytes = 0;
+  runtime::CudaDeviceInfo gpu;          // QueryCudaDevice() (not available: no GPU columns fit)
+  uint64_t gpu_budget_bytes = 0;        // ResolveGpuBudget(config's gpu_budget, gpu)
   const MachineSpeed* speed = nullptr;  // nullptr: speeds unknown
   std::string speed_note;               // where the speeds came from ("cached 2026-..."), shown
 };
@@ -60,6 +64,8 @@ struct PlanRow {
   model::ParameterCounts params;
   MemoryEstimate memory;
   bool fits = false;
+  DeviceMemoryEstimate device_memory;  // placed on the GPU (memory_estimate.h)
+  bool fits_gpu = false;               // device_memory within the GPU budget (alone)
   bool engine_supported = true;
   SpeedEstimate speed;
 };

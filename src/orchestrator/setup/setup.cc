@@ -35,6 +35,7 @@ struct Pending {
   uint32_t context = 0, parallel = 1;
   Duration keep_alive = Duration::Millis(5 * 60 * 1000);
   bool pinned = false, preload = false;
+  std::optional<runtime::DeviceChoice> device;  // the config's `device:`
 };
 
 std::string TierOf(const std::string& name, const std::vector<std::string>& aliases) {
@@ -115,6 +116,8 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
   Config config = in.config;
   const std::string cfg_name = config.source.empty() ? "config" : config.source;
   if (!in.memory_budget.empty()) QM_RETURN_IF_ERROR(ApplyMemoryBudgetFlag(config, in.memory_budget));
+  if (!in.gpu_memory_budget.empty()) QM_RETURN_IF_ERROR(ApplyGpuMemoryBudgetFlag(config, in.gpu_memory_budget));
+  out.manager.gpu_budget = config.memory.gpu_budget;
   out.total_ram = in.total_ram ? in.total_ram : PhysicalMemoryBytes();
   out.budget_bytes = config.memory.Resolve(out.total_ram);
   if (out.budget_bytes == 0)
@@ -153,6 +156,7 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
     p.keep_alive = m.keep_alive;
     p.pinned = m.pinned;
     p.preload = m.preload;
+    p.device = m.device;
     if (!m.catalog.empty()) {
       Result<const CatalogEntry*> e = FindInCatalog(m.catalog);
       if (!e.ok()) return e.status().WithContext(p.where);
@@ -244,6 +248,7 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
     spec.keep_alive = ToKeepAlive(p.keep_alive);
     spec.pinned = p.pinned;
     spec.preload = p.preload;
+    spec.load.device = p.device.value_or(in.device);
 
     RouterCandidate c;
     c.name = p.name;
@@ -268,10 +273,11 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
       c.prefill_tok_s = se.prefill_tok_s;
     }
     out.log.push_back(fmt::format(
-        "model {}{}: {} role={} tier={} ctx={} parallel={} keep_alive={} pinned={} preload={} memory={} params={}",
+        "model {}{}: {} role={} tier={} ctx={} parallel={} keep_alive={} pinned={} preload={} device={} memory={} params={}",
         c.name, c.aliases.empty() ? "" : " (aliases: " + fmt::format("{}", fmt::join(c.aliases, ", ")) + ")", p.path,
         ModelRoleName(role), c.tier.empty() ? "-" : c.tier, spec.load.n_ctx, spec.load.n_seq,
-        FormatDuration(p.keep_alive), p.pinned, p.preload, FormatSize(c.memory_bytes), FormatParams(c.params)));
+        FormatDuration(p.keep_alive), p.pinned, p.preload, runtime::DeviceChoiceName(spec.load.device),
+        FormatSize(c.memory_bytes), FormatParams(c.params)));
     out.specs.push_back(std::move(spec));
     out.candidates.push_back(std::move(c));
   }

@@ -9,6 +9,7 @@
 //   load.n_ctx    `context`, or the model's training context (40,960 for Qwen3)
 //   load.n_seq    `parallel`
 //   keep_alive    `keep_alive` ("-1" -> forever); pinned, preload as given
+//   load.device   `device:`, else --device (auto); the manager places it (model_manager.h)
 //   fallbacks     the chat models of lower tiers, highest first (ties: larger first), so a model
 //                 that cannot fit degrades gracefully along the tier order
 //   tier          the tier named by its name or an alias ("qwen3-balanced"), else the tier whose
@@ -43,6 +44,8 @@ struct ServeInputs {
   Config config;                          // parsed qwenmux.yaml (a default Config{} if none)
   std::string models_dir;                 // --models-dir; "" = config.models_dir, else DefaultModelsDir()
   std::string memory_budget;              // --memory-budget SIZE ("" = the config's)
+  std::string gpu_memory_budget;          // --gpu-memory-budget SIZE|PCT ("" = the config's)
+  runtime::DeviceChoice device = runtime::DeviceChoice::kAuto;  // --device: models without `device:`
   std::vector<std::string> extra_models;  // --model FILE.gguf[=ALIAS], in order
   uint64_t total_ram = 0;                 // 0: PhysicalMemoryBytes()
   const MachineSpeed* speed = nullptr;    // cached plan figures for the candidates' speeds
