@@ -6,7 +6,10 @@
 //   (by the name the manager knows it by) has one worker that acquires the model from the
 //   ModelManager while it has work (a load never blocks other models' workers) and releases the
 //   lease when its queue is empty (so keep-alive/eviction apply between bursts).
-// - Continuous batching: up to the model's n_seq (LoadOptions) sequences share each decode step;
+// - Continuous batching: the worker keeps admission, queues, fairness and cancellation; the
+//   stepping (batch building, sampling, stop rules, KV commit) is the engine's (engine/batch.h),
+//   shared with Model::Generate and the pipelines.
+//   Up to the model's n_seq (LoadOptions) sequences share each decode step;
 //   a request joins the running batch between steps (its prompt is prefilled in n_batch chunks
 //   interleaved with the others' decode steps) and leaves it when it finishes, is cancelled or
 //   fails. Embedding and rerank requests are served by the same worker between steps, once the
