@@ -12,7 +12,7 @@
 
 #include "orchestrator/catalog/catalog.h"
 #include "orchestrator/store/model_store.h"
-#include "orchestrator/store/sha256.h"
+#include "base/sha256.h"
 #include "pipeline/job_internal.h"
 #include "rag/ingest.h"
 
@@ -234,7 +234,7 @@ Result<std::unique_ptr<Job>> Job::Start(PipelineDef def, RunOptions options, Res
   for (const std::string& f : files) {
     auto d = std::make_shared<Doc>();
     d->path = f;
-    auto h = orchestrator::Sha256File(f);
+    auto h = Sha256File(f);
     if (!h.ok()) {
       d->hash = "";
       d->failed = true;
