@@ -130,6 +130,15 @@ std::vector<int> CitationsIn(std::string_view a) {
   return out;
 }
 
+CitationSplit SplitCitations(std::string_view answer, size_t n_sources) {
+  CitationSplit out;
+  for (int n : CitationsIn(answer)) {
+    if (n >= 1 && static_cast<size_t>(n) <= n_sources) out.cited.push_back(n);
+    else out.invalid.push_back(n);
+  }
+  return out;
+}
+
 nlohmann::json AnswerResult::ToJson() const {
   nlohmann::json src = nlohmann::json::array();
   for (const Source& s : sources)
@@ -255,10 +264,9 @@ Result<AnswerResult> Answer(Store& store, const std::string& collection, std::st
   res.answer = StripThink(out.text);
   res.answer_tokens = static_cast<int32_t>(out.tokens.size());
   res.finish_reason = out.finish_reason;
-  for (int n : CitationsIn(res.answer)) {
-    if (n >= 1 && n <= static_cast<int>(res.sources.size())) res.cited.push_back(n);
-    else res.invalid_citations.push_back(n);
-  }
+  CitationSplit citations = SplitCitations(res.answer, res.sources.size());
+  res.cited = std::move(citations.cited);
+  res.invalid_citations = std::move(citations.invalid);
   QM_RETURN_IF_ERROR(stage_done("response_generation", sw_gen.Ms()));
 
   // 6. Quality scoring: groundedness as P(yes) from the scoring model's yes/no logits.

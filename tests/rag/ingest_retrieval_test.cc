@@ -207,10 +207,12 @@ TEST(RagRetrieval, HybridWithRerankerReturnsScoredHits) {
     EXPECT_FALSE(h.record.text.empty());
     EXPECT_TRUE(h.bm25_rank > 0 || h.vector_rank > 0);
   }
-  // The reranker's scores are the engine's for the same prompts.
+  // The reranker's score is the engine's for the reranker prompt over the chunk as embedded
+  // (heading, newline, text), built here rather than with the retrieval code's own helpers.
   const Hit& top = hits->front();
-  auto direct = RerankTexts(TinyModel(), o.task, "How many hearts does an octopus have?",
-                            {ChunkEmbedText(top.record.heading, top.record.text)});
+  const std::string doc = top.record.heading.empty() ? top.record.text : top.record.heading + "\n" + top.record.text;
+  auto direct = TinyModel().RerankScores(
+      {TinyModel().RerankPrompt(o.task, "How many hearts does an octopus have?", doc)});
   ASSERT_TRUE(direct.ok());
   EXPECT_NEAR(direct->front(), top.rerank, 1e-5);
   EXPECT_GT(t.rerank_ms, 0);

@@ -185,7 +185,7 @@ TEST(PipelineApi, InlineDocumentsRunToTheEndAndResume) {
   EXPECT_EQ(done["state"], "done") << done.dump();
   EXPECT_EQ(done["done"], 4);
   EXPECT_EQ(done["ok"].get<int>() + done["failed"].get<int>(), 4);
-  EXPECT_GE(done["ok"].get<int>(), 1);  // (all three with the tiny models today)
+  EXPECT_EQ(done["ok"], 3) << done.dump();  // the three orders pass (validate threshold 0)
   ASSERT_TRUE(done.contains("summary")) << done.dump();
   EXPECT_EQ(done["summary"]["pipeline"], "inline");
   EXPECT_EQ(done["summary"]["stages"][0]["failures"]["empty document"], 1);
@@ -378,10 +378,11 @@ TEST(PipelineApiConcurrent, CancelCapAndShutdown) {
   EXPECT_FALSE(over.Header("retry-after").empty());
   // Readers poll while the jobs run and get cancelled.
   std::atomic<bool> stop{false};
+  std::atomic<int> polls{0};
   std::vector<std::thread> readers;
   for (const json* j : {&a, &b}) {
     const std::string id = (*j)["id"];
-    readers.emplace_back([&stop, port, id] {
+    readers.emplace_back([&stop, &polls, port, id] {
       int64_t last = 0;
       while (!stop) {
         auto r = Call(port, "GET", "/v1/pipelines/jobs/" + id);
@@ -390,10 +391,12 @@ TEST(PipelineApiConcurrent, CancelCapAndShutdown) {
         EXPECT_GE(p["done"].get<int64_t>(), last);
         last = p["done"].get<int64_t>();
         EXPECT_EQ(Call(port, "GET", "/v1/pipelines/jobs/" + id + "/results").status, 200);
+        ++polls;
       }
     });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Cancel once the readers are polling (a few rounds each), not after a fixed pause.
+  while (polls.load() < 6) std::this_thread::yield();
   auto del = Call(port, "DELETE", "/v1/pipelines/jobs/" + a["id"].get<std::string>());
   ASSERT_EQ(del.status, 200) << del.body;
   EXPECT_EQ(Body(del)["state"], "cancelled");
@@ -427,10 +430,9 @@ TEST(PipelineApiConcurrent, CancelCapAndShutdown) {
   EXPECT_NE(got.find("event: progress"), std::string::npos) << got;
   EXPECT_EQ(qwenmux::testing::RawStatus(got), 200);
   // Shutdown with jobs running cancels and joins them and ends the stream properly.
-  const auto t0 = std::chrono::steady_clock::now();
+  // (How long this takes is server_bench's business; here: it returns, with no job left running.)
   s->app->Shutdown();
   EXPECT_EQ(s->app->jobs().running(), 0);
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
   while (!got.ends_with("0\r\n\r\n") && read_more()) {
   }
   EXPECT_TRUE(got.ends_with("0\r\n\r\n")) << "the chunked stream was not ended: " << got.substr(got.size() - std::min<size_t>(got.size(), 200));
@@ -455,12 +457,15 @@ TEST(PipelineApiConcurrent, OneJobAtATimeWritesTheDocumentStore) {
   json b = Post(s->port(), {{"pipeline", def}, {"documents", InlineDocs(2)}, {"models", kModels}}, 202);
   json done = WaitDone(s->port(), b["id"]);
   EXPECT_EQ(done["state"], "done") << done.dump();
+  int stored = 0;
   for (const json& l : ResultLines(s->port(), b["id"])) {
     if (l["status"] == "ok") {
       EXPECT_EQ(l["collection"], "docs") << l.dump();
       EXPECT_GT(l["chunks"].get<int>(), 0) << l.dump();
+      ++stored;
     }
   }
+  EXPECT_GT(stored, 0) << "no document reached the store, so nothing above was checked";
   EXPECT_TRUE(fs::exists(s->dir / "rag/store.db"));
   WaitDone(s->port(), other["id"]);
   // What the pipeline stored is searchable right away through POST /v1/rag.
