@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/run_command.h"
 #include "common/testdata.h"
 #include "orchestrator/temp_dir.h"
 #include "server/app.h"
@@ -114,6 +115,18 @@ TEST(ServerSecurityCollections, BadCollectionNamesAre400OverHttp) {
     EXPECT_EQ(r.status, 400) << name << ": " << r.body;
   }
   EXPECT_FALSE(fs::exists(s->dir / "x"));
+}
+
+TEST(ServerSecurityCollections, BadCollectionNamesAreRefusedByTheCli) {
+  TempDir dir;
+  for (const std::string& args : {"ingest --collection ../x --store " + dir.path() + " " + dir.path(),
+                                 "ask q --collection a/b --store " + dir.path(),
+                                 "collection stats ../../etc --store " + dir.path()}) {
+    auto r = qwenmux::testing::RunQwenmux(args, /*merge_stderr=*/true);
+    EXPECT_NE(r.code, 0) << args << ": " << r.out;
+    EXPECT_NE(r.out.find("collection name"), std::string::npos) << args << ": " << r.out;
+  }
+  EXPECT_FALSE(fs::exists(dir / "store.db"));  // refused before the store was opened
 }
 
 // Points TMPDIR at `dir` for one scope (the default work dir is derived from it).
