@@ -35,9 +35,9 @@ std::unique_ptr<App> StartApp(uint64_t constraint_cache_bytes) {
   o.model_flags = {ModelPath("tiny-dense.q8_0.gguf") + "=tiny"};
   o.http.port = 0;
   o.http.security.check_host = true;
-  o.n_ctx = 512;
-  o.parallel = 2;
-  o.threads = 1;
+  o.models.n_ctx = 512;
+  o.models.parallel = 2;
+  o.models.threads = 1;
   o.shutdown_grace = std::chrono::milliseconds(500);
   o.constraint_cache_bytes = constraint_cache_bytes;
   auto app = App::Create(std::move(o), [](const std::string&) {});

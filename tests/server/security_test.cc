@@ -49,11 +49,11 @@ std::unique_ptr<Server> StartServer() {
   o.model_flags = {(s->dir / "models/tiny-model.gguf") + "=tiny"};
   o.http.port = 0;
   o.http.security.check_host = true;
-  o.n_ctx = 256;
-  o.parallel = 1;
-  o.threads = 1;
+  o.models.n_ctx = 256;
+  o.models.parallel = 1;
+  o.models.threads = 1;
   o.shutdown_grace = std::chrono::milliseconds(500);
-  o.rag_store = s->dir / "rag";
+  o.rag.store_dir = s->dir / "rag";
   o.jobs.work_dir = s->dir / "work";
   auto app = App::Create(std::move(o), [](const std::string&) {});
   EXPECT_TRUE(app.ok()) << app.status().ToString();
