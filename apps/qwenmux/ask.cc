@@ -77,7 +77,7 @@ void RegisterAsk(CLI::App& app, int* exit_code) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("ask", "Answer a question from a collection (RAG), citing sources as [n]");
   cmd->add_option("question", a->question, "The question")->required();
-  cmd->add_option("-C,--collection", a->collection, "Collection")->required();
+  cmd->add_option("-C,--collection", a->collection, "Collection")->required()->check(CollectionName());
   cmd->add_option("-m,--model", a->model, "GGUF for the answer (and query rewriting and scoring, unless given)");
   cmd->add_option("--query-model", a->query_model, "GGUF for query understanding");
   cmd->add_option("--embed-model", a->embed_model, "Embedding GGUF (the collection's)");

@@ -82,7 +82,7 @@ void RegisterCollection(CLI::App& app, int* exit_code) {
   a->common.AddStoreFlag(ls);
   ls->callback([=] { *exit_code = Ls(*a); });
   auto* stats = cmd->add_subcommand("stats", "Documents, chunks and vectors of a collection");
-  stats->add_option("name", a->name, "Collection")->required();
+  stats->add_option("name", a->name, "Collection")->required()->check(CollectionName());
   stats->add_flag("--json", a->json, "JSON output");
   a->common.AddStoreFlag(stats);
   stats->callback([=] { *exit_code = Stats(*a); });

@@ -68,7 +68,7 @@ int Run(const Args& a) {
 void RegisterEval(CLI::App& app, int* exit_code) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("eval", "Retrieval quality on known question -> document pairs (recall@k, MRR)");
-  cmd->add_option("-C,--collection", a->collection, "Collection")->required();
+  cmd->add_option("-C,--collection", a->collection, "Collection")->required()->check(CollectionName());
   cmd->add_option("--cases", a->cases, "JSON lines: {\"question\": ..., \"document\": PATH-SUFFIX}")->required();
   cmd->add_option("-k", a->k, "Cut-off for recall")->capture_default_str();
   cmd->add_option("--embed-model", a->embed_model, "Embedding GGUF (must be the collection's)");

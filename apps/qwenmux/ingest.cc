@@ -100,7 +100,7 @@ void RegisterIngest(CLI::App& app, int* exit_code) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("ingest", "Add documents (txt, md, html, pdf; directories recursively) to a collection");
   cmd->add_option("paths", a->paths, "Files and directories")->required();
-  cmd->add_option("-C,--collection", a->collection, "Collection name")->required();
+  cmd->add_option("-C,--collection", a->collection, "Collection name")->required()->check(CollectionName());
   cmd->add_option("--embed-model", a->embed_model, "Embedding GGUF (default: the rag pipeline's embedding stage)");
   cmd->add_option("--dims", a->dims, "Embedding dimension (MRL truncation; 0: the model's)")->capture_default_str();
   cmd->add_option("--chunk-tokens", a->opt.chunk.max_tokens, "Tokens per chunk")->capture_default_str();

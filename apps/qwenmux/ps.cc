@@ -66,7 +66,7 @@ int Ps(const std::string& host, int port, const std::string& key, bool json) {
   for (const auto& m : j["models"]) {
     const auto q = m.value("qwenmux", nlohmann::json::object());
     fmt::print("{:<32} {:>10} {:<16} {}\n", m.value("name", ""), orchestrator::FormatSize(m.value("size", uint64_t{0})),
-               Left(q), q.value("path", ""));
+               Left(q), q.value("file", ""));
   }
   if (j.contains("memory")) {
     fmt::print("memory: {} in use of {} budget\n", orchestrator::FormatSize(j["memory"].value("in_use_bytes", uint64_t{0})),

@@ -94,13 +94,28 @@ void RegisterServe(CLI::App& app, int* exit_code) {
   cmd->add_option("--threads,-t", o->models.threads, "compute threads per model (0: all)")->capture_default_str();
   cmd->add_option("--max-queue", o->scheduler.max_queue, "waiting requests per model before 429/503")->capture_default_str();
   cmd->add_option("--max-body", *max_body, "largest request body")->capture_default_str();
+  cmd->add_option_function<std::string>(
+      "--constraint-cache",
+      [o](const std::string& v) {
+        auto b = orchestrator::ParseSize(v);
+        if (!b.ok() || *b < (uint64_t{1} << 20)) {
+          throw CLI::ValidationError("--constraint-cache", "expected a size of at least 1MiB, e.g. 256MiB");
+        }
+        o->constraint_cache_bytes = *b;
+      },
+      "memory for compiled JSON-schema/tool-call constraints, counted in the memory budget (default 256MiB)");
   cmd->add_option("--max-connections", o->http.limits.max_connections, "open connections")->capture_default_str();
   cmd->add_option("--max-tokens", o->limits.max_tokens, "largest max_tokens a request may ask for")->capture_default_str();
   cmd->add_option("--io-threads", o->http.io_threads, "network threads")->capture_default_str();
   cmd->add_option("--data-root", o->jobs.data_roots, "pipeline jobs may read server-side files under this directory (repeatable; none: inline documents only)");
   cmd->add_option("--work-dir", o->jobs.work_dir, "pipeline job directories (inline documents, results.jsonl); default: TMPDIR/qwenmux-jobs-UID");
   cmd->add_option("--pipelines-dir", o->jobs.pipeline_dirs, "pipeline definitions that jobs may name, e.g. examples/pipelines (repeatable)");
-  cmd->add_option("--max-jobs", o->jobs.max_running, "pipeline jobs running at once; more get 429")->capture_default_str();
+  cmd->add_option("--max-jobs", o->jobs.max_running, "pipeline jobs running at once; more get 429; 0 turns jobs off")
+      ->capture_default_str();
+  cmd->add_option("--jobs-write-collections", o->jobs.write_collections,
+                  "collections of the document store (--store) that pipeline jobs may write, e.g. kb,docs (default none: "
+                  "jobs write to their own store under --work-dir)")
+      ->delimiter(',');
   cmd->add_option("--keep-jobs", o->jobs.keep_finished, "finished pipeline jobs kept for their progress and results")->capture_default_str();
   cmd->add_option("--shutdown-grace-ms", *grace, "on SIGTERM, time in-flight requests get to finish")->capture_default_str();
   cmd->add_option("--store", o->rag.store_dir, "RAG document store for POST /v1/rag (default: $QWENMUX_HOME/rag or ~/.qwenmux/rag)");

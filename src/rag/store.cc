@@ -145,7 +145,24 @@ CollectionInfo ReadCollection(const Stmt& q) {
 
 }  // namespace
 
+Status ValidateCollectionName(std::string_view name) {
+  auto bad = [&](const char* why) {
+    return Error(StatusCode::kInvalidArgument, "collection name \"{}\": {} (1 to {} characters of A-Z a-z 0-9 . _ -, "
+                 "starting with a letter or digit)", std::string(name.substr(0, 80)), why, kMaxCollectionName);
+  };
+  if (name.empty()) return bad("empty");
+  if (name.size() > kMaxCollectionName) return bad("too long");
+  if (!std::isalnum(static_cast<unsigned char>(name[0]))) return bad("must start with a letter or digit");
+  for (char ch : name) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (!std::isalnum(c) && c != '.' && c != '_' && c != '-') return bad("character not allowed");
+  }
+  if (name.find("..") != std::string_view::npos) return bad("'..' not allowed");
+  return Status::Ok();
+}
+
 Result<CollectionInfo> Store::GetCollection(const std::string& name) {
+  QM_RETURN_IF_ERROR(ValidateCollectionName(name));
   Stmt q(db_, "SELECT id, name, embed_model, dim, created_at FROM collections WHERE name=?");
   QM_ASSIGN_OR_RETURN(bool row, q.Bind(1, name).Step("get collection"));
   if (!row) return Error(StatusCode::kNotFound, "store: no collection \"{}\" in {}", name, dir_);
@@ -153,7 +170,7 @@ Result<CollectionInfo> Store::GetCollection(const std::string& name) {
 }
 
 Result<CollectionInfo> Store::OpenCollection(const std::string& name, const std::string& embed_model, int32_t dim) {
-  if (name.empty() || name.size() > 200) return Error(StatusCode::kInvalidArgument, "store: bad collection name \"{}\"", name);
+  QM_RETURN_IF_ERROR(ValidateCollectionName(name));
   if (dim <= 0) return Error(StatusCode::kInvalidArgument, "store: embedding dimension {} for collection {}", dim, name);
   auto existing = GetCollection(name);
   if (existing.ok()) {

@@ -23,6 +23,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
@@ -33,6 +34,13 @@ struct sqlite3;
 namespace qwenmux::rag {
 
 inline constexpr int kSchemaVersion = 1;
+
+// Collection names: 1 to 64 characters of [A-Za-z0-9._-], starting with a letter or digit, so a
+// name never reads as a path ("../x", "/etc", "a/b") or an option. Checked wherever a name is
+// taken: the store (OpenCollection, GetCollection), the CLI through it, pipeline definitions and
+// the HTTP APIs. kInvalidArgument naming the rule.
+inline constexpr size_t kMaxCollectionName = 64;
+Status ValidateCollectionName(std::string_view name);
 
 struct CollectionInfo {
   int64_t id = 0;

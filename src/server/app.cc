@@ -7,6 +7,8 @@
 #include "orchestrator/config/config.h"
 #include "orchestrator/config/units.h"
 #include "orchestrator/setup/setup.h"
+#include "rag/store.h"
+#include "server/generation.h"
 
 namespace qwenmux::server {
 
@@ -40,6 +42,9 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
 
   orchestrator::ManagerOptions mo = setup.manager;
   mo.metrics = metrics;
+  // Compiled constraints share the budget with the models (and show in ps and /metrics).
+  SetConstraintCacheBytes(o.constraint_cache_bytes);
+  mo.external_bytes = [] { return ConstraintCacheBytes(); };
   app->manager_ = std::make_unique<orchestrator::ModelManager>(mo);
   for (const auto& spec : app->specs_) QM_RETURN_IF_ERROR(app->manager_->Register(spec));
   orchestrator::SchedulerOptions so = o.scheduler;
@@ -58,27 +63,39 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
   app->http_ = std::make_unique<HttpServer>(o.http);
   app->service_->RegisterRoutes(*app->http_);
   if (!o.config_path.empty()) app->config_ = std::make_unique<orchestrator::Config>(in.config);
-  // Pipeline jobs store their collections where POST /v1/rag reads them.
+  // Pipeline jobs store into their own directories; only the collections the operator allows
+  // (--jobs-write-collections) go where POST /v1/rag reads them.
   PipelineJobOptions jo = o.jobs;
   if (jo.store_dir.empty()) jo.store_dir = app->rag_->store_dir();
   // Pipeline stages on a served file run on the served instance (one load, counted once).
   std::map<std::string, pipeline::ServedModelRef> served_files;  // file -> served model
   for (const ServedModel& m : app->service_->models()) served_files.emplace(m.path, pipeline::ServedModelRef{m.name, m.n_ctx});
+  for (const std::string& c : jo.write_collections) {
+    if (Status v = rag::ValidateCollectionName(c); !v.ok()) return v.WithContext("serve: --jobs-write-collections");
+  }
   app->jobs_ = std::make_unique<PipelineJobs>(jo, app->manager_.get(), app->config_.get(), setup.models_dir,
                                               o.models.threads, app->scheduler_.get(), std::move(served_files));
+  if (app->jobs_->enabled()) QM_RETURN_IF_ERROR(app->jobs_->PrepareWorkDir().WithContext("serve: --work-dir"));
   QM_RETURN_IF_ERROR(RegisterPipelineRoutes(*app->service_, *app->jobs_, *app->http_, setup.models_dir, app->config_.get()));
 
   const auto& L = o.http.limits;
-  app->log_(fmt::format("serve: memory budget {}, {} per --model sequence, {} sequences per --model file, queue {} per model",
-                        orchestrator::FormatSize(mo.budget_bytes), o.models.n_ctx, o.models.parallel, so.max_queue));
+  app->log_(fmt::format("serve: memory budget {} (compiled constraints up to {} of it), {} per --model sequence, {} "
+                        "sequences per --model file, queue {} per model",
+                        orchestrator::FormatSize(mo.budget_bytes), orchestrator::FormatSize(o.constraint_cache_bytes),
+                        o.models.n_ctx, o.models.parallel, so.max_queue));
   app->log_(fmt::format("serve: limits: body {} B, header {} B, {} connections, max_tokens {}, api keys: {}, CORS: {}, "
                         "host check: {}",
                         L.max_body_bytes, L.max_header_bytes, L.max_connections, o.limits.max_tokens,
                         o.http.security.api_keys.empty() ? "off" : "on",
                         o.http.security.cors_origins.empty() ? "off" : fmt::format("{}", fmt::join(o.http.security.cors_origins, ",")),
                         o.http.security.check_host ? "on" : "off"));
-  app->log_(fmt::format("serve: pipeline jobs: at most {} at once, work dir {}, data roots: {}, pipelines: {}",
-                        app->jobs_->options().max_running, app->jobs_->work_dir(),
+  app->log_(fmt::format("serve: pipeline jobs: {}, work dir {}, write collections of the document store: {}, "
+                        "data roots: {}, pipelines: {}",
+                        app->jobs_->enabled() ? fmt::format("at most {} at once", app->jobs_->options().max_running)
+                                              : std::string("off (--max-jobs 0)"),
+                        app->jobs_->work_dir(),
+                        jo.write_collections.empty() ? "none (jobs write to their own store)"
+                                                     : fmt::format("{}", fmt::join(jo.write_collections, ", ")),
                         o.jobs.data_roots.empty() ? "none (inline documents only)" : fmt::format("{}", fmt::join(o.jobs.data_roots, ", ")),
                         o.jobs.pipeline_dirs.empty() ? "none" : fmt::format("{}", fmt::join(o.jobs.pipeline_dirs, ", "))));
   for (const ServedModel& m : app->service_->models()) {

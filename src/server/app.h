@@ -44,6 +44,9 @@ struct AppOptions {
   // max_concurrent. App sets the rest (config, models_dir, n_ctx and threads from `models`).
   RagApiOptions rag;
   PipelineJobOptions jobs;               // /v1/pipelines/jobs: data roots, work dir, caps
+  // Compiled JSON-schema / tool-call constraints (process-wide cache, generation.h): byte cap,
+  // counted in the model manager's memory budget.
+  uint64_t constraint_cache_bytes = uint64_t{256} << 20;
 };
 
 class App {

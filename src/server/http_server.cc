@@ -229,6 +229,9 @@ class Session : public std::enable_shared_from_this<Session> {
     const std::string path(h.target().substr(0, h.target().find('?')));
     const HttpServerOptions& o = impl_->opts;
     if (impl_->draining.load()) return SendError(path, 503, "server is shutting down", {{"Retry-After", "5"}});
+    // RFC 7230 section 5.4: a request with more than one Host field is invalid (otherwise the
+    // rebinding check would read one of them and a proxy or virtual host the other).
+    if (h.count(http::field::host) > 1) return SendError(path, 400, "more than one Host header");
     if (o.security.check_host && !HostAllowed(std::string(h[http::field::host]), o.security.allowed_hosts)) {
       return SendError(path, 403, "Host header not allowed (DNS rebinding protection); use --host or allowed hosts");
     }

@@ -3,6 +3,7 @@
 // is 503 with Retry-After (the OpenAI side answers 429).
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -404,7 +405,9 @@ void Ps(Service& service, const HttpRequest&, std::shared_ptr<Responder> r) {
                            : Rfc3339(now + std::chrono::hours(24 * 365 * 100));
     e["qwenmux"] = Json{{"loading", info.loading}, {"pinned", info.pinned}, {"in_use", info.in_use},
                         {"keep_alive_left_seconds", left ? Json(*left) : Json(nullptr)},
-                        {"keep_forever", forever && info.in_use == 0}, {"path", info.path}};
+                        {"keep_forever", forever && info.in_use == 0},
+                        // The file's name only: server paths stay in the log (issue 20 item 5).
+                        {"file", std::filesystem::path(info.path).filename().string()}};
     models.push_back(std::move(e));
   }
   Json out{{"models", std::move(models)},
@@ -428,7 +431,7 @@ void Show(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r
                                                        : Json::array({"embedding"});
   Json info{{"general.architecture", m.arch}, {"general.parameter_count", m.parameters},
             {m.arch + ".context_length", m.n_ctx_train}, {m.arch + ".embedding_length", m.n_embd}};
-  Json out{{"modelfile", fmt::format("FROM {}\n", m.path)}, {"parameters", ""}, {"template", "{{ qwen3 chat template (native) }}"},
+  Json out{{"modelfile", fmt::format("FROM {}\n", m.name)}, {"parameters", ""}, {"template", "{{ qwen3 chat template (native) }}"},
            {"details", Details(m)}, {"model_info", info}, {"capabilities", caps},
            {"modified_at", Rfc3339(std::chrono::system_clock::from_time_t(m.modified_unix))}};
   r->Send(200, "application/json", Dump(out));

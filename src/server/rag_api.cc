@@ -355,8 +355,9 @@ void RagApi::Start(std::shared_ptr<Job> job) {
     ApiError e = ErrorFromStatus(coll.status());
     e.param = "collection";
     if (coll.status().code() == StatusCode::kNotFound) {
-      e.message = fmt::format("collection \"{}\" not found in the document store {} (add documents with `qwenmux "
-                              "ingest --collection {} FILES`)", c.collection, options_.store_dir, c.collection);
+      // No server path in the answer (issue 20 item 5): the store is the one the server was started with.
+      e.message = fmt::format("collection \"{}\" not found in the server's document store (add documents with "
+                              "`qwenmux ingest --collection {} FILES`)", c.collection, c.collection);
     }
     return SendApiError(*job->r, e);
   }

@@ -7,6 +7,7 @@
 
 #include "gguf/gguf.h"
 #include "server/api_common.h"
+#include "server/generation.h"
 #include "orchestrator/setup/setup.h"
 #include "server/http_server.h"
 
@@ -155,6 +156,10 @@ void Service::RegisterRoutes(HttpServer& http) {
     r->Send(ready() ? 200 : 503, "application/json", Dump(j), ready() ? HeaderList{} : HeaderList{{"Retry-After", "5"}});
   });
   http.Route("GET", "/metrics", [this](const HttpRequest&, std::shared_ptr<Responder> r) {
+    // Compiled constraints grow between model events: publish them (and the memory in use,
+    // which includes them) at each scrape.
+    metrics_->SetConstraintCache(ConstraintCacheBytes(), ConstraintCacheMaxBytes(), CachedConstraints());
+    manager_->PublishMemory();
     r->Send(200, "text/plain; version=0.0.4; charset=utf-8", metrics_->RenderText());
   });
   http.Route("GET", "/", [](const HttpRequest&, std::shared_ptr<Responder> r) {

@@ -16,6 +16,7 @@
 
 #include "common/testdata.h"
 #include "orchestrator/temp_dir.h"
+#include "rag/store.h"
 #include "server/app.h"
 #include "server/http_client.h"
 
@@ -54,7 +55,8 @@ struct Server {
   std::string data() const { return dir / "data"; }
 };
 
-std::unique_ptr<Server> StartServer(int32_t max_running = 2, bool data_root = true, int32_t keep_finished = 32) {
+std::unique_ptr<Server> StartServer(int32_t max_running = 2, bool data_root = true, int32_t keep_finished = 32,
+                                    std::vector<std::string> write_collections = {}) {
   auto s = std::make_unique<Server>();
   fs::create_directories(s->data() + "/docs");
   fs::create_directories(s->dir / "pipelines");
@@ -70,7 +72,8 @@ std::unique_ptr<Server> StartServer(int32_t max_running = 2, bool data_root = tr
   if (data_root) o.jobs.data_roots = {s->data()};
   o.jobs.pipeline_dirs = {s->dir / "pipelines"};
   o.jobs.work_dir = s->dir / "work";
-  o.rag.store_dir = s->dir / "rag";  // pipeline collections go where POST /v1/rag reads
+  o.rag.store_dir = s->dir / "rag";  // allowed pipeline collections go where POST /v1/rag reads
+  o.jobs.write_collections = std::move(write_collections);
   for (const char* st : {"query_understanding", "embedding", "retrieval_ranking", "context_synthesis",
                          "response_generation", "quality_scoring"}) {
     o.rag.stage_models[st] = "tiny";
@@ -439,7 +442,7 @@ TEST(PipelineApiConcurrent, CancelCapAndShutdown) {
 }
 
 TEST(PipelineApiConcurrent, OneJobAtATimeWritesTheDocumentStore) {
-  auto s = StartServer(/*max_running=*/2);
+  auto s = StartServer(/*max_running=*/2, /*data_root=*/true, /*keep_finished=*/32, /*write_collections=*/{"docs"});
   ASSERT_NE(s, nullptr);
   const json def = json::parse(R"({"name": "store", "context": 512, "stages": [
       {"name": "read", "type": "read"},
@@ -476,6 +479,80 @@ TEST(PipelineApiConcurrent, OneJobAtATimeWritesTheDocumentStore) {
   const json answer = json::parse(ask.body);
   ASSERT_FALSE(answer["citations"].empty()) << ask.body;
   for (const json& c : answer["citations"]) EXPECT_NE(c["source"].get<std::string>().find("/work/"), std::string::npos) << c.dump();
+}
+
+const json kEmbedDef = json::parse(R"({"name": "store", "context": 512, "stages": [
+    {"name": "read", "type": "read"},
+    {"name": "chunk", "type": "chunk", "chunk_tokens": 64, "chunk_overlap": 8},
+    {"name": "embed", "type": "embed", "model": "fast", "batch": 4, "collection": "docs"}]})");
+
+int64_t StoredDocuments(const std::string& store_dir, const std::string& collection) {
+  auto store = rag::Store::Open(store_dir);
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  if (!store.ok()) return -1;
+  auto st = (*store)->Stats(collection);
+  return st.ok() ? st->documents : -1;
+}
+
+// Issue 20 item 1: by default a job's embed stage writes into the job's own store, never into
+// the one POST /v1/rag answers from; deleting the job removes that store.
+TEST(PipelineApiStore, JobsWriteTheirOwnStoreByDefault) {
+  auto s = StartServer();
+  ASSERT_NE(s, nullptr);
+  json a = Post(s->port(), {{"pipeline", kEmbedDef}, {"documents", InlineDocs(2)}, {"models", kModels}}, 202);
+  EXPECT_EQ(a["store"], "job") << a.dump();
+  json done = WaitDone(s->port(), a["id"]);
+  EXPECT_EQ(done["state"], "done") << done.dump();
+  EXPECT_EQ(done["ok"], 2) << done.dump();
+  const std::string own = s->dir / ("work/" + a["id"].get<std::string>() + "/store");
+  EXPECT_EQ(StoredDocuments(own, "docs"), 2);
+  // Nothing planted where RAG answers from.
+  auto ask = Call(s->port(), "POST", "/v1/rag", json{{"collection", "docs"}, {"question", "What?"}, {"max_tokens", 4}}.dump());
+  EXPECT_EQ(ask.status, 404) << ask.body;
+  ASSERT_EQ(Call(s->port(), "DELETE", a["progress_url"].get<std::string>()).status, 200);
+  EXPECT_FALSE(fs::exists(own));
+}
+
+TEST(PipelineApiStore, PurgeRemovesWhatAnAllowedJobStored) {
+  auto s = StartServer(/*max_running=*/2, /*data_root=*/true, /*keep_finished=*/32, /*write_collections=*/{"docs"});
+  ASSERT_NE(s, nullptr);
+  json a = Post(s->port(), {{"pipeline", kEmbedDef}, {"documents", InlineDocs(3)}, {"models", kModels}}, 202);
+  EXPECT_EQ(a["store"], "server") << a.dump();
+  json done = WaitDone(s->port(), a["id"]);
+  ASSERT_EQ(done["ok"], 3) << done.dump();
+  EXPECT_EQ(StoredDocuments(s->dir / "rag", "docs"), 3);
+  EXPECT_EQ(Call(s->port(), "DELETE", a["progress_url"].get<std::string>() + "?purge=maybe").status, 400);
+  auto del = Call(s->port(), "DELETE", a["progress_url"].get<std::string>() + "?purge=true");
+  ASSERT_EQ(del.status, 200) << del.body;
+  EXPECT_EQ(Body(del)["purged"], 3) << del.body;
+  EXPECT_EQ(StoredDocuments(s->dir / "rag", "docs"), 0);
+  EXPECT_EQ(Call(s->port(), "GET", a["progress_url"].get<std::string>()).status, 404);
+}
+
+TEST(PipelineApiStore, CollectionNamesAreCheckedAndOnlyAllowedOnesReachTheServerStore) {
+  auto s = StartServer(/*max_running=*/2, /*data_root=*/true, /*keep_finished=*/32, /*write_collections=*/{"docs"});
+  ASSERT_NE(s, nullptr);
+  json bad = kEmbedDef;
+  bad["stages"][2]["collection"] = "../../x";
+  json r = Post(s->port(), {{"pipeline", bad}, {"documents", InlineDocs(1)}, {"models", kModels}}, 400);
+  EXPECT_NE(r.dump().find("collection"), std::string::npos) << r.dump();
+  // A collection the operator did not allow goes to the job's own store.
+  json other = kEmbedDef;
+  other["stages"][2]["collection"] = "other";
+  r = Post(s->port(), {{"pipeline", other}, {"documents", InlineDocs(1)}, {"models", kModels}}, 202);
+  EXPECT_EQ(r["store"], "job") << r.dump();
+  WaitDone(s->port(), r["id"]);
+  auto ask = Call(s->port(), "POST", "/v1/rag", json{{"collection", "other"}, {"question", "What?"}, {"max_tokens", 4}}.dump());
+  EXPECT_EQ(ask.status, 404) << ask.body;
+  EXPECT_FALSE(fs::exists(s->dir / "x"));
+}
+
+TEST(PipelineApiStore, MaxJobsZeroTurnsJobsOff) {
+  auto s = StartServer(/*max_running=*/0);
+  ASSERT_NE(s, nullptr);
+  json r = Post(s->port(), {{"pipeline", "api-test"}, {"documents", InlineDocs(1)}, {"models", kModels}}, 403);
+  EXPECT_NE(r.dump().find("--max-jobs 0"), std::string::npos) << r.dump();
+  EXPECT_EQ(s->app->jobs().running(), 0);
 }
 
 }  // namespace

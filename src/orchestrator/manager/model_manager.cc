@@ -215,7 +215,7 @@ uint64_t ModelManager::EffectiveBudgetLocked() const {
   uint64_t cap = options_.budget_bytes != 0 ? options_.budget_bytes : kUnlimited;
   if (options_.respect_system_memory) {
     const uint64_t avail = options_.system_available ? options_.system_available() : ReadSystemAvailableBytes();
-    cap = std::min(cap, SatAdd(committed_, avail));
+    cap = std::min(cap, SatAdd(SatAdd(committed_, ExternalBytes()), avail));
   }
   return cap;
 }
@@ -227,11 +227,16 @@ uint64_t ModelManager::EffectiveBudget() const {
 
 uint64_t ModelManager::in_use_bytes() const {
   std::lock_guard lk(mu_);
-  return committed_ - freeing_;
+  return SatAdd(committed_ - freeing_, ExternalBytes());
+}
+
+void ModelManager::PublishMemory() const {
+  std::lock_guard lk(mu_);
+  PublishMemoryLocked();
 }
 
 void ModelManager::PublishMemoryLocked() const {
-  metrics_->SetMemory(committed_ - freeing_, options_.budget_bytes != 0 ? options_.budget_bytes : EffectiveBudgetLocked());
+  metrics_->SetMemory(SatAdd(committed_ - freeing_, ExternalBytes()), options_.budget_bytes != 0 ? options_.budget_bytes : EffectiveBudgetLocked());
 }
 
 Status ModelManager::Reserve(Entry* e, uint64_t need, std::unique_lock<std::mutex>& lk,
@@ -241,6 +246,7 @@ Status ModelManager::Reserve(Entry* e, uint64_t need, std::unique_lock<std::mute
   while (true) {
     if (stopping_) return Error(StatusCode::kInternal, "model manager: stopping");
     const uint64_t cap = EffectiveBudgetLocked();
+    const uint64_t external = ExternalBytes();  // held outside the models (compiled constraints)
     std::vector<Entry*> idle;
     uint64_t idle_bytes = 0, pinned_bytes = 0;
     for (auto& [name, x] : entries_) {
@@ -252,11 +258,11 @@ Status ModelManager::Reserve(Entry* e, uint64_t need, std::unique_lock<std::mute
         idle_bytes += x->reserved;
       }
     }
-    if (SatAdd(committed_, need) <= SatAdd(cap, idle_bytes)) {
+    if (SatAdd(SatAdd(committed_, external), need) <= SatAdd(cap, idle_bytes)) {
       std::sort(idle.begin(), idle.end(), [](const Entry* a, const Entry* b) { return a->last_used < b->last_used; });
       uint64_t freed = 0;
       for (Entry* x : idle) {
-        if (SatAdd(committed_ - freed, need) <= cap) break;
+        if (SatAdd(SatAdd(committed_ - freed, external), need) <= cap) break;
         freed += x->reserved;
         victims->push_back(Detach(x, "lru"));
         *evicted_any = true;
@@ -266,7 +272,7 @@ Status ModelManager::Reserve(Entry* e, uint64_t need, std::unique_lock<std::mute
       return Status::Ok();
     }
     // Would fit once busy models are released: wait (bounded).
-    const bool could_fit_later = SatAdd(need, pinned_bytes) <= cap;
+    const bool could_fit_later = SatAdd(SatAdd(need, pinned_bytes), external) <= cap;
     if (could_fit_later && std::chrono::steady_clock::now() < deadline) {
       released_cv_.wait_until(lk, deadline);
       continue;
@@ -278,11 +284,12 @@ Status ModelManager::Reserve(Entry* e, uint64_t need, std::unique_lock<std::mute
                          : (x->in_use > 0 || x->waiters > 0) ? "in use" : "idle";
       holders += fmt::format("{}{} ({}, {})", holders.empty() ? "" : ", ", name, FormatBytes(x->reserved), what);
     }
+    if (external > 0) holders += fmt::format("{}compiled constraints ({})", holders.empty() ? "" : ", ", FormatBytes(external));
     const uint64_t budget = options_.budget_bytes != 0 ? options_.budget_bytes : cap;
     return Error(StatusCode::kResourceExhausted,
                  "model manager: cannot fit {}: needs {}, budget {}{}, in use {} by [{}]{}", e->spec.name,
                  FormatBytes(need), FormatBytes(budget), cap < budget ? fmt::format(" (the OS offers {})", FormatBytes(cap)) : "",
-                 FormatBytes(committed_), holders,
+                 FormatBytes(SatAdd(committed_, external)), holders,
                  could_fit_later ? " (fits once models in use are released)" : "");
   }
 }

@@ -86,6 +86,10 @@ struct ManagerOptions {
   std::chrono::milliseconds reaper_interval{1000};  // upper bound between reaper passes
   std::function<ManagerClock::time_point()> now;    // default ManagerClock::now; fake in tests
   Metrics* metrics = nullptr;       // default Metrics::Global()
+  // Bytes held outside the models that count against the budget (the server's compiled
+  // JSON-schema constraints): models get what the budget leaves, and in_use_bytes() includes
+  // them. Called under the manager's lock: must not call back into the manager.
+  std::function<uint64_t()> external_bytes;
 };
 
 // MemAvailable from /proc/meminfo, capped by the cgroup v2 limit (memory.max - memory.current)
@@ -167,8 +171,9 @@ class ModelManager {
 
   std::vector<LoadedModelInfo> Snapshot() const;  // loaded and loading models, by name
   ManagerStats Stats(const std::string& name) const;
-  uint64_t in_use_bytes() const;     // held by loading and loaded models (never above the budget)
+  uint64_t in_use_bytes() const;     // held by loading and loaded models, plus external_bytes
   uint64_t EffectiveBudget() const;  // min(budget, OS offer + held) now
+  void PublishMemory() const;        // memory gauges to the metrics now (external bytes change alone)
 
  private:
   struct Entry;
@@ -181,6 +186,7 @@ class ModelManager {
   void Release(Entry* e);
   std::unique_ptr<engine::Model> Detach(Entry* e, const char* reason);  // under mu_
   uint64_t EffectiveBudgetLocked() const;
+  uint64_t ExternalBytes() const { return options_.external_bytes ? options_.external_bytes() : 0; }
   void PublishMemoryLocked() const;
   void ReaperLoop();
   ManagerClock::time_point Now() const;
