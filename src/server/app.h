@@ -21,9 +21,20 @@
 #include "server/http_server.h"
 #include "server/pipeline_jobs.h"
 #include "server/rag_api.h"
+#include "server/server_log.h"
 #include "server/service.h"
 
 namespace qwenmux::server {
+
+// Accepted ranges of the numeric serve settings (one place: AppOptions::Validate checks them at
+// startup, apps/qwenmux/serve.cc puts the same bounds on its flags; context and parallel are
+// shared with qwenmux.yaml through orchestrator::kMaxContextTokens / kMaxParallel).
+struct AppLimits {
+  static constexpr int32_t kMinMaxQueue = 1, kMaxMaxQueue = 1 << 20;
+  static constexpr int32_t kMinMaxTokens = 1;
+  static constexpr size_t kMinMaxBody = 1024;             // a request is JSON of some size
+  static constexpr int32_t kMinMaxConnections = 1;
+};
 
 struct AppOptions {
   std::string config_path;               // qwenmux.yaml ("" = none)
@@ -32,10 +43,10 @@ struct AppOptions {
   std::string models_dir;                // model store for catalog names in the config
   HttpServerOptions http;
   ServiceLimits limits;
-  int32_t n_ctx = 4096;                  // per sequence, for --model files
-  int32_t parallel = 4;                  // sequences per model sharing a batch
+  int32_t n_ctx = 4096;                  // per sequence, for --model files; [1, kMaxContextTokens]
+  int32_t parallel = 4;                  // sequences per model sharing a batch; [1, kMaxParallel]
   size_t threads = 0;                    // compute threads per model (0: all)
-  int32_t max_queue = 64;                // waiting requests per model
+  int32_t max_queue = 64;                // waiting requests per model; [1, 2^20]
   std::chrono::milliseconds shutdown_grace{10000};  // in-flight requests may finish within this
   orchestrator::Metrics* metrics = nullptr;          // default Metrics::Global()
   // RAG (POST /v1/rag, rag_api.h): the document store, stage -> model overrides of the config's
@@ -44,6 +55,14 @@ struct AppOptions {
   std::map<std::string, std::string> rag_models;
   int32_t rag_max_concurrent = 2;
   PipelineJobOptions jobs;               // /v1/pipelines/jobs: data roots, work dir, caps
+  // After startup: a line per request and per model load/unload through the Log callback
+  // (server_log.h), unless quiet. In JSON format every line the callback gets is JSON.
+  ServerLogOptions log;
+
+  // Refuses settings on which every request would fail (--ctx 0, --parallel 100000,
+  // --max-queue 0, --max-tokens 0, --max-body 0, --max-connections 0), naming the flag and its
+  // range. App::Create calls it first.
+  Status Validate() const;
 };
 
 class App {
