@@ -59,11 +59,12 @@ void PrintBar(const pipeline::JobProgress& p, bool final) {
 }
 
 void PrintSummary(const nlohmann::ordered_json& s) {
-  std::printf("pipeline %s: %lld documents, %lld ok, %lld failed, %lld skipped (done before), %lld retried, %.2f s\n",
+  std::printf("pipeline %s: %lld documents, %lld ok, %lld failed, %lld empty (skipped), %lld skipped (done before), "
+              "%lld retried, %.2f s\n",
               s["pipeline"].get<std::string>().c_str(), static_cast<long long>(s["documents"].get<int64_t>()),
               static_cast<long long>(s["ok"].get<int64_t>()), static_cast<long long>(s["failed"].get<int64_t>()),
-              static_cast<long long>(s["skipped"].get<int64_t>()), static_cast<long long>(s["retried"].get<int64_t>()),
-              s["seconds"].get<double>());
+              static_cast<long long>(s["empty"].get<int64_t>()), static_cast<long long>(s["skipped"].get<int64_t>()),
+              static_cast<long long>(s["retried"].get<int64_t>()), s["seconds"].get<double>());
   std::printf("%-10s %-9s %7s %9s %10s %10s  %s\n", "stage", "type", "items", "seconds", "items/min", "tok/s", "failures");
   for (const auto& st : s["stages"]) {
     std::string f;
@@ -136,6 +137,8 @@ int Run(const PipelineArgs& a) {
   } else {
     PrintSummary(*summary);
   }
+  // 3 when any document failed in this run (earlier failures are retried, so a rerun that still
+  // fails still says so).
   return (*summary)["failed"].get<int64_t>() > 0 ? 3 : 0;
 }
 

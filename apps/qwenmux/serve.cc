@@ -1,6 +1,7 @@
 // qwenmux serve [--config FILE] [--model FILE.gguf[=ALIAS]]... [--host H] [--port P] [--api-key K]
 // The HTTP server (OpenAI and Ollama APIs) until SIGINT/SIGTERM, then a graceful shutdown.
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 #include <utility>
@@ -9,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "orchestrator/config/config.h"
 #include "orchestrator/config/units.h"
 #include "server/app.h"
 
@@ -16,7 +18,12 @@ namespace qwenmux::apps {
 
 namespace {
 
+// Text lines get a local timestamp; JSON lines (--log-format json) carry their own "time".
 void Log(const std::string& line) {
+  if (line.starts_with("{")) {
+    fmt::print(stderr, "{}\n", line);
+    return;
+  }
   const std::time_t t = std::time(nullptr);
   std::tm tm{};
   localtime_r(&t, &tm);
@@ -27,7 +34,11 @@ bool IsLoopback(const std::string& host) {
   return host.starts_with("127.") || host == "::1" || host == "localhost";
 }
 
-int Serve(server::AppOptions o, const std::string& max_body, int64_t grace_ms, const std::vector<std::string>& rag_models) {
+int Serve(server::AppOptions o, const std::string& max_body, int64_t grace_ms, const std::vector<std::string>& rag_models,
+          const std::string& log_format) {
+  auto format = server::ParseLogFormat(log_format);
+  if (!format.ok()) return ReportError(format.status());
+  o.log.format = *format;
   for (const std::string& m : rag_models) {
     const size_t eq = m.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == m.size()) {
@@ -50,12 +61,14 @@ int Serve(server::AppOptions o, const std::string& max_body, int64_t grace_ms, c
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  const server::LogFormat log_as = o.log.format;
   auto app = server::App::Create(std::move(o), Log);
   if (!app.ok()) return ReportError(app.status());
   if (Status s = (*app)->Start(); !s.ok()) return ReportError(s);
   int sig = 0;
   sigwait(&set, &sig);
-  Log(fmt::format("serve: {} received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM"));
+  const std::string stopping = fmt::format("serve: {} received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  Log(server::FormatMessageLine(stopping, log_as));
   (*app)->Shutdown();
   return 0;
 }
@@ -79,6 +92,7 @@ void RegisterServe(CLI::App& app, int* exit_code) {
   auto max_body = std::make_shared<std::string>(SizeFlag(o->http.limits.max_body_bytes));
   auto grace = std::make_shared<int64_t>(o->shutdown_grace.count());
   auto rag_models = std::make_shared<std::vector<std::string>>();
+  auto log_format = std::make_shared<std::string>("text");
   cmd->add_option("--config", o->config_path, "qwenmux.yaml (models, memory budget, router)")->check(CLI::ExistingFile);
   cmd->add_option("--model,-m", o->model_flags, "serve a GGUF file, optionally under a name: FILE.gguf[=NAME] (repeatable)");
   cmd->add_option("--host", o->http.host, "address to bind (0.0.0.0 for every interface)")->capture_default_str();
@@ -89,11 +103,18 @@ void RegisterServe(CLI::App& app, int* exit_code) {
   cmd->add_option("--allow-host", o->http.security.allowed_hosts, "extra Host header value accepted while bound to loopback");
   cmd->add_option("--memory-budget", o->memory_budget, "memory for models: 24GiB or 75% (overrides the config)");
   cmd->add_option("--models-dir", o->models_dir, "model store for catalog names in the config");
-  cmd->add_option("--ctx", o->models.n_ctx, "context tokens per sequence for --model files")->capture_default_str();
-  cmd->add_option("--parallel", o->models.parallel, "sequences per --model file that share a batch")->capture_default_str();
+  // Ranges: server/app.h (AppOptions::Validate checks the same at startup).
+  cmd->add_option("--ctx", o->models.n_ctx, "context tokens per sequence for --model files")
+      ->capture_default_str()
+      ->check(CLI::Range(int32_t{1}, static_cast<int32_t>(orchestrator::kMaxContextTokens)));
+  cmd->add_option("--parallel", o->models.parallel, "sequences per --model file that share a batch")
+      ->capture_default_str()
+      ->check(CLI::Range(int32_t{1}, static_cast<int32_t>(orchestrator::kMaxParallel)));
   cmd->add_option("--threads,-t", o->models.threads, "compute threads per model (0: all)")->capture_default_str();
-  cmd->add_option("--max-queue", o->scheduler.max_queue, "waiting requests per model before 429/503")->capture_default_str();
-  cmd->add_option("--max-body", *max_body, "largest request body")->capture_default_str();
+  cmd->add_option("--max-queue", o->scheduler.max_queue, "waiting requests per model before 429/503")
+      ->capture_default_str()
+      ->check(CLI::Range(server::AppLimits::kMinMaxQueue, server::AppLimits::kMaxMaxQueue));
+  cmd->add_option("--max-body", *max_body, "largest request body (at least 1KiB)")->capture_default_str();
   cmd->add_option_function<std::string>(
       "--constraint-cache",
       [o](const std::string& v) {
@@ -104,8 +125,12 @@ void RegisterServe(CLI::App& app, int* exit_code) {
         o->constraint_cache_bytes = *b;
       },
       "memory for compiled JSON-schema/tool-call constraints, counted in the memory budget (default 256MiB)");
-  cmd->add_option("--max-connections", o->http.limits.max_connections, "open connections")->capture_default_str();
-  cmd->add_option("--max-tokens", o->limits.max_tokens, "largest max_tokens a request may ask for")->capture_default_str();
+  cmd->add_option("--max-connections", o->http.limits.max_connections, "open connections")
+      ->capture_default_str()
+      ->check(CLI::Range(server::AppLimits::kMinMaxConnections, INT32_MAX));
+  cmd->add_option("--max-tokens", o->limits.max_tokens, "largest max_tokens a request may ask for")
+      ->capture_default_str()
+      ->check(CLI::Range(server::AppLimits::kMinMaxTokens, INT32_MAX));
   cmd->add_option("--io-threads", o->http.io_threads, "network threads")->capture_default_str();
   cmd->add_option("--data-root", o->jobs.data_roots, "pipeline jobs may read server-side files under this directory (repeatable; none: inline documents only)");
   cmd->add_option("--work-dir", o->jobs.work_dir, "pipeline job directories (inline documents, results.jsonl); default: TMPDIR/qwenmux-jobs-UID");
@@ -122,7 +147,13 @@ void RegisterServe(CLI::App& app, int* exit_code) {
   cmd->add_option("--rag-model", *rag_models, "RAG stage model: STAGE=NAME, a served, configured or catalog model (repeatable; "
                   "over pipelines.rag in the config)");
   cmd->add_option("--rag-max-concurrent", o->rag.max_concurrent, "RAG pipelines running at once; above: 429")->capture_default_str();
-  cmd->callback([o, max_body, grace, rag_models, exit_code] { *exit_code = Serve(*o, *max_body, *grace, *rag_models); });
+  cmd->add_option("--log-format", *log_format, "log lines after startup as text or json (one JSON object a line)")
+      ->check(CLI::IsMember({"text", "json"}));
+  cmd->add_flag("--quiet,-q", o->log.quiet, "no request or model load/unload lines (startup and shutdown only)");
+  cmd->add_flag("--log-prompts", o->log.log_prompts, "put request bodies (prompt text, first 4 KiB) in the request lines");
+  cmd->callback([o, max_body, grace, rag_models, log_format, exit_code] {
+    *exit_code = Serve(*o, *max_body, *grace, *rag_models, *log_format);
+  });
 }
 
 }  // namespace qwenmux::apps

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
+#include <tuple>
 
 #include "engine/batch.h"
 #include "runtime/backend_factory.h"
@@ -56,8 +58,52 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOp
   return m;
 }
 
+namespace {
+
+// Index of the first NaN or Inf in x[0, n), or n. Tests the exponent bits so the loop vectorizes.
+size_t FirstNonFinite(const float* x, size_t n) {
+  constexpr size_t kBlock = 4096;
+  for (size_t b = 0; b < n; b += kBlock) {
+    const size_t e = std::min(n, b + kBlock);
+    uint32_t bad = 0;
+    for (size_t i = b; i < e; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, x + i, sizeof bits);
+      bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    if (bad) {
+      for (size_t i = b; i < e; ++i)
+        if (!std::isfinite(x[i])) return i;
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
 Status Model::Forward(std::span<const runtime::BatchEntry> batch, float* logits, float* hidden) {
-  return backend_->Run(batch, logits, hidden);
+  QM_RETURN_IF_ERROR(backend_->Run(batch, logits, hidden));
+  // A NaN or Inf output must fail the request instead of becoming JSON nulls or a token drawn
+  // from garbage: broken weights, or numbers that overflow. logits: [n_out, n_vocab],
+  // hidden: [n_out, n_embd], rows in the order of the batch's output entries.
+  const size_t n_out = static_cast<size_t>(
+      std::count_if(batch.begin(), batch.end(), [](const runtime::BatchEntry& e) { return e.output; }));
+  for (auto [data, width, what] : {std::tuple{static_cast<const float*>(logits), size_t{config_.n_vocab}, "logits"},
+                                   std::tuple{static_cast<const float*>(hidden), size_t{config_.n_embd}, "hidden state"}}) {
+    if (data == nullptr || n_out == 0) continue;
+    const size_t at = FirstNonFinite(data, n_out * width);
+    if (at == n_out * width) continue;
+    size_t row = at / width, k = 0;
+    const runtime::BatchEntry* entry = nullptr;
+    for (const runtime::BatchEntry& e : batch) {
+      if (e.output && k++ == row) { entry = &e; break; }
+    }
+    return Error(StatusCode::kInternal,
+                 "engine: the model produced a non-finite {} value ({}) for sequence {} at position {}; "
+                 "its weights or hyper-parameters are broken", what, data[at],
+                 entry ? entry->seq : -1, entry ? entry->pos : -1);
+  }
+  return Status::Ok();
 }
 
 Status Model::CheckPrompt(std::span<const int32_t> tokens, int32_t seq) const {

@@ -42,7 +42,9 @@ Result<std::set<std::string>> LoadFinished(const std::string& path) {
     if (nl == std::string::npos) break;  // partial last line
     const std::string_view line(all.data() + pos, nl - pos);
     auto j = Json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.is_object() && j.contains("document") && j.contains("hash")) {
+    // A failed document is not finished: a rerun retries it (and appends a new line for it).
+    if (!j.is_discarded() && j.is_object() && j.contains("document") && j.contains("hash") &&
+        j.value("status", "") != "failed") {
       done.insert(j["document"].get<std::string>() + "\t" + j["hash"].get<std::string>());
     }
     pos = nl + 1;
@@ -107,8 +109,8 @@ Result<std::string> ResolveModelPath(const std::string& ref, const RunOptions& o
 }
 
 Json JobProgress::ToJson() const {
-  Json j = {{"state", state},     {"documents", total}, {"skipped", skipped}, {"done", done},
-            {"ok", ok},           {"failed", failed},   {"retried", retried}, {"seconds", elapsed_seconds}};
+  Json j = {{"state", state}, {"documents", total}, {"skipped", skipped}, {"done", done},  {"ok", ok},
+            {"failed", failed}, {"empty", empty},      {"retried", retried}, {"seconds", elapsed_seconds}};
   Json st = Json::array();
   for (const StageStats& s : stages) {
     Json f = Json::object();
@@ -363,7 +365,7 @@ void Job::Impl::Worker(size_t stage) {
 
 void Job::Impl::Forward(size_t from, DocPtr d) {
   if (cancelled) return;
-  if (d->failed || from + 1 >= queues.size()) return Sink(d);
+  if (d->failed || d->skipped || from + 1 >= queues.size()) return Sink(d);
   queues[from + 1]->Push(std::move(d));
 }
 
@@ -413,7 +415,8 @@ Status Job::Impl::WithModel(size_t stage, const std::string& file_in, const std:
 }
 
 void Job::Impl::Sink(const DocPtr& d) {
-  Json r = {{"document", d->path}, {"hash", d->hash}, {"status", d->failed ? "failed" : "ok"}};
+  Json r = {{"document", d->path}, {"hash", d->hash},
+            {"status", d->failed ? "failed" : d->skipped ? "skipped" : "ok"}};
   if (!d->label.empty()) {
     r["class"] = d->label;
     r["confidence"] = d->confidence;
@@ -426,7 +429,7 @@ void Job::Impl::Sink(const DocPtr& d) {
   if (d->embedding_dim > 0) r["embedding_dim"] = d->embedding_dim;
   if (!d->collection.empty()) r["collection"] = d->collection;
   if (!d->models.empty()) r["models"] = d->models;
-  if (d->failed) {
+  if (d->failed || d->skipped) {
     r["stage"] = d->fail_stage;
     r["reason"] = d->reason;
     r["error"] = d->error;
@@ -450,6 +453,8 @@ void Job::Impl::Sink(const DocPtr& d) {
           ++s.failure_reasons[d->reason];
         }
       }
+    } else if (d->skipped) {
+      ++progress.empty;
     } else {
       ++progress.ok;
     }

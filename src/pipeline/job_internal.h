@@ -38,7 +38,8 @@ struct Doc {
   std::string collection;                 // embed: the collection its chunks were stored in
   Json models = Json::object();           // stage -> file
   bool failed = false;
-  std::string fail_stage, error, reason;  // reason: the short failure class for the summary
+  bool skipped = false;                   // no text (an empty file): reported, not a failure
+  std::string fail_stage, error, reason;  // reason: the short failure (or skip) class for the summary
   std::chrono::steady_clock::time_point started;
 };
 using DocPtr = std::shared_ptr<Doc>;

@@ -121,6 +121,15 @@ Result<IngestSummary> Ingest(Store& store, Embedder& embedder, std::span<const s
     }
     doc.title = parsed->title;
     std::vector<Chunk> chunks = ChunkDocument(*parsed, options.chunk, count);
+    if (chunks.empty()) {
+      // An empty file (or one with only whitespace or markup) is not a document: report it,
+      // store nothing, count it apart from the documents.
+      ++sum.skipped;
+      ev.status = "skipped";
+      ev.error = "no text in the document (empty file)";
+      report(ev);
+      continue;
+    }
     std::vector<std::string> texts;
     texts.reserve(chunks.size());
     for (const Chunk& c : chunks) texts.push_back(ChunkEmbedText(c.heading, c.text));

@@ -109,6 +109,30 @@ std::string Store::IndexPath(int64_t collection_id) const {
   return fmt::format("{}/vectors/{}.hnsw", dir_, collection_id);
 }
 
+Result<std::unique_ptr<Store>> Store::OpenReadOnly(const std::string& dir) {
+  const std::string path = dir + "/store.db";
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) {
+    return Error(StatusCode::kNotFound, "store: there is no document store in {} (no store.db; `qwenmux ingest` "
+                 "creates one)", dir);
+  }
+  std::unique_ptr<Store> s(new Store());
+  s->dir_ = dir;
+  s->read_only_ = true;
+  if (sqlite3_open_v2(path.c_str(), &s->db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    return Error(StatusCode::kIo, "store: cannot open {}: {}", path, s->db_ ? sqlite3_errmsg(s->db_) : "out of memory");
+  }
+  sqlite3_busy_timeout(s->db_, 10000);
+  Stmt get(s->db_, "SELECT value FROM meta WHERE key='schema_version'");
+  Result<bool> has = get.Step("schema version");
+  if (!has.ok()) return Error(StatusCode::kCorrupt, "store: {} is not a qwenmux document store ({})", path, has.status().message());
+  if (!*has || get.Text(0) != std::to_string(kSchemaVersion)) {
+    return Error(StatusCode::kUnsupported, "store: {} has schema version {}; this qwenmux reads version {}", path,
+                 *has ? get.Text(0) : std::string("(none)"), kSchemaVersion);
+  }
+  return s;
+}
+
 Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   std::error_code ec;
   fs::create_directories(fs::path(dir) / "vectors", ec);
@@ -493,11 +517,13 @@ Result<VectorIndex*> Store::Vectors(const CollectionInfo& c, IndexRepair* repair
   r.added = static_cast<int64_t>(missing.size());
   VectorIndex* raw = index.get();
   indexes_[c.id] = std::move(index);
-  if (r.added > 0 || r.removed > 0) QM_RETURN_IF_ERROR(raw->Save(IndexPath(c.id)));
+  // A read-only store keeps the repaired index in memory (it writes nothing).
+  if ((r.added > 0 || r.removed > 0) && !read_only_) QM_RETURN_IF_ERROR(raw->Save(IndexPath(c.id)));
   return raw;
 }
 
 Status Store::Flush() {
+  if (read_only_) return Status::Ok();  // a repaired index stays in memory
   for (auto& [id, index] : indexes_)
     if (index->dirty()) QM_RETURN_IF_ERROR(index->Save(IndexPath(id)));
   return Status::Ok();

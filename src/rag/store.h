@@ -97,6 +97,11 @@ class Store {
  public:
   // Opens (creating if needed) the store in `dir`.
   static Result<std::unique_ptr<Store>> Open(const std::string& dir);
+  // Opens an existing store for reading only (SQLITE_OPEN_READONLY), for the commands that only
+  // read (collection ls/stats, ask, eval): nothing is created, not even the directory; no
+  // store.db in `dir` is NotFound. Writes fail; Flush does nothing (a vector index repaired on
+  // open stays in memory).
+  static Result<std::unique_ptr<Store>> OpenReadOnly(const std::string& dir);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -142,6 +147,7 @@ class Store {
   std::string IndexPath(int64_t collection_id) const;
 
   std::string dir_;
+  bool read_only_ = false;
   sqlite3* db_ = nullptr;
   std::map<int64_t, std::unique_ptr<VectorIndex>> indexes_;
   std::map<int64_t, int64_t> chunk_counts_;  // collection id -> chunks (dropped on writes)

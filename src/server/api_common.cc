@@ -49,6 +49,7 @@ ApiError ErrorFromStatus(const Status& s) {
 }
 
 void SendApiError(Responder& r, const ApiError& e) {
+  r.NoteError(e.message);
   const char* type = e.status == 401   ? "authentication_error"
                      : e.status == 404 ? "not_found_error"
                      : e.status == 429 ? "rate_limit_error"

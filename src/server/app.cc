@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cstdint>
+
 #include <fmt/format.h>
 
 #include "orchestrator/config/config.h"
@@ -12,10 +14,34 @@
 
 namespace qwenmux::server {
 
+Status AppOptions::Validate() const {
+  auto range = [](const char* flag, int64_t v, int64_t lo, int64_t hi) -> Status {
+    if (v >= lo && v <= hi) return Status::Ok();
+    return Error(StatusCode::kInvalidArgument, "{} {}: must be between {} and {}", flag, v, lo, hi);
+  };
+  QM_RETURN_IF_ERROR(range("--ctx", models.n_ctx, 1, orchestrator::kMaxContextTokens));
+  QM_RETURN_IF_ERROR(range("--parallel", models.parallel, 1, orchestrator::kMaxParallel));
+  QM_RETURN_IF_ERROR(range("--max-queue", scheduler.max_queue, AppLimits::kMinMaxQueue, AppLimits::kMaxMaxQueue));
+  QM_RETURN_IF_ERROR(range("--max-tokens", limits.max_tokens, AppLimits::kMinMaxTokens, INT32_MAX));
+  QM_RETURN_IF_ERROR(range("--max-connections", http.limits.max_connections, AppLimits::kMinMaxConnections,
+                           INT32_MAX));
+  if (http.limits.max_body_bytes < AppLimits::kMinMaxBody)
+    return Error(StatusCode::kInvalidArgument, "--max-body {}: must be at least {} bytes",
+                 http.limits.max_body_bytes, AppLimits::kMinMaxBody);
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
+  QM_RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<App> app(new App());
   app->options_ = std::move(options);
   app->log_ = std::move(log);
+  if (app->options_.log.format == LogFormat::kJson) {
+    // Every line a JSON object: the startup lines below become {"event": "message", "msg": ...}.
+    app->log_ = [inner = std::move(app->log_)](const std::string& line) {
+      inner(line.starts_with("{") ? line : FormatMessageLine(line, LogFormat::kJson));
+    };
+  }
   AppOptions& o = app->options_;
   orchestrator::Metrics* metrics = o.metrics ? o.metrics : &orchestrator::Metrics::Global();
 
@@ -45,6 +71,13 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
   // Compiled constraints share the budget with the models (and show in ps and /metrics).
   SetConstraintCacheBytes(o.constraint_cache_bytes);
   mo.external_bytes = [] { return ConstraintCacheBytes(); };
+  App* raw = app.get();
+  const LogFormat log_format = o.log.format;
+  if (!o.log.quiet) {
+    mo.on_event = [raw, log_format](const orchestrator::ModelEvent& e) { raw->log_(FormatModelLine(e, log_format)); };
+    o.http.request_log = [raw, log_format](const RequestLogEntry& e) { raw->log_(FormatRequestLine(e, log_format)); };
+  }
+  o.http.log_bodies = o.log.log_prompts;
   app->manager_ = std::make_unique<orchestrator::ModelManager>(mo);
   for (const auto& spec : app->specs_) QM_RETURN_IF_ERROR(app->manager_->Register(spec));
   orchestrator::SchedulerOptions so = o.scheduler;

@@ -22,9 +22,20 @@
 #include "server/http_server.h"
 #include "server/pipeline_jobs.h"
 #include "server/rag_api.h"
+#include "server/server_log.h"
 #include "server/service.h"
 
 namespace qwenmux::server {
+
+// Accepted ranges of the numeric serve settings (one place: AppOptions::Validate checks them at
+// startup, apps/qwenmux/serve.cc puts the same bounds on its flags; context and parallel are
+// shared with qwenmux.yaml through orchestrator::kMaxContextTokens / kMaxParallel).
+struct AppLimits {
+  static constexpr int32_t kMinMaxQueue = 1, kMaxMaxQueue = 1 << 20;
+  static constexpr int32_t kMinMaxTokens = 1;
+  static constexpr size_t kMinMaxBody = 1024;             // a request is JSON of some size
+  static constexpr int32_t kMinMaxConnections = 1;
+};
 
 // Every default of `qwenmux serve` is declared once, in the struct that uses it (here or in the
 // structs below); apps/qwenmux/serve.cc binds its flags to these fields and `serve --help` shows
@@ -47,6 +58,14 @@ struct AppOptions {
   // Compiled JSON-schema / tool-call constraints (process-wide cache, generation.h): byte cap,
   // counted in the model manager's memory budget.
   uint64_t constraint_cache_bytes = uint64_t{256} << 20;
+  // After startup: a line per request and per model load/unload through the Log callback
+  // (server_log.h), unless quiet. In JSON format every line the callback gets is JSON.
+  ServerLogOptions log;
+
+  // Refuses settings on which every request would fail (--ctx 0, --parallel 100000,
+  // --max-queue 0, --max-tokens 0, --max-body 0, --max-connections 0), naming the flag and its
+  // range. App::Create calls it first.
+  Status Validate() const;
 };
 
 class App {

@@ -22,6 +22,7 @@ void SendError(Responder& r, const Status& s) {
   if (e.status == 429) e.status = 503;
   HeaderList h;
   if (e.retry_after > 0) h.push_back({"Retry-After", std::to_string(e.retry_after)});
+  r.NoteError(e.message);
   r.Send(e.status, "application/json", Dump(Json{{"error", e.message}}), h);
 }
 
@@ -131,6 +132,7 @@ bool OnToken(OllamaGen& g, const TokenEvent& ev) {
 void OnDone(OllamaGen& g, Result<GenerationResult> res) {
   if (!res.ok()) {
     if (g.started) {
+      g.r->NoteError(res.status().message());
       g.r->Write(Dump(Json{{"error", res.status().message()}}) + "\n");
       g.r->End();
     } else {
@@ -141,6 +143,7 @@ void OnDone(OllamaGen& g, Result<GenerationResult> res) {
   const GenerationResult& out = *res;
   Json j = g.Base(true);
   j["model"] = out.model.empty() ? g.job.route.model->name : out.model;
+  g.r->NoteUsage(j["model"].get<std::string>(), out.prompt_tokens, out.completion_tokens);
   j["done_reason"] = out.finish_reason == "length" ? "length" : "stop";
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - g.t0).count();
   j["total_duration"] = Nanos(total);
@@ -360,6 +363,7 @@ void Embed(Service& service, const HttpRequest& req, std::shared_ptr<Responder> 
   const auto t0 = std::chrono::steady_clock::now();
   er.on_done = [r, rt, n_tokens, t0](Result<std::vector<std::vector<float>>> res) {
     if (!res.ok()) return SendError(*r, res.status());
+    r->NoteUsage(rt.model->name, n_tokens, -1);
     Json out{{"model", rt.model->name}, {"embeddings", *res},
              {"total_duration", Nanos(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count())},
              {"load_duration", 0}, {"prompt_eval_count", n_tokens}, {"qwenmux", RouteJson(rt, "", false)}};

@@ -196,6 +196,7 @@ void SendDelta(RagApi::Job& job, const std::string& text) {
 void Fail(RagApi::Job& job, const Status& s) {
   ApiError e = ErrorFromStatus(s);
   if (!job.started) return SendApiError(*job.r, e);
+  job.r->NoteError(e.message);
   SendEvent(job, "error", Json{{"error", {{"message", e.message}, {"type", "server_error"}, {"code", e.status}}}});
   job.r->Write("data: [DONE]\n\n");
   job.r->End();
@@ -211,6 +212,8 @@ Json ResultJson(const RagApi::Call& c, const rag::AnswerResult& res) {
 }
 
 void SendResult(RagApi::Job& job, const rag::AnswerResult& res) {
+  job.r->NoteUsage(job.call.refs.count("response_generation") ? job.call.refs.at("response_generation") : "",
+                   res.context_tokens, res.answer_tokens);
   const Json result = ResultJson(job.call, res);
   const std::string finish = res.finish_reason == "length" ? "length" : "stop";
   if (job.call.stream) {

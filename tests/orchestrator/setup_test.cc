@@ -2,6 +2,7 @@
 #include "orchestrator/setup/setup.h"
 
 #include <filesystem>
+#include <fstream>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -245,6 +246,42 @@ TEST(SetupTest, NoModelsSectionServesTheStore) {
   ASSERT_EQ(s->candidates.size(), 1u);
   EXPECT_EQ(s->candidates[0].name, "qwen3:0.6b-q8_0");
   EXPECT_EQ(s->candidates[0].tier, "qwen3-fast");
+}
+
+// `serve` with no models configured serves the store: one bad entry (an HTML page stored by an
+// older pull, or a GGUF that is not a model) used to stop the server from starting. It is skipped
+// with a warning in the startup log; a store with only bad entries says so.
+TEST(SetupTest, BadStoreEntryIsSkippedWithAWarning) {
+  TempDir tmp;
+  ServeInputs in;
+  in.models_dir = tmp.path();
+  in.total_ram = 8 * GiB;
+  auto store = ModelStore::Open(tmp.path());
+  ASSERT_TRUE(store.ok());
+  StoredModel bad;
+  bad.name = "hf:someone/repo/page.gguf";
+  bad.sha256 = std::string(64, 'e');
+  const std::string page = "<html>error</html>\n";
+  bad.size = page.size();
+  std::filesystem::create_directories(std::filesystem::path(store->BlobPath(bad.sha256)).parent_path());
+  { std::ofstream(store->BlobPath(bad.sha256)) << page; }
+  ASSERT_TRUE(store->Add(bad).ok());
+  auto only_bad = BuildServeSetup(in);
+  ASSERT_FALSE(only_bad.ok());
+  EXPECT_THAT(only_bad.status().message(), HasSubstr("1 unusable store entries were skipped"));
+
+  AddToStore(tmp.path(), "qwen3:0.6b-q8_0", ModelPath("tiny-dense.q8_0.gguf"), 'c');
+  // A GGUF that parses but is not a model (vocab only) is skipped too.
+  AddToStore(tmp.path(), "hf:someone/repo/vocab.gguf", ModelPath("qwen3-vocab.gguf"), 'd');
+  auto s = BuildServeSetup(in);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_EQ(s->candidates.size(), 1u);
+  EXPECT_EQ(s->candidates[0].name, "qwen3:0.6b-q8_0");
+  std::string log;
+  for (const std::string& l : s->log) log += l + "\n";
+  EXPECT_THAT(log, HasSubstr("warning: store model hf:someone/repo/page.gguf: skipped"));
+  EXPECT_THAT(log, HasSubstr("is not a GGUF file"));
+  EXPECT_THAT(log, HasSubstr("warning: store model hf:someone/repo/vocab.gguf: skipped"));
 }
 
 TEST(SetupTest, UnknownRouterDefault) {

@@ -52,6 +52,19 @@ TEST(RagIngest, SkipsUnchangedReplacesChangedSkipsBadFiles) {
   EXPECT_EQ(ev.size(), 5u);
   for (const auto& e : ev) EXPECT_EQ(e.status == "failed", !e.error.empty()) << e.path;
 
+  // An empty file is "skipped": not added, not a failure, not a document.
+  std::filesystem::create_directories(f.dir / "empty");
+  WriteFile(f.dir / "empty/e.txt", "");
+  WriteFile(f.dir / "empty/blank.md", "   \n\n");
+  std::vector<IngestEvent> ev_empty;
+  auto empty = f.Ingest({f.dir / "empty"}, &ev_empty);
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_EQ(empty->skipped, 2);
+  EXPECT_EQ(empty->added + empty->failed, 0);
+  ASSERT_EQ(ev_empty.size(), 2u);
+  for (const auto& e : ev_empty) EXPECT_EQ(e.status, "skipped") << e.path;
+  EXPECT_EQ(f.store->Stats("kb")->documents, 2);
+
   auto again = f.Ingest({f.dir / "docs"});
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->unchanged, 2);

@@ -150,7 +150,7 @@ TEST(RagCli, IngestStatsListEvalRemove) {
   WriteFile(dir / "docs/bad.pdf", "garbage");
   const std::string store = " --store " + (dir / "store");
   auto r = RunQwenmux("ingest " + (dir / "docs") + " --collection kb --embed-model " + kTinyDense + " -t 2" + store);
-  ASSERT_EQ(r.code, 0) << r.out;
+  ASSERT_EQ(r.code, 3) << r.out;  // bad.pdf failed
   const auto summary = nlohmann::json::parse(r.out.substr(r.out.rfind("{\"summary\"")))["summary"];
   EXPECT_EQ(summary["added"], 3);
   EXPECT_EQ(summary["failed"], 1);
@@ -184,6 +184,85 @@ TEST(RagCli, IngestStatsListEvalRemove) {
   EXPECT_EQ(r.code, 0);
   r = RunQwenmux("collection ls --json" + store);
   EXPECT_EQ(nlohmann::json::parse(r.out).size(), 0u);
+}
+
+nlohmann::json SummaryOf(const std::string& out) {
+  const size_t at = out.rfind("{\"summary\"");
+  if (at == std::string::npos) return nullptr;
+  return nlohmann::json::parse(out.substr(at), nullptr, false)["summary"];
+}
+
+// Issue 20 items 11 and 13: ingest exits 3 when a file failed or a path does not exist (it used
+// to exit 0); a binary file (2,048 x 0x1C, valid UTF-8) fails like a broken PDF instead of being
+// "added" with 8 chunks; an empty file is "skipped", not added and not counted as a document.
+TEST(RagCli, IngestBinaryEmptyMissingAndExitCodes) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "docs");
+  WriteFile(dir / "docs/good.txt", "Lighthouses guide ships along rocky coasts at night.\n");
+  WriteFile(dir / "docs/empty.txt", "");
+  WriteFile(dir / "docs/binary.txt", std::string(2048, '\x1c'));
+  const std::string store = " --store " + (dir / "store");
+  auto r = RunQwenmux("ingest " + (dir / "docs") + " --events -C kb --embed-model " + kTinyDense + " -t 2" + store);
+  EXPECT_EQ(r.code, 3) << r.out;
+  nlohmann::json s = SummaryOf(r.out);
+  ASSERT_TRUE(s.is_object()) << r.out;
+  EXPECT_EQ(s["added"], 1);
+  EXPECT_EQ(s["skipped"], 1);
+  EXPECT_EQ(s["failed"], 1);
+  ASSERT_EQ(s["failures"].size(), 1u);
+  EXPECT_EQ(s["failures"][0]["path"], dir / "docs/binary.txt");
+  EXPECT_NE(s["failures"][0]["error"].get<std::string>().find("control characters"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"status\":\"skipped\""), std::string::npos) << r.out;
+  r = RunQwenmux("collection stats kb --json" + store);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["documents"], 1);
+
+  // Only good (and empty) files: exit 0; empty files are not failures.
+  r = RunQwenmux("ingest " + (dir / "docs/good.txt") + " " + (dir / "docs/empty.txt") + " -C kb --embed-model " +
+                 kTinyDense + " -t 2" + store);
+  EXPECT_EQ(r.code, 0) << r.out;
+  // A path that does not exist: reported and exit 3.
+  r = RunQwenmux("ingest " + (dir / "no-such-dir") + " -C kb --embed-model " + kTinyDense + " -t 2" + store, true);
+  EXPECT_EQ(r.code, 3) << r.out;
+  s = SummaryOf(r.out);
+  ASSERT_TRUE(s.is_object()) << r.out;
+  EXPECT_EQ(s["failed"], 1);
+  EXPECT_NE(r.out.find("no such file or directory"), std::string::npos) << r.out;
+}
+
+// Issue 20 item 12: the commands that only read open the store read-only. Pointed at a directory
+// that does not exist they say there is no store there, and create nothing (`collection ls
+// --store /nonexistent/dir` used to create the directory and an empty store.db).
+TEST(RagCli, ReadOnlyCommandsCreateNothing) {
+  TempDir dir;
+  const std::string missing = dir / "no/such/dir";
+  WriteFile(dir / "cases.jsonl", "{\"question\": \"q\", \"document\": \"a.txt\"}\n");
+  const std::vector<std::string> commands = {
+      "collection ls --store " + missing,
+      "collection ls --json --store " + missing,
+      "collection stats kb --store " + missing,
+      "collection rm kb --store " + missing,
+      "ask \"what?\" -C kb --model " + std::string(kTinyDense) + " --store " + missing,
+      "eval -C kb --cases " + (dir / "cases.jsonl") + " --embed-model " + kTinyDense + " --store " + missing,
+  };
+  for (const std::string& c : commands) {
+    auto r = RunQwenmux(c, true);
+    EXPECT_EQ(r.code, 1) << c << ": " << r.out;
+    EXPECT_NE(r.out.find("there is no document store in " + missing), std::string::npos) << c << ": " << r.out;
+    EXPECT_FALSE(std::filesystem::exists(dir / "no")) << c << " created " << missing;
+  }
+  // An existing store is read without being changed: stats on a store made by ingest leaves
+  // store.db and the vectors directory as they were.
+  WriteFile(dir / "a.txt", "Kites fly best in steady wind.\n");
+  const std::string store = dir / "store";
+  ASSERT_EQ(RunQwenmux("ingest " + (dir / "a.txt") + " -C kb --embed-model " + kTinyDense + " -t 2 --store " + store).code, 0);
+  std::filesystem::remove_all(store + "/vectors");  // the index is then repaired in memory only
+  const auto before = std::filesystem::last_write_time(store + "/store.db");
+  auto r = RunQwenmux("collection stats kb --json --store " + store);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["indexed_vectors"], nlohmann::json::parse(r.out)["chunks"]);
+  EXPECT_FALSE(std::filesystem::exists(store + "/vectors"));
+  EXPECT_EQ(std::filesystem::last_write_time(store + "/store.db"), before);
 }
 
 TEST(RagCli, MixedModelsAndBadFlagsAreErrors) {

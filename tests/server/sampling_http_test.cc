@@ -27,9 +27,9 @@ class SamplingHttp : public ::testing::Test {
     AppOptions o;
     o.model_flags = {ModelPath("tiny-dense.q8_0.gguf") + "=tiny"};
     o.http.port = 0;
-    o.n_ctx = 512;
-    o.parallel = 1;
-    o.threads = 1;
+    o.models.n_ctx = 512;
+    o.models.parallel = 1;
+    o.models.threads = 1;
     auto app = App::Create(std::move(o), [](const std::string&) {});
     ASSERT_TRUE(app.ok()) << app.status().ToString();
     app_ = std::move(*app).release();

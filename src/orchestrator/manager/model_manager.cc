@@ -201,6 +201,7 @@ void ModelManager::Stop() {
 }
 
 std::unique_ptr<engine::Model> ModelManager::Detach(Entry* e, const char* reason) {
+  if (options_.on_event) options_.on_event({"unload", e->spec.name, reason, 0, e->reserved, ""});
   std::unique_ptr<engine::Model> m = std::move(e->model);
   e->state = Entry::State::kUnloaded;
   e->reserved = 0;  // the caller subtracts the bytes from committed_ once `m` is destroyed
@@ -313,7 +314,10 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool 
     e->stats.load_failures++;
     metrics_->LoadFailed(spec.name);
     PublishMemoryLocked();
-    return finish(s.WithContext(fmt::format("model manager: loading '{}'", spec.name)));
+    Status failed = s.WithContext(fmt::format("model manager: loading '{}'", spec.name));
+    if (options_.on_event)
+      options_.on_event({"load_failed", spec.name, warm_forward ? "preload" : "request", 0, 0, failed.message()});
+    return finish(failed);
   };
 
   lk.unlock();
@@ -330,6 +334,8 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool 
     e->state = Entry::State::kUnloaded;
     e->stats.load_failures++;
     metrics_->LoadFailed(spec.name);
+    if (options_.on_event)
+      options_.on_event({"load_failed", spec.name, warm_forward ? "preload" : "request", 0, need, reserved.message()});
     return finish(reserved);
   }
   e->reserved = need;
@@ -372,6 +378,7 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool 
   e->keep_alive = spec.keep_alive;
   e->expires = spec.keep_alive.count() < 0 ? ManagerClock::time_point::max() : e->last_used + spec.keep_alive;
   metrics_->ObserveLoad(spec.name, load_s);
+  if (options_.on_event) options_.on_event({"load", spec.name, warm_forward ? "preload" : "request", load_s, need, ""});
   if (evicted) metrics_->ObserveSwitch(spec.name, switch_s);
   metrics_->SetModelMemory(spec.name, need);
   PublishMemoryLocked();

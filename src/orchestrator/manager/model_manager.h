@@ -77,6 +77,18 @@ struct ModelSpec {
   std::vector<std::string> fallbacks;  // registered model names tried in order when this cannot fit
 };
 
+// A model load or unload, for the server log (ManagerOptions::on_event).
+struct ModelEvent {
+  std::string kind;    // "load", "load_failed", "unload"
+  std::string name;
+  // load: "request" or "preload"; unload: "lru" (its memory went to another model),
+  // "keep_alive" (idle past its keep-alive), "explicit" (Unload, keep_alive 0, shutdown)
+  std::string reason;
+  double seconds = 0;  // load: time to load (and warm up)
+  uint64_t bytes = 0;  // memory held against the budget (the estimate)
+  std::string error;   // load_failed: why
+};
+
 struct ManagerOptions {
   uint64_t budget_bytes = 0;        // 0: no byte budget of its own (the OS limit still applies)
   bool respect_system_memory = true;
@@ -90,6 +102,9 @@ struct ManagerOptions {
   // JSON-schema constraints): models get what the budget leaves, and in_use_bytes() includes
   // them. Called under the manager's lock: must not call back into the manager.
   std::function<uint64_t()> external_bytes;
+  // Each load, failed load and unload; may be empty. Runs under the manager's lock, on the
+  // thread that loads or unloads: it must be quick and must not call the manager.
+  std::function<void(const ModelEvent&)> on_event;
 };
 
 // MemAvailable from /proc/meminfo, capped by the cgroup v2 limit (memory.max - memory.current)

@@ -85,6 +85,7 @@ Result<MemoryBudget> ResolveMemoryBudget(MemoryConfig memory, std::string_view f
     Result<MemoryAmount> a = ParseMemoryAmount(flag);
     if (!a.ok()) return a.status().WithContext("--memory-budget");
     memory.budget = *a;
+    QM_RETURN_IF_ERROR(memory.Validate().WithContext("--memory-budget"));
   }
   MemoryBudget b;
   b.total_ram = total_ram ? total_ram : PhysicalMemoryBytes();
@@ -208,12 +209,27 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
     // No models configured: every model in the store.
     QM_RETURN_IF_ERROR(open_store());
     QM_ASSIGN_OR_RETURN(std::vector<StoredModel> all, store->List());
+    size_t skipped = 0;
     for (const StoredModel& sm : all) {
       Pending p;
       p.where = fmt::format("store model {}", sm.name);
       p.name = sm.name;
       p.aliases = sm.aliases;
       p.path = store->BlobPath(sm.sha256);
+      // One bad entry (not GGUF, or not a model this build can load) must not stop the server
+      // from serving the others: skip it with a warning.
+      Status usable = CheckGgufFile(p.path);
+      if (usable.ok()) {
+        Result<gguf::File> f = gguf::File::Open(p.path);
+        Result<model::ModelConfig> mc = f.ok() ? model::ReadConfig(*f) : Result<model::ModelConfig>(f.status());
+        if (!mc.ok()) usable = mc.status();
+      }
+      if (!usable.ok()) {
+        out.log.push_back(fmt::format("warning: {}: skipped: {} (remove it with `qwenmux rm {}`)", p.where,
+                                      usable.ToString(), sm.name));
+        ++skipped;
+        continue;
+      }
       Result<const CatalogEntry*> e = FindInCatalog(sm.name);
       if (e.ok()) p.catalog = *e;
       if (!sm.role.empty()) {
@@ -226,7 +242,8 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
     } else if (pending.empty()) {
       return Error(StatusCode::kNotFound,
                    "no models: configure `models:` in qwenmux.yaml, give --model FILE.gguf, or pull one "
-                   "(`qwenmux pull qwen3-fast`) into {}", out.models_dir);
+                   "(`qwenmux pull qwen3-fast`) into {}{}", out.models_dir,
+                   skipped ? fmt::format(" ({} unusable store entries were skipped)", skipped) : "");
     }
   }
 
