@@ -70,9 +70,10 @@ if [[ $models != none ]]; then
     shape=${m%%:*} type=${m##*:}
     file=/tmp/qwenmux-bench/$shape-$type.gguf
     if [[ ! -f $file ]]; then
-      s=$(date +%s.%N)
-      ./qwenmux synth --shape "$shape" --type "$type" --vocab testdata/models/qwen3-vocab.gguf -o "$file" >/dev/null
-      echo "synth $shape $type: $(echo "$(date +%s.%N) - $s" | bc) s"
+      s=$SECONDS
+      timeout "${SYNTH_TIMEOUT:-180}" ./qwenmux synth --shape "$shape" --type "$type" \
+        --vocab testdata/models/qwen3-vocab.gguf -o "$file" >/dev/null || { echo "synth $shape $type failed"; continue; }
+      echo "synth $shape $type: $((SECONDS - s)) s"
     fi
     timeout 240 ./cuda_bench "$file" 512 128 "${REPS:-3}" | tee -a "$out/bench.jsonl" || echo "{\"model\": \"$file\", \"error\": \"cuda_bench failed\"}" | tee -a "$out/bench.jsonl"
   done

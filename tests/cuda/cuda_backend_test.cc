@@ -132,6 +132,19 @@ TEST_P(CudaVsCpu, LogitsAgree) {
     next[0] = argmax(last.data());
     next[1] = argmax(last.data() + V);
   }
+  // Single-sequence steps (batch 1, logits only: the CUDA-graph path of dense models).
+  for (int step = 0; step < 3; ++step) {
+    std::vector<BatchEntry> d = {{next[0], len[0], 0, true}};
+    int64_t before = cmp.rows;
+    std::vector<float> lg(V), lc(V);
+    Status sg = (*gpu)->Run(d, lg.data(), nullptr);
+    ASSERT_TRUE(sg.ok()) << sg.ToString();
+    ASSERT_TRUE(cpu.Run(d, *kv, lc.data(), nullptr).ok());
+    cmp.Add(lg.data(), lc.data(), V);
+    ASSERT_EQ(cmp.rows, before + 1);
+    ++len[0];
+    next[0] = argmax(lc.data());
+  }
   const double top1 = static_cast<double>(cmp.top1) / cmp.rows;
   std::cout << c.name << ": rows=" << cmp.rows << " top1=" << top1 << " logit_rel_rms=" << cmp.rel_rms()
             << " logit_max_abs=" << cmp.max_abs << " hidden_rel_rms=" << hid.rel_rms() << "\n";

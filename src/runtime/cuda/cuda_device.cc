@@ -16,7 +16,7 @@ CudaDeviceInfo QueryCudaDevice(int index) {
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
-    info.why = fmt::format("no CUDA device: {} ({})", cudaGetErrorString(err), cudaGetErrorName(err));
+    info.why = fmt::format("{} ({})", cudaGetErrorString(err), cudaGetErrorName(err));
     cudaGetLastError();  // clear the sticky-free error so later queries start clean
     return info;
   }

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <numeric>
 
 namespace qwenmux::runtime::cuda {
@@ -64,6 +66,8 @@ Status CudaForward::Alloc(void** p, size_t bytes, const char* what) {
 
 CudaForward::~CudaForward() {
   if (stream_) cudaStreamSynchronize(stream_);
+  if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+  if (h_logits_) cudaFreeHost(h_logits_);
   for (void* p : allocs_) cudaFree(p);
   if (h_batch_) cudaFreeHost(h_batch_);
   if (stream_) cudaStreamDestroy(stream_);
@@ -145,6 +149,12 @@ Result<std::unique_ptr<CudaForward>> CudaForward::Create(const model::ModelConfi
   e = cudaMemcpy(f->rope_freq_, freq.data(), freq.size() * 4, cudaMemcpyHostToDevice);
   if (e != cudaSuccess) return Error(StatusCode::kInternal, "cuda: RoPE frequencies: {}", CudaWhy(e));
   f->h_router_.resize(c.is_moe() ? nb * c.n_expert : 0);
+  const char* g = std::getenv("QWENMUX_CUDA_GRAPHS");
+  f->graphs_ = !c.is_moe() && !(g && std::strcmp(g, "0") == 0);
+  if (f->graphs_) {
+    e = cudaHostAlloc(reinterpret_cast<void**>(&f->h_logits_), sizeof(float) * c.n_vocab, cudaHostAllocDefault);
+    if (e != cudaSuccess) return Error(StatusCode::kResourceExhausted, "cuda: pinned logits buffer: {}", CudaWhy(e));
+  }
   return f;
 }
 
@@ -283,23 +293,54 @@ Status CudaForward::RunSlice(std::span<const BatchEntry> batch, float* out_logit
                              int64_t* out_row) {
   const int64_t n = static_cast<int64_t>(batch.size());
   if (n == 0) return Status::Ok();
-  const int64_t E = c_.n_embd, qd = c_.q_dim(), kvd = c_.kv_dim();
+  const int64_t E = c_.n_embd;
   int32_t max_len = 0;
   int32_t* h = h_batch_;
-  std::vector<int32_t> out_rows;
+  int64_t n_out = 0;
   for (int64_t t = 0; t < n; ++t) {
     h[t] = batch[t].token;
     h[n_batch_ + t] = batch[t].pos;
     h[2 * n_batch_ + t] = batch[t].seq;
     max_len = std::max(max_len, batch[t].pos + 1);
-    if (batch[t].output) out_rows.push_back(static_cast<int32_t>(t));
+    if (batch[t].output) h[3 * n_batch_ + n_out++] = static_cast<int32_t>(t);
   }
-  std::copy(out_rows.begin(), out_rows.end(), h + 3 * n_batch_);
+  if (graphs_ && n == 1 && n_out == 1 && out_logits && !out_hidden) {
+    QWENMUX_TRY(RunGraphStep(out_logits + *out_row * static_cast<int64_t>(c_.n_vocab)));
+    *out_row += 1;
+    return Status::Ok();
+  }
+  QWENMUX_TRY(EnqueueLayers(n, n_out, max_len));
+  // Final norm and LM head for the output rows only, kOutRows at a time.
+  cudaError_t e = cudaSuccess;
+  for (int64_t g = 0; g < n_out; g += kOutRows) {
+    const int64_t m = std::min<int64_t>(kOutRows, n_out - g);
+    QWENMUX_TRY(RmsNormRows(x_, w_.output_norm, a_, m, E, d_rows_ + g));
+    const int64_t row = *out_row + g;
+    if (out_hidden) {
+      e = cudaMemcpyAsync(out_hidden + row * E, a_, m * E * 4, cudaMemcpyDeviceToHost, stream_);
+      if (e != cudaSuccess) return KernelStatus(e, "hidden copy");
+    }
+    if (out_logits) {
+      QWENMUX_TRY(MatMul(w_.output, a_, logits_, c_.n_vocab, m, false));
+      e = cudaMemcpyAsync(out_logits + row * static_cast<int64_t>(c_.n_vocab), logits_,
+                          m * static_cast<int64_t>(c_.n_vocab) * 4, cudaMemcpyDeviceToHost, stream_);
+      if (e != cudaSuccess) return KernelStatus(e, "logits copy");
+    }
+  }
+  *out_row += n_out;
+  e = cudaStreamSynchronize(stream_);
+  if (e != cudaSuccess) return KernelStatus(e, "forward (stream sync)");
+  return Status::Ok();
+}
+
+Status CudaForward::EnqueueLayers(int64_t n, int64_t n_out, int32_t max_len) {
+  const int64_t E = c_.n_embd, qd = c_.q_dim(), kvd = c_.kv_dim();
+  const int32_t* h = h_batch_;
   cudaError_t e = cudaMemcpyAsync(d_tok_, h, n * 4, cudaMemcpyHostToDevice, stream_);
   if (e == cudaSuccess) e = cudaMemcpyAsync(d_pos_, h + n_batch_, n * 4, cudaMemcpyHostToDevice, stream_);
   if (e == cudaSuccess) e = cudaMemcpyAsync(d_seq_, h + 2 * n_batch_, n * 4, cudaMemcpyHostToDevice, stream_);
-  if (e == cudaSuccess && !out_rows.empty()) {
-    e = cudaMemcpyAsync(d_rows_, h + 3 * n_batch_, out_rows.size() * 4, cudaMemcpyHostToDevice, stream_);
+  if (e == cudaSuccess && n_out > 0) {
+    e = cudaMemcpyAsync(d_rows_, h + 3 * n_batch_, n_out * 4, cudaMemcpyHostToDevice, stream_);
   }
   if (e != cudaSuccess) return KernelStatus(e, "batch upload");
 
@@ -319,27 +360,41 @@ Status CudaForward::RunSlice(std::span<const BatchEntry> batch, float* out_logit
     QWENMUX_TRY(RmsNormRows(x_, l.ffn_norm, a_, n, E));
     QWENMUX_TRY(c_.is_moe() ? MoeFfn(l, n) : DenseFfn(l, n));  // x += ffn(a)
   }
+  return Status::Ok();
+}
 
-  // Final norm and LM head for the output rows only, kOutRows at a time.
-  const int64_t n_out = static_cast<int64_t>(out_rows.size());
-  for (int64_t g = 0; g < n_out; g += kOutRows) {
-    const int64_t m = std::min<int64_t>(kOutRows, n_out - g);
-    QWENMUX_TRY(RmsNormRows(x_, w_.output_norm, a_, m, E, d_rows_ + g));
-    const int64_t row = *out_row + g;
-    if (out_hidden) {
-      e = cudaMemcpyAsync(out_hidden + row * E, a_, m * E * 4, cudaMemcpyDeviceToHost, stream_);
-      if (e != cudaSuccess) return KernelStatus(e, "hidden copy");
+// The graph reads the token and position from h_batch_ (pinned) when it runs, and sizes the
+// attention split for the whole context (each item divides its own length), so one capture
+// serves every step.
+Status CudaForward::RunGraphStep(float* out_logits) {
+  const int64_t V = c_.n_vocab;
+  if (!graph_exec_) {
+    cudaError_t e = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) return KernelStatus(e, "graph capture");
+    Status s = EnqueueLayers(1, 1, n_ctx_);
+    if (s.ok()) s = RmsNormRows(x_, w_.output_norm, a_, 1, c_.n_embd, d_rows_);
+    if (s.ok()) s = MatMul(w_.output, a_, logits_, V, 1, false);
+    if (s.ok()) {
+      e = cudaMemcpyAsync(h_logits_, logits_, V * 4, cudaMemcpyDeviceToHost, stream_);
+      if (e != cudaSuccess) s = KernelStatus(e, "logits copy");
     }
-    if (out_logits) {
-      QWENMUX_TRY(MatMul(w_.output, a_, logits_, c_.n_vocab, m, false));
-      e = cudaMemcpyAsync(out_logits + row * static_cast<int64_t>(c_.n_vocab), logits_,
-                          m * static_cast<int64_t>(c_.n_vocab) * 4, cudaMemcpyDeviceToHost, stream_);
-      if (e != cudaSuccess) return KernelStatus(e, "logits copy");
+    cudaGraph_t graph = nullptr;
+    e = cudaStreamEndCapture(stream_, &graph);
+    if (s.ok() && e != cudaSuccess) s = KernelStatus(e, "graph capture end");
+    if (s.ok()) {
+      e = cudaGraphInstantiate(&graph_exec_, graph, 0);
+      if (e != cudaSuccess) s = KernelStatus(e, "graph instantiate");
+    }
+    if (graph) cudaGraphDestroy(graph);
+    if (!s.ok()) {
+      graph_exec_ = nullptr;
+      return s;
     }
   }
-  *out_row += n_out;
-  e = cudaStreamSynchronize(stream_);
-  if (e != cudaSuccess) return KernelStatus(e, "forward (stream sync)");
+  cudaError_t e = cudaGraphLaunch(graph_exec_, stream_);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(stream_);
+  if (e != cudaSuccess) return KernelStatus(e, "decode graph");
+  std::memcpy(out_logits, h_logits_, V * 4);
   return Status::Ok();
 }
 

@@ -45,6 +45,10 @@ class CudaForward {
   CudaForward(const model::ModelConfig& c, const DeviceWeights& w) : c_(c), w_(w) {}
   Status Alloc(void** p, size_t bytes, const char* what);
   Status RunSlice(std::span<const BatchEntry> batch, float* out_logits, float* out_hidden, int64_t* out_row);
+  // Batch upload (from h_batch_: n tokens, n_out output rows), embedding and every layer.
+  Status EnqueueLayers(int64_t n, int64_t n_out, int32_t max_len);
+  // One decode step of one sequence with logits out, as a CUDA graph (captured on first use).
+  Status RunGraphStep(float* out_logits);
 
   Status RmsNormRows(const float* x, const float* w, float* y, int64_t n, int64_t dim, const int32_t* rows = nullptr);
   Status QkNormRope(int64_t n, const DevLayer& l, int32_t layer);  // + KV write (fused)
@@ -87,6 +91,10 @@ class CudaForward {
   uint16_t* wh_ = nullptr;
   int64_t wh_elems_ = 0;
   static constexpr int64_t kOutRows = 64;  // output rows per LM-head pass
+  // CUDA graph of a batch-1 decode step (dense models; QWENMUX_CUDA_GRAPHS=0 turns it off).
+  bool graphs_ = true;
+  cudaGraphExec_t graph_exec_ = nullptr;
+  float* h_logits_ = nullptr;  // pinned [n_vocab]
 };
 
 }  // namespace qwenmux::runtime::cuda

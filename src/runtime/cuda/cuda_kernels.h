@@ -93,7 +93,8 @@ cudaError_t LaunchQkNormRopeKv(float* q, float* k, const float* v, int64_t n, in
                                const int32_t* seq, KvLayer kv, cudaStream_t s);
 
 // Causal GQA attention over the cache: out[t, h] = softmax(q[t,h] . K[seq_t, h/group, 0..pos_t])
-// V[...]. Split over KV positions when few (token, head) items; `partial` is scratch of
+// V[...]. Split over KV positions when few (token, head) items (the split count follows
+// max_len >= every pos + 1; each item divides its own length); `partial` is scratch of
 // AttentionScratchFloats(n, n_head, max_len) floats.
 size_t AttentionScratchFloats(int64_t n, int32_t n_head, int32_t max_len);
 cudaError_t LaunchAttention(const float* q, int64_t n, int32_t n_head, const int32_t* pos, const int32_t* seq,

@@ -103,8 +103,8 @@ constexpr int kPartStride = kHeadDim + 2;  // O[128], m, l
 // blockIdx.x = item (token * n_head + head), blockIdx.y = split. Each warp runs an online
 // softmax over its positions; lane holds dims 4 lane .. 4 lane + 3.
 __global__ void __launch_bounds__(kAttnWarps * 32)
-    AttentionKernel(const float* q, int32_t n_head, const int32_t* pos, const int32_t* seq, int32_t chunk,
-                    KvLayer kv, float* partial, float* out) {
+    AttentionKernel(const float* q, int32_t n_head, const int32_t* pos, const int32_t* seq, KvLayer kv,
+                    float* partial, float* out) {
   const int64_t item = blockIdx.x;
   const int64_t t = item / n_head;
   const int h = static_cast<int>(item % n_head);
@@ -113,6 +113,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   const int group = n_head / kv.n_head_kv;
   const int kvh = h / group;
   const int32_t len = pos[t] + 1;
+  const int32_t chunk = (len + n_split - 1) / n_split;  // per item: the grid does not depend on lengths
   const int32_t begin = split * chunk;
   const int32_t end = min(len, begin + chunk);
   const float scale = rsqrtf(static_cast<float>(kHeadDim));
@@ -245,9 +246,8 @@ cudaError_t LaunchAttention(const float* q, int64_t n, int32_t n_head, const int
   if (n == 0) return cudaSuccess;
   const int64_t items = n * n_head;
   const int splits = AttentionSplits(items, max_len);
-  const int32_t chunk = (max_len + splits - 1) / splits;
   AttentionKernel<<<dim3(static_cast<unsigned>(items), static_cast<unsigned>(splits)), kAttnWarps * 32, 0, s>>>(
-      q, n_head, pos, seq, chunk, kv, partial, out);
+      q, n_head, pos, seq, kv, partial, out);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess || splits == 1) return err;
   AttentionCombineKernel<<<static_cast<unsigned>(items), kHeadDim, 0, s>>>(splits, partial, out);
