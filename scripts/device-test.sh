@@ -63,7 +63,7 @@ if [[ ${TESTS:-1} != 0 ]]; then
     --gtest_output="xml:$out/tests.xml" 2>&1 | tee "$out/tests.log" | grep -E '^\[  (FAILED|PASSED|  OK|SKIPPED) |: rows=|Failure|error|Expected|Which is' | head -150 || true
 fi
 
-models=${BENCH:-"qwen3-1.7b:q4_k_m qwen3-1.7b:q8_0 qwen3-8b:q4_k_m"}
+models=${BENCH:-"qwen3-1.7b:q4_k_m qwen3-1.7b:q8_0 qwen3-8b:q4_k_m qwen3-8b:q8_0 qwen3-8b:f16"}
 if [[ $models != none ]]; then
   mkdir -p /tmp/qwenmux-bench
   for m in $models; do
