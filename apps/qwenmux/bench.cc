@@ -11,6 +11,7 @@
 #include "base/sysinfo.h"
 #include "commands.h"
 #include "engine_flags.h"
+#include "runtime/kv_cache.h"
 
 namespace qwenmux::apps {
 
@@ -61,11 +62,11 @@ int Run(Args a) {
     const double t1 = Now();
     int32_t next = engine::Argmax(logits);
     for (int32_t i = 0; i < a.n_gen; ++i) {
-      const runtime::BatchEntry e{next, m.kv().length(0), 0, true};
+      const runtime::BatchEntry e{next, m.length(0), 0, true};
       if (auto s = m.Forward({&e, 1}, logits.data(), nullptr); !s.ok()) {
         return ReportError(s);
       }
-      m.kv().set_length(0, m.kv().length(0) + 1);
+      m.SetLength(0, m.length(0) + 1);
       next = engine::Argmax(logits);
     }
     const double t2 = Now();
@@ -93,6 +94,7 @@ int Run(Args a) {
       {"model", a.model},
       {"architecture", c.arch_name},
       {"threads", m.pool().size()},
+      {"backend", m.backend().Describe()},
       {"n_prompt", a.n_prompt},
       {"n_gen", a.n_gen},
       {"prefill_tok_s", a.n_prompt / best_pre},
@@ -101,7 +103,7 @@ int Run(Args a) {
       {"weight_bytes_per_token", per_token},
       {"peak_rss_bytes", PeakRssBytes()},
       {"weights_bytes", model::WeightBytes(m.file())},
-      {"kv_cache_bytes", m.kv().bytes()},
+      {"kv_cache_bytes", runtime::KvCache::BytesFor(c, m.n_ctx(), m.n_seq())},
   };
   if (!a.no_bw) {
     const double bw = MeasureReadBandwidth(size_t{1} << 30, m.pool().size());

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "engine/text_stream.h"
+#include "runtime/backend_factory.h"
 
 namespace qwenmux::engine {
 
@@ -41,8 +42,14 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOp
   }
   m->options_.n_ctx = std::min<int32_t>(options.n_ctx, static_cast<int32_t>(m->config_.n_ctx_train));
   m->pool_ = std::make_unique<ThreadPool>(options.n_threads);
-  QM_ASSIGN_OR_RETURN(m->kv_, runtime::KvCache::Create(m->config_, m->options_.n_ctx, options.n_seq));
-  m->forward_ = std::make_unique<runtime::CpuForward>(m->config_, m->weights_, m->pool_.get());
+  runtime::BackendOptions bo;
+  bo.device = options.device;
+  bo.n_ctx = m->options_.n_ctx;
+  bo.n_seq = options.n_seq;
+  bo.n_batch = options.n_batch;
+  bo.pool = m->pool_.get();
+  bo.device_index = options.device_index;
+  QM_ASSIGN_OR_RETURN(m->backend_, runtime::CreateBackend(m->config_, m->weights_, bo, &m->backend_note_));
   for (const char* s : {"<|im_end|>", "<|endoftext|>"}) {
     if (auto id = m->tokenizer_->TokenId(s)) m->eos_ids_.push_back(*id);
   }
@@ -50,18 +57,18 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOp
 }
 
 Status Model::Forward(std::span<const runtime::BatchEntry> batch, float* logits, float* hidden) {
-  return forward_->Run(batch, kv_, logits, hidden);
+  return backend_->Run(batch, logits, hidden);
 }
 
 Status Model::CheckPrompt(std::span<const int32_t> tokens, int32_t seq) const {
-  if (seq < 0 || seq >= kv_.n_seq()) {
-    return Error(StatusCode::kInvalidArgument, "engine: sequence {} out of range [0, {})", seq, kv_.n_seq());
+  if (seq < 0 || seq >= n_seq()) {
+    return Error(StatusCode::kInvalidArgument, "engine: sequence {} out of range [0, {})", seq, n_seq());
   }
   if (tokens.empty()) return Error(StatusCode::kInvalidArgument, "engine: empty prompt");
-  const int64_t total = static_cast<int64_t>(kv_.length(seq)) + static_cast<int64_t>(tokens.size());
-  if (total > kv_.n_ctx()) {
+  const int64_t total = static_cast<int64_t>(length(seq)) + static_cast<int64_t>(tokens.size());
+  if (total > n_ctx()) {
     return Error(StatusCode::kOutOfRange, "engine: prompt of {} tokens does not fit the context of {} tokens",
-                 total, kv_.n_ctx());
+                 total, n_ctx());
   }
   for (int32_t t : tokens) {
     if (t < 0 || t >= static_cast<int32_t>(config_.n_vocab)) {
@@ -75,7 +82,7 @@ Status Model::Prefill(int32_t seq, std::span<const int32_t> tokens, std::vector<
                       std::vector<float>* all_logits) {
   QM_RETURN_IF_ERROR(CheckPrompt(tokens, seq));
   const int64_t V = config_.n_vocab;
-  const int32_t start = kv_.length(seq);
+  const int32_t start = length(seq);
   if (all_logits) all_logits->resize(tokens.size() * V);
   if (last_logits) last_logits->resize(V);
   std::vector<runtime::BatchEntry> batch;
@@ -88,7 +95,7 @@ Status Model::Prefill(int32_t seq, std::span<const int32_t> tokens, std::vector<
     }
     float* dst = all_logits ? all_logits->data() + begin * V : (end == tokens.size() && last_logits ? last_logits->data() : nullptr);
     QM_RETURN_IF_ERROR(Forward(batch, dst, nullptr));
-    kv_.set_length(seq, start + static_cast<int32_t>(end));
+    SetLength(seq, start + static_cast<int32_t>(end));
   }
   if (all_logits && last_logits) std::copy_n(all_logits->data() + (tokens.size() - 1) * V, V, last_logits->data());
   return Status::Ok();
@@ -98,7 +105,7 @@ Result<GenerateResult> Model::Generate(std::span<const int32_t> prompt, const Ge
                                        const TokenCallback& on_text, int32_t seq) {
   QM_RETURN_IF_ERROR(options.sampler.Validate());
   if (options.max_tokens < 0) return Error(StatusCode::kInvalidArgument, "engine: max_tokens {} < 0", options.max_tokens);
-  if (seq >= 0 && seq < kv_.n_seq()) ResetSequence(seq);
+  if (seq >= 0 && seq < n_seq()) ResetSequence(seq);
   GenerateResult res;
   res.prompt_tokens = static_cast<int32_t>(prompt.size());
   const auto t0 = std::chrono::steady_clock::now();
@@ -139,11 +146,11 @@ Result<GenerateResult> Model::Generate(std::span<const int32_t> prompt, const Ge
       res.finish_reason = "stop";
       break;
     }
-    if (kv_.length(seq) >= kv_.n_ctx()) break;  // context full
+    if (length(seq) >= n_ctx()) break;  // context full
     if (i + 1 == options.max_tokens) break;
-    const runtime::BatchEntry e{tok, kv_.length(seq), seq, true};
+    const runtime::BatchEntry e{tok, length(seq), seq, true};
     QM_RETURN_IF_ERROR(Forward({&e, 1}, logits.data(), nullptr));
-    kv_.set_length(seq, kv_.length(seq) + 1);
+    SetLength(seq, length(seq) + 1);
   }
   if (res.finish_reason == "length") {
     stream.Finish(&piece);
@@ -159,7 +166,7 @@ Status Model::RunPrompts(const std::vector<std::vector<int32_t>>& prompts, std::
   const int64_t V = config_.n_vocab, E = config_.n_embd;
   if (last_logits) last_logits->assign(prompts.size() * V, 0.0f);
   if (last_hidden) last_hidden->assign(prompts.size() * E, 0.0f);
-  const size_t group = static_cast<size_t>(kv_.n_seq());
+  const size_t group = static_cast<size_t>(n_seq());
   std::vector<runtime::BatchEntry> entries;
   std::vector<size_t> owner;  // entry -> prompt index, for output entries
   std::vector<float> logits, hidden;

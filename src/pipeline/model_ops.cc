@@ -21,24 +21,16 @@ Status RunEntries(engine::Model& model, const std::vector<runtime::BatchEntry>& 
     rows.resize(n_out * V);
     QM_RETURN_IF_ERROR(model.Forward(chunk, n_out ? rows.data() : nullptr, nullptr));
     for (const auto& x : chunk) {
-      if (x.seq >= 0) model.kv().set_length(x.seq, std::max(model.kv().length(x.seq), x.pos + 1));
+      if (x.seq >= 0) model.SetLength(x.seq, std::max(model.length(x.seq), x.pos + 1));
     }
     out->insert(out->end(), rows.begin(), rows.end());
   }
   return Status::Ok();
 }
 
-double LogSoftmaxAt(const float* row, size_t n, int32_t id) {
-  float mx = -std::numeric_limits<float>::infinity();
-  for (size_t i = 0; i < n; ++i) mx = std::max(mx, row[i]);
-  double sum = 0;
-  for (size_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(row[i] - mx));
-  return static_cast<double>(row[id] - mx) - std::log(sum);
-}
-
 Status CheckTokens(const engine::Model& model, const std::vector<int32_t>& tokens, size_t extra) {
   if (tokens.empty()) return Error(StatusCode::kInvalidArgument, "empty prompt");
-  const size_t n_ctx = static_cast<size_t>(const_cast<engine::Model&>(model).kv().n_ctx());
+  const size_t n_ctx = static_cast<size_t>(model.n_ctx());
   if (tokens.size() + extra > n_ctx) {
     return Error(StatusCode::kOutOfRange, "prompt of {} tokens (+{}) does not fit the context of {} tokens",
                  tokens.size(), extra, n_ctx);
@@ -93,49 +85,7 @@ std::vector<double> Softmax(const std::vector<double>& scores) {
 
 Result<std::vector<ScoreOutput>> ScoreContinuations(engine::Model& model, const std::vector<std::vector<int32_t>>& prompts,
                                                     const std::vector<std::vector<int32_t>>& continuations, int64_t* tokens) {
-  std::vector<ScoreOutput> out(prompts.size());
-  size_t longest_cont = 0;
-  for (const auto& c : continuations) {
-    if (c.empty()) return Error(StatusCode::kInvalidArgument, "score: empty continuation");
-    longest_cont = std::max(longest_cont, c.size());
-  }
-  std::vector<size_t> ok;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    out[i].status = CheckTokens(model, prompts[i], longest_cont);
-    if (out[i].status.ok()) ok.push_back(i);
-    out[i].logprobs.assign(continuations.size(), 0.0);
-  }
-  const size_t V = model.config().n_vocab;
-  const size_t n_seq = static_cast<size_t>(std::max(1, model.kv().n_seq()));
-  std::vector<float> last, rows;
-  std::vector<runtime::BatchEntry> entries;
-  for (size_t g0 = 0; g0 < ok.size(); g0 += n_seq) {
-    const std::vector<size_t> group(ok.begin() + g0, ok.begin() + std::min(ok.size(), g0 + n_seq));
-    QM_RETURN_IF_ERROR(PrefillGroup(model, prompts, group, &last, tokens));
-    for (size_t c = 0; c < continuations.size(); ++c) {
-      const auto& cont = continuations[c];
-      for (size_t k = 0; k < group.size(); ++k) out[group[k]].logprobs[c] = LogSoftmaxAt(last.data() + k * V, V, cont[0]);
-      if (cont.size() == 1) continue;
-      entries.clear();
-      for (size_t k = 0; k < group.size(); ++k) {
-        const int32_t base = static_cast<int32_t>(prompts[group[k]].size());
-        for (size_t j = 0; j + 1 < cont.size(); ++j) {
-          entries.push_back({cont[j], base + static_cast<int32_t>(j), static_cast<int32_t>(k), true});
-        }
-      }
-      if (tokens) *tokens += static_cast<int64_t>(entries.size());
-      QM_RETURN_IF_ERROR(RunEntries(model, entries, &rows));
-      for (size_t k = 0; k < group.size(); ++k) {
-        for (size_t j = 0; j + 1 < cont.size(); ++j) {
-          const float* row = rows.data() + (k * (cont.size() - 1) + j) * V;
-          out[group[k]].logprobs[c] += LogSoftmaxAt(row, V, cont[j + 1]);
-        }
-        model.kv().set_length(static_cast<int32_t>(k), static_cast<int32_t>(prompts[group[k]].size()));
-      }
-    }
-    for (size_t k = 0; k < group.size(); ++k) model.ResetSequence(static_cast<int32_t>(k));
-  }
-  return out;
+  return model.ScoreContinuations(prompts, continuations, tokens);
 }
 
 Result<std::vector<ConstrainedOutput>> GenerateConstrained(engine::Model& model, const std::vector<std::vector<int32_t>>& prompts,
@@ -149,7 +99,7 @@ Result<std::vector<ConstrainedOutput>> GenerateConstrained(engine::Model& model,
     if (out[i].status.ok()) ok.push_back(i);
   }
   const size_t V = model.config().n_vocab;
-  const size_t n_seq = static_cast<size_t>(std::max(1, model.kv().n_seq()));
+  const size_t n_seq = static_cast<size_t>(std::max(1, model.n_seq()));
   std::vector<float> logits;
   std::vector<runtime::BatchEntry> entries;
   for (size_t g0 = 0; g0 < ok.size(); g0 += n_seq) {
@@ -180,7 +130,7 @@ Result<std::vector<ConstrainedOutput>> GenerateConstrained(engine::Model& model,
         }
         if (step + 1 == max_tokens) continue;
         const int32_t seq = static_cast<int32_t>(k);
-        entries.push_back({tok, model.kv().length(seq), seq, true});
+        entries.push_back({tok, model.length(seq), seq, true});
         next.push_back(k);
       }
       active = std::move(next);

@@ -24,12 +24,10 @@
 
 namespace qwenmux::pipeline {
 
-struct ScoreOutput {
-  Status status;                 // per prompt
-  std::vector<double> logprobs;  // per continuation
-};
+using ScoreOutput = engine::ScoreOutput;
 
-// `tokens` (if not null) is increased by the tokens run through the model.
+// engine::Model::ScoreContinuations. `tokens` (if not null) is increased by the tokens run
+// through the model.
 Result<std::vector<ScoreOutput>> ScoreContinuations(engine::Model& model, const std::vector<std::vector<int32_t>>& prompts,
                                                     const std::vector<std::vector<int32_t>>& continuations,
                                                     int64_t* tokens = nullptr);

@@ -198,9 +198,9 @@ void Worker::ServeSide(engine::Model& model, std::unique_ptr<Job> job) {
 // n_batch) through one forward, and samples every sequence that produced logits.
 void Worker::Serve(ModelLease& lease) {
   engine::Model& model = lease.model();
-  const int32_t n_seq = model.kv().n_seq();
+  const int32_t n_seq = model.n_seq();
   const int32_t n_batch = model.options().n_batch;
-  const int32_t n_ctx = model.kv().n_ctx();
+  const int32_t n_ctx = model.n_ctx();
   const int64_t n_vocab = model.config().n_vocab;
   std::vector<std::unique_ptr<Sequence>> slots(static_cast<size_t>(n_seq));
   std::vector<int32_t> admit_order;  // slots in admission order (prompt chunks go FIFO)
@@ -299,7 +299,7 @@ void Worker::Serve(ModelLease& lease) {
     for (int32_t slot : admit_order) {
       Sequence* s = slots[slot].get();
       if (s->prefilling()) continue;
-      batch.push_back({s->next_token(), model.kv().length(slot), slot, true});
+      batch.push_back({s->next_token(), model.length(slot), slot, true});
       owners.push_back(s);
       ++n_decode;
     }
@@ -334,10 +334,10 @@ void Worker::Serve(ModelLease& lease) {
       continue;
     }
     // Commit the new positions.
-    for (const runtime::BatchEntry& e : batch) model.kv().set_length(e.seq, e.pos + 1);
+    for (const runtime::BatchEntry& e : batch) model.SetLength(e.seq, e.pos + 1);
     for (int32_t slot : admit_order) {
       Sequence* s = slots[slot].get();
-      if (s->prefilling()) s->set_prompt_done(static_cast<size_t>(model.kv().length(slot)));
+      if (s->prefilling()) s->set_prompt_done(static_cast<size_t>(model.length(slot)));
     }
     int32_t generated = 0;
     for (size_t r = 0; r < owners.size(); ++r) {

@@ -125,7 +125,7 @@ int32_t Sequence::OnLogits(std::span<float> row, Metrics* metrics, const std::st
     End("stop");
   } else if (proc && proc->Done()) {
     End("stop");
-  } else if (model_.kv().length(slot_) >= model_.kv().n_ctx() ||
+  } else if (model_.length(slot_) >= model_.n_ctx() ||
              static_cast<int32_t>(result_.tokens.size()) >= req.options.max_tokens) {
     End("length");
   }
