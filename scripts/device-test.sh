@@ -59,7 +59,7 @@ cd "$here"
 cat "$out/device.txt"
 
 if [[ ${TESTS:-1} != 0 ]]; then
-  timeout "${TEST_TIMEOUT:-300}" ./qwenmux_cuda_tests --gtest_filter="${FILTER:-Cuda*:*/CudaMatMul.*:*/CudaVsCpu.*}" \
+  timeout "${TEST_TIMEOUT:-300}" ./qwenmux_cuda_tests --gtest_filter="${FILTER:-Cuda*:*/CudaMatMul.*:*/CudaVsCpu.*:*/CudaGolden.*}" \
     --gtest_output="xml:$out/tests.xml" 2>&1 | tee "$out/tests.log" | grep -E '^\[  (FAILED|PASSED|  OK|SKIPPED) |: rows=|Failure|error|Expected|Which is' | head -150 || true
 fi
 
