@@ -11,6 +11,7 @@
 #include "base/sysinfo.h"
 #include "commands.h"
 #include "engine_flags.h"
+#include "engine/batch.h"
 #include "runtime/kv_cache.h"
 
 namespace qwenmux::apps {
@@ -52,22 +53,27 @@ int Run(Args a) {
     (void)m.Prefill(0, w, &logits);
     m.ResetSequence(0);
   }
+  // Each repetition: the prompt and then n greedy tokens through the engine's batch step (the
+  // path `run` and the scheduler take); prefill ends when the first token comes.
   double best_pre = 1e30, best_dec = 1e30;
+  std::vector<engine::SequenceEvent> events;
+  engine::Batch batch(m);
   for (int r = 0; r < a.reps; ++r) {
-    m.ResetSequence(0);
+    engine::SequenceRequest req;
+    req.prompt = prompt;
+    req.options.sampler.temperature = 0;
+    req.options.max_tokens = a.n_gen + 1;  // n decode steps after the prompt's token
+    req.options.stop_on_eos = false;
     const double t0 = Now();
-    if (auto s = m.Prefill(0, prompt, &logits); !s.ok()) {
-      return ReportError(s);
+    if (auto id = batch.Admit(std::move(req)); !id.ok()) {
+      return ReportError(id.status());
     }
-    const double t1 = Now();
-    int32_t next = engine::Argmax(logits);
-    for (int32_t i = 0; i < a.n_gen; ++i) {
-      const runtime::BatchEntry e{next, m.length(0), 0, true};
-      if (auto s = m.Forward({&e, 1}, logits.data(), nullptr); !s.ok()) {
+    double t1 = 0;
+    while (batch.active() > 0) {
+      if (auto s = batch.Step(&events); !s.ok()) {
         return ReportError(s);
       }
-      m.SetLength(0, m.length(0) + 1);
-      next = engine::Argmax(logits);
+      if (t1 == 0 && !events.empty()) t1 = Now();
     }
     const double t2 = Now();
     best_pre = std::min(best_pre, t1 - t0);

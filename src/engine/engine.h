@@ -80,11 +80,10 @@ class Model {
   int32_t n_seq() const { return backend_->n_seq(); }  // KV sequences
   // Positions of `seq` in the KV cache.
   int32_t length(int32_t seq) const { return backend_->length(seq); }
-  // Commits positions [0, n) of `seq` after a Forward. Transitional: goes private with the
-  // engine's batch API (issue 13 item 1).
-  void SetLength(int32_t seq, int32_t n) { backend_->set_length(seq, n); }
 
-  // Low level: one batch through the model (see runtime::Backend::Run).
+  // Low level: one batch through the model (see runtime::Backend::Run); KV lengths are not
+  // committed. For benchmarks and reference checks: everything else runs through an
+  // engine::Batch (engine/batch.h), which commits them.
   Status Forward(std::span<const runtime::BatchEntry> batch, float* logits, float* hidden);
 
   // Feeds `tokens` to sequence `seq` from its current length, in chunks of n_batch; returns the
@@ -98,7 +97,8 @@ class Model {
     return std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end();
   }
 
-  // Generates from a prompt on sequence `seq` (which is reset first).
+  // Generates from a prompt on sequence `seq` (which is reset first) through the engine's batch
+  // step (engine/batch.h).
   Result<GenerateResult> Generate(std::span<const int32_t> prompt, const GenerateOptions& options,
                                   const TokenCallback& on_text = nullptr, int32_t seq = 0);
 
@@ -127,9 +127,9 @@ class Model {
   friend class Batch;  // runs the backend and commits the KV lengths of the sequences it steps
   Model() = default;
   Status CheckPrompt(std::span<const int32_t> tokens, int32_t seq) const;
-  // Runs whole prompts, up to n_seq of them sharing each batch (tokens interleaved, chunked by
-  // n_batch), and writes each prompt's last-position logits ([n_vocab]) and/or final-normed
-  // hidden state ([n_embd]) in input order. The sequences' KV slots are reset afterwards.
+  // Runs whole prompts through an engine::Batch, up to n_seq of them sharing each step, and
+  // writes each prompt's last-position logits ([n_vocab]) or else final-normed hidden state
+  // ([n_embd]) in input order.
   Status RunPrompts(const std::vector<std::vector<int32_t>>& prompts, std::vector<float>* last_logits,
                     std::vector<float>* last_hidden);
   // score.cc: a prompt's check, and entries run in n_batch chunks with their KV lengths committed.
