@@ -17,6 +17,7 @@
 
 #include "commands.h"
 #include "orchestrator/config/config.h"
+#include "orchestrator/setup/setup.h"
 #include "pipeline/definition.h"
 #include "pipeline/job.h"
 #include "pipeline/library.h"
@@ -97,10 +98,11 @@ int Run(const PipelineArgs& a) {
     opt.models_dir = config->models_dir;
   }
   if (!a.models_dir.empty()) opt.models_dir = a.models_dir;
-  if (!a.budget.empty()) {
-    auto b = orchestrator::ParseSize(a.budget);
-    if (!b.ok()) return ReportError(b.status().WithContext("--memory-budget"));
-    opt.memory_budget = *b;
+  if (!a.budget.empty()) {  // as `serve` reads it: a size or a share of RAM, capped at RAM - reserve
+    auto b = orchestrator::ResolveMemoryBudget(config ? config->memory : orchestrator::MemoryConfig{}, a.budget);
+    if (!b.ok()) return ReportError(b.status());
+    opt.memory_budget = b->bytes;
+    if (!a.quiet) fmt::print(stderr, "pipeline: memory budget {}\n", b->description);
   }
   opt.threads = a.threads;
   opt.store_dir = a.store.empty() ? DefaultRagStoreDir() : a.store;
@@ -152,7 +154,7 @@ void RegisterPipeline(CLI::App& app, int* exit_code) {
   run->add_option("--config", a->config, "qwenmux.yaml (configured models; a pipeline of the same name overrides stage models)");
   run->add_option("--models-dir", a->models_dir, "Model store for catalog names and tiers");
   run->add_option("--store", a->store, "Document store of embed stages with a collection (default: $QWENMUX_HOME/rag or ~/.qwenmux/rag)");
-  run->add_option("--memory-budget", a->budget, "Bytes the pipeline's models may use together (e.g. 24GiB)");
+  run->add_option("--memory-budget", a->budget, "Memory the pipeline's models may use together: 24GiB or 75% (default: the OS limit)");
   run->add_option("-t,--threads", a->threads, "Engine threads per model (0: all cores)");
   run->add_flag("--json", a->json, "One JSON line per document, the summary as the last line");
   run->add_flag("-q,--quiet", a->quiet, "No progress bar");

@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <utility>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -32,9 +33,9 @@ int Serve(server::AppOptions o, const std::string& max_body, int64_t grace_ms, c
     if (eq == std::string::npos || eq == 0 || eq + 1 == m.size()) {
       return ReportError(Error(StatusCode::kInvalidArgument, "--rag-model {}: expected STAGE=MODEL", m));
     }
-    o.rag_models[m.substr(0, eq)] = m.substr(eq + 1);
+    o.rag.stage_models[m.substr(0, eq)] = m.substr(eq + 1);
   }
-  if (!max_body.empty()) {
+  {
     auto b = orchestrator::ParseSize(max_body);
     if (!b.ok()) return ReportError(b.status().WithContext("--max-body"));
     o.http.limits.max_body_bytes = *b;
@@ -61,41 +62,51 @@ int Serve(server::AppOptions o, const std::string& max_body, int64_t grace_ms, c
 
 }  // namespace
 
+// A byte count as --max-body takes it back: "8MiB", "512KiB", "1000".
+std::string SizeFlag(uint64_t bytes) {
+  static constexpr std::pair<uint64_t, const char*> kUnits[] = {{1ull << 30, "GiB"}, {1ull << 20, "MiB"}, {1ull << 10, "KiB"}};
+  for (const auto& [unit, name] : kUnits) {
+    if (bytes >= unit && bytes % unit == 0) return fmt::format("{}{}", bytes / unit, name);
+  }
+  return std::to_string(bytes);
+}
+
 void RegisterServe(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand("serve", "Serve models over OpenAI- and Ollama-compatible HTTP APIs");
+  // The defaults shown by --help are the option structs' own (server::AppOptions and the structs
+  // it holds): capture_default_str() reads each bound field before parsing.
   auto o = std::make_shared<server::AppOptions>();
-  auto max_body = std::make_shared<std::string>();
-  auto grace = std::make_shared<int64_t>(10000);
+  auto max_body = std::make_shared<std::string>(SizeFlag(o->http.limits.max_body_bytes));
+  auto grace = std::make_shared<int64_t>(o->shutdown_grace.count());
   auto rag_models = std::make_shared<std::vector<std::string>>();
-  o->http.port = 11434;
   cmd->add_option("--config", o->config_path, "qwenmux.yaml (models, memory budget, router)")->check(CLI::ExistingFile);
   cmd->add_option("--model,-m", o->model_flags, "serve a GGUF file, optionally under a name: FILE.gguf[=NAME] (repeatable)");
-  cmd->add_option("--host", o->http.host, "address to bind (default 127.0.0.1; 0.0.0.0 for every interface)");
-  cmd->add_option("--port,-p", o->http.port, "TCP port (default 11434; 0 picks a free one)");
+  cmd->add_option("--host", o->http.host, "address to bind (0.0.0.0 for every interface)")->capture_default_str();
+  cmd->add_option("--port,-p", o->http.port, "TCP port (0 picks a free one)")->capture_default_str();
   cmd->add_option("--api-key", o->http.security.api_keys, "require this key (Authorization: Bearer KEY) on every route but /health (repeatable)")
       ->envname("QWENMUX_API_KEY");
   cmd->add_option("--cors-origin", o->http.security.cors_origins, "allow browser requests from this origin (repeatable; * for any)");
   cmd->add_option("--allow-host", o->http.security.allowed_hosts, "extra Host header value accepted while bound to loopback");
   cmd->add_option("--memory-budget", o->memory_budget, "memory for models: 24GiB or 75% (overrides the config)");
   cmd->add_option("--models-dir", o->models_dir, "model store for catalog names in the config");
-  cmd->add_option("--ctx", o->n_ctx, "context tokens per sequence for --model files (default 4096)");
-  cmd->add_option("--parallel", o->parallel, "sequences per model that share a batch (default 4)");
-  cmd->add_option("--threads,-t", o->threads, "compute threads per model (default: all)");
-  cmd->add_option("--max-queue", o->max_queue, "waiting requests per model before 429/503 (default 64)");
-  cmd->add_option("--max-body", *max_body, "largest request body (default 8MiB)");
-  cmd->add_option("--max-connections", o->http.limits.max_connections, "open connections (default 1024)");
-  cmd->add_option("--max-tokens", o->limits.max_tokens, "largest max_tokens a request may ask for (default 32768)");
-  cmd->add_option("--io-threads", o->http.io_threads, "network threads (default 2)");
+  cmd->add_option("--ctx", o->models.n_ctx, "context tokens per sequence for --model files")->capture_default_str();
+  cmd->add_option("--parallel", o->models.parallel, "sequences per --model file that share a batch")->capture_default_str();
+  cmd->add_option("--threads,-t", o->models.threads, "compute threads per model (0: all)")->capture_default_str();
+  cmd->add_option("--max-queue", o->scheduler.max_queue, "waiting requests per model before 429/503")->capture_default_str();
+  cmd->add_option("--max-body", *max_body, "largest request body")->capture_default_str();
+  cmd->add_option("--max-connections", o->http.limits.max_connections, "open connections")->capture_default_str();
+  cmd->add_option("--max-tokens", o->limits.max_tokens, "largest max_tokens a request may ask for")->capture_default_str();
+  cmd->add_option("--io-threads", o->http.io_threads, "network threads")->capture_default_str();
   cmd->add_option("--data-root", o->jobs.data_roots, "pipeline jobs may read server-side files under this directory (repeatable; none: inline documents only)");
   cmd->add_option("--work-dir", o->jobs.work_dir, "pipeline job directories (inline documents, results.jsonl); default: TMPDIR/qwenmux-jobs-UID");
   cmd->add_option("--pipelines-dir", o->jobs.pipeline_dirs, "pipeline definitions that jobs may name, e.g. examples/pipelines (repeatable)");
-  cmd->add_option("--max-jobs", o->jobs.max_running, "pipeline jobs running at once; more get 429 (default 2)");
-  cmd->add_option("--keep-jobs", o->jobs.keep_finished, "finished pipeline jobs kept for their progress and results (default 32)");
-  cmd->add_option("--shutdown-grace-ms", *grace, "on SIGTERM, time in-flight requests get to finish (default 10000)");
-  cmd->add_option("--store", o->rag_store, "RAG document store for POST /v1/rag (default: $QWENMUX_HOME/rag or ~/.qwenmux/rag)");
+  cmd->add_option("--max-jobs", o->jobs.max_running, "pipeline jobs running at once; more get 429")->capture_default_str();
+  cmd->add_option("--keep-jobs", o->jobs.keep_finished, "finished pipeline jobs kept for their progress and results")->capture_default_str();
+  cmd->add_option("--shutdown-grace-ms", *grace, "on SIGTERM, time in-flight requests get to finish")->capture_default_str();
+  cmd->add_option("--store", o->rag.store_dir, "RAG document store for POST /v1/rag (default: $QWENMUX_HOME/rag or ~/.qwenmux/rag)");
   cmd->add_option("--rag-model", *rag_models, "RAG stage model: STAGE=NAME, a served, configured or catalog model (repeatable; "
                   "over pipelines.rag in the config)");
-  cmd->add_option("--rag-max-concurrent", o->rag_max_concurrent, "RAG pipelines running at once; above: 429 (default 2)");
+  cmd->add_option("--rag-max-concurrent", o->rag.max_concurrent, "RAG pipelines running at once; above: 429")->capture_default_str();
   cmd->callback([o, max_body, grace, rag_models, exit_code] { *exit_code = Serve(*o, *max_body, *grace, *rag_models); });
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <set>
 #include <sstream>
 
@@ -12,7 +13,7 @@
 
 #include "orchestrator/catalog/catalog.h"
 #include "orchestrator/store/model_store.h"
-#include "orchestrator/store/sha256.h"
+#include "base/sha256.h"
 #include "pipeline/job_internal.h"
 #include "rag/ingest.h"
 
@@ -186,6 +187,11 @@ Result<std::unique_ptr<Job>> Job::Start(PipelineDef def, RunOptions options, Res
     m.store_saved = std::chrono::steady_clock::now();
   }
   for (const auto& [file, seqs] : n_seq) {
+    if (const auto sv = m.options.served.find(file);
+        m.options.scheduler && sv != m.options.served.end() && sv->second.n_ctx >= m.def.context) {
+      m.served_name[file] = sv->second.name;  // the served instance: no spec of our own
+      continue;
+    }
     orchestrator::ModelSpec spec;
     spec.path = file;
     spec.load.n_ctx = m.def.context;
@@ -234,7 +240,7 @@ Result<std::unique_ptr<Job>> Job::Start(PipelineDef def, RunOptions options, Res
   for (const std::string& f : files) {
     auto d = std::make_shared<Doc>();
     d->path = f;
-    auto h = orchestrator::Sha256File(f);
+    auto h = Sha256File(f);
     if (!h.ok()) {
       d->hash = "";
       d->failed = true;
@@ -387,6 +393,20 @@ std::string Job::Impl::RetryFile(const DocPtr&) const {
 
 Status Job::Impl::WithModel(size_t stage, const std::string& file_in, const std::function<Status(engine::Model&)>& fn) {
   const std::string file = file_in.empty() ? stage_model.at(def.stages[stage].name) : file_in;
+  if (options.scheduler) {
+    if (const auto served = served_name.find(file); served != served_name.end()) {
+      // The server's instance, lent by its scheduler worker: `fn` runs on the worker's thread.
+      auto done = std::make_shared<std::promise<Status>>();
+      std::future<Status> result = done->get_future();
+      orchestrator::ExclusiveRequest req;
+      req.model = served->second;
+      req.run = [&fn, done](Result<engine::Model*> model) {
+        done->set_value(model.ok() ? fn(**model) : model.status());
+      };
+      QM_RETURN_IF_ERROR(options.scheduler->Submit(std::move(req)).status());
+      return result.get();
+    }
+  }
   QM_ASSIGN_OR_RETURN(orchestrator::ModelLease lease, manager->Acquire(spec_name.at(file)));
   std::lock_guard<std::mutex> lk(*model_mu.at(file));
   return fn(lease.model());

@@ -47,9 +47,16 @@
 #include "base/status.h"
 #include "orchestrator/config/config.h"
 #include "orchestrator/manager/model_manager.h"
+#include "orchestrator/scheduler/scheduler.h"
 #include "pipeline/definition.h"
 
 namespace qwenmux::pipeline {
+
+// A model a server serves: its name and the context it is loaded with.
+struct ServedModelRef {
+  std::string name;
+  int32_t n_ctx = 0;
+};
 
 struct RunOptions {
   std::vector<std::string> inputs;  // files and directories (directories: txt/md/html/pdf inside, recursively)
@@ -66,6 +73,11 @@ struct RunOptions {
   // same thing share (calls on a shared model are serialised across jobs). Its busy_wait applies:
   // a stage whose model cannot fit beside models in use fails its batch instead of waiting.
   orchestrator::ModelManager* manager = nullptr;
+  // With a server's manager: its scheduler and the files it serves. A stage on a served file whose
+  // served context is at least the pipeline's runs on that instance, lent by its scheduler worker
+  // between batches (orchestrator::ExclusiveRequest), so the file is loaded and counted once.
+  orchestrator::Scheduler* scheduler = nullptr;
+  std::map<std::string, ServedModelRef> served;  // file -> served model
   std::string store_dir;                         // RAG store of embed stages with `collection:`
                                                  // (required when a stage has one)
 };

@@ -60,9 +60,10 @@ Status WriteFile(const std::string& path, const std::string& text) {
 }  // namespace
 
 PipelineJobs::PipelineJobs(PipelineJobOptions options, orchestrator::ModelManager* manager,
-                           const orchestrator::Config* config, std::string models_dir, size_t threads)
-    : options_(std::move(options)), manager_(manager), config_(config), models_dir_(std::move(models_dir)),
-      threads_(threads) {
+                           const orchestrator::Config* config, std::string models_dir, size_t threads,
+                           orchestrator::Scheduler* scheduler, std::map<std::string, pipeline::ServedModelRef> served)
+    : options_(std::move(options)), manager_(manager), scheduler_(scheduler), served_(std::move(served)),
+      config_(config), models_dir_(std::move(models_dir)), threads_(threads) {
   work_dir_ = options_.work_dir.empty() ? DefaultWorkDir() : options_.work_dir;
   options_.max_running = std::max(1, options_.max_running);
   options_.keep_finished = std::max(1, options_.keep_finished);
@@ -147,6 +148,8 @@ Result<Json> PipelineJobs::Submit(JobSubmission s, SubmitError* error) {
     run.store_dir = options_.store_dir.empty() ? work_dir_ + "/store" : options_.store_dir;
     run.threads = threads_;
     run.manager = manager_;
+    run.scheduler = scheduler_;
+    run.served = served_;
     QM_ASSIGN_OR_RETURN(e->job, pipeline::Job::Start(std::move(s.def), std::move(run)));
     return Status::Ok();
   }();

@@ -61,9 +61,12 @@ struct JobSubmission {
 
 class PipelineJobs {
  public:
-  // `config` (may be null) and `manager` must outlive this object.
+  // `config` (may be null), `manager` and `scheduler` (may be null) must outlive this object.
+  // `served` (file -> served model): files the scheduler serves; a job's stage on one runs
+  // on that instance (pipeline::RunOptions::served) instead of loading the file again.
   PipelineJobs(PipelineJobOptions options, orchestrator::ModelManager* manager, const orchestrator::Config* config,
-               std::string models_dir, size_t threads);
+               std::string models_dir, size_t threads, orchestrator::Scheduler* scheduler = nullptr,
+               std::map<std::string, pipeline::ServedModelRef> served = {});
   ~PipelineJobs();  // Shutdown()
 
   const PipelineJobOptions& options() const { return options_; }
@@ -111,6 +114,8 @@ class PipelineJobs {
 
   PipelineJobOptions options_;
   orchestrator::ModelManager* manager_;
+  orchestrator::Scheduler* scheduler_;
+  std::map<std::string, pipeline::ServedModelRef> served_;
   const orchestrator::Config* config_;
   std::string models_dir_;
   size_t threads_;

@@ -101,17 +101,6 @@ TEST(OrchestratorConfig, WithoutModelsSectionCatalogNamesAreValidReferences) {
   ASSERT_TRUE(c.ok()) << c.status().ToString();
 }
 
-TEST(OrchestratorConfig, MemoryBudgetFlagOverridesFile) {
-  Result<Config> c = ParseConfig("memory:\n  budget: 75%\n  reserve: 1GiB\n", "x.yaml");
-  ASSERT_TRUE(c.ok());
-  ASSERT_TRUE(ApplyMemoryBudgetFlag(*c, "24G").ok());
-  EXPECT_FALSE(c->memory.budget.is_percent);
-  EXPECT_EQ(c->memory.Resolve(64ull << 30), 24ull << 30);
-  Status bad = ApplyMemoryBudgetFlag(*c, "lots");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.message().find("--memory-budget"), std::string::npos);
-}
-
 TEST(OrchestratorConfig, MissingFile) {
   Result<Config> c = LoadConfig("/nonexistent/qwenmux.yaml");
   ASSERT_FALSE(c.ok());

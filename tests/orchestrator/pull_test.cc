@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "orchestrator/fake_hub.h"
-#include "orchestrator/store/sha256.h"
+#include "base/sha256.h"
 
 namespace qwenmux::orchestrator {
 namespace {

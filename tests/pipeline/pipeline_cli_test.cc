@@ -232,6 +232,27 @@ TEST(PipelineCli, BadArgumentsAndDefinitions) {
   EXPECT_NE(r.out.find("bad.yaml:4: stages[1].colour: unknown key"), std::string::npos) << r.out;
 }
 
+// --memory-budget reads as `serve` reads it: a share of RAM ("75%") or a size, through the one
+// parser (orchestrator::ResolveMemoryBudget); a bad value is refused before anything runs.
+TEST(PipelineCli, MemoryBudgetAsServeTakesIt) {
+  TempDir dir;
+  Write(dir / "p.yaml", "name: t\nstages:\n  - {name: read, type: read}\n"
+                        "  - {name: c, type: classify, model: fast, labels: {a: {description: one}, b: {description: two}}}\n");
+  Write(dir / "a.txt", "hello there");
+  const std::string base = fmt::format("pipeline run {} {} --model fast={} -t 2 -o {} --store {}", dir / "p.yaml",
+                                       dir / "a.txt", ModelPath("tiny-dense.q8_0.gguf"), dir / "out.jsonl", dir / "rag");
+  Cli r = RunCli(base + " --memory-budget 75%", true);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("memory budget"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("75% from --memory-budget"), std::string::npos) << r.out;
+  EXPECT_EQ(JsonLines(Slurp(dir / "out.jsonl")).size(), 1u);
+  r = RunCli(base + " --memory-budget 1GiB", true);
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = RunCli(base + " --memory-budget lots", true);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("--memory-budget"), std::string::npos) << r.out;
+}
+
 // kill -9 of a real `qwenmux pipeline run` mid-corpus; the restart does only what is left.
 TEST(PipelineCli, KillNineAndRestartResumes) {
   TempDir dir;

@@ -109,9 +109,9 @@ TEST(ServerConcurrent, StreamsOfBothDialects) {
   server::AppOptions o;
   o.model_flags = {ModelPath("tiny-dense.q8_0.gguf") + "=tiny"};
   o.http.port = 0;
-  o.n_ctx = 256;
-  o.parallel = 4;
-  o.threads = 1;
+  o.models.n_ctx = 256;
+  o.models.parallel = 4;
+  o.models.threads = 1;
   auto app = server::App::Create(o, [](const std::string&) {});
   ASSERT_TRUE(app.ok()) << app.status().ToString();
   ASSERT_TRUE((*app)->Start().ok());

@@ -63,17 +63,17 @@ std::unique_ptr<Server> StartServer(int32_t max_running = 2, bool data_root = tr
   o.model_flags = {ModelPath("tiny-dense.q8_0.gguf") + "=tiny", ModelPath("tiny-moe.q4_k_m.gguf") + "=moe"};
   o.http.port = 0;
   o.http.security.check_host = true;
-  o.n_ctx = 512;
-  o.parallel = 2;
-  o.threads = 1;
+  o.models.n_ctx = 512;
+  o.models.parallel = 2;
+  o.models.threads = 1;
   o.shutdown_grace = std::chrono::milliseconds(500);
   if (data_root) o.jobs.data_roots = {s->data()};
   o.jobs.pipeline_dirs = {s->dir / "pipelines"};
   o.jobs.work_dir = s->dir / "work";
-  o.rag_store = s->dir / "rag";  // pipeline collections go where POST /v1/rag reads
+  o.rag.store_dir = s->dir / "rag";  // pipeline collections go where POST /v1/rag reads
   for (const char* st : {"query_understanding", "embedding", "retrieval_ranking", "context_synthesis",
                          "response_generation", "quality_scoring"}) {
-    o.rag_models[st] = "tiny";
+    o.rag.stage_models[st] = "tiny";
   }
   o.jobs.max_running = max_running;
   o.jobs.keep_finished = keep_finished;

@@ -34,9 +34,9 @@ AppOptions TinyOptions() {
   o.http.port = 0;
   o.http.io_threads = 2;
   o.http.security.check_host = true;
-  o.n_ctx = 512;
-  o.parallel = 2;
-  o.threads = 1;
+  o.models.n_ctx = 512;
+  o.models.parallel = 2;
+  o.models.threads = 1;
   o.shutdown_grace = std::chrono::milliseconds(2000);
   return o;
 }
@@ -528,8 +528,8 @@ TEST(ServerCancel, ClientDisconnectCancelsGeneration) {
 
 TEST(ServerOverload, FullQueueAnswers429And503WithRetryAfter) {
   AppOptions o = TinyOptions();
-  o.max_queue = 1;
-  o.parallel = 1;
+  o.scheduler.max_queue = 1;
+  o.models.parallel = 1;
   auto r = Start(o);
   ASSERT_NE(r, nullptr);
   // One running (streaming, long), then fill the queue until the scheduler refuses.

@@ -283,11 +283,4 @@ Result<Config> LoadConfig(const std::string& path) {
   return ParseConfig(ss.str(), path);
 }
 
-Status ApplyMemoryBudgetFlag(Config& config, std::string_view value) {
-  Result<MemoryAmount> a = ParseMemoryAmount(value);
-  if (!a.ok()) return a.status().WithContext("--memory-budget");
-  config.memory.budget = *a;
-  return Status::Ok();
-}
-
 }  // namespace qwenmux::orchestrator

@@ -74,7 +74,5 @@ Result<Config> ParseConfig(std::string_view yaml_text, std::string_view file_nam
 // Reads and parses a file.
 Result<Config> LoadConfig(const std::string& path);
 
-// `--memory-budget SIZE` on the command line: replaces memory.budget ("24GiB", "75%").
-Status ApplyMemoryBudgetFlag(Config& config, std::string_view value);
 
 }  // namespace qwenmux::orchestrator

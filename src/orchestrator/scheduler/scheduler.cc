@@ -172,7 +172,11 @@ void Worker::Run() {
 }
 
 void Worker::ServeSide(engine::Model& model, std::unique_ptr<Job> job) {
-  if (job->kind == Job::Kind::kEmbed) {
+  if (job->kind == Job::Kind::kExclusive) {
+    job->exclusive.run(&model);  // returns when the caller is done with the model
+    Retire();
+    metrics_->RequestCompleted(name_);
+  } else if (job->kind == Job::Kind::kEmbed) {
     auto r = model.Embed(job->embed.inputs, job->embed.dims);
     Retire();
     if (r.ok()) {
@@ -224,7 +228,8 @@ void Worker::Serve(ModelLease& lease) {
             --free_slots;
             admitted.push_back(std::move(queue_.front()));
           } else {
-            // Embeddings and reranking use every KV slot: they run when the batch has drained.
+            // Embeddings, reranking and exclusive use take every KV slot: they run when the
+            // batch has drained.
             if (active > 0 || !admitted.empty()) break;
             side = std::move(queue_.front());
           }
@@ -370,6 +375,15 @@ Result<std::shared_ptr<RequestHandle>> Scheduler::Submit(EmbedRequest request) {
   job->kind = Job::Kind::kEmbed;
   const std::string model = request.model;
   job->embed = std::move(request);
+  return impl_->Enqueue(model, std::move(job), options_);
+}
+
+Result<std::shared_ptr<RequestHandle>> Scheduler::Submit(ExclusiveRequest request) {
+  if (!request.run) return Error(StatusCode::kInvalidArgument, "scheduler: exclusive request without a function");
+  auto job = std::make_unique<Job>();
+  job->kind = Job::Kind::kExclusive;
+  const std::string model = request.model;
+  job->exclusive = std::move(request);
   return impl_->Enqueue(model, std::move(job), options_);
 }
 

@@ -21,7 +21,7 @@
 // - Cancellation: RequestHandle::Cancel() (or a callback returning false) stops the sequence
 //   before its next decode step; on_done then gets finish_reason "cancelled" (also for a request
 //   cancelled while queued, or by Shutdown()). An embed/rerank request cancelled while queued
-//   gets kCancelled.
+//   gets kCancelled (an exclusive request too).
 // - Errors after Submit() reach on_done: a failed model load (every request waiting for it),
 //   a token id outside the vocabulary (kInvalidArgument), a prompt longer than the context
 //   (kOutOfRange), a LogitProcessor error.
@@ -107,6 +107,18 @@ struct RerankRequest {
   std::function<void(Result<std::vector<float>>)> on_done;
 };
 
+// Exclusive use of a model for a caller that runs it directly (the RAG pipeline's stages on a
+// model the scheduler also serves, so that one instance serves both): served in FIFO order like
+// an embed/rerank request, once the running batch has drained; the worker then lends the model to
+// `run` on the worker's thread and waits until `run` returns (the model's other requests wait
+// meanwhile). `run` gets the error instead when the model cannot load or the request is cancelled
+// while queued; it is called exactly once.
+struct ExclusiveRequest {
+  std::string model;
+  std::optional<KeepAlive> keep_alive;
+  std::function<void(Result<engine::Model*>)> run;
+};
+
 class RequestHandle {
  public:
   virtual ~RequestHandle() = default;
@@ -136,6 +148,7 @@ class Scheduler {
   Result<std::shared_ptr<RequestHandle>> Submit(GenerationRequest request);
   Result<std::shared_ptr<RequestHandle>> Submit(EmbedRequest request);
   Result<std::shared_ptr<RequestHandle>> Submit(RerankRequest request);
+  Result<std::shared_ptr<RequestHandle>> Submit(ExclusiveRequest request);
 
   std::chrono::seconds retry_after() const { return options_.retry_after; }
   std::vector<QueueInfo> Queues() const;  // models with a worker, by name

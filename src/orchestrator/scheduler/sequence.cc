@@ -21,6 +21,9 @@ void Job::Fail(const Status& status) {
     case Kind::kRerank:
       if (rerank.on_done) rerank.on_done(status);
       break;
+    case Kind::kExclusive:
+      if (exclusive.run) exclusive.run(status);
+      break;
   }
 }
 

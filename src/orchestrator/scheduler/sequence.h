@@ -39,15 +39,22 @@ class Handle : public RequestHandle {
 
 // A queued request of any kind.
 struct Job {
-  enum class Kind { kGenerate, kEmbed, kRerank } kind = Kind::kGenerate;
+  enum class Kind { kGenerate, kEmbed, kRerank, kExclusive } kind = Kind::kGenerate;
   GenerationRequest gen;
   EmbedRequest embed;
   RerankRequest rerank;
+  ExclusiveRequest exclusive;
   std::shared_ptr<Handle> handle;
   Clock::time_point submitted;
 
   const std::optional<KeepAlive>& keep_alive() const {
-    return kind == Kind::kGenerate ? gen.keep_alive : kind == Kind::kEmbed ? embed.keep_alive : rerank.keep_alive;
+    switch (kind) {
+      case Kind::kGenerate: return gen.keep_alive;
+      case Kind::kEmbed: return embed.keep_alive;
+      case Kind::kRerank: return rerank.keep_alive;
+      case Kind::kExclusive: break;
+    }
+    return exclusive.keep_alive;
   }
   // Calls on_done with `status` (not ok).
   void Fail(const Status& status);

@@ -13,7 +13,7 @@
 
 #include <curl/curl.h>
 
-#include "orchestrator/store/sha256.h"
+#include "base/sha256.h"
 
 namespace qwenmux::orchestrator {
 

@@ -16,7 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "orchestrator/store/sha256.h"
+#include "base/sha256.h"
 
 namespace qwenmux::orchestrator {
 
