@@ -122,10 +122,10 @@ int main(int argc, char** argv) {
   qwenmux::server::AppOptions o;
   o.model_flags = {model_path + "=bench"};
   o.http.port = 0;
-  o.n_ctx = 1024;
-  o.parallel = parallel;
-  o.threads = static_cast<size_t>(threads);
-  o.max_queue = 1024;
+  o.models.n_ctx = 1024;
+  o.models.parallel = parallel;
+  o.models.threads = static_cast<size_t>(threads);
+  o.scheduler.max_queue = 1024;
   auto app = qwenmux::server::App::Create(o, [](const std::string&) {});
   if (!app.ok() || !(*app)->Start().ok()) {
     fmt::print(stderr, "error: server did not start\n");

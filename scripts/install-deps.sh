@@ -12,10 +12,11 @@ PACKAGES=(
   libutf8proc-dev                          # Unicode NFC + categories for the tokenizer
   libyaml-cpp-dev                          # qwenmux.yaml configuration
   libcurl4-openssl-dev libssl-dev          # model downloads (HTTP), SHA-256 (OpenSSL EVP)
+  curl                                     # scripts/run.sh smoke request
   libgtest-dev libgmock-dev googletest     # tests
   libbenchmark-dev                         # micro-benchmarks
   prometheus-cpp-dev                       # metrics registry, Prometheus text format
-  python3 python3-jsonschema               # small test helpers, JSON Schema validator (tests)
+  python3 python3-jsonschema python3-yaml # test helpers: JSON Schema validator, YAML output check
   libboost-dev                             # Boost.Beast/Asio HTTP server (header-only)
   libsqlite3-dev sqlite3                   # document store (WAL, FTS5)
   libhnswlib-dev                           # HNSW vector index

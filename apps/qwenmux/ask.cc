@@ -23,6 +23,9 @@ struct Args {
 };
 
 int Run(Args& a) {
+  // Read-only, and first: no store there is an error before any model loads (nothing is created).
+  auto store = rag::Store::OpenReadOnly(a.common.StoreDir());
+  if (!store.ok()) return ReportError(store.status());
   // --model serves every LLM stage unless a stage has its own flag.
   const std::string q = a.query_model.empty() ? a.model : a.query_model;
   const std::string s = a.score_model.empty() ? a.model : a.score_model;
@@ -43,8 +46,6 @@ int Run(Args& a) {
       !b.ok())
     return ReportError(b);
   const rag::RagModels& models = set.models;
-  auto store = rag::Store::Open(a.common.StoreDir());
-  if (!store.ok()) return ReportError(store.status());
   a.opt.thinking = a.thinking;
   if (a.no_rewrite) a.opt.max_rewrites = 0;
   auto res = rag::Answer(**store, a.collection, a.question, models, a.opt, [&](const rag::AnswerEvent& ev) {
@@ -77,7 +78,7 @@ void RegisterAsk(CLI::App& app, int* exit_code) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("ask", "Answer a question from a collection (RAG), citing sources as [n]");
   cmd->add_option("question", a->question, "The question")->required();
-  cmd->add_option("-C,--collection", a->collection, "Collection")->required();
+  cmd->add_option("-C,--collection", a->collection, "Collection")->required()->check(CollectionName());
   cmd->add_option("-m,--model", a->model, "GGUF for the answer (and query rewriting and scoring, unless given)");
   cmd->add_option("--query-model", a->query_model, "GGUF for query understanding");
   cmd->add_option("--embed-model", a->embed_model, "Embedding GGUF (the collection's)");

@@ -11,6 +11,8 @@
 #include "base/sysinfo.h"
 #include "commands.h"
 #include "engine_flags.h"
+#include "engine/batch.h"
+#include "runtime/kv_cache.h"
 
 namespace qwenmux::apps {
 
@@ -53,22 +55,27 @@ int Run(Args a) {
     (void)m.Prefill(0, w, &logits);
     m.ResetSequence(0);
   }
+  // Each repetition: the prompt and then n greedy tokens through the engine's batch step (the
+  // path `run` and the scheduler take); prefill ends when the first token comes.
   double best_pre = 1e30, best_dec = 1e30;
+  std::vector<engine::SequenceEvent> events;
+  engine::Batch batch(m);
   for (int r = 0; r < a.reps; ++r) {
-    m.ResetSequence(0);
+    engine::SequenceRequest req;
+    req.prompt = prompt;
+    req.options.sampler.temperature = 0;
+    req.options.max_tokens = a.n_gen + 1;  // n decode steps after the prompt's token
+    req.options.stop_on_eos = false;
     const double t0 = Now();
-    if (auto s = m.Prefill(0, prompt, &logits); !s.ok()) {
-      return ReportError(s);
+    if (auto id = batch.Admit(std::move(req)); !id.ok()) {
+      return ReportError(id.status());
     }
-    const double t1 = Now();
-    int32_t next = engine::Argmax(logits);
-    for (int32_t i = 0; i < a.n_gen; ++i) {
-      const runtime::BatchEntry e{next, m.kv().length(0), 0, true};
-      if (auto s = m.Forward({&e, 1}, logits.data(), nullptr); !s.ok()) {
+    double t1 = 0;
+    while (batch.active() > 0) {
+      if (auto s = batch.Step(&events); !s.ok()) {
         return ReportError(s);
       }
-      m.kv().set_length(0, m.kv().length(0) + 1);
-      next = engine::Argmax(logits);
+      if (t1 == 0 && !events.empty()) t1 = Now();
     }
     const double t2 = Now();
     best_pre = std::min(best_pre, t1 - t0);
@@ -95,7 +102,8 @@ int Run(Args a) {
       {"model", a.model},
       {"architecture", c.arch_name},
       {"threads", m.pool().size()},
-      {"device", runtime::DeviceName(a.load.device == runtime::DeviceChoice::kCuda ? runtime::Device::kCuda : runtime::Device::kCpu)},
+      {"device", runtime::DeviceName(m.backend().device())},
+      {"backend", m.backend().Describe()},
       {"n_prompt", a.n_prompt},
       {"n_gen", a.n_gen},
       {"prefill_tok_s", a.n_prompt / best_pre},
@@ -104,7 +112,7 @@ int Run(Args a) {
       {"weight_bytes_per_token", per_token},
       {"peak_rss_bytes", PeakRssBytes()},
       {"weights_bytes", model::WeightBytes(m.file())},
-      {"kv_cache_bytes", m.kv().bytes()},
+      {"kv_cache_bytes", runtime::KvCache::BytesFor(c, m.n_ctx(), m.n_seq())},
   };
   if (!device_why.empty()) j["device_why"] = device_why;
   if (!a.no_bw) {

@@ -19,8 +19,9 @@ nlohmann::json InfoJson(const rag::CollectionInfo& c) {
   return {{"name", c.name}, {"embed_model", c.embed_model}, {"dim", c.dim}, {"created_at", c.created_at}};
 }
 
+// ls and stats only read: they open the store read-only and create nothing.
 int Ls(const Args& a) {
-  auto store = rag::Store::Open(a.common.StoreDir());
+  auto store = rag::Store::OpenReadOnly(a.common.StoreDir());
   if (!store.ok()) return ReportError(store.status());
   auto list = (*store)->ListCollections();
   if (!list.ok()) return ReportError(list.status());
@@ -41,7 +42,7 @@ int Ls(const Args& a) {
 }
 
 int Stats(const Args& a) {
-  auto store = rag::Store::Open(a.common.StoreDir());
+  auto store = rag::Store::OpenReadOnly(a.common.StoreDir());
   if (!store.ok()) return ReportError(store.status());
   auto st = (*store)->Stats(a.name);
   if (!st.ok()) return ReportError(st.status());
@@ -63,7 +64,9 @@ int Stats(const Args& a) {
 }
 
 int Rm(const Args& a) {
-  auto store = rag::Store::Open(a.common.StoreDir());
+  auto store = rag::Store::OpenReadOnly(a.common.StoreDir());  // is there one? (creates nothing)
+  if (!store.ok()) return ReportError(store.status());
+  store = rag::Store::Open(a.common.StoreDir());
   if (!store.ok()) return ReportError(store.status());
   Status s = (*store)->DeleteCollection(a.name);
   if (!s.ok()) return ReportError(s);
@@ -82,7 +85,7 @@ void RegisterCollection(CLI::App& app, int* exit_code) {
   a->common.AddStoreFlag(ls);
   ls->callback([=] { *exit_code = Ls(*a); });
   auto* stats = cmd->add_subcommand("stats", "Documents, chunks and vectors of a collection");
-  stats->add_option("name", a->name, "Collection")->required();
+  stats->add_option("name", a->name, "Collection")->required()->check(CollectionName());
   stats->add_flag("--json", a->json, "JSON output");
   a->common.AddStoreFlag(stats);
   stats->callback([=] { *exit_code = Stats(*a); });

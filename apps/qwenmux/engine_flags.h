@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "engine/engine.h"
+#include "orchestrator/config/config.h"
 #include "runtime/device_select.h"
 
 namespace qwenmux::apps {
@@ -30,8 +31,12 @@ inline void AddDeviceFlags(CLI::App* cmd, runtime::DeviceChoice* device, int* in
 
 inline void AddLoadFlags(CLI::App* cmd, engine::LoadOptions* o) {
   cmd->add_option("-t,--threads", o->n_threads, "Worker threads (0: all cores)")->capture_default_str();
-  cmd->add_option("-c,--ctx", o->n_ctx, "Context size (KV-cache positions per sequence)")->capture_default_str();
-  cmd->add_option("-b,--batch", o->n_batch, "Prompt tokens per forward pass (prefill chunk)")->capture_default_str();
+  cmd->add_option("-c,--ctx", o->n_ctx, "Context size (KV-cache positions per sequence)")
+      ->capture_default_str()
+      ->check(CLI::Range(int32_t{1}, static_cast<int32_t>(orchestrator::kMaxContextTokens)));
+  cmd->add_option("-b,--batch", o->n_batch, "Prompt tokens per forward pass (prefill chunk)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   AddDeviceFlags(cmd, &o->device, &o->device_index);
 }
 

@@ -25,6 +25,9 @@ int Run(const Args& a) {
   if (!text.ok()) return ReportError(text.status());
   auto cases = rag::ParseEvalCases(*text, a.cases);
   if (!cases.ok()) return ReportError(cases.status());
+  // Read-only: no store there is an error before any model loads (nothing is created).
+  auto store = rag::Store::OpenReadOnly(a.common.StoreDir());
+  if (!store.ok()) return ReportError(store.status());
   std::vector<std::string> needed{"embedding"};
   if (!a.no_rerank) needed.push_back("retrieval_ranking");
   auto models = a.common.Models({{"embedding", a.embed_model}, {"retrieval_ranking", a.rerank_model}}, needed);
@@ -48,8 +51,6 @@ int Run(const Args& a) {
     if (!rm.ok()) return ReportError(rm.status());
     reranker = *rm;
   }
-  auto store = rag::Store::Open(a.common.StoreDir());
-  if (!store.ok()) return ReportError(store.status());
   auto coll = (*store)->GetCollection(a.collection);
   if (!coll.ok()) return ReportError(coll.status());
   auto report = rag::Evaluate(**store, *coll, *cases, &embedder.value(), reranker, a.k);
@@ -68,7 +69,7 @@ int Run(const Args& a) {
 void RegisterEval(CLI::App& app, int* exit_code) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("eval", "Retrieval quality on known question -> document pairs (recall@k, MRR)");
-  cmd->add_option("-C,--collection", a->collection, "Collection")->required();
+  cmd->add_option("-C,--collection", a->collection, "Collection")->required()->check(CollectionName());
   cmd->add_option("--cases", a->cases, "JSON lines: {\"question\": ..., \"document\": PATH-SUFFIX}")->required();
   cmd->add_option("-k", a->k, "Cut-off for recall")->capture_default_str();
   cmd->add_option("--embed-model", a->embed_model, "Embedding GGUF (must be the collection's)");

@@ -2,8 +2,9 @@
 // Reads txt/md/html/pdf files (directories recursively), chunks, embeds and stores them. One JSON
 // line per document on stdout when stdout is not a terminal (or with --events), printed only
 // after the document is committed; a progress bar on stderr when it is a terminal; a JSON summary
-// last. Unreadable files are reported and skipped. Running it again resumes (unchanged files are
-// skipped by content hash).
+// last. Unreadable, corrupt and binary files (and paths that do not exist) are reported as failed
+// and the exit status is 3; empty files are reported as skipped. Running it again resumes
+// (unchanged files are skipped by content hash; failed ones are tried again).
 #include <unistd.h>
 
 #include <cstdio>
@@ -32,8 +33,8 @@ struct Args {
 nlohmann::json EventJson(const rag::IngestEvent& e) {
   nlohmann::json j{{"status", e.status}, {"path", e.path}};
   if (!e.doc_id.empty()) j["doc_id"] = e.doc_id;
-  if (e.status != "failed") j["chunks"] = e.chunks;
-  if (!e.error.empty()) j["error"] = e.error;
+  if (e.status != "failed" && e.status != "skipped") j["chunks"] = e.chunks;
+  if (!e.error.empty()) j[e.status == "skipped" ? "reason" : "error"] = e.error;
   return j;
 }
 
@@ -63,7 +64,8 @@ int Run(Args& a) {
       fmt::print("{}\n", EventJson(e).dump());
       std::fflush(stdout);
     }
-    if (e.status == "failed") fmt::print(stderr, "{}warning: skipped: {}\n", bar ? "\r\033[K" : "", e.error);
+    if (e.status == "failed") fmt::print(stderr, "{}warning: failed: {}\n", bar ? "\r\033[K" : "", e.error);
+    if (e.status == "skipped") fmt::print(stderr, "{}note: skipped {}: {}\n", bar ? "\r\033[K" : "", e.path, e.error);
     if (bar) {
       const int width = 30;
       const int filled = e.total ? static_cast<int>(width * e.index / e.total) : width;
@@ -82,6 +84,7 @@ int Run(Args& a) {
                    {"added", s.added},
                    {"replaced", s.replaced},
                    {"unchanged", s.unchanged},
+                   {"skipped", s.skipped},
                    {"failed", s.failed},
                    {"chunks", s.chunks},
                    {"tokens", s.tokens},
@@ -92,7 +95,9 @@ int Run(Args& a) {
   for (const auto& f : s.failures) failures.push_back({{"path", f.path}, {"error", f.error}});
   j["failures"] = failures;
   fmt::print("{}\n", nlohmann::json{{"summary", j}}.dump());
-  return 0;
+  // Exit 3 when any file failed (unreadable, corrupt, binary, or a path that does not exist);
+  // the summary above lists them. Skipped empty files are not failures.
+  return s.failed > 0 ? 3 : 0;
 }
 
 }  // namespace
@@ -101,7 +106,7 @@ void RegisterIngest(CLI::App& app, int* exit_code) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("ingest", "Add documents (txt, md, html, pdf; directories recursively) to a collection");
   cmd->add_option("paths", a->paths, "Files and directories")->required();
-  cmd->add_option("-C,--collection", a->collection, "Collection name")->required();
+  cmd->add_option("-C,--collection", a->collection, "Collection name")->required()->check(CollectionName());
   cmd->add_option("--embed-model", a->embed_model, "Embedding GGUF (default: the rag pipeline's embedding stage)");
   cmd->add_option("--dims", a->dims, "Embedding dimension (MRL truncation; 0: the model's)")->capture_default_str();
   cmd->add_option("--chunk-tokens", a->opt.chunk.max_tokens, "Tokens per chunk")->capture_default_str();

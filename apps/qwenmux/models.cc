@@ -153,6 +153,15 @@ void RegisterList(CLI::App& app, int* exit_code) {
     if (!store.ok()) { *exit_code = Fail("list", store.status()); return; }
     auto models = store->List();
     if (!models.ok()) { *exit_code = Fail("list", models.status()); return; }
+    // An entry whose blob is not a usable GGUF file (stored before pull checked, or damaged since)
+    // is left out with a warning; `serve` skips it the same way.
+    std::erase_if(*models, [&](const StoredModel& m) {
+      Status s = CheckGgufFile(store->BlobPath(m.sha256));
+      if (s.ok()) return false;
+      std::fprintf(stderr, "qwenmux list: warning: skipping %s: %s (remove it with `qwenmux rm %s`)\n",
+                   m.name.c_str(), s.ToString().c_str(), m.name.c_str());
+      return true;
+    });
     if (a->json) {
       nlohmann::json arr = nlohmann::json::array();
       for (const StoredModel& m : *models)

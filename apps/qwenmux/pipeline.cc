@@ -18,6 +18,7 @@
 #include "commands.h"
 #include "engine_flags.h"
 #include "orchestrator/config/config.h"
+#include "orchestrator/setup/setup.h"
 #include "pipeline/definition.h"
 #include "pipeline/job.h"
 #include "pipeline/library.h"
@@ -61,11 +62,12 @@ void PrintBar(const pipeline::JobProgress& p, bool final) {
 }
 
 void PrintSummary(const nlohmann::ordered_json& s) {
-  std::printf("pipeline %s: %lld documents, %lld ok, %lld failed, %lld skipped (done before), %lld retried, %.2f s\n",
+  std::printf("pipeline %s: %lld documents, %lld ok, %lld failed, %lld empty (skipped), %lld skipped (done before), "
+              "%lld retried, %.2f s\n",
               s["pipeline"].get<std::string>().c_str(), static_cast<long long>(s["documents"].get<int64_t>()),
               static_cast<long long>(s["ok"].get<int64_t>()), static_cast<long long>(s["failed"].get<int64_t>()),
-              static_cast<long long>(s["skipped"].get<int64_t>()), static_cast<long long>(s["retried"].get<int64_t>()),
-              s["seconds"].get<double>());
+              static_cast<long long>(s["empty"].get<int64_t>()), static_cast<long long>(s["skipped"].get<int64_t>()),
+              static_cast<long long>(s["retried"].get<int64_t>()), s["seconds"].get<double>());
   std::printf("%-10s %-9s %7s %9s %10s %10s  %s\n", "stage", "type", "items", "seconds", "items/min", "tok/s", "failures");
   for (const auto& st : s["stages"]) {
     std::string f;
@@ -100,10 +102,11 @@ int Run(const PipelineArgs& a) {
     opt.models_dir = config->models_dir;
   }
   if (!a.models_dir.empty()) opt.models_dir = a.models_dir;
-  if (!a.budget.empty()) {
-    auto b = orchestrator::ParseSize(a.budget);
-    if (!b.ok()) return ReportError(b.status().WithContext("--memory-budget"));
-    opt.memory_budget = *b;
+  if (!a.budget.empty()) {  // as `serve` reads it: a size or a share of RAM, capped at RAM - reserve
+    auto b = orchestrator::ResolveMemoryBudget(config ? config->memory : orchestrator::MemoryConfig{}, a.budget);
+    if (!b.ok()) return ReportError(b.status());
+    opt.memory_budget = b->bytes;
+    if (!a.quiet) fmt::print(stderr, "pipeline: memory budget {}\n", b->description);
   }
   opt.threads = a.threads;
   opt.device = a.device;
@@ -139,6 +142,8 @@ int Run(const PipelineArgs& a) {
   } else {
     PrintSummary(*summary);
   }
+  // 3 when any document failed in this run (earlier failures are retried, so a rerun that still
+  // fails still says so).
   return (*summary)["failed"].get<int64_t>() > 0 ? 3 : 0;
 }
 
@@ -157,7 +162,7 @@ void RegisterPipeline(CLI::App& app, int* exit_code) {
   run->add_option("--config", a->config, "qwenmux.yaml (configured models; a pipeline of the same name overrides stage models)");
   run->add_option("--models-dir", a->models_dir, "Model store for catalog names and tiers");
   run->add_option("--store", a->store, "Document store of embed stages with a collection (default: $QWENMUX_HOME/rag or ~/.qwenmux/rag)");
-  run->add_option("--memory-budget", a->budget, "Bytes the pipeline's models may use together (e.g. 24GiB)");
+  run->add_option("--memory-budget", a->budget, "Memory the pipeline's models may use together: 24GiB or 75% (default: the OS limit)");
   run->add_option("-t,--threads", a->threads, "Engine threads per model (0: all cores)");
   AddDeviceFlags(run, &a->device, &a->device_index);
   run->add_flag("--json", a->json, "One JSON line per document, the summary as the last line");

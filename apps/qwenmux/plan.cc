@@ -44,14 +44,13 @@ int Run(const Args& a) {
     if (!c.ok()) return ReportError(c.status());
     config = std::move(*c);
   }
-  if (!a.memory_budget.empty()) {
-    if (Status s = ApplyMemoryBudgetFlag(config, a.memory_budget); !s.ok()) return ReportError(s);
-  }
+  Result<MemoryBudget> budget = ResolveMemoryBudget(config.memory, a.memory_budget);
+  if (!budget.ok()) return ReportError(budget.status());
   PlanOptions o;
   o.context = a.context;
   o.n_seq = a.parallel;
-  o.total_ram = PhysicalMemoryBytes();
-  o.budget_bytes = config.memory.Resolve(o.total_ram);
+  o.total_ram = budget->total_ram;
+  o.budget_bytes = budget->bytes;
   if (!a.gpu_memory_budget.empty()) {
     if (Status s = ApplyGpuMemoryBudgetFlag(config, a.gpu_memory_budget); !s.ok()) return ReportError(s);
   }

@@ -67,7 +67,7 @@ int Ps(const std::string& host, int port, const std::string& key, bool json) {
     const auto q = m.value("qwenmux", nlohmann::json::object());
     fmt::print("{:<32} {:>10} {:>10} {:<6} {:<16} {}\n", m.value("name", ""),
                orchestrator::FormatSize(m.value("size", uint64_t{0})), orchestrator::FormatSize(m.value("size_vram", uint64_t{0})),
-               q.value("device", "cpu"), Left(q), q.value("path", ""));
+               q.value("device", "cpu"), Left(q), q.value("file", ""));
   }
   if (j.contains("memory")) {
     fmt::print("memory: {} in use of {} budget\n", orchestrator::FormatSize(j["memory"].value("in_use_bytes", uint64_t{0})),

@@ -1,4 +1,4 @@
-// qwenmux quantize IN.gguf OUT.gguf TYPE [--threads N]: re-encodes a model's tensors with the
+// qwenmux quantize IN.gguf OUT.gguf TYPE [--threads N] [--allow-requantize]: re-encodes a model's tensors with the
 // llama.cpp type mix for TYPE (q8_0, q4_0, q4_k_m, q5_k_m, q6_k, f16, bf16).
 #include <unistd.h>
 
@@ -15,6 +15,7 @@ void RegisterQuantize(CLI::App& app, int* exit_code) {
   struct Args {
     std::string in, out, type;
     size_t threads = 0;
+    bool allow_requantize = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("quantize", "Quantize a GGUF model (llama.cpp type mixes)");
@@ -22,6 +23,8 @@ void RegisterQuantize(CLI::App& app, int* exit_code) {
   cmd->add_option("output", args->out, "Output GGUF file")->required();
   cmd->add_option("type", args->type, "q8_0, q4_0, q4_k_m, q5_k_m, q6_k, f16 or bf16")->required();
   cmd->add_option("--threads", args->threads, "Worker threads (0: all cores)");
+  cmd->add_flag("--allow-requantize", args->allow_requantize,
+                "Re-encode tensors that are already quantized (loses precision twice)");
   cmd->callback([args, exit_code] {
     auto ftype = quant::ParseFileType(args->type);
     if (!ftype.ok()) {
@@ -32,6 +35,7 @@ void RegisterQuantize(CLI::App& app, int* exit_code) {
     quant::QuantizeModelOptions opts;
     opts.ftype = *ftype;
     opts.threads = args->threads;
+    opts.allow_requantize = args->allow_requantize;
     const bool tty = isatty(fileno(stderr)) != 0;
     opts.progress = [tty](size_t i, size_t n, const quant::TensorPlan& p) {
       if (!tty) return;

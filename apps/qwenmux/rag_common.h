@@ -95,4 +95,15 @@ class ModelPool {
   std::map<std::string, std::unique_ptr<engine::Model>> models_;
 };
 
+// CLI11 check of a collection name (rag::ValidateCollectionName), so a bad one is refused before
+// any model or store is opened.
+inline CLI::Validator CollectionName() {
+  return CLI::Validator(
+      [](std::string& name) {
+        Status s = rag::ValidateCollectionName(name);
+        return s.ok() ? std::string() : s.message();
+      },
+      "NAME");
+}
+
 }  // namespace qwenmux::apps

@@ -31,7 +31,8 @@ int Run(const Args& a) {
   }
   engine::LoadOptions load = a.load;
   if (a.pair) load.n_seq = std::max(load.n_seq, 2);
-  if (Status d = ResolveLoadDevice(&load); !d.ok()) return ReportError(d);
+  std::string device_why;  // --json: in the JSON, so stdout stays one document
+  if (Status d = ResolveLoadDevice(&load, a.json ? &device_why : nullptr); !d.ok()) return ReportError(d);
   auto model = engine::Model::Load(a.model, load);
   if (!model.ok()) {
     return ReportError(model.status());
@@ -50,7 +51,8 @@ int Run(const Args& a) {
       return 1;
     }
   }
-  const nlohmann::json j = r->ToJson();
+  nlohmann::json j = r->ToJson();
+  if (!device_why.empty() && a.json) j["device_why"] = device_why;
   if (a.json) {
     fmt::print("{}\n", j.dump());
   } else {

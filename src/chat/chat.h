@@ -133,7 +133,7 @@ struct ParsedChatOutput {
 };
 
 // Splits generated assistant text (special tokens rendered as text, stop token excluded) into
-// reasoning (before the last "</think>", "\n"-trimmed), content and Hermes-style tool calls
+// reasoning (up to the first "</think>", "\n"-trimmed), content and Hermes-style tool calls
 // "<tool_call>\n{\"name\": ..., \"arguments\": {...}}\n</tool_call>". The "\n" separators
 // around tool calls are not part of the content. Never fails: problems are reported in
 // tool_call_errors.

@@ -72,8 +72,10 @@ void ParseAnswer(std::string_view text, const ChatOutputOptions& options, Parsed
     if (open == std::string_view::npos) {
       std::string_view tail = text.substr(pos);
       if (options.partial) {
-        // Hold back what may turn out to be the start of a tool call or its "\n" separator.
+        // Hold back what may turn out to be the start of a tool call or its "\n" separator, and
+        // blank text (dropped if a tool call follows).
         tail = RStrip(HoldBackPartialTag(tail, kToolCallOpen), "\n");
+        if (RStrip(tail, " \t\r\n").empty()) tail = {};
       }
       add_segment(tail, index > 0, false);
       return;
@@ -108,25 +110,26 @@ ParsedChatOutput ParseChatOutput(std::string_view text, const ChatOutputOptions&
   ParsedChatOutput out;
   out.message.role = ChatRole::kAssistant;
 
+  // Every rule below only looks forward, so a partial parse of a prefix of the output is a prefix
+  // of the final parse (reasoning, content and tool calls) and a stream can send it as deltas.
   const std::string_view trimmed = LStrip(text, " \t\r\n");
   const bool opened = trimmed.starts_with(kThinkOpen);
-  if (options.partial && !opened && !trimmed.empty() && trimmed.size() < kThinkOpen.size() &&
-      kThinkOpen.starts_with(trimmed)) {
-    return out;  // "<thi": cannot tell reasoning from content yet
+  if (options.partial && !opened && trimmed.size() < kThinkOpen.size() && kThinkOpen.starts_with(trimmed)) {
+    return out;  // "", "\n" or "<thi": cannot tell reasoning from content yet
   }
-  const size_t close = text.rfind(kThinkClose);
   std::string_view answer = text;
-  if (close != std::string_view::npos || opened || options.thinking) {
-    std::string_view reasoning = close == std::string_view::npos ? text : text.substr(0, close);
-    if (const size_t o = reasoning.rfind(kThinkOpen); o != std::string_view::npos) {
-      reasoning.remove_prefix(o + kThinkOpen.size());
-    }
+  if (opened || options.thinking) {
+    // Reasoning runs from the opener (or the start) to the first "</think>": what comes after it
+    // is the answer, a later "</think>" included (a streamed answer never turns into reasoning).
+    std::string_view reasoning = opened ? trimmed.substr(kThinkOpen.size()) : text;
+    const size_t close = reasoning.find(kThinkClose);
     if (close == std::string_view::npos) {
       out.reasoning_open = true;
       if (options.partial) reasoning = HoldBackPartialTag(reasoning, kThinkClose);
       answer = {};
     } else {
-      answer = LStrip(text.substr(close + kThinkClose.size()), "\n");
+      answer = LStrip(reasoning.substr(close + kThinkClose.size()), "\n");
+      reasoning = reasoning.substr(0, close);
     }
     out.message.reasoning_content = std::string(RStrip(LStrip(reasoning, "\n"), "\n"));
   }

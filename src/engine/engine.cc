@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
+#include <tuple>
 
-#include "engine/text_stream.h"
+#include "engine/batch.h"
+#include "runtime/backend_factory.h"
 
 namespace qwenmux::engine {
 
@@ -41,27 +44,77 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOp
   }
   m->options_.n_ctx = std::min<int32_t>(options.n_ctx, static_cast<int32_t>(m->config_.n_ctx_train));
   m->pool_ = std::make_unique<ThreadPool>(options.n_threads);
-  QM_ASSIGN_OR_RETURN(m->kv_, runtime::KvCache::Create(m->config_, m->options_.n_ctx, options.n_seq));
-  m->forward_ = std::make_unique<runtime::CpuForward>(m->config_, m->weights_, m->pool_.get());
+  runtime::BackendOptions bo;
+  bo.device = options.device;
+  bo.n_ctx = m->options_.n_ctx;
+  bo.n_seq = options.n_seq;
+  bo.n_batch = options.n_batch;
+  bo.pool = m->pool_.get();
+  bo.device_index = options.device_index;
+  QM_ASSIGN_OR_RETURN(m->backend_, runtime::CreateBackend(m->config_, m->weights_, bo, &m->backend_note_));
   for (const char* s : {"<|im_end|>", "<|endoftext|>"}) {
     if (auto id = m->tokenizer_->TokenId(s)) m->eos_ids_.push_back(*id);
   }
   return m;
 }
 
+namespace {
+
+// Index of the first NaN or Inf in x[0, n), or n. Tests the exponent bits so the loop vectorizes.
+size_t FirstNonFinite(const float* x, size_t n) {
+  constexpr size_t kBlock = 4096;
+  for (size_t b = 0; b < n; b += kBlock) {
+    const size_t e = std::min(n, b + kBlock);
+    uint32_t bad = 0;
+    for (size_t i = b; i < e; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, x + i, sizeof bits);
+      bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    if (bad) {
+      for (size_t i = b; i < e; ++i)
+        if (!std::isfinite(x[i])) return i;
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
 Status Model::Forward(std::span<const runtime::BatchEntry> batch, float* logits, float* hidden) {
-  return forward_->Run(batch, kv_, logits, hidden);
+  QM_RETURN_IF_ERROR(backend_->Run(batch, logits, hidden));
+  // A NaN or Inf output must fail the request instead of becoming JSON nulls or a token drawn
+  // from garbage: broken weights, or numbers that overflow. logits: [n_out, n_vocab],
+  // hidden: [n_out, n_embd], rows in the order of the batch's output entries.
+  const size_t n_out = static_cast<size_t>(
+      std::count_if(batch.begin(), batch.end(), [](const runtime::BatchEntry& e) { return e.output; }));
+  for (auto [data, width, what] : {std::tuple{static_cast<const float*>(logits), size_t{config_.n_vocab}, "logits"},
+                                   std::tuple{static_cast<const float*>(hidden), size_t{config_.n_embd}, "hidden state"}}) {
+    if (data == nullptr || n_out == 0) continue;
+    const size_t at = FirstNonFinite(data, n_out * width);
+    if (at == n_out * width) continue;
+    size_t row = at / width, k = 0;
+    const runtime::BatchEntry* entry = nullptr;
+    for (const runtime::BatchEntry& e : batch) {
+      if (e.output && k++ == row) { entry = &e; break; }
+    }
+    return Error(StatusCode::kInternal,
+                 "engine: the model produced a non-finite {} value ({}) for sequence {} at position {}; "
+                 "its weights or hyper-parameters are broken", what, data[at],
+                 entry ? entry->seq : -1, entry ? entry->pos : -1);
+  }
+  return Status::Ok();
 }
 
 Status Model::CheckPrompt(std::span<const int32_t> tokens, int32_t seq) const {
-  if (seq < 0 || seq >= kv_.n_seq()) {
-    return Error(StatusCode::kInvalidArgument, "engine: sequence {} out of range [0, {})", seq, kv_.n_seq());
+  if (seq < 0 || seq >= n_seq()) {
+    return Error(StatusCode::kInvalidArgument, "engine: sequence {} out of range [0, {})", seq, n_seq());
   }
   if (tokens.empty()) return Error(StatusCode::kInvalidArgument, "engine: empty prompt");
-  const int64_t total = static_cast<int64_t>(kv_.length(seq)) + static_cast<int64_t>(tokens.size());
-  if (total > kv_.n_ctx()) {
+  const int64_t total = static_cast<int64_t>(length(seq)) + static_cast<int64_t>(tokens.size());
+  if (total > n_ctx()) {
     return Error(StatusCode::kOutOfRange, "engine: prompt of {} tokens does not fit the context of {} tokens",
-                 total, kv_.n_ctx());
+                 total, n_ctx());
   }
   for (int32_t t : tokens) {
     if (t < 0 || t >= static_cast<int32_t>(config_.n_vocab)) {
@@ -75,7 +128,7 @@ Status Model::Prefill(int32_t seq, std::span<const int32_t> tokens, std::vector<
                       std::vector<float>* all_logits) {
   QM_RETURN_IF_ERROR(CheckPrompt(tokens, seq));
   const int64_t V = config_.n_vocab;
-  const int32_t start = kv_.length(seq);
+  const int32_t start = length(seq);
   if (all_logits) all_logits->resize(tokens.size() * V);
   if (last_logits) last_logits->resize(V);
   std::vector<runtime::BatchEntry> batch;
@@ -88,7 +141,7 @@ Status Model::Prefill(int32_t seq, std::span<const int32_t> tokens, std::vector<
     }
     float* dst = all_logits ? all_logits->data() + begin * V : (end == tokens.size() && last_logits ? last_logits->data() : nullptr);
     QM_RETURN_IF_ERROR(Forward(batch, dst, nullptr));
-    kv_.set_length(seq, start + static_cast<int32_t>(end));
+    backend_->set_length(seq, start + static_cast<int32_t>(end));
   }
   if (all_logits && last_logits) std::copy_n(all_logits->data() + (tokens.size() - 1) * V, V, last_logits->data());
   return Status::Ok();
@@ -98,105 +151,74 @@ Result<GenerateResult> Model::Generate(std::span<const int32_t> prompt, const Ge
                                        const TokenCallback& on_text, int32_t seq) {
   QM_RETURN_IF_ERROR(options.sampler.Validate());
   if (options.max_tokens < 0) return Error(StatusCode::kInvalidArgument, "engine: max_tokens {} < 0", options.max_tokens);
-  if (seq >= 0 && seq < kv_.n_seq()) ResetSequence(seq);
+  if (seq < 0) return Error(StatusCode::kInvalidArgument, "engine: sequence {} out of range [0, {})", seq, n_seq());
+  SequenceRequest req;
+  req.prompt.assign(prompt.begin(), prompt.end());
+  req.options = options;
+  req.slot = seq;
   GenerateResult res;
   res.prompt_tokens = static_cast<int32_t>(prompt.size());
   const auto t0 = std::chrono::steady_clock::now();
-  std::vector<float> logits;
-  QM_RETURN_IF_ERROR(Prefill(seq, prompt, &logits));
-  const auto t1 = std::chrono::steady_clock::now();
-  res.prefill_seconds = Seconds(t0, t1);
-
-  Sampler sampler(options.sampler);
-  std::vector<int32_t> history(prompt.begin(), prompt.end());
-  TextStream stream(*tokenizer_, options.stop);
-  std::string piece;
-  res.finish_reason = "length";
-  bool cancelled = false;
-  auto emit = [&](std::string_view s) {
-    res.text.append(s);
-    if (on_text && !s.empty() && !on_text(s)) cancelled = true;
-  };
-  for (int32_t i = 0; i < options.max_tokens && !cancelled; ++i) {
-    if (options.processor) QM_RETURN_IF_ERROR(options.processor->Apply(logits));
-    const int32_t tok = sampler.Sample(logits, history);
-    if (options.processor) QM_RETURN_IF_ERROR(options.processor->Accept(tok));
-    if (options.stop_on_eos && IsEndOfGeneration(tok)) {
-      res.finish_reason = "stop";
-      break;
+  auto t1 = t0;
+  Batch batch(*this);
+  QM_ASSIGN_OR_RETURN(const int32_t id, batch.Admit(std::move(req)));
+  bool cancelled = false, prompt_done = false;
+  std::vector<SequenceEvent> events;
+  while (res.finish_reason.empty()) {
+    Status st = batch.Step(&events);
+    if (!st.ok()) return st;
+    for (SequenceEvent& ev : events) {
+      if (ev.id != id) continue;
+      if (!prompt_done) {
+        prompt_done = true;
+        t1 = std::chrono::steady_clock::now();
+      }
+      if (!ev.error.ok()) return ev.error;
+      if (ev.has_token) res.tokens.push_back(ev.token);
+      res.text += ev.text;
+      if (on_text && !ev.text.empty() && !cancelled && !on_text(ev.text)) cancelled = true;
+      if (ev.finished) {
+        res.finish_reason = ev.finish_reason;
+      } else if (cancelled) {
+        batch.Remove(id);
+        res.finish_reason = "cancelled";
+      }
     }
-    res.tokens.push_back(tok);
-    history.push_back(tok);
-    QM_ASSIGN_OR_RETURN(const bool stopped, stream.Push(tok, &piece));
-    emit(piece);
-    if (stopped) {
-      res.finish_reason = "stop";
-      break;
-    }
-    if (options.processor && options.processor->Done()) {
-      stream.Finish(&piece);
-      emit(piece);
-      res.finish_reason = "stop";
-      break;
-    }
-    if (kv_.length(seq) >= kv_.n_ctx()) break;  // context full
-    if (i + 1 == options.max_tokens) break;
-    const runtime::BatchEntry e{tok, kv_.length(seq), seq, true};
-    QM_RETURN_IF_ERROR(Forward({&e, 1}, logits.data(), nullptr));
-    kv_.set_length(seq, kv_.length(seq) + 1);
-  }
-  if (res.finish_reason == "length") {
-    stream.Finish(&piece);
-    emit(piece);
   }
   if (cancelled) res.finish_reason = "cancelled";
+  res.prefill_seconds = Seconds(t0, t1);
   res.decode_seconds = Seconds(t1, std::chrono::steady_clock::now());
   return res;
 }
 
 Status Model::RunPrompts(const std::vector<std::vector<int32_t>>& prompts, std::vector<float>* last_logits,
                          std::vector<float>* last_hidden) {
+  Batch batch(*this);
   const int64_t V = config_.n_vocab, E = config_.n_embd;
-  if (last_logits) last_logits->assign(prompts.size() * V, 0.0f);
-  if (last_hidden) last_hidden->assign(prompts.size() * E, 0.0f);
-  const size_t group = static_cast<size_t>(kv_.n_seq());
-  std::vector<runtime::BatchEntry> entries;
-  std::vector<size_t> owner;  // entry -> prompt index, for output entries
-  std::vector<float> logits, hidden;
-  for (size_t g0 = 0; g0 < prompts.size(); g0 += group) {
-    const size_t g1 = std::min(prompts.size(), g0 + group);
-    size_t longest = 0;
-    for (size_t i = g0; i < g1; ++i) {
-      const int32_t seq = static_cast<int32_t>(i - g0);
-      ResetSequence(seq);
-      QM_RETURN_IF_ERROR(CheckPrompt(prompts[i], seq).WithContext(fmt::format("input {}", i)));
-      longest = std::max(longest, prompts[i].size());
-    }
-    entries.clear();
-    owner.clear();
-    for (size_t p = 0; p < longest; ++p) {
-      for (size_t i = g0; i < g1; ++i) {
-        if (p >= prompts[i].size()) continue;
-        const bool last = p + 1 == prompts[i].size();
-        entries.push_back({prompts[i][p], static_cast<int32_t>(p), static_cast<int32_t>(i - g0), last});
-        if (last) owner.push_back(i);
+  const int64_t width = last_hidden ? E : V;
+  std::vector<float>* out = last_hidden ? last_hidden : last_logits;
+  out->assign(prompts.size() * width, 0.0f);
+  std::vector<size_t> owner(static_cast<size_t>(batch.n_seq()));  // id -> prompt index
+  std::vector<SequenceEvent> events;
+  size_t next = 0, done = 0;
+  while (done < prompts.size()) {
+    while (next < prompts.size() && batch.free_slots() > 0) {
+      SequenceRequest req;
+      req.prompt = prompts[next];
+      req.output = last_hidden ? SequenceOutput::kLastHidden : SequenceOutput::kLastLogits;
+      Result<int32_t> id = batch.Admit(std::move(req));
+      if (!id.ok()) {
+        batch.Clear();
+        return id.status().WithContext(fmt::format("input {}", next));
       }
+      owner[*id] = next++;
     }
-    size_t out_index = 0;
-    for (size_t b = 0; b < entries.size(); b += options_.n_batch) {
-      const size_t e = std::min(entries.size(), b + static_cast<size_t>(options_.n_batch));
-      const auto chunk = std::span(entries).subspan(b, e - b);
-      const size_t n_out = static_cast<size_t>(std::count_if(chunk.begin(), chunk.end(), [](const auto& x) { return x.output; }));
-      if (last_logits) logits.resize(n_out * V);
-      if (last_hidden) hidden.resize(n_out * E);
-      QM_RETURN_IF_ERROR(Forward(chunk, last_logits ? logits.data() : nullptr, last_hidden ? hidden.data() : nullptr));
-      for (size_t k = 0; k < n_out; ++k, ++out_index) {
-        const size_t i = owner[out_index];
-        if (last_logits) std::copy_n(logits.data() + k * V, V, last_logits->data() + i * V);
-        if (last_hidden) std::copy_n(hidden.data() + k * E, E, last_hidden->data() + i * E);
-      }
+    QM_RETURN_IF_ERROR(batch.Step(&events));
+    for (const SequenceEvent& ev : events) {
+      if (ev.row.empty()) continue;
+      std::copy(ev.row.begin(), ev.row.end(), out->begin() + static_cast<long>(owner[ev.id] * width));
+      ++done;
     }
-    for (size_t i = g0; i < g1; ++i) ResetSequence(static_cast<int32_t>(i - g0));
   }
   return Status::Ok();
 }

@@ -20,22 +20,20 @@
 #include "gguf/gguf.h"
 #include "model/config.h"
 #include "runtime/backend.h"
-#include "runtime/forward.h"
-#include "runtime/kv_cache.h"
 #include "runtime/weights.h"
 #include "tokenizer/tokenizer.h"
 
 namespace qwenmux::engine {
+
+class Batch;  // engine/batch.h: a model's running sequences and the one step that serves them
 
 struct LoadOptions {
   int32_t n_ctx = 4096;     // KV-cache positions per sequence (clipped to the training context)
   int32_t n_seq = 1;        // sequences that can share a batch
   int32_t n_batch = 512;    // prompt tokens per forward call (prefill chunk)
   size_t n_threads = 0;     // 0: all hardware threads
-  // Where the model runs (--device, a model's `device:`): cpu, cuda, or auto (cuda when a usable
-  // GPU is present; runtime/device_select.h).
-  runtime::DeviceChoice device = runtime::DeviceChoice::kAuto;
-  int device_index = 0;     // which GPU (cuda:N)
+  runtime::DeviceChoice device = runtime::DeviceChoice::kAuto;  // cpu, cuda, or auto (CUDA if usable)
+  int device_index = 0;     // which GPU when the device is CUDA
 };
 
 struct GenerateOptions {
@@ -59,6 +57,12 @@ struct GenerateResult {
 // Streaming callback: a piece of text made of complete UTF-8 characters; return false to cancel.
 using TokenCallback = std::function<bool(std::string_view text)>;
 
+// Per prompt of Model::ScoreContinuations.
+struct ScoreOutput {
+  Status status;                 // per prompt
+  std::vector<double> logprobs;  // per continuation
+};
+
 class Model {
  public:
   static Result<std::unique_ptr<Model>> Load(const std::string& path, const LoadOptions& options = {});
@@ -67,10 +71,19 @@ class Model {
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
   const gguf::File& file() const { return file_; }
   const LoadOptions& options() const { return options_; }
-  runtime::KvCache& kv() { return kv_; }
   ThreadPool& pool() { return *pool_; }
+  // Where the model runs (device, Describe(), memory) for callers that report placement.
+  const runtime::Backend& backend() const { return *backend_; }
+  // Why `auto` chose the CPU ("" when the device asked for, or preferred, was used).
+  const std::string& backend_note() const { return backend_note_; }
+  int32_t n_ctx() const { return backend_->n_ctx(); }  // KV positions per sequence
+  int32_t n_seq() const { return backend_->n_seq(); }  // KV sequences
+  // Positions of `seq` in the KV cache.
+  int32_t length(int32_t seq) const { return backend_->length(seq); }
 
-  // Low level: one batch through the model (see runtime::CpuForward::Run).
+  // Low level: one batch through the model (see runtime::Backend::Run); KV lengths are not
+  // committed. For benchmarks and reference checks: everything else runs through an
+  // engine::Batch (engine/batch.h), which commits them.
   Status Forward(std::span<const runtime::BatchEntry> batch, float* logits, float* hidden);
 
   // Feeds `tokens` to sequence `seq` from its current length, in chunks of n_batch; returns the
@@ -78,13 +91,14 @@ class Model {
   // ([tokens.size(), n_vocab]) in *all_logits if given.
   Status Prefill(int32_t seq, std::span<const int32_t> tokens, std::vector<float>* last_logits,
                  std::vector<float>* all_logits = nullptr);
-  void ResetSequence(int32_t seq) { kv_.set_length(seq, 0); }
+  void ResetSequence(int32_t seq) { backend_->set_length(seq, 0); }
   // <|im_end|> or <|endoftext|>: the tokens that end a generation when stop_on_eos is set.
   bool IsEndOfGeneration(int32_t token) const {
     return std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end();
   }
 
-  // Generates from a prompt on sequence `seq` (which is reset first).
+  // Generates from a prompt on sequence `seq` (which is reset first) through the engine's batch
+  // step (engine/batch.h).
   Result<GenerateResult> Generate(std::span<const int32_t> prompt, const GenerateOptions& options,
                                   const TokenCallback& on_text = nullptr, int32_t seq = 0);
 
@@ -100,14 +114,27 @@ class Model {
   // Tokenizes the Qwen3-Reranker prompt for (instruction, query, document).
   std::vector<int32_t> RerankPrompt(std::string_view instruction, std::string_view query, std::string_view document) const;
 
+  // Teacher-forced log P(continuation | prompt) for every prompt and every continuation (score.cc):
+  // each prompt is prefilled once (prompts share forward passes, one KV sequence each), every
+  // continuation is fed after it and the sequence is cut back to the prompt. A prompt that does
+  // not fit the context (with the longest continuation) fails alone. `tokens` (if not null) is
+  // increased by the tokens run.
+  Result<std::vector<ScoreOutput>> ScoreContinuations(const std::vector<std::vector<int32_t>>& prompts,
+                                                      const std::vector<std::vector<int32_t>>& continuations,
+                                                      int64_t* tokens = nullptr);
+
  private:
+  friend class Batch;  // runs the backend and commits the KV lengths of the sequences it steps
   Model() = default;
   Status CheckPrompt(std::span<const int32_t> tokens, int32_t seq) const;
-  // Runs whole prompts, up to n_seq of them sharing each batch (tokens interleaved, chunked by
-  // n_batch), and writes each prompt's last-position logits ([n_vocab]) and/or final-normed
-  // hidden state ([n_embd]) in input order. The sequences' KV slots are reset afterwards.
+  // Runs whole prompts through an engine::Batch, up to n_seq of them sharing each step, and
+  // writes each prompt's last-position logits ([n_vocab]) or else final-normed hidden state
+  // ([n_embd]) in input order.
   Status RunPrompts(const std::vector<std::vector<int32_t>>& prompts, std::vector<float>* last_logits,
                     std::vector<float>* last_hidden);
+  // score.cc: a prompt's check, and entries run in n_batch chunks with their KV lengths committed.
+  Status CheckScorePrompt(const std::vector<int32_t>& tokens, size_t extra) const;
+  Status RunEntries(const std::vector<runtime::BatchEntry>& entries, std::vector<float>* out);
 
   LoadOptions options_;
   gguf::File file_;
@@ -115,8 +142,8 @@ class Model {
   runtime::ModelWeights weights_;
   std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;  // shared by models with the same vocabulary
   std::unique_ptr<ThreadPool> pool_;
-  runtime::KvCache kv_;
-  std::unique_ptr<runtime::CpuForward> forward_;
+  std::unique_ptr<runtime::Backend> backend_;  // weights placement, KV cache, scratch, forward
+  std::string backend_note_;
   std::vector<int32_t> eos_ids_;
 };
 

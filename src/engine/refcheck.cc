@@ -32,7 +32,7 @@ Status RunSequences(Model& model, const std::vector<std::vector<int32_t>>& seqs,
   size_t longest = 0;
   for (size_t s = 0; s < seqs.size(); ++s) {
     if (seqs[s].empty()) return Error(StatusCode::kInvalidArgument, "refcheck: empty sequence");
-    if (seqs[s].size() + n_greedy > static_cast<size_t>(model.kv().n_ctx())) {
+    if (seqs[s].size() + n_greedy > static_cast<size_t>(model.n_ctx())) {
       return Error(StatusCode::kOutOfRange, "refcheck: sequence of {} tokens does not fit the context", seqs[s].size());
     }
     longest = std::max(longest, seqs[s].size());
@@ -112,7 +112,7 @@ Result<RefCheckResult> RunRefCheck(Model& model, const nlohmann::json& ref, cons
   }
   const auto& seqs = ref["sequences"];
   const size_t group = options.pair ? 2 : 1;
-  if (options.pair && model.kv().n_seq() < 2) {
+  if (options.pair && model.n_seq() < 2) {
     return Error(StatusCode::kInvalidArgument, "refcheck: pair mode needs a model loaded with n_seq >= 2");
   }
   RefCheckResult r;

@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <cmath>
+
 namespace qwenmux::model {
 
 namespace {
@@ -10,6 +12,18 @@ Result<uint32_t> GetU32(const gguf::File& f, const std::string& key) {
     return Error(StatusCode::kInvalidArgument, "model: {}: key {} has absurd value {}", f.name(), key, v);
   }
   return static_cast<uint32_t>(v);
+}
+
+// A float hyper-parameter that must be finite and inside (lo, hi]: a NaN rope base or epsilon
+// would make every logit NaN, so such a file is refused at load rather than served.
+Result<float> GetFiniteFloat(const gguf::File& f, const std::string& key, double lo, double hi) {
+  QM_ASSIGN_OR_RETURN(double v, f.GetFloat(key));
+  const float x = static_cast<float>(v);
+  if (!std::isfinite(v) || !std::isfinite(x) || !(v > lo) || v > hi) {
+    return Error(StatusCode::kInvalidArgument, "model: {}: key {} has value {}, expected a finite number in ({:g}, {:g}]",
+                 f.name(), key, v, lo, hi);
+  }
+  return x;
 }
 
 }  // namespace
@@ -44,16 +58,13 @@ Result<ModelConfig> ReadConfig(const gguf::File& f) {
   if (c.head_dim % 2 != 0) {
     return Error(StatusCode::kInvalidArgument, "model: {}: key_length {} is odd", f.name(), c.head_dim);
   }
-  QM_ASSIGN_OR_RETURN(double eps, f.GetFloat(a + "attention.layer_norm_rms_epsilon"));
-  c.rms_eps = static_cast<float>(eps);
+  QM_ASSIGN_OR_RETURN(c.rms_eps, GetFiniteFloat(f, a + "attention.layer_norm_rms_epsilon", 0.0, 1.0));
   if (f.Find(a + "rope.freq_base")) {
-    QM_ASSIGN_OR_RETURN(double base, f.GetFloat(a + "rope.freq_base"));
-    c.rope_freq_base = static_cast<float>(base);
+    QM_ASSIGN_OR_RETURN(c.rope_freq_base, GetFiniteFloat(f, a + "rope.freq_base", 0.0, 1e12));
   }
   if (auto t = f.GetOptional<std::string>(a + "rope.scaling.type"); t.ok() && t->has_value() && **t == "yarn") {
     c.rope_yarn = true;
-    QM_ASSIGN_OR_RETURN(double factor, f.GetFloat(a + "rope.scaling.factor"));
-    c.rope_scale_factor = static_cast<float>(factor);
+    QM_ASSIGN_OR_RETURN(c.rope_scale_factor, GetFiniteFloat(f, a + "rope.scaling.factor", 0.0, 1024.0));
     QM_ASSIGN_OR_RETURN(c.rope_orig_ctx, GetU32(f, a + "rope.scaling.original_context_length"));
   }
   if (c.is_moe()) {

@@ -10,6 +10,7 @@
 
 #include "orchestrator/config/yaml_walk.h"
 #include "pipeline/schema.h"
+#include "rag/store.h"
 
 namespace qwenmux::pipeline {
 
@@ -171,6 +172,9 @@ Status ParseStage(const Ctx& ctx, const YAML::Node& node, const std::string& pat
   if (st->type != StageType::kExtract && !st->schema.is_null()) return ctx.At(node, path + ".schema", "only extract stages have a schema (classify labels carry their own)");
   if (st->chunk_overlap >= st->chunk_tokens) return ctx.At(node, path + ".chunk_overlap", "must be smaller than chunk_tokens");
   if (st->type != StageType::kEmbed && !st->collection.empty()) return ctx.At(node, path + ".collection", "only embed stages store into a collection");
+  if (!st->collection.empty()) {
+    if (Status v = rag::ValidateCollectionName(st->collection); !v.ok()) return ctx.At(node, path + ".collection", v.message());
+  }
   return Status::Ok();
 }
 

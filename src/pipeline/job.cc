@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <set>
 #include <sstream>
 
@@ -12,7 +13,7 @@
 
 #include "orchestrator/catalog/catalog.h"
 #include "orchestrator/store/model_store.h"
-#include "orchestrator/store/sha256.h"
+#include "base/sha256.h"
 #include "pipeline/job_internal.h"
 #include "rag/ingest.h"
 
@@ -41,7 +42,9 @@ Result<std::set<std::string>> LoadFinished(const std::string& path) {
     if (nl == std::string::npos) break;  // partial last line
     const std::string_view line(all.data() + pos, nl - pos);
     auto j = Json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.is_object() && j.contains("document") && j.contains("hash")) {
+    // A failed document is not finished: a rerun retries it (and appends a new line for it).
+    if (!j.is_discarded() && j.is_object() && j.contains("document") && j.contains("hash") &&
+        j.value("status", "") != "failed") {
       done.insert(j["document"].get<std::string>() + "\t" + j["hash"].get<std::string>());
     }
     pos = nl + 1;
@@ -106,8 +109,8 @@ Result<std::string> ResolveModelPath(const std::string& ref, const RunOptions& o
 }
 
 Json JobProgress::ToJson() const {
-  Json j = {{"state", state},     {"documents", total}, {"skipped", skipped}, {"done", done},
-            {"ok", ok},           {"failed", failed},   {"retried", retried}, {"seconds", elapsed_seconds}};
+  Json j = {{"state", state}, {"documents", total}, {"skipped", skipped}, {"done", done},  {"ok", ok},
+            {"failed", failed}, {"empty", empty},      {"retried", retried}, {"seconds", elapsed_seconds}};
   Json st = Json::array();
   for (const StageStats& s : stages) {
     Json f = Json::object();
@@ -186,6 +189,11 @@ Result<std::unique_ptr<Job>> Job::Start(PipelineDef def, RunOptions options, Res
     m.store_saved = std::chrono::steady_clock::now();
   }
   for (const auto& [file, seqs] : n_seq) {
+    if (const auto sv = m.options.served.find(file);
+        m.options.scheduler && sv != m.options.served.end() && sv->second.n_ctx >= m.def.context) {
+      m.served_name[file] = sv->second.name;  // the served instance: no spec of our own
+      continue;
+    }
     orchestrator::ModelSpec spec;
     spec.path = file;
     spec.load.n_ctx = m.def.context;
@@ -236,7 +244,7 @@ Result<std::unique_ptr<Job>> Job::Start(PipelineDef def, RunOptions options, Res
   for (const std::string& f : files) {
     auto d = std::make_shared<Doc>();
     d->path = f;
-    auto h = orchestrator::Sha256File(f);
+    auto h = Sha256File(f);
     if (!h.ok()) {
       d->hash = "";
       d->failed = true;
@@ -359,7 +367,7 @@ void Job::Impl::Worker(size_t stage) {
 
 void Job::Impl::Forward(size_t from, DocPtr d) {
   if (cancelled) return;
-  if (d->failed || from + 1 >= queues.size()) return Sink(d);
+  if (d->failed || d->skipped || from + 1 >= queues.size()) return Sink(d);
   queues[from + 1]->Push(std::move(d));
 }
 
@@ -389,13 +397,28 @@ std::string Job::Impl::RetryFile(const DocPtr&) const {
 
 Status Job::Impl::WithModel(size_t stage, const std::string& file_in, const std::function<Status(engine::Model&)>& fn) {
   const std::string file = file_in.empty() ? stage_model.at(def.stages[stage].name) : file_in;
+  if (options.scheduler) {
+    if (const auto served = served_name.find(file); served != served_name.end()) {
+      // The server's instance, lent by its scheduler worker: `fn` runs on the worker's thread.
+      auto done = std::make_shared<std::promise<Status>>();
+      std::future<Status> result = done->get_future();
+      orchestrator::ExclusiveRequest req;
+      req.model = served->second;
+      req.run = [&fn, done](Result<engine::Model*> model) {
+        done->set_value(model.ok() ? fn(**model) : model.status());
+      };
+      QM_RETURN_IF_ERROR(options.scheduler->Submit(std::move(req)).status());
+      return result.get();
+    }
+  }
   QM_ASSIGN_OR_RETURN(orchestrator::ModelLease lease, manager->Acquire(spec_name.at(file)));
   std::lock_guard<std::mutex> lk(*model_mu.at(file));
   return fn(lease.model());
 }
 
 void Job::Impl::Sink(const DocPtr& d) {
-  Json r = {{"document", d->path}, {"hash", d->hash}, {"status", d->failed ? "failed" : "ok"}};
+  Json r = {{"document", d->path}, {"hash", d->hash},
+            {"status", d->failed ? "failed" : d->skipped ? "skipped" : "ok"}};
   if (!d->label.empty()) {
     r["class"] = d->label;
     r["confidence"] = d->confidence;
@@ -408,7 +431,7 @@ void Job::Impl::Sink(const DocPtr& d) {
   if (d->embedding_dim > 0) r["embedding_dim"] = d->embedding_dim;
   if (!d->collection.empty()) r["collection"] = d->collection;
   if (!d->models.empty()) r["models"] = d->models;
-  if (d->failed) {
+  if (d->failed || d->skipped) {
     r["stage"] = d->fail_stage;
     r["reason"] = d->reason;
     r["error"] = d->error;
@@ -432,6 +455,8 @@ void Job::Impl::Sink(const DocPtr& d) {
           ++s.failure_reasons[d->reason];
         }
       }
+    } else if (d->skipped) {
+      ++progress.empty;
     } else {
       ++progress.ok;
     }

@@ -14,21 +14,24 @@
 // a stage whose model cannot fit waits until another stage releases its lease after a batch).
 // Two stages on the same model file share one loaded model; calls on it are serialised.
 //
-// Failures never stop other documents: a document that fails a stage (unreadable, corrupt PDF,
-// empty, prompt too long, incomplete extraction, validation verdict "fail") is reported with the
-// stage and reason. Extraction and validation failures are retried once with the extraction on
+// Failures never stop other documents: a document that fails a stage (unreadable, corrupt or
+// binary file, prompt too long, incomplete extraction, validation verdict "fail") is reported with
+// the stage and reason. A document with no text (an empty file) gets a "skipped" line (reason
+// "empty document"), counted as `empty`, not as a failure. Extraction and validation failures are retried once with the extraction on
 // the next tier up (fast < balanced < quality < max) when that tier is mapped to a model; then the
 // document is reported as failed.
 //
 // Results. Each finished document (ok or failed) is one JSON line appended (and flushed) to
 // RunOptions::results_path:
-//   {"document": PATH, "hash": SHA256, "status": "ok"|"failed", "class": LABEL, "confidence": P,
+//   {"document": PATH, "hash": SHA256, "status": "ok"|"failed"|"skipped", "class": LABEL, "confidence": P,
 //    "scores": {LABEL: P...}, "extracted": OBJECT, "validation": {"verdict": "pass"|"fail",
 //    "schema_valid": B, "score": P, "reasons": [...]}, "attempts": N, "models": {STAGE: FILE},
 //    "chunks": N, "embedding_dim": D, "collection": C, "stage": STAGE, "error": MESSAGE, "seconds": S}
 // (keys absent when the stage did not run). Resume: documents whose (path, content SHA-256) pair
-// already has a line in results_path are skipped, so a killed run restarted with the same
-// arguments does only the unfinished documents. A partial last line (a kill mid-write) is cut.
+// already has an "ok" or "skipped" line in results_path are skipped, so a killed run restarted
+// with the same arguments does only the unfinished documents; documents whose line says "failed"
+// are retried (a new line is appended; the last line of a document is its result). A partial
+// last line (a kill mid-write) is cut.
 //
 // Thread-safety: Progress(), Results(), Cancel() may be called from any thread while the job
 // runs; Wait() from one thread. The on_result callback runs on worker threads, serialised.
@@ -48,9 +51,16 @@
 #include "runtime/backend.h"
 #include "orchestrator/config/config.h"
 #include "orchestrator/manager/model_manager.h"
+#include "orchestrator/scheduler/scheduler.h"
 #include "pipeline/definition.h"
 
 namespace qwenmux::pipeline {
+
+// A model a server serves: its name and the context it is loaded with.
+struct ServedModelRef {
+  std::string name;
+  int32_t n_ctx = 0;
+};
 
 struct RunOptions {
   std::vector<std::string> inputs;  // files and directories (directories: txt/md/html/pdf inside, recursively)
@@ -69,6 +79,11 @@ struct RunOptions {
   // same thing share (calls on a shared model are serialised across jobs). Its busy_wait applies:
   // a stage whose model cannot fit beside models in use fails its batch instead of waiting.
   orchestrator::ModelManager* manager = nullptr;
+  // With a server's manager: its scheduler and the files it serves. A stage on a served file whose
+  // served context is at least the pipeline's runs on that instance, lent by its scheduler worker
+  // between batches (orchestrator::ExclusiveRequest), so the file is loaded and counted once.
+  orchestrator::Scheduler* scheduler = nullptr;
+  std::map<std::string, ServedModelRef> served;  // file -> served model
   std::string store_dir;                         // RAG store of embed stages with `collection:`
                                                  // (required when a stage has one)
 };
@@ -87,6 +102,7 @@ struct JobProgress {
   int64_t total = 0;              // documents given
   int64_t skipped = 0;            // finished in an earlier run (resume)
   int64_t done = 0, ok = 0, failed = 0, retried = 0;
+  int64_t empty = 0;              // no text: a "skipped" result line, not a failure
   double elapsed_seconds = 0;
   std::vector<StageStats> stages;
   nlohmann::ordered_json ToJson() const;
@@ -105,7 +121,7 @@ class Job {
   std::vector<nlohmann::ordered_json> Results() const;
   void Cancel();
   // Blocks until the job ends; returns the summary: {"pipeline", "documents", "ok", "failed",
-  // "skipped", "retried", "seconds", "stages": [{name, type, model, items, seconds, tokens,
+  // "empty", "skipped", "retried", "seconds", "stages": [{name, type, model, items, seconds, tokens,
   // tokens_per_second, items_per_minute, failures: {reason: n}}]}.
   Result<nlohmann::ordered_json> Wait();
 

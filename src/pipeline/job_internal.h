@@ -38,7 +38,8 @@ struct Doc {
   std::string collection;                 // embed: the collection its chunks were stored in
   Json models = Json::object();           // stage -> file
   bool failed = false;
-  std::string fail_stage, error, reason;  // reason: the short failure class for the summary
+  bool skipped = false;                   // no text (an empty file): reported, not a failure
+  std::string fail_stage, error, reason;  // reason: the short failure (or skip) class for the summary
   std::chrono::steady_clock::time_point started;
 };
 using DocPtr = std::shared_ptr<Doc>;
@@ -86,6 +87,7 @@ struct Job::Impl {
   orchestrator::ModelManager* manager = nullptr;
   std::map<std::string, std::string> stage_model;   // stage name -> file
   std::map<std::string, std::string> spec_name;     // file -> the manager's model name
+  std::map<std::string, std::string> served_name;   // file -> the served model lending its instance
   // file -> serialises calls on the model; shared by every job leasing the same spec of the same
   // manager (engine::Model is single-threaded).
   std::map<std::string, std::shared_ptr<std::mutex>> model_mu;

@@ -5,10 +5,12 @@
 //   each); every continuation is then fed after it and the sequence is cut back to the prompt.
 //   This is classification constrained to a label set: softmax over the label scores is the
 //   confidence.
-// - GenerateConstrained: greedy decoding of several prompts together (one forward pass per step
-//   for all unfinished sequences), each token restricted by its sequence's LogitProcessor.
+// - GenerateConstrained: greedy decoding of several prompts together through the engine's batch
+//   step (engine/batch.h: one forward pass per step for all unfinished sequences, up to the
+//   model's n_seq; a finished sequence's slot goes to the next prompt), each token restricted by
+//   its sequence's LogitProcessor; no end-of-sequence stop (the processor's Done() ends it).
 //
-// Prompts are handled in groups of the model's n_seq. A prompt that does not fit the context
+// Scoring handles prompts in groups of the model's n_seq. A prompt that does not fit the context
 // fails alone (its own Status); the others go on.
 //
 // Thread-safety: like engine::Model (one thread at a time per model).
@@ -24,12 +26,10 @@
 
 namespace qwenmux::pipeline {
 
-struct ScoreOutput {
-  Status status;                 // per prompt
-  std::vector<double> logprobs;  // per continuation
-};
+using ScoreOutput = engine::ScoreOutput;
 
-// `tokens` (if not null) is increased by the tokens run through the model.
+// engine::Model::ScoreContinuations. `tokens` (if not null) is increased by the tokens run
+// through the model.
 Result<std::vector<ScoreOutput>> ScoreContinuations(engine::Model& model, const std::vector<std::vector<int32_t>>& prompts,
                                                     const std::vector<std::vector<int32_t>>& continuations,
                                                     int64_t* tokens = nullptr);

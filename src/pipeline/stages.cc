@@ -76,7 +76,13 @@ void Job::Impl::RunRead(size_t stage, DocPtr d) {
   } else {
     d->parsed = std::move(*parsed);
     d->text = CutUtf8(DocumentText(d->parsed), static_cast<size_t>(st.max_chars));
-    if (d->text.find_first_not_of(" \t\r\n") == std::string::npos) Fail(stage, d, "empty document", "no text in the document");
+    if (d->text.find_first_not_of(" \t\r\n") == std::string::npos) {
+      // Nothing to process: a "skipped" result line, not a failure (a rerun does not redo it).
+      d->skipped = true;
+      d->fail_stage = st.name;
+      d->reason = "empty document";
+      d->error = "no text in the document";
+    }
   }
   AddStats(stage, 1, Since(t0), 0);
   Forward(stage, std::move(d));

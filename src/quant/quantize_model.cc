@@ -1,5 +1,7 @@
 #include "quant/quantize_model.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -155,12 +157,24 @@ std::vector<TensorPlan> PlanQuantization(std::span<const gguf::TensorInfo> tenso
 
 Status QuantizeModel(const std::string& in_path, const std::string& out_path,
                      const QuantizeModelOptions& options) {
+  struct stat in_st {}, out_st {};
+  if (::stat(in_path.c_str(), &in_st) == 0 && ::stat(out_path.c_str(), &out_st) == 0 &&
+      in_st.st_dev == out_st.st_dev && in_st.st_ino == out_st.st_ino) {
+    return Error(StatusCode::kInvalidArgument,
+                 "quantize: output {} is the input file {}; write to a new file", out_path, in_path);
+  }
   QM_ASSIGN_OR_RETURN(gguf::File in, gguf::File::Open(in_path));
   QM_ASSIGN_OR_RETURN(std::vector<TensorPlan> plan, PlanQuantization(in, options.ftype));
   for (const auto& p : plan) {
     if (p.from != p.to && !IsSupported(p.from)) {
       return Error(StatusCode::kUnsupported, "quantize: tensor {}: cannot convert from {}", p.name,
                    gguf::TensorTypeName(p.from));
+    }
+    if (p.from != p.to && IsQuantizedType(p.from) && !options.allow_requantize) {
+      return Error(StatusCode::kInvalidArgument,
+                   "quantize: {}: tensor {} is already quantized ({}); re-quantizing to {} loses "
+                   "precision twice (pass --allow-requantize to do it anyway)",
+                   in_path, p.name, gguf::TensorTypeName(p.from), gguf::TensorTypeName(p.to));
     }
   }
   gguf::Writer w;

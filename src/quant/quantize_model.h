@@ -53,10 +53,16 @@ std::vector<TensorPlan> PlanQuantization(std::span<const gguf::TensorInfo> tenso
 struct QuantizeModelOptions {
   FileType ftype = FileType::kQ4_K_M;
   size_t threads = 0;  // 0: one per hardware thread
+  // Re-encoding a tensor that is already quantized (Q8_0 -> Q4_K, ...) loses precision twice;
+  // without this flag QuantizeModel refuses it (llama.cpp's --allow-requantize). Float tensors
+  // (F32/F16/BF16) and tensors whose type does not change never need it.
+  bool allow_requantize = false;
   // Called before each tensor (index, count, plan entry); may be empty.
   std::function<void(size_t, size_t, const TensorPlan&)> progress;
 };
 
+// Refuses an output that is the input file (same device and inode, whatever the path: a
+// symlink or hard link to it included), since the result would replace the original.
 Status QuantizeModel(const std::string& in_path, const std::string& out_path,
                      const QuantizeModelOptions& options);
 

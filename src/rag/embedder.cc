@@ -25,7 +25,7 @@ int32_t Embedder::CountTokens(std::string_view text) const {
 
 std::vector<int32_t> Embedder::Tokens(std::string_view text) const {
   std::vector<int32_t> ids = model_->tokenizer().Encode(text);
-  const size_t room = static_cast<size_t>(std::max(1, model_->kv().n_ctx() - 1));  // <|endoftext|> is appended
+  const size_t room = static_cast<size_t>(std::max(1, model_->n_ctx() - 1));  // <|endoftext|> is appended
   if (ids.size() > room) ids.resize(room);
   return ids;
 }

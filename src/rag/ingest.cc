@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "base/mapped_file.h"
-#include "orchestrator/store/sha256.h"
+#include "base/sha256.h"
 #include "rag/reader.h"
 
 namespace qwenmux::rag {
@@ -24,7 +24,7 @@ std::string DocumentId(const std::string& path) {
   std::error_code ec;
   fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
   const std::string s = ec ? path : p.string();
-  return orchestrator::Sha256Hex(s.data(), s.size()).substr(0, 16);
+  return Sha256Hex(s.data(), s.size()).substr(0, 16);
 }
 
 std::vector<std::string> ExpandPaths(std::span<const std::string> paths, std::vector<std::string>* missing) {
@@ -105,7 +105,7 @@ Result<IngestSummary> Ingest(Store& store, Embedder& embedder, std::span<const s
     doc.source = path;
     doc.format = format;
     doc.bytes = static_cast<int64_t>(bytes->size());
-    doc.content_hash = orchestrator::Sha256Hex(bytes->data(), bytes->size());
+    doc.content_hash = Sha256Hex(bytes->data(), bytes->size());
     QM_ASSIGN_OR_RETURN(auto old, store.FindDocument(coll, doc.doc_id));
     if (old && old->content_hash == doc.content_hash) {
       ++sum.unchanged;
@@ -121,6 +121,15 @@ Result<IngestSummary> Ingest(Store& store, Embedder& embedder, std::span<const s
     }
     doc.title = parsed->title;
     std::vector<Chunk> chunks = ChunkDocument(*parsed, options.chunk, count);
+    if (chunks.empty()) {
+      // An empty file (or one with only whitespace or markup) is not a document: report it,
+      // store nothing, count it apart from the documents.
+      ++sum.skipped;
+      ev.status = "skipped";
+      ev.error = "no text in the document (empty file)";
+      report(ev);
+      continue;
+    }
     std::vector<std::string> texts;
     texts.reserve(chunks.size());
     for (const Chunk& c : chunks) texts.push_back(ChunkEmbedText(c.heading, c.text));

@@ -2,7 +2,9 @@
 // document -> vector index. Each document is reported through the event callback only after its
 // transaction committed. A file whose content hash matches the stored one is skipped (this is
 // what makes an interrupted ingest resumable: run it again); a changed file replaces the old
-// version; an unreadable or corrupt file is reported and skipped, never stopping the batch.
+// version; an unreadable, corrupt or binary file (or a path that does not exist) is reported as
+// "failed" and never stops the batch; a file with no text (empty) is reported as "skipped" and
+// stored nowhere.
 //
 // Thread-safety: one call at a time per Store and Embedder.
 #pragma once
@@ -28,14 +30,14 @@ struct IngestOptions {
 };
 
 struct IngestEvent {
-  std::string status;  // "added", "replaced", "unchanged", "failed"
+  std::string status;  // "added", "replaced", "unchanged", "skipped" (no text), "failed"
   std::string path, doc_id, error;
   int64_t chunks = 0;
   size_t index = 0, total = 0;  // file position in the batch, for progress
 };
 
 struct IngestSummary {
-  int64_t files = 0, added = 0, replaced = 0, unchanged = 0, failed = 0, chunks = 0, tokens = 0;
+  int64_t files = 0, added = 0, replaced = 0, unchanged = 0, skipped = 0, failed = 0, chunks = 0, tokens = 0;
   double seconds = 0, embed_seconds = 0;
   std::vector<IngestEvent> failures;
 };

@@ -130,6 +130,15 @@ std::vector<int> CitationsIn(std::string_view a) {
   return out;
 }
 
+CitationSplit SplitCitations(std::string_view answer, size_t n_sources) {
+  CitationSplit out;
+  for (int n : CitationsIn(answer)) {
+    if (n >= 1 && static_cast<size_t>(n) <= n_sources) out.cited.push_back(n);
+    else out.invalid.push_back(n);
+  }
+  return out;
+}
+
 nlohmann::json AnswerResult::ToJson() const {
   nlohmann::json src = nlohmann::json::array();
   for (const Source& s : sources)
@@ -179,7 +188,7 @@ Result<AnswerResult> Answer(Store& store, const std::string& collection, std::st
         "below. Reply with the queries only.\n\nQuestion: {}",
         options.max_rewrites, q);
     QM_ASSIGN_OR_RETURN(auto ids, ChatTokens(*models.query, kRewriteSystem, user, false));
-    const int32_t room = models.query->kv().n_ctx() - static_cast<int32_t>(ids.size());
+    const int32_t room = models.query->n_ctx() - static_cast<int32_t>(ids.size());
     if (room > 8) {
       engine::GenerateOptions g;
       g.sampler.temperature = 0;
@@ -203,7 +212,7 @@ Result<AnswerResult> Answer(Store& store, const std::string& collection, std::st
   engine::Model& gen = *models.generator;
   const std::string user_tail = fmt::format("Question: {}", q);
   QM_ASSIGN_OR_RETURN(auto bare, ChatTokens(gen, kAnswerSystem, "Sources:\n\n" + user_tail, options.thinking));
-  const int32_t n_ctx = gen.kv().n_ctx();
+  const int32_t n_ctx = gen.n_ctx();
   int32_t budget = n_ctx - static_cast<int32_t>(bare.size()) - options.max_answer_tokens - 8;
   if (options.context_tokens > 0) budget = std::min(budget, options.context_tokens);
   if (budget < 32)
@@ -255,10 +264,9 @@ Result<AnswerResult> Answer(Store& store, const std::string& collection, std::st
   res.answer = StripThink(out.text);
   res.answer_tokens = static_cast<int32_t>(out.tokens.size());
   res.finish_reason = out.finish_reason;
-  for (int n : CitationsIn(res.answer)) {
-    if (n >= 1 && n <= static_cast<int>(res.sources.size())) res.cited.push_back(n);
-    else res.invalid_citations.push_back(n);
-  }
+  CitationSplit citations = SplitCitations(res.answer, res.sources.size());
+  res.cited = std::move(citations.cited);
+  res.invalid_citations = std::move(citations.invalid);
   QM_RETURN_IF_ERROR(stage_done("response_generation", sw_gen.Ms()));
 
   // 6. Quality scoring: groundedness as P(yes) from the scoring model's yes/no logits.
@@ -274,11 +282,11 @@ Result<AnswerResult> Answer(Store& store, const std::string& collection, std::st
           "yes or no.",
           src.empty() ? "(none)\n\n" : src, q, ans);
       QM_ASSIGN_OR_RETURN(ids, ChatTokens(sc, kScoreSystem, user, false));
-      if (static_cast<int32_t>(ids.size()) < sc.kv().n_ctx()) break;
+      if (static_cast<int32_t>(ids.size()) < sc.n_ctx()) break;
       src.resize(src.size() * 3 / 4);  // too long for the scorer: keep the best-ranked part
       while (!src.empty() && (static_cast<unsigned char>(src.back()) & 0xC0) == 0x80) src.pop_back();
     }
-    if (static_cast<int32_t>(ids.size()) < sc.kv().n_ctx()) {
+    if (static_cast<int32_t>(ids.size()) < sc.n_ctx()) {
       QM_ASSIGN_OR_RETURN(auto scores, sc.RerankScores({ids}));
       res.score = scores.front();
     }

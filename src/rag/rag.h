@@ -98,5 +98,11 @@ Result<AnswerResult> Answer(Store& store, const std::string& collection, std::st
 // Pieces exposed for tests.
 std::vector<std::string> ParseRewrites(std::string_view text, std::string_view question, int max);
 std::vector<int> CitationsIn(std::string_view answer);  // [n], [n, m], [n][m], in order, distinct
+// The answer's citations split by whether they name one of `n_sources` sources (numbered from 1):
+// AnswerResult's cited and invalid_citations.
+struct CitationSplit {
+  std::vector<int> cited, invalid;
+};
+CitationSplit SplitCitations(std::string_view answer, size_t n_sources);
 
 }  // namespace qwenmux::rag

@@ -39,4 +39,9 @@ Result<ParsedDocument> ReadDocument(const std::string& path);
 // Whether `s` is valid UTF-8 without NUL bytes.
 bool IsTextUtf8(std::string_view s);
 
+// Text formats with more than this share of control bytes (C0 other than \t \n \r \f \v, and
+// DEL) are refused as binary data (kCorrupt).
+inline constexpr double kMaxControlShare = 0.10;
+size_t CountControlBytes(std::string_view s);
+
 }  // namespace qwenmux::rag

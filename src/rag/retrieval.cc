@@ -31,7 +31,7 @@ std::vector<std::pair<int64_t, double>> FuseRrf(const std::vector<std::vector<in
 
 Result<std::vector<float>> RerankTexts(engine::Model& reranker, std::string_view task, std::string_view query,
                                        const std::vector<std::string>& documents) {
-  const size_t room = static_cast<size_t>(std::max(16, reranker.kv().n_ctx() - 1));
+  const size_t room = static_cast<size_t>(std::max(16, reranker.n_ctx() - 1));
   std::vector<std::vector<int32_t>> prompts;
   for (const std::string& d : documents) {
     std::string_view doc = d;

@@ -109,6 +109,30 @@ std::string Store::IndexPath(int64_t collection_id) const {
   return fmt::format("{}/vectors/{}.hnsw", dir_, collection_id);
 }
 
+Result<std::unique_ptr<Store>> Store::OpenReadOnly(const std::string& dir) {
+  const std::string path = dir + "/store.db";
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) {
+    return Error(StatusCode::kNotFound, "store: there is no document store in {} (no store.db; `qwenmux ingest` "
+                 "creates one)", dir);
+  }
+  std::unique_ptr<Store> s(new Store());
+  s->dir_ = dir;
+  s->read_only_ = true;
+  if (sqlite3_open_v2(path.c_str(), &s->db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    return Error(StatusCode::kIo, "store: cannot open {}: {}", path, s->db_ ? sqlite3_errmsg(s->db_) : "out of memory");
+  }
+  sqlite3_busy_timeout(s->db_, 10000);
+  Stmt get(s->db_, "SELECT value FROM meta WHERE key='schema_version'");
+  Result<bool> has = get.Step("schema version");
+  if (!has.ok()) return Error(StatusCode::kCorrupt, "store: {} is not a qwenmux document store ({})", path, has.status().message());
+  if (!*has || get.Text(0) != std::to_string(kSchemaVersion)) {
+    return Error(StatusCode::kUnsupported, "store: {} has schema version {}; this qwenmux reads version {}", path,
+                 *has ? get.Text(0) : std::string("(none)"), kSchemaVersion);
+  }
+  return s;
+}
+
 Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   std::error_code ec;
   fs::create_directories(fs::path(dir) / "vectors", ec);
@@ -145,7 +169,24 @@ CollectionInfo ReadCollection(const Stmt& q) {
 
 }  // namespace
 
+Status ValidateCollectionName(std::string_view name) {
+  auto bad = [&](const char* why) {
+    return Error(StatusCode::kInvalidArgument, "collection name \"{}\": {} (1 to {} characters of A-Z a-z 0-9 . _ -, "
+                 "starting with a letter or digit)", std::string(name.substr(0, 80)), why, kMaxCollectionName);
+  };
+  if (name.empty()) return bad("empty");
+  if (name.size() > kMaxCollectionName) return bad("too long");
+  if (!std::isalnum(static_cast<unsigned char>(name[0]))) return bad("must start with a letter or digit");
+  for (char ch : name) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (!std::isalnum(c) && c != '.' && c != '_' && c != '-') return bad("character not allowed");
+  }
+  if (name.find("..") != std::string_view::npos) return bad("'..' not allowed");
+  return Status::Ok();
+}
+
 Result<CollectionInfo> Store::GetCollection(const std::string& name) {
+  QM_RETURN_IF_ERROR(ValidateCollectionName(name));
   Stmt q(db_, "SELECT id, name, embed_model, dim, created_at FROM collections WHERE name=?");
   QM_ASSIGN_OR_RETURN(bool row, q.Bind(1, name).Step("get collection"));
   if (!row) return Error(StatusCode::kNotFound, "store: no collection \"{}\" in {}", name, dir_);
@@ -153,7 +194,7 @@ Result<CollectionInfo> Store::GetCollection(const std::string& name) {
 }
 
 Result<CollectionInfo> Store::OpenCollection(const std::string& name, const std::string& embed_model, int32_t dim) {
-  if (name.empty() || name.size() > 200) return Error(StatusCode::kInvalidArgument, "store: bad collection name \"{}\"", name);
+  QM_RETURN_IF_ERROR(ValidateCollectionName(name));
   if (dim <= 0) return Error(StatusCode::kInvalidArgument, "store: embedding dimension {} for collection {}", dim, name);
   auto existing = GetCollection(name);
   if (existing.ok()) {
@@ -476,11 +517,13 @@ Result<VectorIndex*> Store::Vectors(const CollectionInfo& c, IndexRepair* repair
   r.added = static_cast<int64_t>(missing.size());
   VectorIndex* raw = index.get();
   indexes_[c.id] = std::move(index);
-  if (r.added > 0 || r.removed > 0) QM_RETURN_IF_ERROR(raw->Save(IndexPath(c.id)));
+  // A read-only store keeps the repaired index in memory (it writes nothing).
+  if ((r.added > 0 || r.removed > 0) && !read_only_) QM_RETURN_IF_ERROR(raw->Save(IndexPath(c.id)));
   return raw;
 }
 
 Status Store::Flush() {
+  if (read_only_) return Status::Ok();  // a repaired index stays in memory
   for (auto& [id, index] : indexes_)
     if (index->dirty()) QM_RETURN_IF_ERROR(index->Save(IndexPath(id)));
   return Status::Ok();

@@ -23,6 +23,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
@@ -33,6 +34,13 @@ struct sqlite3;
 namespace qwenmux::rag {
 
 inline constexpr int kSchemaVersion = 1;
+
+// Collection names: 1 to 64 characters of [A-Za-z0-9._-], starting with a letter or digit, so a
+// name never reads as a path ("../x", "/etc", "a/b") or an option. Checked wherever a name is
+// taken: the store (OpenCollection, GetCollection), the CLI through it, pipeline definitions and
+// the HTTP APIs. kInvalidArgument naming the rule.
+inline constexpr size_t kMaxCollectionName = 64;
+Status ValidateCollectionName(std::string_view name);
 
 struct CollectionInfo {
   int64_t id = 0;
@@ -89,6 +97,11 @@ class Store {
  public:
   // Opens (creating if needed) the store in `dir`.
   static Result<std::unique_ptr<Store>> Open(const std::string& dir);
+  // Opens an existing store for reading only (SQLITE_OPEN_READONLY), for the commands that only
+  // read (collection ls/stats, ask, eval): nothing is created, not even the directory; no
+  // store.db in `dir` is NotFound. Writes fail; Flush does nothing (a vector index repaired on
+  // open stays in memory).
+  static Result<std::unique_ptr<Store>> OpenReadOnly(const std::string& dir);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -134,6 +147,7 @@ class Store {
   std::string IndexPath(int64_t collection_id) const;
 
   std::string dir_;
+  bool read_only_ = false;
   sqlite3* db_ = nullptr;
   std::map<int64_t, std::unique_ptr<VectorIndex>> indexes_;
   std::map<int64_t, int64_t> chunk_counts_;  // collection id -> chunks (dropped on writes)

@@ -46,6 +46,16 @@ CpuForward::CpuForward(const model::ModelConfig& config, const ModelWeights& wei
   scores_.resize(pool_ ? pool_->size() : 1);
 }
 
+uint64_t CpuForward::scratch_bytes() const {
+  uint64_t n = 0;
+  for (const Scratch* s : {&x_, &a_, &q_, &k_, &v_, &attn_, &tmp_, &gate_, &up_, &hid_, &router_, &moe_in_,
+                           &moe_gate_, &moe_up_, &moe_out_}) {
+    n += s->capacity() * sizeof(float);
+  }
+  for (const Scratch& s : scores_) n += s.capacity() * sizeof(float);
+  return n;
+}
+
 void CpuForward::MatMul(const WeightView& w, const float* x, float* y, int64_t n) const {
   kernels::MatMul(w, x, w.cols, y, w.rows, n, pool_);
 }

@@ -29,6 +29,9 @@ class CpuForward {
   // null) and a row of n_embd final-normed hidden state in out_hidden (if not null).
   Status Run(std::span<const BatchEntry> batch, KvCache& kv, float* out_logits, float* out_hidden);
 
+  // Bytes the scratch buffers hold now (they grow to the largest batch seen).
+  uint64_t scratch_bytes() const;
+
  private:
   void RmsNormRows(const float* x, const float* w, float* y, int64_t n, int64_t dim) const;
   void QkNormRope(std::span<const BatchEntry> batch, float* q, float* k, const LayerWeights& l) const;
@@ -44,10 +47,24 @@ class CpuForward {
   std::vector<float> rope_freq_;  // [head_dim / 2] effective inverse frequencies
   float rope_mscale_ = 1.0f;      // YaRN attention factor on cos/sin
   // Scratch, grown on demand, in pages of its own so that an evicted model's scratch leaves RSS.
+  // n: tokens in the batch; m: tokens routed to one expert (m <= n).
   using Scratch = std::vector<float, PageAllocator<float>>;
-  Scratch x_, a_, q_, k_, v_, attn_, tmp_, gate_, up_, hid_, router_;
-  Scratch moe_in_, moe_gate_, moe_up_, moe_out_;
-  std::vector<Scratch> scores_;  // per thread [n_ctx]
+  Scratch x_;       // [n, n_embd] residual stream
+  Scratch a_;       // [n, n_embd] normed input of a block; at the end the output rows' final norm
+  Scratch q_;       // [n, n_head * head_dim]
+  Scratch k_;       // [n, n_head_kv * head_dim]
+  Scratch v_;       // [n, n_head_kv * head_dim]
+  Scratch attn_;    // [n, n_head * head_dim] attention output before attn_output
+  Scratch tmp_;     // [n, n_embd] block output before the residual add
+  Scratch gate_;    // [n, n_ff] dense FFN gate projection
+  Scratch up_;      // [n, n_ff] dense FFN up projection
+  Scratch hid_;     // [n, n_ff] SwiGLU(gate, up)
+  Scratch router_;  // [n, n_expert] router logits, then probabilities
+  Scratch moe_in_;    // [m, n_embd] the rows routed to one expert, gathered
+  Scratch moe_gate_;  // [m, n_ff_exp] gate projection, then SwiGLU(gate, up) in place
+  Scratch moe_up_;    // [m, n_ff_exp]
+  Scratch moe_out_;   // [m, n_embd] the expert's output before the weighted scatter-add
+  std::vector<Scratch> scores_;  // [pool threads][n_ctx] attention scores of one (token, head)
 };
 
 }  // namespace qwenmux::runtime

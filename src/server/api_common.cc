@@ -49,6 +49,7 @@ ApiError ErrorFromStatus(const Status& s) {
 }
 
 void SendApiError(Responder& r, const ApiError& e) {
+  r.NoteError(e.message);
   const char* type = e.status == 401   ? "authentication_error"
                      : e.status == 404 ? "not_found_error"
                      : e.status == 429 ? "rate_limit_error"
@@ -209,28 +210,36 @@ Result<std::optional<orchestrator::KeepAlive>> ParseKeepAlive(const Json* value)
   return R(orchestrator::KeepAlive(d->ms));
 }
 
-ChatDeltaSplitter::Delta ChatDeltaSplitter::Push(std::string_view text) {
+namespace {
+
+// What `now` adds to `sent` (and `sent` becomes `now`); nothing when `now` does not extend it.
+std::string Extend(std::string& sent, const std::string& now) {
+  if (now.size() <= sent.size() || now.compare(0, sent.size(), sent) != 0) return {};
+  std::string added = now.substr(sent.size());
+  sent = now;
+  return added;
+}
+
+}  // namespace
+
+ChatDeltaSplitter::Delta ChatDeltaSplitter::Emit(const chat::ParsedChatOutput& p) {
   Delta d;
-  if (text.empty()) return d;
+  d.reasoning = Extend(reasoning_sent_, p.message.reasoning_content.value_or(""));
+  d.content = Extend(content_sent_, p.message.content);
+  for (size_t i = calls_sent_; i < p.message.tool_calls.size(); ++i) d.tool_calls.push_back(p.message.tool_calls[i]);
+  calls_sent_ = std::max(calls_sent_, p.message.tool_calls.size());
+  return d;
+}
+
+ChatDeltaSplitter::Delta ChatDeltaSplitter::Push(std::string_view text) {
+  if (text.empty()) return {};
   text_.append(text);
   chat::ChatOutputOptions o;
   o.thinking = thinking_;
   o.partial = true;
-  const chat::ParsedChatOutput p = chat::ParseChatOutput(text_, o);
-  const std::string& r = p.message.reasoning_content.has_value() ? *p.message.reasoning_content : std::string();
-  // Emit only what extends what was sent (a trimmed newline may show up later).
-  if (r.size() > reasoning_sent_ && r.compare(0, reasoning_sent_, r, 0, reasoning_sent_) == 0) {
-    d.reasoning = r.substr(reasoning_sent_);
-    reasoning_sent_ = r.size();
-  }
-  const std::string& c = p.message.content;
-  if (c.size() > content_sent_) {
-    d.content = c.substr(content_sent_);
-    content_sent_ = c.size();
-  }
-  for (size_t i = calls_sent_; i < p.message.tool_calls.size(); ++i) d.tool_calls.push_back(p.message.tool_calls[i]);
-  calls_sent_ = std::max(calls_sent_, p.message.tool_calls.size());
-  return d;
+  // The partial parse of a prefix is a prefix of the final parse (chat::ParseChatOutput), so
+  // what is sent now is never taken back.
+  return Emit(chat::ParseChatOutput(text_, o));
 }
 
 chat::ParsedChatOutput ChatDeltaSplitter::Final() const {
@@ -239,20 +248,7 @@ chat::ParsedChatOutput ChatDeltaSplitter::Final() const {
   return chat::ParseChatOutput(text_, o);
 }
 
-ChatDeltaSplitter::Delta ChatDeltaSplitter::Flush() {
-  Delta d;
-  const chat::ParsedChatOutput p = Final();
-  const std::string r = p.message.reasoning_content.value_or("");
-  if (r.size() > reasoning_sent_ && r.compare(0, reasoning_sent_, r, 0, reasoning_sent_) == 0) {
-    d.reasoning = r.substr(reasoning_sent_);
-    reasoning_sent_ = r.size();
-  }
-  if (p.message.content.size() > content_sent_) {
-    d.content = p.message.content.substr(content_sent_);
-    content_sent_ = p.message.content.size();
-  }
-  return d;
-}
+ChatDeltaSplitter::Delta ChatDeltaSplitter::Flush() { return Emit(Final()); }
 
 std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 

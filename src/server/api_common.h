@@ -87,14 +87,18 @@ class ChatDeltaSplitter {
   // The final split of everything (not partial).
   chat::ParsedChatOutput Final() const;
   // What the final split has beyond what Push returned (held-back newlines, a trailing partial
-  // tag that turned out to be text); tool calls are left to the caller (compare counts).
+  // tag that turned out to be text, tool calls closed by the end of the stream). After Flush,
+  // the concatenated deltas equal Final()'s reasoning, content and tool calls.
   Delta Flush();
   const std::string& text() const { return text_; }
 
  private:
+  Delta Emit(const chat::ParsedChatOutput& p);
+
   bool thinking_;
   std::string text_;
-  size_t reasoning_sent_ = 0, content_sent_ = 0, calls_sent_ = 0;
+  std::string reasoning_sent_, content_sent_;  // concatenation of the deltas so far
+  size_t calls_sent_ = 0;
 };
 
 // JSON text of a value, invalid UTF-8 replaced (never throws).

@@ -2,24 +2,51 @@
 
 #include <unistd.h>
 
+#include <cstdint>
+
 #include <fmt/format.h>
 
 #include "orchestrator/config/config.h"
 #include "orchestrator/config/units.h"
-#include "gguf/gguf.h"
-#include "model/config.h"
-#include "orchestrator/manager/memory_estimate.h"
 #include "orchestrator/setup/setup.h"
+#include "rag/store.h"
+#include "server/generation.h"
 
 namespace qwenmux::server {
 
+Status AppOptions::Validate() const {
+  auto range = [](const char* flag, int64_t v, int64_t lo, int64_t hi) -> Status {
+    if (v >= lo && v <= hi) return Status::Ok();
+    return Error(StatusCode::kInvalidArgument, "{} {}: must be between {} and {}", flag, v, lo, hi);
+  };
+  QM_RETURN_IF_ERROR(range("--ctx", models.n_ctx, 1, orchestrator::kMaxContextTokens));
+  QM_RETURN_IF_ERROR(range("--parallel", models.parallel, 1, orchestrator::kMaxParallel));
+  QM_RETURN_IF_ERROR(range("--max-queue", scheduler.max_queue, AppLimits::kMinMaxQueue, AppLimits::kMaxMaxQueue));
+  QM_RETURN_IF_ERROR(range("--max-tokens", limits.max_tokens, AppLimits::kMinMaxTokens, INT32_MAX));
+  QM_RETURN_IF_ERROR(range("--max-connections", http.limits.max_connections, AppLimits::kMinMaxConnections,
+                           INT32_MAX));
+  if (http.limits.max_body_bytes < AppLimits::kMinMaxBody)
+    return Error(StatusCode::kInvalidArgument, "--max-body {}: must be at least {} bytes",
+                 http.limits.max_body_bytes, AppLimits::kMinMaxBody);
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
+  QM_RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<App> app(new App());
   app->options_ = std::move(options);
   app->log_ = std::move(log);
+  if (app->options_.log.format == LogFormat::kJson) {
+    // Every line a JSON object: the startup lines below become {"event": "message", "msg": ...}.
+    app->log_ = [inner = std::move(app->log_)](const std::string& line) {
+      inner(line.starts_with("{") ? line : FormatMessageLine(line, LogFormat::kJson));
+    };
+  }
   AppOptions& o = app->options_;
   orchestrator::Metrics* metrics = o.metrics ? o.metrics : &orchestrator::Metrics::Global();
 
+  // Everything about the models comes from BuildServeSetup: one read of each file's header,
+  // one budget, one role rule.
   orchestrator::ServeInputs in;
   if (!o.config_path.empty()) {
     QM_ASSIGN_OR_RETURN(in.config, orchestrator::LoadConfig(o.config_path));
@@ -29,44 +56,15 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
   in.gpu_memory_budget = o.gpu_memory_budget;
   in.device = o.device;
   in.extra_models = o.model_flags;
-  orchestrator::ServeSetup setup;
-  auto built = orchestrator::BuildServeSetup(in);
-  if (built.ok()) {
-    setup = std::move(*built);
-  } else if (built.status().code() == StatusCode::kNotFound && in.config.models.empty() && o.model_flags.empty()) {
-    // A fresh machine: nothing configured, nothing pulled. Serve anyway (/health, empty lists).
-    if (!o.memory_budget.empty()) QM_RETURN_IF_ERROR(orchestrator::ApplyMemoryBudgetFlag(in.config, o.memory_budget));
-    setup.total_ram = orchestrator::PhysicalMemoryBytes();
-    setup.budget_bytes = in.config.memory.Resolve(setup.total_ram);
-    setup.manager.budget_bytes = setup.budget_bytes;
-    if (!o.gpu_memory_budget.empty()) QM_RETURN_IF_ERROR(orchestrator::ApplyGpuMemoryBudgetFlag(in.config, o.gpu_memory_budget));
-    setup.manager.gpu_budget = in.config.memory.gpu_budget;
-    setup.policy.default_model = in.config.router.default_model;
-  } else {
-    return built.status();
-  }
+  in.flag_models = o.models;
+  // A fresh machine (nothing configured, nothing pulled) still serves: /health, empty lists.
+  in.allow_no_models = true;
+  QM_ASSIGN_OR_RETURN(orchestrator::ServeSetup setup, orchestrator::BuildServeSetup(in));
   for (const std::string& line : setup.log) app->log_("serve: " + line);
 
-  // --model files: the command line's context, parallelism (the setup uses the training
-  // context); threads for every model.
-  const size_t first_flag = setup.specs.size() - std::min(setup.specs.size(), o.model_flags.size());
   std::vector<ServedModel> served;
   for (size_t i = 0; i < setup.specs.size(); ++i) {
-    orchestrator::ModelSpec& spec = setup.specs[i];
-    orchestrator::RouterCandidate& cand = setup.candidates[i];
-    spec.load.n_threads = o.threads;
-    if (i >= first_flag) {
-      spec.load.n_ctx = std::min(spec.load.n_ctx, o.n_ctx);
-      spec.load.n_seq = std::max(1, o.parallel);
-      auto f = gguf::File::Open(spec.path);
-      auto mc = f.ok() ? model::ReadConfig(*f) : Result<model::ModelConfig>(f.status());
-      if (mc.ok()) cand.memory_bytes = orchestrator::EstimateMemory(*f, *mc, spec.load).total();
-    }
-    auto m = DescribeModel(spec.name, spec.path, spec.load.n_ctx);
-    if (!m.ok()) return m.status();
-    m->role = cand.role;
-    m->aliases = cand.aliases;
-    served.push_back(std::move(*m));
+    served.push_back(MakeServedModel(setup.specs[i], setup.candidates[i], setup.facts[i]));
   }
   app->specs_ = setup.specs;
 
@@ -76,6 +74,16 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
   if (o.query_device) mo.query_device = o.query_device;
   if (o.load_model) mo.load_model = o.load_model;
   mo.log = [log = app->log_](const std::string& line) { log("serve: " + line); };
+  // Compiled constraints share the budget with the models (and show in ps and /metrics).
+  SetConstraintCacheBytes(o.constraint_cache_bytes);
+  mo.external_bytes = [] { return ConstraintCacheBytes(); };
+  App* raw = app.get();
+  const LogFormat log_format = o.log.format;
+  if (!o.log.quiet) {
+    mo.on_event = [raw, log_format](const orchestrator::ModelEvent& e) { raw->log_(FormatModelLine(e, log_format)); };
+    o.http.request_log = [raw, log_format](const RequestLogEntry& e) { raw->log_(FormatRequestLine(e, log_format)); };
+  }
+  o.http.log_bodies = o.log.log_prompts;
   app->manager_ = std::make_unique<orchestrator::ModelManager>(mo);
   {
     const runtime::CudaDeviceInfo& gpu = app->manager_->gpu();
@@ -89,43 +97,55 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
     }
   }
   for (const auto& spec : app->specs_) QM_RETURN_IF_ERROR(app->manager_->Register(spec));
-  orchestrator::SchedulerOptions so;
-  so.max_queue = o.max_queue;
+  orchestrator::SchedulerOptions so = o.scheduler;
   so.metrics = metrics;
   app->scheduler_ = std::make_unique<orchestrator::Scheduler>(app->manager_.get(), so);
   app->service_ = std::make_unique<Service>(app->manager_.get(), app->scheduler_.get(), metrics, o.limits);
   for (ServedModel& m : served) QM_RETURN_IF_ERROR(app->service_->AddModel(std::move(m)));
   app->service_->SetRouter(setup.candidates, setup.policy);
-  RagApiOptions ro;
-  ro.store_dir = o.rag_store;
+  RagApiOptions ro = o.rag;
   ro.config = in.config;
-  ro.stage_models = o.rag_models;
   ro.models_dir = setup.models_dir.empty() ? o.models_dir : setup.models_dir;
-  ro.n_ctx = o.n_ctx;
-  ro.threads = o.threads;
-  ro.max_concurrent = o.rag_max_concurrent;
+  ro.n_ctx = o.models.n_ctx;
+  ro.threads = o.models.threads;
   QM_ASSIGN_OR_RETURN(app->rag_, RagApi::Create(app->service_.get(), std::move(ro)));
   app->service_->SetRag(app->rag_.get());
   app->http_ = std::make_unique<HttpServer>(o.http);
   app->service_->RegisterRoutes(*app->http_);
   if (!o.config_path.empty()) app->config_ = std::make_unique<orchestrator::Config>(in.config);
-  // Pipeline jobs store their collections where POST /v1/rag reads them.
+  // Pipeline jobs store into their own directories; only the collections the operator allows
+  // (--jobs-write-collections) go where POST /v1/rag reads them.
   PipelineJobOptions jo = o.jobs;
   if (jo.store_dir.empty()) jo.store_dir = app->rag_->store_dir();
-  app->jobs_ = std::make_unique<PipelineJobs>(jo, app->manager_.get(), app->config_.get(), setup.models_dir, o.threads);
+  // Pipeline stages on a served file run on the served instance (one load, counted once).
+  std::map<std::string, pipeline::ServedModelRef> served_files;  // file -> served model
+  for (const ServedModel& m : app->service_->models()) served_files.emplace(m.path, pipeline::ServedModelRef{m.name, m.n_ctx});
+  for (const std::string& c : jo.write_collections) {
+    if (Status v = rag::ValidateCollectionName(c); !v.ok()) return v.WithContext("serve: --jobs-write-collections");
+  }
+  app->jobs_ = std::make_unique<PipelineJobs>(jo, app->manager_.get(), app->config_.get(), setup.models_dir,
+                                              o.models.threads, app->scheduler_.get(), std::move(served_files));
+  if (app->jobs_->enabled()) QM_RETURN_IF_ERROR(app->jobs_->PrepareWorkDir().WithContext("serve: --work-dir"));
   QM_RETURN_IF_ERROR(RegisterPipelineRoutes(*app->service_, *app->jobs_, *app->http_, setup.models_dir, app->config_.get()));
 
   const auto& L = o.http.limits;
-  app->log_(fmt::format("serve: memory budget {}, {} per --model sequence, {} sequences per --model file, queue {} per model",
-                        orchestrator::FormatSize(mo.budget_bytes), o.n_ctx, o.parallel, o.max_queue));
+  app->log_(fmt::format("serve: memory budget {} (compiled constraints up to {} of it), {} per --model sequence, {} "
+                        "sequences per --model file, queue {} per model",
+                        orchestrator::FormatSize(mo.budget_bytes), orchestrator::FormatSize(o.constraint_cache_bytes),
+                        o.models.n_ctx, o.models.parallel, so.max_queue));
   app->log_(fmt::format("serve: limits: body {} B, header {} B, {} connections, max_tokens {}, api keys: {}, CORS: {}, "
                         "host check: {}",
                         L.max_body_bytes, L.max_header_bytes, L.max_connections, o.limits.max_tokens,
                         o.http.security.api_keys.empty() ? "off" : "on",
                         o.http.security.cors_origins.empty() ? "off" : fmt::format("{}", fmt::join(o.http.security.cors_origins, ",")),
                         o.http.security.check_host ? "on" : "off"));
-  app->log_(fmt::format("serve: pipeline jobs: at most {} at once, work dir {}, data roots: {}, pipelines: {}",
-                        app->jobs_->options().max_running, app->jobs_->work_dir(),
+  app->log_(fmt::format("serve: pipeline jobs: {}, work dir {}, write collections of the document store: {}, "
+                        "data roots: {}, pipelines: {}",
+                        app->jobs_->enabled() ? fmt::format("at most {} at once", app->jobs_->options().max_running)
+                                              : std::string("off (--max-jobs 0)"),
+                        app->jobs_->work_dir(),
+                        jo.write_collections.empty() ? "none (jobs write to their own store)"
+                                                     : fmt::format("{}", fmt::join(jo.write_collections, ", ")),
                         o.jobs.data_roots.empty() ? "none (inline documents only)" : fmt::format("{}", fmt::join(o.jobs.data_roots, ", ")),
                         o.jobs.pipeline_dirs.empty() ? "none" : fmt::format("{}", fmt::join(o.jobs.pipeline_dirs, ", "))));
   for (const ServedModel& m : app->service_->models()) {
@@ -182,8 +202,10 @@ void App::Shutdown() {
   }
   if (http_->InFlight() > 0) log_(fmt::format("serve: cancelling {} request(s)", http_->InFlight()));
   http_->CancelAll();
+  // RAG pipelines first: they stop at their next event and give back their leases and the served
+  // models their scheduler workers lent them (a worker waits for that before it can stop).
+  rag_->Shutdown();
   scheduler_->Shutdown();  // every on_done runs (cancelled), so every response ends
-  rag_->Shutdown();        // RAG pipelines stop at their next event and release their leases
   const auto flush = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   while (http_->InFlight() > 0 && std::chrono::steady_clock::now() < flush) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

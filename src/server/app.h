@@ -18,13 +18,28 @@
 #include "orchestrator/manager/model_manager.h"
 #include "orchestrator/metrics/metrics.h"
 #include "orchestrator/scheduler/scheduler.h"
+#include "orchestrator/setup/setup.h"
 #include "server/http_server.h"
 #include "server/pipeline_jobs.h"
 #include "server/rag_api.h"
+#include "server/server_log.h"
 #include "server/service.h"
 
 namespace qwenmux::server {
 
+// Accepted ranges of the numeric serve settings (one place: AppOptions::Validate checks them at
+// startup, apps/qwenmux/serve.cc puts the same bounds on its flags; context and parallel are
+// shared with qwenmux.yaml through orchestrator::kMaxContextTokens / kMaxParallel).
+struct AppLimits {
+  static constexpr int32_t kMinMaxQueue = 1, kMaxMaxQueue = 1 << 20;
+  static constexpr int32_t kMinMaxTokens = 1;
+  static constexpr size_t kMinMaxBody = 1024;             // a request is JSON of some size
+  static constexpr int32_t kMinMaxConnections = 1;
+};
+
+// Every default of `qwenmux serve` is declared once, in the struct that uses it (here or in the
+// structs below); apps/qwenmux/serve.cc binds its flags to these fields and `serve --help` shows
+// their values.
 struct AppOptions {
   std::string config_path;               // qwenmux.yaml ("" = none)
   std::vector<std::string> model_flags;  // "FILE.gguf" or "FILE.gguf=ALIAS"
@@ -36,26 +51,34 @@ struct AppOptions {
   std::function<runtime::CudaDeviceInfo(int)> query_device;
   std::function<Result<std::unique_ptr<engine::Model>>(const std::string&, const engine::LoadOptions&)> load_model;
   std::string models_dir;                // model store for catalog names in the config
+  orchestrator::ModelFlagOptions models;     // context and sequences of --model files, threads
   HttpServerOptions http;
   ServiceLimits limits;
-  int32_t n_ctx = 4096;                  // per sequence, for --model files
-  int32_t parallel = 4;                  // sequences per model sharing a batch
-  size_t threads = 0;                    // compute threads per model (0: all)
-  int32_t max_queue = 64;                // waiting requests per model
+  orchestrator::SchedulerOptions scheduler;  // max_queue (metrics: set by App)
   std::chrono::milliseconds shutdown_grace{10000};  // in-flight requests may finish within this
   orchestrator::Metrics* metrics = nullptr;          // default Metrics::Global()
-  // RAG (POST /v1/rag, rag_api.h): the document store, stage -> model overrides of the config's
-  // pipelines.rag, pipelines running at once.
-  std::string rag_store;                             // "" = $QWENMUX_HOME/rag or ~/.qwenmux/rag
-  std::map<std::string, std::string> rag_models;
-  int32_t rag_max_concurrent = 2;
+  // RAG (POST /v1/rag, rag_api.h): store_dir, stage_models (over the config's pipelines.rag),
+  // max_concurrent. App sets the rest (config, models_dir, n_ctx and threads from `models`).
+  RagApiOptions rag;
   PipelineJobOptions jobs;               // /v1/pipelines/jobs: data roots, work dir, caps
+  // Compiled JSON-schema / tool-call constraints (process-wide cache, generation.h): byte cap,
+  // counted in the model manager's memory budget.
+  uint64_t constraint_cache_bytes = uint64_t{256} << 20;
+  // After startup: a line per request and per model load/unload through the Log callback
+  // (server_log.h), unless quiet. In JSON format every line the callback gets is JSON.
+  ServerLogOptions log;
+
+  // Refuses settings on which every request would fail (--ctx 0, --parallel 100000,
+  // --max-queue 0, --max-tokens 0, --max-body 0, --max-connections 0), naming the flag and its
+  // range. App::Create calls it first.
+  Status Validate() const;
 };
 
 class App {
  public:
   using Log = std::function<void(const std::string&)>;
-  // Reads the config and the model files' headers; nothing is loaded or bound yet.
+  // Reads the config and the model files' headers (once, in orchestrator::BuildServeSetup);
+  // nothing is loaded or bound yet.
   static Result<std::unique_ptr<App>> Create(AppOptions options, Log log);
   ~App();
 

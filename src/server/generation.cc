@@ -1,5 +1,7 @@
 #include "server/generation.h"
 
+#include <mutex>
+
 #include <fmt/format.h>
 
 #include "server/prompt.h"
@@ -10,15 +12,44 @@ namespace {
 
 // Compiled constraints shared by every request of the process: a schema sent again is not
 // compiled again, and its requests share the per-state token masks already computed.
+// Bounded by bytes (grammars + mask caches; SetConstraintCacheBytes), counted in the model
+// manager's memory figure and exported in /metrics.
 structured::ConstraintCache& Constraints() {
-  static structured::ConstraintCache cache(128);
+  static structured::ConstraintCache cache;
   return cache;
+}
+
+std::mutex& CompileHookMutex() {
+  static std::mutex mu;
+  return mu;
+}
+std::function<void()>& CompileHook() {  // under CompileHookMutex()
+  static std::function<void()> hook;
+  return hook;
+}
+std::function<void()> CurrentCompileHook() {
+  std::lock_guard<std::mutex> lk(CompileHookMutex());
+  return CompileHook();
+}
+
+// Schema options whose constraint counts its bytes in the process-wide cache.
+structured::JsonSchemaOptions SchemaOptions() {
+  structured::JsonSchemaOptions o;
+  o.constraint = Constraints().options();
+  return o;
 }
 
 Status SetConstraint(GenerationJob* job, const std::string& key,
                      const std::function<Result<structured::Constraint>(std::shared_ptr<const structured::VocabIndex>)>& compile) {
   std::shared_ptr<const structured::VocabIndex> vocab = structured::VocabIndex::Shared(*job->tok);
-  QM_ASSIGN_OR_RETURN(structured::Constraint c, Constraints().GetOrCompile(*vocab, key, [&] { return compile(vocab); }));
+  // Compiled here, on the HTTP work pool, with the start state's masks: the model's worker
+  // only ever finds the constraint ready (one schema cannot stall the other requests' steps).
+  QM_ASSIGN_OR_RETURN(structured::Constraint c, Constraints().GetOrCompile(*vocab, key, [&]() -> Result<structured::Constraint> {
+    if (auto hook = CurrentCompileHook()) hook();
+    QM_ASSIGN_OR_RETURN(structured::Constraint compiled, compile(vocab));
+    QM_RETURN_IF_ERROR(structured::WarmStartMasks(compiled));
+    return compiled;
+  }));
   if (c && job->constraint) {
     return Error(StatusCode::kInvalidArgument, "tool_choice: a forced tool call cannot be combined with response_format");
   }
@@ -61,18 +92,33 @@ Status CheckLimits(Service& service, std::optional<int64_t> max_tokens, Generati
 }
 
 Status SetJsonSchema(GenerationJob* job, const Json& schema) {
+  // The schema's size is checked before its text becomes a cache key.
+  const size_t text = schema.dump().size();
+  const structured::JsonSchemaOptions o = SchemaOptions();
+  if (text > static_cast<size_t>(o.max_schema_bytes)) {
+    return Error(StatusCode::kInvalidArgument, "json schema: {} bytes of JSON, more than the limit of {}", text,
+                 o.max_schema_bytes);
+  }
   return SetConstraint(job, "schema:" + schema.dump(),
-                       [&](auto vocab) { return structured::CompileJsonSchema(schema, std::move(vocab)); });
+                       [&](auto vocab) { return structured::CompileJsonSchema(schema, std::move(vocab), o); });
 }
 
 size_t CachedConstraints() { return Constraints().size(); }
+uint64_t ConstraintCacheBytes() { return Constraints().memory()->used(); }
+uint64_t ConstraintCacheMaxBytes() { return Constraints().max_bytes(); }
+void SetConstraintCacheBytes(uint64_t max_bytes) { Constraints().set_max_bytes(static_cast<size_t>(max_bytes)); }
+void SetConstraintCompileHookForTesting(std::function<void()> hook) {
+  std::lock_guard<std::mutex> lk(CompileHookMutex());
+  CompileHook() = std::move(hook);
+}
 
 Status SetJsonObject(GenerationJob* job) {
-  return SetConstraint(job, "json_object", [](auto vocab) { return structured::CompileJsonObject(std::move(vocab)); });
+  return SetConstraint(job, "json_object", [](auto vocab) { return structured::CompileJsonObject(std::move(vocab), SchemaOptions()); });
 }
 
 Status SetToolChoice(GenerationJob* job, const Json& tools, const Json& tool_choice, bool parallel_calls) {
   structured::ToolCallOptions o;
+  o.schema = SchemaOptions();
   if (!parallel_calls) o.max_calls = 1;
   return SetConstraint(job, fmt::format("tools:{}:{}:{}", o.max_calls, tool_choice.dump(), tools.dump()), [&](auto vocab) {
     return structured::MakeToolCallConstraint(tools, tool_choice, std::move(vocab), o);

@@ -37,11 +37,19 @@ struct GenerationJob {
 // Constraints from request fields, compiled against the job's vocabulary (LoadTokenizer first).
 // Errors name the field (kInvalidArgument / kUnsupported).
 // Constraints are compiled once per distinct schema / tool set and shared by later requests
-// (a process-wide structured::ConstraintCache); CachedConstraints() is its size.
+// (a process-wide structured::ConstraintCache, bounded by bytes); CachedConstraints() is its
+// size, ConstraintCacheBytes() the bytes compiled constraints hold now (grammars and mask
+// caches, evicted ones still in use included). Compilation (and the start state's masks) runs
+// on the calling thread, the HTTP work pool, never on the model's worker.
 Status SetJsonSchema(GenerationJob* job, const Json& schema);
 Status SetJsonObject(GenerationJob* job);
 Status SetToolChoice(GenerationJob* job, const Json& tools, const Json& tool_choice, bool parallel_calls);
 size_t CachedConstraints();
+uint64_t ConstraintCacheBytes();
+uint64_t ConstraintCacheMaxBytes();
+void SetConstraintCacheBytes(uint64_t max_bytes);  // serve --constraint-cache (default 256 MiB)
+// Runs `hook` on the compiling thread before each compile (tests: event ordering).
+void SetConstraintCompileHookForTesting(std::function<void()> hook);
 
 // Loads the route's tokenizer into job->tok.
 Status LoadTokenizer(Service& service, GenerationJob* job);

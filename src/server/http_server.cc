@@ -96,6 +96,15 @@ class ResponderImpl final : public Responder, public std::enable_shared_from_thi
   void Cancel(bool client_gone);
   void Detach();  // connection closed
 
+  void NoteUsage(std::string model, int64_t prompt_tokens, int64_t completion_tokens) override;
+  void NoteError(std::string message) override;
+  // What the request log line needs from the request (before the handler runs).
+  void SetLogContext(std::string method, std::chrono::steady_clock::time_point started, std::string body) {
+    log_.method = std::move(method);
+    log_.body = std::move(body);
+    started_at_ = started;
+  }
+
  private:
   std::string Head(int status, const std::string& content_type, const HeaderList& headers,
                    bool chunked, size_t length) const;
@@ -114,6 +123,8 @@ class ResponderImpl final : public Responder, public std::enable_shared_from_thi
   std::vector<std::function<void()>> hooks_;
   std::atomic<size_t> queued_{0};
   bool counted_ = true;  // still in HttpServer::in_flight_
+  RequestLogEntry log_;  // under mu_; written to HttpServerOptions::request_log by Finish()
+  std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
 };
 
 struct HttpServer::Impl {
@@ -164,6 +175,13 @@ struct HttpServer::Impl {
   void Finished(ResponderImpl* r) {
     std::lock_guard<std::mutex> lk(live_mu);
     live.erase(r);
+  }
+  void LogRequest(RequestLogEntry& e, std::chrono::steady_clock::time_point started) const {
+    if (!opts.request_log) return;
+    e.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    if (!opts.log_bodies) e.body.clear();
+    if (e.body.size() > 4096) e.body.resize(4096);
+    opts.request_log(e);
   }
 };
 
@@ -225,10 +243,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnHeader(beast::error_code ec) {
     if (ec) return ReadFailed(ec);
     ++requests_;
+    request_started_ = std::chrono::steady_clock::now();
     auto& h = parser_->get();
     const std::string path(h.target().substr(0, h.target().find('?')));
     const HttpServerOptions& o = impl_->opts;
     if (impl_->draining.load()) return SendError(path, 503, "server is shutting down", {{"Retry-After", "5"}});
+    // RFC 7230 section 5.4: a request with more than one Host field is invalid (otherwise the
+    // rebinding check would read one of them and a proxy or virtual host the other).
+    if (h.count(http::field::host) > 1) return SendError(path, 400, "more than one Host header");
     if (o.security.check_host && !HostAllowed(std::string(h[http::field::host]), o.security.allowed_hosts)) {
       return SendError(path, 403, "Host header not allowed (DNS rebinding protection); use --host or allowed hosts");
     }
@@ -329,6 +351,7 @@ class Session : public std::enable_shared_from_this<Session> {
                        {{"Allow", allow}});
     }
     auto responder = std::make_shared<ResponderImpl>(shared_from_this(), impl_, keep_alive_, cors_, req->path);
+    responder->SetLogContext(req->method, request_started_, impl_->opts.log_bodies ? req->body : std::string());
     current_ = responder;
     (*impl_->in_flight).fetch_add(1);
     {
@@ -411,6 +434,12 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void SendError(const std::string& path, int status, const std::string& message, HeaderList extra = {}) {
+    RequestLogEntry e;
+    e.method = parser_ && parser_->is_header_done() ? std::string(parser_->get().method_string()) : "-";
+    e.path = path.empty() ? "-" : path;
+    e.status = status;
+    e.error = message;
+    impl_->LogRequest(e, request_started_);
     SendRaw(status, "application/json", impl_->ErrorBody(path, status, message), std::move(extra), false);
   }
 
@@ -459,6 +488,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string writing_buf_;
   std::weak_ptr<ResponderImpl> current_;
   std::shared_ptr<ResponderImpl> finished_responder_;
+  std::chrono::steady_clock::time_point request_started_ = std::chrono::steady_clock::now();
 };
 
 // ---- ResponderImpl ----
@@ -474,9 +504,24 @@ ResponderImpl::~ResponderImpl() {
 void ResponderImpl::Finish() {  // under mu_ or from the destructor
   if (counted_) {
     counted_ = false;
+    log_.path = path_;
+    log_.cancelled = cancelled_.load();
+    if (!impl_->dying.load()) impl_->LogRequest(log_, started_at_);
     impl_->in_flight->fetch_sub(1);
     impl_->Finished(this);
   }
+}
+
+void ResponderImpl::NoteUsage(std::string model, int64_t prompt_tokens, int64_t completion_tokens) {
+  std::lock_guard<std::mutex> lk(mu_);
+  log_.model = std::move(model);
+  log_.prompt_tokens = prompt_tokens;
+  log_.completion_tokens = completion_tokens;
+}
+
+void ResponderImpl::NoteError(std::string message) {
+  std::lock_guard<std::mutex> lk(mu_);
+  log_.error = std::move(message);
 }
 
 std::string ResponderImpl::Head(int status, const std::string& content_type, const HeaderList& headers, bool chunked,
@@ -505,6 +550,7 @@ void ResponderImpl::Send(int status, std::string content_type, std::string body,
   std::lock_guard<std::mutex> lk(mu_);
   if (started_ || ended_) return;
   started_ = ended_ = true;
+  log_.status = status;
   Post(Head(status, content_type, headers, false, body.size()) + body, true);
   Finish();
 }
@@ -513,6 +559,7 @@ void ResponderImpl::StartStream(int status, std::string content_type, HeaderList
   std::lock_guard<std::mutex> lk(mu_);
   if (started_ || ended_) return;
   started_ = true;
+  log_.status = status;
   Post(Head(status, content_type, headers, true, 0), false);
 }
 

@@ -75,6 +75,23 @@ class Responder {
   virtual bool cancelled() const = 0;
   // Runs `hook` once when the request is cancelled (at once if it already is). Any thread.
   virtual void OnCancel(std::function<void()> hook) = 0;
+  // For the request log line (HttpServerOptions::request_log): the model that served the request
+  // and its token counts (-1: not applicable), and the error message of a failed request. Any
+  // thread, before the response ends; later calls replace earlier ones.
+  virtual void NoteUsage(std::string /*model*/, int64_t /*prompt_tokens*/, int64_t /*completion_tokens*/) {}
+  virtual void NoteError(std::string /*message*/) {}
+};
+
+// One finished request, for the server log (no request text unless log_bodies is set).
+struct RequestLogEntry {
+  std::string method, path;
+  int status = 0;                // 0: no response was started (the client left first)
+  std::string model;             // "" if not known (no model ran, or the request failed early)
+  int64_t prompt_tokens = -1, completion_tokens = -1;  // -1: not applicable
+  double duration_ms = 0;        // from the whole request read to the last byte queued
+  bool cancelled = false;        // the client disconnected (or the server cancelled it)
+  std::string error;             // the message of an error answer ("" otherwise)
+  std::string body;              // the request body (prompt text), only with log_bodies
 };
 
 using Handler = std::function<void(const HttpRequest&, std::shared_ptr<Responder>)>;
@@ -91,6 +108,10 @@ struct HttpServerOptions {
   HttpLimits limits;
   HttpSecurity security;
   std::vector<std::string> open_paths = {"/health"};  // no API key needed
+  // Called once per request when its response ends (handlers and the HTTP layer's own errors);
+  // on an I/O or work thread, so it must be thread-safe and quick. Empty: no request log.
+  std::function<void(const RequestLogEntry&)> request_log;
+  bool log_bodies = false;                 // RequestLogEntry::body (first 4 KiB); prompts in the log
 };
 
 class HttpServer {

@@ -3,6 +3,7 @@
 // is 503 with Retry-After (the OpenAI side answers 429).
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -21,6 +22,7 @@ void SendError(Responder& r, const Status& s) {
   if (e.status == 429) e.status = 503;
   HeaderList h;
   if (e.retry_after > 0) h.push_back({"Retry-After", std::to_string(e.retry_after)});
+  r.NoteError(e.message);
   r.Send(e.status, "application/json", Dump(Json{{"error", e.message}}), h);
 }
 
@@ -130,6 +132,7 @@ bool OnToken(OllamaGen& g, const TokenEvent& ev) {
 void OnDone(OllamaGen& g, Result<GenerationResult> res) {
   if (!res.ok()) {
     if (g.started) {
+      g.r->NoteError(res.status().message());
       g.r->Write(Dump(Json{{"error", res.status().message()}}) + "\n");
       g.r->End();
     } else {
@@ -140,6 +143,7 @@ void OnDone(OllamaGen& g, Result<GenerationResult> res) {
   const GenerationResult& out = *res;
   Json j = g.Base(true);
   j["model"] = out.model.empty() ? g.job.route.model->name : out.model;
+  g.r->NoteUsage(j["model"].get<std::string>(), out.prompt_tokens, out.completion_tokens);
   j["done_reason"] = out.finish_reason == "length" ? "length" : "stop";
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - g.t0).count();
   j["total_duration"] = Nanos(total);
@@ -359,6 +363,7 @@ void Embed(Service& service, const HttpRequest& req, std::shared_ptr<Responder> 
   const auto t0 = std::chrono::steady_clock::now();
   er.on_done = [r, rt, n_tokens, t0](Result<std::vector<std::vector<float>>> res) {
     if (!res.ok()) return SendError(*r, res.status());
+    r->NoteUsage(rt.model->name, n_tokens, -1);
     Json out{{"model", rt.model->name}, {"embeddings", *res},
              {"total_duration", Nanos(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count())},
              {"load_duration", 0}, {"prompt_eval_count", n_tokens}, {"qwenmux", RouteJson(rt, "", false)}};
@@ -406,7 +411,9 @@ void Ps(Service& service, const HttpRequest&, std::shared_ptr<Responder> r) {
                            : Rfc3339(now + std::chrono::hours(24 * 365 * 100));
     e["qwenmux"] = Json{{"loading", info.loading}, {"pinned", info.pinned}, {"in_use", info.in_use},
                         {"keep_alive_left_seconds", left ? Json(*left) : Json(nullptr)},
-                        {"keep_forever", forever && info.in_use == 0}, {"path", info.path},
+                        {"keep_forever", forever && info.in_use == 0},
+                        // The file's name only: server paths stay in the log (issue 20 item 5).
+                        {"file", std::filesystem::path(info.path).filename().string()},
                         {"device", runtime::DeviceName(info.device)}, {"ram_bytes", info.bytes},
                         {"placement", info.placement}};
     models.push_back(std::move(e));
@@ -435,7 +442,7 @@ void Show(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r
                                                        : Json::array({"embedding"});
   Json info{{"general.architecture", m.arch}, {"general.parameter_count", m.parameters},
             {m.arch + ".context_length", m.n_ctx_train}, {m.arch + ".embedding_length", m.n_embd}};
-  Json out{{"modelfile", fmt::format("FROM {}\n", m.path)}, {"parameters", ""}, {"template", "{{ qwen3 chat template (native) }}"},
+  Json out{{"modelfile", fmt::format("FROM {}\n", m.name)}, {"parameters", ""}, {"template", "{{ qwen3 chat template (native) }}"},
            {"details", Details(m)}, {"model_info", info}, {"capabilities", caps},
            {"modified_at", Rfc3339(std::chrono::system_clock::from_time_t(m.modified_unix))}};
   r->Send(200, "application/json", Dump(out));

@@ -154,6 +154,7 @@ void OnDone(GenState& s, Result<GenerationResult> res) {
   if (!res.ok()) {
     if (s.started) {
       ApiError e = ErrorFromStatus(res.status());
+      s.r->NoteError(e.message);
       s.Event(Json{{"error", {{"message", e.message}, {"type", "server_error"}, {"code", e.status}}}});
       s.r->Write("data: [DONE]\n\n");
       s.r->End();
@@ -163,6 +164,7 @@ void OnDone(GenState& s, Result<GenerationResult> res) {
     return;
   }
   const GenerationResult& g = *res;
+  s.r->NoteUsage(g.model.empty() ? s.job.route.model->name : g.model, g.prompt_tokens, g.completion_tokens);
   std::string finish = g.finish_reason == "length" ? "length" : "stop";
   chat::ParsedChatOutput parsed;
   if (s.chat) {
@@ -457,6 +459,7 @@ void Embeddings(Service& service, const HttpRequest& req, std::shared_ptr<Respon
   const Route rt = *route;
   er.on_done = [r, rt, format, n_tokens](Result<std::vector<std::vector<float>>> res) {
     if (!res.ok()) return SendStatus(*r, res.status());
+    r->NoteUsage(rt.model->name, n_tokens, -1);
     Json data = Json::array();
     for (size_t i = 0; i < res->size(); ++i) {
       const auto& v = (*res)[i];
@@ -521,6 +524,7 @@ void Rerank(Service& service, const HttpRequest& req, std::shared_ptr<Responder>
   const Route rt = *route;
   rr.on_done = [r, rt, texts = std::move(texts), top_n, return_documents, n_tokens](Result<std::vector<float>> res) {
     if (!res.ok()) return SendStatus(*r, res.status());
+    r->NoteUsage(rt.model->name, n_tokens, -1);
     std::vector<size_t> order(res->size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return (*res)[a] > (*res)[b]; });

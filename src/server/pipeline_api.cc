@@ -5,6 +5,7 @@
 //   GET    /v1/pipelines/jobs/ID/results   result lines so far (application/x-ndjson)
 //   GET    /v1/pipelines/jobs/ID/events    server-sent events: progress, result lines, done
 //   DELETE /v1/pipelines/jobs/ID           cancel a running job / forget a finished one
+//          ?purge=true                     ... and remove the documents it added to the server's store
 //   GET    /v1/pipelines                   the named pipelines (definition files)
 // Errors use the OpenAI shape. What the network may name is limited: server-side inputs only
 // under --data-root directories (403 otherwise), models only served names/aliases or catalog
@@ -137,6 +138,7 @@ struct Context {
 };
 
 void Submit(const Context& cx, const HttpRequest& req, Responder& r) {
+  if (!cx.jobs->enabled()) return SendError(r, 403, "pipeline jobs are off on this server (serve --max-jobs 0)");
   auto body = ParseBody(req.body);
   if (!body.ok()) return SendStatus(r, body.status());
   const Json& b = *body;
@@ -264,7 +266,18 @@ void JobRoute(const Context& cx, const HttpRequest& req, const std::shared_ptr<R
     return SendError(r, 404, fmt::format("no route for {} {}", req.method, req.path));
   }
   if (req.method == "DELETE") {
-    auto j = cx.jobs->Delete(id);
+    // ?purge=true: also remove the documents the job added to the server's document store.
+    bool purge = false;
+    for (std::string_view q = req.query; !q.empty();) {
+      const size_t amp = q.find('&');
+      const std::string_view kv = q.substr(0, amp);
+      if (kv == "purge=true" || kv == "purge=1" || kv == "purge") purge = true;
+      else if (kv.starts_with("purge=") && kv != "purge=false" && kv != "purge=0") {
+        return SendError(r, 400, "purge: expected true or false", "purge");
+      }
+      q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
+    }
+    auto j = cx.jobs->Delete(id, purge);
     if (!j.ok()) return SendStatus(r, j.status());
     return r.Send(200, "application/json", Dump(*j));
   }

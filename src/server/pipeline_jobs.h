@@ -8,6 +8,25 @@
 // file are skipped (pipeline::Job's resume). Jobs share the server's ModelManager, so the memory
 // budget governs the pipeline models together with the served ones.
 //
+// Where embed stages store (`collection:`). By default a job writes into a store of its own,
+// <work_dir>/<id>/store, never into the server's RAG store that POST /v1/rag answers from: any
+// client that may submit a job could otherwise plant text that RAG then cites. The operator
+// allows named collections of the server's store with `serve --jobs-write-collections kb,docs`
+// (write_collections); a job whose embed stages all name allowed collections writes into
+// store_dir (one such job at a time: the store takes one writer), one that names none of them
+// writes into its own store (a definition has one embed stage; a job naming both kinds would be
+// refused, 400). Collection names are
+// checked (rag::ValidateCollectionName). Deleting a finished job removes its directory and with
+// it its own store; `purge` also removes the documents it added to the server's store (those
+// whose result line names the collection and whose stored content hash is still the job's).
+//
+// The work directory (default <temp dir>/qwenmux-jobs-<uid>) and each job's directory are
+// created with mode 0700 and must be real directories owned by the server's user: a symbolic
+// link or another user's directory is refused (kPermissionDenied-like kIo error naming it), so a
+// planted link in a shared temp dir cannot redirect the server's writes.
+//
+// max_running = 0 turns jobs off (Submit answers kUnsupported: 403 over HTTP).
+//
 // Finished jobs (done, cancelled, error) stay listed until more than keep_finished of them
 // exist; then the oldest are dropped and their directories removed.
 //
@@ -39,9 +58,11 @@ struct PipelineJobOptions {
   std::vector<std::string> data_roots;     // server-side inputs must lie under one (none: inline only)
   std::vector<std::string> pipeline_dirs;  // where pipeline names are looked up
   std::string work_dir;                    // job directories ("" = <temp dir>/qwenmux-jobs-<uid>)
-  std::string store_dir;                   // RAG store of embed stages with `collection:` ("" = <work_dir>/store;
-                                           // serve passes its --store, where POST /v1/rag reads)
-  int32_t max_running = 2;                 // jobs running at once; more: 429
+  std::string store_dir;                   // the server's RAG store (serve passes its --store, where POST
+                                           // /v1/rag reads); jobs write there only into write_collections
+  std::vector<std::string> write_collections;  // collections of store_dir jobs may write (none: jobs
+                                               // write only into their own <work_dir>/<id>/store)
+  int32_t max_running = 2;                 // jobs running at once; more: 429; 0: jobs are off
   int32_t keep_finished = 32;              // finished jobs kept (listed, results readable)
   int32_t max_streams = 16;                // open event streams
 };
@@ -61,13 +82,21 @@ struct JobSubmission {
 
 class PipelineJobs {
  public:
-  // `config` (may be null) and `manager` must outlive this object.
+  // `config` (may be null), `manager` and `scheduler` (may be null) must outlive this object.
+  // `served` (file -> served model): files the scheduler serves; a job's stage on one runs
+  // on that instance (pipeline::RunOptions::served) instead of loading the file again.
   PipelineJobs(PipelineJobOptions options, orchestrator::ModelManager* manager, const orchestrator::Config* config,
-               std::string models_dir, size_t threads);
+               std::string models_dir, size_t threads, orchestrator::Scheduler* scheduler = nullptr,
+               std::map<std::string, pipeline::ServedModelRef> served = {});
   ~PipelineJobs();  // Shutdown()
 
   const PipelineJobOptions& options() const { return options_; }
   const std::string& work_dir() const { return work_dir_; }
+  bool enabled() const { return options_.max_running > 0; }
+  // Creates the work directory (mode 0700) or checks the existing one: a real directory owned
+  // by this user, never a symbolic link. Called at start-up (serve refuses to start otherwise)
+  // and again before each job.
+  Status PrepareWorkDir() const;
 
   // Starts a job; returns its JSON (Describe). Errors: kUnavailable (max_running jobs run, or
   // another job writing to the RAG store runs while this one would too),
@@ -90,7 +119,10 @@ class PipelineJobs {
   Result<std::string> Results(const std::string& id) const;
   // A running job: cancels it (state "cancelled" at once); a finished one: forgets it and
   // removes its directory. Returns the job's JSON ({"id", "deleted": true} for a finished one).
-  Result<nlohmann::ordered_json> Delete(const std::string& id);
+  // purge: also removes the documents the job added to the server's store ("purged": N); for a
+  // running job the purge runs when its workers stop ("purge": "pending", then "purged": N in
+  // its JSON). Errors: kNotFound, kUnavailable (another job writes the server's store).
+  Result<nlohmann::ordered_json> Delete(const std::string& id, bool purge = false);
 
   // Server-sent events until the job finishes or the client goes: "progress" (the job's JSON,
   // when it changed, at most every 250 ms), "result" (each new result line), and a last "done"
@@ -108,9 +140,13 @@ class PipelineJobs {
   nlohmann::ordered_json DescribeEntry(const Entry& e) const;
   // Takes the finished entries beyond keep_finished out of the map (under mu_).
   std::vector<std::shared_ptr<Entry>> PruneLocked();
+  // Removes from store_dir the documents `e` added there (its result lines); returns how many.
+  Result<int64_t> Purge(const Entry& e) const;
 
   PipelineJobOptions options_;
   orchestrator::ModelManager* manager_;
+  orchestrator::Scheduler* scheduler_;
+  std::map<std::string, pipeline::ServedModelRef> served_;
   const orchestrator::Config* config_;
   std::string models_dir_;
   size_t threads_;

@@ -196,6 +196,7 @@ void SendDelta(RagApi::Job& job, const std::string& text) {
 void Fail(RagApi::Job& job, const Status& s) {
   ApiError e = ErrorFromStatus(s);
   if (!job.started) return SendApiError(*job.r, e);
+  job.r->NoteError(e.message);
   SendEvent(job, "error", Json{{"error", {{"message", e.message}, {"type", "server_error"}, {"code", e.status}}}});
   job.r->Write("data: [DONE]\n\n");
   job.r->End();
@@ -211,6 +212,8 @@ Json ResultJson(const RagApi::Call& c, const rag::AnswerResult& res) {
 }
 
 void SendResult(RagApi::Job& job, const rag::AnswerResult& res) {
+  job.r->NoteUsage(job.call.refs.count("response_generation") ? job.call.refs.at("response_generation") : "",
+                   res.context_tokens, res.answer_tokens);
   const Json result = ResultJson(job.call, res);
   const std::string finish = res.finish_reason == "length" ? "length" : "stop";
   if (job.call.stream) {
@@ -355,8 +358,9 @@ void RagApi::Start(std::shared_ptr<Job> job) {
     ApiError e = ErrorFromStatus(coll.status());
     e.param = "collection";
     if (coll.status().code() == StatusCode::kNotFound) {
-      e.message = fmt::format("collection \"{}\" not found in the document store {} (add documents with `qwenmux "
-                              "ingest --collection {} FILES`)", c.collection, options_.store_dir, c.collection);
+      // No server path in the answer (issue 20 item 5): the store is the one the server was started with.
+      e.message = fmt::format("collection \"{}\" not found in the server's document store (add documents with "
+                              "`qwenmux ingest --collection {} FILES`)", c.collection, c.collection);
     }
     return SendApiError(*job->r, e);
   }
@@ -465,21 +469,96 @@ void RagApi::ReleaseFiles(const std::vector<std::string>& files) {
   files_cv_.notify_all();
 }
 
+namespace {
+
+// A served model lent to one RAG call by its scheduler worker (orchestrator::ExclusiveRequest):
+// the one instance the scheduler serves, not a second load. The worker waits, with the model's
+// other requests queued, until the hold is destroyed.
+class ServedModelHold {
+ public:
+  // Waits until the worker lends the model; `stop` is polled meanwhile (true: cancel the wait).
+  static Result<std::unique_ptr<ServedModelHold>> Take(orchestrator::Scheduler& scheduler, const std::string& model,
+                                                       orchestrator::KeepAlive keep_alive,
+                                                       const std::function<bool()>& stop) {
+    auto st = std::make_shared<State>();
+    orchestrator::ExclusiveRequest req;
+    req.model = model;
+    req.keep_alive = keep_alive;
+    req.run = [st](Result<engine::Model*> m) {  // on the worker's thread
+      std::unique_lock<std::mutex> lk(st->mu);
+      if (m.ok()) {
+        st->model = *m;
+      } else {
+        st->error = m.status();
+      }
+      st->lent = true;
+      st->cv.notify_all();
+      if (m.ok()) st->cv.wait(lk, [&] { return st->returned; });
+    };
+    QM_ASSIGN_OR_RETURN(std::shared_ptr<orchestrator::RequestHandle> handle, scheduler.Submit(std::move(req)));
+    std::unique_lock<std::mutex> lk(st->mu);
+    while (!st->lent) {
+      st->cv.wait_for(lk, std::chrono::milliseconds(20));
+      if (st->lent || !stop()) continue;
+      lk.unlock();
+      handle->Cancel();  // queued: `run` gets kCancelled; already lent: it got the model
+      lk.lock();
+      st->cv.wait(lk, [&] { return st->lent; });
+    }
+    if (!st->model) return st->error;
+    return std::unique_ptr<ServedModelHold>(new ServedModelHold(st));
+  }
+  ~ServedModelHold() {
+    std::lock_guard<std::mutex> lk(st_->mu);
+    st_->returned = true;
+    st_->cv.notify_all();
+  }
+  engine::Model& model() const { return *st_->model; }
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool lent = false, returned = false;
+    engine::Model* model = nullptr;
+    Status error;
+  };
+  explicit ServedModelHold(std::shared_ptr<State> st) : st_(std::move(st)) {}
+  std::shared_ptr<State> st_;
+};
+
+}  // namespace
+
 void RagApi::Run(Job& job) {
   Call& c = job.call;
   auto finish_cancelled = [&] {
     ++cancelled_;
     if (job.started) job.r->End();
   };
-  // Leases, then the files for this call alone.
-  const auto plan = rag::RagLoadPlan(c.files, c.stages, options_.n_ctx, options_.threads);
-  std::map<std::string, orchestrator::ModelLease> leases;
-  for (const auto& [file, load] : plan) {
-    if (job.Cancelled()) return finish_cancelled();
+  auto stages_of = [&](const std::string& file) {
     std::string stages;
     for (const auto& [stage, f] : c.files) {
       if (f == file) stages += (stages.empty() ? "" : ", ") + stage;
     }
+    return stages;
+  };
+  // A file the server serves is used through the scheduler: the served instance, loaded and
+  // counted once. Other files get a spec of their own ("rag:" + file), leased for the call.
+  std::map<std::string, std::string> served;  // file -> served model name
+  const auto plan = rag::RagLoadPlan(c.files, c.stages, options_.n_ctx, options_.threads);
+  for (const auto& [file, load] : plan) {
+    for (const ServedModel& m : service_->models()) {
+      if (m.path == file) {
+        served.emplace(file, m.name);
+        break;
+      }
+    }
+  }
+  std::map<std::string, orchestrator::ModelLease> leases;
+  for (const auto& [file, load] : plan) {
+    if (served.count(file)) continue;
+    if (job.Cancelled()) return finish_cancelled();
+    const std::string stages = stages_of(file);
     if (Status s = EnsureSpec(file, load); !s.ok()) return Fail(job, s.WithContext(fmt::format("rag: {}", stages)));
     auto lease = service_->manager().Acquire("rag:" + file, options_.keep_alive);
     if (!lease.ok()) return Fail(job, lease.status().WithContext(fmt::format("rag: model for {}", stages)));
@@ -488,11 +567,32 @@ void RagApi::Run(Job& job) {
   std::vector<std::string> files;
   for (const auto& [file, load] : plan) files.push_back(file);
   if (!TakeFiles(files, job)) return finish_cancelled();
+  // Served models in file order (every call takes them in the same order: no deadlock).
+  std::map<std::string, std::unique_ptr<ServedModelHold>> holds;
+  auto stop = [&] {
+    std::lock_guard<std::mutex> lk(mu_);
+    return stopping_ || job.Cancelled();
+  };
+  for (const auto& [file, name] : served) {
+    auto hold = ServedModelHold::Take(service_->scheduler(), name, options_.keep_alive, stop);
+    if (!hold.ok()) {
+      holds.clear();
+      ReleaseFiles(files);
+      if (job.Cancelled()) return finish_cancelled();
+      return Fail(job, hold.status().WithContext(fmt::format("rag: model {} for {}", name, stages_of(file))));
+    }
+    holds.emplace(file, std::move(*hold));
+  }
   rag::RagModelSet set;
   Status bound = rag::BindRagModels(
       c.files, c.stages, c.dims,
-      [&](const std::string& f) -> Result<engine::Model*> { return &leases.at(f).model(); }, &set);
+      [&](const std::string& f) -> Result<engine::Model*> {
+        const auto h = holds.find(f);
+        return h != holds.end() ? &h->second->model() : &leases.at(f).model();
+      },
+      &set);
   if (!bound.ok()) {
+    holds.clear();
     ReleaseFiles(files);
     return Fail(job, bound);
   }
@@ -507,6 +607,7 @@ void RagApi::Run(Job& job) {
     }
     return !job.Cancelled();
   });
+  holds.clear();  // the scheduler's workers go on with their queues
   ReleaseFiles(files);
   leases.clear();
   if (!res.ok()) {

@@ -17,10 +17,13 @@
 //
 // Models. Each stage's model is the request's `models` entry (a served model name or alias, a
 // configured model, or a catalog name in the model store; never a file path), else
-// AppOptions::rag_models, else the config's `pipelines.rag`, else rag::DefaultRagAssignments().
-// Each file is registered in the server's ModelManager as "rag:" + file (a model instance of its
-// own, apart from the scheduler's) and leased for the call, so the memory budget governs it;
-// one pipeline at a time uses a file (a call takes all its files at once, or waits).
+// RagApiOptions::stage_models, else the config's `pipelines.rag`, else
+// rag::DefaultRagAssignments(). A file the server serves (a served model's path) is used as that
+// served instance: its scheduler worker lends it to the call (orchestrator::ExclusiveRequest,
+// between batches, as embeddings are served), so the file is loaded and counted once. Any other
+// file is registered in the server's ModelManager as "rag:" + file and leased for the call, so
+// the memory budget governs it. One pipeline at a time uses a file (a call takes all its files
+// at once, or waits).
 //
 // Threads. The HTTP handler only parses, resolves and opens the store (errors answer at once:
 // 400 bad field, 404 unknown collection, 400/503 for a stage model that cannot be resolved); the
@@ -43,6 +46,7 @@
 #include <vector>
 
 #include "orchestrator/config/config.h"
+#include "orchestrator/setup/setup.h"
 #include "server/api_common.h"
 #include "server/http_server.h"
 #include "server/service.h"
@@ -54,7 +58,7 @@ struct RagApiOptions {
   orchestrator::Config config;                   // qwenmux.yaml (pipelines.rag, models)
   std::map<std::string, std::string> stage_models;  // stage -> model reference (over the config)
   std::string models_dir;                        // model store for catalog names
-  int32_t n_ctx = 4096;                          // context of the generator, query and scoring models
+  int32_t n_ctx = orchestrator::ModelFlagOptions{}.n_ctx;  // context of the generator, query and scoring models
   size_t threads = 0;                            // compute threads per model (0: all)
   int32_t max_concurrent = 2;                    // pipelines running at once; above: 429
   orchestrator::KeepAlive keep_alive = std::chrono::minutes(5);

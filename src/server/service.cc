@@ -1,14 +1,13 @@
 #include "server/service.h"
 
-#include <sys/stat.h>
 
 #include <algorithm>
 
 #include <fmt/format.h>
 
 #include "gguf/gguf.h"
-#include "model/config.h"
 #include "server/api_common.h"
+#include "server/generation.h"
 #include "orchestrator/setup/setup.h"
 #include "server/http_server.h"
 
@@ -34,29 +33,22 @@ std::string JsonError(const std::string& path, int status, const std::string& me
 
 }  // namespace
 
-Result<ServedModel> DescribeModel(const std::string& name, const std::string& path, int32_t n_ctx) {
-  QM_ASSIGN_OR_RETURN(gguf::File f, gguf::File::Open(path));
-  auto cfg = model::ReadConfig(f);
-  if (!cfg.ok()) return cfg.status().WithContext(fmt::format("model {}", name));
+ServedModel MakeServedModel(const orchestrator::ModelSpec& spec, const orchestrator::RouterCandidate& candidate,
+                            const orchestrator::ModelFacts& facts) {
   ServedModel m;
-  m.name = name;
-  m.path = path;
-  m.file_bytes = f.file_size();
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0) m.modified_unix = st.st_mtime;
-  m.arch = cfg->arch_name;
-  const size_t slash = path.find_last_of('/');
-  m.quantization = orchestrator::QuantizationFromFileName(slash == std::string::npos ? path : path.substr(slash + 1));
-  for (const gguf::TensorInfo& t : f.tensors()) m.parameters += static_cast<int64_t>(t.n_elements());
+  m.name = spec.name;
+  m.path = spec.path;
+  m.role = candidate.role;
+  m.aliases = candidate.aliases;
+  m.file_bytes = facts.file_bytes;
+  m.modified_unix = facts.modified_unix;
+  m.arch = facts.arch;
+  m.quantization = candidate.quantization;
+  m.parameters = static_cast<int64_t>(candidate.params);
   m.parameter_size = ParameterSize(m.parameters);
-  m.n_ctx_train = static_cast<int32_t>(cfg->n_ctx_train);
-  m.n_ctx = cfg->n_ctx_train > 0 ? std::min<int32_t>(n_ctx, static_cast<int32_t>(cfg->n_ctx_train)) : n_ctx;
-  m.n_embd = static_cast<int32_t>(cfg->n_embd);
-  if (cfg->pooling == model::PoolingType::kRank) {
-    m.role = orchestrator::ModelRole::kReranker;
-  } else if (cfg->pooling != model::PoolingType::kNone) {
-    m.role = orchestrator::ModelRole::kEmbedding;
-  }
+  m.n_ctx = spec.load.n_ctx;
+  m.n_ctx_train = facts.n_ctx_train;
+  m.n_embd = facts.n_embd;
   return m;
 }
 
@@ -164,6 +156,10 @@ void Service::RegisterRoutes(HttpServer& http) {
     r->Send(ready() ? 200 : 503, "application/json", Dump(j), ready() ? HeaderList{} : HeaderList{{"Retry-After", "5"}});
   });
   http.Route("GET", "/metrics", [this](const HttpRequest&, std::shared_ptr<Responder> r) {
+    // Compiled constraints grow between model events: publish them (and the memory in use,
+    // which includes them) at each scrape.
+    metrics_->SetConstraintCache(ConstraintCacheBytes(), ConstraintCacheMaxBytes(), CachedConstraints());
+    manager_->PublishMemory();
     r->Send(200, "text/plain; version=0.0.4; charset=utf-8", metrics_->RenderText());
   });
   http.Route("GET", "/", [](const HttpRequest&, std::shared_ptr<Responder> r) {

@@ -24,6 +24,7 @@
 #include "orchestrator/router/features.h"
 #include "orchestrator/router/router.h"
 #include "orchestrator/scheduler/scheduler.h"
+#include "orchestrator/setup/setup.h"
 #include "tokenizer/tokenizer.h"
 
 namespace qwenmux::server {
@@ -47,8 +48,9 @@ struct ServedModel {
   int32_t n_embd = 0;
 };
 
-// Reads the GGUF header of `path` (no weights are touched) into a ServedModel.
-Result<ServedModel> DescribeModel(const std::string& name, const std::string& path, int32_t n_ctx);
+// A served model as BuildServeSetup describes it (the GGUF header is not read again).
+ServedModel MakeServedModel(const orchestrator::ModelSpec& spec, const orchestrator::RouterCandidate& candidate,
+                            const orchestrator::ModelFacts& facts);
 
 struct Route {
   const ServedModel* model = nullptr;

@@ -1,4 +1,5 @@
 // Request helpers for the OpenAI / Ollama dialects and the compiled-constraint cache.
+#include <algorithm>
 #include <cstdint>
 
 #include "structured/structured.h"
@@ -42,6 +43,24 @@ Result<Constraint> FromOllamaFormat(const json& format, std::shared_ptr<const Vo
   return c;
 }
 
+Status WarmStartMasks(const Constraint& c) {
+  if (!c) return Status::Ok();
+  GrammarMatcher m(c);
+  TokenMask mask;
+  return m.ComputeMask(&mask);
+}
+
+ConstraintCache::ConstraintCache(size_t max_bytes, size_t max_entries)
+    : max_bytes_(max_bytes), max_entries_(max_entries), memory_(std::make_shared<ConstraintMemory>(max_bytes)) {}
+
+ConstraintOptions ConstraintCache::options() const {
+  ConstraintOptions o;
+  // One constraint's mask cache never takes more than a quarter of the whole budget.
+  o.mask_cache_bytes = std::min(o.mask_cache_bytes, max_bytes() / 4);
+  o.memory = memory_;
+  return o;
+}
+
 Result<Constraint> ConstraintCache::GetOrCompile(const VocabIndex& vocab, const std::string& key,
                                                  const std::function<Result<Constraint>()>& compile) {
   // A cached constraint holds its VocabIndex, so the address identifies the vocabulary.
@@ -51,25 +70,55 @@ Result<Constraint> ConstraintCache::GetOrCompile(const VocabIndex& vocab, const 
     auto it = entries_.find(full);
     if (it != entries_.end()) {
       it->second.second = ++tick_;
-      return it->second.first;
+      Constraint c = it->second.first;
+      EvictLocked(full);  // mask caches grew since the last lookup
+      return c;
     }
   }
   QM_ASSIGN_OR_RETURN(Constraint c, compile());
   std::lock_guard<std::mutex> lock(mu_);
-  if (entries_.size() >= max_entries_ && !entries_.count(full)) {
-    auto oldest = entries_.begin();
-    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-      if (it->second.second < oldest->second.second) oldest = it;
-    }
-    if (oldest != entries_.end()) entries_.erase(oldest);
+  if (max_entries_ > 0 && max_bytes_ > 0) {
+    entries_[full] = {c, ++tick_};
+    EvictLocked(full);
   }
-  if (max_entries_ > 0) entries_[full] = {c, ++tick_};
   return c;
+}
+
+void ConstraintCache::EvictLocked(const std::string& keep) {
+  size_t total = 0;
+  for (const auto& [_, e] : entries_) total += e.first ? e.first->memory_bytes() : 0;
+  while (entries_.size() > 1 && (total > max_bytes_ || entries_.size() > max_entries_)) {
+    auto oldest = entries_.end();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (it->first != keep && (oldest == entries_.end() || it->second.second < oldest->second.second)) oldest = it;
+    }
+    if (oldest == entries_.end()) break;
+    total -= oldest->second.first ? std::min(total, oldest->second.first->memory_bytes()) : 0;
+    entries_.erase(oldest);
+  }
 }
 
 size_t ConstraintCache::size() const {
   std::lock_guard<std::mutex> lock(mu_);
   return entries_.size();
+}
+
+size_t ConstraintCache::bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t total = 0;
+  for (const auto& [_, e] : entries_) total += e.first ? e.first->memory_bytes() : 0;
+  return total;
+}
+
+size_t ConstraintCache::max_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return max_bytes_;
+}
+
+void ConstraintCache::set_max_bytes(size_t max_bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  max_bytes_ = max_bytes;
+  memory_->set_limit(max_bytes);
 }
 
 }  // namespace qwenmux::structured

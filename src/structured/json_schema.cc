@@ -26,6 +26,12 @@ Status JsonSchemaOptions::Validate() const {
   if (max_ref_depth < 0 || max_ref_depth > 32) return bad("max_ref_depth", max_ref_depth, "0..32");
   if (max_integer_digits < 1 || max_integer_digits > 18) return bad("max_integer_digits", max_integer_digits, "1..18");
   if (max_fraction_digits < 1 || max_fraction_digits > 18) return bad("max_fraction_digits", max_fraction_digits, "1..18");
+  if (max_schema_bytes < 1) return bad("max_schema_bytes", max_schema_bytes, "1..");
+  if (max_enum_values < 1) return bad("max_enum_values", max_enum_values, "1..");
+  if (max_literal_bytes < 1) return bad("max_literal_bytes", max_literal_bytes, "1..");
+  if (max_schema_depth < 1 || max_schema_depth > 256) return bad("max_schema_depth", max_schema_depth, "1..256");
+  if (max_alternatives < 1) return bad("max_alternatives", max_alternatives, "1..");
+  if (max_grammar_rules < 1) return bad("max_grammar_rules", max_grammar_rules, "1..");
   return Status::Ok();
 }
 
@@ -381,6 +387,16 @@ Result<uint32_t> SchemaCompiler::Object(const json& s, const std::string& path, 
 }
 
 Result<uint32_t> SchemaCompiler::Compile(const json& s, const std::string& path, int ref_depth) {
+  if (depth_ >= o_.max_schema_depth) {
+    return Fail(path, fmt::format("schema nested too deeply (more than the limit of {} levels)", o_.max_schema_depth));
+  }
+  ++depth_;
+  auto r = CompileNode(s, path, ref_depth);
+  --depth_;
+  return r;
+}
+
+Result<uint32_t> SchemaCompiler::CompileNode(const json& s, const std::string& path, int ref_depth) {
   if (s.is_boolean()) return s.get<bool>() ? AnyValue(o_.max_nesting) : g_.Never("false");
   if (!s.is_object()) return Fail(path, "a schema must be an object or a boolean");
   for (const auto& [k, _] : s.items()) {
@@ -413,6 +429,9 @@ Result<uint32_t> SchemaCompiler::Compile(const json& s, const std::string& path,
     if (auto k = only_meta_besides({comb})) return Fail(path, fmt::format("'{}' together with '{}' is not supported", comb, *k));
     const json& branches = s[comb];
     if (!branches.is_array() || branches.empty()) return Fail(path, fmt::format("'{}' must be a non-empty array", comb));
+    if (branches.size() > static_cast<size_t>(o_.max_alternatives)) {
+      return Fail(path, fmt::format("'{}' has {} branches, more than the limit of {}", comb, branches.size(), o_.max_alternatives));
+    }
     if (std::string(comb) == "allOf") {
       if (branches.size() != 1) return Fail(path, "'allOf' with more than one subschema is not supported");
       return Compile(branches[0], path + "/allOf/0", ref_depth);
@@ -451,6 +470,9 @@ Result<uint32_t> SchemaCompiler::Compile(const json& s, const std::string& path,
     if (s.contains("const")) values.push_back(s["const"]);
     if (s.contains("enum")) {
       if (!s["enum"].is_array()) return Fail(path, "'enum' must be an array");
+      if (s["enum"].size() > static_cast<size_t>(o_.max_enum_values)) {
+        return Fail(path, fmt::format("'enum' has {} values, more than the limit of {}", s["enum"].size(), o_.max_enum_values));
+      }
       std::vector<json> e(s["enum"].begin(), s["enum"].end());
       if (s.contains("const")) {
         if (std::find(e.begin(), e.end(), s["const"]) == e.end()) values.clear();
@@ -458,17 +480,22 @@ Result<uint32_t> SchemaCompiler::Compile(const json& s, const std::string& path,
         values = e;
       }
     }
-    std::vector<Seq> alts;
+    std::vector<std::string> texts;
     for (const json& v : values) {
       if (!(TypeOfValue(v) & types)) continue;
       if (integer_only && v.is_number_float() && v.get<double>() != std::floor(v.get<double>())) continue;
       if (v.is_string() && (s.contains("minLength") || s.contains("maxLength") || s.contains("format") || s.contains("pattern"))) {
         return Fail(path, "'enum'/'const' together with string length or format keywords is not supported");
       }
-      alts.push_back({GrammarBuilder::Ref(Literal(v, "const"))});
+      texts.push_back(v.dump());
+      literal_bytes_ += texts.back().size();
+      if (literal_bytes_ > static_cast<size_t>(o_.max_literal_bytes)) {
+        return Fail(path, fmt::format("the schema's enum/const values take more than the limit of {} bytes of JSON",
+                                      o_.max_literal_bytes));
+      }
     }
-    if (alts.empty()) return Fail(path, "no value of 'enum'/'const' matches the schema's type");
-    return g_.Rule("enum", std::move(alts));
+    if (texts.empty()) return Fail(path, "no value of 'enum'/'const' matches the schema's type");
+    return LiteralTrie(std::move(texts));
   }
   if (!s.contains("type")) {
     // Infer from the keywords present.
@@ -506,6 +533,38 @@ Result<uint32_t> SchemaCompiler::Compile(const json& s, const std::string& path,
   return g_.Rule("value", std::move(alts));
 }
 
+uint32_t SchemaCompiler::LiteralTrie(std::vector<std::string> texts) {
+  std::sort(texts.begin(), texts.end());  // char_traits<char> orders bytes as unsigned
+  texts.erase(std::unique(texts.begin(), texts.end()), texts.end());
+  return TrieNode(texts, 0, texts.size(), 0);
+}
+
+// texts[lo, hi) share their first `d` bytes; a rule for the rest of them.
+uint32_t SchemaCompiler::TrieNode(const std::vector<std::string>& t, size_t lo, size_t hi, size_t d) {
+  std::vector<Seq> alts;
+  size_t i = lo;
+  if (t[i].size() == d) alts.push_back({}), ++i;  // sorted and unique: the text ending here comes first
+  while (i < hi) {
+    const char b = t[i][d];
+    size_t j = i + 1;
+    while (j < hi && t[j][d] == b) ++j;
+    const std::string_view first(t[i]);
+    if (j - i == 1) {
+      alts.push_back(g_.Lit(first.substr(d)));
+    } else {
+      // Sorted: the common prefix of the group is that of its first and last text.
+      const std::string_view last(t[j - 1]);
+      size_t l = d + 1;
+      while (l < first.size() && l < last.size() && first[l] == last[l]) ++l;
+      Seq seq = g_.Lit(first.substr(d, l - d));
+      seq.push_back(GrammarBuilder::Ref(TrieNode(t, i, j, l)));
+      alts.push_back(std::move(seq));
+    }
+    i = j;
+  }
+  return g_.Rule("enum", std::move(alts));
+}
+
 }  // namespace internal
 
 Result<uint32_t> AddJsonSchemaRules(GrammarBuilder& g, const json& schema, const JsonSchemaOptions& options) {
@@ -517,6 +576,11 @@ Result<uint32_t> AddJsonSchemaRules(GrammarBuilder& g, const json& schema, const
       }
     }
   }
+  const size_t text = schema.dump().size();
+  if (text > static_cast<size_t>(options.max_schema_bytes)) {
+    return Error(StatusCode::kInvalidArgument, "json schema: {} bytes of JSON, more than the limit of {}", text,
+                 options.max_schema_bytes);
+  }
   SchemaCompiler c(g, schema, options);
   return c.Compile(schema, "", 0);
 }
@@ -524,6 +588,10 @@ Result<uint32_t> AddJsonSchemaRules(GrammarBuilder& g, const json& schema, const
 Result<Constraint> CompileJsonSchema(const json& schema, std::shared_ptr<const VocabIndex> vocab, const JsonSchemaOptions& options) {
   GrammarBuilder g;
   QM_ASSIGN_OR_RETURN(uint32_t root, AddJsonSchemaRules(g, schema, options));
+  if (g.num_rules() > static_cast<size_t>(options.max_grammar_rules)) {
+    return Error(StatusCode::kInvalidArgument, "json schema: too complex ({} grammar rules, more than the limit of {})",
+                 g.num_rules(), options.max_grammar_rules);
+  }
   auto grammar = std::move(g).Build(root);
   if (!grammar.ok()) return grammar.status().WithContext("json schema");
   return Constraint(std::make_shared<CompiledConstraint>(std::move(*grammar), std::move(vocab), options.constraint));

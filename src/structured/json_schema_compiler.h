@@ -50,7 +50,7 @@ class SchemaCompiler {
  public:
   SchemaCompiler(GrammarBuilder& g, const json& root, const JsonSchemaOptions& o) : g_(g), root_(root), o_(o) {}
 
-  Result<uint32_t> Compile(const json& s, const std::string& path, int ref_depth);
+  Result<uint32_t> Compile(const json& s, const std::string& path, int ref_depth);  // depth-limited
   uint32_t AnyValue(int depth);
   uint32_t AnyObject(int depth);
 
@@ -58,6 +58,11 @@ class SchemaCompiler {
   Status Fail(const std::string& path, const std::string& what) const {
     return Error(StatusCode::kInvalidArgument, "json schema: {} at #{}", what, path);
   }
+  Result<uint32_t> CompileNode(const json& s, const std::string& path, int ref_depth);
+  // The distinct literal texts as one rule shaped as a trie (a shared prefix appears once), so
+  // matching holds at most one stack per distinct next byte, not one per value.
+  uint32_t LiteralTrie(std::vector<std::string> texts);
+  uint32_t TrieNode(const std::vector<std::string>& t, size_t lo, size_t hi, size_t d);
   Result<const json*> Resolve(const std::string& ref, const std::string& path) const;
   Result<unsigned> Types(const json& s, const std::string& path, int depth) const;
   Status CheckOneOf(const json& branches, const std::string& path) const;
@@ -90,6 +95,8 @@ class SchemaCompiler {
   std::optional<uint32_t> ws_, frac_, free_string_, default_int_, default_number_;
   std::map<int, uint32_t> any_value_, any_object_;
   std::map<std::pair<std::string, int>, uint32_t> refs_;
+  int depth_ = 0;             // Compile nesting now
+  size_t literal_bytes_ = 0;  // JSON text of the enum/const values compiled so far
 };
 
 // The JSON-string content matching a regular expression (regex.cc).

@@ -39,8 +39,28 @@ const StringByteSets& StringSets() {
 
 // ---- CompiledConstraint ----
 
+namespace {
+
+// Heap bytes of a grammar (vector capacities; strings' own buffers).
+size_t GrammarBytes(const Grammar& g) {
+  size_t n = g.elems.capacity() * sizeof(Elem) + g.sets.capacity() * sizeof(ByteSet) +
+             g.alts.capacity() * sizeof(std::vector<uint32_t>) + g.rule_names.capacity() * sizeof(std::string);
+  for (const auto& a : g.alts) n += a.capacity() * sizeof(uint32_t);
+  for (const auto& r : g.rule_names) n += r.capacity() > 15 ? r.capacity() + 1 : 0;
+  return n;
+}
+
+}  // namespace
+
 CompiledConstraint::CompiledConstraint(Grammar grammar, std::shared_ptr<const VocabIndex> vocab, ConstraintOptions options)
-    : grammar_(std::move(grammar)), vocab_(std::move(vocab)), options_(options) {}
+    : grammar_(std::move(grammar)), vocab_(std::move(vocab)), options_(std::move(options)) {
+  grammar_bytes_ = sizeof(*this) + GrammarBytes(grammar_);
+  if (options_.memory) options_.memory->Charge(grammar_bytes_);
+}
+
+CompiledConstraint::~CompiledConstraint() {
+  if (options_.memory) options_.memory->Release(grammar_bytes_ + cache_bytes_);
+}
 
 std::unique_ptr<engine::LogitProcessor> CompiledConstraint::NewProcessor() const {
   return std::make_unique<GrammarMatcher>(shared_from_this());
@@ -61,7 +81,12 @@ void CompiledConstraint::StoreMask(std::string key, std::shared_ptr<const TokenM
   const size_t bytes = mask->size() * sizeof(uint64_t) + key.size() + 64;
   std::lock_guard<std::mutex> lock(mu_);
   if (cache_bytes_ + bytes > options_.mask_cache_bytes) return;  // full: stop caching (masks stay correct)
-  if (cache_.emplace(std::move(key), std::move(mask)).second) cache_bytes_ += bytes;
+  if (cache_.count(key)) return;
+  // The shared budget (ConstraintCache) full: stop caching too.
+  if (options_.memory && !options_.memory->TryCharge(bytes)) return;
+  cache_.emplace(std::move(key), std::move(mask));
+  cache_bytes_ += bytes;
+  mask_bytes_.store(cache_bytes_, std::memory_order_relaxed);
 }
 
 // ---- StackSet ----

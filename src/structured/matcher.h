@@ -31,13 +31,43 @@
 
 namespace qwenmux::structured {
 
+// Bytes held by the compiled constraints that share it (their grammars and mask caches): a
+// ConstraintCache gives one to the constraints it compiles, reports it, and mask caches only
+// grow while the total is within its limit (a mask not cached is computed again when needed).
+// Thread-safe.
+class ConstraintMemory {
+ public:
+  explicit ConstraintMemory(size_t limit) : limit_(limit) {}
+  size_t used() const { return used_.load(std::memory_order_relaxed); }
+  size_t limit() const { return limit_.load(std::memory_order_relaxed); }
+  void set_limit(size_t bytes) { limit_.store(bytes, std::memory_order_relaxed); }
+  void Charge(size_t n) { used_.fetch_add(n, std::memory_order_relaxed); }
+  // Charges n only when the total stays within the limit.
+  bool TryCharge(size_t n) {
+    size_t cur = used_.load(std::memory_order_relaxed);
+    do {
+      if (cur + n > limit()) return false;
+    } while (!used_.compare_exchange_weak(cur, cur + n, std::memory_order_relaxed));
+    return true;
+  }
+  void Release(size_t n) { used_.fetch_sub(n, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<size_t> used_{0};
+  std::atomic<size_t> limit_;
+};
+
 struct ConstraintOptions {
   size_t mask_cache_bytes = size_t{32} << 20;  // per compiled constraint; 0 disables the cache
+  std::shared_ptr<ConstraintMemory> memory;   // where its bytes are counted (may be null)
 };
 
 class CompiledConstraint : public std::enable_shared_from_this<CompiledConstraint> {
  public:
   CompiledConstraint(Grammar grammar, std::shared_ptr<const VocabIndex> vocab, ConstraintOptions options = {});
+  ~CompiledConstraint();
+  CompiledConstraint(const CompiledConstraint&) = delete;
+  CompiledConstraint& operator=(const CompiledConstraint&) = delete;
 
   // A fresh per-sequence processor (a GrammarMatcher at the start of the grammar). The
   // processor keeps this constraint alive.
@@ -51,6 +81,8 @@ class CompiledConstraint : public std::enable_shared_from_this<CompiledConstrain
   void StoreMask(std::string key, std::shared_ptr<const TokenMask> mask) const;
   uint64_t cache_hits() const { return hits_.load(std::memory_order_relaxed); }
   uint64_t cache_misses() const { return misses_.load(std::memory_order_relaxed); }
+  // Bytes this constraint holds now: its grammar (measured once) and its mask cache (grows).
+  size_t memory_bytes() const { return grammar_bytes_ + mask_bytes_.load(std::memory_order_relaxed); }
 
  private:
   Grammar grammar_;
@@ -59,6 +91,8 @@ class CompiledConstraint : public std::enable_shared_from_this<CompiledConstrain
   mutable std::mutex mu_;
   mutable std::unordered_map<std::string, std::shared_ptr<const TokenMask>> cache_;
   mutable size_t cache_bytes_ = 0;
+  size_t grammar_bytes_ = 0;
+  mutable std::atomic<size_t> mask_bytes_{0};  // = cache_bytes_, readable without the lock
   mutable std::atomic<uint64_t> hits_{0}, misses_{0};
 };
 

@@ -18,6 +18,11 @@
 // ({} / true / json_object) nest at most max_nesting levels, recursive $ref at most
 // max_ref_depth levels, integers without bounds at most max_integer_digits digits. The output
 // is always valid against the schema: the bounds only narrow what is generated.
+// Schema limits (JsonSchemaOptions, defaults below): the schema's JSON text, values of one enum,
+// bytes of all enum/const values, nesting, anyOf/oneOf branches and grammar rules; above one
+// the compile fails with kInvalidArgument naming the limit. An enum compiles to a trie of its
+// values' JSON texts (one shared prefix once), so matching keeps at most one pushdown stack per
+// distinct next byte, however many values there are.
 // Other choices, all on the side of valid output:
 //   - properties are generated in the schema's order; unspecified additionalProperties with
 //     "properties" generates no extra properties (like llama.cpp); extra property names are
@@ -56,6 +61,14 @@ struct JsonSchemaOptions {
   int32_t max_ref_depth = 4;
   int32_t max_integer_digits = 12;  // <= 18
   int32_t max_fraction_digits = 6;
+  // Limits on the schema itself, since compile time and grammar size grow with them and a
+  // server compiles what clients send; above one: kInvalidArgument naming it (HTTP 400).
+  int32_t max_schema_bytes = 256 << 10;    // the schema's JSON text
+  int32_t max_enum_values = 4096;          // values of one 'enum'
+  int32_t max_literal_bytes = 128 << 10;   // JSON text of all enum/const values together
+  int32_t max_schema_depth = 32;           // nested subschemas (properties, items, anyOf, $ref...)
+  int32_t max_alternatives = 128;          // branches of one anyOf / oneOf
+  int32_t max_grammar_rules = 200000;      // rules of the compiled grammar
   ConstraintOptions constraint;
 
   Status Validate() const;
@@ -92,22 +105,46 @@ Result<Constraint> FromOllamaFormat(const nlohmann::ordered_json& format, std::s
 
 // Compiled constraints by key (e.g. "openai:" + response_format.dump()), least recently used
 // first out, so a server compiles a schema once and every request with it shares its mask
-// cache. Entries are per vocabulary. Thread-safe (compilation runs outside the lock; two
-// threads compiling the same key at once both compile, one result is kept).
+// cache. Entries are per vocabulary.
+//
+// Bounded by bytes: each entry's CompiledConstraint::memory_bytes() (grammar + mask cache, which
+// grows as requests run) is summed and the least recently used entries go while the sum is
+// above max_bytes (checked on every lookup; the newest entry always stays), and by max_entries.
+// Constraints compiled with options() also share memory(): their mask caches stop growing once
+// every live constraint of this cache together holds max_bytes, evicted ones still in use
+// included, so memory().used() is what compiled constraints hold and never far above the cap.
+//
+// Thread-safe (compilation runs outside the lock; two threads compiling the same key at once
+// both compile, one result is kept).
 class ConstraintCache {
  public:
-  explicit ConstraintCache(size_t max_entries = 64) : max_entries_(max_entries) {}
+  static constexpr size_t kDefaultMaxBytes = size_t{256} << 20;
+  explicit ConstraintCache(size_t max_bytes = kDefaultMaxBytes, size_t max_entries = 1024);
   // Errors are returned and not cached; a nullptr result (no constraint) is cached.
   Result<Constraint> GetOrCompile(const VocabIndex& vocab, const std::string& key,
                                   const std::function<Result<Constraint>()>& compile);
-  size_t size() const;
+  // Options to compile constraints with so that their bytes count in memory().
+  ConstraintOptions options() const;
+  const std::shared_ptr<ConstraintMemory>& memory() const { return memory_; }
+  size_t size() const;   // entries
+  size_t bytes() const;  // sum of the entries' memory_bytes()
+  size_t max_bytes() const;
+  void set_max_bytes(size_t max_bytes);  // evicts at the next lookup
 
  private:
+  void EvictLocked(const std::string& keep);
+
   mutable std::mutex mu_;
-  size_t max_entries_;
+  size_t max_bytes_, max_entries_;
+  std::shared_ptr<ConstraintMemory> memory_;
   uint64_t tick_ = 0;
   std::map<std::string, std::pair<Constraint, uint64_t>> entries_;  // key -> (constraint, last use)
 };
+
+// Computes and caches the token masks of the constraint's start state (for every sequence that
+// uses it), so a request's first sampling step finds them ready instead of computing them on
+// the model's worker. Call where the constraint was compiled (an HTTP handler thread).
+Status WarmStartMasks(const Constraint& c);
 
 // ---- Tool calls (Qwen3 / Hermes format) ----
 struct ToolCallOptions {

@@ -62,6 +62,10 @@ Result<Constraint> MakeToolCallConstraint(const json& tools, const json& tool_ch
   Seq more = g.Lit("\n");
   more.push_back(GrammarBuilder::Ref(call));
   const uint32_t root = g.Rule("tool_calls", {{GrammarBuilder::Ref(call), GrammarBuilder::Ref(g.Repeat(more, 0, max_calls - 1, "more_calls"))}});
+  if (g.num_rules() > static_cast<size_t>(options.schema.max_grammar_rules)) {
+    return Error(StatusCode::kInvalidArgument, "tools: too complex ({} grammar rules, more than the limit of {})",
+                 g.num_rules(), options.schema.max_grammar_rules);
+  }
   auto grammar = std::move(g).Build(root);
   if (!grammar.ok()) return grammar.status().WithContext("tool calls");
   return Constraint(std::make_shared<CompiledConstraint>(std::move(*grammar), std::move(vocab), options.schema.constraint));

@@ -29,10 +29,20 @@ TEST(ChatOutput, ThinkingWithoutOpener) {
   EXPECT_EQ(p.message.content, "4");
 }
 
-TEST(ChatOutput, SplitsAtLastThinkClose) {
-  const ParsedChatOutput p = Parse("<think>\nI wrote </think> once\n</think>\n\nok");
-  EXPECT_EQ(p.message.reasoning_content, std::optional<std::string>("I wrote </think> once"));
-  EXPECT_EQ(p.message.content, "ok");
+// The first "</think>" ends the reasoning (as vLLM's and llama.cpp's Qwen3 parsers do): a later
+// one is answer text, so an answer already streamed never turns into reasoning.
+TEST(ChatOutput, SplitsAtFirstThinkClose) {
+  ParsedChatOutput p = Parse("<think>\nplan\n</think>\n\nI wrote </think> once\n</think>\n\nok");
+  EXPECT_EQ(p.message.reasoning_content, std::optional<std::string>("plan"));
+  EXPECT_EQ(p.message.content, "I wrote </think> once\n</think>\n\nok");
+  // Only a "<think>" at the start opens a block; one later is reasoning text.
+  p = Parse("a <think> b\n</think>\nc");
+  EXPECT_EQ(p.message.reasoning_content, std::optional<std::string>("a <think> b"));
+  EXPECT_EQ(p.message.content, "c");
+  // Thinking off and no opener: there is no reasoning, "</think>" is content.
+  p = Parse("{</think>", /*thinking=*/false);
+  EXPECT_FALSE(p.message.reasoning_content.has_value());
+  EXPECT_EQ(p.message.content, "{</think>");
 }
 
 TEST(ChatOutput, EmptyThinkBlock) {
@@ -227,12 +237,15 @@ TEST(ChatOutput, RandomStreamsStayConsistent) {
       EXPECT_FALSE(done.tool_call_pending);
       for (size_t cut = 0; cut <= text.size(); ++cut) {
         const ParsedChatOutput p = Parse(std::string_view(text).substr(0, cut), thinking, true);
-        if (cut < text.size()) continue;
-        // The whole text parsed as partial shows no more than the finished parse.
-        EXPECT_TRUE(done.message.content.starts_with(p.message.content)) << text;
+        // Every prefix parsed as partial shows no more than the finished parse.
+        EXPECT_TRUE(done.message.content.starts_with(p.message.content)) << text << " cut " << cut;
         EXPECT_TRUE(done.message.reasoning_content.value_or("").starts_with(
             p.message.reasoning_content.value_or("")))
-            << text;
+            << text << " cut " << cut;
+        ASSERT_LE(p.message.tool_calls.size(), done.message.tool_calls.size()) << text << " cut " << cut;
+        for (size_t k = 0; k < p.message.tool_calls.size(); ++k) {
+          EXPECT_EQ(p.message.tool_calls[k].arguments, done.message.tool_calls[k].arguments) << text;
+        }
       }
     }
   }

@@ -63,6 +63,11 @@ TEST(OrchestratorConfig, ErrorsNameKeyAndLine) {
       {"modles: []\n", "qwenmux.yaml:1: modles: unknown key"},
       {"memory:\n  budget: 24XB\n", "qwenmux.yaml:2: memory.budget: \"24XB\" is not a size"},
       {"memory:\n  budget: 150%\n", "qwenmux.yaml:2: memory.budget: \"150%\" is not a share of RAM"},
+      // Issue 20 item 9: nonsense sizes are refused as on the command line.
+      {"memory:\n  budget: 10\n", "qwenmux.yaml:2: memory.budget: memory budget 10 B is below the minimum of 64.0 MiB"},
+      {"models:\n  - catalog: qwen3:8b-q8_0\n    context: 0\n", "qwenmux.yaml:3: models[0].context: \"0\" is not a whole number in [1, 1048576]"},
+      {"models:\n  - catalog: qwen3:8b-q8_0\n    context: -5\n", "qwenmux.yaml:3: models[0].context: \"-5\" is not a whole number"},
+      {"models:\n  - catalog: qwen3:8b-q8_0\n    parallel: 100000\n", "qwenmux.yaml:3: models[0].parallel: \"100000\" is not a whole number in [1, 256]"},
       {"models:\n  - catalog: qwen3:7b\n", "qwenmux.yaml:2: models[0].catalog: catalog: no model \"qwen3:7b\""},
       {"models:\n  - name: x\n", "qwenmux.yaml:2: models[0]: give exactly one of `catalog:`"},
       {"models:\n  - file: a.gguf\n", "qwenmux.yaml:2: models[0].name: required"},
@@ -102,17 +107,6 @@ TEST(OrchestratorConfig, ErrorsNameKeyAndLine) {
 TEST(OrchestratorConfig, WithoutModelsSectionCatalogNamesAreValidReferences) {
   Result<Config> c = ParseConfig("router:\n  default: qwen3-balanced\npipelines:\n  p:\n    a: qwen3:8b-q8_0\n", "x.yaml");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-}
-
-TEST(OrchestratorConfig, MemoryBudgetFlagOverridesFile) {
-  Result<Config> c = ParseConfig("memory:\n  budget: 75%\n  reserve: 1GiB\n", "x.yaml");
-  ASSERT_TRUE(c.ok());
-  ASSERT_TRUE(ApplyMemoryBudgetFlag(*c, "24G").ok());
-  EXPECT_FALSE(c->memory.budget.is_percent);
-  EXPECT_EQ(c->memory.Resolve(64ull << 30), 24ull << 30);
-  Status bad = ApplyMemoryBudgetFlag(*c, "lots");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.message().find("--memory-budget"), std::string::npos);
 }
 
 TEST(OrchestratorConfig, DeviceAndGpuBudget) {

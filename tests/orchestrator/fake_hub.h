@@ -16,11 +16,29 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
+#include "gguf/gguf.h"
 #include "orchestrator/temp_dir.h"
 
 extern char** environ;
 
 namespace qwenmux::testing {
+
+// A GGUF file of `n_data` random data bytes after its header (one I8 tensor), so that pull, which
+// refuses anything that does not parse as GGUF, accepts it. Sizes: header + n_data.
+inline std::string GgufBytes(size_t n_data, uint32_t seed) {
+  gguf::Writer w;
+  w.AddKeyValue("general.architecture", gguf::Value(std::string("fake")));
+  const uint64_t ne[1] = {n_data};
+  EXPECT_TRUE(w.AddTensor("data", gguf::TensorType::kI8, ne).ok());
+  const std::vector<uint8_t> header = w.SerializeHeader();
+  std::string s(header.begin(), header.end());
+  std::mt19937 rng(seed);
+  s.reserve(s.size() + n_data);
+  for (size_t i = 0; i < n_data; ++i) s.push_back(static_cast<char>(rng()));
+  return s;
+}
 
 class FakeHub {
  public:

@@ -16,6 +16,7 @@
 #include "model/shapes.h"
 #include "orchestrator/manager/memory_estimate.h"
 #include "orchestrator/manager/model_manager.h"
+#include "runtime/kv_cache.h"
 #include "quant/synth_model.h"
 #include "tokenizer/tokenizer.h"
 

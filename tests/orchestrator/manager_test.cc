@@ -126,22 +126,22 @@ TEST(ManagerTest, KeepAliveZeroForeverAndExpiry) {
   EXPECT_EQ(m.ReapExpired(), 1u);
 }
 
-TEST(ManagerTest, ReaperThreadExpires200ms) {
+// The reaper thread evicts at the expiry, not at its interval: with an interval of an hour, the
+// eviction still happens (the event; the exact expiry arithmetic is checked with the fake clock
+// above, so no wall-clock figure is asserted here).
+TEST(ManagerTest, ReaperThreadWakesAtTheExpiry) {
   Metrics metrics;
   ModelSpec a = TinySpec("a");
   a.keep_alive = 200ms;
   ManagerOptions o = TestOptions(0, &metrics);
-  o.reaper_interval = 5s;  // the reaper wakes at the expiry, not at the interval
+  o.reaper_interval = std::chrono::hours(1);
   ModelManager m(o, {a});
   ASSERT_TRUE(m.Start().ok());
-  const auto t0 = std::chrono::steady_clock::now();
   { auto l = m.Acquire("a"); ASSERT_TRUE(l.ok()); }
-  const auto released = std::chrono::steady_clock::now();
-  EXPECT_EQ(Loaded(m).size(), 1u);
-  while (!Loaded(m).empty() && std::chrono::steady_clock::now() - t0 < 10s) std::this_thread::sleep_for(10ms);
-  const auto gone = std::chrono::steady_clock::now();
-  EXPECT_TRUE(Loaded(m).empty());
-  EXPECT_GE(gone - released, 190ms);
+  EXPECT_EQ(Loaded(m).size(), 1u);  // kept alive after the release
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!Loaded(m).empty() && std::chrono::steady_clock::now() - t0 < 60s) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(Loaded(m).empty()) << "not evicted: the reaper waited for its interval";
   EXPECT_EQ(m.Stats("a").evictions, 1u);
 }
 

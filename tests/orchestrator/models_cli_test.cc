@@ -3,13 +3,17 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <random>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "common/run_command.h"
+#include "common/testdata.h"
 #include "orchestrator/fake_hub.h"
+#include "orchestrator/store/model_store.h"
 
 namespace qwenmux::orchestrator {
 namespace {
@@ -31,9 +35,7 @@ CliRun Qwenmux(const std::string& args) {
 }
 
 TEST(OrchestratorModelsCli, PullListTagRm) {
-  std::mt19937 rng(11);
-  std::string bytes(200000, '\0');
-  for (char& c : bytes) c = static_cast<char>(rng());
+  const std::string bytes = qwenmux::testing::GgufBytes(200000, 11);
   FakeHub hub({{"Qwen/Qwen3-8B-GGUF/Qwen3-8B-Q8_0.gguf", bytes}}, "normal");
   TempDir tmp;
   std::string dir = " --models-dir " + tmp.path() + "/m";
@@ -73,6 +75,51 @@ TEST(OrchestratorModelsCli, PullListTagRm) {
   ASSERT_EQ(rm.code, 0) << rm.out;
   CliRun empty = Qwenmux("list --json" + dir);
   EXPECT_EQ(nlohmann::json::parse(empty.out)["models"].size(), 0u);
+}
+
+// An HTML page served as the model: pull refuses it and the store stays empty. An entry that is
+// already bad (stored by an older qwenmux, or damaged since) is skipped by `list` with a warning.
+TEST(OrchestratorModelsCli, NonGgufPullRefusedAndBadEntrySkipped) {
+  const std::string html = "<html>404 Not Found</html>";
+  FakeHub hub({{"Qwen/Qwen3-8B-GGUF/Qwen3-8B-Q8_0.gguf", html}}, "normal");
+  TempDir tmp;
+  const std::string mdir = tmp.path() + "/m";
+  const std::string dir = " --models-dir " + mdir;
+  CliRun pull = Qwenmux("pull qwen3:8b-q8_0 --hub-url " + hub.url() + dir);
+  EXPECT_EQ(pull.code, 1) << pull.out;
+  EXPECT_NE(pull.out.find("is not a GGUF file"), std::string::npos) << pull.out;
+  EXPECT_EQ(pull.out.find("pulled"), std::string::npos) << pull.out;
+  qwenmux::testing::CommandResult json = qwenmux::testing::RunQwenmux("list --json" + dir);
+  ASSERT_EQ(json.code, 0) << json.out;
+  EXPECT_EQ(nlohmann::json::parse(json.out)["models"].size(), 0u);
+  EXPECT_TRUE(std::filesystem::is_empty(mdir + "/blobs"));
+
+  // Plant a bad entry beside a good one, as an older pull would have left it.
+  auto store = ModelStore::Open(mdir);
+  ASSERT_TRUE(store.ok());
+  StoredModel bad;
+  bad.name = "hf:someone/repo/bad.gguf";
+  bad.sha256 = std::string(64, 'b');
+  bad.size = html.size();
+  std::ofstream(store->BlobPath(bad.sha256)) << html;
+  ASSERT_TRUE(store->Add(bad).ok());
+  StoredModel good;
+  good.name = "hf:someone/repo/good.gguf";
+  good.sha256 = std::string(64, 'a');
+  good.size = std::filesystem::file_size(qwenmux::testing::ModelPath("tiny-dense.q8_0.gguf"));
+  std::filesystem::create_symlink(qwenmux::testing::ModelPath("tiny-dense.q8_0.gguf"), store->BlobPath(good.sha256));
+  ASSERT_TRUE(store->Add(good).ok());
+
+  CliRun list = Qwenmux("list" + dir);
+  EXPECT_EQ(list.code, 0) << list.out;
+  EXPECT_NE(list.out.find("warning: skipping hf:someone/repo/bad.gguf"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("is not a GGUF file"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("hf:someone/repo/good.gguf"), std::string::npos) << list.out;
+  json = qwenmux::testing::RunQwenmux("list --json" + dir);
+  ASSERT_EQ(json.code, 0) << json.out;
+  nlohmann::json j = nlohmann::json::parse(json.out);
+  ASSERT_EQ(j["models"].size(), 1u);
+  EXPECT_EQ(j["models"][0]["name"], "hf:someone/repo/good.gguf");
 }
 
 TEST(OrchestratorModelsCli, CatalogListing) {

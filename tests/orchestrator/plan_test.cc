@@ -201,6 +201,8 @@ TEST(PlanTest, FitsAndTiersFollowTheBudget) {
     auto plan = BuildPlan(o);
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     ASSERT_EQ(plan->rows.size(), Catalog().size());
+    // Wiring check: `fits` is the row's own estimate against the budget (the estimate itself is
+    // held to measured RSS in manager_estimate_test and to file sizes above).
     for (const PlanRow& r : plan->rows) EXPECT_EQ(r.fits, r.memory.total() <= budget) << r.entry->name;
     ASSERT_EQ(plan->tiers.size(), 4u);
     const PlanRow* fast = plan->tiers[0].row;
@@ -303,6 +305,7 @@ TEST(PlanCliTest, JsonFollowsTheBudget) {
   for (const auto& m : j["models"]) {
     for (const char* k : {"name", "role", "quantization", "params", "memory_bytes", "fits", "decode_tok_s", "memory"})
       ASSERT_TRUE(m.contains(k)) << k;
+    // Wiring check: the JSON's fits is memory_bytes against the 6 GiB budget.
     EXPECT_EQ(m["fits"].get<bool>(), m["memory_bytes"].get<uint64_t>() <= 6 * GiB) << m["name"];
     EXPECT_TRUE(m["decode_tok_s"].is_null());
     (m["fits"].get<bool>() ? fit : not_fit)++;

@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "orchestrator/fake_hub.h"
-#include "orchestrator/store/sha256.h"
+#include "base/sha256.h"
 
 namespace qwenmux::orchestrator {
 namespace {
@@ -15,17 +15,12 @@ namespace fs = std::filesystem;
 using qwenmux::testing::FakeHub;
 using qwenmux::testing::TempDir;
 
-std::string RandomBytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (char& c : s) c = static_cast<char>(rng());
-  return s;
-}
+using qwenmux::testing::GgufBytes;
 
 const char* kRepoFile = "Qwen/Qwen3-1.7B-GGUF/Qwen3-1.7B-Q4_K_M.gguf";
 
 struct PullFixture {
-  std::string bytes = RandomBytes(3 << 20, 7);  // 3 MiB
+  std::string bytes = GgufBytes(3 << 20, 7);  // 3 MiB of tensor data
   std::string sha = Sha256Hex(bytes.data(), bytes.size());
   TempDir tmp;
   ModelStore store = *ModelStore::Open(tmp / "models");
@@ -74,7 +69,7 @@ TEST(OrchestratorPull, FullPullOfCatalogTier) {
 
 TEST(OrchestratorPull, HfReferenceWithProgress) {
   PullFixture f;
-  f.bytes = RandomBytes(6 * 1024, 3);
+  f.bytes = GgufBytes(6 * 1024, 3);
   f.sha = Sha256Hex(f.bytes.data(), f.bytes.size());
   FakeHub hub({{"someone/repo/sub/model-Q8_0.gguf", f.bytes}}, "slow");
   HubOptions o = f.Options(hub);
@@ -125,6 +120,31 @@ TEST(OrchestratorPull, HashMismatchLeavesNothing) {
   EXPECT_NE(r.status().message().find("SHA-256 mismatch"), std::string::npos) << r.status().message();
   EXPECT_TRUE(f.StoreEmpty());
   EXPECT_TRUE(fs::is_empty(f.store.dir() + "/blobs"));  // the .partial was deleted too
+}
+
+// A hub or proxy that serves an HTML error page under the model's name (correct hash and size
+// for those bytes): pull used to store it ("pulled, 25 B") and list it. It is refused before the
+// rename into the store, with the bytes it got quoted, and nothing is left behind.
+TEST(OrchestratorPull, NonGgufDownloadIsRefused) {
+  PullFixture f;
+  const std::string html = "<!DOCTYPE html><html><body>502 Bad Gateway</body></html>\n";
+  // A GGUF cut short: the magic is right but the header does not parse.
+  const std::string cut = GgufBytes(4096, 1).substr(0, 40);
+  FakeHub hub({{kRepoFile, html}, {"someone/repo/cut-Q8_0.gguf", cut}}, "normal");
+  Result<PullResult> r = Pull(f.store, "qwen3:1.7b-q4_k_m", f.Options(hub));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kCorrupt);
+  EXPECT_NE(r.status().message().find("is not a GGUF file"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("<!DOCTYPE html>"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("the download was deleted"), std::string::npos) << r.status().message();
+  EXPECT_TRUE(f.StoreEmpty());
+  EXPECT_TRUE(fs::is_empty(f.store.dir() + "/blobs"));
+
+  Result<PullResult> c = Pull(f.store, "hf:someone/repo/cut-Q8_0.gguf", f.Options(hub));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("gguf"), std::string::npos) << c.status().message();
+  EXPECT_TRUE(f.StoreEmpty());
+  EXPECT_TRUE(fs::is_empty(f.store.dir() + "/blobs"));
 }
 
 TEST(OrchestratorPull, BodyBeyondAnnouncedSizeIsRefused) {

@@ -2,6 +2,7 @@
 #include "orchestrator/setup/setup.h"
 
 #include <filesystem>
+#include <fstream>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -124,7 +125,8 @@ TEST(SetupTest, ConfigBecomesSpecsAndCandidates) {
   EXPECT_EQ(s->candidates[2].tier, "qwen3-quality");
   EXPECT_EQ(s->candidates[2].role, ModelRole::kChat);
   EXPECT_EQ(s->candidates[0].aliases, std::vector<std::string>({"qwen3:1.7b-q4_k_m"}));
-  // Memory: the estimator's figure at the spec's context and sequences.
+  // Memory (wiring check): the estimator's figure at the spec's context and sequences; the
+  // estimator itself is held to measured RSS in manager_estimate_test.
   for (size_t i = 0; i < 3; ++i) {
     auto est = EstimateModelMemory(s->specs[i].path, s->specs[i].load);
     ASSERT_TRUE(est.ok());
@@ -278,6 +280,42 @@ TEST(SetupTest, NoModelsSectionServesTheStore) {
   EXPECT_EQ(s->candidates[0].tier, "qwen3-fast");
 }
 
+// `serve` with no models configured serves the store: one bad entry (an HTML page stored by an
+// older pull, or a GGUF that is not a model) used to stop the server from starting. It is skipped
+// with a warning in the startup log; a store with only bad entries says so.
+TEST(SetupTest, BadStoreEntryIsSkippedWithAWarning) {
+  TempDir tmp;
+  ServeInputs in;
+  in.models_dir = tmp.path();
+  in.total_ram = 8 * GiB;
+  auto store = ModelStore::Open(tmp.path());
+  ASSERT_TRUE(store.ok());
+  StoredModel bad;
+  bad.name = "hf:someone/repo/page.gguf";
+  bad.sha256 = std::string(64, 'e');
+  const std::string page = "<html>error</html>\n";
+  bad.size = page.size();
+  std::filesystem::create_directories(std::filesystem::path(store->BlobPath(bad.sha256)).parent_path());
+  { std::ofstream(store->BlobPath(bad.sha256)) << page; }
+  ASSERT_TRUE(store->Add(bad).ok());
+  auto only_bad = BuildServeSetup(in);
+  ASSERT_FALSE(only_bad.ok());
+  EXPECT_THAT(only_bad.status().message(), HasSubstr("1 unusable store entries were skipped"));
+
+  AddToStore(tmp.path(), "qwen3:0.6b-q8_0", ModelPath("tiny-dense.q8_0.gguf"), 'c');
+  // A GGUF that parses but is not a model (vocab only) is skipped too.
+  AddToStore(tmp.path(), "hf:someone/repo/vocab.gguf", ModelPath("qwen3-vocab.gguf"), 'd');
+  auto s = BuildServeSetup(in);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_EQ(s->candidates.size(), 1u);
+  EXPECT_EQ(s->candidates[0].name, "qwen3:0.6b-q8_0");
+  std::string log;
+  for (const std::string& l : s->log) log += l + "\n";
+  EXPECT_THAT(log, HasSubstr("warning: store model hf:someone/repo/page.gguf: skipped"));
+  EXPECT_THAT(log, HasSubstr("is not a GGUF file"));
+  EXPECT_THAT(log, HasSubstr("warning: store model hf:someone/repo/vocab.gguf: skipped"));
+}
+
 TEST(SetupTest, UnknownRouterDefault) {
   TempDir tmp;
   ServeInputs in = Inputs("router:\n  default: qwen3:8b-q8_0\n", tmp.path());
@@ -324,6 +362,110 @@ TEST(SetupTest, RouterStateFromManagerSnapshot) {
   s = MakeRouterState(snap, 5 * GiB, [](const std::string& n) { return n == "idle" ? 7 : 0; });
   EXPECT_EQ(s.free_bytes, 0u);
   EXPECT_EQ(s.models[0].queue_depth, 7);
+}
+
+}  // namespace
+}  // namespace qwenmux::orchestrator
+
+namespace qwenmux::orchestrator {
+namespace {
+
+using ::testing::Not;
+
+// --memory-budget over the config's memory section: the one rule of serve, plan and pipeline.
+TEST(SetupTest, ResolveMemoryBudgetFlagOverridesFile) {
+  const Config c = Parse("memory:\n  budget: 75%\n  reserve: 1GiB\n");
+  auto b = ResolveMemoryBudget(c.memory, "24G", 64 * GiB);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(b->bytes, 24 * GiB);
+  EXPECT_EQ(b->total_ram, 64 * GiB);
+  EXPECT_THAT(b->description, HasSubstr("from --memory-budget"));
+  b = ResolveMemoryBudget(c.memory, "75%", 64 * GiB);  // a share of RAM, as serve takes it
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->bytes, 48 * GiB);
+  b = ResolveMemoryBudget(c.memory, "", 8 * GiB);  // the file's 75%, capped at 8 - 1 GiB reserved
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->bytes, 6 * GiB);
+  EXPECT_THAT(b->description, Not(HasSubstr("--memory-budget")));
+  b = ResolveMemoryBudget(c.memory, "100%", 8 * GiB);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->bytes, 7 * GiB);
+  for (const char* bad : {"lots", "-1G", "0%", "150%"}) {
+    auto r = ResolveMemoryBudget(c.memory, bad, 8 * GiB);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_THAT(r.status().ToString(), HasSubstr("--memory-budget")) << bad;
+  }
+  auto none = ResolveMemoryBudget(c.memory, "", GiB / 2);
+  ASSERT_FALSE(none.ok());
+  EXPECT_THAT(none.status().message(), HasSubstr("leaves nothing for models"));
+}
+
+TEST(SetupTest, RoleFromPoolingIsTheOneRule) {
+  EXPECT_EQ(RoleFromPooling(model::PoolingType::kNone), ModelRole::kChat);
+  EXPECT_EQ(RoleFromPooling(model::PoolingType::kRank), ModelRole::kReranker);
+  EXPECT_EQ(RoleFromPooling(model::PoolingType::kLast), ModelRole::kEmbedding);
+  EXPECT_EQ(RoleFromPooling(model::PoolingType::kMean), ModelRole::kEmbedding);
+  EXPECT_EQ(RoleFromPooling(model::PoolingType::kCls), ModelRole::kEmbedding);
+}
+
+// --model files get the flag options (context, sequences, threads) and a memory estimate at
+// them, and the setup carries what the server shows, so nothing reopens the file.
+TEST(SetupTest, ModelFlagOptionsAndFacts) {
+  TempDir tmp;
+  const std::string file = ModelPath("tiny-dense.q8_0.gguf");
+  ServeInputs in;
+  in.models_dir = tmp.path();
+  in.total_ram = 8 * GiB;
+  in.extra_models = {file + "=mini"};
+  in.flag_models.n_ctx = 256;
+  in.flag_models.parallel = 3;
+  in.flag_models.threads = 2;
+  auto s = BuildServeSetup(in);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_EQ(s->specs.size(), 1u);
+  ASSERT_EQ(s->facts.size(), 1u);
+  EXPECT_EQ(s->specs[0].load.n_ctx, 256);
+  EXPECT_EQ(s->specs[0].load.n_seq, 3);
+  EXPECT_EQ(s->specs[0].load.n_threads, 2u);
+  auto est = EstimateModelMemory(file, s->specs[0].load);
+  ASSERT_TRUE(est.ok());
+  EXPECT_EQ(s->candidates[0].memory_bytes, est->total());
+
+  auto f = gguf::File::Open(file);
+  ASSERT_TRUE(f.ok());
+  auto mc = model::ReadConfig(*f);
+  ASSERT_TRUE(mc.ok());
+  const ModelFacts& facts = s->facts[0];
+  EXPECT_EQ(facts.arch, "qwen3");
+  EXPECT_EQ(facts.file_bytes, std::filesystem::file_size(file));
+  EXPECT_GT(facts.modified_unix, 0);
+  EXPECT_EQ(facts.n_ctx_train, static_cast<int32_t>(mc->n_ctx_train));
+  EXPECT_EQ(facts.n_embd, static_cast<int32_t>(mc->n_embd));
+  EXPECT_EQ(s->candidates[0].role, ModelRole::kChat);
+  EXPECT_EQ(s->candidates[0].quantization, "Q8_0");  // from the file name
+
+  // A context above the training context is clipped to it.
+  in.flag_models.n_ctx = static_cast<int32_t>(mc->n_ctx_train) * 2;
+  s = BuildServeSetup(in);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->specs[0].load.n_ctx, static_cast<int32_t>(mc->n_ctx_train));
+}
+
+TEST(SetupTest, AllowNoModelsGivesAnEmptySetupWithItsBudget) {
+  TempDir tmp;
+  ServeInputs in;
+  in.models_dir = tmp.path();
+  in.total_ram = 8 * GiB;
+  in.memory_budget = "2GiB";
+  in.allow_no_models = true;
+  auto s = BuildServeSetup(in);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_TRUE(s->specs.empty());
+  EXPECT_EQ(s->budget_bytes, 2 * GiB);
+  EXPECT_EQ(s->manager.budget_bytes, 2 * GiB);
+  EXPECT_EQ(s->models_dir, tmp.path());
+  in.memory_budget = "lots";  // a bad budget is still an error
+  EXPECT_FALSE(BuildServeSetup(in).ok());
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "orchestrator/store/sha256.h"
+#include "base/sha256.h"
 #include "orchestrator/temp_dir.h"
 
 namespace qwenmux::orchestrator {

@@ -84,6 +84,8 @@ TEST(PipelineDefinition, BadDefinitionsNameTheKey) {
        "stages[1].chunk_overlap: must be smaller than chunk_tokens"},
       {"name: t\nstages:\n  - {name: read, type: read}\n  - {name: c, type: chunk, collection: docs}\n",
        "stages[1].collection: only embed stages store into a collection"},
+      {"name: t\nstages:\n  - {name: read, type: read}\n  - {name: e, type: embed, model: fast, collection: ../../x}\n",
+       "stages[1].collection: collection name \"../../x\""},
   };
   for (const BadCase& c : cases) {
     auto d = ParsePipeline(c.yaml, "t.yaml");

@@ -66,7 +66,7 @@ TEST(PipelineModelOps, ScoresMatchOneAtATimeReference) {
   for (size_t i = 0; i < prompts.size(); ++i) {
     ASSERT_TRUE((*out)[i].status.ok());
     for (size_t c = 0; c < conts.size(); ++c) {
-      EXPECT_NEAR((*out)[i].logprobs[c], Reference(single, prompts[i], conts[c]), 2e-2) << i << "/" << c;
+      EXPECT_NEAR((*out)[i].logprobs[c], Reference(single, prompts[i], conts[c]), 1e-4) << i << "/" << c;  // engine tests' bar
     }
   }
   EXPECT_GT(tokens, 0);

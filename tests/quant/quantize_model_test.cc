@@ -3,12 +3,15 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "base/mapped_file.h"
+#include "common/run_command.h"
 #include "common/testdata.h"
 #include "gguf/gguf.h"
 #include "quant/quant.h"
@@ -64,6 +67,7 @@ TEST(QuantizeModel, DenseQ4KMMixAndValues) {
   QuantizeModelOptions opts;
   opts.ftype = FileType::kQ4_K_M;
   opts.threads = 2;
+  opts.allow_requantize = true;  // the source is Q8_0
   size_t calls = 0;
   opts.progress = [&](size_t, size_t, const TensorPlan&) { ++calls; };
   Status s = QuantizeModel(ModelPath("tiny-dense.q8_0.gguf"), out, opts);
@@ -86,7 +90,9 @@ TEST(QuantizeModel, DenseQ4KMMixAndValues) {
     }
     const double rel = std::sqrt(err / ref);
     EXPECT_LT(rel, b.type == TensorType::kQ4_K ? 0.12 : 0.05) << a.name;
-    // Each re-encoded row equals QuantizeRow of the source's dequantized row.
+    // Wiring check: each re-encoded row equals QuantizeRow of the source's dequantized row (the
+    // error bound above is the independent check; QuantizeRow itself is tested against an
+    // independent decoder in quant_test).
     if (b.type != a.type) {
       std::vector<uint8_t> q(RowSize(b.type, static_cast<int64_t>(a.ne[0])));
       ASSERT_TRUE(QuantizeRow(b.type, x.data(), q.data(), static_cast<int64_t>(a.ne[0])).ok());
@@ -127,7 +133,7 @@ TEST(QuantizeModel, CommandLine) {
   const std::string out = ::testing::TempDir() + "/cli-q6k.gguf";
   const std::string bin = QWENMUX_BINARY;
   int rc = std::system((bin + " quantize " + ModelPath("tiny-dense.q8_0.gguf") + " " + out +
-                        " q6_k --threads 2 2>/dev/null").c_str());
+                        " q6_k --threads 2 --allow-requantize 2>/dev/null").c_str());
   ASSERT_EQ(rc, 0);
   auto g = gguf::File::Open(out);
   ASSERT_TRUE(g.ok()) << g.status().ToString();
@@ -140,6 +146,74 @@ TEST(QuantizeModel, CommandLine) {
                     " q3_k 2>/dev/null").c_str());
   EXPECT_NE(rc, 0);
   EXPECT_FALSE(MappedFile::Open(out).ok());
+}
+
+std::string ReadAll(const std::string& path) {
+  std::string s;
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    char buf[65536];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+    std::fclose(f);
+  }
+  return s;
+}
+
+// `quantize a.gguf a.gguf q4_0` used to replace the original with a lossy file and succeed. The
+// output is refused when it is the input under any name: the same path, a path through `.`, a
+// symlink and a hard link; the input stays byte for byte as it was.
+TEST(QuantizeModel, RefusesOutputThatIsTheInput) {
+  const std::string dir = ::testing::TempDir() + "/quant-same-inode";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string in = dir + "/a.gguf";
+  std::filesystem::copy_file(ModelPath("tiny-dense.q8_0.gguf"), in);
+  const std::string before = ReadAll(in);
+  ASSERT_FALSE(before.empty());
+  std::filesystem::create_hard_link(in, dir + "/hard.gguf");
+  std::filesystem::create_symlink(in, dir + "/sym.gguf");
+  QuantizeModelOptions opts;
+  opts.ftype = FileType::kQ4_0;
+  opts.allow_requantize = true;
+  for (const std::string& out : {in, dir + "/./a.gguf", dir + "/hard.gguf", dir + "/sym.gguf"}) {
+    Status s = QuantizeModel(in, out, opts);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << out << ": " << s.ToString();
+    EXPECT_NE(s.message().find("is the input file"), std::string::npos) << s.message();
+    EXPECT_TRUE(ReadAll(in) == before) << out << " changed the input";
+  }
+  // The command line says so and exits non-zero.
+  const auto r = qwenmux::testing::RunQwenmux("quantize " + in + " " + dir + "/hard.gguf q4_0 --allow-requantize", true);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("is the input file"), std::string::npos) << r.out;
+  EXPECT_TRUE(ReadAll(in) == before);
+  std::filesystem::remove_all(dir);
+}
+
+// Quantizing an already-quantized file (Q8_0 -> Q4_K_M) needs --allow-requantize; types that do
+// not change (Q8_0 -> q8_0) and the flag itself are fine.
+TEST(QuantizeModel, RequantizeNeedsFlag) {
+  const std::string out = ::testing::TempDir() + "/requant.gguf";
+  std::remove(out.c_str());
+  QuantizeModelOptions opts;
+  opts.ftype = FileType::kQ4_K_M;
+  Status s = QuantizeModel(ModelPath("tiny-dense.q8_0.gguf"), out, opts);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("already quantized (q8_0)"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("--allow-requantize"), std::string::npos) << s.message();
+  EXPECT_FALSE(MappedFile::Open(out).ok());
+
+  auto r = qwenmux::testing::RunQwenmux("quantize " + ModelPath("tiny-dense.q8_0.gguf") + " " + out + " q4_0", true);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("--allow-requantize"), std::string::npos) << r.out;
+  EXPECT_FALSE(MappedFile::Open(out).ok());
+
+  r = qwenmux::testing::RunQwenmux("quantize " + ModelPath("tiny-dense.q8_0.gguf") + " " + out +
+                                  " q4_0 --allow-requantize", true);
+  EXPECT_EQ(r.code, 0) << r.out;
+  auto g = gguf::File::Open(out);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_EQ(*g->Get<uint32_t>("general.file_type"), 2u);
+  std::remove(out.c_str());
 }
 
 }  // namespace

@@ -52,6 +52,19 @@ TEST(RagIngest, SkipsUnchangedReplacesChangedSkipsBadFiles) {
   EXPECT_EQ(ev.size(), 5u);
   for (const auto& e : ev) EXPECT_EQ(e.status == "failed", !e.error.empty()) << e.path;
 
+  // An empty file is "skipped": not added, not a failure, not a document.
+  std::filesystem::create_directories(f.dir / "empty");
+  WriteFile(f.dir / "empty/e.txt", "");
+  WriteFile(f.dir / "empty/blank.md", "   \n\n");
+  std::vector<IngestEvent> ev_empty;
+  auto empty = f.Ingest({f.dir / "empty"}, &ev_empty);
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_EQ(empty->skipped, 2);
+  EXPECT_EQ(empty->added + empty->failed, 0);
+  ASSERT_EQ(ev_empty.size(), 2u);
+  for (const auto& e : ev_empty) EXPECT_EQ(e.status, "skipped") << e.path;
+  EXPECT_EQ(f.store->Stats("kb")->documents, 2);
+
   auto again = f.Ingest({f.dir / "docs"});
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->unchanged, 2);
@@ -207,10 +220,12 @@ TEST(RagRetrieval, HybridWithRerankerReturnsScoredHits) {
     EXPECT_FALSE(h.record.text.empty());
     EXPECT_TRUE(h.bm25_rank > 0 || h.vector_rank > 0);
   }
-  // The reranker's scores are the engine's for the same prompts.
+  // The reranker's score is the engine's for the reranker prompt over the chunk as embedded
+  // (heading, newline, text), built here rather than with the retrieval code's own helpers.
   const Hit& top = hits->front();
-  auto direct = RerankTexts(TinyModel(), o.task, "How many hearts does an octopus have?",
-                            {ChunkEmbedText(top.record.heading, top.record.text)});
+  const std::string doc = top.record.heading.empty() ? top.record.text : top.record.heading + "\n" + top.record.text;
+  auto direct = TinyModel().RerankScores(
+      {TinyModel().RerankPrompt(o.task, "How many hearts does an octopus have?", doc)});
   ASSERT_TRUE(direct.ok());
   EXPECT_NEAR(direct->front(), top.rerank, 1e-5);
   EXPECT_GT(t.rerank_ms, 0);

@@ -27,6 +27,9 @@ TEST(RagDeviceCli, DeviceFlagOnEveryCommand) {
       "serve --model " + kTinyDense + " --port 0",
   };
   const runtime::CudaDeviceInfo gpu = runtime::QueryCudaDevice(0);
+  // ask opens the store before it loads any model (a missing store is the first error): make one.
+  const auto made = RunQwenmux(commands[0] + " --device cpu", /*merge_stderr=*/true);
+  ASSERT_EQ(made.code, 0) << made.out;
   for (const std::string& cmd : commands) {
     auto r = RunQwenmux(cmd + " --device gpu", /*merge_stderr=*/true);
     EXPECT_NE(r.code, 0) << cmd;

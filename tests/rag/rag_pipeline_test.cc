@@ -17,6 +17,39 @@ using qwenmux::testing::TempDir;
 using qwenmux::testing::TinyModel;
 using qwenmux::testing::WriteFile;
 
+// The tiny models never write [n], so the split and the JSON flags are checked here on a
+// forced answer rather than on generated ones.
+TEST(RagPipeline, CitationsSplitIntoCitedAndInvalid) {
+  CitationSplit s = SplitCitations("A [2]. B [0] and [3, 9]; again [2] and [1].", 3);
+  EXPECT_EQ(s.cited, (std::vector<int>{2, 3, 1}));
+  EXPECT_EQ(s.invalid, (std::vector<int>{0, 9}));
+  s = SplitCitations("none here", 3);
+  EXPECT_TRUE(s.cited.empty());
+  EXPECT_TRUE(s.invalid.empty());
+  s = SplitCitations("[1] with no sources", 0);
+  EXPECT_TRUE(s.cited.empty());
+  EXPECT_EQ(s.invalid, (std::vector<int>{1}));
+
+  AnswerResult r;
+  r.answer = "Otters [3] hold hands [1] [7].";
+  for (int n = 1; n <= 3; ++n) {
+    Source src;
+    src.n = n;
+    src.doc_id = "d" + std::to_string(n);
+    r.sources.push_back(src);
+  }
+  s = SplitCitations(r.answer, r.sources.size());
+  r.cited = s.cited;
+  r.invalid_citations = s.invalid;
+  const nlohmann::json j = r.ToJson();
+  ASSERT_EQ(j["citations"].size(), 3u);
+  EXPECT_EQ(j["citations"][0]["cited"], true);
+  EXPECT_EQ(j["citations"][1]["cited"], false);
+  EXPECT_EQ(j["citations"][2]["cited"], true);
+  EXPECT_EQ(j["cited"], nlohmann::json::array({3, 1}));
+  EXPECT_EQ(j["invalid_citations"], nlohmann::json::array({7}));
+}
+
 TEST(RagPipeline, CitationsAndRewritesParsing) {
   EXPECT_EQ(CitationsIn("Otters hold hands [1]. Also [2, 3] and [2][4]; not [x], [12a], [ 5] or [6"),
             (std::vector<int>{1, 2, 3, 4}));

@@ -85,6 +85,25 @@ TEST(RagReader, BadInputIsAClearError) {
   EXPECT_FALSE(ReadDocument("/nonexistent/file.txt").ok());
 }
 
+// Issue 20 item 13: valid UTF-8 that is mostly control characters is binary data, refused like a
+// broken PDF (2,048 x 0x1C used to be read as text); a stray control byte in real text is fine.
+TEST(RagReader, MostlyControlCharactersIsBinary) {
+  for (const char* format : {"txt", "md", "html"}) {
+    auto bin = ParseDocument(std::string(2048, '\x1c'), format, "fs.txt");
+    ASSERT_FALSE(bin.ok()) << format;
+    EXPECT_EQ(bin.status().code(), StatusCode::kCorrupt);
+    EXPECT_NE(bin.status().message().find("2048 of 2048 bytes are control characters"), std::string::npos)
+        << bin.status().message();
+  }
+  std::string mixed(100, 'a');
+  for (int i = 0; i < 20; ++i) mixed[static_cast<size_t>(i * 5)] = '\x07';  // 20% BEL
+  EXPECT_FALSE(ParseDocument(mixed, "txt", "bell.txt").ok());
+  std::string text = "Plain words\twith tabs,\r\nline breaks\fand a page break. \x1b[1mBold\x1b[0m.\n";
+  for (int i = 0; i < 3; ++i) text += text;
+  EXPECT_TRUE(ParseDocument(text, "txt", "ok.txt").ok());
+  EXPECT_EQ(CountControlBytes(text), 16u);  // the ESC bytes only
+}
+
 // --- chunker ---
 
 ParsedDocument Doc(std::vector<Block> blocks) {

@@ -4,6 +4,8 @@
 
 #include <filesystem>
 #include <random>
+#include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -85,6 +87,24 @@ TEST(RagStore, CollectionsDocumentsAndSearch) {
   EXPECT_EQ(st->indexed_vectors, 3);
   const auto chunks = s.GetChunks(std::vector<int64_t>{vec->front().first}).value();
   EXPECT_EQ(chunks.front().chunk_id, chunks.front().doc_id + ":0");
+}
+
+TEST(RagStore, CollectionNamesAreChecked) {
+  for (const std::string& ok : std::vector<std::string>{"kb", "docs", "a", "Kb_2.v-1", std::string(64, 'x')}) {
+    EXPECT_TRUE(ValidateCollectionName(ok).ok()) << ok;
+  }
+  for (const std::string& bad : std::vector<std::string>{"", "../../x", "..", "a/b", "/etc", ".hidden", "-x", "_x", "a..b",
+                                                          "sp ace", "caf\xc3\xa9", "a\nb", std::string(65, 'x')}) {
+    Status s = ValidateCollectionName(bad);
+    EXPECT_FALSE(s.ok()) << bad;
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad;
+  }
+  TempDir dir;
+  auto store = Store::Open(dir.path());
+  ASSERT_TRUE(store.ok());
+  EXPECT_FALSE((*store)->OpenCollection("../x", "m", 4).ok());
+  EXPECT_EQ((*store)->GetCollection("../x").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE((*store)->OpenCollection("kb", "m", 4).ok());
 }
 
 TEST(RagStore, ReplaceAndDeleteDocuments) {

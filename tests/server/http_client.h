@@ -1,5 +1,5 @@
 // Test-side HTTP: a blocking client (Beast), raw byte exchanges for hostile input, and a
-// `qwenmux serve` child process on a free loopback port.
+// `qwenmux serve` child process on a port it picks itself (reported in its log).
 #pragma once
 
 #include <fcntl.h>
@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <thread>
@@ -101,20 +102,15 @@ inline int RawStatus(const std::string& response) {
   return std::atoi(response.c_str() + 9);
 }
 
-inline uint16_t FreePort() {
-  namespace net = boost::asio;
-  net::io_context ioc;
-  net::ip::tcp::acceptor a(ioc, net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
-
-// `qwenmux serve ARGS --port P` as a child process.
+// `qwenmux serve ARGS --port 0` as a child process: the child binds a free port itself and
+// reports it in its log ("serve: listening on http://HOST:PORT"), which port() reads, so no
+// other process can take the port between choosing and binding it.
 class ServerProcess {
  public:
-  explicit ServerProcess(std::vector<std::string> args, const std::string& log_path) : port_(FreePort()) {
+  explicit ServerProcess(std::vector<std::string> args, const std::string& log_path) : log_path_(log_path) {
     args.insert(args.begin(), {QWENMUX_BINARY, "serve"});
     args.push_back("--port");
-    args.push_back(std::to_string(port_));
+    args.push_back("0");
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -127,12 +123,13 @@ class ServerProcess {
   }
   ~ServerProcess() { Stop(); }
 
-  // Polls /health until it answers (any status) or the timeout passes.
+  // Waits for the port in the log, then polls /health until it answers 200 or the timeout passes.
   bool WaitReady(const std::vector<std::pair<std::string, std::string>>& headers = {}, int timeout_ms = 20000) {
     const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     while (std::chrono::steady_clock::now() < end) {
       if (pid_ <= 0) return false;
-      if (Call(port_, "GET", "/health", "", headers).status == 200) return true;
+      if (port_ == 0) ReadPort();
+      if (port_ != 0 && Call(port_, "GET", "/health", "", headers).status == 200) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return false;
@@ -162,11 +159,27 @@ class ServerProcess {
     f >> size >> rss;
     return rss * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
   }
-  uint16_t port() const { return port_; }
+  // The port the child bound (0 until its log says; WaitReady waits for it).
+  uint16_t port() {
+    if (port_ == 0) ReadPort();
+    return port_;
+  }
   pid_t pid() const { return pid_; }
 
  private:
-  uint16_t port_;
+  void ReadPort() {
+    std::ifstream f(log_path_);
+    const std::string log((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const std::string marker = "serve: listening on http://";
+    const size_t at = log.find(marker);
+    if (at == std::string::npos) return;
+    const size_t colon = log.find(':', log.find("//", at) + 2);
+    if (colon == std::string::npos) return;
+    port_ = static_cast<uint16_t>(std::atoi(log.c_str() + colon + 1));
+  }
+
+  std::string log_path_;
+  uint16_t port_ = 0;
   pid_t pid_ = -1;
   int exit_ = -1;
 };

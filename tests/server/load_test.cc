@@ -1,7 +1,9 @@
 // Bounded load: many concurrent streaming clients on loopback against the tiny model all finish
 // with complete, unmixed responses (each stream equals the same request answered alone), and the
 // server's memory returns to its idle level afterwards.
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -78,6 +80,31 @@ std::vector<std::string> Expected(uint16_t port) {
   return out;
 }
 
+// Sum of a Prometheus metric's samples (all label sets) in /metrics; -1 if it is absent.
+double MetricSum(uint16_t port, const std::string& name) {
+  const HttpResult r = Call(port, "GET", "/metrics");
+  double sum = -1;
+  size_t a = 0, e;
+  while ((e = r.body.find('\n', a)) != std::string::npos) {
+    const std::string line = r.body.substr(a, e - a);
+    a = e + 1;
+    if (!line.starts_with(name) || (line.size() > name.size() && line[name.size()] != '{' && line[name.size()] != ' ')) continue;
+    sum = std::max(sum, 0.0) + std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return sum;
+}
+
+// Waits (polling, up to 60 s) until the server has completed `completed` requests and none is
+// queued: the event the memory measurement needs, instead of a fixed pause.
+void WaitServerIdle(uint16_t port, double completed) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < end) {
+    if (MetricSum(port, "qwenmux_requests_completed_total") >= completed && MetricSum(port, "qwenmux_queue_depth") <= 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ADD_FAILURE() << "the server did not finish " << completed << " requests";
+}
+
 TEST(ServerLoad, TwoHundredConcurrentStreams) {
   const std::string log = std::string(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp") + "/load-serve.log";
   ServerProcess server({"--model", ModelPath("tiny-dense.q8_0.gguf") + "=tiny", "--ctx", "256", "-t", "1", "--parallel",
@@ -90,14 +117,14 @@ TEST(ServerLoad, TwoHundredConcurrentStreams) {
   std::vector<std::string> failures;
   RunClients(server.port(), 16, expected, &ok, &failures);
   ASSERT_EQ(ok.load(), 16) << (failures.empty() ? "" : failures[0]);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  WaitServerIdle(server.port(), 4 + 16);  // Expected()'s 4, then the 16
   const uint64_t idle = server.RssBytes();
 
   ok = 0;
   RunClients(server.port(), 200, expected, &ok, &failures);
   EXPECT_EQ(ok.load(), 200) << failures.size() << " failed; first: " << (failures.empty() ? "" : failures[0]);
 
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  WaitServerIdle(server.port(), 4 + 16 + 200);
   const uint64_t after = server.RssBytes();
   std::printf("server RSS: idle %.1f MiB, after 200 streams %.1f MiB\n", idle / 1048576.0, after / 1048576.0);
   EXPECT_LE(after, idle + std::max<uint64_t>(16u << 20, idle / 10)) << "memory did not return to its idle level";
@@ -109,9 +136,9 @@ TEST(ServerConcurrent, StreamsOfBothDialects) {
   server::AppOptions o;
   o.model_flags = {ModelPath("tiny-dense.q8_0.gguf") + "=tiny"};
   o.http.port = 0;
-  o.n_ctx = 256;
-  o.parallel = 4;
-  o.threads = 1;
+  o.models.n_ctx = 256;
+  o.models.parallel = 4;
+  o.models.threads = 1;
   auto app = server::App::Create(o, [](const std::string&) {});
   ASSERT_TRUE(app.ok()) << app.status().ToString();
   ASSERT_TRUE((*app)->Start().ok());

@@ -16,6 +16,7 @@
 
 #include "common/testdata.h"
 #include "orchestrator/temp_dir.h"
+#include "rag/store.h"
 #include "server/app.h"
 #include "server/http_client.h"
 
@@ -54,7 +55,8 @@ struct Server {
   std::string data() const { return dir / "data"; }
 };
 
-std::unique_ptr<Server> StartServer(int32_t max_running = 2, bool data_root = true, int32_t keep_finished = 32) {
+std::unique_ptr<Server> StartServer(int32_t max_running = 2, bool data_root = true, int32_t keep_finished = 32,
+                                    std::vector<std::string> write_collections = {}) {
   auto s = std::make_unique<Server>();
   fs::create_directories(s->data() + "/docs");
   fs::create_directories(s->dir / "pipelines");
@@ -63,17 +65,18 @@ std::unique_ptr<Server> StartServer(int32_t max_running = 2, bool data_root = tr
   o.model_flags = {ModelPath("tiny-dense.q8_0.gguf") + "=tiny", ModelPath("tiny-moe.q4_k_m.gguf") + "=moe"};
   o.http.port = 0;
   o.http.security.check_host = true;
-  o.n_ctx = 512;
-  o.parallel = 2;
-  o.threads = 1;
+  o.models.n_ctx = 512;
+  o.models.parallel = 2;
+  o.models.threads = 1;
   o.shutdown_grace = std::chrono::milliseconds(500);
   if (data_root) o.jobs.data_roots = {s->data()};
   o.jobs.pipeline_dirs = {s->dir / "pipelines"};
   o.jobs.work_dir = s->dir / "work";
-  o.rag_store = s->dir / "rag";  // pipeline collections go where POST /v1/rag reads
+  o.rag.store_dir = s->dir / "rag";  // allowed pipeline collections go where POST /v1/rag reads
+  o.jobs.write_collections = std::move(write_collections);
   for (const char* st : {"query_understanding", "embedding", "retrieval_ranking", "context_synthesis",
                          "response_generation", "quality_scoring"}) {
-    o.rag_models[st] = "tiny";
+    o.rag.stage_models[st] = "tiny";
   }
   o.jobs.max_running = max_running;
   o.jobs.keep_finished = keep_finished;
@@ -145,7 +148,7 @@ void CheckResults(const std::vector<json>& lines, const std::set<std::string>& w
     got.insert(Base(l));
     EXPECT_EQ(l["hash"].get<std::string>().size(), 64u) << l.dump();
     if (Base(l) == empty_name) {
-      EXPECT_EQ(l["status"], "failed");
+      EXPECT_EQ(l["status"], "skipped");  // no text: reported, not a failure
       EXPECT_EQ(l["stage"], "read");
       EXPECT_EQ(l["reason"], "empty document");
       EXPECT_FALSE(l.value("error", "").empty());
@@ -184,23 +187,26 @@ TEST(PipelineApi, InlineDocumentsRunToTheEndAndResume) {
   json done = WaitDone(s->port(), "inline-1");
   EXPECT_EQ(done["state"], "done") << done.dump();
   EXPECT_EQ(done["done"], 4);
-  EXPECT_EQ(done["ok"].get<int>() + done["failed"].get<int>(), 4);
-  EXPECT_GE(done["ok"].get<int>(), 1);  // (all three with the tiny models today)
+  EXPECT_EQ(done["empty"], 1);
+  EXPECT_EQ(done["ok"].get<int>() + done["failed"].get<int>(), 3);
+  EXPECT_EQ(done["ok"], 3) << done.dump();  // the three orders pass (validate threshold 0)
   ASSERT_TRUE(done.contains("summary")) << done.dump();
   EXPECT_EQ(done["summary"]["pipeline"], "inline");
-  EXPECT_EQ(done["summary"]["stages"][0]["failures"]["empty document"], 1);
+  EXPECT_FALSE(done["summary"]["stages"][0]["failures"].contains("empty document"));
   auto lines = ResultLines(s->port(), "inline-1");
   CheckResults(lines, {"order0.txt", "order1.txt", "order2.txt", "empty.txt"}, "empty.txt");
   // The results file lives in the job's own directory under the work dir.
   EXPECT_TRUE(fs::exists(s->dir / "work/inline-1/results.jsonl"));
 
-  // The same id again: every document already has a result line, so all are skipped.
+  // The same id again: documents with an "ok" or "skipped" line are skipped; failed ones are
+  // retried and get a new line.
+  const int failed1 = done["failed"].get<int>();
   json again = Post(s->port(), body, 202);
   json done2 = WaitDone(s->port(), "inline-1");
   EXPECT_EQ(done2["state"], "done");
-  EXPECT_EQ(done2["skipped"], 4);
-  EXPECT_EQ(done2["done"], 0);
-  EXPECT_EQ(ResultLines(s->port(), "inline-1").size(), 4u);
+  EXPECT_EQ(done2["skipped"], 4 - failed1);
+  EXPECT_EQ(done2["done"], failed1);
+  EXPECT_EQ(ResultLines(s->port(), "inline-1").size(), static_cast<size_t>(4 + failed1));
 
   // Listed; DELETE of a finished job forgets it and its directory.
   auto list = Body(Call(s->port(), "GET", "/v1/pipelines/jobs"));
@@ -378,10 +384,11 @@ TEST(PipelineApiConcurrent, CancelCapAndShutdown) {
   EXPECT_FALSE(over.Header("retry-after").empty());
   // Readers poll while the jobs run and get cancelled.
   std::atomic<bool> stop{false};
+  std::atomic<int> polls{0};
   std::vector<std::thread> readers;
   for (const json* j : {&a, &b}) {
     const std::string id = (*j)["id"];
-    readers.emplace_back([&stop, port, id] {
+    readers.emplace_back([&stop, &polls, port, id] {
       int64_t last = 0;
       while (!stop) {
         auto r = Call(port, "GET", "/v1/pipelines/jobs/" + id);
@@ -390,10 +397,12 @@ TEST(PipelineApiConcurrent, CancelCapAndShutdown) {
         EXPECT_GE(p["done"].get<int64_t>(), last);
         last = p["done"].get<int64_t>();
         EXPECT_EQ(Call(port, "GET", "/v1/pipelines/jobs/" + id + "/results").status, 200);
+        ++polls;
       }
     });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Cancel once the readers are polling (a few rounds each), not after a fixed pause.
+  while (polls.load() < 6) std::this_thread::yield();
   auto del = Call(port, "DELETE", "/v1/pipelines/jobs/" + a["id"].get<std::string>());
   ASSERT_EQ(del.status, 200) << del.body;
   EXPECT_EQ(Body(del)["state"], "cancelled");
@@ -427,17 +436,16 @@ TEST(PipelineApiConcurrent, CancelCapAndShutdown) {
   EXPECT_NE(got.find("event: progress"), std::string::npos) << got;
   EXPECT_EQ(qwenmux::testing::RawStatus(got), 200);
   // Shutdown with jobs running cancels and joins them and ends the stream properly.
-  const auto t0 = std::chrono::steady_clock::now();
+  // (How long this takes is server_bench's business; here: it returns, with no job left running.)
   s->app->Shutdown();
   EXPECT_EQ(s->app->jobs().running(), 0);
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
   while (!got.ends_with("0\r\n\r\n") && read_more()) {
   }
   EXPECT_TRUE(got.ends_with("0\r\n\r\n")) << "the chunked stream was not ended: " << got.substr(got.size() - std::min<size_t>(got.size(), 200));
 }
 
 TEST(PipelineApiConcurrent, OneJobAtATimeWritesTheDocumentStore) {
-  auto s = StartServer(/*max_running=*/2);
+  auto s = StartServer(/*max_running=*/2, /*data_root=*/true, /*keep_finished=*/32, /*write_collections=*/{"docs"});
   ASSERT_NE(s, nullptr);
   const json def = json::parse(R"({"name": "store", "context": 512, "stages": [
       {"name": "read", "type": "read"},
@@ -455,12 +463,15 @@ TEST(PipelineApiConcurrent, OneJobAtATimeWritesTheDocumentStore) {
   json b = Post(s->port(), {{"pipeline", def}, {"documents", InlineDocs(2)}, {"models", kModels}}, 202);
   json done = WaitDone(s->port(), b["id"]);
   EXPECT_EQ(done["state"], "done") << done.dump();
+  int stored = 0;
   for (const json& l : ResultLines(s->port(), b["id"])) {
     if (l["status"] == "ok") {
       EXPECT_EQ(l["collection"], "docs") << l.dump();
       EXPECT_GT(l["chunks"].get<int>(), 0) << l.dump();
+      ++stored;
     }
   }
+  EXPECT_GT(stored, 0) << "no document reached the store, so nothing above was checked";
   EXPECT_TRUE(fs::exists(s->dir / "rag/store.db"));
   WaitDone(s->port(), other["id"]);
   // What the pipeline stored is searchable right away through POST /v1/rag.
@@ -471,6 +482,80 @@ TEST(PipelineApiConcurrent, OneJobAtATimeWritesTheDocumentStore) {
   const json answer = json::parse(ask.body);
   ASSERT_FALSE(answer["citations"].empty()) << ask.body;
   for (const json& c : answer["citations"]) EXPECT_NE(c["source"].get<std::string>().find("/work/"), std::string::npos) << c.dump();
+}
+
+const json kEmbedDef = json::parse(R"({"name": "store", "context": 512, "stages": [
+    {"name": "read", "type": "read"},
+    {"name": "chunk", "type": "chunk", "chunk_tokens": 64, "chunk_overlap": 8},
+    {"name": "embed", "type": "embed", "model": "fast", "batch": 4, "collection": "docs"}]})");
+
+int64_t StoredDocuments(const std::string& store_dir, const std::string& collection) {
+  auto store = rag::Store::Open(store_dir);
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  if (!store.ok()) return -1;
+  auto st = (*store)->Stats(collection);
+  return st.ok() ? st->documents : -1;
+}
+
+// Issue 20 item 1: by default a job's embed stage writes into the job's own store, never into
+// the one POST /v1/rag answers from; deleting the job removes that store.
+TEST(PipelineApiStore, JobsWriteTheirOwnStoreByDefault) {
+  auto s = StartServer();
+  ASSERT_NE(s, nullptr);
+  json a = Post(s->port(), {{"pipeline", kEmbedDef}, {"documents", InlineDocs(2)}, {"models", kModels}}, 202);
+  EXPECT_EQ(a["store"], "job") << a.dump();
+  json done = WaitDone(s->port(), a["id"]);
+  EXPECT_EQ(done["state"], "done") << done.dump();
+  EXPECT_EQ(done["ok"], 2) << done.dump();
+  const std::string own = s->dir / ("work/" + a["id"].get<std::string>() + "/store");
+  EXPECT_EQ(StoredDocuments(own, "docs"), 2);
+  // Nothing planted where RAG answers from.
+  auto ask = Call(s->port(), "POST", "/v1/rag", json{{"collection", "docs"}, {"question", "What?"}, {"max_tokens", 4}}.dump());
+  EXPECT_EQ(ask.status, 404) << ask.body;
+  ASSERT_EQ(Call(s->port(), "DELETE", a["progress_url"].get<std::string>()).status, 200);
+  EXPECT_FALSE(fs::exists(own));
+}
+
+TEST(PipelineApiStore, PurgeRemovesWhatAnAllowedJobStored) {
+  auto s = StartServer(/*max_running=*/2, /*data_root=*/true, /*keep_finished=*/32, /*write_collections=*/{"docs"});
+  ASSERT_NE(s, nullptr);
+  json a = Post(s->port(), {{"pipeline", kEmbedDef}, {"documents", InlineDocs(3)}, {"models", kModels}}, 202);
+  EXPECT_EQ(a["store"], "server") << a.dump();
+  json done = WaitDone(s->port(), a["id"]);
+  ASSERT_EQ(done["ok"], 3) << done.dump();
+  EXPECT_EQ(StoredDocuments(s->dir / "rag", "docs"), 3);
+  EXPECT_EQ(Call(s->port(), "DELETE", a["progress_url"].get<std::string>() + "?purge=maybe").status, 400);
+  auto del = Call(s->port(), "DELETE", a["progress_url"].get<std::string>() + "?purge=true");
+  ASSERT_EQ(del.status, 200) << del.body;
+  EXPECT_EQ(Body(del)["purged"], 3) << del.body;
+  EXPECT_EQ(StoredDocuments(s->dir / "rag", "docs"), 0);
+  EXPECT_EQ(Call(s->port(), "GET", a["progress_url"].get<std::string>()).status, 404);
+}
+
+TEST(PipelineApiStore, CollectionNamesAreCheckedAndOnlyAllowedOnesReachTheServerStore) {
+  auto s = StartServer(/*max_running=*/2, /*data_root=*/true, /*keep_finished=*/32, /*write_collections=*/{"docs"});
+  ASSERT_NE(s, nullptr);
+  json bad = kEmbedDef;
+  bad["stages"][2]["collection"] = "../../x";
+  json r = Post(s->port(), {{"pipeline", bad}, {"documents", InlineDocs(1)}, {"models", kModels}}, 400);
+  EXPECT_NE(r.dump().find("collection"), std::string::npos) << r.dump();
+  // A collection the operator did not allow goes to the job's own store.
+  json other = kEmbedDef;
+  other["stages"][2]["collection"] = "other";
+  r = Post(s->port(), {{"pipeline", other}, {"documents", InlineDocs(1)}, {"models", kModels}}, 202);
+  EXPECT_EQ(r["store"], "job") << r.dump();
+  WaitDone(s->port(), r["id"]);
+  auto ask = Call(s->port(), "POST", "/v1/rag", json{{"collection", "other"}, {"question", "What?"}, {"max_tokens", 4}}.dump());
+  EXPECT_EQ(ask.status, 404) << ask.body;
+  EXPECT_FALSE(fs::exists(s->dir / "x"));
+}
+
+TEST(PipelineApiStore, MaxJobsZeroTurnsJobsOff) {
+  auto s = StartServer(/*max_running=*/0);
+  ASSERT_NE(s, nullptr);
+  json r = Post(s->port(), {{"pipeline", "api-test"}, {"documents", InlineDocs(1)}, {"models", kModels}}, 403);
+  EXPECT_NE(r.dump().find("--max-jobs 0"), std::string::npos) << r.dump();
+  EXPECT_EQ(s->app->jobs().running(), 0);
 }
 
 }  // namespace

@@ -64,15 +64,15 @@ struct RagServer {
     o.model_flags = {kTinyDense + "=tiny"};
     o.http.port = 0;
     o.http.security.check_host = true;
-    o.n_ctx = 1024;
-    o.threads = 2;
+    o.models.n_ctx = 1024;
+    o.models.threads = 2;
     o.shutdown_grace = std::chrono::milliseconds(2000);
-    o.rag_store = dir / "store";
+    o.rag.store_dir = dir / "store";
     for (const char* s : {"query_understanding", "embedding", "retrieval_ranking", "context_synthesis",
                                  "response_generation", "quality_scoring"}) {
-      o.rag_models[s] = "tiny";
+      o.rag.stage_models[s] = "tiny";
     }
-    o.rag_max_concurrent = max_concurrent;
+    o.rag.max_concurrent = max_concurrent;
     auto a = App::Create(std::move(o), [](const std::string&) {});
     EXPECT_TRUE(a.ok()) << a.status().ToString();
     if (!a.ok()) return;
@@ -342,10 +342,10 @@ TEST(RagApiDisabled, NoStageModelIs503NamingTheStage) {
   AppOptions o;
   o.model_flags = {kTinyDense + "=tiny"};
   o.http.port = 0;
-  o.rag_store = dir / "store";
+  o.rag.store_dir = dir / "store";
   o.models_dir = dir / "models";  // empty: the default catalog names resolve nowhere
   {
-    auto store = rag::Store::Open(o.rag_store);
+    auto store = rag::Store::Open(o.rag.store_dir);
     ASSERT_TRUE(store.ok());
     ASSERT_TRUE((*store)->OpenCollection("kb", "x", 8).ok());
   }
@@ -355,7 +355,7 @@ TEST(RagApiDisabled, NoStageModelIs503NamingTheStage) {
   auto r = Call((*app)->port(), "POST", "/v1/rag", json{{"collection", "kb"}, {"question", "q"}}.dump());
   EXPECT_EQ(r.status, 503) << r.body;
   EXPECT_NE(r.body.find("stage embedding"), std::string::npos) << r.body;
-  o.rag_models["nope"] = "tiny";
+  o.rag.stage_models["nope"] = "tiny";
   auto bad = App::Create(o, [](const std::string&) {});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("unknown stage"), std::string::npos);
@@ -391,6 +391,38 @@ TEST(RagApiConcurrent, SharedModelCapAndWaitingCancel) {
   ASSERT_TRUE(srv.WaitRunning(0));
   EXPECT_EQ(srv.app->service().rag()->cancelled(), cancelled_before + 2);
   EXPECT_EQ(srv.Post("/v1/rag", Ask("Why do sea otters hold hands?", 4)).status, 200);
+}
+
+// The file served as chat model "tiny" is the RAG answer model too: the manager holds one
+// instance (loaded once), used by chat requests and RAG calls in turn.
+TEST(RagApiShared, ServedFileIsLoadedOnceForChatAndRag) {
+  RagServer srv(2);
+  ASSERT_NE(srv.app, nullptr);
+  const json chat{{"model", "tiny"}, {"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 3},
+                  {"temperature", 0}};
+  ASSERT_EQ(srv.Post("/v1/chat/completions", chat).status, 200);
+  auto r = srv.Post("/v1/rag", Ask("Why do sea otters hold hands?", 6));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["models"]["response_generation"], "tiny");
+  // A chat and a RAG call at once: the RAG call borrows the instance between chat batches.
+  HttpResult a, b;
+  {
+    std::thread t([&] { a = srv.Post("/v1/rag", Ask("How do otters sleep?", 6)); });
+    b = srv.Post("/v1/chat/completions", chat);
+    t.join();
+  }
+  EXPECT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(b.status, 200) << b.body;
+
+  orchestrator::ModelManager& manager = srv.app->service().manager();
+  const auto snap = manager.Snapshot();
+  ASSERT_EQ(snap.size(), 1u);
+  EXPECT_EQ(snap[0].name, "tiny");
+  EXPECT_EQ(manager.Stats("tiny").loads, 1u);
+  EXPECT_EQ(manager.in_use_bytes(), snap[0].bytes);  // counted once against the budget
+  const json ps = json::parse(qwenmux::testing::Call(srv.port(), "GET", "/api/ps").body);
+  ASSERT_EQ(ps["models"].size(), 1u) << ps.dump();
+  EXPECT_EQ(ps["models"][0]["name"], "tiny");
 }
 
 }  // namespace

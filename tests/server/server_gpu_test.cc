@@ -33,9 +33,9 @@ std::unique_ptr<App> StartWithFakeGpu(const std::string& gpu_budget, Fake* fake)
   o.model_flags = {ModelPath("tiny-dense.q8_0.gguf") + "=tiny"};
   o.http.port = 0;
   o.http.io_threads = 1;
-  o.n_ctx = 256;
-  o.parallel = 1;
-  o.threads = 1;
+  o.models.n_ctx = 256;
+  o.models.parallel = 1;
+  o.models.threads = 1;
   o.gpu_memory_budget = gpu_budget;
   o.metrics = &fake->metrics;
   o.query_device = [](int index) {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -34,9 +35,9 @@ AppOptions TinyOptions() {
   o.http.port = 0;
   o.http.io_threads = 2;
   o.http.security.check_host = true;
-  o.n_ctx = 512;
-  o.parallel = 2;
-  o.threads = 1;
+  o.models.n_ctx = 512;
+  o.models.parallel = 2;
+  o.models.threads = 1;
   o.shutdown_grace = std::chrono::milliseconds(2000);
   return o;
 }
@@ -142,6 +143,59 @@ TEST_F(ServerHttp, StreamingMatchesNonStreaming) {
   EXPECT_EQ(text, Body(whole)["choices"][0]["message"]["content"].get<std::string>());
 }
 
+// Thinking on (the default): the streamed reasoning_content and content deltas, concatenated,
+// are the non-streamed message's; the same for Ollama's "thinking" with think: true.
+TEST_F(ServerHttp, StreamedReasoningMatchesTheFinalMessage) {
+  json req = json::parse(ChatBody("Explain briefly", 24));
+  auto whole = Call(port(), "POST", "/v1/chat/completions", req.dump());
+  ASSERT_EQ(whole.status, 200) << whole.body;
+  const json msg = Body(whole)["choices"][0]["message"];
+  req["stream"] = true;
+  auto s = Call(port(), "POST", "/v1/chat/completions", req.dump());
+  ASSERT_EQ(s.status, 200);
+  std::string reasoning, content;
+  size_t pos = 0, chunks_with_reasoning = 0;
+  while ((pos = s.body.find("data: ", pos)) != std::string::npos) {
+    const size_t end = s.body.find("\n\n", pos);
+    const std::string data = s.body.substr(pos + 6, end - pos - 6);
+    pos = end;
+    if (data == "[DONE]") continue;
+    const json chunk = json::parse(data);
+    for (const auto& ch : chunk["choices"]) {
+      if (ch["delta"].contains("reasoning_content")) {
+        reasoning += ch["delta"]["reasoning_content"].get<std::string>();
+        ++chunks_with_reasoning;
+      }
+      if (ch["delta"].contains("content")) content += ch["delta"]["content"].get<std::string>();
+    }
+  }
+  EXPECT_FALSE(reasoning.empty()) << "thinking was on, yet no reasoning was streamed: " << s.body;
+  EXPECT_GT(chunks_with_reasoning, 1u);  // streamed piece by piece, not in one final chunk
+  EXPECT_EQ(reasoning, msg.value("reasoning_content", ""));
+  EXPECT_EQ(content, msg["content"].is_null() ? "" : msg["content"].get<std::string>());
+
+  json oreq{{"model", kModel}, {"messages", {{{"role", "user"}, {"content", "Explain briefly"}}}}, {"stream", false},
+            {"think", true}, {"options", {{"num_predict", 24}, {"temperature", 0}}}};
+  auto owhole = Call(port(), "POST", "/api/chat", oreq.dump());
+  ASSERT_EQ(owhole.status, 200) << owhole.body;
+  const json omsg = Body(owhole)["message"];
+  oreq["stream"] = true;
+  auto os = Call(port(), "POST", "/api/chat", oreq.dump());
+  ASSERT_EQ(os.status, 200);
+  std::string othinking, ocontent;
+  size_t a = 0, e;
+  while ((e = os.body.find('\n', a)) != std::string::npos) {
+    const json line = json::parse(os.body.substr(a, e - a));
+    a = e + 1;
+    othinking += line["message"].value("thinking", "");
+    ocontent += line["message"].value("content", "");
+  }
+  EXPECT_FALSE(othinking.empty());
+  EXPECT_EQ(othinking, omsg.value("thinking", ""));
+  EXPECT_EQ(ocontent, omsg.value("content", ""));
+  EXPECT_EQ(othinking, reasoning);  // same prompt, greedy: the same split in both dialects
+}
+
 TEST_F(ServerHttp, EmbeddingsAndRerankMatchTheEngine) {
   auto model = engine::Model::Load(ModelPath("tiny-dense.q8_0.gguf"), {512, 1, 512, 1});
   ASSERT_TRUE(model.ok());
@@ -160,7 +214,37 @@ TEST_F(ServerHttp, EmbeddingsAndRerankMatchTheEngine) {
   auto b = Call(port(), "POST", "/v1/embeddings",
                 json{{"model", kModel}, {"input", "hello world"}, {"encoding_format", "base64"}, {"dimensions", 16}}.dump());
   ASSERT_EQ(b.status, 200);
-  EXPECT_EQ(Body(b)["data"][0]["embedding"].get<std::string>().size(), (16 * 4 + 2) / 3 * 4);
+  const std::string b64 = Body(b)["data"][0]["embedding"].get<std::string>();
+  EXPECT_EQ(b64.size(), (16 * 4 + 2) / 3 * 4);
+  auto f = Call(port(), "POST", "/v1/embeddings",
+                json{{"model", kModel}, {"input", "hello world"}, {"dimensions", 16}}.dump());
+  ASSERT_EQ(f.status, 200);
+  const auto floats = Body(f)["data"][0]["embedding"].get<std::vector<float>>();
+  ASSERT_EQ(floats.size(), 16u);
+  // Decoded here (RFC 4648 alphabet, "=" padding) independently of the server's encoder.
+  std::string bytes;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (const char c : b64) {
+    if (c == '=') break;
+    const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char* at = std::strchr(alphabet, c);
+    ASSERT_NE(at, nullptr) << "not base64: " << c;
+    acc = (acc << 6) | static_cast<uint32_t>(at - alphabet);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      bytes.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  ASSERT_EQ(bytes.size(), 16u * 4);
+  for (size_t i = 0; i < 16; ++i) {
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data() + 4 * i);
+    const uint32_t u = p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24);  // little-endian
+    float v;
+    std::memcpy(&v, &u, 4);
+    EXPECT_EQ(v, floats[i]) << i;
+  }
 
   const std::vector<std::string> docs = {"Paris is the capital of France", "Bananas are yellow", "Berlin"};
   auto rr = Call(port(), "POST", "/v1/rerank",
@@ -528,8 +612,8 @@ TEST(ServerCancel, ClientDisconnectCancelsGeneration) {
 
 TEST(ServerOverload, FullQueueAnswers429And503WithRetryAfter) {
   AppOptions o = TinyOptions();
-  o.max_queue = 1;
-  o.parallel = 1;
+  o.scheduler.max_queue = 1;
+  o.models.parallel = 1;
   auto r = Start(o);
   ASSERT_NE(r, nullptr);
   // One running (streaming, long), then fill the queue until the scheduler refuses.

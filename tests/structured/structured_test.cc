@@ -403,7 +403,7 @@ TEST(StructuredApi, OpenAiAndOllamaFormatsAndCache) {
   EXPECT_EQ(*o3, nullptr);
   EXPECT_FALSE(FromOllamaFormat("yaml", v).ok());
 
-  ConstraintCache cache(2);
+  ConstraintCache cache(/*max_bytes=*/size_t{64} << 20, /*max_entries=*/2);
   int compiles = 0;
   auto get = [&](const std::string& key) {
     return cache.GetOrCompile(*v, key, [&]() -> Result<Constraint> {

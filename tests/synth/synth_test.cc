@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "base/mapped_file.h"
+#include "common/run_command.h"
 #include "common/testdata.h"
 #include "engine/engine.h"
 #include "gguf/gguf.h"
@@ -325,20 +326,29 @@ TEST(Synth, BadInputGetsClearErrorsAndNoFile) {
   EXPECT_FALSE(SynthesizeModel(**model::FindShape("qwen3-0.6b"), "/nonexistent-dir/x.gguf", o).ok());
 }
 
+// Each error exits with its own status and names the problem (a missing binary, 127, or a crash
+// would not pass), and leaves no output file behind.
 TEST(Synth, CommandLineErrors) {
   const std::string out = TempFile("cli.gguf");
   std::remove(out.c_str());
-  const std::string bin = QWENMUX_BINARY;
   auto run = [&](const std::string& shape, const std::string& type, const std::string& vocab) {
-    return std::system((bin + " synth --shape " + shape + " --type " + type + " --vocab " + vocab + " -o " + out +
-                        " --layers 1 --threads 2 2>/dev/null")
-                           .c_str());
+    return qwenmux::testing::RunQwenmux("synth --shape " + shape + " --type " + type + " --vocab " + vocab + " -o " +
+                                            out + " --layers 1 --threads 2",
+                                        /*merge_stderr=*/true);
   };
-  EXPECT_NE(run("qwen3-9b", "q8_0", Vocab()), 0);
+  auto r = run("qwen3-9b", "q8_0", Vocab());
+  EXPECT_EQ(r.code, 2) << r.out;  // a bad argument
+  EXPECT_NE(r.out.find("qwenmux synth: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("unknown model shape 'qwen3-9b'"), std::string::npos) << r.out;
   ExpectNothingLeft(out);
-  EXPECT_NE(run("qwen3-0.6b", "q3_k", Vocab()), 0);
+  r = run("qwen3-0.6b", "q3_k", Vocab());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("unknown type 'q3_k'"), std::string::npos) << r.out;
   ExpectNothingLeft(out);
-  EXPECT_NE(run("qwen3-0.6b", "q8_0", ModelPath("missing-vocab.gguf")), 0);
+  r = run("qwen3-0.6b", "q8_0", ModelPath("missing-vocab.gguf"));
+  EXPECT_EQ(r.code, 1) << r.out;  // a failure while writing
+  EXPECT_NE(r.out.find("synth: vocab file"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("missing-vocab.gguf"), std::string::npos) << r.out;
   ExpectNothingLeft(out);
 }
 

@@ -98,11 +98,11 @@ Status ParseModel(const Ctx& ctx, const YAML::Node& node, const std::string& pat
          return Status::Ok();
        }},
       {"context", [&](const YAML::Node& v, const std::string& p) -> Status {
-         QM_ASSIGN_OR_RETURN(m->context, UintOf(ctx, v, p, 1, 1u << 20));
+         QM_ASSIGN_OR_RETURN(m->context, UintOf(ctx, v, p, 1, kMaxContextTokens));
          return Status::Ok();
        }},
       {"parallel", [&](const YAML::Node& v, const std::string& p) -> Status {
-         QM_ASSIGN_OR_RETURN(m->parallel, UintOf(ctx, v, p, 1, 256));
+         QM_ASSIGN_OR_RETURN(m->parallel, UintOf(ctx, v, p, 1, kMaxParallel));
          return Status::Ok();
        }},
       {"keep_alive", [&](const YAML::Node& v, const std::string& p) -> Status {
@@ -141,6 +141,7 @@ Status ParseMemory(const Ctx& ctx, const YAML::Node& node, const std::string& pa
          Result<MemoryAmount> a = ParseMemoryAmount(s);
          if (!a.ok()) return ctx.At(v, p, a.status().message());
          m->budget = *a;
+         if (Status st = m->Validate(); !st.ok()) return ctx.At(v, p, st.message());
          return Status::Ok();
        }},
       {"reserve", [&](const YAML::Node& v, const std::string& p) -> Status {
@@ -267,6 +268,14 @@ Result<Config> ParseRoot(const Ctx& ctx, const YAML::Node& root, std::string_vie
 
 }  // namespace
 
+Status MemoryConfig::Validate() const {
+  if (!budget.is_percent && budget.bytes < kMinBudgetBytes)
+    return Error(StatusCode::kInvalidArgument,
+                 "memory budget {} is below the minimum of {} (a size such as 24GiB, or a share of RAM "
+                 "such as 75%)", budget.ToString(), FormatSize(kMinBudgetBytes));
+  return Status::Ok();
+}
+
 const ModelConfig* Config::FindModel(std::string_view name) const {
   for (const ModelConfig& m : models) {
     if (m.name == name) return &m;
@@ -295,13 +304,6 @@ Result<Config> LoadConfig(const std::string& path) {
   ss << in.rdbuf();
   if (in.bad()) return Error(StatusCode::kIo, "config: cannot read {}", path);
   return ParseConfig(ss.str(), path);
-}
-
-Status ApplyMemoryBudgetFlag(Config& config, std::string_view value) {
-  Result<MemoryAmount> a = ParseMemoryAmount(value);
-  if (!a.ok()) return a.status().WithContext("--memory-budget");
-  config.memory.budget = *a;
-  return Status::Ok();
 }
 
 Status ApplyGpuMemoryBudgetFlag(Config& config, std::string_view value) {

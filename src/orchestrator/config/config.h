@@ -20,14 +20,19 @@
 
 namespace qwenmux::orchestrator {
 
+// Accepted ranges of the per-model numbers, shared by qwenmux.yaml (`context:`, `parallel:`) and
+// the serve flags (`--ctx`, `--parallel`, server/app.h AppOptions::Validate).
+inline constexpr uint32_t kMaxContextTokens = 1u << 20;  // tokens per sequence
+inline constexpr uint32_t kMaxParallel = 256;             // sequences per model sharing a batch
+
 struct ModelConfig {
   std::string name;        // what requests and pipelines call it (default: the catalog name)
   std::string catalog;     // catalog name ("qwen3:8b-q8_0" or a tier), or
   std::string file;        // a GGUF path (exactly one of catalog/file)
   ModelRole role = ModelRole::kChat;
   std::vector<std::string> aliases;
-  uint32_t context = 0;    // tokens per slot; 0: the model's own (capped by the manager)
-  uint32_t parallel = 1;   // concurrent sequences (slots)
+  uint32_t context = 0;    // tokens per slot, [1, kMaxContextTokens]; 0: the model's own
+  uint32_t parallel = 1;   // concurrent sequences (slots), [1, kMaxParallel]
   Duration keep_alive = Duration::Millis(5 * 60 * 1000);  // idle time before unload
   bool pinned = false;     // never evicted (and loaded at startup)
   bool preload = false;    // loaded at startup (may be evicted later)
@@ -36,7 +41,9 @@ struct ModelConfig {
 };
 
 struct MemoryConfig {
-  MemoryAmount budget{true, 0, 75.0};     // default: 75% of RAM
+  // A fixed budget below this cannot hold any model (`--memory-budget 10` is 10 bytes).
+  static constexpr uint64_t kMinBudgetBytes = 64ull << 20;
+  MemoryAmount budget{true, 0, 75.0};     // default: 75% of RAM; a size >= kMinBudgetBytes
   uint64_t reserve = 2ull << 30;          // kept free for the system (2 GiB)
   // GPU memory for models placed on the GPU: a size or a share of the device's free memory when
   // the server starts (default 90%); `gpu_budget:` or --gpu-memory-budget.
@@ -47,6 +54,8 @@ struct MemoryConfig {
     uint64_t cap = total_ram > reserve ? total_ram - reserve : 0;
     return b < cap ? b : cap;
   }
+  // The budget is a share of RAM or at least kMinBudgetBytes.
+  Status Validate() const;
 };
 
 // Router policy (a plain struct for now; the router task fills in behaviour).
@@ -79,8 +88,6 @@ Result<Config> ParseConfig(std::string_view yaml_text, std::string_view file_nam
 // Reads and parses a file.
 Result<Config> LoadConfig(const std::string& path);
 
-// `--memory-budget SIZE` on the command line: replaces memory.budget ("24GiB", "75%").
-Status ApplyMemoryBudgetFlag(Config& config, std::string_view value);
 // `--gpu-memory-budget SIZE` on the command line: replaces memory.gpu_budget ("20GiB", "90%").
 Status ApplyGpuMemoryBudgetFlag(Config& config, std::string_view value);
 

@@ -214,6 +214,7 @@ void ModelManager::Stop() {
 }
 
 std::unique_ptr<engine::Model> ModelManager::Detach(Entry* e, const char* reason, Freed* freed) {
+  if (options_.on_event) options_.on_event({"unload", e->spec.name, reason, 0, e->reserved, ""});
   std::unique_ptr<engine::Model> m = std::move(e->model);
   freed->ram += e->reserved;
   freed->gpu += e->gpu_reserved;
@@ -236,7 +237,7 @@ uint64_t ModelManager::EffectiveBudgetLocked() const {
   uint64_t cap = options_.budget_bytes != 0 ? options_.budget_bytes : kUnlimited;
   if (options_.respect_system_memory) {
     const uint64_t avail = options_.system_available ? options_.system_available() : ReadSystemAvailableBytes();
-    cap = std::min(cap, SatAdd(committed_, avail));
+    cap = std::min(cap, SatAdd(SatAdd(committed_, ExternalBytes()), avail));
   }
   return cap;
 }
@@ -248,7 +249,12 @@ uint64_t ModelManager::EffectiveBudget() const {
 
 uint64_t ModelManager::in_use_bytes() const {
   std::lock_guard lk(mu_);
-  return committed_ - freeing_;
+  return SatAdd(committed_ - freeing_, ExternalBytes());
+}
+
+void ModelManager::PublishMemory() const {
+  std::lock_guard lk(mu_);
+  PublishMemoryLocked();
 }
 
 uint64_t ModelManager::gpu_in_use_bytes() const {
@@ -257,7 +263,7 @@ uint64_t ModelManager::gpu_in_use_bytes() const {
 }
 
 void ModelManager::PublishMemoryLocked() const {
-  metrics_->SetMemory(committed_ - freeing_, options_.budget_bytes != 0 ? options_.budget_bytes : EffectiveBudgetLocked());
+  metrics_->SetMemory(SatAdd(committed_ - freeing_, ExternalBytes()), options_.budget_bytes != 0 ? options_.budget_bytes : EffectiveBudgetLocked());
   metrics_->SetGpuMemory(gpu_committed_ - gpu_freeing_, gpu_budget_);
 }
 
@@ -273,6 +279,7 @@ Status ModelManager::Reserve(Entry* e, uint64_t need, Pool pool, bool may_wait, 
     if (stopping_) return Error(StatusCode::kInternal, "model manager: stopping");
     const uint64_t cap = gpu ? gpu_budget_ : EffectiveBudgetLocked();
     const uint64_t committed = gpu ? gpu_committed_ - freed->gpu : committed_ - freed->ram;
+    const uint64_t external = gpu ? 0 : ExternalBytes();  // held outside the models (compiled constraints)
     std::vector<Entry*> idle;
     uint64_t idle_bytes = 0, pinned_bytes = 0;
     for (auto& [name, x] : entries_) {
@@ -284,11 +291,11 @@ Status ModelManager::Reserve(Entry* e, uint64_t need, Pool pool, bool may_wait, 
         idle_bytes += held(x.get());
       }
     }
-    if (SatAdd(committed, need) <= SatAdd(cap, idle_bytes)) {
+    if (SatAdd(SatAdd(committed, external), need) <= SatAdd(cap, idle_bytes)) {
       std::sort(idle.begin(), idle.end(), [](const Entry* a, const Entry* b) { return a->last_used < b->last_used; });
       uint64_t freed_here = 0;
       for (Entry* x : idle) {
-        if (SatAdd(committed - freed_here, need) <= cap) break;
+        if (SatAdd(SatAdd(committed - freed_here, external), need) <= cap) break;
         freed_here += held(x);
         victims->push_back(Detach(x, "lru", freed));
         *evicted_any = true;
@@ -297,7 +304,7 @@ Status ModelManager::Reserve(Entry* e, uint64_t need, Pool pool, bool may_wait, 
       return Status::Ok();
     }
     // Would fit once busy models are released: wait (bounded).
-    const bool could_fit_later = SatAdd(need, pinned_bytes) <= cap;
+    const bool could_fit_later = SatAdd(SatAdd(need, pinned_bytes), external) <= cap;
     if (could_fit_later && std::chrono::steady_clock::now() < deadline) {
       released_cv_.wait_until(lk, deadline);
       continue;
@@ -315,11 +322,12 @@ Status ModelManager::Reserve(Entry* e, uint64_t need, Pool pool, bool may_wait, 
                    e->spec.name, FormatBytes(need), FormatBytes(cap), DescribeCudaDevice(gpu_), FormatBytes(committed),
                    holders, could_fit_later ? " (fits once models in use are released)" : "");
     }
+    if (external > 0) holders += fmt::format("{}compiled constraints ({})", holders.empty() ? "" : ", ", FormatBytes(external));
     const uint64_t budget = options_.budget_bytes != 0 ? options_.budget_bytes : cap;
     return Error(StatusCode::kResourceExhausted,
                  "model manager: cannot fit {}: needs {}, budget {}{}, in use {} by [{}]{}", e->spec.name,
                  FormatBytes(need), FormatBytes(budget), cap < budget ? fmt::format(" (the OS offers {})", FormatBytes(cap)) : "",
-                 FormatBytes(committed), holders,
+                 FormatBytes(SatAdd(committed, external)), holders,
                  could_fit_later ? " (fits once models in use are released)" : "");
   }
 }
@@ -345,7 +353,10 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool 
     e->stats.load_failures++;
     metrics_->LoadFailed(spec.name);
     PublishMemoryLocked();
-    return finish(s.WithContext(fmt::format("model manager: loading '{}'", spec.name)));
+    Status failed = s.WithContext(fmt::format("model manager: loading '{}'", spec.name));
+    if (options_.on_event)
+      options_.on_event({"load_failed", spec.name, warm_forward ? "preload" : "request", 0, 0, failed.message()});
+    return finish(failed);
   };
 
   lk.unlock();
@@ -402,6 +413,8 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool 
     e->stats.load_failures++;
     metrics_->LoadFailed(spec.name);
     PublishMemoryLocked();
+    if (options_.on_event)
+      options_.on_event({"load_failed", spec.name, warm_forward ? "preload" : "request", 0, need, reserved.message()});
     return finish(reserved);
   }
   e->reserved = need;
@@ -444,12 +457,24 @@ Status ModelManager::LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool 
   e->model = std::move(model).value();
   e->state = Entry::State::kLoaded;
   e->device = sel->device;
+  if (gpu_need > 0 && e->model->backend().device() == runtime::Device::kCuda) {
+    // On the GPU for real: account what the backend allocated there (weights, KV cache,
+    // scratch) instead of the estimate. An injected loader that keeps the model on the CPU
+    // (tests) leaves the estimate in place.
+    const uint64_t real = e->model->backend().memory().device_bytes;
+    if (real > 0 && real != gpu_need) {
+      gpu_committed_ = gpu_committed_ - gpu_need + real;
+      e->gpu_reserved = real;
+      gpu_need = real;
+    }
+  }
   e->placement = placement;
   e->stats.loads++;
   e->last_used = Now();
   e->keep_alive = spec.keep_alive;
   e->expires = spec.keep_alive.count() < 0 ? ManagerClock::time_point::max() : e->last_used + spec.keep_alive;
   metrics_->ObserveLoad(spec.name, load_s);
+  if (options_.on_event) options_.on_event({"load", spec.name, warm_forward ? "preload" : "request", load_s, need, ""});
   if (evicted) metrics_->ObserveSwitch(spec.name, switch_s);
   metrics_->SetModelMemory(spec.name, need + gpu_need);
   PublishMemoryLocked();

@@ -91,6 +91,18 @@ struct ModelSpec {
   std::vector<std::string> fallbacks;  // registered model names tried in order when this cannot fit
 };
 
+// A model load or unload, for the server log (ManagerOptions::on_event).
+struct ModelEvent {
+  std::string kind;    // "load", "load_failed", "unload"
+  std::string name;
+  // load: "request" or "preload"; unload: "lru" (its memory went to another model),
+  // "keep_alive" (idle past its keep-alive), "explicit" (Unload, keep_alive 0, shutdown)
+  std::string reason;
+  double seconds = 0;  // load: time to load (and warm up)
+  uint64_t bytes = 0;  // memory held against the budget (the estimate)
+  std::string error;   // load_failed: why
+};
+
 struct ManagerOptions {
   uint64_t budget_bytes = 0;        // 0: no byte budget of its own (the OS limit still applies)
   bool respect_system_memory = true;
@@ -113,6 +125,13 @@ struct ManagerOptions {
       load_model;
   // Placement decisions ("model X: auto placed on cpu: ..."); default: stderr.
   std::function<void(const std::string& line)> log;
+  // Bytes held outside the models that count against the budget (the server's compiled
+  // JSON-schema constraints): models get what the budget leaves, and in_use_bytes() includes
+  // them. Called under the manager's lock: must not call back into the manager.
+  std::function<uint64_t()> external_bytes;
+  // Each load, failed load and unload; may be empty. Runs under the manager's lock, on the
+  // thread that loads or unloads: it must be quick and must not call the manager.
+  std::function<void(const ModelEvent&)> on_event;
 };
 
 // MemAvailable from /proc/meminfo, capped by the cgroup v2 limit (memory.max - memory.current)
@@ -197,11 +216,12 @@ class ModelManager {
 
   std::vector<LoadedModelInfo> Snapshot() const;  // loaded and loading models, by name
   ManagerStats Stats(const std::string& name) const;
-  uint64_t in_use_bytes() const;     // held by loading and loaded models (never above the budget)
+  uint64_t in_use_bytes() const;     // held by loading and loaded models, plus external_bytes
   uint64_t EffectiveBudget() const;  // min(budget, OS offer + held) now
   uint64_t gpu_in_use_bytes() const; // device estimates held by models placed on the GPU
   uint64_t gpu_budget_bytes() const { return gpu_budget_; }  // 0 without a usable GPU
   const runtime::CudaDeviceInfo& gpu() const { return gpu_; }  // as queried when the manager was made
+  void PublishMemory() const;        // memory gauges to the metrics now (external bytes change alone)
 
  private:
   struct Entry;
@@ -223,6 +243,7 @@ class ModelManager {
   void FinishFree(const Freed& f);  // under mu_
   void Log(const std::string& line) const;
   uint64_t EffectiveBudgetLocked() const;
+  uint64_t ExternalBytes() const { return options_.external_bytes ? options_.external_bytes() : 0; }
   void PublishMemoryLocked() const;
   void ReaperLoop();
   ManagerClock::time_point Now() const;

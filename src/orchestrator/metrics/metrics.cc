@@ -51,6 +51,11 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   queue_depth_ = Gauge(r, "qwenmux_queue_depth", "Requests waiting for a model.");
   completed_ = Counter(r, "qwenmux_requests_completed_total", "Requests completed.");
   failed_ = Counter(r, "qwenmux_requests_failed_total", "Requests failed, by reason.");
+  constraint_bytes_ = &Gauge(r, "qwenmux_constraint_cache_bytes",
+                             "Bytes held by compiled JSON-schema/tool-call constraints (grammars and mask caches); "
+                             "part of qwenmux_memory_in_use_bytes.")->Add({});
+  constraint_max_bytes_ = &Gauge(r, "qwenmux_constraint_cache_max_bytes", "Byte cap of the compiled-constraint cache.")->Add({});
+  constraint_entries_ = &Gauge(r, "qwenmux_constraint_cache_entries", "Compiled constraints in the cache.")->Add({});
 }
 
 Metrics& Metrics::Global() {
@@ -94,6 +99,12 @@ void Metrics::SetMemory(uint64_t in_use_bytes, uint64_t budget_bytes) {
 void Metrics::SetGpuMemory(uint64_t in_use_bytes, uint64_t budget_bytes) {
   gpu_in_use_->Set(static_cast<double>(in_use_bytes));
   gpu_budget_->Set(static_cast<double>(budget_bytes));
+}
+
+void Metrics::SetConstraintCache(uint64_t bytes, uint64_t max_bytes, uint64_t entries) {
+  constraint_bytes_->Set(static_cast<double>(bytes));
+  constraint_max_bytes_->Set(static_cast<double>(max_bytes));
+  constraint_entries_->Set(static_cast<double>(entries));
 }
 
 void Metrics::SetModelMemory(const std::string& model, uint64_t bytes) {

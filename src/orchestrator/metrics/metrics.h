@@ -72,6 +72,8 @@ class Metrics {
   void ObserveSwitch(const std::string& model, double seconds);
   void LoadFailed(const std::string& model);
   void Evicted(const std::string& model, const std::string& reason);
+  // The server's compiled JSON-schema / tool-call constraints (grammars + mask caches).
+  void SetConstraintCache(uint64_t bytes, uint64_t max_bytes, uint64_t entries);
 
   // Prometheus text exposition format (version 0.0.4) of every series.
   std::string RenderText() const;
@@ -97,6 +99,9 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* queue_depth_;
   prometheus::Family<prometheus::Counter>* completed_;
   prometheus::Family<prometheus::Counter>* failed_;
+  prometheus::Gauge* constraint_bytes_;
+  prometheus::Gauge* constraint_max_bytes_;
+  prometheus::Gauge* constraint_entries_;
 };
 
 }  // namespace qwenmux::orchestrator

@@ -172,7 +172,11 @@ void Worker::Run() {
 }
 
 void Worker::ServeSide(engine::Model& model, std::unique_ptr<Job> job) {
-  if (job->kind == Job::Kind::kEmbed) {
+  if (job->kind == Job::Kind::kExclusive) {
+    job->exclusive.run(&model);  // returns when the caller is done with the model
+    Retire();
+    metrics_->RequestCompleted(name_);
+  } else if (job->kind == Job::Kind::kEmbed) {
     auto r = model.Embed(job->embed.inputs, job->embed.dims);
     Retire();
     if (r.ok()) {
@@ -193,27 +197,24 @@ void Worker::ServeSide(engine::Model& model, std::unique_ptr<Job> job) {
   }
 }
 
-// The continuous batch: each step admits queued requests into free KV slots (FIFO), feeds one
-// token of every decoding sequence plus prompt chunks of the newly admitted ones (bounded by
-// n_batch) through one forward, and samples every sequence that produced logits.
+// The continuous batch: each step admits queued requests into free KV slots of the model's engine
+// batch (FIFO) and runs one engine step (decode tokens of the running sequences beside prompt
+// chunks of the newly admitted ones); the engine samples and applies the stop rules, the worker
+// streams and completes the requests.
 void Worker::Serve(ModelLease& lease) {
   engine::Model& model = lease.model();
-  const int32_t n_seq = model.kv().n_seq();
-  const int32_t n_batch = model.options().n_batch;
-  const int32_t n_ctx = model.kv().n_ctx();
+  engine::Batch batch(model);  // the lease's sequences
+  const int32_t n_seq = model.n_seq();
+  const int32_t n_ctx = model.n_ctx();
   const int64_t n_vocab = model.config().n_vocab;
-  std::vector<std::unique_ptr<Sequence>> slots(static_cast<size_t>(n_seq));
-  std::vector<int32_t> admit_order;  // slots in admission order (prompt chunks go FIFO)
-  std::vector<runtime::BatchEntry> batch;
-  std::vector<Sequence*> owners;  // output row -> sequence
-  std::vector<float> logits;
+  std::vector<std::unique_ptr<Sequence>> seqs(static_cast<size_t>(n_seq));  // by engine sequence id
+  std::vector<engine::SequenceEvent> events;
   std::vector<std::unique_ptr<Job>> admitted, cancelled;
 
   while (true) {
     std::unique_ptr<Job> side;
     bool stop = false;
-    int32_t active = 0;
-    for (const auto& s : slots) active += s != nullptr;
+    const int32_t active = batch.active();
     {
       std::lock_guard lk(mu_);
       TakeCancelledLocked(&cancelled);
@@ -227,7 +228,8 @@ void Worker::Serve(ModelLease& lease) {
             --free_slots;
             admitted.push_back(std::move(queue_.front()));
           } else {
-            // Embeddings and reranking use every KV slot: they run when the batch has drained.
+            // Embeddings, reranking and exclusive use take every KV slot: they run when the
+            // batch has drained.
             if (active > 0 || !admitted.empty()) break;
             side = std::move(queue_.front());
           }
@@ -240,7 +242,7 @@ void Worker::Serve(ModelLease& lease) {
     }
     FailQueued(cancelled, CancelledStatus(), "cancelled");
     if (stop) {
-      for (auto& s : slots) {
+      for (auto& s : seqs) {
         if (!s) continue;
         s->End("cancelled");
         FinishSequence(s);
@@ -251,7 +253,7 @@ void Worker::Serve(ModelLease& lease) {
       ServeSide(model, std::move(side));
       continue;
     }
-    // Admission: check the prompt against this model, take a free slot.
+    // Admission: check the prompt against this model, take a free slot of the engine's batch.
     const Clock::time_point now = Clock::now();
     for (auto& job : admitted) {
       Status bad;
@@ -265,92 +267,52 @@ void Worker::Serve(ModelLease& lease) {
           bad = Error(StatusCode::kInvalidArgument, "scheduler: token id {} out of range [0, {})", t, n_vocab);
         }
       }
-      if (!bad.ok()) {
-        Retire();
-        metrics_->RequestFailed(name_, "invalid_request");
-        if (job->gen.on_done) job->gen.on_done(bad);
-        continue;
+      std::unique_ptr<Sequence> seq;
+      if (bad.ok()) {
+        seq = std::make_unique<Sequence>(std::move(job), lease.name(), lease.degraded(), now);
+        Result<int32_t> id = batch.Admit(seq->EngineRequest());
+        if (id.ok()) {
+          seqs[*id] = std::move(seq);
+          continue;
+        }
+        bad = id.status();
       }
-      int32_t slot = 0;
-      while (slots[slot]) ++slot;
-      model.ResetSequence(slot);
-      slots[slot] = std::make_unique<Sequence>(std::move(job), model, slot, lease.name(), lease.degraded(), now);
-      admit_order.push_back(slot);
+      Retire();
+      metrics_->RequestFailed(name_, "invalid_request");
+      const auto& on_done = seq ? seq->job().gen.on_done : job->gen.on_done;
+      if (on_done) on_done(bad);
     }
     admitted.clear();
-    // Cancelled sequences leave before the step.
-    for (auto& s : slots) {
-      if (s && s->cancelled()) {
-        s->End("cancelled");
-        FinishSequence(s);
-      }
-    }
-    std::erase_if(admit_order, [&](int32_t slot) { return !slots[slot]; });
-    if (admit_order.empty()) {
+    if (batch.active() == 0) {
       std::lock_guard lk(mu_);
       if (queue_.empty()) return;  // idle: release the model
       continue;
     }
 
-    // Build the step: one decode token per running sequence, then prompt chunks in admission order.
-    batch.clear();
-    owners.clear();
-    int32_t n_decode = 0;
-    for (int32_t slot : admit_order) {
-      Sequence* s = slots[slot].get();
-      if (s->prefilling()) continue;
-      batch.push_back({s->next_token(), model.kv().length(slot), slot, true});
-      owners.push_back(s);
-      ++n_decode;
-    }
-    int32_t budget = std::max(1, n_batch - n_decode);
-    int32_t n_prompt = 0;
-    for (int32_t slot : admit_order) {
-      Sequence* s = slots[slot].get();
-      if (!s->prefilling() || budget == 0) continue;
-      const size_t begin = s->prompt_done();
-      const size_t end = std::min(s->prompt().size(), begin + static_cast<size_t>(budget));
-      for (size_t i = begin; i < end; ++i) {
-        const bool last = i + 1 == s->prompt().size();
-        batch.push_back({s->prompt()[i], static_cast<int32_t>(i), slot, last});
-        if (last) owners.push_back(s);
-      }
-      budget -= static_cast<int32_t>(end - begin);
-      n_prompt += static_cast<int32_t>(end - begin);
-    }
-    // Output rows come in batch order: decode rows first, then the prompts' last tokens.
-    logits.resize(owners.size() * static_cast<size_t>(n_vocab));
-    const Clock::time_point t0 = Clock::now();
-    Status st = model.Forward(batch, logits.data(), nullptr);
-    const double step_seconds = Seconds(t0, Clock::now());
+    engine::StepStats stats;
+    Status st = batch.Step(&events, &stats);
     if (!st.ok()) {
-      // The KV slots of these sequences are undefined now: fail them all.
-      for (auto& s : slots) {
+      // The KV slots of these sequences are undefined now (the engine dropped them): fail them all.
+      for (auto& s : seqs) {
         if (!s) continue;
         s->Abort(st);
         FinishSequence(s);
       }
-      admit_order.clear();
       continue;
     }
-    // Commit the new positions.
-    for (const runtime::BatchEntry& e : batch) model.kv().set_length(e.seq, e.pos + 1);
-    for (int32_t slot : admit_order) {
-      Sequence* s = slots[slot].get();
-      if (s->prefilling()) s->set_prompt_done(static_cast<size_t>(model.kv().length(slot)));
+    for (engine::SequenceEvent& ev : events) {
+      if (!seqs[ev.id]->OnEvent(ev, metrics_, name_)) batch.Remove(ev.id);  // cancelled by its callback
     }
-    int32_t generated = 0;
-    for (size_t r = 0; r < owners.size(); ++r) {
-      generated += owners[r]->OnLogits(std::span<float>(logits.data() + r * n_vocab, static_cast<size_t>(n_vocab)),
-                                       metrics_, name_);
+    const double total = static_cast<double>(stats.n_decode + stats.n_prompt);
+    if (stats.n_prompt > 0) {
+      metrics_->AddPrompt(name_, static_cast<uint64_t>(stats.n_prompt), stats.forward_seconds * stats.n_prompt / total);
     }
-    const double total = static_cast<double>(n_decode + n_prompt);
-    if (n_prompt > 0) metrics_->AddPrompt(name_, static_cast<uint64_t>(n_prompt), step_seconds * n_prompt / total);
-    if (generated > 0) metrics_->AddGenerated(name_, static_cast<uint64_t>(generated), step_seconds * n_decode / total);
-    for (auto& s : slots) {
+    if (stats.generated > 0) {
+      metrics_->AddGenerated(name_, static_cast<uint64_t>(stats.generated), stats.forward_seconds * stats.n_decode / total);
+    }
+    for (auto& s : seqs) {
       if (s && s->finished()) FinishSequence(s);
     }
-    std::erase_if(admit_order, [&](int32_t slot) { return !slots[slot]; });
   }
 }
 
@@ -413,6 +375,15 @@ Result<std::shared_ptr<RequestHandle>> Scheduler::Submit(EmbedRequest request) {
   job->kind = Job::Kind::kEmbed;
   const std::string model = request.model;
   job->embed = std::move(request);
+  return impl_->Enqueue(model, std::move(job), options_);
+}
+
+Result<std::shared_ptr<RequestHandle>> Scheduler::Submit(ExclusiveRequest request) {
+  if (!request.run) return Error(StatusCode::kInvalidArgument, "scheduler: exclusive request without a function");
+  auto job = std::make_unique<Job>();
+  job->kind = Job::Kind::kExclusive;
+  const std::string model = request.model;
+  job->exclusive = std::move(request);
   return impl_->Enqueue(model, std::move(job), options_);
 }
 

@@ -6,7 +6,10 @@
 //   (by the name the manager knows it by) has one worker that acquires the model from the
 //   ModelManager while it has work (a load never blocks other models' workers) and releases the
 //   lease when its queue is empty (so keep-alive/eviction apply between bursts).
-// - Continuous batching: up to the model's n_seq (LoadOptions) sequences share each decode step;
+// - Continuous batching: the worker keeps admission, queues, fairness and cancellation; the
+//   stepping (batch building, sampling, stop rules, KV commit) is the engine's (engine/batch.h),
+//   shared with Model::Generate and the pipelines.
+//   Up to the model's n_seq (LoadOptions) sequences share each decode step;
 //   a request joins the running batch between steps (its prompt is prefilled in n_batch chunks
 //   interleaved with the others' decode steps) and leaves it when it finishes, is cancelled or
 //   fails. Embedding and rerank requests are served by the same worker between steps, once the
@@ -18,7 +21,7 @@
 // - Cancellation: RequestHandle::Cancel() (or a callback returning false) stops the sequence
 //   before its next decode step; on_done then gets finish_reason "cancelled" (also for a request
 //   cancelled while queued, or by Shutdown()). An embed/rerank request cancelled while queued
-//   gets kCancelled.
+//   gets kCancelled (an exclusive request too).
 // - Errors after Submit() reach on_done: a failed model load (every request waiting for it),
 //   a token id outside the vocabulary (kInvalidArgument), a prompt longer than the context
 //   (kOutOfRange), a LogitProcessor error.
@@ -104,6 +107,18 @@ struct RerankRequest {
   std::function<void(Result<std::vector<float>>)> on_done;
 };
 
+// Exclusive use of a model for a caller that runs it directly (the RAG pipeline's stages on a
+// model the scheduler also serves, so that one instance serves both): served in FIFO order like
+// an embed/rerank request, once the running batch has drained; the worker then lends the model to
+// `run` on the worker's thread and waits until `run` returns (the model's other requests wait
+// meanwhile). `run` gets the error instead when the model cannot load or the request is cancelled
+// while queued; it is called exactly once.
+struct ExclusiveRequest {
+  std::string model;
+  std::optional<KeepAlive> keep_alive;
+  std::function<void(Result<engine::Model*>)> run;
+};
+
 class RequestHandle {
  public:
   virtual ~RequestHandle() = default;
@@ -133,6 +148,7 @@ class Scheduler {
   Result<std::shared_ptr<RequestHandle>> Submit(GenerationRequest request);
   Result<std::shared_ptr<RequestHandle>> Submit(EmbedRequest request);
   Result<std::shared_ptr<RequestHandle>> Submit(RerankRequest request);
+  Result<std::shared_ptr<RequestHandle>> Submit(ExclusiveRequest request);
 
   std::chrono::seconds retry_after() const { return options_.retry_after; }
   std::vector<QueueInfo> Queues() const;  // models with a worker, by name

@@ -1,6 +1,7 @@
-// Internal to the scheduler: one generation request while it runs in a model's batch (its KV
-// slot, prompt progress, sampler, processor, text stream and result), and the queued request
-// types. Not part of the public API.
+// Internal to the scheduler: one generation request while it runs in a model's batch (its job,
+// the result it builds from the engine's events, its metrics), and the queued request types.
+// The engine's batch (engine/batch.h) does the stepping, sampling and stop rules. Not part of
+// the public API.
 //
 // Thread-safety: a Sequence is used by its model's worker thread only; Handle::Cancel() may be
 // called from any thread.
@@ -14,9 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/batch.h"
 #include "engine/engine.h"
-#include "engine/sampler.h"
-#include "engine/text_stream.h"
 #include "orchestrator/metrics/metrics.h"
 #include "orchestrator/scheduler/scheduler.h"
 
@@ -39,48 +39,45 @@ class Handle : public RequestHandle {
 
 // A queued request of any kind.
 struct Job {
-  enum class Kind { kGenerate, kEmbed, kRerank } kind = Kind::kGenerate;
+  enum class Kind { kGenerate, kEmbed, kRerank, kExclusive } kind = Kind::kGenerate;
   GenerationRequest gen;
   EmbedRequest embed;
   RerankRequest rerank;
+  ExclusiveRequest exclusive;
   std::shared_ptr<Handle> handle;
   Clock::time_point submitted;
 
   const std::optional<KeepAlive>& keep_alive() const {
-    return kind == Kind::kGenerate ? gen.keep_alive : kind == Kind::kEmbed ? embed.keep_alive : rerank.keep_alive;
+    switch (kind) {
+      case Kind::kGenerate: return gen.keep_alive;
+      case Kind::kEmbed: return embed.keep_alive;
+      case Kind::kRerank: return rerank.keep_alive;
+      case Kind::kExclusive: break;
+    }
+    return exclusive.keep_alive;
   }
   // Calls on_done with `status` (not ok).
   void Fail(const Status& status);
 };
 
-// Top `k` (token, logprob) of a row, best first (ties: lower id first); `lse` is the row's
-// log-sum-exp.
-std::vector<TokenLogprob> TopLogprobs(std::span<const float> row, int32_t k, float lse);
-// log(sum(exp(row))) over the finite entries (-inf when none).
-float LogSumExp(std::span<const float> row);
-
 class Sequence {
  public:
   // `job` is a generation job whose prompt was checked against the model.
-  Sequence(std::unique_ptr<Job> job, engine::Model& model, int32_t slot, const std::string& served_by,
-           bool degraded, Clock::time_point admitted);
+  Sequence(std::unique_ptr<Job> job, const std::string& served_by, bool degraded, Clock::time_point admitted);
 
-  int32_t slot() const { return slot_; }
-  bool cancelled() const { return job_->handle->cancelled(); }
-  bool prefilling() const { return prompt_done_ < prompt().size(); }
-  const std::vector<int32_t>& prompt() const { return job_->gen.prompt; }
-  size_t prompt_done() const { return prompt_done_; }
-  void set_prompt_done(size_t n) { prompt_done_ = n; }
-  int32_t next_token() const { return next_token_; }
+  // What the engine's batch runs for this request (the prompt, options and processor; the
+  // processor moves to the engine). Call once.
+  engine::SequenceRequest EngineRequest();
+
+  // Takes one event of the engine's step: the token into the result and the metrics, the piece
+  // to the streaming callback, the end. Returns false when the callback cancelled the request
+  // (the sequence is then finished with "cancelled" and must leave the engine's batch).
+  bool OnEvent(engine::SequenceEvent& ev, Metrics* metrics, const std::string& model_label);
+
+  Job& job() { return *job_; }
   bool finished() const { return finished_; }
-
-  // The logits row of this sequence's last position (after a forward). Samples a token, streams
-  // it, and decides whether the sequence ends; after an end (finished() true) Complete() must be
-  // called. Returns how many tokens were generated (0 or 1).
-  int32_t OnLogits(std::span<float> row, Metrics* metrics, const std::string& model_label);
-
   // Marks the sequence finished with `reason` (e.g. "cancelled") if it is not already.
-  void End(const char* reason) {
+  void End(std::string_view reason) {
     if (!finished_) {
       finished_ = true;
       reason_ = reason;
@@ -96,18 +93,9 @@ class Sequence {
 
  private:
   std::unique_ptr<Job> job_;
-  engine::Model& model_;
-  int32_t slot_;
-  size_t prompt_done_ = 0;
-  int32_t next_token_ = -1;
   bool finished_ = false;
-  const char* reason_ = "length";
+  std::string reason_ = "length";
   Status error_;
-  engine::Sampler sampler_;
-  engine::TextStream stream_;
-  std::vector<int32_t> history_;
-  std::vector<float> saved_row_;  // logits before sampling, when logprobs are asked for
-  std::string piece_, tail_;
   GenerationResult result_;
   Clock::time_point last_token_;
 };

@@ -1,5 +1,6 @@
 #include "orchestrator/setup/setup.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,6 +37,7 @@ struct Pending {
   Duration keep_alive = Duration::Millis(5 * 60 * 1000);
   bool pinned = false, preload = false;
   std::optional<runtime::DeviceChoice> device;  // the config's `device:`
+  bool from_flag = false;            // --model FILE.gguf: ModelFlagOptions' context and parallelism
 };
 
 std::string TierOf(const std::string& name, const std::vector<std::string>& aliases) {
@@ -79,6 +81,34 @@ uint64_t PhysicalMemoryBytes() {
   return ram;
 }
 
+Result<MemoryBudget> ResolveMemoryBudget(MemoryConfig memory, std::string_view flag, uint64_t total_ram) {
+  if (!flag.empty()) {
+    Result<MemoryAmount> a = ParseMemoryAmount(flag);
+    if (!a.ok()) return a.status().WithContext("--memory-budget");
+    memory.budget = *a;
+    QM_RETURN_IF_ERROR(memory.Validate().WithContext("--memory-budget"));
+  }
+  MemoryBudget b;
+  b.total_ram = total_ram ? total_ram : PhysicalMemoryBytes();
+  b.bytes = memory.Resolve(b.total_ram);
+  if (b.bytes == 0)
+    return Error(StatusCode::kInvalidArgument,
+                 "memory budget: {} of {} RAM with {} reserved leaves nothing for models",
+                 memory.budget.ToString(), FormatSize(b.total_ram), FormatSize(memory.reserve));
+  b.description = fmt::format("{} ({}{} of {} RAM, {} reserved)", FormatSize(b.bytes), memory.budget.ToString(),
+                              flag.empty() ? "" : " from --memory-budget", FormatSize(b.total_ram),
+                              FormatSize(memory.reserve));
+  return b;
+}
+
+ModelRole RoleFromPooling(model::PoolingType pooling) {
+  switch (pooling) {
+    case model::PoolingType::kNone: return ModelRole::kChat;
+    case model::PoolingType::kRank: return ModelRole::kReranker;
+    default: return ModelRole::kEmbedding;  // mean, cls, last
+  }
+}
+
 Result<std::pair<std::string, std::string>> ParseModelFlag(std::string_view value) {
   std::string v(value);
   std::string file = v, alias;
@@ -115,23 +145,17 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
   ServeSetup out;
   Config config = in.config;
   const std::string cfg_name = config.source.empty() ? "config" : config.source;
-  if (!in.memory_budget.empty()) QM_RETURN_IF_ERROR(ApplyMemoryBudgetFlag(config, in.memory_budget));
+  QM_ASSIGN_OR_RETURN(MemoryBudget budget, ResolveMemoryBudget(config.memory, in.memory_budget, in.total_ram));
+  out.total_ram = budget.total_ram;
+  out.budget_bytes = budget.bytes;
   if (!in.gpu_memory_budget.empty()) QM_RETURN_IF_ERROR(ApplyGpuMemoryBudgetFlag(config, in.gpu_memory_budget));
   out.manager.gpu_budget = config.memory.gpu_budget;
-  out.total_ram = in.total_ram ? in.total_ram : PhysicalMemoryBytes();
-  out.budget_bytes = config.memory.Resolve(out.total_ram);
-  if (out.budget_bytes == 0)
-    return Error(StatusCode::kInvalidArgument,
-                 "memory budget: {} of {} RAM with {} reserved leaves nothing for models",
-                 config.memory.budget.ToString(), FormatSize(out.total_ram), FormatSize(config.memory.reserve));
   out.manager.budget_bytes = out.budget_bytes;
   std::string why;
   out.models_dir = !in.models_dir.empty() ? in.models_dir
                    : !config.models_dir.empty() ? config.models_dir
                                                 : DefaultModelsDir(&why);
-  out.log.push_back(fmt::format("memory budget: {} ({}{} of {} RAM, {} reserved)", FormatSize(out.budget_bytes),
-                                config.memory.budget.ToString(), in.memory_budget.empty() ? "" : " from --memory-budget",
-                                FormatSize(out.total_ram), FormatSize(config.memory.reserve)));
+  out.log.push_back("memory budget: " + budget.description);
   out.log.push_back(fmt::format("models dir: {}{}", out.models_dir, why.empty() ? "" : " (" + why + ")"));
 
   std::optional<ModelStore> store;
@@ -182,18 +206,34 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
     p.path = fa.first;
     p.name = fa.second;
     p.keep_alive = Duration::Millis(5 * 60 * 1000);
+    p.from_flag = true;
     pending.push_back(std::move(p));
   }
   if (config.models.empty() && in.extra_models.empty()) {
     // No models configured: every model in the store.
     QM_RETURN_IF_ERROR(open_store());
     QM_ASSIGN_OR_RETURN(std::vector<StoredModel> all, store->List());
+    size_t skipped = 0;
     for (const StoredModel& sm : all) {
       Pending p;
       p.where = fmt::format("store model {}", sm.name);
       p.name = sm.name;
       p.aliases = sm.aliases;
       p.path = store->BlobPath(sm.sha256);
+      // One bad entry (not GGUF, or not a model this build can load) must not stop the server
+      // from serving the others: skip it with a warning.
+      Status usable = CheckGgufFile(p.path);
+      if (usable.ok()) {
+        Result<gguf::File> f = gguf::File::Open(p.path);
+        Result<model::ModelConfig> mc = f.ok() ? model::ReadConfig(*f) : Result<model::ModelConfig>(f.status());
+        if (!mc.ok()) usable = mc.status();
+      }
+      if (!usable.ok()) {
+        out.log.push_back(fmt::format("warning: {}: skipped: {} (remove it with `qwenmux rm {}`)", p.where,
+                                      usable.ToString(), sm.name));
+        ++skipped;
+        continue;
+      }
       Result<const CatalogEntry*> e = FindInCatalog(sm.name);
       if (e.ok()) p.catalog = *e;
       if (!sm.role.empty()) {
@@ -201,10 +241,14 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
       }
       pending.push_back(std::move(p));
     }
-    if (pending.empty())
+    if (pending.empty() && in.allow_no_models) {
+      out.log.push_back(fmt::format("no models configured or pulled (models dir {})", out.models_dir));
+    } else if (pending.empty()) {
       return Error(StatusCode::kNotFound,
                    "no models: configure `models:` in qwenmux.yaml, give --model FILE.gguf, or pull one "
-                   "(`qwenmux pull qwen3-fast`) into {}", out.models_dir);
+                   "(`qwenmux pull qwen3-fast`) into {}{}", out.models_dir,
+                   skipped ? fmt::format(" ({} unusable store entries were skipped)", skipped) : "");
+    }
   }
 
   // Names and aliases unique across every source.
@@ -235,16 +279,17 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
     if (!file.ok()) return file.status().WithContext(p.where);
     Result<model::ModelConfig> mc = model::ReadConfig(*file);
     if (!mc.ok()) return mc.status().WithContext(fmt::format("{}: {}", p.where, p.path));
-    ModelRole role = mc->pooling == model::PoolingType::kLast   ? ModelRole::kEmbedding
-                     : mc->pooling == model::PoolingType::kRank ? ModelRole::kReranker
-                                                                : ModelRole::kChat;
-    if (p.role) role = *p.role;
+    const ModelRole role = p.role ? *p.role : RoleFromPooling(mc->pooling);
 
     ModelSpec spec;
     spec.name = p.name;
     spec.path = p.path;
-    spec.load.n_ctx = static_cast<int32_t>(std::min<uint32_t>(p.context ? p.context : mc->n_ctx_train, mc->n_ctx_train));
-    spec.load.n_seq = static_cast<int32_t>(p.parallel);
+    const uint32_t want_ctx = p.from_flag ? static_cast<uint32_t>(std::max(1, in.flag_models.n_ctx))
+                              : p.context ? p.context
+                                          : mc->n_ctx_train;
+    spec.load.n_ctx = static_cast<int32_t>(mc->n_ctx_train > 0 ? std::min<uint32_t>(want_ctx, mc->n_ctx_train) : want_ctx);
+    spec.load.n_seq = p.from_flag ? std::max(1, in.flag_models.parallel) : static_cast<int32_t>(p.parallel);
+    spec.load.n_threads = in.flag_models.threads;
     spec.keep_alive = ToKeepAlive(p.keep_alive);
     spec.pinned = p.pinned;
     spec.preload = p.preload;
@@ -262,7 +307,8 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
       c.aliases.push_back(p.catalog->name);
     c.role = role;
     for (const gguf::TensorInfo& t : file->tensors()) c.params += t.n_elements();
-    c.quantization = p.catalog ? p.catalog->quantization : QuantizationFromFileName(p.path);
+    c.quantization = p.catalog ? p.catalog->quantization
+                               : QuantizationFromFileName(std::filesystem::path(p.path).filename().string());
     if (p.catalog) c.label = fmt::format("{} {}", AsciiUpper(p.catalog->size_tag), p.catalog->quantization);
     MemoryEstimate est = EstimateMemory(*file, *mc, spec.load);
     c.memory_bytes = est.total();
@@ -278,8 +324,16 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
         ModelRoleName(role), c.tier.empty() ? "-" : c.tier, spec.load.n_ctx, spec.load.n_seq,
         FormatDuration(p.keep_alive), p.pinned, p.preload, runtime::DeviceChoiceName(spec.load.device),
         FormatSize(c.memory_bytes), FormatParams(c.params)));
+    ModelFacts facts;
+    facts.arch = mc->arch_name;
+    facts.file_bytes = file->file_size();
+    struct stat st {};
+    if (::stat(p.path.c_str(), &st) == 0) facts.modified_unix = st.st_mtime;
+    facts.n_ctx_train = static_cast<int32_t>(mc->n_ctx_train);
+    facts.n_embd = static_cast<int32_t>(mc->n_embd);
     out.specs.push_back(std::move(spec));
     out.candidates.push_back(std::move(c));
+    out.facts.push_back(std::move(facts));
   }
 
   // Fallbacks along the tier order: chat models of lower rank, highest rank first, larger first.

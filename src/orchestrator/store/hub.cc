@@ -13,7 +13,7 @@
 
 #include <curl/curl.h>
 
-#include "orchestrator/store/sha256.h"
+#include "base/sha256.h"
 
 namespace qwenmux::orchestrator {
 
@@ -276,7 +276,8 @@ int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 }  // namespace
 
 Result<DownloadStats> DownloadVerified(const HubOptions& opt, const HubFileInfo& info,
-                                       const std::string& partial_path, const std::string& final_path) {
+                                       const std::string& partial_path, const std::string& final_path,
+                                       const std::function<Status(const std::string&)>& check_file) {
   GlobalInit();
   DownloadStats stats;
   struct stat st {};
@@ -352,6 +353,12 @@ Result<DownloadStats> DownloadVerified(const HubOptions& opt, const HubFileInfo&
     return Error(StatusCode::kCorrupt,
                  "hub: {}: SHA-256 mismatch: the file has {}, the hub published {}; the download was "
                  "deleted", info.url, got, info.sha256);
+  }
+  if (check_file) {
+    if (Status s = check_file(partial_path); !s.ok()) {
+      ::unlink(partial_path.c_str());
+      return Status(s.code(), fmt::format("hub: {}: {}; the download was deleted", info.url, s.message()));
+    }
   }
   if (::rename(partial_path.c_str(), final_path.c_str()) != 0)
     return Error(StatusCode::kIo, "hub: cannot rename {} to {}: {}", partial_path, final_path,

@@ -50,10 +50,12 @@ struct DownloadStats {
   uint64_t downloaded = 0;    // bytes received now
 };
 
-// Downloads info.url into `partial_path` (resuming it), verifies size and SHA-256, and renames
-// it to `final_path`. On a hash mismatch the .partial is deleted; on a dropped connection it is
-// kept for the next call.
+// Downloads info.url into `partial_path` (resuming it), verifies size and SHA-256, then
+// `check_file` (if given) on the complete .partial, and renames it to `final_path`. On a hash
+// mismatch or a failed check the .partial is deleted; on a dropped connection it is kept for the
+// next call.
 Result<DownloadStats> DownloadVerified(const HubOptions& opt, const HubFileInfo& info,
-                                       const std::string& partial_path, const std::string& final_path);
+                                       const std::string& partial_path, const std::string& final_path,
+                                       const std::function<Status(const std::string&)>& check_file = {});
 
 }  // namespace qwenmux::orchestrator

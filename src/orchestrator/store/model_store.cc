@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -16,7 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "orchestrator/store/sha256.h"
+#include "base/sha256.h"
+#include "gguf/gguf.h"
 
 namespace qwenmux::orchestrator {
 
@@ -166,6 +168,29 @@ Status CheckStoreName(std::string_view name) {
   }
   if (name.front() == '/' || name.find("..") != std::string_view::npos)
     return Error(StatusCode::kInvalidArgument, "\"{}\": a name may not start with '/' or contain \"..\"", name);
+  return Status::Ok();
+}
+
+Status CheckGgufFile(const std::string& path) {
+  char head[24] = {0};
+  size_t n = 0;
+  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
+    n = std::fread(head, 1, sizeof head, f);
+    std::fclose(f);
+  } else {
+    return Error(StatusCode::kIo, "cannot open {}: {}", path, std::strerror(errno));
+  }
+  if (n < 4 || std::memcmp(head, "GGUF", 4) != 0) {
+    std::string shown;
+    for (size_t i = 0; i < n; ++i) {
+      const unsigned char c = static_cast<unsigned char>(head[i]);
+      shown += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '.';
+    }
+    return Error(StatusCode::kCorrupt, "{} is not a GGUF file ({} bytes at the start: \"{}\"; a GGUF file "
+                 "starts with \"GGUF\")", path, n, shown);
+  }
+  Result<gguf::File> f = gguf::File::Open(path);
+  if (!f.ok()) return f.status();
   return Status::Ok();
 }
 

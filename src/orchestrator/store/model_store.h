@@ -36,6 +36,12 @@ std::string DefaultModelsDir(std::string* why = nullptr);
 // Names and aliases: letters, digits and - _ . : / (no "..", no leading '/'), at most 200 bytes.
 Status CheckStoreName(std::string_view name);
 
+// Whether the file at `path` is a GGUF file that parses (magic, header, metadata and tensor table
+// in bounds). A file that does not start with "GGUF" (an HTML error page saved as x.gguf) gets a
+// message that quotes its first bytes. Used by pull before a download enters the store, and by
+// `list` / `serve` to skip a bad entry already there.
+Status CheckGgufFile(const std::string& path);
+
 class ModelStore {
  public:
   // Opens (creating if needed) the store at `dir`.

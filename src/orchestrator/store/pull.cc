@@ -50,7 +50,10 @@ Result<PullResult> Pull(ModelStore& store, std::string_view name, const HubOptio
   if (::stat(blob.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == info.size) {
     result.already_present = true;  // verified when it was stored
   } else {
-    QM_ASSIGN_OR_RETURN(result.stats, DownloadVerified(opt, info, store.PartialPath(info.sha256), blob));
+    // Only a file that parses as GGUF enters the store: a hub or proxy that answers with an HTML
+    // error page under the model's name must not leave an entry that `serve` then trips over.
+    QM_ASSIGN_OR_RETURN(result.stats, DownloadVerified(opt, info, store.PartialPath(info.sha256), blob,
+                                                       CheckGgufFile));
   }
   StoredModel& m = result.model;
   m.name = spec.store_name;

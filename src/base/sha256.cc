@@ -1,11 +1,11 @@
-#include "orchestrator/store/sha256.h"
+#include "base/sha256.h"
 
 #include <cstdio>
 #include <vector>
 
 #include <openssl/evp.h>
 
-namespace qwenmux::orchestrator {
+namespace qwenmux {
 
 struct Sha256::Impl {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
@@ -71,4 +71,4 @@ bool IsSha256Hex(std::string_view s) {
   return true;
 }
 
-}  // namespace qwenmux::orchestrator
+}  // namespace qwenmux

@@ -1,14 +1,17 @@
-// Streaming SHA-256 (OpenSSL EVP). Thread-safety: one object per thread.
+// Streaming SHA-256 (OpenSSL EVP): content hashes of model blobs, documents and pipeline inputs.
+// Built only where OpenSSL is found (every build with the orchestrator). Thread-safety: one object
+// per thread.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "base/status.h"
 
-namespace qwenmux::orchestrator {
+namespace qwenmux {
 
 class Sha256 {
  public:
@@ -34,4 +37,4 @@ Result<std::string> Sha256File(const std::string& path, uint64_t limit = UINT64_
 // Whether `s` is 64 lower-case hex digits.
 bool IsSha256Hex(std::string_view s);
 
-}  // namespace qwenmux::orchestrator
+}  // namespace qwenmux

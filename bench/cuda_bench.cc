@@ -1,0 +1,82 @@
+// Batch-1 speed of the CUDA backend on a GGUF file, the llama-bench way: prefill of P prompt
+// tokens in one batch (pp), then G greedy decode steps of one token each after it (tg), logits
+// copied back every step. Best of R repetitions. Prints one JSON line with the card's name.
+// Usage: cuda_bench MODEL.gguf [P=512] [G=128] [R=3]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gguf/gguf.h"
+#include "model/config.h"
+#include "runtime/cuda/cuda_device.h"
+#include "runtime/weights.h"
+#ifdef QWENMUX_CUDA
+#include "runtime/cuda/cuda_backend.h"
+#endif
+
+using Clock = std::chrono::steady_clock;
+
+int main(int argc, char** argv) {
+  using namespace qwenmux;
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: cuda_bench MODEL.gguf [PROMPT=512] [GEN=128] [REPS=3]\n");
+    return 2;
+  }
+  const std::string path = argv[1];
+  const int32_t P = argc > 2 ? std::atoi(argv[2]) : 512;
+  const int32_t G = argc > 3 ? std::atoi(argv[3]) : 128;
+  const int reps = argc > 4 ? std::atoi(argv[4]) : 3;
+  const auto info = runtime::QueryCudaDevice(0);
+  if (!info.available) {
+    std::printf("{\"model\": \"%s\", \"error\": \"no CUDA device: %s\"}\n", path.c_str(), info.why.c_str());
+    return 1;
+  }
+#ifdef QWENMUX_CUDA
+  auto f = gguf::File::Open(path);
+  if (!f.ok()) return std::fprintf(stderr, "%s\n", f.status().ToString().c_str()), 1;
+  auto cfg = model::ReadConfig(*f);
+  if (!cfg.ok()) return std::fprintf(stderr, "%s\n", cfg.status().ToString().c_str()), 1;
+  auto w = runtime::BindWeights(*f, *cfg);
+  if (!w.ok()) return std::fprintf(stderr, "%s\n", w.status().ToString().c_str()), 1;
+  const auto t0 = Clock::now();
+  auto be = runtime::MakeCudaBackend(*cfg, *w, runtime::CudaBackendOptions{0, P + G + 8, 1, std::max(P, 1)});
+  if (!be.ok()) return std::fprintf(stderr, "%s\n", be.status().ToString().c_str()), 1;
+  const double load_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  auto& b = **be;
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(cfg->n_vocab) - 1);
+  std::vector<float> logits(cfg->n_vocab);
+  auto fail = [](const Status& s) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    std::exit(1);
+  };
+  double best_pp = 0, best_tg = 0;
+  for (int r = 0; r < reps + 1; ++r) {  // the first round warms up
+    std::vector<runtime::BatchEntry> batch;
+    for (int32_t p = 0; p < P; ++p) batch.push_back({tok(rng), p, 0, p == P - 1});
+    auto a = Clock::now();
+    if (Status s = b.Run(batch, logits.data(), nullptr); !s.ok()) fail(s);
+    const double pp = P / std::chrono::duration<double>(Clock::now() - a).count();
+    a = Clock::now();
+    for (int32_t g = 0; g < G; ++g) {
+      const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      runtime::BatchEntry e{next, P + g, 0, true};
+      if (Status s = b.Run({&e, 1}, logits.data(), nullptr); !s.ok()) fail(s);
+    }
+    const double tg = G / std::chrono::duration<double>(Clock::now() - a).count();
+    if (r > 0 || reps == 0) best_pp = std::max(best_pp, pp), best_tg = std::max(best_tg, tg);
+  }
+  std::printf(
+      "{\"model\": \"%s\", \"card\": \"%s\", \"n_layer\": %u, \"n_embd\": %u, \"pp\": %d, \"tg\": %d, "
+      "\"pp_tok_s\": %.1f, \"tg_tok_s\": %.1f, \"load_s\": %.2f, \"device_mib\": %.0f, \"weights_file_mib\": %.0f}\n",
+      path.c_str(), info.name.c_str(), cfg->n_layer, cfg->n_embd, P, G, best_pp, best_tg, load_s,
+      b.memory().device_bytes / 1048576.0, model::WeightBytes(*f) / 1048576.0);
+  return 0;
+#else
+  return 1;
+#endif
+}

@@ -1,0 +1,401 @@
+#include "runtime/cuda/cuda_forward.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+
+namespace qwenmux::runtime::cuda {
+
+namespace {
+
+std::string CudaWhy(cudaError_t e) { return fmt::format("{} ({})", cudaGetErrorString(e), cudaGetErrorName(e)); }
+
+Status KernelStatus(cudaError_t e, const char* kernel) {
+  if (e == cudaSuccess) return Status::Ok();
+  cudaGetLastError();
+  return Error(StatusCode::kInternal, "cuda: kernel {} failed: {}", kernel, CudaWhy(e));
+}
+
+#define QWENMUX_TRY(expr)              \
+  do {                                 \
+    if (Status s_ = (expr); !s_.ok()) return s_; \
+  } while (0)
+#define QWENMUX_KERNEL(call, name) QWENMUX_TRY(KernelStatus((call), name))
+
+// Inverse frequencies of NeoX RoPE with the YaRN blend (as runtime/forward.cc computes them).
+std::vector<float> RopeFrequencies(const model::ModelConfig& c, float* mscale) {
+  const int d = static_cast<int>(c.head_dim);
+  std::vector<float> f(d / 2);
+  const double base = c.rope_freq_base;
+  for (int i = 0; i < d / 2; ++i) f[i] = static_cast<float>(1.0 / std::pow(base, 2.0 * i / d));
+  *mscale = 1.0f;
+  if (c.rope_yarn && c.rope_scale_factor > 1.0f) {
+    const double s = c.rope_scale_factor;
+    const double l0 = c.rope_orig_ctx;
+    auto corr_dim = [&](double n_rot) { return d * std::log(l0 / (2 * M_PI * n_rot)) / (2 * std::log(base)); };
+    const double low = std::max(0.0, std::floor(corr_dim(32.0)));
+    const double high = std::min(d - 1.0, std::ceil(corr_dim(1.0)));
+    for (int i = 0; i < d / 2; ++i) {
+      const double r = std::clamp((i - low) / std::max(high - low, 0.001), 0.0, 1.0);
+      f[i] = static_cast<float>((1 - r) * f[i] + r * f[i] / s);
+    }
+    *mscale = static_cast<float>(0.1 * std::log(s) + 1.0);
+  }
+  return f;
+}
+
+}  // namespace
+
+Status CudaForward::Alloc(void** p, size_t bytes, const char* what) {
+  const cudaError_t e = cudaMalloc(p, std::max<size_t>(bytes, 256));
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    return Error(StatusCode::kResourceExhausted, "cuda: out of device memory for {} ({:.1f} MiB; {:.1f} MiB free): {}",
+                 what, bytes / 1048576.0, free_b / 1048576.0, CudaWhy(e));
+  }
+  allocs_.push_back(*p);
+  bytes_ += bytes;
+  return Status::Ok();
+}
+
+CudaForward::~CudaForward() {
+  if (stream_) cudaStreamSynchronize(stream_);
+  if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+  if (h_logits_) cudaFreeHost(h_logits_);
+  for (void* p : allocs_) cudaFree(p);
+  if (h_batch_) cudaFreeHost(h_batch_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+Result<std::unique_ptr<CudaForward>> CudaForward::Create(const model::ModelConfig& c, const DeviceWeights& w,
+                                                         int32_t n_ctx, int32_t n_seq, int32_t n_batch) {
+  if (c.head_dim != 128) {
+    return Error(StatusCode::kUnsupported, "cuda: head_dim {} (the attention kernels need 128)", c.head_dim);
+  }
+  if (n_ctx <= 0 || n_seq <= 0 || n_batch <= 0) {
+    return Error(StatusCode::kInvalidArgument, "cuda: n_ctx {}, n_seq {}, n_batch {} must be positive", n_ctx, n_seq,
+                 n_batch);
+  }
+  std::unique_ptr<CudaForward> f(new CudaForward(c, w));
+  f->n_ctx_ = n_ctx;
+  f->n_seq_ = n_seq;
+  f->n_batch_ = n_batch;
+  cudaError_t e = cudaStreamCreateWithFlags(&f->stream_, cudaStreamNonBlocking);
+  if (e != cudaSuccess) return Error(StatusCode::kInternal, "cuda: stream: {}", CudaWhy(e));
+  e = cudaHostAlloc(reinterpret_cast<void**>(&f->h_batch_), sizeof(int32_t) * 4 * n_batch, cudaHostAllocDefault);
+  if (e != cudaSuccess) return Error(StatusCode::kResourceExhausted, "cuda: pinned batch buffer: {}", CudaWhy(e));
+
+  const size_t E = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), nb = static_cast<size_t>(n_batch);
+  const size_t ff = c.is_moe() ? c.n_ff_exp : c.n_ff;
+  const size_t kv_elems = static_cast<size_t>(c.n_layer) * n_seq * kvd * n_ctx;
+  auto alloc = [&](auto** p, size_t bytes, const char* what) {
+    return f->Alloc(reinterpret_cast<void**>(p), bytes, what);
+  };
+  QWENMUX_TRY(alloc(&f->k_cache_, kv_elems * 2, "the KV cache (keys)"));
+  QWENMUX_TRY(alloc(&f->v_cache_, kv_elems * 2, "the KV cache (values)"));
+  f->kv_bytes_ = kv_elems * 4;
+  QWENMUX_TRY(alloc(&f->d_tok_, nb * 4, "batch tokens"));
+  QWENMUX_TRY(alloc(&f->d_pos_, nb * 4, "batch positions"));
+  QWENMUX_TRY(alloc(&f->d_seq_, nb * 4, "batch sequences"));
+  QWENMUX_TRY(alloc(&f->d_rows_, nb * 4, "output rows"));
+  QWENMUX_TRY(alloc(&f->x_, nb * E * 4, "activations x"));
+  QWENMUX_TRY(alloc(&f->a_, nb * E * 4, "activations a"));
+  QWENMUX_TRY(alloc(&f->q_, nb * qd * 4, "activations q"));
+  QWENMUX_TRY(alloc(&f->attn_, nb * qd * 4, "activations attn"));
+  QWENMUX_TRY(alloc(&f->k_, nb * kvd * 4, "activations k"));
+  QWENMUX_TRY(alloc(&f->v_, nb * kvd * 4, "activations v"));
+  QWENMUX_TRY(alloc(&f->gate_, nb * ff * 4, "activations gate"));
+  QWENMUX_TRY(alloc(&f->up_, nb * ff * 4, "activations up"));
+  QWENMUX_TRY(alloc(&f->logits_, static_cast<size_t>(std::min<int64_t>(kOutRows, n_batch)) * c.n_vocab * 4, "logits"));
+  // Split-KV partials exist only when items = n * n_head < 264, and then items * splits <= 264 + items.
+  f->partial_floats_ = 2 * 264 * 130;
+  QWENMUX_TRY(alloc(&f->partial_, f->partial_floats_ * 4, "attention scratch"));
+  if (c.is_moe()) {
+    QWENMUX_TRY(alloc(&f->router_, nb * c.n_expert * 4, "router logits"));
+    QWENMUX_TRY(alloc(&f->moe_in_, nb * E * 4, "expert inputs"));
+    QWENMUX_TRY(alloc(&f->moe_out_, nb * E * 4, "expert outputs"));
+    QWENMUX_TRY(alloc(&f->d_route_idx_, nb * c.n_expert_used * 4, "routing indices"));
+    QWENMUX_TRY(alloc(&f->d_route_w_, nb * c.n_expert_used * 4, "routing weights"));
+  }
+  if (n_batch > kMatVecMaxTokens) {
+    const size_t max_cols = std::max({E, qd, ff});
+    QWENMUX_TRY(alloc(&f->xh_, nb * max_cols * 2, "GEMM activations"));
+    // The largest matrix of the model, capped at 64 Mi elements (the LM head goes in slices).
+    int64_t biggest = 0;
+    auto see = [&](const DevMatrix& m) {
+      if (m.type != DType::kF16 && m.type != DType::kBF16) biggest = std::max(biggest, m.rows * m.cols);
+    };
+    see(w.output);
+    for (const DevLayer& l : w.layers) {
+      for (const DevMatrix* m : {&l.attn_q, &l.attn_k, &l.attn_v, &l.attn_output, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) see(*m);
+      if (c.is_moe()) {
+        see(l.ffn_gate_exps.Slice(0, c.n_ff_exp));
+        see(l.ffn_down_exps.Slice(0, c.n_embd));
+      }
+    }
+    f->wh_elems_ = std::min<int64_t>(biggest, int64_t{64} << 20);
+    if (f->wh_elems_ > 0) QWENMUX_TRY(alloc(&f->wh_, static_cast<size_t>(f->wh_elems_) * 2, "GEMM weight slice"));
+  }
+  float mscale = 1.0f;
+  const std::vector<float> freq = RopeFrequencies(c, &mscale);
+  f->rope_mscale_ = mscale;
+  QWENMUX_TRY(alloc(&f->rope_freq_, freq.size() * 4, "RoPE frequencies"));
+  e = cudaMemcpy(f->rope_freq_, freq.data(), freq.size() * 4, cudaMemcpyHostToDevice);
+  if (e != cudaSuccess) return Error(StatusCode::kInternal, "cuda: RoPE frequencies: {}", CudaWhy(e));
+  f->h_router_.resize(c.is_moe() ? nb * c.n_expert : 0);
+  const char* g = std::getenv("QWENMUX_CUDA_GRAPHS");
+  f->graphs_ = !c.is_moe() && !(g && std::strcmp(g, "0") == 0);
+  if (f->graphs_) {
+    e = cudaHostAlloc(reinterpret_cast<void**>(&f->h_logits_), sizeof(float) * c.n_vocab, cudaHostAllocDefault);
+    if (e != cudaSuccess) return Error(StatusCode::kResourceExhausted, "cuda: pinned logits buffer: {}", CudaWhy(e));
+  }
+  return f;
+}
+
+KvLayer CudaForward::Kv(int32_t layer) const {
+  const size_t per_layer = static_cast<size_t>(n_seq_) * c_.kv_dim() * n_ctx_;
+  KvLayer kv;
+  kv.k = k_cache_ + per_layer * layer;
+  kv.v = v_cache_ + per_layer * layer;
+  kv.n_ctx = n_ctx_;
+  kv.n_head_kv = static_cast<int32_t>(c_.n_head_kv);
+  return kv;
+}
+
+// y[t, :] (+)= W x[t, :]; x has row stride w.cols.
+Status CudaForward::MatMul(const DevMatrix& w, const float* x, float* y, int64_t ldy, int64_t n, bool accumulate,
+                           bool exact) {
+  if (n <= kMatVecMaxTokens || xh_ == nullptr || exact) {
+    return KernelStatus(LaunchMatVec(w, x, w.cols, y, ldy, n, accumulate, stream_), "matvec");
+  }
+  const bool bf16 = w.type == DType::kBF16;
+  QWENMUX_KERNEL(LaunchToHalf(x, xh_, n * w.cols, bf16, stream_), "to_half");
+  if (w.type == DType::kF16 || w.type == DType::kBF16) {
+    return KernelStatus(LaunchGemm(xh_, w.cols, reinterpret_cast<const uint16_t*>(w.qs), w.cols, y, ldy, n, w.rows,
+                                   w.cols, accumulate, bf16, stream_),
+                        "gemm");
+  }
+  const int64_t chunk = std::max<int64_t>(1, wh_elems_ / w.cols);
+  for (int64_t r0 = 0; r0 < w.rows; r0 += chunk) {
+    const int64_t nr = std::min(chunk, w.rows - r0);
+    QWENMUX_KERNEL(LaunchDequantize(w, r0, nr, wh_, false, stream_), "dequantize");
+    QWENMUX_KERNEL(LaunchGemm(xh_, w.cols, wh_, w.cols, y + r0, ldy, n, nr, w.cols, accumulate, false, stream_), "gemm");
+  }
+  return Status::Ok();
+}
+
+Status CudaForward::RmsNormRows(const float* x, const float* w, float* y, int64_t n, int64_t dim, const int32_t* rows) {
+  return KernelStatus(LaunchRmsNorm(x, w, y, n, dim, c_.rms_eps, rows, stream_), "rms_norm");
+}
+
+Status CudaForward::QkNormRope(int64_t n, const DevLayer& l, int32_t layer) {
+  return KernelStatus(LaunchQkNormRopeKv(q_, k_, v_, n, static_cast<int32_t>(c_.n_head), l.q_norm, l.k_norm,
+                                         c_.rms_eps, rope_freq_, rope_mscale_, d_pos_, d_seq_, Kv(layer), stream_),
+                      "qk_norm_rope_kv");
+}
+
+Status CudaForward::Attention(int64_t n, int32_t layer, int32_t max_len) {
+  if (AttentionScratchFloats(n, static_cast<int32_t>(c_.n_head), max_len) > partial_floats_) {
+    return Error(StatusCode::kInternal, "cuda: attention scratch too small");
+  }
+  return KernelStatus(LaunchAttention(q_, n, static_cast<int32_t>(c_.n_head), d_pos_, d_seq_, max_len, Kv(layer),
+                                      partial_, attn_, stream_),
+                      "attention");
+}
+
+// x += down(silu(gate a) * up a)
+Status CudaForward::DenseFfn(const DevLayer& l, int64_t n) {
+  const int64_t ff = c_.n_ff;
+  QWENMUX_TRY(MatMul(l.ffn_gate, a_, gate_, ff, n, false));  // [n, n_ff]
+  QWENMUX_TRY(MatMul(l.ffn_up, a_, up_, ff, n, false));      // [n, n_ff]
+  QWENMUX_KERNEL(LaunchSwiGlu(gate_, up_, gate_, n * ff, stream_), "swiglu");
+  return MatMul(l.ffn_down, gate_, x_, c_.n_embd, n, true);  // x += [n, n_embd]
+}
+
+// Sparse MoE: router on the device, softmax / top-k / renormalise on the host exactly as
+// runtime/forward.cc does, then each selected expert on its tokens, added into x with the
+// token's weight.
+Status CudaForward::MoeFfn(const DevLayer& l, int64_t n) {
+  const int64_t E = c_.n_embd, ne = c_.n_expert, k = c_.n_expert_used, ff = c_.n_ff_exp;
+  QWENMUX_TRY(MatMul(l.ffn_gate_inp, a_, router_, ne, n, false, /*exact=*/true));  // [n, n_expert]
+  cudaError_t e = cudaMemcpyAsync(h_router_.data(), router_, sizeof(float) * n * ne, cudaMemcpyDeviceToHost, stream_);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(stream_);
+  if (e != cudaSuccess) return KernelStatus(e, "moe router");
+  std::vector<std::vector<std::pair<int32_t, float>>> routed(ne);
+  std::vector<int64_t> order(ne);
+  for (int64_t t = 0; t < n; ++t) {
+    float* r = h_router_.data() + t * ne;
+    const float mx = *std::max_element(r, r + ne);
+    float sum = 0;
+    for (int64_t x = 0; x < ne; ++x) sum += (r[x] = std::exp(r[x] - mx));
+    for (int64_t x = 0; x < ne; ++x) r[x] /= sum;
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](int64_t a, int64_t b) { return r[a] > r[b] || (r[a] == r[b] && a < b); });
+    float sel = 0;
+    for (int64_t j = 0; j < k; ++j) sel += r[order[j]];
+    for (int64_t j = 0; j < k; ++j) routed[order[j]].push_back({static_cast<int32_t>(t), r[order[j]] / sel});
+  }
+  std::vector<int32_t> idx;
+  std::vector<float> wt;
+  idx.reserve(n * k);
+  wt.reserve(n * k);
+  for (const auto& toks : routed) {
+    for (const auto& [t, w] : toks) idx.push_back(t), wt.push_back(w);
+  }
+  e = cudaMemcpyAsync(d_route_idx_, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice, stream_);
+  if (e == cudaSuccess) e = cudaMemcpyAsync(d_route_w_, wt.data(), wt.size() * 4, cudaMemcpyHostToDevice, stream_);
+  if (e != cudaSuccess) return KernelStatus(e, "moe routing upload");
+  int64_t off = 0;
+  for (int64_t x = 0; x < ne; ++x) {
+    const int64_t m = static_cast<int64_t>(routed[x].size());
+    if (m == 0) continue;
+    QWENMUX_KERNEL(LaunchGatherRows(a_, d_route_idx_ + off, m, E, moe_in_, stream_), "moe gather");
+    QWENMUX_TRY(MatMul(l.ffn_gate_exps.Slice(x * ff, ff), moe_in_, gate_, ff, m, false));
+    QWENMUX_TRY(MatMul(l.ffn_up_exps.Slice(x * ff, ff), moe_in_, up_, ff, m, false));
+    QWENMUX_KERNEL(LaunchSwiGlu(gate_, up_, gate_, m * ff, stream_), "swiglu");
+    QWENMUX_TRY(MatMul(l.ffn_down_exps.Slice(x * E, E), gate_, moe_out_, E, m, false));
+    QWENMUX_KERNEL(LaunchScatterAddRows(moe_out_, d_route_idx_ + off, d_route_w_ + off, m, E, x_, stream_),
+                   "moe scatter");
+    off += m;
+  }
+  // The host vectors are read by the copies above before they return (pageable memory).
+  return Status::Ok();
+}
+
+Status CudaForward::Run(std::span<const BatchEntry> batch, float* out_logits, float* out_hidden) {
+  for (const BatchEntry& e : batch) {
+    if (e.token < 0 || e.token >= static_cast<int32_t>(c_.n_vocab)) {
+      return Error(StatusCode::kInvalidArgument, "forward: token id {} out of range [0, {})", e.token, c_.n_vocab);
+    }
+    if (e.seq < 0 || e.seq >= n_seq_) {
+      return Error(StatusCode::kInvalidArgument, "forward: sequence {} out of range [0, {})", e.seq, n_seq_);
+    }
+    if (e.pos < 0 || e.pos >= n_ctx_) {
+      return Error(StatusCode::kOutOfRange, "forward: position {} is past the context size {}", e.pos, n_ctx_);
+    }
+  }
+  int64_t out_row = 0;
+  for (size_t b = 0; b < batch.size(); b += static_cast<size_t>(n_batch_)) {
+    const size_t len = std::min(batch.size() - b, static_cast<size_t>(n_batch_));
+    QWENMUX_TRY(RunSlice(batch.subspan(b, len), out_logits, out_hidden, &out_row));
+  }
+  return Status::Ok();
+}
+
+Status CudaForward::RunSlice(std::span<const BatchEntry> batch, float* out_logits, float* out_hidden,
+                             int64_t* out_row) {
+  const int64_t n = static_cast<int64_t>(batch.size());
+  if (n == 0) return Status::Ok();
+  const int64_t E = c_.n_embd;
+  int32_t max_len = 0;
+  int32_t* h = h_batch_;
+  int64_t n_out = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    h[t] = batch[t].token;
+    h[n_batch_ + t] = batch[t].pos;
+    h[2 * n_batch_ + t] = batch[t].seq;
+    max_len = std::max(max_len, batch[t].pos + 1);
+    if (batch[t].output) h[3 * n_batch_ + n_out++] = static_cast<int32_t>(t);
+  }
+  if (graphs_ && n == 1 && n_out == 1 && out_logits && !out_hidden) {
+    QWENMUX_TRY(RunGraphStep(out_logits + *out_row * static_cast<int64_t>(c_.n_vocab)));
+    *out_row += 1;
+    return Status::Ok();
+  }
+  QWENMUX_TRY(EnqueueLayers(n, n_out, max_len));
+  // Final norm and LM head for the output rows only, kOutRows at a time.
+  cudaError_t e = cudaSuccess;
+  for (int64_t g = 0; g < n_out; g += kOutRows) {
+    const int64_t m = std::min<int64_t>(kOutRows, n_out - g);
+    QWENMUX_TRY(RmsNormRows(x_, w_.output_norm, a_, m, E, d_rows_ + g));
+    const int64_t row = *out_row + g;
+    if (out_hidden) {
+      e = cudaMemcpyAsync(out_hidden + row * E, a_, m * E * 4, cudaMemcpyDeviceToHost, stream_);
+      if (e != cudaSuccess) return KernelStatus(e, "hidden copy");
+    }
+    if (out_logits) {
+      QWENMUX_TRY(MatMul(w_.output, a_, logits_, c_.n_vocab, m, false));
+      e = cudaMemcpyAsync(out_logits + row * static_cast<int64_t>(c_.n_vocab), logits_,
+                          m * static_cast<int64_t>(c_.n_vocab) * 4, cudaMemcpyDeviceToHost, stream_);
+      if (e != cudaSuccess) return KernelStatus(e, "logits copy");
+    }
+  }
+  *out_row += n_out;
+  e = cudaStreamSynchronize(stream_);
+  if (e != cudaSuccess) return KernelStatus(e, "forward (stream sync)");
+  return Status::Ok();
+}
+
+Status CudaForward::EnqueueLayers(int64_t n, int64_t n_out, int32_t max_len) {
+  const int64_t E = c_.n_embd, qd = c_.q_dim(), kvd = c_.kv_dim();
+  const int32_t* h = h_batch_;
+  cudaError_t e = cudaMemcpyAsync(d_tok_, h, n * 4, cudaMemcpyHostToDevice, stream_);
+  if (e == cudaSuccess) e = cudaMemcpyAsync(d_pos_, h + n_batch_, n * 4, cudaMemcpyHostToDevice, stream_);
+  if (e == cudaSuccess) e = cudaMemcpyAsync(d_seq_, h + 2 * n_batch_, n * 4, cudaMemcpyHostToDevice, stream_);
+  if (e == cudaSuccess && n_out > 0) {
+    e = cudaMemcpyAsync(d_rows_, h + 3 * n_batch_, n_out * 4, cudaMemcpyHostToDevice, stream_);
+  }
+  if (e != cudaSuccess) return KernelStatus(e, "batch upload");
+
+  // x = embed(tokens)  [n, n_embd]
+  QWENMUX_KERNEL(LaunchEmbedRows(w_.token_embd, d_tok_, n, x_, stream_), "embed");
+  for (int32_t il = 0; il < static_cast<int32_t>(c_.n_layer); ++il) {
+    const DevLayer& l = w_.layers[il];
+    // Attention block.
+    QWENMUX_TRY(RmsNormRows(x_, l.attn_norm, a_, n, E));    // a = norm(x)  [n, n_embd]
+    QWENMUX_TRY(MatMul(l.attn_q, a_, q_, qd, n, false));   // [n, n_head * head_dim]
+    QWENMUX_TRY(MatMul(l.attn_k, a_, k_, kvd, n, false));  // [n, n_head_kv * head_dim]
+    QWENMUX_TRY(MatMul(l.attn_v, a_, v_, kvd, n, false));  // [n, n_head_kv * head_dim]
+    QWENMUX_TRY(QkNormRope(n, l, il));                      // + StoreKv
+    QWENMUX_TRY(Attention(n, il, max_len));                 // [n, n_head * head_dim]
+    QWENMUX_TRY(MatMul(l.attn_output, attn_, x_, E, n, true));  // x += [n, n_embd]
+    // Feed-forward block.
+    QWENMUX_TRY(RmsNormRows(x_, l.ffn_norm, a_, n, E));
+    QWENMUX_TRY(c_.is_moe() ? MoeFfn(l, n) : DenseFfn(l, n));  // x += ffn(a)
+  }
+  return Status::Ok();
+}
+
+// The graph reads the token and position from h_batch_ (pinned) when it runs, and sizes the
+// attention split for the whole context (each item divides its own length), so one capture
+// serves every step.
+Status CudaForward::RunGraphStep(float* out_logits) {
+  const int64_t V = c_.n_vocab;
+  if (!graph_exec_) {
+    cudaError_t e = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) return KernelStatus(e, "graph capture");
+    Status s = EnqueueLayers(1, 1, n_ctx_);
+    if (s.ok()) s = RmsNormRows(x_, w_.output_norm, a_, 1, c_.n_embd, d_rows_);
+    if (s.ok()) s = MatMul(w_.output, a_, logits_, V, 1, false);
+    if (s.ok()) {
+      e = cudaMemcpyAsync(h_logits_, logits_, V * 4, cudaMemcpyDeviceToHost, stream_);
+      if (e != cudaSuccess) s = KernelStatus(e, "logits copy");
+    }
+    cudaGraph_t graph = nullptr;
+    e = cudaStreamEndCapture(stream_, &graph);
+    if (s.ok() && e != cudaSuccess) s = KernelStatus(e, "graph capture end");
+    if (s.ok()) {
+      e = cudaGraphInstantiate(&graph_exec_, graph, 0);
+      if (e != cudaSuccess) s = KernelStatus(e, "graph instantiate");
+    }
+    if (graph) cudaGraphDestroy(graph);
+    if (!s.ok()) {
+      graph_exec_ = nullptr;
+      return s;
+    }
+  }
+  cudaError_t e = cudaGraphLaunch(graph_exec_, stream_);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(stream_);
+  if (e != cudaSuccess) return KernelStatus(e, "decode graph");
+  std::memcpy(out_logits, h_logits_, V * 4);
+  return Status::Ok();
+}
+
+}  // namespace qwenmux::runtime::cuda

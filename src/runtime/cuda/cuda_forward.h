@@ -1,0 +1,100 @@
+// The Qwen3 forward pass on an NVIDIA GPU (dense `qwen3` and sparse `qwen3moe`), with the step
+// names of runtime/forward.cc. Activations are f32 on the device; matrices are read through the
+// matrix-vector kernel for small batches and through f16/bf16 tensor-core GEMMs for large ones.
+// The KV cache is f16 on the device, [layer][seq][kv_head][pos][head_dim] like the CPU's.
+//
+// Thread-safety: one thread at a time (the engine serialises steps).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "base/status.h"
+#include "model/config.h"
+#include "runtime/backend.h"
+#include "runtime/cuda/cuda_weights.h"
+
+namespace qwenmux::runtime::cuda {
+
+class CudaForward {
+ public:
+  // Allocates the KV cache (n_ctx positions for each of n_seq sequences) and scratch for
+  // batches of n_batch tokens (larger batches run in slices of n_batch).
+  static Result<std::unique_ptr<CudaForward>> Create(const model::ModelConfig& c, const DeviceWeights& w,
+                                                     int32_t n_ctx, int32_t n_seq, int32_t n_batch);
+  ~CudaForward();
+  CudaForward(const CudaForward&) = delete;
+  CudaForward& operator=(const CudaForward&) = delete;
+
+  // As Backend::Run: host outputs, KV written, lengths untouched.
+  Status Run(std::span<const BatchEntry> batch, float* out_logits, float* out_hidden);
+
+  int32_t n_ctx() const { return n_ctx_; }
+  int32_t n_seq() const { return n_seq_; }
+  uint64_t device_bytes() const { return bytes_; }
+  uint64_t kv_bytes() const { return kv_bytes_; }
+
+  // Batches of at most this many tokens use the matrix-vector kernel; larger ones the GEMM.
+  static constexpr int64_t kMatVecMaxTokens = 16;
+
+ private:
+  CudaForward(const model::ModelConfig& c, const DeviceWeights& w) : c_(c), w_(w) {}
+  Status Alloc(void** p, size_t bytes, const char* what);
+  Status RunSlice(std::span<const BatchEntry> batch, float* out_logits, float* out_hidden, int64_t* out_row);
+  // Batch upload (from h_batch_: n tokens, n_out output rows), embedding and every layer.
+  Status EnqueueLayers(int64_t n, int64_t n_out, int32_t max_len);
+  // One decode step of one sequence with logits out, as a CUDA graph (captured on first use).
+  Status RunGraphStep(float* out_logits);
+
+  Status RmsNormRows(const float* x, const float* w, float* y, int64_t n, int64_t dim, const int32_t* rows = nullptr);
+  Status QkNormRope(int64_t n, const DevLayer& l, int32_t layer);  // + KV write (fused)
+  Status Attention(int64_t n, int32_t layer, int32_t max_len);
+  Status DenseFfn(const DevLayer& l, int64_t n);
+  Status MoeFfn(const DevLayer& l, int64_t n);
+  // exact: always the f32 matrix-vector kernel (the MoE router, where f16 rounding could flip
+  // an expert choice).
+  Status MatMul(const DevMatrix& w, const float* x, float* y, int64_t ldy, int64_t n, bool accumulate,
+                bool exact = false);
+  KvLayer Kv(int32_t layer) const;
+
+  const model::ModelConfig& c_;
+  const DeviceWeights& w_;
+  int32_t n_ctx_ = 0, n_seq_ = 0, n_batch_ = 0;
+  cudaStream_t stream_ = nullptr;
+  std::vector<void*> allocs_;
+  uint64_t bytes_ = 0, kv_bytes_ = 0;
+  float rope_mscale_ = 1.0f;
+  float* rope_freq_ = nullptr;  // [head_dim / 2]
+  uint16_t* k_cache_ = nullptr;  // [layer][seq][kv_head][pos][head_dim] f16
+  uint16_t* v_cache_ = nullptr;
+  // Batch on the device: token, pos, seq [n_batch] each; output rows [n_batch].
+  int32_t* d_tok_ = nullptr;
+  int32_t* d_pos_ = nullptr;
+  int32_t* d_seq_ = nullptr;
+  int32_t* d_rows_ = nullptr;
+  int32_t* h_batch_ = nullptr;  // pinned [4][n_batch]
+  // Activations (f32): x, a [n_batch, n_embd]; q, attn [n_batch, q_dim]; k, v [n_batch, kv_dim];
+  // gate, up [n_batch, n_ff (or n_ff_exp)]; logits [kOutRows, n_vocab].
+  float *x_ = nullptr, *a_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;
+  float *gate_ = nullptr, *up_ = nullptr, *logits_ = nullptr, *partial_ = nullptr;
+  size_t partial_floats_ = 0;
+  // MoE: router [n_batch, n_expert]; moe_in, moe_out [n_batch, n_embd]; routing idx/weight [n_batch * k].
+  float *router_ = nullptr, *moe_in_ = nullptr, *moe_out_ = nullptr, *d_route_w_ = nullptr;
+  int32_t* d_route_idx_ = nullptr;
+  std::vector<float> h_router_;
+  // GEMM operands: xh [n_batch, max cols] and a weight slice wh [kWeightChunk] (f16/bf16).
+  uint16_t* xh_ = nullptr;
+  uint16_t* wh_ = nullptr;
+  int64_t wh_elems_ = 0;
+  static constexpr int64_t kOutRows = 64;  // output rows per LM-head pass
+  // CUDA graph of a batch-1 decode step (dense models; QWENMUX_CUDA_GRAPHS=0 turns it off).
+  bool graphs_ = true;
+  cudaGraphExec_t graph_exec_ = nullptr;
+  float* h_logits_ = nullptr;  // pinned [n_vocab]
+};
+
+}  // namespace qwenmux::runtime::cuda

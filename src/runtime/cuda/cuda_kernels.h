@@ -1,0 +1,112 @@
+// Host entry points of the CUDA kernels (implemented in the *.cu files beside this header). Each
+// Launch* enqueues on `stream` and returns cudaGetLastError() after the launch, so a bad launch
+// is reported by the caller with the kernel's name; execution errors surface at the next sync.
+//
+// Weights live on the device "repacked": the GGUF blocks of a matrix are split into planes
+// (quants, scales, high bits) so that every plane is 16-byte aligned and each lane of a warp
+// reads its part of a row with wide loads. Planes are row-major, so rows [a, b) of every plane
+// are contiguous (DevMatrix::Slice). Half-precision buffers are passed as uint16_t (IEEE
+// binary16 or bfloat16 bits) so this header needs no CUDA headers beyond the runtime API.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+
+namespace qwenmux::runtime::cuda {
+
+// The GGUF tensor types the device kernels read, with DType's numbers (checked in
+// cuda_weights.cc); a type of its own so that the .cu files need no C++20 project headers.
+enum class DType : uint32_t { kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ8_0 = 8, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14, kBF16 = 30 };
+
+// Plane layout per type (nb = blocks per row):
+//   F32/F16/BF16  qs: the elements as stored
+//   Q8_0          qs: int8 [cols]            aux: half d [nb]
+//   Q4_0          qs: 16 B nibbles / block   aux: half d [nb]
+//   Q4_K          qs: 128 B / block          aux: 16 B header (d, dmin, 12 scale bytes) / block
+//   Q5_K          as Q4_K                    aux2: qh 32 B / block
+//   Q6_K          qs: ql 128 B / block       aux: 16 int8 scales / block  aux2: qh 64 B / block
+//                                            aux3: half d [nb]
+struct DevMatrix {
+  DType type = DType::kF32;
+  int64_t rows = 0, cols = 0;
+  uint8_t* qs = nullptr;
+  uint8_t* aux = nullptr;
+  uint8_t* aux2 = nullptr;
+  uint8_t* aux3 = nullptr;
+
+  // Rows [begin, begin + count) (one expert of a stacked MoE tensor).
+  DevMatrix Slice(int64_t begin, int64_t count) const;
+};
+
+// Bytes per row of each plane: {qs, aux, aux2, aux3}.
+struct PlaneRowBytes {
+  size_t qs = 0, aux = 0, aux2 = 0, aux3 = 0;
+};
+PlaneRowBytes PlaneBytesPerRow(DType type, int64_t cols);
+// True when the device kernels handle `type` with rows of `cols` elements.
+bool DeviceSupports(DType type, int64_t cols);
+// Total bytes of a repacked matrix (each plane rounded up to 256 bytes).
+size_t DevMatrixBytes(DType type, int64_t rows, int64_t cols);
+// Points the planes of `m` (type, rows, cols set) into `base` (DevMatrixBytes bytes).
+void SetPlanes(DevMatrix& m, uint8_t* base);
+
+// Rows [row0, row0 + nrows) of the matrix in GGUF layout (raw, device memory, row-major) into
+// the planes of `m`.
+cudaError_t LaunchRepack(const DevMatrix& m, const uint8_t* raw, int64_t row0, int64_t nrows, cudaStream_t s);
+
+// y[t, r] = sum_k W[r, k] * x[t, k] (+ y[t, r] when accumulate), t < n. x, y f32, ldx % 4 == 0.
+// The matrix-vector kernel: dequantization in registers, one warp per row; any n (chunks of 8).
+cudaError_t LaunchMatVec(const DevMatrix& w, const float* x, int64_t ldx, float* y, int64_t ldy, int64_t n,
+                         bool accumulate, cudaStream_t s);
+
+// Rows [row0, row0 + nrows) of W dequantized to f16 (bf16 when `bf16`) into out [nrows, cols].
+cudaError_t LaunchDequantize(const DevMatrix& w, int64_t row0, int64_t nrows, uint16_t* out, bool bf16,
+                             cudaStream_t s);
+// out[t, :] = W[ids[t], :] as f32, t < n (embedding lookup); ids on the device.
+cudaError_t LaunchEmbedRows(const DevMatrix& w, const int32_t* ids, int64_t n, float* out, cudaStream_t s);
+
+// C[m, n] = sum_k A[m, k] * B[n, k] (+ C when accumulate): A [M, K] (lda), B [N, K] (ldb), both
+// f16 (bf16 when `bf16`), C f32 (ldc). Tensor cores (WMMA), f32 accumulation; K % 32 == 0.
+cudaError_t LaunchGemm(const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb, float* c, int64_t ldc,
+                       int64_t m, int64_t n, int64_t k, bool accumulate, bool bf16, cudaStream_t s);
+
+// f32 -> f16 (bf16 when `bf16`), n elements.
+cudaError_t LaunchToHalf(const float* x, uint16_t* y, int64_t n, bool bf16, cudaStream_t s);
+
+// y[i, :] = w * x[src(i), :] / rms(x[src(i), :]), src(i) = rows ? rows[i] : i, i < n.
+cudaError_t LaunchRmsNorm(const float* x, const float* w, float* y, int64_t n, int64_t dim, float eps,
+                          const int32_t* rows, cudaStream_t s);
+
+// Per-head q/k RMSNorm + NeoX RoPE (freq [head_dim/2] inverse frequencies, mscale on cos/sin)
+// in place on q [n, n_head*hd] and k, then k and v written as f16 into the cache layer
+// ([seq][kv_head][pos][hd], n_ctx positions per sequence). head_dim must be 128.
+struct KvLayer {
+  uint16_t* k = nullptr;
+  uint16_t* v = nullptr;
+  int32_t n_ctx = 0, n_head_kv = 0;
+};
+cudaError_t LaunchQkNormRopeKv(float* q, float* k, const float* v, int64_t n, int32_t n_head, const float* q_norm,
+                               const float* k_norm, float eps, const float* freq, float mscale, const int32_t* pos,
+                               const int32_t* seq, KvLayer kv, cudaStream_t s);
+
+// Causal GQA attention over the cache: out[t, h] = softmax(q[t,h] . K[seq_t, h/group, 0..pos_t])
+// V[...]. Split over KV positions when few (token, head) items (the split count follows
+// max_len >= every pos + 1; each item divides its own length); `partial` is scratch of
+// AttentionScratchFloats(n, n_head, max_len) floats.
+size_t AttentionScratchFloats(int64_t n, int32_t n_head, int32_t max_len);
+cudaError_t LaunchAttention(const float* q, int64_t n, int32_t n_head, const int32_t* pos, const int32_t* seq,
+                            int32_t max_len, KvLayer kv, float* partial, float* out, cudaStream_t s);
+
+// out = silu(gate) * up, n elements (out may alias gate).
+cudaError_t LaunchSwiGlu(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);
+// dst[i, :] = src[idx[i], :], i < n, dim columns.
+cudaError_t LaunchGatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,
+                             cudaStream_t s);
+// dst[idx[i], :] += weight[i] * src[i, :], i < n (idx distinct).
+cudaError_t LaunchScatterAddRows(const float* src, const int32_t* idx, const float* weight, int64_t n,
+                                 int64_t dim, float* dst, cudaStream_t s);
+
+}  // namespace qwenmux::runtime::cuda

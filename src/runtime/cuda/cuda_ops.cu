@@ -1,0 +1,277 @@
+// The elementwise and per-head kernels of the forward pass: RMSNorm, q/k norm + RoPE + KV write,
+// split-KV grouped-query attention, SwiGLU, MoE gather/scatter.
+#include <cuda_fp16.h>
+
+#include <cfloat>
+
+#include "runtime/cuda/cuda_kernels.h"
+
+namespace qwenmux::runtime::cuda {
+
+namespace {
+
+constexpr int kHeadDim = 128;
+
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__global__ void RmsNormKernel(const float* x, const float* w, float* y, int64_t dim, float eps, const int32_t* rows) {
+  const int64_t i = blockIdx.x;
+  const float* xr = x + (rows ? rows[i] : i) * dim;
+  float* yr = y + i * dim;
+  float ss = 0.0f;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) ss += xr[j] * xr[j];
+  __shared__ float red[32];
+  ss = WarpSum(ss);
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.0f;
+    v = WarpSum(v);
+    if (threadIdx.x == 0) red[0] = v;
+  }
+  __syncthreads();
+  const float r = 1.0f / sqrtf(red[0] / static_cast<float>(dim) + eps);
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) yr[j] = w[j] * (xr[j] * r);
+}
+
+// One warp per head: blockIdx.x = token, blockIdx.y = head in [q heads | k heads | v heads].
+// Lane holds elements lane + 32 j, j < 4; NeoX pairs are (j, j + 2).
+__global__ void QkNormRopeKvKernel(float* q, float* k, const float* v, int32_t n_head, const float* q_norm,
+                                   const float* k_norm, float eps, const float* freq, float mscale,
+                                   const int32_t* pos, const int32_t* seq, KvLayer kv) {
+  const int64_t t = blockIdx.x;
+  const int hh = blockIdx.y, lane = threadIdx.x;
+  const int n_kv = kv.n_head_kv;
+  float* h = nullptr;
+  const float* w = nullptr;
+  uint16_t* dst = nullptr;
+  const size_t slot = ((static_cast<size_t>(seq[t]) * n_kv) * kv.n_ctx + pos[t]) * kHeadDim;
+  const size_t head_stride = static_cast<size_t>(kv.n_ctx) * kHeadDim;
+  if (hh < n_head) {
+    h = q + (t * n_head + hh) * kHeadDim;
+    w = q_norm;
+  } else if (hh < n_head + n_kv) {
+    const int kh = hh - n_head;
+    h = k + (t * n_kv + kh) * kHeadDim;
+    w = k_norm;
+    dst = kv.k + slot + kh * head_stride;
+  } else {
+    const int vh = hh - n_head - n_kv;
+    const float* src = v + (t * n_kv + vh) * kHeadDim;
+    uint16_t* vd = kv.v + slot + vh * head_stride;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) vd[lane + 32 * j] = __half_as_ushort(__float2half(src[lane + 32 * j]));
+    return;
+  }
+  float x[4];
+  float ss = 0.0f;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    x[j] = h[lane + 32 * j];
+    ss += x[j] * x[j];
+  }
+  ss = WarpSum(ss);
+  const float r = 1.0f / sqrtf(ss / static_cast<float>(kHeadDim) + eps);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) x[j] = w[lane + 32 * j] * (x[j] * r);
+  const float p = static_cast<float>(pos[t]);
+  float out[4];
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const int i = lane + 32 * j;
+    const float angle = p * freq[i];
+    double sd, cd;
+    sincos(static_cast<double>(angle), &sd, &cd);
+    const float c = static_cast<float>(cd) * mscale, s = static_cast<float>(sd) * mscale;
+    out[j] = x[j] * c - x[j + 2] * s;
+    out[j + 2] = x[j + 2] * c + x[j] * s;
+  }
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    h[lane + 32 * j] = out[j];
+    if (dst) dst[lane + 32 * j] = __half_as_ushort(__float2half(out[j]));
+  }
+}
+
+constexpr int kAttnWarps = 4;
+constexpr int kPartStride = kHeadDim + 2;  // O[128], m, l
+
+// blockIdx.x = item (token * n_head + head), blockIdx.y = split. Each warp runs an online
+// softmax over its positions; lane holds dims 4 lane .. 4 lane + 3.
+__global__ void __launch_bounds__(kAttnWarps * 32)
+    AttentionKernel(const float* q, int32_t n_head, const int32_t* pos, const int32_t* seq, KvLayer kv,
+                    float* partial, float* out) {
+  const int64_t item = blockIdx.x;
+  const int64_t t = item / n_head;
+  const int h = static_cast<int>(item % n_head);
+  const int split = blockIdx.y, n_split = gridDim.y;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int group = n_head / kv.n_head_kv;
+  const int kvh = h / group;
+  const int32_t len = pos[t] + 1;
+  const int32_t chunk = (len + n_split - 1) / n_split;  // per item: the grid does not depend on lengths
+  const int32_t begin = split * chunk;
+  const int32_t end = min(len, begin + chunk);
+  const float scale = rsqrtf(static_cast<float>(kHeadDim));
+  const float4 qv = *reinterpret_cast<const float4*>(q + item * kHeadDim + 4 * lane);
+  const size_t base = ((static_cast<size_t>(seq[t]) * kv.n_head_kv + kvh) * kv.n_ctx) * kHeadDim + 4 * lane;
+  const uint16_t* kb = kv.k + base;
+  const uint16_t* vb = kv.v + base;
+  float m = -FLT_MAX, l = 0.0f, o[4] = {0, 0, 0, 0};
+  for (int32_t p = begin + warp; p < end; p += kAttnWarps) {
+    const uint2 kr = *reinterpret_cast<const uint2*>(kb + static_cast<size_t>(p) * kHeadDim);
+    const uint2 vr = *reinterpret_cast<const uint2*>(vb + static_cast<size_t>(p) * kHeadDim);
+    const float2 k01 = __half22float2(*reinterpret_cast<const __half2*>(&kr.x));
+    const float2 k23 = __half22float2(*reinterpret_cast<const __half2*>(&kr.y));
+    const float s = WarpSum(qv.x * k01.x + qv.y * k01.y + qv.z * k23.x + qv.w * k23.y) * scale;
+    const float mn = fmaxf(m, s);
+    const float corr = expf(m - mn), e = expf(s - mn);
+    const float2 v01 = __half22float2(*reinterpret_cast<const __half2*>(&vr.x));
+    const float2 v23 = __half22float2(*reinterpret_cast<const __half2*>(&vr.y));
+    l = l * corr + e;
+    o[0] = o[0] * corr + e * v01.x;
+    o[1] = o[1] * corr + e * v01.y;
+    o[2] = o[2] * corr + e * v23.x;
+    o[3] = o[3] * corr + e * v23.y;
+    m = mn;
+  }
+  __shared__ float sm[kAttnWarps], sl[kAttnWarps], so[kAttnWarps][kHeadDim];
+  if (lane == 0) sm[warp] = m, sl[warp] = l;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) so[warp][4 * lane + j] = o[j];
+  __syncthreads();
+  float M = -FLT_MAX;
+#pragma unroll
+  for (int w = 0; w < kAttnWarps; ++w) M = fmaxf(M, sm[w]);
+  float L = 0.0f, f[kAttnWarps];
+#pragma unroll
+  for (int w = 0; w < kAttnWarps; ++w) {
+    f[w] = sl[w] > 0.0f ? expf(sm[w] - M) : 0.0f;
+    L += sl[w] * f[w];
+  }
+  for (int d = threadIdx.x; d < kHeadDim; d += blockDim.x) {
+    float O = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kAttnWarps; ++w) O += so[w][d] * f[w];
+    if (n_split == 1) {
+      out[item * kHeadDim + d] = O / L;
+    } else {
+      float* pp = partial + (item * n_split + split) * kPartStride;
+      pp[d] = O;
+      if (d == 0) pp[kHeadDim] = M, pp[kHeadDim + 1] = L;
+    }
+  }
+}
+
+__global__ void AttentionCombineKernel(int n_split, const float* partial, float* out) {
+  const int64_t item = blockIdx.x;
+  const float* pp = partial + item * n_split * kPartStride;
+  float M = -FLT_MAX;
+  for (int s = 0; s < n_split; ++s)
+    if (pp[s * kPartStride + kHeadDim + 1] > 0.0f) M = fmaxf(M, pp[s * kPartStride + kHeadDim]);
+  const int d = threadIdx.x;
+  float O = 0.0f, L = 0.0f;
+  for (int s = 0; s < n_split; ++s) {
+    const float* ps = pp + s * kPartStride;
+    const float ls = ps[kHeadDim + 1];
+    if (ls <= 0.0f) continue;
+    const float f = expf(ps[kHeadDim] - M);
+    O += ps[d] * f;
+    L += ls * f;
+  }
+  out[item * kHeadDim + d] = O / L;
+}
+
+// Splits so that about 2 blocks per SM run for decode; one split when the batch fills the GPU.
+int AttentionSplits(int64_t items, int32_t max_len) {
+  const int64_t want = 264;
+  if (items >= want) return 1;
+  int64_t s = (want + items - 1) / items;
+  const int64_t by_len = (max_len + 31) / 32;  // at least 32 positions per split
+  if (s > by_len) s = by_len;
+  return static_cast<int>(s < 1 ? 1 : s);
+}
+
+__global__ void SwiGluKernel(const float* g, const float* u, float* out, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  const float x = g[i];
+  out[i] = x / (1.0f + expf(-x)) * u[i];
+}
+
+__global__ void GatherRowsKernel(const float* src, const int32_t* idx, int64_t dim, float* dst) {
+  const int64_t i = blockIdx.x;
+  const float* s = src + static_cast<int64_t>(idx[i]) * dim;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) dst[i * dim + j] = s[j];
+}
+
+__global__ void ScatterAddRowsKernel(const float* src, const int32_t* idx, const float* weight, int64_t dim,
+                                     float* dst) {
+  const int64_t i = blockIdx.x;
+  float* d = dst + static_cast<int64_t>(idx[i]) * dim;
+  const float w = weight[i];
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) d[j] += w * src[i * dim + j];
+}
+
+}  // namespace
+
+cudaError_t LaunchRmsNorm(const float* x, const float* w, float* y, int64_t n, int64_t dim, float eps,
+                          const int32_t* rows, cudaStream_t s) {
+  if (n == 0) return cudaSuccess;
+  RmsNormKernel<<<static_cast<unsigned>(n), 256, 0, s>>>(x, w, y, dim, eps, rows);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchQkNormRopeKv(float* q, float* k, const float* v, int64_t n, int32_t n_head, const float* q_norm,
+                               const float* k_norm, float eps, const float* freq, float mscale, const int32_t* pos,
+                               const int32_t* seq, KvLayer kv, cudaStream_t s) {
+  if (n == 0) return cudaSuccess;
+  const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(n_head + 2 * kv.n_head_kv));
+  QkNormRopeKvKernel<<<grid, 32, 0, s>>>(q, k, v, n_head, q_norm, k_norm, eps, freq, mscale, pos, seq, kv);
+  return cudaGetLastError();
+}
+
+size_t AttentionScratchFloats(int64_t n, int32_t n_head, int32_t max_len) {
+  const int64_t items = n * n_head;
+  const int splits = AttentionSplits(items, max_len);
+  return splits > 1 ? static_cast<size_t>(items * splits * kPartStride) : 0;
+}
+
+cudaError_t LaunchAttention(const float* q, int64_t n, int32_t n_head, const int32_t* pos, const int32_t* seq,
+                            int32_t max_len, KvLayer kv, float* partial, float* out, cudaStream_t s) {
+  if (n == 0) return cudaSuccess;
+  const int64_t items = n * n_head;
+  const int splits = AttentionSplits(items, max_len);
+  AttentionKernel<<<dim3(static_cast<unsigned>(items), static_cast<unsigned>(splits)), kAttnWarps * 32, 0, s>>>(
+      q, n_head, pos, seq, kv, partial, out);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess || splits == 1) return err;
+  AttentionCombineKernel<<<static_cast<unsigned>(items), kHeadDim, 0, s>>>(splits, partial, out);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchSwiGlu(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s) {
+  if (n == 0) return cudaSuccess;
+  SwiGluKernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, s>>>(gate, up, out, n);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchGatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,
+                             cudaStream_t s) {
+  if (n == 0) return cudaSuccess;
+  GatherRowsKernel<<<static_cast<unsigned>(n), 256, 0, s>>>(src, idx, dim, dst);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchScatterAddRows(const float* src, const int32_t* idx, const float* weight, int64_t n,
+                                 int64_t dim, float* dst, cudaStream_t s) {
+  if (n == 0) return cudaSuccess;
+  ScatterAddRowsKernel<<<static_cast<unsigned>(n), 256, 0, s>>>(src, idx, weight, dim, dst);
+  return cudaGetLastError();
+}
+
+}  // namespace qwenmux::runtime::cuda

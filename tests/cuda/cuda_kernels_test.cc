@@ -1,0 +1,163 @@
+// Every CUDA kernel against the CPU reference kernels on odd shapes and batch sizes. Skips
+// without a CUDA device.
+#include <cmath>
+#include <random>
+#include <string>
+
+#include "cuda/cuda_test_util.h"
+#include "kernels/matmul.h"
+#include "quant/quant.h"
+
+namespace qwenmux::runtime::cuda {
+namespace {
+
+struct TypeCase {
+  gguf::TensorType type;
+  int64_t cols;  // a multiple of the type's unit, not of larger powers of two where possible
+};
+
+std::string Name(gguf::TensorType t) { return gguf::TensorTypeName(t); }
+
+class CudaMatMul : public ::testing::TestWithParam<TypeCase> {};
+
+std::vector<float> RandomFloats(size_t n, uint32_t seed, float scale) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// Rows of 37 (odd: the last block of 4 warps is partial), batch sizes across the matrix-vector
+// chunks of 8 and the GEMM's 64-token tiles.
+TEST_P(CudaMatMul, MatchesReference) {
+  QWENMUX_REQUIRE_CUDA_DEVICE();
+  const TypeCase c = GetParam();
+  const int64_t rows = 37, cols = c.cols;
+  const std::vector<float> wf = RandomFloats(rows * cols, 1, 1.0f / std::sqrt(static_cast<float>(cols)));
+  const size_t rb = quant::RowSize(c.type, cols);
+  ASSERT_GT(rb, 0u);
+  std::vector<uint8_t> raw(rows * rb);
+  for (int64_t r = 0; r < rows; ++r) ASSERT_TRUE(quant::QuantizeRow(c.type, wf.data() + r * cols, raw.data() + r * rb, cols).ok());
+  kernels::WeightView view{c.type, raw.data(), rows, cols, rb};
+  DevUpload w(static_cast<DType>(c.type), rows, cols, raw);
+
+  // Embedding rows: the dequantized rows themselves.
+  {
+    std::vector<int32_t> ids = {5, 0, 36, 5};
+    DevBuf<int32_t> d_ids(ids);
+    DevBuf<float> out(ids.size() * cols);
+    ASSERT_EQ(LaunchEmbedRows(w.m, d_ids.p, static_cast<int64_t>(ids.size()), out.p, nullptr), cudaSuccess);
+    const auto got = out.Read(ids.size() * cols);
+    std::vector<float> ref(cols);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      kernels::DequantizeRowTo(view, ids[i], ref.data());
+      for (int64_t j = 0; j < cols; ++j) {
+        ASSERT_NEAR(got[i * cols + j], ref[j], 1e-6f * (1.0f + std::fabs(ref[j]))) << Name(c.type) << " row " << ids[i] << " col " << j;
+      }
+    }
+  }
+
+  for (int64_t n : {1, 3, 8, 13, 70}) {
+    const std::vector<float> x = RandomFloats(n * cols, 100 + static_cast<uint32_t>(n), 1.0f);
+    std::vector<float> ref(n * rows), absdot(n * rows, 0.0f);
+    kernels::MatMulReference(view, x.data(), cols, ref.data(), rows, n);
+    std::vector<float> deq(cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      kernels::DequantizeRowTo(view, r, deq.data());
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t k = 0; k < cols; ++k) absdot[t * rows + r] += std::fabs(deq[k] * x[t * cols + k]);
+    }
+    DevBuf<float> dx(x);
+    // Matrix-vector kernel (any n, chunks of 8), accumulating onto ones.
+    DevBuf<float> dy(std::vector<float>(n * rows, 1.0f));
+    ASSERT_EQ(LaunchMatVec(w.m, dx.p, cols, dy.p, rows, n, /*accumulate=*/true, nullptr), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const auto got = dy.Read(n * rows);
+    double worst = 0;
+    for (int64_t i = 0; i < n * rows; ++i) {
+      const double err = std::fabs(got[i] - 1.0f - ref[i]) / (absdot[i] + 1e-6);
+      worst = std::max(worst, err);
+    }
+    EXPECT_LT(worst, 2e-5) << Name(c.type) << " matvec n=" << n;
+
+    // Dequantize to f16/bf16 + tensor-core GEMM.
+    for (bool bf16 : {false, true}) {
+      DevBuf<uint16_t> xh(n * cols), wh(rows * cols);
+      DevBuf<float> gy(n * rows);
+      ASSERT_EQ(LaunchToHalf(dx.p, xh.p, n * cols, bf16, nullptr), cudaSuccess);
+      ASSERT_EQ(LaunchDequantize(w.m, 0, rows, wh.p, bf16, nullptr), cudaSuccess);
+      ASSERT_EQ(LaunchGemm(xh.p, cols, wh.p, cols, gy.p, rows, n, rows, cols, false, bf16, nullptr), cudaSuccess);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const auto g = gy.Read(n * rows);
+      double gw = 0;
+      for (int64_t i = 0; i < n * rows; ++i) gw = std::max(gw, std::fabs(g[i] - ref[i]) / (absdot[i] + 1e-6));
+      EXPECT_LT(gw, bf16 ? 1.2e-2 : 1.5e-3) << Name(c.type) << " gemm n=" << n << (bf16 ? " bf16" : " f16");
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Types, CudaMatMul,
+    ::testing::Values(TypeCase{gguf::TensorType::kF32, 96}, TypeCase{gguf::TensorType::kF16, 160},
+                      TypeCase{gguf::TensorType::kBF16, 96}, TypeCase{gguf::TensorType::kQ8_0, 96},
+                      TypeCase{gguf::TensorType::kQ8_0, 4128}, TypeCase{gguf::TensorType::kQ4_0, 160},
+                      TypeCase{gguf::TensorType::kQ4_K, 768}, TypeCase{gguf::TensorType::kQ5_K, 768},
+                      TypeCase{gguf::TensorType::kQ6_K, 768}, TypeCase{gguf::TensorType::kQ6_K, 2816}),
+    [](const ::testing::TestParamInfo<TypeCase>& i) {
+      return Name(i.param.type) + "_" + std::to_string(i.param.cols);
+    });
+
+// GEMM edges: M and N not multiples of the 64 x 128 tile, K several tiles.
+TEST(CudaGemm, RaggedTiles) {
+  QWENMUX_REQUIRE_CUDA_DEVICE();
+  const int64_t M = 67, N = 131, K = 96;
+  const auto a = RandomFloats(M * K, 7, 1.0f), b = RandomFloats(N * K, 8, 1.0f);
+  DevBuf<float> da(a), db(b);
+  DevBuf<uint16_t> ah(M * K), bh(N * K);
+  ASSERT_EQ(LaunchToHalf(da.p, ah.p, M * K, false, nullptr), cudaSuccess);
+  ASSERT_EQ(LaunchToHalf(db.p, bh.p, N * K, false, nullptr), cudaSuccess);
+  DevBuf<float> c(std::vector<float>(M * (N + 3), 2.0f));
+  ASSERT_EQ(LaunchGemm(ah.p, K, bh.p, K, c.p, N + 3, M, N, K, /*accumulate=*/true, false, nullptr), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const auto got = c.Read(M * (N + 3));
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t n = 0; n < N + 3; ++n) {
+      double ref = 2.0, mag = 0;
+      if (n < N) {
+        for (int64_t k = 0; k < K; ++k) ref += a[m * K + k] * b[n * K + k], mag += std::fabs(a[m * K + k] * b[n * K + k]);
+      }
+      ASSERT_NEAR(got[m * (N + 3) + n], ref, 2e-3 * mag + 1e-5) << m << "," << n;
+    }
+  }
+}
+
+TEST(CudaRmsNorm, MatchesFormulaWithGatheredRows) {
+  QWENMUX_REQUIRE_CUDA_DEVICE();
+  const int64_t dim = 1000, n = 5;
+  const auto x = RandomFloats(n * dim, 3, 2.0f), w = RandomFloats(dim, 4, 1.0f);
+  const std::vector<int32_t> rows = {4, 1};
+  DevBuf<float> dx(x), dw(w), dy(rows.size() * dim);
+  DevBuf<int32_t> dr(rows);
+  ASSERT_EQ(LaunchRmsNorm(dx.p, dw.p, dy.p, static_cast<int64_t>(rows.size()), dim, 1e-6f, dr.p, nullptr), cudaSuccess);
+  const auto got = dy.Read(rows.size() * dim);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    double ss = 0;
+    for (int64_t j = 0; j < dim; ++j) ss += x[rows[i] * dim + j] * x[rows[i] * dim + j];
+    const float r = 1.0f / std::sqrt(static_cast<float>(ss / dim) + 1e-6f);
+    for (int64_t j = 0; j < dim; ++j) ASSERT_NEAR(got[i * dim + j], w[j] * x[rows[i] * dim + j] * r, 1e-5);
+  }
+}
+
+TEST(CudaSwiGlu, MatchesFormula) {
+  QWENMUX_REQUIRE_CUDA_DEVICE();
+  const int64_t n = 1001;
+  const auto g = RandomFloats(n, 5, 3.0f), u = RandomFloats(n, 6, 1.0f);
+  DevBuf<float> dg(g), du(u);
+  ASSERT_EQ(LaunchSwiGlu(dg.p, du.p, dg.p, n, nullptr), cudaSuccess);
+  const auto got = dg.Read(n);
+  for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(got[i], g[i] / (1 + std::exp(-g[i])) * u[i], 1e-5);
+}
+
+}  // namespace
+}  // namespace qwenmux::runtime::cuda
