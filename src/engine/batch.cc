@@ -219,7 +219,7 @@ Status Batch::Step(std::vector<SequenceEvent>* events, StepStats* stats) {
     if (need_logits) logits_.resize(owners_.size() * static_cast<size_t>(n_vocab_));
     if (need_hidden) hidden_.resize(owners_.size() * static_cast<size_t>(n_embd_));
     const auto t0 = std::chrono::steady_clock::now();
-    Status fs = backend_.Run(entries_, need_logits ? logits_.data() : nullptr, need_hidden ? hidden_.data() : nullptr);
+    Status fs = model_.Forward(entries_, need_logits ? logits_.data() : nullptr, need_hidden ? hidden_.data() : nullptr);
     st.forward_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!fs.ok()) {
       Clear();
