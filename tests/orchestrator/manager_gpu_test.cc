@@ -295,7 +295,7 @@ TEST(ManagerGpuTest, NoUsableGpu) {
 // (cudaMemGetInfo through QueryCudaDevice) and unloading gives it back. Skips without a GPU.
 TEST(ManagerGpuTest, RealDeviceUnloadFreesDeviceMemory) {
   const runtime::CudaDeviceInfo before = runtime::QueryCudaDevice(0);
-  if (!before.available) GTEST_SKIP() << "no usable GPU: " << before.why;
+  if (!before.available) GTEST_SKIP() << "no CUDA device: " << before.why;
   Metrics metrics;
   ManagerOptions o;
   o.metrics = &metrics;
