@@ -15,6 +15,8 @@ void Grow(V& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
+}  // namespace
+
 // Inverse frequencies of NeoX RoPE, with the YaRN blend when the file asks for it
 // (qwen3-reference §2.5, §7.2).
 std::vector<float> RopeFrequencies(const model::ModelConfig& c, float* mscale) {
@@ -37,8 +39,6 @@ std::vector<float> RopeFrequencies(const model::ModelConfig& c, float* mscale) {
   }
   return f;
 }
-
-}  // namespace
 
 CpuForward::CpuForward(const model::ModelConfig& config, const ModelWeights& weights, ThreadPool* pool)
     : c_(config), w_(weights), pool_(pool) {

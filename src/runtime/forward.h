@@ -19,6 +19,11 @@
 
 namespace qwenmux::runtime {
 
+// Inverse frequencies of NeoX RoPE ([head_dim / 2]), with the YaRN blend when the file asks for
+// it (qwen3-reference §2.5, §7.2); *mscale gets YaRN's attention factor on cos/sin (1 without).
+// Shared by every backend's forward.
+std::vector<float> RopeFrequencies(const model::ModelConfig& c, float* mscale);
+
 class CpuForward {
  public:
   CpuForward(const model::ModelConfig& config, const ModelWeights& weights, ThreadPool* pool);

@@ -1,4 +1,5 @@
 #include "runtime/cuda/cuda_forward.h"
+#include "runtime/forward.h"  // RopeFrequencies
 
 #include <fmt/format.h>
 
@@ -25,28 +26,6 @@ Status KernelStatus(cudaError_t e, const char* kernel) {
     if (Status s_ = (expr); !s_.ok()) return s_; \
   } while (0)
 #define QWENMUX_KERNEL(call, name) QWENMUX_TRY(KernelStatus((call), name))
-
-// Inverse frequencies of NeoX RoPE with the YaRN blend (as runtime/forward.cc computes them).
-std::vector<float> RopeFrequencies(const model::ModelConfig& c, float* mscale) {
-  const int d = static_cast<int>(c.head_dim);
-  std::vector<float> f(d / 2);
-  const double base = c.rope_freq_base;
-  for (int i = 0; i < d / 2; ++i) f[i] = static_cast<float>(1.0 / std::pow(base, 2.0 * i / d));
-  *mscale = 1.0f;
-  if (c.rope_yarn && c.rope_scale_factor > 1.0f) {
-    const double s = c.rope_scale_factor;
-    const double l0 = c.rope_orig_ctx;
-    auto corr_dim = [&](double n_rot) { return d * std::log(l0 / (2 * M_PI * n_rot)) / (2 * std::log(base)); };
-    const double low = std::max(0.0, std::floor(corr_dim(32.0)));
-    const double high = std::min(d - 1.0, std::ceil(corr_dim(1.0)));
-    for (int i = 0; i < d / 2; ++i) {
-      const double r = std::clamp((i - low) / std::max(high - low, 0.001), 0.0, 1.0);
-      f[i] = static_cast<float>((1 - r) * f[i] + r * f[i] / s);
-    }
-    *mscale = static_cast<float>(0.1 * std::log(s) + 1.0);
-  }
-  return f;
-}
 
 }  // namespace
 
