@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "kernels/matmul.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -17,26 +19,17 @@ static_assert(static_cast<uint32_t>(DType::kBF16) == static_cast<uint32_t>(gguf:
 static_assert(static_cast<uint32_t>(DType::kF32) == static_cast<uint32_t>(gguf::TensorType::kF32));
 
 Result<DType> ToDType(gguf::TensorType t, int64_t cols, const std::string& tensor) {
-  switch (t) {
-    case gguf::TensorType::kF32:
-    case gguf::TensorType::kF16:
-    case gguf::TensorType::kBF16:
-    case gguf::TensorType::kQ8_0:
-    case gguf::TensorType::kQ4_0:
-    case gguf::TensorType::kQ4_K:
-    case gguf::TensorType::kQ5_K:
-    case gguf::TensorType::kQ6_K: {
-      const DType d = static_cast<DType>(static_cast<uint32_t>(t));
-      if (!DeviceSupports(d, cols)) {
-        return Error(StatusCode::kUnsupported, "cuda: tensor {}: {} columns are not a multiple of the kernels' unit",
-                     tensor, cols);
-      }
-      return d;
-    }
-    default:
-      return Error(StatusCode::kUnsupported, "cuda: tensor {}: type {} has no CUDA kernel", tensor,
-                   static_cast<uint32_t>(t));
+  // The CPU engine's type set (kernels::MatMulSupports) is the CUDA kernels' too.
+  if (!kernels::MatMulSupports(t)) {
+    return Error(StatusCode::kUnsupported, "cuda: tensor {}: type {} has no CUDA kernel", tensor,
+                 static_cast<uint32_t>(t));
   }
+  const DType d = static_cast<DType>(static_cast<uint32_t>(t));
+  if (!DeviceSupports(d, cols)) {
+    return Error(StatusCode::kUnsupported, "cuda: tensor {}: {} columns are not a multiple of the kernels' unit",
+                 tensor, cols);
+  }
+  return d;
 }
 
 namespace {
