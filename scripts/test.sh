@@ -20,7 +20,7 @@ JOBS="${JOBS:-$(nproc)}"
 FUZZ_SECONDS="${QWENMUX_FUZZ_SECONDS:-30}"  # per fuzzer
 summary=()
 
-stage() { echo; echo "=== $*"; }
+stage() { echo; echo "=== [$((SECONDS / 60))m$((SECONDS % 60))s] $*"; }
 
 stage "official API clients for the server tests (npm ci, pinned by tests/clients/package-lock.json)"
 (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)

@@ -172,6 +172,35 @@ TEST_F(SchedulerConcurrent, SequencesJoinAndLeaveARunningBatch) {
   EXPECT_EQ(c[0].token_count(), 40);
 }
 
+TEST_F(SchedulerConcurrent, KeepAliveZeroOfARequestJoiningARunningBatchUnloadsTheModel) {
+  // The lease is taken for the first request (default keep-alive); the second, keep_alive 0,
+  // joins the running batch from inside the first one's callback. When the batch drains the
+  // model unloads: the latest request's keep-alive wins, as it would at Acquire.
+  const auto prompts = Prompts();
+  Collector first, second;
+  GenerationRequest a = Greedy("tiny", prompts[0], 12), b = Greedy("tiny", prompts[1], 4);
+  b.keep_alive = KeepAlive(0);
+  second.Attach(b);
+  std::atomic<int> submit_errors{0};
+  first.Attach(a, [&](int n) {
+    if (n == 2 && !sched_->Submit(std::move(b)).ok()) ++submit_errors;
+    return true;
+  });
+  ASSERT_TRUE(sched_->Submit(std::move(a)).ok());
+  ASSERT_TRUE(first.Wait().ok());
+  ASSERT_TRUE(second.Wait().ok());
+  EXPECT_EQ(submit_errors.load(), 0);
+  EXPECT_EQ(second.token_count(), 4);
+  EXPECT_EQ(first.token_count(), 12);  // the first was still running when the second joined
+  // The release follows on_done on the worker; wait for it (no timing bar).
+  bool unloaded = false;
+  for (int i = 0; i < 3000 && !unloaded; ++i) {
+    unloaded = manager_->Snapshot().empty();
+    if (!unloaded) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(unloaded);
+}
+
 TEST_F(SchedulerConcurrent, CancelTakesEffectWithinOneStep) {
   const auto prompts = Prompts();
   // Two requests share the batch; one is cancelled by the test thread after 5 tokens.

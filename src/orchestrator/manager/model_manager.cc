@@ -84,6 +84,10 @@ ModelLease& ModelLease::operator=(ModelLease&& o) noexcept {
   return *this;
 }
 
+void ModelLease::SetKeepAlive(KeepAlive keep_alive) {
+  if (manager_) manager_->SetKeepAlive(static_cast<ModelManager::Entry*>(entry_), keep_alive);
+}
+
 void ModelLease::Release() {
   if (manager_ != nullptr && entry_ != nullptr) {
     manager_->Release(static_cast<ModelManager::Entry*>(entry_));
@@ -544,6 +548,11 @@ Result<ModelLease> ModelManager::Acquire(const std::string& name, std::optional<
     tried += fmt::format("; fallback '{}': {}", f->spec.name, fr.status().message());
   }
   return Status(r.status().code(), r.status().message() + tried);
+}
+
+void ModelManager::SetKeepAlive(Entry* e, KeepAlive keep_alive) {
+  std::lock_guard lk(mu_);
+  e->keep_alive = keep_alive;
 }
 
 void ModelManager::Release(Entry* e) {

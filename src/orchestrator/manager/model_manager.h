@@ -175,6 +175,9 @@ class ModelLease {
   const std::string& name() const { return name_; }            // the model serving
   const std::string& requested() const { return requested_; }  // the model asked for
   bool degraded() const { return name_ != requested_; }        // a fallback serves
+  // A request served under this lease (one that joined a running batch) brings its own
+  // keep-alive: the latest one wins, as it would have at Acquire.
+  void SetKeepAlive(KeepAlive keep_alive);
   void Release();
 
  private:
@@ -237,6 +240,7 @@ class ModelManager {
   Status Reserve(Entry* e, uint64_t need, Pool pool, bool may_wait, std::unique_lock<std::mutex>& lk,
                  std::vector<std::unique_ptr<engine::Model>>* victims, Freed* freed, bool* evicted_any);
   void Release(Entry* e);
+  void SetKeepAlive(Entry* e, KeepAlive keep_alive);
   // Under mu_: unloads e (the caller destroys the model outside the lock, then subtracts *freed's
   // bytes from committed_ / gpu_committed_ with FinishFree).
   std::unique_ptr<engine::Model> Detach(Entry* e, const char* reason, Freed* freed);

@@ -235,6 +235,10 @@ void Worker::Serve(ModelLease& lease) {
           }
           queue_.pop_front();
           ++running_;
+          // A request joining this lease brings its keep-alive (keep_alive: 0 unloads the model
+          // when the lease ends, whichever request the lease was taken for).
+          const Job* taken = side ? side.get() : admitted.back().get();
+          if (taken->keep_alive()) lease.SetKeepAlive(*taken->keep_alive());
           if (side) break;
         }
         metrics_->SetQueueDepth(name_, static_cast<int64_t>(queue_.size()));
