@@ -1,11 +1,15 @@
 // Batch-1 speed of the CUDA backend on a GGUF file, the llama-bench way: prefill of P prompt
 // tokens in one batch (pp), then G greedy decode steps of one token each after it (tg), logits
 // copied back every step. Best of R repetitions. Prints one JSON line with the card's name.
+// With PROFILE=1 in the environment it then prints a second line: the device time of each
+// forward step (QWENMUX_CUDA_PROFILE, graphs off) for one prefill of P tokens and, per token, for
+// G decode steps, next to the decode wall time per token measured with graphs.
 // Usage: cuda_bench MODEL.gguf [P=512] [G=128] [R=3]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -16,6 +20,7 @@
 #include "runtime/weights.h"
 #ifdef QWENMUX_CUDA
 #include "runtime/cuda/cuda_backend.h"
+#include "runtime/cuda/cuda_forward.h"
 #endif
 
 using Clock = std::chrono::steady_clock;
@@ -70,11 +75,42 @@ int main(int argc, char** argv) {
     const double tg = G / std::chrono::duration<double>(Clock::now() - a).count();
     if (r > 0 || reps == 0) best_pp = std::max(best_pp, pp), best_tg = std::max(best_tg, tg);
   }
+  const double host_ms = [&] {  // the bench's own argmax per step, part of the tg wall time
+    auto a = Clock::now();
+    int32_t sink = 0;
+    for (int i = 0; i < 16; ++i) sink += static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    return std::chrono::duration<double, std::milli>(Clock::now() - a).count() / 16 + (sink == -1);
+  }();
   std::printf(
       "{\"model\": \"%s\", \"card\": \"%s\", \"n_layer\": %u, \"n_embd\": %u, \"pp\": %d, \"tg\": %d, "
       "\"pp_tok_s\": %.1f, \"tg_tok_s\": %.1f, \"load_s\": %.2f, \"device_mib\": %.0f, \"weights_file_mib\": %.0f}\n",
       path.c_str(), info.name.c_str(), cfg->n_layer, cfg->n_embd, P, G, best_pp, best_tg, load_s,
       b.memory().device_bytes / 1048576.0, model::WeightBytes(*f) / 1048576.0);
+  if (const char* prof = std::getenv("PROFILE"); prof && std::strcmp(prof, "1") == 0) {
+    setenv("QWENMUX_CUDA_PROFILE", "1", 1);
+    auto pb = runtime::MakeCudaBackend(*cfg, *w, runtime::CudaBackendOptions{0, P + G + 8, 1, std::max(P, 1)});
+    if (!pb.ok()) fail(pb.status());
+    std::vector<runtime::BatchEntry> batch;
+    for (int32_t p = 0; p < P; ++p) batch.push_back({tok(rng), p, 0, p == P - 1});
+    if (Status s = (*pb)->Run(batch, logits.data(), nullptr); !s.ok()) fail(s);  // warm-up
+    runtime::cuda::CudaForward::ProfileReset();
+    if (Status s = (*pb)->Run(batch, logits.data(), nullptr); !s.ok()) fail(s);
+    const std::string pp_prof = runtime::cuda::CudaForward::ProfileJson();
+    runtime::cuda::CudaForward::ProfileReset();
+    auto a = Clock::now();
+    for (int32_t g = 0; g < G; ++g) {
+      runtime::BatchEntry e{static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()),
+                            P + g, 0, true};
+      if (Status s = (*pb)->Run({&e, 1}, logits.data(), nullptr); !s.ok()) fail(s);
+    }
+    const double tg_nograph_ms = std::chrono::duration<double, std::milli>(Clock::now() - a).count() / G;
+    std::printf(
+        "{\"model\": \"%s\", \"profile\": true, \"tg_wall_ms_per_token_graphs\": %.4f, "
+        "\"tg_wall_ms_per_token_profiled\": %.4f, \"host_argmax_ms\": %.4f, \"decode_steps\": %d, "
+        "\"pp_steps_ms\": %s, \"tg_steps_ms_total\": %s}\n",
+        path.c_str(), 1000.0 / best_tg, tg_nograph_ms, host_ms, G, pp_prof.c_str(),
+        runtime::cuda::CudaForward::ProfileJson().c_str());
+  }
   return 0;
 #else
   return 1;

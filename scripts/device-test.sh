@@ -15,7 +15,8 @@
 # Qwen3 shapes), then synthesizes the benchmark models with `qwenmux synth` and runs cuda_bench
 # (pp512 + tg128, batch 1) on each. Results go to $OUT: tests.xml, tests.log, bench.jsonl,
 # device.txt. BENCH="qwen3-1.7b:q4_k_m qwen3-8b:q8_0" (shape:type list) picks the models;
-# TESTS=0 or BENCH=none skips a part.
+# TESTS=0, SANITIZE=0 or BENCH=none skips a part; PROFILE=1 adds cuda_bench's per-step device
+# times (a second JSON line per model).
 set -euo pipefail
 
 mode=${1:-}
@@ -37,6 +38,10 @@ if [[ $mode == pack ]]; then
     while read -r lib; do cp -L "$lib" "$dest/"; done
   cp "$root/../shared/testdata/models/qwen3-vocab.gguf" "$dest/testdata/models/"
   for m in "$@"; do cp "$root/../shared/testdata/models/$m" "$dest/testdata/models/"; done
+  mkdir -p "$dest/testdata/refs"  # the transformers references of the models packed
+  for m in "$@"; do cp "$root"/../shared/testdata/refs/"${m%%.*}".hf-*.json "$dest/testdata/refs/"; done
+  # The device tool carries 64 MiB a call: binaries and models travel xz-compressed.
+  (cd "$dest" && find . -type f ! -name device-test.sh ! -name '*.xz' -print0 | xargs -0 -r xz -T2 -6)
   cp "$root/scripts/device-test.sh" "$dest/"
   du -sh "$dest"
   echo "now: run carry=[\".devpack\"] command=\"cd .devpack && ./device-test.sh run\""
@@ -50,6 +55,7 @@ fi
 
 # --- on the device ---
 here=$(cd "$(dirname "$0")" && pwd)
+find "$here" -name '*.xz' -print0 | xargs -0 -r -n1 -P8 unxz -f
 out=${OUT:-$here/out}
 mkdir -p "$out"
 export LD_LIBRARY_PATH=$here${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -61,6 +67,19 @@ cat "$out/device.txt"
 if [[ ${TESTS:-1} != 0 ]]; then
   timeout "${TEST_TIMEOUT:-300}" ./qwenmux_cuda_tests --gtest_filter="${FILTER:-Cuda*:*/CudaMatMul.*:*/CudaVsCpu.*:*/CudaGolden.*}" \
     --gtest_output="xml:$out/tests.xml" 2>&1 | tee "$out/tests.log" | grep -E '^\[  (FAILED|PASSED|  OK|SKIPPED) |: rows=|Failure|error|Expected|Which is' | head -150 || true
+fi
+
+if [[ ${SANITIZE:-1} != 0 ]]; then
+  # compute-sanitizer memcheck on the kernel tests and one whole forward (tiny model).
+  cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1 || true)
+  if [[ -n $cs ]]; then
+    timeout "${SANITIZE_TIMEOUT:-150}" "$cs" --tool memcheck --leak-check full ./qwenmux_cuda_tests \
+      --gtest_filter="${SANITIZE_FILTER:-*/CudaMatMul.*:CudaGemm.*:CudaRmsNorm.*:CudaSwiGlu.*:Models/CudaVsCpu.LogitsAgree/tiny_dense}" \
+      >"$out/sanitizer.log" 2>&1 || true
+    grep -E 'ERROR SUMMARY|LEAK SUMMARY|^\[  (PASSED|FAILED) ' "$out/sanitizer.log" | head -n 10
+  else
+    echo "compute-sanitizer: not on this image" | tee "$out/sanitizer.log"
+  fi
 fi
 
 models=${BENCH:-"qwen3-1.7b:q4_k_m qwen3-1.7b:q8_0 qwen3-8b:q4_k_m qwen3-8b:q8_0 qwen3-8b:f16"}

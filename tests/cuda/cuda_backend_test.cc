@@ -50,21 +50,28 @@ std::string ModelFile(const Case& c) {
   return path;
 }
 
+// Logits of the GPU against the CPU's. Random-weight models have near-ties at the top, so next to
+// the raw top-1 agreement it counts the rows where the GPU's pick is clearly wrong: its CPU logit
+// is below the CPU's best by more than 4x that row's RMS logit difference (a gap the two
+// backends' rounding cannot explain).
 struct Compare {
-  int64_t rows = 0, top1 = 0;
+  int64_t rows = 0, top1 = 0, clear_misses = 0;
   double sum_sq_diff = 0, sum_sq_ref = 0, max_abs = 0;
   void Add(const float* gpu, const float* cpu, int64_t n) {
     int64_t ag = 0, ac = 0;
+    double row_sq = 0;
     for (int64_t i = 0; i < n; ++i) {
       if (gpu[i] > gpu[ag]) ag = i;
       if (cpu[i] > cpu[ac]) ac = i;
       const double d = gpu[i] - cpu[i];
-      sum_sq_diff += d * d;
+      row_sq += d * d;
       sum_sq_ref += static_cast<double>(cpu[i]) * cpu[i];
       max_abs = std::max(max_abs, std::fabs(d));
     }
+    sum_sq_diff += row_sq;
     ++rows;
     top1 += ag == ac;
+    clear_misses += cpu[ac] - cpu[ag] > 4 * std::sqrt(row_sq / static_cast<double>(n));
   }
   double rel_rms() const { return std::sqrt(sum_sq_diff / std::max(sum_sq_ref, 1e-30)); }
 };
@@ -147,10 +154,14 @@ TEST_P(CudaVsCpu, LogitsAgree) {
   }
   const double top1 = static_cast<double>(cmp.top1) / cmp.rows;
   std::cout << c.name << ": rows=" << cmp.rows << " top1=" << top1 << " logit_rel_rms=" << cmp.rel_rms()
-            << " logit_max_abs=" << cmp.max_abs << " hidden_rel_rms=" << hid.rel_rms() << "\n";
+            << " clear_misses=" << cmp.clear_misses << " logit_max_abs=" << cmp.max_abs
+            << " hidden_rel_rms=" << hid.rel_rms() << "\n";
   RecordProperty("top1", std::to_string(top1));
   RecordProperty("logit_rel_rms", std::to_string(cmp.rel_rms()));
-  EXPECT_GE(top1, 0.95);
+  // Bars from the first H100 runs (2026-12-07): raw top-1 0.92-1.0 on synthesized shapes, every
+  // miss a near-tie.
+  EXPECT_GE(top1, 0.90);
+  EXPECT_EQ(cmp.clear_misses, 0);
   EXPECT_LE(cmp.rel_rms(), c.max_rms);
   EXPECT_LE(hid.rel_rms(), c.max_rms);
 }

@@ -156,9 +156,10 @@ DeviceMemoryEstimate EstimateDeviceMemory(const model::ModelConfig& c, uint64_t 
   words += 2 * n * E + 2 * n * qd + 2 * n * kvd + 2 * n * ff;      // activations
   if (c.is_moe()) words += n * c.n_expert + 2 * n * E + 2 * n * c.n_expert_used;
   words += std::min<uint64_t>(64, n) * c.n_vocab;                 // logits rows
-  words += 2 * 264 * 130;                                          // split-KV partials
+  const uint64_t chunk = std::max<uint64_t>(32, (n_ctx + 63) / 64 + 31) / 32 * 32;
+  words += std::min<uint64_t>(32, n) * c.n_head * ((n_ctx + chunk - 1) / chunk) * 130;  // split-KV partials
   e.scratch = words * 4 + kDeviceFixedBytes;
-  if (n > 16) {
+  if (n > 32) {
     const uint64_t max_cols = std::max({E, qd, ff});
     uint64_t biggest = std::max({uint64_t{c.n_vocab} * E, ff * E, qd * E});
     biggest = std::min<uint64_t>(biggest, uint64_t{64} << 20);

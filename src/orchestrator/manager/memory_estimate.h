@@ -73,8 +73,9 @@ Result<MemoryEstimate> EstimateModelMemory(const std::string& path, const engine
 //              int32; x, a [n_batch, n_embd], q, attn [n_batch, q_dim], k, v [n_batch, kv_dim],
 //              gate, up [n_batch, n_ff (MoE: n_ff_exp)] f32; MoE router [n_batch, n_expert], expert
 //              in/out [n_batch, n_embd], routing ids and weights [n_batch, n_expert_used]; logits
-//              [min(64, n_batch), n_vocab] f32; split-KV partials [2, 264, 130] f32; for
-//              n_batch > 16 (tensor-core products) f16 activations [n_batch, max cols] and a f16
+//              [min(64, n_batch), n_vocab] f32; split-KV partials [min(32, n_batch), n_head,
+//              n_ctx / chunk, 130] f32 (chunk: n_ctx / 64 rounded up to 32, at least 32); for
+//              n_batch > 32 (tensor-core products) f16 activations [n_batch, max cols] and a f16
 //              weight slice of the largest matrix (at most 64 Mi elements); plus a fixed
 //              kDeviceFixedBytes per model (allocation granularity, RoPE table, staging, graphs).
 // Not counted: the CUDA context itself (per process, a few hundred MiB, already gone from the

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <numeric>
 
 namespace qwenmux::runtime::cuda {
@@ -27,7 +29,62 @@ Status KernelStatus(cudaError_t e, const char* kernel) {
   } while (0)
 #define QWENMUX_KERNEL(call, name) QWENMUX_TRY(KernelStatus((call), name))
 
+struct ProfileTotals {
+  std::mutex mu;
+  std::map<std::string, std::pair<double, int64_t>> steps;  // label -> (ms, calls)
+};
+ProfileTotals& Profile() {
+  static ProfileTotals p;
+  return p;
+}
+
 }  // namespace
+
+std::string CudaForward::ProfileJson() {
+  ProfileTotals& p = Profile();
+  std::lock_guard lk(p.mu);
+  std::string out = "{";
+  for (const auto& [label, v] : p.steps) {
+    out += fmt::format("{}\"{}\": {{\"ms\": {:.3f}, \"calls\": {}}}", out.size() > 1 ? ", " : "", label, v.first,
+                       v.second);
+  }
+  return out + "}";
+}
+
+void CudaForward::ProfileReset() {
+  ProfileTotals& p = Profile();
+  std::lock_guard lk(p.mu);
+  p.steps.clear();
+}
+
+void CudaForward::Mark(const char* label) {
+  if (!profile_) return;
+  const size_t i = marks_.size() + 1;
+  if (events_.size() <= i) {
+    events_.resize(i + 1, nullptr);
+  }
+  for (size_t j = 0; j <= i; ++j) {
+    if (!events_[j]) cudaEventCreate(&events_[j]);
+  }
+  if (marks_.empty()) cudaEventRecord(events_[0], stream_);
+  cudaEventRecord(events_[i], stream_);
+  marks_.push_back(label);
+}
+
+void CudaForward::CollectProfile() {
+  if (!profile_ || marks_.empty()) return;
+  cudaEventSynchronize(events_[marks_.size()]);
+  ProfileTotals& p = Profile();
+  std::lock_guard lk(p.mu);
+  for (size_t i = 0; i < marks_.size(); ++i) {
+    float ms = 0;
+    cudaEventElapsedTime(&ms, events_[i], events_[i + 1]);
+    auto& v = p.steps[marks_[i]];
+    v.first += ms;
+    v.second += 1;
+  }
+  marks_.clear();
+}
 
 Status CudaForward::Alloc(void** p, size_t bytes, const char* what) {
   const cudaError_t e = cudaMalloc(p, std::max<size_t>(bytes, 256));
@@ -46,6 +103,9 @@ Status CudaForward::Alloc(void** p, size_t bytes, const char* what) {
 CudaForward::~CudaForward() {
   if (stream_) cudaStreamSynchronize(stream_);
   if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+  for (cudaEvent_t ev : events_) {
+    if (ev) cudaEventDestroy(ev);
+  }
   if (h_logits_) cudaFreeHost(h_logits_);
   for (void* p : allocs_) cudaFree(p);
   if (h_batch_) cudaFreeHost(h_batch_);
@@ -92,8 +152,11 @@ Result<std::unique_ptr<CudaForward>> CudaForward::Create(const model::ModelConfi
   QWENMUX_TRY(alloc(&f->gate_, nb * ff * 4, "activations gate"));
   QWENMUX_TRY(alloc(&f->up_, nb * ff * 4, "activations up"));
   QWENMUX_TRY(alloc(&f->logits_, static_cast<size_t>(std::min<int64_t>(kOutRows, n_batch)) * c.n_vocab * 4, "logits"));
-  // Split-KV partials exist only when items = n * n_head < 264, and then items * splits <= 264 + items.
-  f->partial_floats_ = 2 * 264 * 130;
+  // Split-KV attention for steps of at most kMatVecMaxTokens tokens, in chunks fixed per forward
+  // (at most 64 of them over the context): a token's result does not depend on its batch.
+  f->attn_chunk_ = std::max<int32_t>(32, (n_ctx + 63) / 64 + 31) / 32 * 32;
+  f->partial_floats_ = AttentionScratchFloats(std::min<int64_t>(kMatVecMaxTokens, n_batch),
+                                              static_cast<int32_t>(c.n_head), n_ctx, f->attn_chunk_);
   QWENMUX_TRY(alloc(&f->partial_, f->partial_floats_ * 4, "attention scratch"));
   if (c.is_moe()) {
     QWENMUX_TRY(alloc(&f->router_, nb * c.n_expert * 4, "router logits"));
@@ -129,7 +192,9 @@ Result<std::unique_ptr<CudaForward>> CudaForward::Create(const model::ModelConfi
   if (e != cudaSuccess) return Error(StatusCode::kInternal, "cuda: RoPE frequencies: {}", CudaWhy(e));
   f->h_router_.resize(c.is_moe() ? nb * c.n_expert : 0);
   const char* g = std::getenv("QWENMUX_CUDA_GRAPHS");
-  f->graphs_ = !c.is_moe() && !(g && std::strcmp(g, "0") == 0);
+  const char* prof = std::getenv("QWENMUX_CUDA_PROFILE");
+  f->profile_ = prof && std::strcmp(prof, "1") == 0;
+  f->graphs_ = !c.is_moe() && !f->profile_ && !(g && std::strcmp(g, "0") == 0);
   if (f->graphs_) {
     e = cudaHostAlloc(reinterpret_cast<void**>(&f->h_logits_), sizeof(float) * c.n_vocab, cudaHostAllocDefault);
     if (e != cudaSuccess) return Error(StatusCode::kResourceExhausted, "cuda: pinned logits buffer: {}", CudaWhy(e));
@@ -180,11 +245,12 @@ Status CudaForward::QkNormRope(int64_t n, const DevLayer& l, int32_t layer) {
 }
 
 Status CudaForward::Attention(int64_t n, int32_t layer, int32_t max_len) {
-  if (AttentionScratchFloats(n, static_cast<int32_t>(c_.n_head), max_len) > partial_floats_) {
+  const int32_t chunk = n <= kMatVecMaxTokens ? attn_chunk_ : 0;
+  if (AttentionScratchFloats(n, static_cast<int32_t>(c_.n_head), max_len, chunk) > partial_floats_) {
     return Error(StatusCode::kInternal, "cuda: attention scratch too small");
   }
-  return KernelStatus(LaunchAttention(q_, n, static_cast<int32_t>(c_.n_head), d_pos_, d_seq_, max_len, Kv(layer),
-                                      partial_, attn_, stream_),
+  return KernelStatus(LaunchAttention(q_, n, static_cast<int32_t>(c_.n_head), d_pos_, d_seq_, max_len, chunk,
+                                      Kv(layer), partial_, attn_, stream_),
                       "attention");
 }
 
@@ -192,9 +258,14 @@ Status CudaForward::Attention(int64_t n, int32_t layer, int32_t max_len) {
 Status CudaForward::DenseFfn(const DevLayer& l, int64_t n) {
   const int64_t ff = c_.n_ff;
   QWENMUX_TRY(MatMul(l.ffn_gate, a_, gate_, ff, n, false));  // [n, n_ff]
+  Mark("ffn_gate");
   QWENMUX_TRY(MatMul(l.ffn_up, a_, up_, ff, n, false));      // [n, n_ff]
+  Mark("ffn_up");
   QWENMUX_KERNEL(LaunchSwiGlu(gate_, up_, gate_, n * ff, stream_), "swiglu");
-  return MatMul(l.ffn_down, gate_, x_, c_.n_embd, n, true);  // x += [n, n_embd]
+  Mark("swiglu");
+  QWENMUX_TRY(MatMul(l.ffn_down, gate_, x_, c_.n_embd, n, true));  // x += [n, n_embd]
+  Mark("ffn_down");
+  return Status::Ok();
 }
 
 // Sparse MoE: router on the device, softmax / top-k / renormalise on the host exactly as
@@ -299,16 +370,20 @@ Status CudaForward::RunSlice(std::span<const BatchEntry> batch, float* out_logit
       e = cudaMemcpyAsync(out_hidden + row * E, a_, m * E * 4, cudaMemcpyDeviceToHost, stream_);
       if (e != cudaSuccess) return KernelStatus(e, "hidden copy");
     }
+    Mark("output_norm");
     if (out_logits) {
       QWENMUX_TRY(MatMul(w_.output, a_, logits_, c_.n_vocab, m, false));
+      Mark("lm_head");
       e = cudaMemcpyAsync(out_logits + row * static_cast<int64_t>(c_.n_vocab), logits_,
                           m * static_cast<int64_t>(c_.n_vocab) * 4, cudaMemcpyDeviceToHost, stream_);
       if (e != cudaSuccess) return KernelStatus(e, "logits copy");
+      Mark("logits_copy");
     }
   }
   *out_row += n_out;
   e = cudaStreamSynchronize(stream_);
   if (e != cudaSuccess) return KernelStatus(e, "forward (stream sync)");
+  CollectProfile();
   return Status::Ok();
 }
 
@@ -324,20 +399,31 @@ Status CudaForward::EnqueueLayers(int64_t n, int64_t n_out, int32_t max_len) {
   if (e != cudaSuccess) return KernelStatus(e, "batch upload");
 
   // x = embed(tokens)  [n, n_embd]
+  Mark("upload");
   QWENMUX_KERNEL(LaunchEmbedRows(w_.token_embd, d_tok_, n, x_, stream_), "embed");
+  Mark("embed");
   for (int32_t il = 0; il < static_cast<int32_t>(c_.n_layer); ++il) {
     const DevLayer& l = w_.layers[il];
     // Attention block.
     QWENMUX_TRY(RmsNormRows(x_, l.attn_norm, a_, n, E));    // a = norm(x)  [n, n_embd]
+    Mark("attn_norm");
     QWENMUX_TRY(MatMul(l.attn_q, a_, q_, qd, n, false));   // [n, n_head * head_dim]
+    Mark("attn_q");
     QWENMUX_TRY(MatMul(l.attn_k, a_, k_, kvd, n, false));  // [n, n_head_kv * head_dim]
+    Mark("attn_k");
     QWENMUX_TRY(MatMul(l.attn_v, a_, v_, kvd, n, false));  // [n, n_head_kv * head_dim]
+    Mark("attn_v");
     QWENMUX_TRY(QkNormRope(n, l, il));                      // + StoreKv
+    Mark("qk_norm_rope_kv");
     QWENMUX_TRY(Attention(n, il, max_len));                 // [n, n_head * head_dim]
+    Mark("attention");
     QWENMUX_TRY(MatMul(l.attn_output, attn_, x_, E, n, true));  // x += [n, n_embd]
+    Mark("attn_output");
     // Feed-forward block.
     QWENMUX_TRY(RmsNormRows(x_, l.ffn_norm, a_, n, E));
+    Mark("ffn_norm");
     QWENMUX_TRY(c_.is_moe() ? MoeFfn(l, n) : DenseFfn(l, n));  // x += ffn(a)
+    if (c_.is_moe()) Mark("moe_ffn");
   }
   return Status::Ok();
 }

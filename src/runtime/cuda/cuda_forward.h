@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "base/status.h"
@@ -39,7 +40,15 @@ class CudaForward {
   uint64_t kv_bytes() const { return kv_bytes_; }
 
   // Batches of at most this many tokens use the matrix-vector kernel; larger ones the GEMM.
-  static constexpr int64_t kMatVecMaxTokens = 16;
+  // Their results are batch-invariant: a token gets the same arithmetic (matrix-vector kernel,
+  // attention split at fixed positions) whatever else shares its step.
+  static constexpr int64_t kMatVecMaxTokens = 32;
+
+  // QWENMUX_CUDA_PROFILE=1 (set before the first forward; graphs then stay off): device time
+  // of each step of the forward, summed over every Run of every forward in the process, as JSON
+  // {"step": {"ms": total, "calls": n}, ...}. For cuda_bench; costs a sync per Run.
+  static std::string ProfileJson();
+  static void ProfileReset();
 
  private:
   CudaForward(const model::ModelConfig& c, const DeviceWeights& w) : c_(c), w_(w) {}
@@ -60,6 +69,9 @@ class CudaForward {
   Status MatMul(const DevMatrix& w, const float* x, float* y, int64_t ldy, int64_t n, bool accumulate,
                 bool exact = false);
   KvLayer Kv(int32_t layer) const;
+  // Profiling (QWENMUX_CUDA_PROFILE): an event after the step named `label`; Run sums them up.
+  void Mark(const char* label);
+  void CollectProfile();
 
   const model::ModelConfig& c_;
   const DeviceWeights& w_;
@@ -82,6 +94,7 @@ class CudaForward {
   float *x_ = nullptr, *a_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;
   float *gate_ = nullptr, *up_ = nullptr, *logits_ = nullptr, *partial_ = nullptr;
   size_t partial_floats_ = 0;
+  int32_t attn_chunk_ = 32;  // KV positions per attention split (decode-sized steps)
   // MoE: router [n_batch, n_expert]; moe_in, moe_out [n_batch, n_embd]; routing idx/weight [n_batch * k].
   float *router_ = nullptr, *moe_in_ = nullptr, *moe_out_ = nullptr, *d_route_w_ = nullptr;
   int32_t* d_route_idx_ = nullptr;
@@ -95,6 +108,9 @@ class CudaForward {
   bool graphs_ = true;
   cudaGraphExec_t graph_exec_ = nullptr;
   float* h_logits_ = nullptr;  // pinned [n_vocab]
+  bool profile_ = false;
+  std::vector<cudaEvent_t> events_;  // events_[0] marks the start of a Run
+  std::vector<const char*> marks_;   // label of events_[i + 1]
 };
 
 }  // namespace qwenmux::runtime::cuda

@@ -93,12 +93,14 @@ cudaError_t LaunchQkNormRopeKv(float* q, float* k, const float* v, int64_t n, in
                                const int32_t* seq, KvLayer kv, cudaStream_t s);
 
 // Causal GQA attention over the cache: out[t, h] = softmax(q[t,h] . K[seq_t, h/group, 0..pos_t])
-// V[...]. Split over KV positions when few (token, head) items (the split count follows
-// max_len >= every pos + 1; each item divides its own length); `partial` is scratch of
-// AttentionScratchFloats(n, n_head, max_len) floats.
-size_t AttentionScratchFloats(int64_t n, int32_t n_head, int32_t max_len);
+// V[...]. chunk > 0: split-KV, each (token, head) item over its own positions in chunks of
+// `chunk` (the grid covers max_len >= every pos + 1; splits past an item's length do nothing),
+// so an item's arithmetic does not depend on the rest of the batch; chunk = 0: one pass per
+// item (large batches). `partial` is scratch of AttentionScratchFloats(n, n_head, max_len, chunk)
+// floats.
+size_t AttentionScratchFloats(int64_t n, int32_t n_head, int32_t max_len, int32_t chunk);
 cudaError_t LaunchAttention(const float* q, int64_t n, int32_t n_head, const int32_t* pos, const int32_t* seq,
-                            int32_t max_len, KvLayer kv, float* partial, float* out, cudaStream_t s);
+                            int32_t max_len, int32_t chunk, KvLayer kv, float* partial, float* out, cudaStream_t s);
 
 // out = silu(gate) * up, n elements (out may alias gate).
 cudaError_t LaunchSwiGlu(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);

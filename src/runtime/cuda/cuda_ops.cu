@@ -103,8 +103,8 @@ constexpr int kPartStride = kHeadDim + 2;  // O[128], m, l
 // blockIdx.x = item (token * n_head + head), blockIdx.y = split. Each warp runs an online
 // softmax over its positions; lane holds dims 4 lane .. 4 lane + 3.
 __global__ void __launch_bounds__(kAttnWarps * 32)
-    AttentionKernel(const float* q, int32_t n_head, const int32_t* pos, const int32_t* seq, KvLayer kv,
-                    float* partial, float* out) {
+    AttentionKernel(const float* q, int32_t n_head, const int32_t* pos, const int32_t* seq, int32_t chunk,
+                    KvLayer kv, float* partial, float* out) {
   const int64_t item = blockIdx.x;
   const int64_t t = item / n_head;
   const int h = static_cast<int>(item % n_head);
@@ -113,9 +113,9 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   const int group = n_head / kv.n_head_kv;
   const int kvh = h / group;
   const int32_t len = pos[t] + 1;
-  const int32_t chunk = (len + n_split - 1) / n_split;  // per item: the grid does not depend on lengths
-  const int32_t begin = split * chunk;
-  const int32_t end = min(len, begin + chunk);
+  const int32_t begin = chunk > 0 ? split * chunk : 0;
+  const int32_t end = chunk > 0 ? min(len, begin + chunk) : len;
+  if (begin >= end) return;  // past this item's length (the whole block)
   const float scale = rsqrtf(static_cast<float>(kHeadDim));
   const float4 qv = *reinterpret_cast<const float4*>(q + item * kHeadDim + 4 * lane);
   const size_t base = ((static_cast<size_t>(seq[t]) * kv.n_head_kv + kvh) * kv.n_ctx) * kHeadDim + 4 * lane;
@@ -157,7 +157,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
     float O = 0.0f;
 #pragma unroll
     for (int w = 0; w < kAttnWarps; ++w) O += so[w][d] * f[w];
-    if (n_split == 1) {
+    if (chunk <= 0) {
       out[item * kHeadDim + d] = O / L;
     } else {
       float* pp = partial + (item * n_split + split) * kPartStride;
@@ -167,9 +167,13 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   }
 }
 
-__global__ void AttentionCombineKernel(int n_split, const float* partial, float* out) {
+// Merges an item's own splits (ceil(len / chunk) of the grid's n_split), in order.
+__global__ void AttentionCombineKernel(int n_split, int32_t chunk, int32_t n_head, const int32_t* pos,
+                                       const float* partial, float* out) {
   const int64_t item = blockIdx.x;
   const float* pp = partial + item * n_split * kPartStride;
+  const int32_t len = pos[item / n_head] + 1;
+  n_split = min(n_split, (len + chunk - 1) / chunk);
   float M = -FLT_MAX;
   for (int s = 0; s < n_split; ++s)
     if (pp[s * kPartStride + kHeadDim + 1] > 0.0f) M = fmaxf(M, pp[s * kPartStride + kHeadDim]);
@@ -184,16 +188,6 @@ __global__ void AttentionCombineKernel(int n_split, const float* partial, float*
     L += ls * f;
   }
   out[item * kHeadDim + d] = O / L;
-}
-
-// Splits so that about 2 blocks per SM run for decode; one split when the batch fills the GPU.
-int AttentionSplits(int64_t items, int32_t max_len) {
-  const int64_t want = 264;
-  if (items >= want) return 1;
-  int64_t s = (want + items - 1) / items;
-  const int64_t by_len = (max_len + 31) / 32;  // at least 32 positions per split
-  if (s > by_len) s = by_len;
-  return static_cast<int>(s < 1 ? 1 : s);
 }
 
 __global__ void SwiGluKernel(const float* g, const float* u, float* out, int64_t n) {
@@ -235,22 +229,21 @@ cudaError_t LaunchQkNormRopeKv(float* q, float* k, const float* v, int64_t n, in
   return cudaGetLastError();
 }
 
-size_t AttentionScratchFloats(int64_t n, int32_t n_head, int32_t max_len) {
-  const int64_t items = n * n_head;
-  const int splits = AttentionSplits(items, max_len);
-  return splits > 1 ? static_cast<size_t>(items * splits * kPartStride) : 0;
+size_t AttentionScratchFloats(int64_t n, int32_t n_head, int32_t max_len, int32_t chunk) {
+  if (chunk <= 0) return 0;
+  return static_cast<size_t>(n * n_head) * ((max_len + chunk - 1) / chunk) * kPartStride;
 }
 
 cudaError_t LaunchAttention(const float* q, int64_t n, int32_t n_head, const int32_t* pos, const int32_t* seq,
-                            int32_t max_len, KvLayer kv, float* partial, float* out, cudaStream_t s) {
+                            int32_t max_len, int32_t chunk, KvLayer kv, float* partial, float* out, cudaStream_t s) {
   if (n == 0) return cudaSuccess;
   const int64_t items = n * n_head;
-  const int splits = AttentionSplits(items, max_len);
+  const int splits = chunk > 0 ? (max_len + chunk - 1) / chunk : 1;
   AttentionKernel<<<dim3(static_cast<unsigned>(items), static_cast<unsigned>(splits)), kAttnWarps * 32, 0, s>>>(
-      q, n_head, pos, seq, kv, partial, out);
+      q, n_head, pos, seq, chunk, kv, partial, out);
   cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess || splits == 1) return err;
-  AttentionCombineKernel<<<static_cast<unsigned>(items), kHeadDim, 0, s>>>(splits, partial, out);
+  if (err != cudaSuccess || chunk <= 0) return err;
+  AttentionCombineKernel<<<static_cast<unsigned>(items), kHeadDim, 0, s>>>(splits, chunk, n_head, pos, partial, out);
   return cudaGetLastError();
 }
 

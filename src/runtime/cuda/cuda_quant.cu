@@ -2,6 +2,8 @@
 // dequantization kernels (f16/bf16 scratch for the tensor-core GEMM, embedding rows).
 #include "runtime/cuda/cuda_quant.cuh"
 
+#include <cstdlib>
+
 namespace qwenmux::runtime::cuda {
 
 namespace {
@@ -114,6 +116,55 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 }
 
+// The decode kernel for rows of cols % 256 == 0: one warp per row, 256 columns per step, each
+// lane 8 of them (Lane8<T>), so weight and x loads of a warp are adjacent. Per token the sum
+// runs in the same order whatever NT is (batch-invariant).
+template <TensorType T, int NT>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    MatVec8Kernel(DevMatrix w, const float* __restrict__ x, int64_t ldx, float* __restrict__ y, int64_t ldy,
+                  int accumulate) {
+  using L = Lane8<T>;
+  const int lane = threadIdx.x % 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  if (row >= w.rows) return;
+  float acc[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+  const int64_t steps = w.cols / 256;
+#pragma unroll 4
+  for (int64_t st = 0; st < steps; ++st) {
+    float v[8];
+    L::Load(w, row, st, lane, v);
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const float* xt = x + t * ldx;
+      float s = 0.0f;
+#pragma unroll
+      for (int g = 0; g < L::kGroups; ++g) {
+        const int64_t o = L::XOff(st, lane, g);
+        if constexpr (L::kWidth == 4) {
+          const float4 xv = __ldg(reinterpret_cast<const float4*>(xt + o));
+          s += v[4 * g] * xv.x + v[4 * g + 1] * xv.y + v[4 * g + 2] * xv.z + v[4 * g + 3] * xv.w;
+        } else {
+          const float2 xv = __ldg(reinterpret_cast<const float2*>(xt + o));
+          s += v[2 * g] * xv.x + v[2 * g + 1] * xv.y;
+        }
+      }
+      acc[t] += s;
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    float s = acc[t];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) {
+      float* dst = y + t * ldy + row;
+      *dst = accumulate ? *dst + s : s;
+    }
+  }
+}
+
 template <TensorType T>
 __global__ void DequantizeKernel(DevMatrix w, int64_t row0, int64_t nrows, uint16_t* out, int bf16) {
   using U = Unit<T>;
@@ -159,13 +210,29 @@ __global__ void EmbedKernel(DevMatrix w, const int32_t* ids, float* out) {
   }
 }
 
+// QWENMUX_CUDA_MATVEC=0: the per-unit kernel for every row length (for side-by-side timing).
+bool UseLane8() {
+  static const bool use = [] {
+    const char* e = std::getenv("QWENMUX_CUDA_MATVEC");
+    return !(e && e[0] == '0' && e[1] == 0);
+  }();
+  return use;
+}
+
 template <TensorType T>
 void LaunchMatVecN(const DevMatrix& w, const float* x, int64_t ldx, float* y, int64_t ldy, int64_t nt,
                    bool accumulate, unsigned grid, cudaStream_t s) {
   const int acc = accumulate ? 1 : 0;
+  const bool lane8 = w.cols % 256 == 0 && UseLane8();
   switch (nt) {
-#define QWENMUX_MATVEC_CASE(K) \
-  case K: MatVecKernel<T, K><<<grid, kWarpsPerBlock * 32, 0, s>>>(w, x, ldx, y, ldy, acc); break;
+#define QWENMUX_MATVEC_CASE(K)                                                              \
+  case K:                                                                                   \
+    if (lane8) {                                                                            \
+      MatVec8Kernel<T, K><<<grid, kWarpsPerBlock * 32, 0, s>>>(w, x, ldx, y, ldy, acc);    \
+    } else {                                                                                \
+      MatVecKernel<T, K><<<grid, kWarpsPerBlock * 32, 0, s>>>(w, x, ldx, y, ldy, acc);     \
+    }                                                                                       \
+    break;
     QWENMUX_MATVEC_CASE(1)
     QWENMUX_MATVEC_CASE(2)
     QWENMUX_MATVEC_CASE(3)

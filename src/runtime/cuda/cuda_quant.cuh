@@ -175,6 +175,156 @@ struct Unit<TensorType::kQ6_K> {
   }
 };
 
+// Lane8<T>: the warp-coalesced layout of the decode matrix-vector kernel. A warp reads 256
+// consecutive values of a row per step (rows with cols % 256 == 0), each lane 8 of them, so
+// that the lanes' weight loads and x loads fall on adjacent addresses. Load gives the lane's 8
+// values (reference arithmetic, as Unit<T>) in kGroups runs of kWidth consecutive columns,
+// starting at XOff(step, lane, g).
+template <TensorType T>
+struct Lane8;
+
+// 32-value blocks and plain types: lane l holds columns 8 l .. 8 l + 7 of the step.
+struct Lane8Contiguous {
+  static constexpr int kGroups = 2, kWidth = 4;
+  __device__ static int64_t XOff(int64_t step, int lane, int g) { return step * 256 + lane * 8 + g * 4; }
+};
+
+template <>
+struct Lane8<TensorType::kF32> : Lane8Contiguous {
+  __device__ static void Load(const DevMatrix& w, int64_t r, int64_t step, int lane, float* v) {
+    const float4* p = reinterpret_cast<const float4*>(w.qs) + (r * w.cols + step * 256 + lane * 8) / 4;
+    const float4 a = __ldg(p), b = __ldg(p + 1);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+  }
+};
+
+template <bool kBf16>
+struct Lane8Half : Lane8Contiguous {
+  __device__ static void Load(const DevMatrix& w, int64_t r, int64_t step, int lane, float* v) {
+    const uint4 q = __ldg(reinterpret_cast<const uint4*>(w.qs) + (r * w.cols + step * 256 + lane * 8) / 8);
+    const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const uint16_t lo = static_cast<uint16_t>(words[j] & 0xFFFF), hi = static_cast<uint16_t>(words[j] >> 16);
+      v[2 * j] = kBf16 ? Bf16Bits(lo) : HalfBits(lo);
+      v[2 * j + 1] = kBf16 ? Bf16Bits(hi) : HalfBits(hi);
+    }
+  }
+};
+template <>
+struct Lane8<TensorType::kF16> : Lane8Half<false> {};
+template <>
+struct Lane8<TensorType::kBF16> : Lane8Half<true> {};
+
+// Q8_0: block step * 8 + lane / 4, its bytes 8 (lane % 4) .. + 7.
+template <>
+struct Lane8<TensorType::kQ8_0> : Lane8Contiguous {
+  __device__ static void Load(const DevMatrix& w, int64_t r, int64_t step, int lane, float* v) {
+    const int64_t b = r * (w.cols / 32) + step * 8 + lane / 4;
+    const float d = HalfBits(__ldg(reinterpret_cast<const uint16_t*>(w.aux) + b));
+    const uint2 q = __ldg(reinterpret_cast<const uint2*>(w.qs + b * 32 + (lane % 4) * 8));
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const uint32_t word = j < 4 ? q.x : q.y;
+      v[j] = d * static_cast<float>(static_cast<int8_t>((word >> (8 * (j % 4))) & 0xFF));
+    }
+  }
+};
+
+// Q4_0: block step * 8 + lane / 4; part p = lane % 4 holds values 8 p .. 8 p + 7 of the block:
+// low nibbles of bytes 8 p .. (p < 2), high nibbles of bytes 8 (p - 2) .. (p >= 2).
+template <>
+struct Lane8<TensorType::kQ4_0> : Lane8Contiguous {
+  __device__ static void Load(const DevMatrix& w, int64_t r, int64_t step, int lane, float* v) {
+    const int64_t b = r * (w.cols / 32) + step * 8 + lane / 4;
+    const int p = lane % 4;
+    const float d = HalfBits(__ldg(reinterpret_cast<const uint16_t*>(w.aux) + b));
+    const uint2 q = __ldg(reinterpret_cast<const uint2*>(w.qs + b * 16 + (p % 2) * 8));
+    const int shift = p < 2 ? 0 : 4;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const uint32_t byte = ((j < 4 ? q.x : q.y) >> (8 * (j % 4))) & 0xFF;
+      v[j] = static_cast<float>(static_cast<int>((byte >> shift) & 0xF) - 8) * d;
+    }
+  }
+};
+
+// Q4_K / Q5_K: the step is block `step`; lane l reads bytes j0 .. j0 + 3 (j0 = 4 (l % 8)) of
+// chunk c = l / 8: columns 64 c + j0 .. (low nibbles, sub-block 2c) and 64 c + 32 + j0 ..
+// (high nibbles, sub-block 2c + 1).
+template <bool kQ5>
+struct Lane8K45 {
+  static constexpr int kGroups = 2, kWidth = 4;
+  __device__ static int64_t XOff(int64_t step, int lane, int g) {
+    return step * 256 + (lane / 8) * 64 + g * 32 + (lane % 8) * 4;
+  }
+  __device__ static void Load(const DevMatrix& w, int64_t r, int64_t step, int lane, float* v) {
+    const int64_t b = r * (w.cols / 256) + step;
+    const int c = lane / 8, j0 = (lane % 8) * 4;
+    const uint4 hdr = __ldg(reinterpret_cast<const uint4*>(w.aux) + b);
+    const uint8_t* hb = reinterpret_cast<const uint8_t*>(&hdr);
+    const float d = HalfBits(static_cast<uint16_t>(hdr.x & 0xFFFF));
+    const float dmin = HalfBits(static_cast<uint16_t>(hdr.x >> 16));
+    float sc0, m0, sc1, m1;
+    ScaleMinK4(2 * c, hb + 4, &sc0, &m0);
+    ScaleMinK4(2 * c + 1, hb + 4, &sc1, &m1);
+    const float d1 = d * sc0, mm1 = dmin * m0, d2 = d * sc1, mm2 = dmin * m1;
+    const uint32_t q = __ldg(reinterpret_cast<const uint32_t*>(w.qs + b * 128 + c * 32 + j0));
+    uint32_t qh = 0;
+    if constexpr (kQ5) qh = __ldg(reinterpret_cast<const uint32_t*>(w.aux2 + b * 32 + j0));
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t byte = (q >> (8 * i)) & 0xFF;
+      int lo = static_cast<int>(byte & 0xF), hi = static_cast<int>(byte >> 4);
+      if constexpr (kQ5) {
+        const uint32_t h = (qh >> (8 * i)) & 0xFF;
+        lo += (h >> (2 * c)) & 1 ? 16 : 0;
+        hi += (h >> (2 * c + 1)) & 1 ? 16 : 0;
+      }
+      v[i] = d1 * static_cast<float>(lo) - mm1;
+      v[4 + i] = d2 * static_cast<float>(hi) - mm2;
+    }
+  }
+};
+template <>
+struct Lane8<TensorType::kQ4_K> : Lane8K45<false> {};
+template <>
+struct Lane8<TensorType::kQ5_K> : Lane8K45<true> {};
+
+// Q6_K: the step is block `step`; lane l takes half h = l / 16 and positions l0, l0 + 1
+// (l0 = 2 (l % 16)) of it: columns 128 h + l0 + 32 g (g < 4) from ql, qh and scale 2 g + l0 / 16.
+template <>
+struct Lane8<TensorType::kQ6_K> {
+  static constexpr int kGroups = 4, kWidth = 2;
+  __device__ static int64_t XOff(int64_t step, int lane, int g) {
+    return step * 256 + (lane / 16) * 128 + (lane % 16) * 2 + g * 32;
+  }
+  __device__ static void Load(const DevMatrix& w, int64_t r, int64_t step, int lane, float* v) {
+    const int64_t b = r * (w.cols / 256) + step;
+    const int h = lane / 16, l0 = (lane % 16) * 2, is = l0 / 16;
+    const float d = HalfBits(__ldg(reinterpret_cast<const uint16_t*>(w.aux3) + b));
+    const int8_t* sc = reinterpret_cast<const int8_t*>(w.aux + b * 16) + 8 * h;
+    const uint8_t* ql = w.qs + b * 128 + h * 64;
+    const uint32_t qa = __ldg(reinterpret_cast<const uint16_t*>(ql + l0));
+    const uint32_t qb = __ldg(reinterpret_cast<const uint16_t*>(ql + l0 + 32));
+    const uint32_t qh = __ldg(reinterpret_cast<const uint16_t*>(w.aux2 + b * 64 + h * 32 + l0));
+    const float s0 = static_cast<float>(__ldg(sc + is)), s1 = static_cast<float>(__ldg(sc + is + 2));
+    const float s2 = static_cast<float>(__ldg(sc + is + 4)), s3 = static_cast<float>(__ldg(sc + is + 6));
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const uint32_t a = (qa >> (8 * i)) & 0xFF, bb = (qb >> (8 * i)) & 0xFF, hh = (qh >> (8 * i)) & 0xFF;
+      const int q1 = static_cast<int>((a & 0xF) | (((hh >> 0) & 3) << 4)) - 32;
+      const int q2 = static_cast<int>((bb & 0xF) | (((hh >> 2) & 3) << 4)) - 32;
+      const int q3 = static_cast<int>((a >> 4) | (((hh >> 4) & 3) << 4)) - 32;
+      const int q4 = static_cast<int>((bb >> 4) | (((hh >> 6) & 3) << 4)) - 32;
+      v[i] = d * s0 * static_cast<float>(q1);
+      v[2 + i] = d * s1 * static_cast<float>(q2);
+      v[4 + i] = d * s2 * static_cast<float>(q3);
+      v[6 + i] = d * s3 * static_cast<float>(q4);
+    }
+  }
+};
+
 // Runs BODY with `T` a constexpr TensorType equal to `type`; sets `ok` false for other types.
 #define QWENMUX_DTYPE_CASE(K, ...) \
   case TensorType::K: {             \
