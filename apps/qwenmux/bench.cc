@@ -1,6 +1,8 @@
 // qwenmux bench MODEL.gguf [-t THREADS] [-p 512] [-n 64] [--json]
 // Prefill of p random tokens, then n greedy decode steps; prints tokens/s, achieved weight-read
 // GB/s during decode, the machine's measured read bandwidth with the same threads, and peak RSS.
+// With --lora FILE[:SCALE], the same runs with the adapter side by side ("lora" in the JSON:
+// decode/prefill tok/s, the ratio to the base, the adapter's load time).
 #include <chrono>
 #include <memory>
 #include <random>
@@ -23,6 +25,7 @@ struct Args {
   int32_t n_prompt = 512, n_gen = 64, reps = 1;
   bool json = false, no_bw = false;
   engine::LoadOptions load;
+  LoraFlag lora;
 };
 
 double Now() {
@@ -55,32 +58,45 @@ int Run(Args a) {
     (void)m.Prefill(0, w, &logits);
     m.ResetSequence(0);
   }
+  double lora_load_s = 0;
+  auto lora = LoadLoraFlag(m, a.lora, a.json, &lora_load_s);
+  if (!lora.ok()) return ReportError(lora.status());
   // Each repetition: the prompt and then n greedy tokens through the engine's batch step (the
-  // path `run` and the scheduler take); prefill ends when the first token comes.
-  double best_pre = 1e30, best_dec = 1e30;
+  // path `run` and the scheduler take); prefill ends when the first token comes. With --lora,
+  // each repetition runs the base model and then the same with the adapter, side by side.
+  struct Best {
+    double pre = 1e30, dec = 1e30;
+  };
+  Best base, with_lora;
   std::vector<engine::SequenceEvent> events;
   engine::Batch batch(m);
-  for (int r = 0; r < a.reps; ++r) {
+  auto measure = [&](int32_t adapter, Best* best) -> Status {
     engine::SequenceRequest req;
     req.prompt = prompt;
     req.options.sampler.temperature = 0;
     req.options.max_tokens = a.n_gen + 1;  // n decode steps after the prompt's token
     req.options.stop_on_eos = false;
+    req.adapter = adapter;
+    req.adapter_scale = a.lora.scale;
     const double t0 = Now();
-    if (auto id = batch.Admit(std::move(req)); !id.ok()) {
-      return ReportError(id.status());
-    }
+    QM_RETURN_IF_ERROR(batch.Admit(std::move(req)).status());
     double t1 = 0;
     while (batch.active() > 0) {
-      if (auto s = batch.Step(&events); !s.ok()) {
-        return ReportError(s);
-      }
+      QM_RETURN_IF_ERROR(batch.Step(&events));
       if (t1 == 0 && !events.empty()) t1 = Now();
     }
     const double t2 = Now();
-    best_pre = std::min(best_pre, t1 - t0);
-    best_dec = std::min(best_dec, t2 - t1);
+    best->pre = std::min(best->pre, t1 - t0);
+    best->dec = std::min(best->dec, t2 - t1);
+    return Status::Ok();
+  };
+  for (int r = 0; r < a.reps; ++r) {
+    if (Status st = measure(-1, &base); !st.ok()) return ReportError(st);
+    if (*lora >= 0) {
+      if (Status st = measure(*lora, &with_lora); !st.ok()) return ReportError(st);
+    }
   }
+  const double best_pre = base.pre, best_dec = base.dec;
   // Bytes read per decode token: every matrix once, but only one row of the embedding table
   // (unless it is also the tied output head).
   uint64_t per_token = model::WeightBytes(m.file());
@@ -115,6 +131,21 @@ int Run(Args a) {
       {"kv_cache_bytes", runtime::KvCache::BytesFor(c, m.n_ctx(), m.n_seq())},
   };
   if (!device_why.empty()) j["device_why"] = device_why;
+  if (*lora >= 0) {
+    const runtime::LoraAdapter* ad = m.adapter(*lora);
+    const double lora_dec = a.n_gen / with_lora.dec;
+    j["lora"] = {
+        {"path", a.lora.path},
+        {"scale", a.lora.scale},
+        {"rank", ad->max_rank()},
+        {"projections", ad->n_pairs()},
+        {"adapter_bytes", ad->bytes()},
+        {"load_ms", lora_load_s * 1e3},
+        {"prefill_tok_s", a.n_prompt / with_lora.pre},
+        {"decode_tok_s", lora_dec},
+        {"decode_vs_base", lora_dec / dec_tok_s},
+    };
+  }
   if (!a.no_bw) {
     const double bw = MeasureReadBandwidth(size_t{1} << 30, m.pool().size());
     j["read_bandwidth_GBps"] = bw / 1e9;
@@ -140,6 +171,7 @@ void RegisterBench(CLI::App& app, int* exit_code) {
   cmd->add_flag("--json", a->json, "Print JSON");
   cmd->add_flag("--no-bandwidth", a->no_bw, "Skip the memory bandwidth measurement");
   AddLoadFlags(cmd, &a->load);
+  AddLoraFlag(cmd, &a->lora);
   cmd->callback([=] { *exit_code = Run(*a); });
 }
 

@@ -32,6 +32,7 @@ void RegisterTag(CLI::App& app, int* exit_code);  // models.cc
 void RegisterServe(CLI::App& app, int* exit_code);  // serve.cc
 void RegisterPs(CLI::App& app, int* exit_code);  // ps.cc
 void RegisterPlan(CLI::App& app, int* exit_code);  // plan.cc
+void RegisterLora(CLI::App& app, int* exit_code);  // lora.cc
 #ifdef QWENMUX_WITH_RAG
 void RegisterIngest(CLI::App& app, int* exit_code);  // ingest.cc
 void RegisterPipeline(CLI::App& app, int* exit_code);  // pipeline.cc

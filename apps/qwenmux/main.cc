@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   qwenmux::apps::RegisterRm(app, &exit_code);
   qwenmux::apps::RegisterTag(app, &exit_code);
   qwenmux::apps::RegisterPlan(app, &exit_code);
+  qwenmux::apps::RegisterLora(app, &exit_code);
 #ifdef QWENMUX_WITH_RAG
   qwenmux::apps::RegisterIngest(app, &exit_code);
   qwenmux::apps::RegisterCollection(app, &exit_code);

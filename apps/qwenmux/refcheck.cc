@@ -1,4 +1,4 @@
-// qwenmux refcheck MODEL.gguf REF.json [--json] [--pair] [--dump OUT.json]
+// qwenmux refcheck MODEL.gguf REF.json [--json] [--pair] [--dump OUT.json] [--section NAME] [--lora FILE[:SCALE]]
 #include <fstream>
 #include <memory>
 
@@ -14,7 +14,8 @@ namespace qwenmux::apps {
 namespace {
 
 struct Args {
-  std::string model, ref, dump;
+  std::string model, ref, dump, section;
+  LoraFlag lora;
   bool json = false, pair = false;
   engine::LoadOptions load;
 };
@@ -29,6 +30,14 @@ int Run(const Args& a) {
     fmt::print(stderr, "error: {}: not valid JSON\n", a.ref);
     return 1;
   }
+  if (!a.section.empty()) {
+    if (!ref.is_object() || !ref.contains(a.section) || !ref[a.section].is_object()) {
+      fmt::print(stderr, "error: {}: no section \"{}\"\n", a.ref, a.section);
+      return 1;
+    }
+    nlohmann::json sub = std::move(ref[a.section]);
+    ref = std::move(sub);
+  }
   engine::LoadOptions load = a.load;
   if (a.pair) load.n_seq = std::max(load.n_seq, 2);
   std::string device_why;  // --json: in the JSON, so stdout stays one document
@@ -37,8 +46,12 @@ int Run(const Args& a) {
   if (!model.ok()) {
     return ReportError(model.status());
   }
+  auto lora = LoadLoraFlag(**model, a.lora, a.json);
+  if (!lora.ok()) return ReportError(lora.status());
   engine::RefCheckOptions opt;
   opt.pair = a.pair;
+  opt.adapter = *lora;
+  opt.adapter_scale = a.lora.scale;
   auto r = engine::RunRefCheck(**model, ref, opt);
   if (!r.ok()) {
     return ReportError(r.status());
@@ -71,7 +84,9 @@ void RegisterRefcheck(CLI::App& app, int* exit_code) {
   cmd->add_flag("--json", a->json, "Print JSON");
   cmd->add_flag("--pair", a->pair, "Run sequences two at a time sharing each batch");
   cmd->add_option("--dump", a->dump, "Write our own outputs in the reference format");
+  cmd->add_option("--section", a->section, "Compare with this top-level section of the reference (e.g. inference_q8_0_base)");
   AddLoadFlags(cmd, &a->load);
+  AddLoraFlag(cmd, &a->lora);
   cmd->callback([=] { *exit_code = Run(*a); });
 }
 

@@ -24,6 +24,7 @@ struct Args {
   int32_t think_budget = -1;
   engine::LoadOptions load;
   engine::GenerateOptions gen;
+  LoraFlag lora;
 };
 
 Result<std::string> ReadFile(const std::string& path) {
@@ -71,6 +72,10 @@ int Run(Args a) {
     return ReportError(model.status());
   }
   engine::Model& m = **model;
+  auto lora = LoadLoraFlag(m, a.lora);
+  if (!lora.ok()) return ReportError(lora.status());
+  a.gen.adapter = *lora;
+  a.gen.adapter_scale = a.lora.scale;
   auto processor = MakeProcessor(a, m);
   if (!processor.ok()) {
     return ReportError(processor.status());
@@ -142,6 +147,7 @@ void RegisterRun(CLI::App& app, int* exit_code) {
   cmd->add_option("--think-budget", a->think_budget, "With --chat and thinking: force </think> after N tokens (-1: off)")
       ->capture_default_str();
   AddLoadFlags(cmd, &a->load);
+  AddLoraFlag(cmd, &a->lora);
   cmd->callback([=] { *exit_code = Run(*a); });
 }
 

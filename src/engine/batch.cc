@@ -18,6 +18,7 @@ struct Batch::Seq {
 
   SequenceRequest req;
   int32_t slot;
+  const runtime::LoraAdapter* lora = nullptr;
   size_t prompt_done = 0;   // prompt tokens in the KV cache
   int32_t next_token = -1;  // the sampled token that the next step feeds
   int32_t generated = 0;
@@ -71,7 +72,12 @@ bool Batch::prefilling(int32_t id) const {
 }
 
 Result<int32_t> Batch::Admit(SequenceRequest r) {
-  if (r.adapter != -1) return Error(StatusCode::kUnsupported, "engine: adapter {}: adapters are not supported yet", r.adapter);
+  if (r.adapter != -1 && model_.adapter(r.adapter) == nullptr) {
+    return Error(StatusCode::kInvalidArgument, "engine: adapter {} is not loaded ({} adapters)", r.adapter, model_.n_adapters());
+  }
+  if (!std::isfinite(r.adapter_scale)) {
+    return Error(StatusCode::kInvalidArgument, "engine: adapter scale {} is not finite", r.adapter_scale);
+  }
   if (r.output == SequenceOutput::kTokens) {
     QM_RETURN_IF_ERROR(r.options.sampler.Validate());
     if (r.options.max_tokens < 0) return Error(StatusCode::kInvalidArgument, "engine: max_tokens {} < 0", r.options.max_tokens);
@@ -98,7 +104,9 @@ Result<int32_t> Batch::Admit(SequenceRequest r) {
     if (t < 0 || t >= n_vocab_) return Error(StatusCode::kInvalidArgument, "engine: token id {} out of range [0, {})", t, n_vocab_);
   }
   backend_.set_length(slot, 0);
+  const runtime::LoraAdapter* lora = model_.adapter(r.adapter);
   slots_[slot] = std::make_unique<Seq>(std::move(r), slot, model_.tokenizer());
+  slots_[slot]->lora = lora;
   order_.push_back(slot);
   return slot;
 }
@@ -191,7 +199,7 @@ Status Batch::Step(std::vector<SequenceEvent>* events, StepStats* stats) {
   for (int32_t slot : order_) {
     Seq& s = *slots_[slot];
     if (s.finished || s.prefilling()) continue;
-    entries_.push_back({s.next_token, backend_.length(slot), slot, true});
+    entries_.push_back({s.next_token, backend_.length(slot), slot, true, s.lora, s.req.adapter_scale});
     owners_.push_back(slot);
     wants(s);
     ++st.n_decode;
@@ -205,7 +213,7 @@ Status Batch::Step(std::vector<SequenceEvent>* events, StepStats* stats) {
     const size_t end = std::min(p.size(), begin + static_cast<size_t>(budget));
     for (size_t i = begin; i < end; ++i) {
       const bool last = i + 1 == p.size();
-      entries_.push_back({p[i], static_cast<int32_t>(i), slot, last});
+      entries_.push_back({p[i], static_cast<int32_t>(i), slot, last, s.lora, s.req.adapter_scale});
       if (last) {
         owners_.push_back(slot);
         wants(s);

@@ -60,7 +60,12 @@ struct SequenceRequest {
   std::function<bool()> cancelled;            // polled before each step and before sampling
   SequenceOutput output = SequenceOutput::kTokens;
   int32_t slot = -1;     // the KV slot to use (-1: the lowest free one)
-  int32_t adapter = -1;  // a LoRA adapter id (future); -1: none, the only value accepted today
+  // A LoRA adapter (Model::LoadAdapter's id; -1: none) and the user scale on its alpha / r. The
+  // batch's rows of each adapter get its low-rank delta after every base projection; sequences of
+  // different adapters (and of none) share the step. options.adapter/adapter_scale are not read
+  // here (Model::Generate copies them into these).
+  int32_t adapter = -1;
+  float adapter_scale = 1.0f;
 };
 
 // One step's news about one sequence.
@@ -95,7 +100,8 @@ class Batch {
   // Takes a free KV slot (reset to empty) for the sequence and returns its id. Errors
   // (kInvalidArgument/kOutOfRange, naming the problem): no free slot or the asked slot is taken
   // or out of range, an empty prompt, a token id outside the vocabulary, a prompt that does not
-  // fit the context, bad sampler options, max_tokens < 0, top_logprobs outside 0..20, an adapter.
+  // fit the context, bad sampler options, max_tokens < 0, top_logprobs outside 0..20, an adapter id
+  // that is not loaded, a non-finite adapter scale.
   Result<int32_t> Admit(SequenceRequest request);
   // Drops a sequence (finished or not) and frees its slot; no event. Unknown ids are ignored.
   void Remove(int32_t id);

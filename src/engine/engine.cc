@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "engine/batch.h"
+#include "engine/lora.h"
 #include "runtime/backend_factory.h"
 
 namespace qwenmux::engine {
@@ -56,6 +57,19 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOp
     if (auto id = m->tokenizer_->TokenId(s)) m->eos_ids_.push_back(*id);
   }
   return m;
+}
+
+Result<int32_t> Model::LoadAdapter(const std::string& path_or_dir) {
+  QM_ASSIGN_OR_RETURN(LoraTensors t, ReadLora(path_or_dir));
+  QM_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoraAdapter> a, BindLora(std::move(t), file_, config_));
+  adapters_.push_back(std::move(a));
+  return static_cast<int32_t>(adapters_.size() - 1);
+}
+
+uint64_t Model::adapter_bytes() const {
+  uint64_t n = 0;
+  for (const auto& a : adapters_) n += a->bytes();
+  return n;
 }
 
 namespace {
@@ -156,6 +170,8 @@ Result<GenerateResult> Model::Generate(std::span<const int32_t> prompt, const Ge
   req.prompt.assign(prompt.begin(), prompt.end());
   req.options = options;
   req.slot = seq;
+  req.adapter = options.adapter;
+  req.adapter_scale = options.adapter_scale;
   GenerateResult res;
   res.prompt_tokens = static_cast<int32_t>(prompt.size());
   const auto t0 = std::chrono::steady_clock::now();

@@ -20,6 +20,7 @@
 #include "gguf/gguf.h"
 #include "model/config.h"
 #include "runtime/backend.h"
+#include "runtime/lora.h"
 #include "runtime/weights.h"
 #include "tokenizer/tokenizer.h"
 
@@ -44,6 +45,9 @@ struct GenerateOptions {
   // Constrained decoding (structured/structured.h): Apply before each draw, Accept after; the
   // generation ends with "stop" once it reports Done(). Not owned; one per sequence.
   LogitProcessor* processor = nullptr;
+  // A LoRA adapter (Model::LoadAdapter's id; -1: none) and the user scale on its alpha / r.
+  int32_t adapter = -1;
+  float adapter_scale = 1.0f;
 };
 
 struct GenerateResult {
@@ -80,6 +84,18 @@ class Model {
   int32_t n_seq() const { return backend_->n_seq(); }  // KV sequences
   // Positions of `seq` in the KV cache.
   int32_t length(int32_t seq) const { return backend_->length(seq); }
+
+  // Loads a LoRA adapter (a GGUF adapter file or a PEFT directory, engine/lora.h), checked
+  // against this model, and returns its id for SequenceRequest::adapter / GenerateOptions::adapter
+  // / BatchEntry::lora (through adapter()). Adapters stay loaded as long as the model.
+  Result<int32_t> LoadAdapter(const std::string& path_or_dir);
+  int32_t n_adapters() const { return static_cast<int32_t>(adapters_.size()); }
+  // nullptr for an id that is not a loaded adapter.
+  const runtime::LoraAdapter* adapter(int32_t id) const {
+    return id >= 0 && id < n_adapters() ? adapters_[static_cast<size_t>(id)].get() : nullptr;
+  }
+  // Bytes held by the loaded adapters (A and B in f32).
+  uint64_t adapter_bytes() const;
 
   // Low level: one batch through the model (see runtime::Backend::Run); KV lengths are not
   // committed. For benchmarks and reference checks: everything else runs through an
@@ -145,6 +161,7 @@ class Model {
   std::unique_ptr<runtime::Backend> backend_;  // weights placement, KV cache, scratch, forward
   std::string backend_note_;
   std::vector<int32_t> eos_ids_;
+  std::vector<std::unique_ptr<runtime::LoraAdapter>> adapters_;  // by id; never removed while the model lives
 };
 
 }  // namespace qwenmux::engine

@@ -23,7 +23,7 @@ double LogSumExp(const float* x, int64_t n) {
 // Runs sequences (each in its own KV slot) sharing batches: prompt tokens interleaved, chunked
 // by n_batch; then greedy decoding of `n_greedy` tokens, all sequences one step at a time.
 Status RunSequences(Model& model, const std::vector<std::vector<int32_t>>& seqs, int n_greedy,
-                    std::vector<SeqOut>* out) {
+                    const runtime::LoraAdapter* lora, float lora_scale, std::vector<SeqOut>* out) {
   const int64_t V = model.config().n_vocab;
   const int32_t n_batch = model.options().n_batch;
   out->assign(seqs.size(), {});
@@ -42,7 +42,7 @@ Status RunSequences(Model& model, const std::vector<std::vector<int32_t>>& seqs,
   for (size_t p = 0; p < longest; ++p) {
     for (size_t s = 0; s < seqs.size(); ++s) {
       if (p < seqs[s].size()) {
-        all.push_back({seqs[s][p], static_cast<int32_t>(p), static_cast<int32_t>(s), true});
+        all.push_back({seqs[s][p], static_cast<int32_t>(p), static_cast<int32_t>(s), true, lora, lora_scale});
         where.push_back({s, p});
       }
     }
@@ -68,7 +68,7 @@ Status RunSequences(Model& model, const std::vector<std::vector<int32_t>>& seqs,
     std::vector<runtime::BatchEntry> step;
     for (size_t s = 0; s < seqs.size(); ++s) {
       (*out)[s].greedy.push_back(next[s]);
-      step.push_back({next[s], pos[s]++, static_cast<int32_t>(s), true});
+      step.push_back({next[s], pos[s]++, static_cast<int32_t>(s), true, lora, lora_scale});
     }
     if (g + 1 == n_greedy) break;
     QM_RETURN_IF_ERROR(model.Forward(step, logits.data(), nullptr));
@@ -115,6 +115,10 @@ Result<RefCheckResult> RunRefCheck(Model& model, const nlohmann::json& ref, cons
   if (options.pair && model.n_seq() < 2) {
     return Error(StatusCode::kInvalidArgument, "refcheck: pair mode needs a model loaded with n_seq >= 2");
   }
+  const runtime::LoraAdapter* lora = model.adapter(options.adapter);
+  if (options.adapter != -1 && lora == nullptr) {
+    return Error(StatusCode::kInvalidArgument, "refcheck: adapter {} is not loaded", options.adapter);
+  }
   RefCheckResult r;
   r.dump = {{"probe_ids", probe_ids}, {"sequences", nlohmann::json::array()}};
   double probe_sq = 0;
@@ -126,7 +130,7 @@ Result<RefCheckResult> RunRefCheck(Model& model, const nlohmann::json& ref, cons
       ids.push_back(std::move(v));
     }
     std::vector<SeqOut> outs;
-    QM_RETURN_IF_ERROR(RunSequences(model, ids, 16, &outs));
+    QM_RETURN_IF_ERROR(RunSequences(model, ids, 16, lora, options.adapter_scale, &outs));
     for (size_t k = 0; k < ids.size(); ++k) {
       const auto& rs = seqs[s0 + k];
       QM_ASSIGN_OR_RETURN(auto lse_ref, Vec<double>(rs, "logsumexp"));

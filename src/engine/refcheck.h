@@ -14,6 +14,8 @@ namespace qwenmux::engine {
 
 struct RefCheckOptions {
   bool pair = false;  // run the sequences two at a time sharing each batch (needs n_seq >= 2)
+  int32_t adapter = -1;        // every token through this LoRA adapter (Model::LoadAdapter's id)
+  float adapter_scale = 1.0f;
 };
 
 struct RefCheckResult {

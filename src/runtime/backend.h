@@ -20,12 +20,17 @@
 
 namespace qwenmux::runtime {
 
-// One token of a batch: sequence `seq` (a KV-cache slot) at position `pos`.
+struct LoraAdapter;  // runtime/lora.h
+
+// One token of a batch: sequence `seq` (a KV-cache slot) at position `pos`, optionally through a
+// LoRA adapter at a user scale (tokens of one batch may use different adapters, or none).
 struct BatchEntry {
   int32_t token = 0;
   int32_t pos = 0;
   int32_t seq = 0;
-  bool output = false;  // produce logits / hidden state for this token
+  bool output = false;                 // produce logits / hidden state for this token
+  const LoraAdapter* lora = nullptr;   // not owned; outlives the call (engine::Model owns adapters)
+  float lora_scale = 1.0f;             // multiplies the adapter's alpha / r
 };
 
 enum class Device { kCpu, kCuda };

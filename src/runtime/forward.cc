@@ -53,11 +53,17 @@ uint64_t CpuForward::scratch_bytes() const {
     n += s->capacity() * sizeof(float);
   }
   for (const Scratch& s : scores_) n += s.capacity() * sizeof(float);
+  for (const auto* v : {&lora_scratch_.in, &lora_scratch_.mid, &lora_scratch_.out}) n += v->capacity() * sizeof(float);
   return n;
 }
 
 void CpuForward::MatMul(const WeightView& w, const float* x, float* y, int64_t n) const {
   kernels::MatMul(w, x, w.cols, y, w.rows, n, pool_);
+}
+
+void CpuForward::Project(int32_t il, LoraTarget t, const WeightView& w, const float* x, float* y, int64_t n) {
+  MatMul(w, x, y, n);
+  if (!lora_.empty()) ApplyLora(lora_, il, t, x, w.cols, y, w.rows, &lora_scratch_, pool_);
 }
 
 void CpuForward::RmsNormRows(const float* x, const float* w, float* y, int64_t n, int64_t dim) const {
@@ -147,15 +153,15 @@ void CpuForward::Attention(std::span<const BatchEntry> batch, const float* q, in
   }
 }
 
-void CpuForward::DenseFfn(const LayerWeights& l, const float* b, float* out, int64_t n) {
+void CpuForward::DenseFfn(int32_t il, const LayerWeights& l, const float* b, float* out, int64_t n) {
   const int64_t ff = c_.n_ff;
   Grow(gate_, n * ff);
   Grow(up_, n * ff);
   Grow(hid_, n * ff);
-  MatMul(l.ffn_gate, b, gate_.data(), n);  // [n, n_ff]
-  MatMul(l.ffn_up, b, up_.data(), n);      // [n, n_ff]
+  Project(il, LoraTarget::kFfnGate, l.ffn_gate, b, gate_.data(), n);  // [n, n_ff]
+  Project(il, LoraTarget::kFfnUp, l.ffn_up, b, up_.data(), n);        // [n, n_ff]
   kernels::SwiGlu(gate_.data(), up_.data(), hid_.data(), n * ff);
-  MatMul(l.ffn_down, hid_.data(), out, n);  // [n, n_embd]
+  Project(il, LoraTarget::kFfnDown, l.ffn_down, hid_.data(), out, n);  // [n, n_embd]
 }
 
 // Sparse MoE: softmax over all experts, top-k, renormalise; each selected expert runs on the
@@ -214,6 +220,15 @@ Status CpuForward::Run(std::span<const BatchEntry> batch, KvCache& kv, float* ou
       return Error(StatusCode::kOutOfRange, "forward: position {} is past the context size {}", e.pos, kv.n_ctx());
     }
   }
+  lora_.Build(batch);
+  // Adapters were checked against this model when loaded (engine/lora.h); the layer count guards
+  // against one made for another model.
+  for (const auto& s : lora_.segments) {
+    if (s.adapter->layers.size() != c_.n_layer) {
+      return Error(StatusCode::kInvalidArgument, "forward: adapter {} has {} layers, the model {}", s.adapter->name,
+                   s.adapter->layers.size(), c_.n_layer);
+    }
+  }
   Grow(x_, n * E);
   Grow(a_, n * E);
   Grow(q_, n * qd);
@@ -229,20 +244,20 @@ Status CpuForward::Run(std::span<const BatchEntry> batch, KvCache& kv, float* ou
     const LayerWeights& l = w_.layers[il];
     // Attention block.
     RmsNormRows(x_.data(), l.attn_norm.data(), a_.data(), n, E);  // a = norm(x)  [n, n_embd]
-    MatMul(l.attn_q, a_.data(), q_.data(), n);                       // [n, n_head * head_dim]
-    MatMul(l.attn_k, a_.data(), k_.data(), n);                       // [n, n_head_kv * head_dim]
-    MatMul(l.attn_v, a_.data(), v_.data(), n);                       // [n, n_head_kv * head_dim]
+    Project(il, LoraTarget::kAttnQ, l.attn_q, a_.data(), q_.data(), n);  // [n, n_head * head_dim]
+    Project(il, LoraTarget::kAttnK, l.attn_k, a_.data(), k_.data(), n);  // [n, n_head_kv * head_dim]
+    Project(il, LoraTarget::kAttnV, l.attn_v, a_.data(), v_.data(), n);  // [n, n_head_kv * head_dim]
     QkNormRope(batch, q_.data(), k_.data(), l);
     StoreKv(batch, k_.data(), v_.data(), il, kv);
     Attention(batch, q_.data(), il, kv, attn_.data());    // [n, n_head * head_dim]
-    MatMul(l.attn_output, attn_.data(), tmp_.data(), n);  // [n, n_embd]
+    Project(il, LoraTarget::kAttnOutput, l.attn_output, attn_.data(), tmp_.data(), n);  // [n, n_embd]
     for (int64_t i = 0; i < n * E; ++i) x_[i] += tmp_[i];
     // Feed-forward block.
     RmsNormRows(x_.data(), l.ffn_norm.data(), a_.data(), n, E);
     if (c_.is_moe()) {
       MoeFfn(l, a_.data(), tmp_.data(), n);
     } else {
-      DenseFfn(l, a_.data(), tmp_.data(), n);
+      DenseFfn(il, l, a_.data(), tmp_.data(), n);
     }
     for (int64_t i = 0; i < n * E; ++i) x_[i] += tmp_[i];
   }

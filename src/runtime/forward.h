@@ -15,6 +15,7 @@
 #include "runtime/backend.h"
 #include "model/config.h"
 #include "runtime/kv_cache.h"
+#include "runtime/lora.h"
 #include "runtime/weights.h"
 
 namespace qwenmux::runtime {
@@ -42,9 +43,11 @@ class CpuForward {
   void QkNormRope(std::span<const BatchEntry> batch, float* q, float* k, const LayerWeights& l) const;
   void StoreKv(std::span<const BatchEntry> batch, const float* k, const float* v, int32_t layer, KvCache& kv) const;
   void Attention(std::span<const BatchEntry> batch, const float* q, int32_t layer, KvCache& kv, float* out);
-  void DenseFfn(const LayerWeights& l, const float* b, float* out, int64_t n);
+  void DenseFfn(int32_t il, const LayerWeights& l, const float* b, float* out, int64_t n);
   void MoeFfn(const LayerWeights& l, const float* b, float* out, int64_t n);
   void MatMul(const WeightView& w, const float* x, float* y, int64_t n) const;
+  // A base projection of layer `il`, then the LoRA deltas of the batch's adapters on its rows.
+  void Project(int32_t il, LoraTarget t, const WeightView& w, const float* x, float* y, int64_t n);
 
   const model::ModelConfig& c_;
   const ModelWeights& w_;
@@ -69,6 +72,8 @@ class CpuForward {
   Scratch moe_gate_;  // [m, n_ff_exp] gate projection, then SwiGLU(gate, up) in place
   Scratch moe_up_;    // [m, n_ff_exp]
   Scratch moe_out_;   // [m, n_embd] the expert's output before the weighted scatter-add
+  LoraSegments lora_;       // this forward's rows grouped by adapter
+  LoraScratch lora_scratch_;
   std::vector<Scratch> scores_;  // [pool threads][n_ctx] attention scores of one (token, head)
 };
 
