@@ -2,7 +2,8 @@
 // Prefill of p random tokens, then n greedy decode steps; prints tokens/s, achieved weight-read
 // GB/s during decode, the machine's measured read bandwidth with the same threads, and peak RSS.
 // With --lora FILE[:SCALE], the same runs with the adapter side by side ("lora" in the JSON:
-// decode/prefill tok/s, the ratio to the base, the adapter's load time).
+// decode/prefill tok/s, the ratio to the base, the adapter's load time); --lora-seqs N adds N
+// concurrent sequences sharing the adapter against N sequences with N different adapters.
 #include <chrono>
 #include <memory>
 #include <random>
@@ -26,6 +27,7 @@ struct Args {
   bool json = false, no_bw = false;
   engine::LoadOptions load;
   LoraFlag lora;
+  int32_t lora_seqs = 0;
 };
 
 double Now() {
@@ -38,6 +40,13 @@ int Run(Args a) {
     return 1;
   }
   a.load.n_ctx = std::max(a.load.n_ctx, a.n_prompt + a.n_gen + 1);
+  if (a.lora_seqs > 1) {
+    if (a.lora.path.empty()) {
+      fmt::print(stderr, "error: --lora-seqs needs --lora\n");
+      return 1;
+    }
+    a.load.n_seq = std::max(a.load.n_seq, a.lora_seqs);
+  }
   std::string device_why;
   if (Status d = ResolveLoadDevice(&a.load, a.json ? &device_why : nullptr); !d.ok()) return ReportError(d);
   auto model = engine::Model::Load(a.model, a.load);
@@ -70,16 +79,19 @@ int Run(Args a) {
   Best base, with_lora;
   std::vector<engine::SequenceEvent> events;
   engine::Batch batch(m);
-  auto measure = [&](int32_t adapter, Best* best) -> Status {
-    engine::SequenceRequest req;
-    req.prompt = prompt;
-    req.options.sampler.temperature = 0;
-    req.options.max_tokens = a.n_gen + 1;  // n decode steps after the prompt's token
-    req.options.stop_on_eos = false;
-    req.adapter = adapter;
-    req.adapter_scale = a.lora.scale;
+  // One sequence per entry of `adapters` (their ids; -1: none), admitted together.
+  auto measure = [&](const std::vector<int32_t>& adapters, Best* best) -> Status {
     const double t0 = Now();
-    QM_RETURN_IF_ERROR(batch.Admit(std::move(req)).status());
+    for (int32_t adapter : adapters) {
+      engine::SequenceRequest req;
+      req.prompt = prompt;
+      req.options.sampler.temperature = 0;
+      req.options.max_tokens = a.n_gen + 1;  // n decode steps after the prompt's token
+      req.options.stop_on_eos = false;
+      req.adapter = adapter;
+      req.adapter_scale = a.lora.scale;
+      QM_RETURN_IF_ERROR(batch.Admit(std::move(req)).status());
+    }
     double t1 = 0;
     while (batch.active() > 0) {
       QM_RETURN_IF_ERROR(batch.Step(&events));
@@ -90,10 +102,30 @@ int Run(Args a) {
     best->dec = std::min(best->dec, t2 - t1);
     return Status::Ok();
   };
+  // --lora-seqs N: N sequences sharing the adapter against N sequences with N different adapters
+  // (the file loaded N times: the same work, but N segments per projection).
+  std::vector<int32_t> shared, distinct;
+  if (*lora >= 0 && a.lora_seqs > 1) {
+    for (int32_t i = 0; i < a.lora_seqs; ++i) {
+      shared.push_back(*lora);
+      if (i == 0) {
+        distinct.push_back(*lora);
+        continue;
+      }
+      auto id = LoadLoraFlag(m, a.lora, true);
+      if (!id.ok()) return ReportError(id.status());
+      distinct.push_back(*id);
+    }
+  }
+  Best mix_shared, mix_distinct;
   for (int r = 0; r < a.reps; ++r) {
-    if (Status st = measure(-1, &base); !st.ok()) return ReportError(st);
+    if (Status st = measure({-1}, &base); !st.ok()) return ReportError(st);
     if (*lora >= 0) {
-      if (Status st = measure(*lora, &with_lora); !st.ok()) return ReportError(st);
+      if (Status st = measure({*lora}, &with_lora); !st.ok()) return ReportError(st);
+    }
+    if (!shared.empty()) {
+      if (Status st = measure(shared, &mix_shared); !st.ok()) return ReportError(st);
+      if (Status st = measure(distinct, &mix_distinct); !st.ok()) return ReportError(st);
     }
   }
   const double best_pre = base.pre, best_dec = base.dec;
@@ -145,6 +177,15 @@ int Run(Args a) {
         {"decode_tok_s", lora_dec},
         {"decode_vs_base", lora_dec / dec_tok_s},
     };
+    if (!shared.empty()) {
+      const double n_tok = static_cast<double>(a.n_gen) * a.lora_seqs;
+      j["lora"]["mix"] = {
+          {"sequences", a.lora_seqs},
+          {"shared_adapter_decode_tok_s", n_tok / mix_shared.dec},
+          {"distinct_adapters_decode_tok_s", n_tok / mix_distinct.dec},
+          {"distinct_vs_shared", mix_shared.dec / mix_distinct.dec},
+      };
+    }
   }
   if (!a.no_bw) {
     const double bw = MeasureReadBandwidth(size_t{1} << 30, m.pool().size());
@@ -172,6 +213,9 @@ void RegisterBench(CLI::App& app, int* exit_code) {
   cmd->add_flag("--no-bandwidth", a->no_bw, "Skip the memory bandwidth measurement");
   AddLoadFlags(cmd, &a->load);
   AddLoraFlag(cmd, &a->lora);
+  cmd->add_option("--lora-seqs", a->lora_seqs,
+                  "With --lora: also N concurrent sequences sharing the adapter vs N different adapters")
+      ->check(CLI::Range(2, 64));
   cmd->callback([=] { *exit_code = Run(*a); });
 }
 

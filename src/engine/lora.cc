@@ -56,30 +56,33 @@ Status CheckPairs(const LoraTensors& t, std::string_view a_name, std::string_vie
 
 // Records one half of a pair; `rank` and the half's (in or out) size come from its shape.
 Status SetHalf(LoraTensors& t, const std::string& name, int32_t layer, LoraTarget target, bool is_a, int64_t rank,
-               int64_t other, std::vector<float> data, std::string_view a_name, std::string_view b_name) {
+               int64_t other, std::span<const float> data, std::string_view a_name, std::string_view b_name) {
   LoraTensors::Pair& pr = PairOf(t, layer, target);
-  std::vector<float>& dst = is_a ? pr.p.a : pr.p.b;
+  std::span<const float>& dst = is_a ? pr.p.a : pr.p.b;
   if (!dst.empty()) return Error(StatusCode::kInvalidArgument, "lora: {}: tensor {} appears twice", t.source, name);
   if (rank <= 0 || rank > 65536 || other <= 0) {
     return Error(StatusCode::kInvalidArgument, "lora: {}: tensor {}: rank {} / size {} out of range", t.source, name, rank, other);
   }
-  const std::vector<float>& partner = is_a ? pr.p.b : pr.p.a;
+  const std::span<const float> partner = is_a ? pr.p.b : pr.p.a;
   if (!partner.empty() && pr.p.rank != rank) {
     return Error(StatusCode::kInvalidArgument, "lora: {}: tensor {}: rank mismatch: {} has rank {}, {} has rank {}",
                  t.source, name, is_a ? a_name : b_name, rank, is_a ? b_name : a_name, pr.p.rank);
   }
   pr.p.rank = static_cast<int32_t>(rank);
   (is_a ? pr.p.in : pr.p.out) = other;
-  dst = std::move(data);
+  dst = data;
   return Status::Ok();
 }
 
 }  // namespace
 
 Result<LoraTensors> ReadLoraGguf(const std::string& path) {
-  QM_ASSIGN_OR_RETURN(gguf::File f, gguf::File::Open(path));
+  QM_ASSIGN_OR_RETURN(gguf::File opened, gguf::File::Open(path));
+  auto file = std::make_shared<const gguf::File>(std::move(opened));
+  const gguf::File& f = *file;
   LoraTensors t;
   t.source = path;
+  t.storage.file = file;
   auto need = [&](std::string_view key, std::string_view want) -> Status {
     QM_ASSIGN_OR_RETURN(std::optional<std::string> v, f.GetOptional<std::string>(key));
     if (v != want) {
@@ -134,9 +137,16 @@ Result<LoraTensors> ReadLoraGguf(const std::string& path) {
     if (rank <= 0 || rank > 65536 || other > (int64_t{1} << 24)) {
       return Error(StatusCode::kInvalidArgument, "lora: {}: tensor {}: shape {} out of range", path, ti.name, ti.ShapeString());
     }
-    std::vector<float> data(static_cast<size_t>(w.rows * w.cols));
-    for (int64_t r = 0; r < w.rows; ++r) kernels::DequantizeRowTo(w, r, data.data() + r * w.cols);
-    QM_RETURN_IF_ERROR(SetHalf(t, ti.name, layer, static_cast<LoraTarget>(target), is_a, rank, other, std::move(data),
+    std::span<const float> data;
+    const std::span<const uint8_t> bytes = f.TensorData(ti);
+    if (ti.type == gguf::TensorType::kF32 && reinterpret_cast<uintptr_t>(bytes.data()) % alignof(float) == 0) {
+      data = {reinterpret_cast<const float*>(bytes.data()), static_cast<size_t>(w.rows * w.cols)};  // in the map
+    } else {
+      std::vector<float> v(static_cast<size_t>(w.rows * w.cols));
+      for (int64_t r = 0; r < w.rows; ++r) kernels::DequantizeRowTo(w, r, v.data() + r * w.cols);
+      data = t.storage.Own(std::move(v));
+    }
+    QM_RETURN_IF_ERROR(SetHalf(t, ti.name, layer, static_cast<LoraTarget>(target), is_a, rank, other, data,
                                "lora_a", "lora_b"));
   }
   QM_RETURN_IF_ERROR(CheckPairs(t, "lora_a", "lora_b"));
@@ -218,7 +228,7 @@ Result<LoraTensors> ReadLoraPeft(const std::string& dir) {
     if (other > (int64_t{1} << 24)) {
       return Error(StatusCode::kInvalidArgument, "lora: {}: tensor {}: size {} out of range", weights_path, ti.name, other);
     }
-    QM_RETURN_IF_ERROR(SetHalf(t, ti.name, layer, static_cast<LoraTarget>(target), is_a, rank, other, st.ToF32(ti),
+    QM_RETURN_IF_ERROR(SetHalf(t, ti.name, layer, static_cast<LoraTarget>(target), is_a, rank, other, t.storage.Own(st.ToF32(ti)),
                                "lora_A", "lora_B"));
   }
   QM_RETURN_IF_ERROR(CheckPairs(t, "lora_A", "lora_B"));
@@ -240,6 +250,7 @@ Result<std::unique_ptr<runtime::LoraAdapter>> BindLora(LoraTensors t, const gguf
   auto a = std::make_unique<runtime::LoraAdapter>();
   a->name = t.source;
   a->alpha = t.alpha;
+  a->storage = std::move(t.storage);  // the pairs' spans stay valid
   a->layers.resize(config.n_layer);
   for (LoraTensors::Pair& p : t.pairs) {
     const std::string base_name = fmt::format("blk.{}.{}.weight", p.layer, runtime::LoraTargetGgufName(p.target));
@@ -282,10 +293,11 @@ Result<LoraTensors> SynthLora(const gguf::File& base, const model::ModelConfig& 
       p.p.out = static_cast<int64_t>(bt->ne[1]);
       std::uniform_real_distribution<float> ua(-1.0f / std::sqrt(static_cast<float>(p.p.in)), 1.0f / std::sqrt(static_cast<float>(p.p.in)));
       std::uniform_real_distribution<float> ub(-0.02f, 0.02f);
-      p.p.a.resize(static_cast<size_t>(rank * p.p.in));
-      p.p.b.resize(static_cast<size_t>(p.p.out * rank));
-      for (float& x : p.p.a) x = ua(rng);
-      for (float& x : p.p.b) x = ub(rng);
+      std::vector<float> a(static_cast<size_t>(rank * p.p.in)), b(static_cast<size_t>(p.p.out * rank));
+      for (float& x : a) x = ua(rng);
+      for (float& x : b) x = ub(rng);
+      p.p.a = t.storage.Own(std::move(a));
+      p.p.b = t.storage.Own(std::move(b));
     }
   }
   if (t.pairs.empty()) return Error(StatusCode::kInvalidArgument, "lora: {}: no projection to adapt", base.name());
@@ -313,9 +325,8 @@ Status WriteLoraGguf(const LoraTensors& t, const std::string& path) {
   QM_RETURN_IF_ERROR(w.Open(path));
   size_t i = 0;
   for (const auto* p : pairs) {
-    for (const std::vector<float>* v : {&p->p.a, &p->p.b}) {
-      QM_RETURN_IF_ERROR(w.WriteTensorData(
-          i++, std::span(reinterpret_cast<const uint8_t*>(v->data()), v->size() * sizeof(float))));
+    for (const std::span<const float> v : {p->p.a, p->p.b}) {
+      QM_RETURN_IF_ERROR(w.WriteTensorData(i++, std::span(reinterpret_cast<const uint8_t*>(v.data()), v.size_bytes())));
     }
   }
   return w.Finish();

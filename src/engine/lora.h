@@ -30,10 +30,11 @@ struct LoraTensors {
   std::string source;        // path, for messages
   std::string architecture;  // general.architecture ("" when the format has none: PEFT)
   float alpha = 0;           // 0: none given (factor 1, as llama.cpp)
+  runtime::LoraStorage storage;  // what the pairs' spans point into (f32 GGUF data stays mapped)
   struct Pair {
     int32_t layer = 0;
     runtime::LoraTarget target = runtime::LoraTarget::kAttnQ;
-    runtime::LoraPair p;  // rank, in, out, a, b (factor set by BindLora)
+    runtime::LoraPair p;  // rank, in, out, a, b (factor set by BindLora); a and b point into storage
   };
   std::vector<Pair> pairs;
 };

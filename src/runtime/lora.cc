@@ -20,7 +20,7 @@ void Grow(V& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
-kernels::WeightView F32View(const std::vector<float>& data, int64_t rows, int64_t cols) {
+kernels::WeightView F32View(std::span<const float> data, int64_t rows, int64_t cols) {
   kernels::WeightView w;
   w.type = gguf::TensorType::kF32;
   w.data = reinterpret_cast<const uint8_t*>(data.data());

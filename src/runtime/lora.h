@@ -14,6 +14,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "base/thread_pool.h"
+#include "gguf/gguf.h"
 #include "kernels/matmul.h"
 
 namespace qwenmux::runtime {
@@ -35,13 +37,26 @@ std::string_view LoraTargetGgufName(LoraTarget t);
 // "self_attn.q_proj", ... as in PEFT / transformers module paths (model.layers.N.<name>).
 std::string_view LoraTargetPeftName(LoraTarget t);
 
-// One projection's low-rank pair.
+// Where an adapter's f32 data lives: f32 GGUF tensors stay in the file's memory map (no copy, so
+// loading costs no more than parsing), everything converted is owned here. Moving it keeps every
+// span into it valid.
+struct LoraStorage {
+  std::shared_ptr<const gguf::File> file;
+  std::vector<std::vector<float>> owned;
+
+  std::span<const float> Own(std::vector<float> v) {
+    owned.push_back(std::move(v));
+    return owned.back();
+  }
+};
+
+// One projection's low-rank pair; a and b point into the adapter's LoraStorage.
 struct LoraPair {
   int32_t rank = 0;
   int64_t in = 0, out = 0;
-  float factor = 1.0f;   // alpha / rank (1 when the file gives no alpha, as llama.cpp)
-  std::vector<float> a;  // [rank, in]  (torch layout of lora_A)
-  std::vector<float> b;  // [out, rank] (torch layout of lora_B)
+  float factor = 1.0f;        // alpha / rank (1 when the file gives no alpha, as llama.cpp)
+  std::span<const float> a;   // [rank, in]  (torch layout of lora_A)
+  std::span<const float> b;   // [out, rank] (torch layout of lora_B)
 
   kernels::WeightView A() const;  // rows = rank, cols = in, f32
   kernels::WeightView B() const;  // rows = out, cols = rank, f32
@@ -50,6 +65,7 @@ struct LoraPair {
 struct LoraAdapter {
   std::string name;    // file or directory it came from
   float alpha = 0;     // adapter.lora.alpha / lora_alpha (0: none given)
+  LoraStorage storage;  // what the pairs point into
   // [n_layer][kLoraTargets]; nullopt where the adapter leaves the projection alone.
   std::vector<std::array<std::optional<LoraPair>, kLoraTargets>> layers;
 
@@ -57,7 +73,7 @@ struct LoraAdapter {
     const auto& p = layers[static_cast<size_t>(layer)][static_cast<size_t>(t)];
     return p ? &*p : nullptr;
   }
-  uint64_t bytes() const;      // A and B storage
+  uint64_t bytes() const;      // A and B in f32 (owned or mapped from the file)
   int32_t max_rank() const;
   int32_t n_pairs() const;
 };

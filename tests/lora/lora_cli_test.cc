@@ -34,7 +34,7 @@ TEST(LoraCli, RunAndBenchWithAnAdapter) {
   EXPECT_EQ(zero.out, base.out);  // scale 0 is the base model
   auto s = RunQwenmux("lora synth " + kLoraBase + " " + (tmp / "r16.gguf") + " --rank 16", true);
   ASSERT_EQ(s.code, 0) << s.out;
-  auto b = RunQwenmux("bench " + kLoraBase + " -p 8 -n 4 -t 2 --device cpu --json --no-bandwidth --lora " + (tmp / "r16.gguf"));
+  auto b = RunQwenmux("bench " + kLoraBase + " -p 8 -n 4 -t 2 --device cpu --json --no-bandwidth --lora-seqs 2 --lora " + (tmp / "r16.gguf"));
   ASSERT_EQ(b.code, 0) << b.out;
   const auto j = nlohmann::json::parse(b.out);
   ASSERT_TRUE(j.contains("lora"));
@@ -42,6 +42,9 @@ TEST(LoraCli, RunAndBenchWithAnAdapter) {
   EXPECT_EQ(j["lora"]["projections"], 14);
   EXPECT_GT(j["lora"]["decode_tok_s"].get<double>(), 0);
   EXPECT_GT(j["decode_tok_s"].get<double>(), 0);
+  ASSERT_TRUE(j["lora"].contains("mix"));
+  EXPECT_EQ(j["lora"]["mix"]["sequences"], 2);
+  EXPECT_GT(j["lora"]["mix"]["distinct_adapters_decode_tok_s"].get<double>(), 0);
 }
 
 TEST(LoraCli, BadAdapterIsAClearError) {

@@ -52,7 +52,7 @@ TEST_F(LoraErrors, WrongBaseShape) {
   ASSERT_TRUE(t.ok());
   auto& p = t->pairs[0].p;
   p.in /= 2;
-  p.a.resize(static_cast<size_t>(p.rank * p.in));
+  p.a = p.a.first(static_cast<size_t>(p.rank * p.in));
   ASSERT_TRUE(WriteLoraGguf(*t, tmp_ / "shape.gguf").ok());
   const std::string e = LoadError(*m_, tmp_ / "shape.gguf");
   EXPECT_HAS(e, "does not fit the model's tensor");
