@@ -54,7 +54,8 @@ std::optional<int64_t> ReadOptions(Fields& top, const ServiceLimits& limits, Gen
   if (auto v = f.Number("repeat_penalty", 0.01, 10)) s.repetition_penalty = static_cast<float>(*v);
   if (auto v = f.Number("presence_penalty", -2, 2)) s.presence_penalty = static_cast<float>(*v);
   if (auto v = f.Number("frequency_penalty", -2, 2)) s.frequency_penalty = static_cast<float>(*v);
-  if (auto v = f.Int("repeat_last_n", -1, 1 << 20)) s.penalty_last_n = static_cast<int32_t>(*v);
+  // Ollama: -1 = the whole context (every token so far), 0 = off.
+  if (auto v = f.Int("repeat_last_n", -1, 1 << 20)) s.penalty_last_n = *v < 0 ? INT32_MAX : static_cast<int32_t>(*v);
   if (auto v = f.Int("seed", INT64_MIN, INT64_MAX)) s.seed = static_cast<uint64_t>(*v);
   if (auto v = f.Strings("stop", static_cast<size_t>(limits.max_stop))) job->options.stop = *v;
   f.Int("num_ctx", 1, INT32_MAX);  // validated; the context is set per model in the config
