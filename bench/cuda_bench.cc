@@ -83,9 +83,11 @@ int main(int argc, char** argv) {
   }();
   std::printf(
       "{\"model\": \"%s\", \"card\": \"%s\", \"n_layer\": %u, \"n_embd\": %u, \"pp\": %d, \"tg\": %d, "
-      "\"pp_tok_s\": %.1f, \"tg_tok_s\": %.1f, \"load_s\": %.2f, \"device_mib\": %.0f, \"weights_file_mib\": %.0f}\n",
+      "\"pp_tok_s\": %.1f, \"tg_tok_s\": %.1f, \"load_s\": %.2f, \"device_mib\": %.0f, \"weights_file_mib\": %.0f, "
+      "\"matvec\": \"%s\"}\n",
       path.c_str(), info.name.c_str(), cfg->n_layer, cfg->n_embd, P, G, best_pp, best_tg, load_s,
-      b.memory().device_bytes / 1048576.0, model::WeightBytes(*f) / 1048576.0);
+      b.memory().device_bytes / 1048576.0, model::WeightBytes(*f) / 1048576.0,
+      std::getenv("QWENMUX_CUDA_MATVEC") ? std::getenv("QWENMUX_CUDA_MATVEC") : "default");
   if (const char* prof = std::getenv("PROFILE"); prof && std::strcmp(prof, "1") == 0) {
     setenv("QWENMUX_CUDA_PROFILE", "1", 1);
     auto pb = runtime::MakeCudaBackend(*cfg, *w, runtime::CudaBackendOptions{0, P + G + 8, 1, std::max(P, 1)});
