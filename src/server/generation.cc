@@ -146,6 +146,7 @@ Status EncodeChat(Service& service, const chat::ChatRequest& request, Generation
   job->prompt = EncodeChatPrompt(*job->tok, segments);
   job->chat = true;
   job->thinking = !request.options.enable_thinking.has_value() || *request.options.enable_thinking;
+  job->thinking_chosen = request.options.enable_thinking.has_value();
   return Status::Ok();
 }
 
@@ -176,6 +177,8 @@ Status CheckLimits(Service& service, std::optional<int64_t> max_tokens, Generati
   job->options.max_tokens = static_cast<int32_t>(std::min<int64_t>(want, n_ctx - n_prompt));
   return Status::Ok();
 }
+
+int32_t DefaultConstrainedThinking(int32_t max_tokens) { return std::min<int32_t>(256, std::max(0, max_tokens / 4)); }
 
 Status CheckLatencyField(const std::string& latency) {
   if (latency.empty()) return Status::Ok();
@@ -252,12 +255,16 @@ Status SubmitGeneration(Service& service, GenerationJob& job, std::shared_ptr<Re
   req.options = job.options;
   req.keep_alive = job.keep_alive;
   req.logprobs = job.logprobs;
-  if (job.constraint || (job.chat && job.thinking && job.thinking_budget >= 0)) {
+  int32_t thinking_budget = job.thinking_budget;
+  if (thinking_budget < 0 && job.constraint && job.chat && job.thinking && !job.thinking_chosen) {
+    thinking_budget = DefaultConstrainedThinking(job.options.max_tokens);
+  }
+  if (job.constraint || (job.chat && job.thinking && thinking_budget >= 0)) {
     std::unique_ptr<engine::LogitProcessor> proc = job.constraint ? job.constraint->NewProcessor() : nullptr;
     if (job.chat && job.thinking) {
       // The constraint applies to the answer: thinking stays free (within its budget).
       structured::ThinkingOptions t;
-      t.budget = job.thinking_budget;
+      t.budget = thinking_budget;
       proc = structured::MakeThinkingBudget(std::move(proc), structured::VocabIndex::Shared(*job.tok), t);
     }
     req.processor = std::move(proc);

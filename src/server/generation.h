@@ -30,8 +30,12 @@ struct GenerationJob {
   int32_t top_logprobs = 0;
   bool chat = true;       // output is an assistant turn (reasoning / content / tool calls)
   bool thinking = true;   // the assistant turn starts in reasoning
+  bool thinking_chosen = false;  // the request set enable_thinking / think itself
   structured::Constraint constraint;  // JSON schema / JSON object / forced tool calls (answer part)
-  int32_t thinking_budget = -1;       // thinking tokens before </think> is forced (< 0: unlimited)
+  // Thinking tokens before </think> is forced (< 0: unlimited). A constrained request (schema,
+  // JSON, forced tool call) that chose neither thinking nor a budget gets
+  // DefaultConstrainedThinking(max_tokens), so its answer is not crowded out by thinking.
+  int32_t thinking_budget = -1;
   // Ollama options.num_ctx (0: not given): the request's context, prompt and answer together,
   // within the model's (CheckLimits); above the model's it is clamped and the answer says so.
   int64_t num_ctx = 0;
@@ -56,6 +60,10 @@ uint64_t ConstraintCacheMaxBytes();
 void SetConstraintCacheBytes(uint64_t max_bytes);  // serve --constraint-cache (default 256 MiB)
 // Runs `hook` on the compiling thread before each compile (tests: event ordering).
 void SetConstraintCompileHookForTesting(std::function<void()> hook);
+
+// The thinking budget of a constrained request that chose none: a quarter of max_tokens, at
+// most 256 tokens.
+int32_t DefaultConstrainedThinking(int32_t max_tokens);
 
 // Loads the route's tokenizer into job->tok.
 Status LoadTokenizer(Service& service, GenerationJob* job);

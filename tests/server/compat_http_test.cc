@@ -343,6 +343,25 @@ TEST_F(CompatHttp, ErrorTextsNameTheRightThing) {
   }
 }
 
+// Item 8 (part): a constrained request that chose no thinking gets a bounded thinking budget
+// (a quarter of max_tokens), so the answer is not crowded out by Qwen3's default thinking.
+TEST_F(CompatHttp, ConstrainedRequestsThinkWithinABudget) {
+  json req = Chat("Give me JSON", 120);
+  req["response_format"] = {{"type", "json_object"}};
+  auto r = Post("/v1/chat/completions", req);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json msg = Body(r)["choices"][0]["message"];
+  ASSERT_TRUE(msg["content"].is_string()) << r.body;
+  EXPECT_FALSE(msg["content"].get<std::string>().empty()) << r.body;
+  EXPECT_EQ(msg["content"].get<std::string>().front(), '{') << r.body;
+  // The thinking part stayed within the budget (re-encoded text: about the tokens generated).
+  EXPECT_LE(tok_->Encode(msg.value("reasoning_content", "")).size(), 30u + 8u) << r.body;
+  auto o = Post("/api/chat", json{{"model", "tiny"}, {"messages", {{{"role", "user"}, {"content", "JSON"}}}}, {"stream", false},
+                                  {"format", "json"}, {"options", {{"num_predict", 120}, {"temperature", 0}}}});
+  ASSERT_EQ(o.status, 200) << o.body;
+  EXPECT_FALSE(Body(o)["message"]["content"].get<std::string>().empty()) << o.body;
+}
+
 // Item 5: generations cut off by shutdown end as errors, not as "stop", and are counted.
 TEST(CompatShutdown, CutOffGenerationsAreNotReportedAsStop) {
   orchestrator::Metrics metrics;
