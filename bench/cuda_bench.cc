@@ -16,6 +16,7 @@
 
 #include "gguf/gguf.h"
 #include "model/config.h"
+#include "orchestrator/manager/memory_estimate.h"
 #include "runtime/cuda/cuda_device.h"
 #include "runtime/weights.h"
 #ifdef QWENMUX_CUDA
@@ -75,6 +76,13 @@ int main(int argc, char** argv) {
     const double tg = G / std::chrono::duration<double>(Clock::now() - a).count();
     if (r > 0 || reps == 0) best_pp = std::max(best_pp, pp), best_tg = std::max(best_tg, tg);
   }
+  // The model manager's device-memory estimate for the same load (the 5% bar of the CUDA issue).
+  engine::LoadOptions lo;
+  lo.n_ctx = P + G + 8;
+  lo.n_seq = 1;
+  lo.n_batch = std::max(P, 1);
+  const double estimate_mib =
+      orchestrator::EstimateDeviceMemory(*cfg, model::WeightBytes(*f), lo).total() / 1048576.0;
   const double host_ms = [&] {  // the bench's own argmax per step, part of the tg wall time
     auto a = Clock::now();
     int32_t sink = 0;
@@ -83,9 +91,11 @@ int main(int argc, char** argv) {
   }();
   std::printf(
       "{\"model\": \"%s\", \"card\": \"%s\", \"n_layer\": %u, \"n_embd\": %u, \"pp\": %d, \"tg\": %d, "
-      "\"pp_tok_s\": %.1f, \"tg_tok_s\": %.1f, \"load_s\": %.2f, \"device_mib\": %.0f, \"weights_file_mib\": %.0f}\n",
+      "\"pp_tok_s\": %.1f, \"tg_tok_s\": %.1f, \"load_s\": %.2f, \"device_mib\": %.0f, \"weights_file_mib\": %.0f, "
+      "\"estimate_mib\": %.0f, \"device_vs_estimate\": %.3f, \"matvec\": \"%s\"}\n",
       path.c_str(), info.name.c_str(), cfg->n_layer, cfg->n_embd, P, G, best_pp, best_tg, load_s,
-      b.memory().device_bytes / 1048576.0, model::WeightBytes(*f) / 1048576.0);
+      b.memory().device_bytes / 1048576.0, model::WeightBytes(*f) / 1048576.0, estimate_mib,
+      b.memory().device_bytes / 1048576.0 / estimate_mib, std::getenv("QWENMUX_CUDA_MATVEC") ? std::getenv("QWENMUX_CUDA_MATVEC") : "default");
   if (const char* prof = std::getenv("PROFILE"); prof && std::strcmp(prof, "1") == 0) {
     setenv("QWENMUX_CUDA_PROFILE", "1", 1);
     auto pb = runtime::MakeCudaBackend(*cfg, *w, runtime::CudaBackendOptions{0, P + G + 8, 1, std::max(P, 1)});

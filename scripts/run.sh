@@ -27,7 +27,7 @@ for _ in $(seq 100); do
 done
 model=$(curl -sf "http://127.0.0.1:$PORT/v1/models" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
 curl -sf "http://127.0.0.1:$PORT/v1/chat/completions" \
-  -d "{\"model\":\"$model\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":16}"
+  -d "{\"model\":\"$model\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":16,\"chat_template_kwargs\":{\"enable_thinking\":false}}"
 echo
 kill -TERM $pid
 wait $pid

@@ -297,7 +297,8 @@ Result<ChatRole> ParseRole(const Json& msg, const std::string& where) {
                  JsonTypeName(*it));
   }
   const std::string& role = it->get_ref<const std::string&>();
-  if (role == "system") return ChatRole::kSystem;
+  // OpenAI's newer name for system instructions (o1 and later); Qwen3 has one system turn.
+  if (role == "system" || role == "developer") return ChatRole::kSystem;
   if (role == "user") return ChatRole::kUser;
   if (role == "assistant") return ChatRole::kAssistant;
   if (role == "tool") return ChatRole::kTool;

@@ -1,9 +1,13 @@
 #include "server/generation.h"
 
+#include <atomic>
+#include <limits>
 #include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 
+#include "orchestrator/router/features.h"
 #include "server/prompt.h"
 
 namespace qwenmux::server {
@@ -57,7 +61,78 @@ Status SetConstraint(GenerationJob* job, const std::string& key,
   return Status::Ok();
 }
 
+// logit_bias in front of the request's own processor (constraint, thinking budget): the bias
+// first, then the masks, so a constraint always keeps a token to pick.
+class LogitBias final : public engine::LogitProcessor {
+ public:
+  LogitBias(std::vector<std::pair<int32_t, float>> bias, std::unique_ptr<engine::LogitProcessor> inner)
+      : bias_(std::move(bias)), inner_(std::move(inner)) {}
+  Status Apply(std::span<float> logits) override {
+    for (const auto& [id, b] : bias_) {
+      if (id < 0 || static_cast<size_t>(id) >= logits.size()) continue;
+      logits[id] = b <= -100.0f ? -std::numeric_limits<float>::infinity() : logits[id] + b;
+    }
+    return inner_ ? inner_->Apply(logits) : Status::Ok();
+  }
+  Status Accept(int32_t token) override { return inner_ ? inner_->Accept(token) : Status::Ok(); }
+  bool Done() const override { return inner_ && inner_->Done(); }
+
+ private:
+  std::vector<std::pair<int32_t, float>> bias_;
+  std::unique_ptr<engine::LogitProcessor> inner_;
+};
+
+// Forwards everything; counts a 400 answered by the handler itself (on its thread, while it runs).
+class CountingResponder final : public Responder {
+ public:
+  CountingResponder(std::shared_ptr<Responder> inner, std::function<void()> count)
+      : inner_(std::move(inner)), count_(std::move(count)), thread_(std::this_thread::get_id()) {}
+  void Send(int status, std::string content_type, std::string body, HeaderList headers) override {
+    if (status == 400 && handler_running_.load() && std::this_thread::get_id() == thread_) count_();
+    inner_->Send(status, std::move(content_type), std::move(body), std::move(headers));
+  }
+  void StartStream(int status, std::string content_type, HeaderList headers) override {
+    inner_->StartStream(status, std::move(content_type), std::move(headers));
+  }
+  bool Write(std::string chunk) override { return inner_->Write(std::move(chunk)); }
+  void End() override { inner_->End(); }
+  bool cancelled() const override { return inner_->cancelled(); }
+  void OnCancel(std::function<void()> hook) override { inner_->OnCancel(std::move(hook)); }
+  void NoteUsage(std::string model, int64_t prompt_tokens, int64_t completion_tokens) override {
+    inner_->NoteUsage(std::move(model), prompt_tokens, completion_tokens);
+  }
+  void NoteError(std::string message) override { inner_->NoteError(std::move(message)); }
+  void HandlerReturned() { handler_running_.store(false); }
+
+ private:
+  std::shared_ptr<Responder> inner_;
+  std::function<void()> count_;
+  const std::thread::id thread_;
+  std::atomic<bool> handler_running_{true};
+};
+
 }  // namespace
+
+const ServedModel* NamedModel(const Service& service, const std::string& requested) {
+  if (requested.empty() || requested == "auto") return nullptr;
+  auto route = service.Resolve(requested, orchestrator::RequestInput{});
+  if (!route.ok() || (route->reason != "explicit" && route->reason != "alias")) return nullptr;
+  return route->model;
+}
+
+Handler CountInvalidRequests(Service& service, Handler handler) {
+  return [s = &service, handler = std::move(handler)](const HttpRequest& req, std::shared_ptr<Responder> r) {
+    auto counting = std::make_shared<CountingResponder>(std::move(r), [s, &req] {
+      auto body = ParseBody(req.body);
+      if (!body.ok()) return;
+      const auto it = body->find("model");
+      if (it == body->end() || !it->is_string()) return;
+      if (const ServedModel* m = NamedModel(*s, it->get<std::string>())) s->metrics().RequestFailed(m->name, "invalid_request");
+    });
+    handler(req, counting);
+    counting->HandlerReturned();
+  };
+}
 
 Status LoadTokenizer(Service& service, GenerationJob* job) {
   QM_ASSIGN_OR_RETURN(job->tok, service.Tokenizer(*job->route.model));
@@ -71,24 +146,56 @@ Status EncodeChat(Service& service, const chat::ChatRequest& request, Generation
   job->prompt = EncodeChatPrompt(*job->tok, segments);
   job->chat = true;
   job->thinking = !request.options.enable_thinking.has_value() || *request.options.enable_thinking;
+  job->thinking_chosen = request.options.enable_thinking.has_value();
   return Status::Ok();
 }
 
-Status CheckLimits(Service& service, std::optional<int64_t> max_tokens, GenerationJob* job) {
-  const int32_t n_ctx = job->route.model->n_ctx;
+int32_t RequestContext(const GenerationJob& job) {
+  const int32_t n_ctx = job.route.model->n_ctx;
+  return job.num_ctx > 0 && job.num_ctx < n_ctx ? static_cast<int32_t>(job.num_ctx) : n_ctx;
+}
+
+Status CheckLimits(Service& service, std::optional<int64_t> max_tokens, GenerationJob* job,
+                   const char* max_tokens_field) {
+  const int32_t n_ctx = RequestContext(*job);
   const int64_t n_prompt = static_cast<int64_t>(job->prompt.size());
   if (n_prompt == 0) return Error(StatusCode::kInvalidArgument, "prompt: empty");
   if (n_prompt >= n_ctx) {
+    if (n_ctx < job->route.model->n_ctx) {
+      return Error(StatusCode::kOutOfRange, "prompt has {} tokens, more than the context of {} tokens set by "
+                   "options.num_ctx (model {} has {})", n_prompt, n_ctx, job->route.model->name, job->route.model->n_ctx);
+    }
     return Error(StatusCode::kOutOfRange, "prompt has {} tokens, more than the context of {} tokens of model {}",
                  n_prompt, n_ctx, job->route.model->name);
   }
   const int64_t cap = service.limits().max_tokens;
   if (max_tokens && *max_tokens > cap) {
-    return Error(StatusCode::kInvalidArgument, "max_tokens: {} is above the server's limit of {}", *max_tokens, cap);
+    return Error(StatusCode::kInvalidArgument, "{}: {} is above the server's limit of {}", max_tokens_field, *max_tokens,
+                 cap);
   }
   const int64_t want = max_tokens.value_or(service.limits().default_max_tokens);
   job->options.max_tokens = static_cast<int32_t>(std::min<int64_t>(want, n_ctx - n_prompt));
   return Status::Ok();
+}
+
+int32_t DefaultConstrainedThinking(int32_t max_tokens) { return std::min<int32_t>(256, std::max(0, max_tokens / 4)); }
+
+Status CheckLatencyField(const std::string& latency) {
+  if (latency.empty()) return Status::Ok();
+  auto l = orchestrator::ParseLatency(latency);
+  return l.ok() ? Status::Ok() : l.status();  // 'latency "x": use low, normal, ...'
+}
+
+std::string RouteErrorParam(const Status& s) { return s.code() == StatusCode::kNotFound ? "model" : ""; }
+
+Status CancelledError(const orchestrator::GenerationResult& g, Responder& r) {
+  r.NoteUsage(g.model, g.prompt_tokens, g.completion_tokens);
+  if (r.cancelled()) {  // by the server (a client that left reads nothing)
+    return Error(StatusCode::kCancelled, "generation cancelled after {} tokens: the server is shutting down; retry",
+                 g.completion_tokens);
+  }
+  return Error(StatusCode::kCancelled, "generation cancelled after {} tokens: the model stopped serving; retry",
+               g.completion_tokens);
 }
 
 Status SetJsonSchema(GenerationJob* job, const Json& schema) {
@@ -148,16 +255,21 @@ Status SubmitGeneration(Service& service, GenerationJob& job, std::shared_ptr<Re
   req.options = job.options;
   req.keep_alive = job.keep_alive;
   req.logprobs = job.logprobs;
-  if (job.constraint || (job.chat && job.thinking && job.thinking_budget >= 0)) {
+  int32_t thinking_budget = job.thinking_budget;
+  if (thinking_budget < 0 && job.constraint && job.chat && job.thinking && !job.thinking_chosen) {
+    thinking_budget = DefaultConstrainedThinking(job.options.max_tokens);
+  }
+  if (job.constraint || (job.chat && job.thinking && thinking_budget >= 0)) {
     std::unique_ptr<engine::LogitProcessor> proc = job.constraint ? job.constraint->NewProcessor() : nullptr;
     if (job.chat && job.thinking) {
       // The constraint applies to the answer: thinking stays free (within its budget).
       structured::ThinkingOptions t;
-      t.budget = job.thinking_budget;
+      t.budget = thinking_budget;
       proc = structured::MakeThinkingBudget(std::move(proc), structured::VocabIndex::Shared(*job.tok), t);
     }
     req.processor = std::move(proc);
   }
+  if (!job.logit_bias.empty()) req.processor = std::make_unique<LogitBias>(job.logit_bias, std::move(req.processor));
   req.top_logprobs = job.top_logprobs;
   Responder* raw = responder.get();
   req.on_token = [raw, on_token = std::move(on_token)](const orchestrator::TokenEvent& ev) {

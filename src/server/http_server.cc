@@ -265,7 +265,8 @@ class Session : public std::enable_shared_from_this<Session> {
       if (h.method() == http::verb::options) {
         std::string req_headers(h["access-control-request-headers"]);
         if (!SafeHeaderValue(req_headers)) req_headers.clear();
-        HeaderList extra = cors_;
+        // SendRaw adds cors_ (Allow-Origin, Vary) itself: each header once, or browsers refuse.
+        HeaderList extra;
         extra.push_back({"Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS"});
         extra.push_back({"Access-Control-Allow-Headers",
                          req_headers.empty() ? "authorization, content-type, x-api-key" : req_headers});

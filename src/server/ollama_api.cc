@@ -1,5 +1,5 @@
 // Ollama-compatible routes: /api/chat, /api/generate (NDJSON streaming, default on),
-// /api/embed, /api/tags, /api/ps, /api/show, /api/version. Errors: {"error": "..."}; overload
+// /api/embed (and the older /api/embeddings), /api/tags, /api/ps, /api/show, /api/version. Errors: {"error": "..."}; overload
 // is 503 with Retry-After (the OpenAI side answers 429).
 #include <chrono>
 #include <ctime>
@@ -54,17 +54,19 @@ std::optional<int64_t> ReadOptions(Fields& top, const ServiceLimits& limits, Gen
   if (auto v = f.Number("repeat_penalty", 0.01, 10)) s.repetition_penalty = static_cast<float>(*v);
   if (auto v = f.Number("presence_penalty", -2, 2)) s.presence_penalty = static_cast<float>(*v);
   if (auto v = f.Number("frequency_penalty", -2, 2)) s.frequency_penalty = static_cast<float>(*v);
-  if (auto v = f.Int("repeat_last_n", -1, 1 << 20)) s.penalty_last_n = static_cast<int32_t>(*v);
+  // Ollama: -1 = the whole context (every token so far), 0 = off.
+  if (auto v = f.Int("repeat_last_n", -1, 1 << 20)) s.penalty_last_n = *v < 0 ? INT32_MAX : static_cast<int32_t>(*v);
   if (auto v = f.Int("seed", INT64_MIN, INT64_MAX)) s.seed = static_cast<uint64_t>(*v);
   if (auto v = f.Strings("stop", static_cast<size_t>(limits.max_stop))) job->options.stop = *v;
-  f.Int("num_ctx", 1, INT32_MAX);  // validated; the context is set per model in the config
+  // The request's context within the model's (generation.h, GenerationJob::num_ctx).
+  if (auto v = f.Int("num_ctx", 1, INT32_MAX)) job->num_ctx = *v;
   std::optional<int64_t> n = f.Int("num_predict", -2, INT32_MAX);
+  if (n && *n == 0) f.Fail("num_predict", "must not be 0 (-1: until the context is full)");
   if (!f.ok()) {
     top.Adopt(f);
     return std::nullopt;
   }
-  if (n && *n <= 0) {
-    if (*n == 0) top.Fail("options", "num_predict: must not be 0");
+  if (n && *n < 0) {
     return std::optional<int64_t>(std::min<int64_t>(limits.max_tokens, job->route.model ? job->route.model->n_ctx : limits.max_tokens));
   }
   return n;
@@ -130,6 +132,7 @@ bool OnToken(OllamaGen& g, const TokenEvent& ev) {
 }
 
 void OnDone(OllamaGen& g, Result<GenerationResult> res) {
+  if (res.ok() && res->finish_reason == "cancelled") res = CancelledError(*res, *g.r);
   if (!res.ok()) {
     if (g.started) {
       g.r->NoteError(res.status().message());
@@ -153,6 +156,10 @@ void OnDone(OllamaGen& g, Result<GenerationResult> res) {
   j["eval_count"] = out.completion_tokens;
   j["eval_duration"] = Nanos(std::max(0.0, out.total_seconds - out.ttft_seconds));
   j["qwenmux"] = RouteJson(g.job.route, out.model, out.degraded);
+  if (g.job.num_ctx > 0) {  // what options.num_ctx became (clamped to the model's context)
+    j["qwenmux"]["num_ctx"] = Json{{"requested", g.job.num_ctx}, {"applied", RequestContext(g.job)},
+                                   {"clamped", g.job.num_ctx > RequestContext(g.job)}};
+  }
   const chat::ParsedChatOutput p = g.splitter.Final();
   if (g.stream) {
     const auto rest = g.splitter.Flush();
@@ -182,7 +189,7 @@ void OnDone(OllamaGen& g, Result<GenerationResult> res) {
 }
 
 void Run(Service& service, std::shared_ptr<OllamaGen> g, std::optional<int64_t> max_tokens) {
-  if (Status c = CheckLimits(service, max_tokens, &g->job); !c.ok()) return SendError(*g->r, c);
+  if (Status c = CheckLimits(service, max_tokens, &g->job, "options.num_predict"); !c.ok()) return SendError(*g->r, c);
   g->splitter = ChatDeltaSplitter(g->job.thinking);
   Status s = SubmitGeneration(
       service, g->job, g->r, [g](const TokenEvent& ev) { return OnToken(*g, ev); },
@@ -210,6 +217,26 @@ Status ReadCommon(Service& service, const HttpRequest& req, Fields& f, OllamaGen
   g->job.route = *route;
   *max_tokens = ReadOptions(f, service.limits(), &g->job);
   return f.status();
+}
+
+// Ollama's idiom for loading a model without generating (an empty prompt, or /api/chat with no
+// messages), and with keep_alive 0 for unloading it: answers done with done_reason "load" or
+// "unload".
+void LoadOrUnload(Service& service, const OllamaGen& g, Responder& r) {
+  const std::string name = g.job.route.model->name;
+  Json j{{"model", name}, {"created_at", Rfc3339(std::chrono::system_clock::now())}};
+  if (g.chat) j["message"] = Json{{"role", "assistant"}, {"content", ""}};
+  else j["response"] = "";
+  if (g.job.keep_alive && g.job.keep_alive->count() == 0) {
+    (void)service.manager().Unload(name);
+    j["done_reason"] = "unload";
+  } else {
+    auto lease = service.manager().Acquire(name, g.job.keep_alive);
+    if (!lease.ok()) return SendError(r, lease.status());
+    j["done_reason"] = "load";
+  }
+  j["done"] = true;
+  r.Send(200, "application/json", Dump(j), RouteHeaders(g.job.route));
 }
 
 // Ollama's "format": "json" (any JSON object) or a JSON schema object. After the tokenizer is loaded.
@@ -246,6 +273,14 @@ void Chat(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r
     }
   }
   j.erase("think");  // Ollama's flag, not a template kwarg
+  if (!j.contains("messages") || (j["messages"].is_array() && j["messages"].empty())) {
+    // Ollama: no messages loads the model (keep_alive 0: unloads it).
+    std::optional<int64_t> unused;
+    if (Status s = ReadCommon(service, req, f, g.get(), orchestrator::RequestInput{}, &unused); !s.ok()) {
+      return SendError(*r, s);
+    }
+    return LoadOrUnload(service, *g, *r);
+  }
   auto chat_req = chat::ParseChatRequestJson(j);
   if (!chat_req.ok()) return SendError(*r, chat_req.status());
   if (think) chat_req->options.enable_thinking = *think;
@@ -278,20 +313,7 @@ void Generate(Service& service, const HttpRequest& req, std::shared_ptr<Responde
   if (f.Get("suffix")) f.Fail("suffix", "not supported");
   if (f.Get("images")) f.Fail("images", "not supported");
   if (!f.ok()) return SendError(*r, f.status());
-  const std::string name = g->job.route.model->name;
-  if (prompt.empty()) {
-    // Ollama: an empty prompt loads the model (keep_alive 0: unloads it).
-    Json j{{"model", name}, {"created_at", Rfc3339(std::chrono::system_clock::now())}, {"response", ""}, {"done", true}};
-    if (g->job.keep_alive && g->job.keep_alive->count() == 0) {
-      (void)service.manager().Unload(name);
-      j["done_reason"] = "unload";
-    } else {
-      auto lease = service.manager().Acquire(name, g->job.keep_alive);
-      if (!lease.ok()) return SendError(*r, lease.status());
-      j["done_reason"] = "load";
-    }
-    return r->Send(200, "application/json", Dump(j), RouteHeaders(g->job.route));
-  }
+  if (prompt.empty()) return LoadOrUnload(service, *g, *r);  // Ollama: an empty prompt loads the model
   if (raw) {
     if (Status e = LoadTokenizer(service, &g->job); !e.ok()) return SendError(*r, e);
     g->job.prompt = g->job.tok->Encode(prompt);
@@ -368,6 +390,41 @@ void Embed(Service& service, const HttpRequest& req, std::shared_ptr<Responder> 
              {"total_duration", Nanos(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count())},
              {"load_duration", 0}, {"prompt_eval_count", n_tokens}, {"qwenmux", RouteJson(rt, "", false)}};
     r->Send(200, "application/json", Dump(out), RouteHeaders(rt));
+  };
+  auto h = service.scheduler().Submit(std::move(er));
+  if (!h.ok()) return SendError(*r, h.status());
+  r->OnCancel([h = *h] { h->Cancel(); });
+}
+
+// Ollama's older POST /api/embeddings: {model, prompt} -> {"embedding": [...]}, one text, cut to
+// the context (an empty prompt gives an empty embedding, as Ollama).
+void LegacyEmbeddings(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
+  auto body = ParseBody(req.body);
+  if (!body.ok()) return SendError(*r, body.status());
+  Fields f(*body);
+  const std::string model = f.String("model").value_or("");
+  const std::optional<std::string> prompt = f.String("prompt");
+  auto ka = ParseKeepAlive(f.Get("keep_alive"));
+  if (!ka.ok()) return SendError(*r, ka.status());
+  if (f.ok() && !prompt) f.Fail("prompt", "missing (the text to embed)");
+  if (!f.ok()) return SendError(*r, f.status());
+  auto route = service.Resolve(model, orchestrator::ModelRole::kEmbedding);
+  if (!route.ok()) return SendError(*r, route.status());
+  if (prompt->empty()) return r->Send(200, "application/json", Dump(Json{{"embedding", Json::array()}}), RouteHeaders(*route));
+  auto tok = service.Tokenizer(*route->model);
+  if (!tok.ok()) return SendError(*r, tok.status());
+  std::vector<int32_t> ids = (*tok)->Encode(*prompt);
+  ids.resize(std::min(ids.size(), static_cast<size_t>(route->model->n_ctx - 1)));
+  const int64_t n_tokens = static_cast<int64_t>(ids.size()) + 1;
+  orchestrator::EmbedRequest er;
+  er.model = route->model->name;
+  er.keep_alive = *ka;
+  er.inputs.push_back(std::move(ids));
+  const Route rt = *route;
+  er.on_done = [r, rt, n_tokens](Result<std::vector<std::vector<float>>> res) {
+    if (!res.ok()) return SendError(*r, res.status());
+    r->NoteUsage(rt.model->name, n_tokens, -1);
+    r->Send(200, "application/json", Dump(Json{{"embedding", res->at(0)}}), RouteHeaders(rt));
   };
   auto h = service.scheduler().Submit(std::move(er));
   if (!h.ok()) return SendError(*r, h.status());
@@ -452,9 +509,19 @@ void Show(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r
 
 void RegisterOllamaRoutes(Service& service, HttpServer& http) {
   Service* s = &service;
-  http.Route("POST", "/api/chat", [s](const HttpRequest& q, std::shared_ptr<Responder> r) { Chat(*s, q, std::move(r)); });
-  http.Route("POST", "/api/generate", [s](const HttpRequest& q, std::shared_ptr<Responder> r) { Generate(*s, q, std::move(r)); });
-  http.Route("POST", "/api/embed", [s](const HttpRequest& q, std::shared_ptr<Responder> r) { Embed(*s, q, std::move(r)); });
+  // Model requests: a 400 on a served model counts as invalid_request (CountInvalidRequests).
+  http.Route("POST", "/api/chat", CountInvalidRequests(*s, [s](const HttpRequest& q, std::shared_ptr<Responder> r) {
+    Chat(*s, q, std::move(r));
+  }));
+  http.Route("POST", "/api/generate", CountInvalidRequests(*s, [s](const HttpRequest& q, std::shared_ptr<Responder> r) {
+    Generate(*s, q, std::move(r));
+  }));
+  http.Route("POST", "/api/embed", CountInvalidRequests(*s, [s](const HttpRequest& q, std::shared_ptr<Responder> r) {
+    Embed(*s, q, std::move(r));
+  }));
+  http.Route("POST", "/api/embeddings", CountInvalidRequests(*s, [s](const HttpRequest& q, std::shared_ptr<Responder> r) {
+    LegacyEmbeddings(*s, q, std::move(r));
+  }));
   http.Route("GET", "/api/tags", [s](const HttpRequest& q, std::shared_ptr<Responder> r) { Tags(*s, q, std::move(r)); });
   http.Route("GET", "/api/ps", [s](const HttpRequest& q, std::shared_ptr<Responder> r) { Ps(*s, q, std::move(r)); });
   http.Route("POST", "/api/show", [s](const HttpRequest& q, std::shared_ptr<Responder> r) { Show(*s, q, std::move(r)); });

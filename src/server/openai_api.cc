@@ -24,6 +24,37 @@ void SendStatus(Responder& r, const Status& s, const std::string& param = "") {
   SendError(r, e);
 }
 
+// logit_bias: {"TOKEN_ID": bias in [-100, 100]}; -100 bans the token. The ids are checked
+// against the vocabulary once the tokenizer is known (CheckLogitBias).
+void ReadLogitBias(Fields& f, std::vector<std::pair<int32_t, float>>* out) {
+  const Json* lb = f.Get("logit_bias");
+  if (!lb) return;
+  if (!lb->is_object()) return f.Fail("logit_bias", "expected an object mapping token ids to numbers from -100 to 100");
+  for (const auto& [key, value] : lb->items()) {
+    const bool digits = !key.empty() && key.size() <= 9 && key.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits) return f.Fail("logit_bias", fmt::format("key \"{}\" is not a token id (a non-negative integer)", key));
+    if (!value.is_number()) {
+      return f.Fail("logit_bias", fmt::format("\"{}\": expected a number from -100 to 100, got {}", key, value.dump()));
+    }
+    const double bias = value.get<double>();
+    if (!(bias >= -100 && bias <= 100)) {
+      return f.Fail("logit_bias", fmt::format("\"{}\": {} is out of range [-100, 100]", key, bias));
+    }
+    out->push_back({static_cast<int32_t>(std::stol(key)), static_cast<float>(bias)});
+  }
+}
+
+Status CheckLogitBias(const GenerationJob& job) {
+  const int32_t n_vocab = job.tok->vocab_size();
+  for (const auto& [id, bias] : job.logit_bias) {
+    if (id >= n_vocab) {
+      return Error(StatusCode::kInvalidArgument, "logit_bias: \"{}\": token id outside the vocabulary of {} tokens of model {}",
+                   id, n_vocab, job.route.model->name);
+    }
+  }
+  return Status::Ok();
+}
+
 // Sampling and length fields common to chat and completions. Returns max_tokens if given.
 std::optional<int64_t> ReadSampling(Fields& f, const ServiceLimits& limits, GenerationJob* job) {
   auto& s = job->options.sampler;
@@ -36,6 +67,7 @@ std::optional<int64_t> ReadSampling(Fields& f, const ServiceLimits& limits, Gene
   if (auto v = f.Number("repetition_penalty", 0.01, 10)) s.repetition_penalty = static_cast<float>(*v);
   if (auto v = f.Int("seed", INT64_MIN, INT64_MAX)) s.seed = static_cast<uint64_t>(*v);
   if (auto v = f.Strings("stop", static_cast<size_t>(limits.max_stop))) job->options.stop = *v;
+  ReadLogitBias(f, &job->logit_bias);
   if (auto n = f.Int("n", 1, INT32_MAX); n && *n > limits.max_n) {
     f.Fail("n", fmt::format("at most {} choice(s) per request", limits.max_n));
   }
@@ -56,6 +88,20 @@ std::optional<int64_t> ReadSampling(Fields& f, const ServiceLimits& limits, Gene
     if (*v > 0 && !job->logprobs) f.Fail("top_logprobs", "needs logprobs: true");
   }
   return max_tokens;
+}
+
+// stream_options.include_usage (default false: no usage chunk).
+bool ReadIncludeUsage(Fields& f) {
+  const Json* so = f.Get("stream_options");
+  if (!so) return false;
+  if (!so->is_object()) {
+    f.Fail("stream_options", "expected an object");
+    return false;
+  }
+  Fields sf(*so, "stream_options.");
+  const bool on = sf.Bool("include_usage").value_or(false);
+  f.Adopt(sf);
+  return on;
 }
 
 Json LogprobEntry(const tokenizer::Tokenizer& tok, int32_t id, float lp) {
@@ -98,7 +144,7 @@ Json Usage(const GenerationResult& g) {
 struct GenState {
   std::shared_ptr<Responder> r;
   GenerationJob job;
-  bool stream = false, include_usage = true, chat = true;
+  bool stream = false, include_usage = false, chat = true;  // usage chunk only when asked (as OpenAI)
   std::string id, object;
   int64_t created = 0;
   bool started = false;
@@ -115,6 +161,11 @@ struct GenState {
     if (started) return;
     started = true;
     r->StartStream(200, "text/event-stream", RouteHeaders(job.route));
+    // As OpenAI: the first chat delta names the role (clients build the message from it).
+    if (chat) {
+      Event(Chunk(Json{{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr},
+                       {"finish_reason", nullptr}}));
+    }
   }
 };
 
@@ -151,6 +202,7 @@ bool OnToken(GenState& s, const TokenEvent& ev) {
 }
 
 void OnDone(GenState& s, Result<GenerationResult> res) {
+  if (res.ok() && res->finish_reason == "cancelled") res = CancelledError(*res, *s.r);
   if (!res.ok()) {
     if (s.started) {
       ApiError e = ErrorFromStatus(res.status());
@@ -225,6 +277,7 @@ void OnDone(GenState& s, Result<GenerationResult> res) {
 }
 
 void Generate(Service& service, std::shared_ptr<GenState> st, std::optional<int64_t> max_tokens) {
+  if (Status b = CheckLogitBias(st->job); !b.ok()) return SendStatus(*st->r, b, "logit_bias");
   if (Status c = CheckLimits(service, max_tokens, &st->job); !c.ok()) {
     return SendStatus(*st->r, c, c.code() == StatusCode::kOutOfRange ? "messages" : "max_tokens");
   }
@@ -302,12 +355,7 @@ void ChatCompletions(Service& service, const HttpRequest& req, std::shared_ptr<R
   st->created = UnixNow();
   const std::string model = f.String("model").value_or("");
   st->stream = f.Bool("stream").value_or(false);
-  if (const Json* so = f.Get("stream_options")) {
-    if (!so->is_object()) f.Fail("stream_options", "expected an object");
-    else if (so->contains("include_usage") && (*so)["include_usage"].is_boolean()) {
-      st->include_usage = (*so)["include_usage"].get<bool>();
-    }
-  }
+  st->include_usage = ReadIncludeUsage(f);
   const std::optional<int64_t> max_tokens = ReadSampling(f, service.limits(), &st->job);
   if (!f.ok()) return SendStatus(*r, f.status(), f.param());
   auto chat_req = chat::ParseChatRequestJson(j);
@@ -322,8 +370,9 @@ void ChatCompletions(Service& service, const HttpRequest& req, std::shared_ptr<R
   in.latency_field = latency;
   in.latency_header = latency_header;
   if (const Json* rf = f.Get("response_format"); rf && rf->is_object() && rf->value("type", "") != "text") in.json_schema = true;
+  if (Status l = CheckLatencyField(latency); !l.ok()) return SendStatus(*r, l, "latency");
   auto route = service.Resolve(model, in);
-  if (!route.ok()) return SendStatus(*r, route.status(), "model");
+  if (!route.ok()) return SendStatus(*r, route.status(), RouteErrorParam(route.status()));
   st->job.route = *route;
   if (Status e = EncodeChat(service, *chat_req, &st->job); !e.ok()) return SendStatus(*r, e);
   std::string param;
@@ -344,6 +393,7 @@ void Completions(Service& service, const HttpRequest& req, std::shared_ptr<Respo
   st->created = UnixNow();
   const std::string model = f.String("model").value_or("");
   st->stream = f.Bool("stream").value_or(false);
+  st->include_usage = ReadIncludeUsage(f);
   const std::optional<int64_t> max_tokens = ReadSampling(f, service.limits(), &st->job);
   if (f.Get("suffix")) f.Fail("suffix", "not supported");
   if (f.Bool("echo").value_or(false)) f.Fail("echo", "not supported");
@@ -356,8 +406,9 @@ void Completions(Service& service, const HttpRequest& req, std::shared_ptr<Respo
   if (prompt->is_string()) in.texts.push_back(prompt->get_ref<const std::string&>());
   in.latency_field = latency;
   in.latency_header = latency_header;
+  if (Status l = CheckLatencyField(latency); !l.ok()) return SendStatus(*r, l, "latency");
   auto route = service.Resolve(model, in);
-  if (!route.ok()) return SendStatus(*r, route.status(), "model");
+  if (!route.ok()) return SendStatus(*r, route.status(), RouteErrorParam(route.status()));
   st->job.route = *route;
   st->job.chat = false;
   if (Status e = LoadTokenizer(service, &st->job); !e.ok()) return SendStatus(*r, e);
@@ -435,7 +486,7 @@ void Embeddings(Service& service, const HttpRequest& req, std::shared_ptr<Respon
   const Json* input = f.Get("input");
   if (!input) return SendStatus(*r, Status(StatusCode::kInvalidArgument, "input: missing"), "input");
   auto route = service.Resolve(model, orchestrator::ModelRole::kEmbedding);
-  if (!route.ok()) return SendStatus(*r, route.status(), "model");
+  if (!route.ok()) return SendStatus(*r, route.status(), RouteErrorParam(route.status()));
   if (dims && *dims > route->model->n_embd) {
     return SendStatus(*r, Error(StatusCode::kInvalidArgument, "dimensions: {} is above the model's {}", *dims,
                                 route->model->n_embd), "dimensions");
@@ -506,7 +557,7 @@ void Rerank(Service& service, const HttpRequest& req, std::shared_ptr<Responder>
     }
   }
   auto route = service.Resolve(model, orchestrator::ModelRole::kReranker);
-  if (!route.ok()) return SendStatus(*r, route.status(), "model");
+  if (!route.ok()) return SendStatus(*r, route.status(), RouteErrorParam(route.status()));
   auto tok = service.Tokenizer(*route->model);
   if (!tok.ok()) return SendStatus(*r, tok.status());
   orchestrator::RerankRequest rr;
@@ -544,32 +595,68 @@ void Rerank(Service& service, const HttpRequest& req, std::shared_ptr<Responder>
   r->OnCancel([h = *h] { h->Cancel(); });
 }
 
+Json ModelJson(const ServedModel& m) {
+  return Json{{"id", m.name}, {"object", "model"}, {"created", m.modified_unix}, {"owned_by", "qwenmux"},
+              {"role", orchestrator::ModelRoleName(m.role)}, {"aliases", m.aliases}, {"context_length", m.n_ctx}};
+}
+
 void Models(Service& service, const HttpRequest&, std::shared_ptr<Responder> r) {
   Json data = Json::array();
-  for (const ServedModel& m : service.models()) {
-    data.push_back(Json{{"id", m.name}, {"object", "model"}, {"created", m.modified_unix}, {"owned_by", "qwenmux"},
-                        {"role", orchestrator::ModelRoleName(m.role)}, {"aliases", m.aliases},
-                        {"context_length", m.n_ctx}});
-  }
+  for (const ServedModel& m : service.models()) data.push_back(ModelJson(m));
   r->Send(200, "application/json", Dump(Json{{"object", "list"}, {"data", std::move(data)}}));
+}
+
+// %XX escapes of a path segment ("qwen3%3A0.6b" -> "qwen3:0.6b"); malformed ones stay as they are.
+std::string PercentDecode(std::string_view in) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%' && i + 2 < in.size() && hex(in[i + 1]) >= 0 && hex(in[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+  return out;
+}
+
+// GET /v1/models/{id} (models.retrieve): a served model by name or alias.
+void ModelById(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
+  const std::string id = PercentDecode(std::string_view(req.path).substr(std::string_view("/v1/models/").size()));
+  for (const ServedModel& m : service.models()) {
+    if (m.name == id || std::find(m.aliases.begin(), m.aliases.end(), id) != m.aliases.end()) {
+      return r->Send(200, "application/json", Dump(ModelJson(m)));
+    }
+  }
+  SendStatus(*r, Error(StatusCode::kNotFound, "model \"{}\" not found; available: {}", id, service.ModelList()), "model");
 }
 
 }  // namespace
 
 void RegisterOpenAiRoutes(Service& service, HttpServer& http) {
   Service* s = &service;
-  http.Route("POST", "/v1/chat/completions", [s](const HttpRequest& q, std::shared_ptr<Responder> r) {
+  // Model requests: a 400 on a served model counts as invalid_request (CountInvalidRequests).
+  http.Route("POST", "/v1/chat/completions", CountInvalidRequests(*s, [s](const HttpRequest& q, std::shared_ptr<Responder> r) {
     ChatCompletions(*s, q, std::move(r));
-  });
-  http.Route("POST", "/v1/completions", [s](const HttpRequest& q, std::shared_ptr<Responder> r) {
+  }));
+  http.Route("POST", "/v1/completions", CountInvalidRequests(*s, [s](const HttpRequest& q, std::shared_ptr<Responder> r) {
     Completions(*s, q, std::move(r));
-  });
-  http.Route("POST", "/v1/embeddings", [s](const HttpRequest& q, std::shared_ptr<Responder> r) {
+  }));
+  http.Route("POST", "/v1/embeddings", CountInvalidRequests(*s, [s](const HttpRequest& q, std::shared_ptr<Responder> r) {
     Embeddings(*s, q, std::move(r));
-  });
-  http.Route("POST", "/v1/rerank", [s](const HttpRequest& q, std::shared_ptr<Responder> r) { Rerank(*s, q, std::move(r)); });
-  http.Route("POST", "/v1/reranking", [s](const HttpRequest& q, std::shared_ptr<Responder> r) { Rerank(*s, q, std::move(r)); });
+  }));
+  const Handler rerank = CountInvalidRequests(*s, [s](const HttpRequest& q, std::shared_ptr<Responder> r) { Rerank(*s, q, std::move(r)); });
+  http.Route("POST", "/v1/rerank", rerank);
+  http.Route("POST", "/v1/reranking", rerank);
   http.Route("GET", "/v1/models", [s](const HttpRequest& q, std::shared_ptr<Responder> r) { Models(*s, q, std::move(r)); });
+  http.Route("GET", "/v1/models/", [s](const HttpRequest& q, std::shared_ptr<Responder> r) { ModelById(*s, q, std::move(r)); },
+             /*prefix=*/true);
 }
 
 }  // namespace qwenmux::server

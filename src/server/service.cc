@@ -101,11 +101,20 @@ Result<Route> Service::Resolve(const std::string& requested, const orchestrator:
       snapshot, manager_->EffectiveBudget(), [this](const std::string& m) { return scheduler_->QueueDepth(m); });
   auto d = orchestrator::Route(requested, features, candidates_, state, policy_);
   if (!d.ok()) {
-    if (d.status().code() == StatusCode::kNotFound) {
-      return Error(StatusCode::kNotFound, "model \"{}\" not found; available: {} (or \"auto\"). {}", requested,
-                   ModelList(), d.status().message());
+    if (d.status().code() != StatusCode::kNotFound) return d.status();
+    // One sentence: the name asked for once, what exists once (the router's own text says the
+    // same, so it is not appended).
+    std::string tiers;
+    for (const orchestrator::RouterCandidate& c : candidates_) {
+      if (!c.tier.empty() && c.tier != c.name) tiers += (tiers.empty() ? "" : ", ") + c.tier;
     }
-    return d.status();
+    if (requested.empty() || requested == "auto") {  // no model of the request's role
+      std::string why(d.status().message());
+      if (why.starts_with("router: ")) why = why.substr(8);
+      return Error(StatusCode::kNotFound, "{}; available: {}", why, ModelList());
+    }
+    return Error(StatusCode::kNotFound, "model \"{}\" not found; available: {}{} (or \"auto\")", requested, ModelList(),
+                 tiers.empty() ? "" : "; tiers: " + tiers);
   }
   Route r;
   r.requested = requested;

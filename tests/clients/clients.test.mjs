@@ -63,6 +63,29 @@ test('openai: streaming deltas add up to the non-streamed answer; final usage ch
   assert.equal(usage.completion_tokens, 12);
 });
 
+test('openai: the everyday stream loop (no stream_options): choices[0] in every chunk, role first', async () => {
+  const stream = await openai.chat.completions.create({ model, messages: user('Hi'), max_tokens: 6, temperature: 0, stream: true });
+  let text = '', role = null, first = true;
+  for await (const c of stream) {
+    if (first) role = c.choices[0].delta.role;
+    first = false;
+    text += c.choices[0].delta.content ?? '';
+  }
+  assert.equal(role, 'assistant');
+  assert.equal(typeof text, 'string');
+});
+
+test('openai: models.retrieve, developer role, logit_bias', async () => {
+  const m = await openai.models.retrieve(model);
+  assert.equal(m.id, model);
+  await assert.rejects(openai.models.retrieve('no-such-model'), (e) => e instanceof OpenAI.NotFoundError);
+  const r = await openai.chat.completions.create({
+    model, messages: [{ role: 'developer', content: 'Be brief.' }, ...user('Hi')], max_tokens: 4 });
+  assert.equal(r.usage.completion_tokens, 4);
+  await assert.rejects(openai.chat.completions.create({ model, messages: user('x'), logit_bias: { 9707: 'abc' } }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'logit_bias');
+});
+
 test('openai: tools round-trip (forced call -> tool result -> answer)', async () => {
   const tools = [{ type: 'function', function: { name: 'get_weather', description: 'Weather for a city',
     parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 } }, required: ['city'] } } }];
@@ -172,6 +195,8 @@ test('ollama: list, show, ps, version', async () => {
   const v = await (await fetch(`${url}/api/version`, { headers: { authorization: `Bearer ${apiKey}` } })).json();
   assert.match(v.version, /^\d+\.\d+\.\d+/);
   await ollama.generate({ model, prompt: '', keep_alive: '1m' });  // load
+  const loaded = await ollama.chat({ model, messages: [] });  // the same through /api/chat
+  assert.equal(loaded.done_reason, 'load');
   const ps = await ollama.ps();
   assert.ok(ps.models.some((m) => m.name === model));
 });
@@ -197,6 +222,8 @@ test('ollama: generate streaming and embed', async () => {
   assert.ok(n >= 2 && done);
   const e = await ollama.embed({ model, input: ['a', 'b', 'c'] });
   assert.equal(e.embeddings.length, 3);
+  const legacy = await ollama.embeddings({ model, prompt: 'a' });  // the older /api/embeddings
+  assert.equal(legacy.embedding.length, e.embeddings[0].length);
 });
 
 test('ollama: errors', async () => {

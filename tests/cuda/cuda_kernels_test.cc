@@ -69,17 +69,21 @@ TEST_P(CudaMatMul, MatchesReference) {
         for (int64_t k = 0; k < cols; ++k) absdot[t * rows + r] += std::fabs(deq[k] * x[t * cols + k]);
     }
     DevBuf<float> dx(x);
-    // Matrix-vector kernel (any n, chunks of 8), accumulating onto ones.
-    DevBuf<float> dy(std::vector<float>(n * rows, 1.0f));
-    ASSERT_EQ(LaunchMatVec(w.m, dx.p, cols, dy.p, rows, n, /*accumulate=*/true, nullptr), cudaSuccess);
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    const auto got = dy.Read(n * rows);
-    double worst = 0;
-    for (int64_t i = 0; i < n * rows; ++i) {
-      const double err = std::fabs(got[i] - 1.0f - ref[i]) / (absdot[i] + 1e-6);
-      worst = std::max(worst, err);
+    // Matrix-vector kernel (any n, chunks of 8), accumulating onto ones, in both layouts (kLane8
+    // falls back to kPerUnit where cols % 256 != 0).
+    for (MatVecLayout layout : {MatVecLayout::kPerUnit, MatVecLayout::kLane8}) {
+      DevBuf<float> dy(std::vector<float>(n * rows, 1.0f));
+      ASSERT_EQ(LaunchMatVec(w.m, dx.p, cols, dy.p, rows, n, /*accumulate=*/true, nullptr, layout), cudaSuccess);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const auto got = dy.Read(n * rows);
+      double worst = 0;
+      for (int64_t i = 0; i < n * rows; ++i) {
+        const double err = std::fabs(got[i] - 1.0f - ref[i]) / (absdot[i] + 1e-6);
+        worst = std::max(worst, err);
+      }
+      EXPECT_LT(worst, 2e-5) << Name(c.type) << " matvec n=" << n << " layout "
+                             << (layout == MatVecLayout::kLane8 ? "lane8" : "per-unit");
     }
-    EXPECT_LT(worst, 2e-5) << Name(c.type) << " matvec n=" << n;
 
     // Dequantize to f16/bf16 + tensor-core GEMM.
     for (bool bf16 : {false, true}) {
@@ -103,7 +107,11 @@ INSTANTIATE_TEST_SUITE_P(
                       TypeCase{gguf::TensorType::kBF16, 96}, TypeCase{gguf::TensorType::kQ8_0, 96},
                       TypeCase{gguf::TensorType::kQ8_0, 4128}, TypeCase{gguf::TensorType::kQ4_0, 160},
                       TypeCase{gguf::TensorType::kQ4_K, 768}, TypeCase{gguf::TensorType::kQ5_K, 768},
-                      TypeCase{gguf::TensorType::kQ6_K, 768}, TypeCase{gguf::TensorType::kQ6_K, 2816}),
+                      TypeCase{gguf::TensorType::kQ6_K, 768}, TypeCase{gguf::TensorType::kQ6_K, 2816},
+                      // cols % 256 == 0 for the simple types too (the kLane8 layout)
+                      TypeCase{gguf::TensorType::kF32, 512}, TypeCase{gguf::TensorType::kF16, 256},
+                      TypeCase{gguf::TensorType::kBF16, 768}, TypeCase{gguf::TensorType::kQ8_0, 1024},
+                      TypeCase{gguf::TensorType::kQ4_0, 512}, TypeCase{gguf::TensorType::kQ5_K, 2304}),
     [](const ::testing::TestParamInfo<TypeCase>& i) {
       return Name(i.param.type) + "_" + std::to_string(i.param.cols);
     });

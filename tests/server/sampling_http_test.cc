@@ -142,6 +142,16 @@ TEST_F(SamplingHttp, OllamaOptionsKeepAliveAndFormat) {
                       .dump());
   ASSERT_EQ(off.status, 200) << off.body;
   EXPECT_EQ(json::parse(off.body)["response"], Direct(kPrompt, Greedy(), 16));
+  // repeat_last_n -1 (Ollama: the whole context): every token so far is penalised (not refused,
+  // not read as "off").
+  s.penalty_last_n = 1 << 20;
+  auto all = Call(port(), "POST", "/api/generate",
+                  json{{"model", "tiny"}, {"prompt", kPrompt}, {"raw", true}, {"stream", false},
+                       {"options", {{"temperature", 0}, {"repeat_penalty", 3.0}, {"repeat_last_n", -1}, {"num_predict", 16}}}}
+                      .dump());
+  ASSERT_EQ(all.status, 200) << all.body;
+  EXPECT_EQ(json::parse(all.body)["response"], Direct(kPrompt, s, 16));
+  EXPECT_NE(Direct(kPrompt, s, 16), Direct(kPrompt, Greedy(), 16));
 
   // format as a JSON schema: the answer parses and has the required key of the right type.
   const json schema = {{"type", "object"},

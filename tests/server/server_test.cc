@@ -116,6 +116,7 @@ TEST_F(ServerHttp, StreamingMatchesNonStreaming) {
   auto whole = Call(port(), "POST", "/v1/chat/completions", req.dump());
   ASSERT_EQ(whole.status, 200);
   req["stream"] = true;
+  req["stream_options"] = {{"include_usage", true}};  // the usage chunk only when asked
   auto s = Call(port(), "POST", "/v1/chat/completions", req.dump());
   ASSERT_EQ(s.status, 200);
   EXPECT_EQ(s.Header("content-type"), "text/event-stream");

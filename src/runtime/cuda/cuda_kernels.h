@@ -59,8 +59,12 @@ cudaError_t LaunchRepack(const DevMatrix& m, const uint8_t* raw, int64_t row0, i
 
 // y[t, r] = sum_k W[r, k] * x[t, k] (+ y[t, r] when accumulate), t < n. x, y f32, ldx % 4 == 0.
 // The matrix-vector kernel: dequantization in registers, one warp per row; any n (chunks of 8).
+// Two layouts: kPerUnit (each lane a 32- or 64-value unit of the row) and kLane8 (the warp reads
+// 256 adjacent columns per step, each lane 8; rows of cols % 256 == 0, others fall back to
+// kPerUnit); kDefault is kPerUnit unless QWENMUX_CUDA_MATVEC=lane8.
+enum class MatVecLayout { kDefault, kPerUnit, kLane8 };
 cudaError_t LaunchMatVec(const DevMatrix& w, const float* x, int64_t ldx, float* y, int64_t ldy, int64_t n,
-                         bool accumulate, cudaStream_t s);
+                         bool accumulate, cudaStream_t s, MatVecLayout layout = MatVecLayout::kDefault);
 
 // Rows [row0, row0 + nrows) of W dequantized to f16 (bf16 when `bf16`) into out [nrows, cols].
 cudaError_t LaunchDequantize(const DevMatrix& w, int64_t row0, int64_t nrows, uint16_t* out, bool bf16,

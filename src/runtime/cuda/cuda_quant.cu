@@ -3,6 +3,7 @@
 #include "runtime/cuda/cuda_quant.cuh"
 
 #include <cstdlib>
+#include <string_view>
 
 namespace qwenmux::runtime::cuda {
 
@@ -210,20 +211,23 @@ __global__ void EmbedKernel(DevMatrix w, const int32_t* ids, float* out) {
   }
 }
 
-// QWENMUX_CUDA_MATVEC=0: the per-unit kernel for every row length (for side-by-side timing).
+// QWENMUX_CUDA_MATVEC=lane8 turns the warp-coalesced kernel on for rows of cols % 256 == 0.
+// Off by default until it has run on a GPU: the per-unit kernel is the one validated on an H100
+// (tests/cuda, 2026-12-07); the coalesced one is built and compiled but not yet measured.
 bool UseLane8() {
   static const bool use = [] {
     const char* e = std::getenv("QWENMUX_CUDA_MATVEC");
-    return !(e && e[0] == '0' && e[1] == 0);
+    return e && std::string_view(e) == "lane8";
   }();
   return use;
 }
 
 template <TensorType T>
 void LaunchMatVecN(const DevMatrix& w, const float* x, int64_t ldx, float* y, int64_t ldy, int64_t nt,
-                   bool accumulate, unsigned grid, cudaStream_t s) {
+                   bool accumulate, unsigned grid, MatVecLayout layout, cudaStream_t s) {
   const int acc = accumulate ? 1 : 0;
-  const bool lane8 = w.cols % 256 == 0 && UseLane8();
+  if (layout == MatVecLayout::kDefault) layout = UseLane8() ? MatVecLayout::kLane8 : MatVecLayout::kPerUnit;
+  const bool lane8 = w.cols % 256 == 0 && layout == MatVecLayout::kLane8;
   switch (nt) {
 #define QWENMUX_MATVEC_CASE(K)                                                              \
   case K:                                                                                   \
@@ -319,7 +323,7 @@ cudaError_t LaunchRepack(const DevMatrix& m, const uint8_t* raw, int64_t row0, i
 }
 
 cudaError_t LaunchMatVec(const DevMatrix& w, const float* x, int64_t ldx, float* y, int64_t ldy, int64_t n,
-                         bool accumulate, cudaStream_t s) {
+                         bool accumulate, cudaStream_t s, MatVecLayout layout) {
   if (w.rows == 0 || n == 0) return cudaSuccess;
   const unsigned grid = static_cast<unsigned>((w.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
   cudaError_t err = cudaSuccess;
@@ -328,7 +332,7 @@ cudaError_t LaunchMatVec(const DevMatrix& w, const float* x, int64_t ldx, float*
     const float* xt = x + t0 * ldx;
     float* yt = y + t0 * ldy;
     bool ok = true;
-    QWENMUX_DISPATCH_DTYPE(w.type, ok, LaunchMatVecN<T>(w, xt, ldx, yt, ldy, nt, accumulate, grid, s))
+    QWENMUX_DISPATCH_DTYPE(w.type, ok, LaunchMatVecN<T>(w, xt, ldx, yt, ldy, nt, accumulate, grid, layout, s))
     err = ok ? cudaGetLastError() : cudaErrorInvalidValue;
   }
   return err;
