@@ -2,7 +2,9 @@
 // one f32 scale per 32 int8 values). Per block: integer dot product, then one f32 FMA with
 // scale(w) * scale(x).
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/matmul_q8.cc"
@@ -186,10 +188,17 @@ void QuantizeRowsT(const float* x, int64_t ldx, int64_t t0, int64_t t1, int64_t 
     for (int64_t b = 0; b < nb; ++b) {
       const float* xb = xt + b * block;
       int8_t* qb = q + b * block;
-      auto vmax = hn::Zero(df);
-      for (int64_t k = 0; k < block; k += n) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xb + k)));
+      // vsum only carries NaN: Max drops a NaN operand on some targets (NEON's fmaxnm, and x86
+      // depending on the operand order), which would quantize a NaN block to finite zeros. A NaN
+      // input must give NaN outputs, as float arithmetic would (the engine's non-finite check).
+      auto vmax = hn::Zero(df), vsum = hn::Zero(df);
+      for (int64_t k = 0; k < block; k += n) {
+        const auto v = hn::LoadU(df, xb + k);
+        vmax = hn::Max(vmax, hn::Abs(v));
+        vsum = hn::Add(vsum, v);
+      }
       const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
-      dt[b] = amax / 127.0f;
+      dt[b] = std::isnan(hn::GetLane(hn::SumOfLanes(df, vsum))) ? std::numeric_limits<float>::quiet_NaN() : amax / 127.0f;
       const auto inv = hn::Set(df, amax > 0.0f ? 127.0f / amax : 0.0f);
       for (int64_t k = 0; k < block; k += n) {
         const auto v = hn::Min(hn::Max(hn::Mul(hn::LoadU(df, xb + k), inv), neg_lim), lim);
