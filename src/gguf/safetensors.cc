@@ -69,7 +69,9 @@ Result<SafetensorsFile> SafetensorsFile::Parse(std::span<const uint8_t> bytes, s
   const nlohmann::json header = nlohmann::json::parse(hp, hp + header_len, nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded()) return corrupt("header is not valid JSON");
   if (!header.is_object()) return corrupt("header is not a JSON object");
-  for (const auto& [key, v] : header.items()) {
+  for (const auto& item : header.items()) {
+    const std::string& key = item.key();  // not a structured binding: lambdas below capture it
+    const auto& v = item.value();
     if (key == "__metadata__") {
       if (!v.is_object()) return corrupt("__metadata__ is not an object");
       continue;

@@ -129,7 +129,7 @@ TEST(QuantizeModel, Errors) {
   EXPECT_FALSE(s.ok());
 }
 
-TEST(QuantizeModel, CommandLine) {
+TEST(QuantizeCli, CommandLine) {
   const std::string out = ::testing::TempDir() + "/cli-q6k.gguf";
   const std::string bin = QWENMUX_BINARY;
   int rc = std::system((bin + " quantize " + ModelPath("tiny-dense.q8_0.gguf") + " " + out +
@@ -162,7 +162,7 @@ std::string ReadAll(const std::string& path) {
 // `quantize a.gguf a.gguf q4_0` used to replace the original with a lossy file and succeed. The
 // output is refused when it is the input under any name: the same path, a path through `.`, a
 // symlink and a hard link; the input stays byte for byte as it was.
-TEST(QuantizeModel, RefusesOutputThatIsTheInput) {
+TEST(QuantizeCli, RefusesOutputThatIsTheInput) {
   const std::string dir = ::testing::TempDir() + "/quant-same-inode";
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
@@ -191,7 +191,7 @@ TEST(QuantizeModel, RefusesOutputThatIsTheInput) {
 
 // Quantizing an already-quantized file (Q8_0 -> Q4_K_M) needs --allow-requantize; types that do
 // not change (Q8_0 -> q8_0) and the flag itself are fine.
-TEST(QuantizeModel, RequantizeNeedsFlag) {
+TEST(QuantizeCli, RequantizeNeedsFlag) {
   const std::string out = ::testing::TempDir() + "/requant.gguf";
   std::remove(out.c_str());
   QuantizeModelOptions opts;
