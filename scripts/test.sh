@@ -104,6 +104,13 @@ if [ "$FUZZ_SECONDS" != 0 ]; then
     -print_final_stats=1 "$corpus" 2>&1 | tail -n 8
   rm -rf "$corpus"
   summary+=("fuzz: gguf reader ran ${FUZZ_SECONDS}s, no crash")
+  stage "safetensors reader fuzzer (${FUZZ_SECONDS}s)"
+  corpus=$(mktemp -d)
+  cp ../shared/testdata/models/tiny-dense.lora-peft/adapter_model.safetensors "$corpus"/
+  ./build-fuzz/fuzz/safetensors_fuzz -max_total_time="$FUZZ_SECONDS" -max_len=65536 -rss_limit_mb=2048 \
+    -print_final_stats=1 "$corpus" 2>&1 | tail -n 8
+  rm -rf "$corpus"
+  summary+=("fuzz: safetensors reader ran ${FUZZ_SECONDS}s, no crash")
   stage "tokenizer fuzzer (${FUZZ_SECONDS}s)"
   corpus=$(mktemp -d)
   printf '%s' 'Hello, world! <|im_start|>user' >"$corpus/chat"
