@@ -215,6 +215,7 @@ void Worker::Serve(ModelLease& lease) {
     std::unique_ptr<Job> side;
     bool stop = false;
     const int32_t active = batch.active();
+    std::optional<KeepAlive> joined_keep_alive;
     {
       std::lock_guard lk(mu_);
       TakeCancelledLocked(&cancelled);
@@ -236,14 +237,16 @@ void Worker::Serve(ModelLease& lease) {
           queue_.pop_front();
           ++running_;
           // A request joining this lease brings its keep-alive (keep_alive: 0 unloads the model
-          // when the lease ends, whichever request the lease was taken for).
+          // when the lease ends, whichever request the lease was taken for); applied below,
+          // outside this lock.
           const Job* taken = side ? side.get() : admitted.back().get();
-          if (taken->keep_alive()) lease.SetKeepAlive(*taken->keep_alive());
+          if (taken->keep_alive()) joined_keep_alive = taken->keep_alive();
           if (side) break;
         }
         metrics_->SetQueueDepth(name_, static_cast<int64_t>(queue_.size()));
       }
     }
+    if (joined_keep_alive) lease.SetKeepAlive(*joined_keep_alive);
     FailQueued(cancelled, CancelledStatus(), "cancelled");
     if (stop) {
       for (auto& s : seqs) {
