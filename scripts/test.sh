@@ -97,28 +97,25 @@ if [ "$FUZZ_SECONDS" != 0 ]; then
   cmake --preset fuzz >/dev/null
   cmake --build build-fuzz -j"$JOBS"
   summary+=("clang: qwenmux_core (SIMD kernels included) compiles with clang -Werror (fuzz build)")
-  stage "GGUF reader fuzzer (${FUZZ_SECONDS}s)"
+  # fuzz NAME WHAT MAX_LEN CORPUS_DIR: runs build-fuzz/fuzz/NAME for FUZZ_SECONDS on the corpus
+  # (then removed); a crash fails the stage (pipefail).
+  fuzz() {
+    stage "$2 fuzzer (${FUZZ_SECONDS}s)"
+    ./build-fuzz/fuzz/"$1" -max_total_time="$FUZZ_SECONDS" -max_len="$3" -rss_limit_mb=2048 \
+      -print_final_stats=1 "$4" 2>&1 | tail -n 8
+    rm -rf "$4"
+    summary+=("fuzz: $2 ran ${FUZZ_SECONDS}s, no crash")
+  }
   corpus=$(mktemp -d)
   cp ../shared/testdata/models/*.gguf "$corpus"/
-  ./build-fuzz/fuzz/gguf_reader_fuzz -max_total_time="$FUZZ_SECONDS" -max_len=65536 -rss_limit_mb=2048 \
-    -print_final_stats=1 "$corpus" 2>&1 | tail -n 8
-  rm -rf "$corpus"
-  summary+=("fuzz: gguf reader ran ${FUZZ_SECONDS}s, no crash")
-  stage "safetensors reader fuzzer (${FUZZ_SECONDS}s)"
+  fuzz gguf_reader_fuzz "GGUF reader" 65536 "$corpus"
   corpus=$(mktemp -d)
   cp ../shared/testdata/models/tiny-dense.lora-peft/adapter_model.safetensors "$corpus"/
-  ./build-fuzz/fuzz/safetensors_fuzz -max_total_time="$FUZZ_SECONDS" -max_len=65536 -rss_limit_mb=2048 \
-    -print_final_stats=1 "$corpus" 2>&1 | tail -n 8
-  rm -rf "$corpus"
-  summary+=("fuzz: safetensors reader ran ${FUZZ_SECONDS}s, no crash")
-  stage "tokenizer fuzzer (${FUZZ_SECONDS}s)"
+  fuzz safetensors_fuzz "safetensors reader" 65536 "$corpus"
   corpus=$(mktemp -d)
   printf '%s' 'Hello, world! <|im_start|>user' >"$corpus/chat"
   printf '%s' $'caf\xc3\xa9 \xe4\xbd\xa0\xe5\xa5\xbd 123  \n\t' >"$corpus/unicode"
-  ./build-fuzz/fuzz/tokenizer_fuzz -max_total_time="$FUZZ_SECONDS" -max_len=4096 -rss_limit_mb=2048 \
-    -print_final_stats=1 "$corpus" 2>&1 | tail -n 8
-  rm -rf "$corpus"
-  summary+=("fuzz: tokenizer ran ${FUZZ_SECONDS}s, no crash")
+  fuzz tokenizer_fuzz "tokenizer" 4096 "$corpus"
 else
   stage "clang build of the SIMD kernels (the compiler of macOS/Apple silicon builds)"
   objs=$(mktemp -d)
