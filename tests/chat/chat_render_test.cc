@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "chat/chat.h"
+#include "common/paths.h"
 
 namespace qwenmux::chat {
 namespace {
@@ -35,13 +36,13 @@ void ExpectCasesRenderExactly(const Json& cases) {
 }
 
 TEST(ChatRender, OfficialReferenceCases) {
-  const Json cases = LoadJson(QWENMUX_TESTDATA_DIR "/refs/chat-template-cases.json");
+  const Json cases = LoadJson(::qwenmux::testing::TestdataDir() + "/refs/chat-template-cases.json");
   ASSERT_EQ(cases.size(), 16u);
   ExpectCasesRenderExactly(cases);
 }
 
 TEST(ChatRender, JinjaEdgeCases) {
-  const Json cases = LoadJson(std::filesystem::path(QWENMUX_SOURCE_DIR "/tests/chat") /
+  const Json cases = LoadJson(std::filesystem::path(::qwenmux::testing::SourceDir() + "/tests/chat") /
                               "data/chat-template-extra-cases.json");
   ASSERT_GE(cases.size(), 9u);
   ExpectCasesRenderExactly(cases);

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include "common/paths.h"
 
 namespace {
 
@@ -31,7 +32,7 @@ RunResult RunRenderChat(const std::filesystem::path& case_file) {
   const std::filesystem::path dir = testing::TempDir();
   const std::filesystem::path out = dir / "render_chat.out";
   const std::filesystem::path err = dir / "render_chat.err";
-  const std::string cmd = std::string("'") + QWENMUX_BINARY + "' render-chat '" +
+  const std::string cmd = std::string("'") + ::qwenmux::testing::QwenmuxBinary() + "' render-chat '" +
                           case_file.string() + "' >'" + out.string() + "' 2>'" + err.string() + "'";
   RunResult r;
   const int status = std::system(cmd.c_str());
@@ -49,7 +50,7 @@ std::filesystem::path WriteTemp(const std::string& name, const std::string& text
 
 TEST(RenderChatCli, PrintsReferenceRenderExactly) {
   const Json cases =
-      Json::parse(ReadAll(QWENMUX_TESTDATA_DIR "/refs/chat-template-cases.json"), nullptr, false);
+      Json::parse(ReadAll(::qwenmux::testing::TestdataDir() + "/refs/chat-template-cases.json"), nullptr, false);
   ASSERT_TRUE(cases.is_array());
   // One case with tools and tool results, one with enable_thinking=false.
   for (const char* name : {"tool_roundtrip", "no_think"}) {

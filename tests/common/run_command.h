@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <string>
 
+#include "common/paths.h"
+
 namespace qwenmux::testing {
 
 struct CommandResult {
@@ -28,7 +30,7 @@ inline CommandResult RunCommand(const std::string& command) {
 
 // The qwenmux binary under test with `args`; stderr merged into out or dropped.
 inline CommandResult RunQwenmux(const std::string& args, bool merge_stderr = false) {
-  return RunCommand(std::string(QWENMUX_BINARY) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null"));
+  return RunCommand(QwenmuxBinary() + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null"));
 }
 
 }  // namespace qwenmux::testing

@@ -3,12 +3,13 @@
 #include <filesystem>
 
 #include <gtest/gtest.h>
+#include "common/paths.h"
 
 namespace qwenmux::orchestrator {
 namespace {
 
 std::string ExamplePath() {
-  return (std::filesystem::path(QWENMUX_SOURCE_DIR) / "examples" /
+  return (std::filesystem::path(::qwenmux::testing::SourceDir()) / "examples" /
           "qwenmux.yaml").string();
 }
 

@@ -20,6 +20,7 @@
 
 #include "gguf/gguf.h"
 #include "orchestrator/temp_dir.h"
+#include "common/paths.h"
 
 extern char** environ;
 
@@ -50,7 +51,7 @@ class FakeHub {
       std::ofstream(p, std::ios::binary) << bytes;
     }
     std::filesystem::create_directories(dir_ / "root");
-    std::string script = (std::filesystem::path(QWENMUX_SOURCE_DIR "/tests/orchestrator") / "fake_hub.py").string();
+    std::string script = (std::filesystem::path(::qwenmux::testing::SourceDir() + "/tests/orchestrator") / "fake_hub.py").string();
     std::vector<std::string> args = {"python3", script, "--root", dir_ / "root", "--port-file", dir_ / "port",
                                      "--log", log_path(), "--mode", mode, "--lifetime", "120"};
     std::vector<char*> argv;

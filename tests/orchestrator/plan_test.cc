@@ -281,7 +281,7 @@ struct CliRun {
 CliRun Qwenmux(const std::string& env, const std::string& args) {
   TempDir tmp;
   qwenmux::testing::CommandResult c =
-      qwenmux::testing::RunCommand(env + " " + std::string(QWENMUX_BINARY) + " " + args + " 2>" + tmp.path() + "/err");
+      qwenmux::testing::RunCommand(env + " " + ::qwenmux::testing::QwenmuxBinary() + " " + args + " 2>" + tmp.path() + "/err");
   CliRun r;
   r.code = c.code;
   r.out = std::move(c.out);

@@ -270,7 +270,7 @@ TEST(PipelineCli, BadArgumentsAndDefinitions) {
   EXPECT_NE(r.code, 0);
   // A stage model that cannot be resolved is refused before anything runs.
   const std::string cmd = fmt::format("{} pipeline run examples/pipelines/document-processing.yaml {} --model fast={} --models-dir {} 2>&1",
-                                      QWENMUX_BINARY, dir / "a.txt", ModelPath("tiny-dense.q8_0.gguf"), dir / "store");
+                                      ::qwenmux::testing::QwenmuxBinary(), dir / "a.txt", ModelPath("tiny-dense.q8_0.gguf"), dir / "store");
   FILE* p = popen(cmd.c_str(), "r");
   std::string text;
   char buf[4096];
@@ -320,7 +320,7 @@ TEST(PipelineCli, KillNineAndRestartResumes) {
         "  - name: extract\n    type: extract\n    model: fast\n    batch: 1\n    max_tokens: 64\n"
         "    schema: {type: object, properties: {order: {type: integer}, units: {type: integer}, customer: {type: string, maxLength: 24}}}\n");
   const std::string results = dir / "results.jsonl";
-  const std::string bin = QWENMUX_BINARY;
+  const std::string bin = ::qwenmux::testing::QwenmuxBinary();
   const std::vector<std::string> args = {bin, "pipeline", "run", dir / "p.yaml", dir / "docs", "--model",
                                          "fast=" + ModelPath("tiny-dense.q8_0.gguf"), "-t", "1", "--json", "-q", "-o", results};
   int pipefd[2];

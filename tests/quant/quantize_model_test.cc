@@ -131,7 +131,7 @@ TEST(QuantizeModel, Errors) {
 
 TEST(QuantizeCli, CommandLine) {
   const std::string out = ::testing::TempDir() + "/cli-q6k.gguf";
-  const std::string bin = QWENMUX_BINARY;
+  const std::string bin = ::qwenmux::testing::QwenmuxBinary();
   int rc = std::system((bin + " quantize " + ModelPath("tiny-dense.q8_0.gguf") + " " + out +
                         " q6_k --threads 2 --allow-requantize 2>/dev/null").c_str());
   ASSERT_EQ(rc, 0);

@@ -16,6 +16,7 @@
 
 #include "rag/store.h"
 #include "rag_test_util.h"
+#include "common/paths.h"
 
 namespace qwenmux::rag {
 namespace {
@@ -47,7 +48,7 @@ std::pair<pid_t, int> Spawn(const std::vector<std::string>& args) {
     dup2(devnull, STDERR_FILENO);
     close(fds[0]);
     std::vector<char*> argv;
-    std::string bin = QWENMUX_BINARY;
+    std::string bin = ::qwenmux::testing::QwenmuxBinary();
     argv.push_back(bin.data());
     std::vector<std::string> copy = args;
     for (auto& a : copy) argv.push_back(a.data());

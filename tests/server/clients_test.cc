@@ -13,7 +13,7 @@ namespace qwenmux::testing {
 namespace {
 
 TEST(ServerClients, OfficialOpenAiAndOllamaClients) {
-  const std::filesystem::path clients = std::filesystem::path(QWENMUX_BINARY).parent_path().parent_path() / "tests" / "clients";
+  const std::filesystem::path clients = std::filesystem::path(::qwenmux::testing::QwenmuxBinary()).parent_path().parent_path() / "tests" / "clients";
   if (!std::filesystem::exists(clients / "node_modules" / "openai") ||
       !std::filesystem::exists(clients / "node_modules" / "ollama")) {
     GTEST_SKIP() << "tests/clients/node_modules is missing: run `npm ci` in tests/clients (scripts/test.sh does)";

@@ -1,5 +1,6 @@
-// Test-side HTTP: a blocking client (Beast), raw byte exchanges for hostile input, and a
-// `qwenmux serve` child process on a port it picks itself (reported in its log).
+// Test-side HTTP: a blocking client, raw byte exchanges for hostile input, and a `qwenmux serve`
+// child process on a port it picks itself (reported in its log). The client is built on Beast in
+// http_client.cc, so the test files that include this header do not parse Boost.
 #pragma once
 
 #include <fcntl.h>
@@ -9,7 +10,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -17,9 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include "common/paths.h"
 
 extern char** environ;
 
@@ -35,65 +36,13 @@ struct HttpResult {
   }
 };
 
-inline HttpResult Call(uint16_t port, const std::string& method, const std::string& target, const std::string& body = "",
-                       const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-  namespace net = boost::asio;
-  namespace http = boost::beast::http;
-  HttpResult out;
-  try {
-    net::io_context ioc;
-    boost::beast::tcp_stream stream(ioc);
-    stream.expires_after(std::chrono::seconds(60));
-    stream.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
-    http::request<http::string_body> req(http::string_to_verb(method), target, 11);
-    req.set(http::field::host, "127.0.0.1:" + std::to_string(port));
-    req.set(http::field::content_type, "application/json");
-    for (const auto& [k, v] : headers) req.set(k, v);
-    req.body() = body;
-    req.prepare_payload();
-    http::write(stream, req);
-    boost::beast::flat_buffer buf;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(1u << 30);
-    http::read(stream, buf, parser);
-    const auto& res = parser.get();
-    out.status = static_cast<int>(res.result_int());
-    for (const auto& f : res) {
-      std::string name(f.name_string());
-      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      out.headers[name] = std::string(f.value());
-    }
-    out.body = res.body();
-  } catch (const std::exception&) {
-  }
-  return out;
-}
+// One request over a fresh connection; status 0 when the connection failed or closed early.
+HttpResult Call(uint16_t port, const std::string& method, const std::string& target, const std::string& body = "",
+                const std::vector<std::pair<std::string, std::string>>& headers = {});
 
 // Sends `bytes` (optionally in pieces with pauses) and returns everything read until the server
 // closes or `timeout_ms` passes.
-inline std::string Raw(uint16_t port, const std::vector<std::string>& pieces, int pause_ms = 0, int timeout_ms = 5000) {
-  namespace net = boost::asio;
-  net::io_context ioc;
-  net::ip::tcp::socket sock(ioc);
-  boost::system::error_code ec;
-  sock.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
-  if (ec) return "";
-  for (const std::string& p : pieces) {
-    net::write(sock, net::buffer(p), ec);
-    if (ec) break;
-    if (pause_ms) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
-  }
-  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-  setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::recv(sock.native_handle(), buf, sizeof(buf), 0);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
+std::string Raw(uint16_t port, const std::vector<std::string>& pieces, int pause_ms = 0, int timeout_ms = 5000);
 inline std::string Raw(uint16_t port, const std::string& bytes, int timeout_ms = 5000) {
   return Raw(port, std::vector<std::string>{bytes}, 0, timeout_ms);
 }
@@ -102,13 +51,43 @@ inline int RawStatus(const std::string& response) {
   return std::atoi(response.c_str() + 9);
 }
 
+// A blocking TCP connection to 127.0.0.1, for tests that hold connections open or read a stream
+// as it arrives.
+class RawSocket {
+ public:
+  RawSocket() = default;
+  RawSocket(const RawSocket&) = delete;
+  RawSocket& operator=(const RawSocket&) = delete;
+  ~RawSocket() { Close(); }
+
+  bool Connect(uint16_t port);
+  bool Send(const std::string& bytes);  // all of it; false on an error
+  // Blocks for at most `ms` in each later Read (0: no limit).
+  void SetReadTimeout(int ms);
+  // Appends what arrives next to `out`: the number of bytes, 0 when the peer closed the
+  // connection, -1 on an error or when the read timeout passed.
+  long Read(std::string& out);
+  // Reads into `out` until `done(out)`; false when the connection closed or failed first.
+  template <typename Done>
+  bool ReadUntil(std::string& out, Done done) {
+    while (!done(out)) {
+      if (Read(out) <= 0) return false;
+    }
+    return true;
+  }
+  void Close();
+
+ private:
+  int fd_ = -1;
+};
+
 // `qwenmux serve ARGS --port 0` as a child process: the child binds a free port itself and
 // reports it in its log ("serve: listening on http://HOST:PORT"), which port() reads, so no
 // other process can take the port between choosing and binding it.
 class ServerProcess {
  public:
   explicit ServerProcess(std::vector<std::string> args, const std::string& log_path) : log_path_(log_path) {
-    args.insert(args.begin(), {QWENMUX_BINARY, "serve"});
+    args.insert(args.begin(), {QwenmuxBinary(), "serve"});
     args.push_back("--port");
     args.push_back("0");
     std::vector<char*> argv;
@@ -118,7 +97,7 @@ class ServerProcess {
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    if (posix_spawn(&pid_, QWENMUX_BINARY, &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    if (posix_spawn(&pid_, QwenmuxBinary().c_str(), &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
     posix_spawn_file_actions_destroy(&fa);
   }
   ~ServerProcess() { Stop(); }

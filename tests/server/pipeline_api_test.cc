@@ -417,20 +417,12 @@ TEST(PipelineApiConcurrent, CancelCapAndShutdown) {
   for (auto& t : readers) t.join();
   // An event stream open on a running job (read raw: up to its first progress event now, the
   // rest after the shutdown).
-  namespace net = boost::asio;
-  net::io_context ioc;
-  net::ip::tcp::socket sock(ioc);
-  sock.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
-  timeval tv{10, 0};
-  setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  net::write(sock, net::buffer("GET " + c["progress_url"].get<std::string>() + "/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  qwenmux::testing::RawSocket sock;
+  ASSERT_TRUE(sock.Connect(port));
+  sock.SetReadTimeout(10000);
+  ASSERT_TRUE(sock.Send("GET " + c["progress_url"].get<std::string>() + "/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
   std::string got;
-  auto read_more = [&] {
-    char buf[4096];
-    const ssize_t n = ::recv(sock.native_handle(), buf, sizeof(buf), 0);
-    if (n > 0) got.append(buf, static_cast<size_t>(n));
-    return n > 0;
-  };
+  auto read_more = [&] { return sock.Read(got) > 0; };
   while (got.find("event: progress") == std::string::npos && read_more()) {
   }
   EXPECT_NE(got.find("event: progress"), std::string::npos) << got;

@@ -125,27 +125,15 @@ std::vector<SseEvent> ParseSse(const std::string& body) {
 
 // A streaming request whose socket stays open: reads until `marker` arrived.
 struct OpenStream {
-  boost::asio::io_context ioc;
-  boost::asio::ip::tcp::socket sock{ioc};
+  qwenmux::testing::RawSocket sock;
   std::string got;
   bool Send(uint16_t port, const std::string& path, const std::string& body) {
-    boost::system::error_code ec;
-    sock.connect(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port), ec);
-    if (ec) return false;
     const std::string req = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                             "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-    boost::asio::write(sock, boost::asio::buffer(req), ec);
-    return !ec;
+    return sock.Connect(port) && sock.Send(req);
   }
   bool ReadUntil(const std::string& marker) {
-    char buf[4096];
-    boost::system::error_code ec;
-    while (got.find(marker) == std::string::npos) {
-      const size_t k = sock.read_some(boost::asio::buffer(buf), ec);
-      if (ec) return false;
-      got.append(buf, k);
-    }
-    return true;
+    return sock.ReadUntil(got, [&](const std::string& g) { return g.find(marker) != std::string::npos; });
   }
 };
 
@@ -326,7 +314,7 @@ TEST_F(RagApiTest, ClientDisconnectCancelsAndTheServerAnswersNext) {
     OpenStream s;
     ASSERT_TRUE(s.Send(server_->port(), "/v1/rag", Ask("Tell me everything about otters.", 600, true).dump()));
     ASSERT_TRUE(s.ReadUntil("event: delta"));
-    s.sock.close();  // the client goes away mid-answer
+    s.sock.Close();  // the client goes away mid-answer
   }
   ASSERT_TRUE(server_->WaitRunning(0));
   EXPECT_EQ(server_->app->service().rag()->cancelled(), cancelled_before + 1);
@@ -386,8 +374,8 @@ TEST(RagApiConcurrent, SharedModelCapAndWaitingCancel) {
   auto over = srv.Post("/v1/rag", Ask("q", 4));
   EXPECT_EQ(over.status, 429) << over.body;
   EXPECT_FALSE(over.Header("retry-after").empty());
-  second.sock.close();
-  first.sock.close();
+  second.sock.Close();
+  first.sock.Close();
   ASSERT_TRUE(srv.WaitRunning(0));
   EXPECT_EQ(srv.app->service().rag()->cancelled(), cancelled_before + 2);
   EXPECT_EQ(srv.Post("/v1/rag", Ask("Why do sea otters hold hands?", 4)).status, 200);

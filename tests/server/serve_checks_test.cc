@@ -77,7 +77,7 @@ TEST(ServeSettings, NonsenseFlagsAreRefusedOnTheCommandLine) {
       {"--max-body 0", "--max-body 0: must be at least"}, {"--max-connections 0", "--max-connections"},
   };
   for (const auto& [flags, expected] : cases) {
-    const auto r = qwenmux::testing::RunCommand("timeout 20 " + std::string(QWENMUX_BINARY) + " serve" + model +
+    const auto r = qwenmux::testing::RunCommand("timeout 20 " + ::qwenmux::testing::QwenmuxBinary() + " serve" + model +
                                                flags + " 2>&1");
     EXPECT_NE(r.code, 0) << flags << ": " << r.out;
     EXPECT_NE(r.code, 124) << flags << ": still serving after 20 s: " << r.out;

@@ -26,6 +26,7 @@ using qwenmux::testing::Call;
 using qwenmux::testing::ModelPath;
 using qwenmux::testing::Raw;
 using qwenmux::testing::RawStatus;
+using qwenmux::testing::RawSocket;
 
 const std::string kModel = "tiny";
 
@@ -464,7 +465,7 @@ TEST_F(ServerHttp, MetricsAndPsCommand) {
   ASSERT_EQ(m.status, 200);
   EXPECT_NE(m.body.find("qwenmux_memory_budget_bytes"), std::string::npos);
   ASSERT_EQ(Call(port(), "POST", "/api/generate", json{{"model", kModel}, {"prompt", ""}}.dump()).status, 200);  // load
-  const std::string cmd = std::string(QWENMUX_BINARY) + " ps --port " + std::to_string(port());
+  const std::string cmd = ::qwenmux::testing::QwenmuxBinary() + " ps --port " + std::to_string(port());
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
   std::string out;
@@ -545,12 +546,10 @@ TEST(ServerLimits, SlowHeadersAndConnectionCap) {
   const std::vector<std::string> slow = {"GET /health HTTP/1.1\r\n", "Host: 127.0.0.1\r\n"};
   EXPECT_EQ(RawStatus(Raw(r->port(), slow, 250)), 408);
   // Idle connections over the cap: the next one gets 503.
-  namespace net = boost::asio;
-  net::io_context ioc;
-  std::vector<std::unique_ptr<net::ip::tcp::socket>> held;
+  std::vector<std::unique_ptr<RawSocket>> held;
   for (int i = 0; i < 4; ++i) {
-    held.push_back(std::make_unique<net::ip::tcp::socket>(ioc));
-    held.back()->connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), r->port()));
+    held.push_back(std::make_unique<RawSocket>());
+    ASSERT_TRUE(held.back()->Connect(r->port()));
   }
   for (int i = 0; i < 100 && r->app->http().OpenConnections() < 4; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(Call(r->port(), "GET", "/health").status, 503);
@@ -561,26 +560,17 @@ TEST(ServerLimits, SlowHeadersAndConnectionCap) {
 
 // Reads a streaming response until `n` SSE events arrived; returns the socket still open.
 struct OpenStream {
-  boost::asio::io_context ioc;
-  boost::asio::ip::tcp::socket sock{ioc};
+  RawSocket sock;
   std::string got;
   bool Open(uint16_t port, const std::string& path, const std::string& body, size_t events) {
-    boost::system::error_code ec;
-    sock.connect(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port), ec);
-    if (ec) return false;
     const std::string req = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +
                             std::to_string(body.size()) + "\r\n\r\n" + body;
-    boost::asio::write(sock, boost::asio::buffer(req), ec);
-    char buf[4096];
-    while (ec != boost::asio::error::eof) {
+    if (!sock.Connect(port) || !sock.Send(req)) return false;
+    return sock.ReadUntil(got, [&](const std::string& g) {
       size_t n = 0, pos = 0;
-      while ((pos = got.find("data: ", pos)) != std::string::npos) ++n, ++pos;
-      if (n >= events) return true;
-      const size_t k = sock.read_some(boost::asio::buffer(buf), ec);
-      if (ec) return false;
-      got.append(buf, k);
-    }
-    return false;
+      while ((pos = g.find("data: ", pos)) != std::string::npos) ++n, ++pos;
+      return n >= events;
+    });
   }
 };
 
@@ -600,7 +590,7 @@ TEST(ServerCancel, ClientDisconnectCancelsGeneration) {
     OpenStream s;
     ASSERT_TRUE(s.Open(r->port(), "/v1/completions",
                        json{{"model", kModel}, {"prompt", "Go on"}, {"max_tokens", 400}, {"stream", true}}.dump(), 2));
-    s.sock.close();  // the client goes away mid-stream
+    s.sock.Close();  // the client goes away mid-stream
   }
   std::unique_lock<std::mutex> lk(mu);
   ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(60), [&] { return result.has_value(); }));
@@ -636,7 +626,7 @@ TEST(ServerOverload, FullQueueAnswers429And503WithRetryAfter) {
   EXPECT_EQ(o2.status, 503) << o2.body;
   EXPECT_FALSE(o2.Header("retry-after").empty());
   EXPECT_TRUE(Body(o2)["error"].is_string());
-  running.sock.close();  // cancels the long one; the queued request then runs
+  running.sock.Close();  // cancels the long one; the queued request then runs
   queued.join();
 }
 
@@ -648,16 +638,12 @@ TEST(ServerShutdown, GracefulShutdownEndsStreamsCleanly) {
   OpenStream s;
   ASSERT_TRUE(s.Open(r->port(), "/v1/chat/completions", ChatBody("Go", 4000, true), 2));
   std::thread stopper([&] { r->app->Shutdown(); });
-  char buf[4096];
-  boost::system::error_code ec;
-  timeval tv{20, 0};
-  setsockopt(s.sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  while (!ec) {
-    const size_t n = s.sock.read_some(boost::asio::buffer(buf), ec);
-    s.got.append(buf, n);
+  s.sock.SetReadTimeout(20000);
+  long n = 0;
+  while ((n = s.sock.Read(s.got)) > 0) {
   }
   stopper.join();
-  EXPECT_EQ(ec, boost::asio::error::eof);
+  EXPECT_EQ(n, 0) << "the server did not close the connection in time";
   // The stream was finished, not cut: [DONE] and the last chunk.
   EXPECT_NE(s.got.find("data: [DONE]"), std::string::npos);
   EXPECT_TRUE(s.got.ends_with("0\r\n\r\n"));

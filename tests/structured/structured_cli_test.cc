@@ -32,7 +32,7 @@ std::string TmpFile(const std::string& name, const std::string& content) {
 
 Out RunCli(const std::string& args) {
   const std::string err_path = TmpFile("cli_stderr.txt", "");
-  qwenmux::testing::CommandResult r = qwenmux::testing::RunCommand(std::string(QWENMUX_BINARY) + " " + args + " 2>" + err_path);
+  qwenmux::testing::CommandResult r = qwenmux::testing::RunCommand(::qwenmux::testing::QwenmuxBinary() + " " + args + " 2>" + err_path);
   std::ifstream f(err_path);
   std::string err((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   return {r.code, std::move(r.out), err};

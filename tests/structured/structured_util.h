@@ -98,7 +98,7 @@ inline std::vector<std::string> ValidateWithPython(const std::vector<std::pair<n
     for (const auto& [schema, text] : pairs) f << nlohmann::ordered_json{{"schema", schema}, {"text", text}}.dump() << "\n";
   }
   // The build directory (build/, build-asan/...) sits in the source tree.
-  std::filesystem::path script = std::filesystem::path(QWENMUX_BINARY).parent_path().parent_path() / "tests/structured/validate.py";
+  std::filesystem::path script = std::filesystem::path(::qwenmux::testing::QwenmuxBinary()).parent_path().parent_path() / "tests/structured/validate.py";
   if (!std::filesystem::exists(script)) script = "tests/structured/validate.py";
   const std::string cmd = "python3 " + script.string() + " < " + in + " > " + out;
   std::vector<std::string> res;

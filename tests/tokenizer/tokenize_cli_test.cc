@@ -50,7 +50,7 @@ TEST(TokenizeCli, Errors) {
 
 TEST(TokenizeCli, ErrorGoesToStderr) {
   const std::string cmd =
-      std::string(QWENMUX_BINARY) + " tokenize /nonexistent/model.gguf hello 2>&1 1>/dev/null";
+      ::qwenmux::testing::QwenmuxBinary() + " tokenize /nonexistent/model.gguf hello 2>&1 1>/dev/null";
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
   char buf[512];
