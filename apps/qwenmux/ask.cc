@@ -26,6 +26,9 @@ int Run(Args& a) {
   // Read-only, and first: no store there is an error before any model loads (nothing is created).
   auto store = rag::Store::OpenReadOnly(a.common.StoreDir());
   if (!store.ok()) return ReportError(store.status());
+  // No --embed-model: the file the collection was ingested with (recorded by ingest), if it is
+  // still there; else the configured/default embedding model.
+  if (Status e = UseRecordedEmbedModel(**store, a.collection, &a.embed_model); !e.ok()) return ReportError(e);
   // --model serves every LLM stage unless a stage has its own flag.
   const std::string q = a.query_model.empty() ? a.model : a.query_model;
   const std::string s = a.score_model.empty() ? a.model : a.score_model;
@@ -47,6 +50,7 @@ int Run(Args& a) {
     return ReportError(b);
   const rag::RagModels& models = set.models;
   a.opt.thinking = a.thinking;
+  a.opt.generator_ctx = a.ctx;  // -c holds even when the generator file also embeds (loaded larger)
   if (a.no_rewrite) a.opt.max_rewrites = 0;
   auto res = rag::Answer(**store, a.collection, a.question, models, a.opt, [&](const rag::AnswerEvent& ev) {
     if (!a.json && ev.kind == rag::AnswerEvent::Kind::kText) {
@@ -81,7 +85,7 @@ void RegisterAsk(CLI::App& app, int* exit_code) {
   cmd->add_option("-C,--collection", a->collection, "Collection")->required()->check(CollectionName());
   cmd->add_option("-m,--model", a->model, "GGUF for the answer (and query rewriting and scoring, unless given)");
   cmd->add_option("--query-model", a->query_model, "GGUF for query understanding");
-  cmd->add_option("--embed-model", a->embed_model, "Embedding GGUF (the collection's)");
+  cmd->add_option("--embed-model", a->embed_model, "Embedding model (default: the one the collection was ingested with)");
   cmd->add_option("--rerank-model", a->rerank_model, "Reranker GGUF");
   cmd->add_option("--score-model", a->score_model, "GGUF for the groundedness score");
   cmd->add_option("--dims", a->dims, "Embedding dimension the collection was built with (0: full)");

@@ -13,6 +13,7 @@
 
 #include "base/sysinfo.h"
 #include "commands.h"
+#include "model_ref_flag.h"
 #include "engine_flags.h"
 #include "engine/batch.h"
 #include "runtime/kv_cache.h"
@@ -22,7 +23,7 @@ namespace qwenmux::apps {
 namespace {
 
 struct Args {
-  std::string model;
+  std::string model, models_dir;
   int32_t n_prompt = 512, n_gen = 64, reps = 1;
   bool json = false, no_bw = false;
   engine::LoadOptions load;
@@ -35,6 +36,7 @@ double Now() {
 }
 
 int Run(Args a) {
+  if (Status r = ResolveModelRefs({&a.model}, a.models_dir); !r.ok()) return ReportError(r);
   if (a.n_prompt < 1 || a.n_gen < 1) {
     fmt::print(stderr, "error: -p and -n must be at least 1\n");
     return 1;
@@ -195,7 +197,9 @@ int Run(Args a) {
   if (a.json) {
     fmt::print("{}\n", j.dump());
   } else {
-    for (const auto& [k, v] : j.items()) fmt::print("{:<28} {}\n", k, v.dump());
+    // For people: 4 significant digits, not 15; JSON (--json) keeps full precision.
+    for (const auto& [k, v] : j.items())
+      fmt::print("{:<28} {}\n", k, v.is_number_float() ? fmt::format("{:.4g}", v.get<double>()) : v.dump());
   }
   return 0;
 }
@@ -205,7 +209,7 @@ int Run(Args a) {
 void RegisterBench(CLI::App& app, int* exit_code) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("bench", "Measure prefill and decode speed of a model");
-  cmd->add_option("model", a->model, "GGUF model file")->required();
+  AddModelRef(cmd, "model", &a->model, &a->models_dir)->required();
   cmd->add_option("-p,--prompt-tokens", a->n_prompt, "Prompt tokens")->capture_default_str();
   cmd->add_option("-n,--gen-tokens", a->n_gen, "Generated tokens")->capture_default_str();
   cmd->add_option("-r,--reps", a->reps, "Repetitions (best is reported)")->capture_default_str();

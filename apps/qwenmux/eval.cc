@@ -20,7 +20,7 @@ struct Args {
   int32_t dims = 0;
 };
 
-int Run(const Args& a) {
+int Run(Args a) {
   auto text = ReadFileToString(a.cases);
   if (!text.ok()) return ReportError(text.status());
   auto cases = rag::ParseEvalCases(*text, a.cases);
@@ -28,6 +28,7 @@ int Run(const Args& a) {
   // Read-only: no store there is an error before any model loads (nothing is created).
   auto store = rag::Store::OpenReadOnly(a.common.StoreDir());
   if (!store.ok()) return ReportError(store.status());
+  if (Status e = UseRecordedEmbedModel(**store, a.collection, &a.embed_model); !e.ok()) return ReportError(e);
   std::vector<std::string> needed{"embedding"};
   if (!a.no_rerank) needed.push_back("retrieval_ranking");
   auto models = a.common.Models({{"embedding", a.embed_model}, {"retrieval_ranking", a.rerank_model}}, needed);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -27,7 +28,7 @@ struct Args {
   rag::IngestOptions opt;
   int32_t dims = 0;
   int32_t n_seq = 8;
-  bool events = false;
+  bool events = false, json = false;
 };
 
 nlohmann::json EventJson(const rag::IngestEvent& e) {
@@ -76,6 +77,13 @@ int Run(Args& a) {
   });
   if (!summary.ok()) return ReportError(summary.status());
   const rag::IngestSummary& s = *summary;
+  // Record the embedding model file with the collection, so `ask`/`eval` find it without flags.
+  if (auto info = (*store)->GetCollection(a.collection); info.ok()) {
+    std::error_code ec;
+    const std::filesystem::path abs = std::filesystem::absolute(embed_path, ec);
+    if (Status r = (*store)->SetEmbedFile(*info, ec ? embed_path : abs.string()); !r.ok())
+      fmt::print(stderr, "warning: {}\n", r.ToString());
+  }
   nlohmann::json j{{"collection", a.collection},
                    {"store", (*store)->dir()},
                    {"embed_model", embedder->id()},
@@ -94,7 +102,17 @@ int Run(Args& a) {
   nlohmann::json failures = nlohmann::json::array();
   for (const auto& f : s.failures) failures.push_back({{"path", f.path}, {"error", f.error}});
   j["failures"] = failures;
-  fmt::print("{}\n", nlohmann::json{{"summary", j}}.dump());
+  if (a.json || lines) {
+    fmt::print("{}\n", nlohmann::json{{"summary", j}}.dump());
+  } else {  // a person at a terminal: a short table
+    fmt::print("collection {} in {} ({}, dim {})\n", a.collection, (*store)->dir(), embedder->id(), embedder->dim());
+    fmt::print("  {:<10} {:>8}\n  {:<10} {:>8}\n  {:<10} {:>8}\n  {:<10} {:>8}\n  {:<10} {:>8}\n  {:<10} {:>8}\n",
+               "files", s.files, "added", s.added, "replaced", s.replaced, "unchanged", s.unchanged, "skipped",
+               s.skipped, "failed", s.failed);
+    fmt::print("  {:<10} {:>8}\n  {:<10} {:>8}\n  {:<10} {:>8.1f}s\n", "chunks", s.chunks, "tokens", s.tokens,
+               "time", s.seconds);
+    for (const auto& f : s.failures) fmt::print("  failed: {}: {}\n", f.path, f.error);
+  }
   // Exit 3 when any file failed (unreadable, corrupt, binary, or a path that does not exist);
   // the summary above lists them. Skipped empty files are not failures.
   return s.failed > 0 ? 3 : 0;
@@ -114,6 +132,7 @@ void RegisterIngest(CLI::App& app, int* exit_code) {
   cmd->add_option("--parallel", a->n_seq, "Chunks embedded together (KV sequences)")->capture_default_str();
   cmd->add_option("--save-every", a->opt.save_every_seconds, "Seconds between vector index snapshots")->capture_default_str();
   cmd->add_flag("--events", a->events, "One JSON line per document even on a terminal");
+  cmd->add_flag("--json", a->json, "The summary as JSON even on a terminal (it is JSON when piped)");
   a->common.AddStoreFlag(cmd);
   a->common.AddModelFlags(cmd);
   cmd->callback([=] { *exit_code = Run(*a); });

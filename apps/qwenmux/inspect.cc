@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "model_ref_flag.h"
 #include "gguf/gguf.h"
 #include "model/config.h"
 #include "orchestrator/config/units.h"
@@ -58,7 +59,7 @@ nlohmann::json TokenizerJson(const gguf::File& f) {
 }
 
 struct Args {
-  std::string path;
+  std::string path, models_dir;
   bool json = false;
   int32_t ctx = 4096, parallel = 1;
   std::string gpu_memory_budget = "90%";
@@ -97,7 +98,8 @@ Result<nlohmann::json> MemoryJson(const gguf::File& f, const model::ModelConfig&
                                          : "")}};
 }
 
-int Run(const Args& a) {
+int Run(Args a) {
+  if (Status r = ResolveModelRefs({&a.path}, a.models_dir); !r.ok()) return ReportError(r);
   const std::string& path = a.path;
   const bool json = a.json;
   auto file = gguf::File::Open(path);
@@ -189,7 +191,7 @@ int Run(const Args& a) {
 void RegisterInspect(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand("inspect", "Show a GGUF file: hyper-parameters, tokenizer, tensors, memory");
   auto a = std::make_shared<Args>();
-  cmd->add_option("file", a->path, "GGUF model file")->required();
+  AddModelRef(cmd, "file", &a->path, &a->models_dir)->required();
   cmd->add_flag("--json", a->json, "Print JSON");
   cmd->add_option("-c,--ctx", a->ctx, "Context (tokens per sequence) for the memory figures")
       ->capture_default_str()->check(CLI::Range(1, 1 << 20));

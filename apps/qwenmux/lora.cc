@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "model_ref_flag.h"
 #include "engine/lora.h"
 
 namespace qwenmux::apps {
@@ -13,7 +14,7 @@ namespace qwenmux::apps {
 namespace {
 
 struct Args {
-  std::string in, out, model;
+  std::string in, out, model, models_dir;
   int32_t rank = 16;
   float alpha = 32;
   uint64_t seed = 1;
@@ -27,7 +28,8 @@ int Convert(const Args& a) {
   return 0;
 }
 
-int Synth(const Args& a) {
+int Synth(Args a) {
+  if (Status r = ResolveModelRefs({&a.model}, a.models_dir); !r.ok()) return ReportError(r);
   auto f = gguf::File::Open(a.model);
   if (!f.ok()) return ReportError(f.status());
   auto c = model::ReadConfig(*f);
@@ -50,7 +52,7 @@ void RegisterLora(CLI::App& app, int* exit_code) {
   conv->add_option("out", a->out, "Output GGUF file")->required();
   conv->callback([=] { *exit_code = Convert(*a); });
   auto* synth = cmd->add_subcommand("synth", "Write a random adapter for a model (benchmarks)");
-  synth->add_option("model", a->model, "Base GGUF model")->required();
+  AddModelRef(synth, "model", &a->model, &a->models_dir, "Base model")->required();
   synth->add_option("out", a->out, "Output GGUF file")->required();
   synth->add_option("--rank", a->rank, "Rank")->capture_default_str()->check(CLI::Range(1, 4096));
   synth->add_option("--alpha", a->alpha, "alpha")->capture_default_str();

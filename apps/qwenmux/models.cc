@@ -6,6 +6,7 @@
 // All take --models-dir DIR (default $QWENMUX_HOME/models, else ~/.qwenmux/models).
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -15,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "model_ref_flag.h"
 #include "orchestrator/catalog/catalog.h"
 #include "orchestrator/config/units.h"
 #include "orchestrator/store/model_store.h"
@@ -25,11 +27,6 @@ namespace qwenmux::apps {
 namespace {
 
 using namespace qwenmux::orchestrator;
-
-void AddModelsDirFlag(CLI::App* cmd, std::string* dir) {
-  cmd->add_option("--models-dir", *dir,
-                  "Model store directory (default: $QWENMUX_HOME/models, else ~/.qwenmux/models)");
-}
 
 Result<ModelStore> OpenStore(const std::string& flag, bool verbose) {
   std::string why = "--models-dir";
@@ -124,11 +121,23 @@ void RegisterList(CLI::App& app, int* exit_code) {
   cmd->callback([a, exit_code] {
     if (a->catalog) {
       nlohmann::json arr = nlohmann::json::array();
-      if (!a->json) std::printf("%-30s %-9s %-10s %8s %8s  %s\n", "NAME", "ROLE", "PARAMS", "CONTEXT", "YARN", "SOURCE");
-      for (const CatalogEntry& e : Catalog()) {
+      auto params_of = [](const CatalogEntry& e) {
         auto p = e.params();
         std::string params = fmt::format("{:.2f}B", p.total / 1e9);
         if (p.active != p.total) params += fmt::format("/{:.1f}B", p.active / 1e9);
+        return params;
+      };
+      // Column widths from the widest cell ("30.53B/3.3B", long names stay aligned).
+      int wn = 4, wp = 6;
+      for (const CatalogEntry& e : Catalog()) {
+        wn = std::max(wn, static_cast<int>(e.name.size()));
+        wp = std::max(wp, static_cast<int>(params_of(e).size()));
+      }
+      if (!a->json)
+        std::printf("%-*s %-9s %-*s %8s %8s  %s\n", wn, "NAME", "ROLE", wp, "PARAMS", "CONTEXT", "YARN", "SOURCE");
+      for (const CatalogEntry& e : Catalog()) {
+        auto p = e.params();
+        const std::string params = params_of(e);
         std::string src = e.hf_repo.empty() ? "(no known GGUF)" : e.hf_ref() + (e.file_name_verified ? "" : " (unverified)");
         if (a->json) {
           arr.push_back({{"name", e.name}, {"role", ModelRoleName(e.role)}, {"quantization", e.quantization},
@@ -136,7 +145,7 @@ void RegisterList(CLI::App& app, int* exit_code) {
                          {"context_length", e.context_length}, {"yarn_context_length", e.yarn_context_length},
                          {"hf_repo", e.hf_repo}, {"hf_file", e.hf_file}, {"verified", e.file_name_verified}});
         } else {
-          std::printf("%-30s %-9s %-10s %8u %8u  %s\n", e.name.c_str(), ModelRoleName(e.role), params.c_str(),
+          std::printf("%-*s %-9s %-*s %8u %8u  %s\n", wn, e.name.c_str(), ModelRoleName(e.role), wp, params.c_str(),
                       e.context_length, e.yarn_context_length, src.c_str());
         }
       }
@@ -171,11 +180,13 @@ void RegisterList(CLI::App& app, int* exit_code) {
       std::printf("%s\n", nlohmann::json{{"models_dir", store->dir()}, {"models", arr}}.dump(2).c_str());
       return;
     }
-    std::printf("%-32s %10s  %-7s %-12s  %s\n", "NAME", "SIZE", "QUANT", "SHA256", "ALIASES");
+    int wn = 4;
+    for (const StoredModel& m : *models) wn = std::max(wn, static_cast<int>(m.name.size()));
+    std::printf("%-*s %10s  %-7s %-12s  %s\n", wn, "NAME", "SIZE", "QUANT", "SHA256", "ALIASES");
     for (const StoredModel& m : *models) {
       std::string aliases;
       for (const std::string& al : m.aliases) aliases += (aliases.empty() ? "" : ", ") + al;
-      std::printf("%-32s %10s  %-7s %-12s  %s\n", m.name.c_str(), FormatSize(m.size).c_str(),
+      std::printf("%-*s %10s  %-7s %-12s  %s\n", wn, m.name.c_str(), FormatSize(m.size).c_str(),
                   m.quantization.empty() ? "?" : m.quantization.c_str(), m.sha256.substr(0, 12).c_str(),
                   aliases.c_str());
     }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "commands.h"
+#include "model_ref_flag.h"
 #include "gguf/gguf.h"
 #include "quant/quantize_model.h"
 
@@ -13,19 +14,24 @@ namespace qwenmux::apps {
 
 void RegisterQuantize(CLI::App& app, int* exit_code) {
   struct Args {
-    std::string in, out, type;
+    std::string in, models_dir, out, type;
     size_t threads = 0;
     bool allow_requantize = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("quantize", "Quantize a GGUF model (llama.cpp type mixes)");
-  cmd->add_option("input", args->in, "Input GGUF file")->required();
+  AddModelRef(cmd, "input", &args->in, &args->models_dir, "Input model")->required();
   cmd->add_option("output", args->out, "Output GGUF file")->required();
   cmd->add_option("type", args->type, "q8_0, q4_0, q4_k_m, q5_k_m, q6_k, f16 or bf16")->required();
   cmd->add_option("--threads", args->threads, "Worker threads (0: all cores)");
   cmd->add_flag("--allow-requantize", args->allow_requantize,
                 "Re-encode tensors that are already quantized (loses precision twice)");
   cmd->callback([args, exit_code] {
+    if (Status r = ResolveModelRefs({&args->in}, args->models_dir); !r.ok()) {
+      std::fprintf(stderr, "qwenmux quantize: %s\n", r.ToString().c_str());
+      *exit_code = 2;
+      return;
+    }
     auto ftype = quant::ParseFileType(args->type);
     if (!ftype.ok()) {
       std::fprintf(stderr, "qwenmux quantize: %s\n", ftype.status().ToString().c_str());

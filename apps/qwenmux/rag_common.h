@@ -1,6 +1,8 @@
 // Flags and helpers shared by the RAG commands (ingest, collection, ask, eval).
 #pragma once
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <map>
@@ -9,10 +11,12 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include "engine/engine.h"
 #include "engine_flags.h"
 #include "orchestrator/config/config.h"
+#include "orchestrator/store/model_ref.h"
 #include "orchestrator/store/model_store.h"
 #include "rag/model_set.h"
 #include "rag/models.h"
@@ -58,9 +62,31 @@ struct RagCommon {
     }
     std::string dir = models_dir;
     if (dir.empty()) dir = cfg && !cfg->models_dir.empty() ? cfg->models_dir : orchestrator::DefaultModelsDir();
-    return rag::ResolveRagModels(cfg.get(), dir, overrides, needed);
+    // A flag's model is a path or a store name, as for every command (ResolveModelRef).
+    std::map<std::string, std::string> files = overrides;
+    for (auto& [stage, ref] : files) {
+      if (ref.empty()) continue;
+      QM_ASSIGN_OR_RETURN(ref, orchestrator::ResolveModelRef(ref, dir));
+    }
+    return rag::ResolveRagModels(cfg.get(), dir, files, needed);
   }
 };
+
+// With no --embed-model (*embed_model empty): the file `collection` was ingested with, recorded by
+// ingest, if it is still readable (else a warning, and the configured/default model is used).
+inline Status UseRecordedEmbedModel(rag::Store& store, const std::string& collection, std::string* embed_model) {
+  if (!embed_model->empty()) return Status::Ok();
+  QM_ASSIGN_OR_RETURN(rag::CollectionInfo info, store.GetCollection(collection));
+  QM_ASSIGN_OR_RETURN(std::string recorded, store.EmbedFile(info));
+  if (recorded.empty()) return Status::Ok();
+  if (access(recorded.c_str(), R_OK) == 0) {
+    *embed_model = recorded;
+  } else {
+    fmt::print(stderr, "warning: collection {} was ingested with {}, which is gone; using the configured model\n",
+               collection, recorded);
+  }
+  return Status::Ok();
+}
 
 // Loads each distinct path once (a file may serve several stages), with the largest context,
 // sequence count and batch any of its uses asked for (Want), on first Get.

@@ -1,8 +1,14 @@
-// qwenmux run MODEL.gguf -p TEXT [--chat] [--no-think] [--temp T] [-n N] ...
+// qwenmux run MODEL [-p TEXT | -p -] [--chat] [--no-think] [--temp T] [-n N] ...
 //   [--format json | --json-schema FILE | --grammar FILE] [--think-budget N]
-// Streams the generated text to stdout, then prefill and decode tokens/s to stderr.
+// MODEL: a GGUF file or a store name (qwen3:0.6b-q8_0). With -p: streams the generated text to
+// stdout, then prefill and decode tokens/s to stderr (-p - reads the prompt from stdin). Without
+// -p: an interactive chat (chat_loop.cc).
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
+#include <iostream>
+#include <iterator>
 #include <memory>
 #include <sstream>
 
@@ -11,6 +17,8 @@
 #include "chat/chat.h"
 #include "commands.h"
 #include "engine_flags.h"
+#include "model_ref_flag.h"
+#include "run_chat.h"
 #include "structured/structured.h"
 
 namespace qwenmux::apps {
@@ -18,7 +26,8 @@ namespace qwenmux::apps {
 namespace {
 
 struct Args {
-  std::string model, prompt, system;
+  std::string model, models_dir, prompt, system;
+  bool prompt_given = false;
   bool chat = false, no_think = false;
   std::string format, json_schema_file, grammar_file;
   int32_t think_budget = -1;
@@ -66,6 +75,11 @@ Result<std::unique_ptr<engine::LogitProcessor>> MakeProcessor(const Args& a, con
 }
 
 int Run(Args a) {
+  if (Status r = ResolveModelRefs({&a.model}, a.models_dir); !r.ok()) return ReportError(r);
+  if (a.prompt_given && a.prompt == "-") {  // -p -: the prompt from stdin
+    a.prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    if (a.prompt.empty()) return ReportError(Error(StatusCode::kInvalidArgument, "run -p -: empty prompt on stdin"));
+  }
   if (Status d = ResolveLoadDevice(&a.load); !d.ok()) return ReportError(d);
   auto model = engine::Model::Load(a.model, a.load);
   if (!model.ok()) {
@@ -81,6 +95,15 @@ int Run(Args a) {
     return ReportError(processor.status());
   }
   a.gen.processor = processor->get();
+  if (!a.prompt_given) {
+    if (a.gen.processor != nullptr)
+      return ReportError(Error(StatusCode::kInvalidArgument,
+                               "run: --format, --json-schema, --grammar and --think-budget need -p (one prompt)"));
+    ChatLoopOptions co;
+    co.system = a.system;
+    co.thinking = !a.no_think;
+    return RunChatLoop(m, a.gen, co);
+  }
   std::vector<int32_t> ids;
   if (a.chat) {
     std::vector<chat::ChatMessage> msgs;
@@ -126,11 +149,12 @@ int Run(Args a) {
 void RegisterRun(CLI::App& app, int* exit_code) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("run", "Generate text from a prompt, streamed");
-  cmd->add_option("model", a->model, "GGUF model file")->required();
-  cmd->add_option("-p,--prompt", a->prompt, "Prompt text")->required();
+  AddModelRef(cmd, "model", &a->model, &a->models_dir)->required();
+  auto* prompt = cmd->add_option("-p,--prompt", a->prompt,
+                                 "Prompt text ('-': read it from stdin); without -p, an interactive chat");
   cmd->add_flag("--chat", a->chat, "Wrap the prompt in the Qwen3 chat template");
-  cmd->add_option("--system", a->system, "System message (with --chat)");
-  cmd->add_flag("--no-think", a->no_think, "Disable thinking (with --chat)");
+  cmd->add_option("--system", a->system, "System message (with --chat or the interactive chat)");
+  cmd->add_flag("--no-think", a->no_think, "Disable thinking (with --chat; the chat's starting /no_think)");
   cmd->add_option("-n,--max-tokens", a->gen.max_tokens, "Tokens to generate")->capture_default_str();
   cmd->add_option("--temp", a->gen.sampler.temperature, "Temperature (0: greedy)")->capture_default_str();
   cmd->add_option("--top-k", a->gen.sampler.top_k, "Top-k (0: off)")->capture_default_str();
@@ -148,7 +172,10 @@ void RegisterRun(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   AddLoadFlags(cmd, &a->load);
   AddLoraFlag(cmd, &a->lora);
-  cmd->callback([=] { *exit_code = Run(*a); });
+  cmd->callback([=] {
+    a->prompt_given = prompt->count() > 0;
+    *exit_code = Run(*a);
+  });
 }
 
 }  // namespace qwenmux::apps

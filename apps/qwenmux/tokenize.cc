@@ -10,13 +10,15 @@
 #include <fmt/ranges.h>
 
 #include "commands.h"
+#include "model_ref_flag.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 namespace qwenmux::apps {
 namespace {
 
-int RunTokenize(const std::string& path, const std::string& text, bool json, bool special) {
+int RunTokenize(std::string path, const std::string& models_dir, const std::string& text, bool json, bool special) {
+  if (Status r = ResolveModelRefs({&path}, models_dir); !r.ok()) return ReportError(r);
   auto file = gguf::File::Open(path);
   if (!file.ok()) {
     fmt::print(stderr, "error: {}\n", file.status().ToString());
@@ -44,12 +46,12 @@ void RegisterTokenize(CLI::App& app, int* exit_code) {
   auto text = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
   auto special = std::make_shared<bool>(false);
-  cmd->add_option("model", *path, "GGUF file with the tokenizer (a model or vocab-only file)")
-      ->required();
+  auto models_dir = std::make_shared<std::string>();
+  AddModelRef(cmd, "model", path.get(), models_dir.get(), "Tokenizer (a model or vocab-only file)")->required();
   cmd->add_option("text", *text, "Text to tokenize")->required();
   cmd->add_flag("--json", *json, "Print {\"ids\": [...]}");
   cmd->add_flag("--special", *special, "Parse control tokens such as <|im_start|> in the text");
-  cmd->callback([=] { *exit_code = RunTokenize(*path, *text, *json, *special); });
+  cmd->callback([=] { *exit_code = RunTokenize(*path, *models_dir, *text, *json, *special); });
 }
 
 }  // namespace qwenmux::apps

@@ -73,8 +73,18 @@ Result<PipelineDef> FindPipeline(std::string_view name, const std::vector<std::s
     return Error(StatusCode::kNotFound, "pipeline \"{}\" not found: no pipeline directory is configured "
                  "(qwenmux serve --pipelines-dir DIR)", name);
   }
-  return Error(StatusCode::kNotFound, "pipeline \"{}\" not found in {}; available: {}", name, fmt::join(dirs, ", "),
-               known.empty() ? "(none)" : known);
+  // Where it looked, absolute (a relative default such as examples/pipelines depends on the
+  // working directory), and which of those directories do not exist.
+  std::string where;
+  for (const std::string& d : dirs) {
+    std::error_code ec;
+    const fs::path abs = fs::absolute(d, ec);
+    where += (where.empty() ? "" : ", ") + (ec ? d : abs.lexically_normal().string());
+    if (!fs::is_directory(d, ec)) where += " (no such directory)";
+  }
+  return Error(StatusCode::kNotFound,
+               "pipeline \"{}\" not found in {}; available: {} (give a YAML file's path, or --pipelines-dir DIR)", name,
+               where, known.empty() ? "(none)" : known);
 }
 
 }  // namespace qwenmux::pipeline

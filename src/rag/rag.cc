@@ -212,7 +212,7 @@ Result<AnswerResult> Answer(Store& store, const std::string& collection, std::st
   engine::Model& gen = *models.generator;
   const std::string user_tail = fmt::format("Question: {}", q);
   QM_ASSIGN_OR_RETURN(auto bare, ChatTokens(gen, kAnswerSystem, "Sources:\n\n" + user_tail, options.thinking));
-  const int32_t n_ctx = gen.n_ctx();
+  const int32_t n_ctx = options.generator_ctx > 0 ? std::min(gen.n_ctx(), options.generator_ctx) : gen.n_ctx();
   int32_t budget = n_ctx - static_cast<int32_t>(bare.size()) - options.max_answer_tokens - 8;
   if (options.context_tokens > 0) budget = std::min(budget, options.context_tokens);
   if (budget < 32)

@@ -47,6 +47,9 @@ struct AnswerOptions {
   int max_rewrites = 2;                // extra queries from query understanding (0: none)
   int32_t max_answer_tokens = 512;
   int32_t context_tokens = 0;          // passage budget; 0: what the generator's context leaves
+  // The generator's context to use (`ask -c`); 0: as loaded. A generator file shared with a stage
+  // that needs a larger context (the embedder) is loaded larger; this keeps the asked context.
+  int32_t generator_ctx = 0;
   engine::SamplerOptions sampler;      // for the answer (rewrites are greedy)
   bool thinking = false;               // let the generator think before answering
 };

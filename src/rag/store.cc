@@ -54,6 +54,8 @@ CREATE INDEX IF NOT EXISTS chunks_by_collection ON chunks(collection_id, id);
 )sql";
 
 std::string FtsTable(int64_t collection_id) { return fmt::format("fts_{}", collection_id); }
+// The `meta` key of a collection's embedding model file.
+std::string EmbedFileKey(int64_t collection_id) { return fmt::format("embed_file:{}", collection_id); }
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
@@ -248,6 +250,17 @@ Result<CollectionStats> Store::Stats(const std::string& name) {
   return st;
 }
 
+Status Store::SetEmbedFile(const CollectionInfo& c, const std::string& path) {
+  Stmt put(db_, "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value");
+  return put.Bind(1, EmbedFileKey(c.id)).Bind(2, path).Run("record the embedding model file");
+}
+
+Result<std::string> Store::EmbedFile(const CollectionInfo& c) {
+  Stmt get(db_, "SELECT value FROM meta WHERE key=?");
+  QM_ASSIGN_OR_RETURN(bool row, get.Bind(1, EmbedFileKey(c.id)).Step("read the embedding model file"));
+  return row ? get.Text(0) : std::string();
+}
+
 Status Store::DeleteCollection(const std::string& name) {
   QM_ASSIGN_OR_RETURN(CollectionInfo c, GetCollection(name));
   Transaction tx(db_);
@@ -258,6 +271,8 @@ Status Store::DeleteCollection(const std::string& name) {
     QM_RETURN_IF_ERROR(del.Bind(1, c.id).Run("delete collection"));
   }
   QM_RETURN_IF_ERROR(Exec(fmt::format("DROP TABLE IF EXISTS {}", FtsTable(c.id)).c_str()));
+  Stmt del_meta(db_, "DELETE FROM meta WHERE key=?");
+  QM_RETURN_IF_ERROR(del_meta.Bind(1, EmbedFileKey(c.id)).Run("delete collection"));
   QM_RETURN_IF_ERROR(tx.Commit());
   indexes_.erase(c.id);
   chunk_counts_.erase(c.id);

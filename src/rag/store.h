@@ -115,6 +115,10 @@ class Store {
   Result<std::vector<CollectionInfo>> ListCollections();
   Result<CollectionStats> Stats(const std::string& name);
   Status DeleteCollection(const std::string& name);
+  // The embedding model file a collection was filled with (ingest records it, so `ask` and `eval`
+  // need no --embed-model); "" when none is recorded. Kept in `meta` (no schema change).
+  Status SetEmbedFile(const CollectionInfo& c, const std::string& path);
+  Result<std::string> EmbedFile(const CollectionInfo& c);
 
   // Documents. PutDocument inserts `doc` (or replaces the document with the same doc_id, chunks
   // and all) in one transaction and adds the chunks to the vector index if it is open.

@@ -129,10 +129,11 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
   QM_RETURN_IF_ERROR(RegisterPipelineRoutes(*app->service_, *app->jobs_, *app->http_, setup.models_dir, app->config_.get()));
 
   const auto& L = o.http.limits;
-  app->log_(fmt::format("serve: memory budget {} (compiled constraints up to {} of it), {} per --model sequence, {} "
-                        "sequences per --model file, queue {} per model",
+  // The context and parallel of each model are on its own line (BuildServeSetup's log, the figures
+  // that apply); --ctx/--parallel are only the defaults of --model files, so not repeated here.
+  app->log_(fmt::format("serve: memory budget {} (compiled constraints up to {} of it), queue {} per model",
                         orchestrator::FormatSize(mo.budget_bytes), orchestrator::FormatSize(o.constraint_cache_bytes),
-                        o.models.n_ctx, o.models.parallel, so.max_queue));
+                        so.max_queue));
   app->log_(fmt::format("serve: limits: body {} B, header {} B, {} connections, max_tokens {}, api keys: {}, CORS: {}, "
                         "host check: {}",
                         L.max_body_bytes, L.max_header_bytes, L.max_connections, o.limits.max_tokens,
@@ -148,11 +149,6 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
                                                      : fmt::format("{}", fmt::join(jo.write_collections, ", ")),
                         o.jobs.data_roots.empty() ? "none (inline documents only)" : fmt::format("{}", fmt::join(o.jobs.data_roots, ", ")),
                         o.jobs.pipeline_dirs.empty() ? "none" : fmt::format("{}", fmt::join(o.jobs.pipeline_dirs, ", "))));
-  for (const ServedModel& m : app->service_->models()) {
-    app->log_(fmt::format("serve: model {} ({}{}{}, {} params, context {}) <- {}", m.name,
-                          orchestrator::ModelRoleName(m.role), m.quantization.empty() ? "" : ", ", m.quantization,
-                          m.parameter_size, m.n_ctx, m.path));
-  }
   if (app->service_->models().empty()) {
     app->log_("serve: no models configured; add one with `qwenmux serve --model FILE.gguf[=NAME]` or a `models:` list in "
               "qwenmux.yaml (--config), e.g. after `qwenmux pull qwen3:0.6b`");

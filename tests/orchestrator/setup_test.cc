@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -214,6 +215,33 @@ TEST(SetupTest, ModelFlagsAndBudgetFlag) {
   s = BuildServeSetup(in);
   ASSERT_FALSE(s.ok());
   EXPECT_THAT(s.status().message(), HasSubstr("name or alias \"m\" is already used"));
+}
+
+// --ctx above the file's trained context is clamped, and the start-up log says so with both numbers.
+TEST(SetupTest, ContextAboveTrainedIsClampedAndSaid) {
+  TempDir tmp;
+  ServeInputs in;
+  in.models_dir = tmp.path();
+  in.total_ram = 8 * GiB;
+  in.extra_models = {ModelPath("tiny-dense.q8_0.gguf") + "=mini"};
+  in.flag_models.n_ctx = 1 << 20;
+  auto s = BuildServeSetup(in);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_EQ(s->specs.size(), 1u);
+  const int32_t trained = s->facts[0].n_ctx_train;
+  ASSERT_GT(trained, 0);
+  ASSERT_LT(trained, 1 << 20);
+  EXPECT_EQ(s->specs[0].load.n_ctx, trained);
+  bool said = false;
+  for (const std::string& line : s->log)
+    said |= line.find(fmt::format("warning: model mini: context {} (--ctx) is above its trained context {}: clamped",
+                                  1 << 20, trained)) != std::string::npos;
+  EXPECT_TRUE(said) << ::testing::PrintToString(s->log);
+  // Within the trained context: no warning.
+  in.flag_models.n_ctx = 64;
+  s = BuildServeSetup(in);
+  ASSERT_TRUE(s.ok());
+  for (const std::string& line : s->log) EXPECT_EQ(line.find("clamped"), std::string::npos) << line;
 }
 
 TEST(SetupTest, DeviceFromConfigElseFlag) {

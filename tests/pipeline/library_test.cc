@@ -59,6 +59,11 @@ TEST(PipelineLibrary, FindsByNameOrStemAndListsWhatExists) {
   ASSERT_FALSE(none.ok());
   EXPECT_NE(none.status().message().find("--pipelines-dir"), std::string::npos);
   EXPECT_TRUE(ListPipelines({a / "no-such-dir"}).empty());
+  // Where it looked: the absolute directory, and that it does not exist.
+  auto nowhere = FindPipeline("doc_flow", {a / "no-such-dir"});
+  ASSERT_FALSE(nowhere.ok());
+  EXPECT_NE(nowhere.status().message().find(a / "no-such-dir (no such directory)"), std::string::npos)
+      << nowhere.status().message();
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/testdata.h"
+#include "orchestrator/config/units.h"
 #include "server/http_client.h"
 
 namespace qwenmux::server {
@@ -87,6 +88,26 @@ TEST(ServerLog, TextLinesPerRequestAndModelEvent) {
   EXPECT_NE(Find(lines, {"model: unload tiny reason=explicit"}), nullptr) << all;
   // No prompt text without --log-prompts.
   EXPECT_EQ(all.find(kSecret), std::string::npos) << all;
+}
+
+// Issue 21 item 15: one start-up line per model with the figures that apply (the --ctx and
+// --parallel it loads with, the memory the manager reserves: the load line's bytes, what ps shows),
+// and no other line contradicting them.
+TEST(ServerLog, OneStartupLinePerModelWithTheFiguresThatApply) {
+  const auto lines = RunAndLog({}, "startup");
+  const std::string all = Joined(lines);
+  std::vector<const std::string*> model_lines;
+  for (const std::string& l : lines)
+    if (l.find("serve: model tiny") != std::string::npos) model_lines.push_back(&l);
+  ASSERT_EQ(model_lines.size(), 1u) << all;
+  const std::string& m = *model_lines[0];
+  EXPECT_NE(m.find(" ctx=256 "), std::string::npos) << m;
+  EXPECT_NE(m.find(" parallel=2 "), std::string::npos) << m;
+  EXPECT_EQ(all.find("per --model sequence"), std::string::npos) << all;
+  const std::string* load = Find(lines, {"model: load tiny reason=request", "bytes="});
+  ASSERT_NE(load, nullptr) << all;
+  const uint64_t bytes = std::stoull(load->substr(load->find("bytes=") + 6));
+  EXPECT_NE(m.find(" memory=" + orchestrator::FormatSize(bytes) + " "), std::string::npos) << m << "\n" << *load;
 }
 
 TEST(ServerLog, JsonLinesParseAndCarryTheFields) {

@@ -48,8 +48,10 @@ struct ModelSources {
 
 constexpr uint32_t kYarn = 131072;  // model cards: 32,768 native, 131,072 with YaRN (factor 4)
 
+// The Qwen repos also hold Q5_0 files; the engine has no Q5_0 kernels, so the catalog leaves
+// them out (hf:REPO/FILE still names any file).
 std::vector<QuantSource> ChatQuants(bool q8_verified) {
-  return {{"Q4_K_M", nullptr, false}, {"Q5_0", nullptr, false}, {"Q5_K_M", nullptr, false},
+  return {{"Q4_K_M", nullptr, false}, {"Q5_K_M", nullptr, false},
           {"Q6_K", nullptr, false}, {"Q8_0", nullptr, q8_verified}};
 }
 

@@ -61,6 +61,18 @@ const std::vector<TierList>& TierLists() {
 
 std::string Speed(double v) { return v > 0 ? fmt::format("{:.1f}", v) : "-"; }
 
+// A per-call time: "3.2 us", "450 ns" (under a microsecond: never "0.0 us").
+std::string FormatMicros(double us) {
+  if (us >= 1.0) return fmt::format("{:.1f} us", us);
+  return fmt::format("{:.0f} ns", us * 1e3);
+}
+
+// The context a row's model was trained for (0: unknown).
+uint32_t RowTrainedContext(const PlanRow& r) {
+  if (r.entry->shape) return r.entry->shape->n_ctx_train;
+  return r.entry->context_length;
+}
+
 }  // namespace
 
 uint64_t Qwen3VocabMetadataBytes() {
@@ -226,11 +238,29 @@ std::string PlanToText(const Plan& p) {
   const PlanOptions& o = p.options;
   out += fmt::format("RAM {}, memory budget {}, context {} x {} sequence(s)\n", FormatSize(o.total_ram),
                      FormatSize(o.budget_bytes), o.context, o.n_seq);
+  // A context above a model's trained context is clamped to it (as the engine does): say so.
+  uint32_t clamped_min = UINT32_MAX, clamped_max = 0;
+  size_t clamped = 0;
+  for (const PlanRow& r : p.rows) {
+    const uint32_t trained = RowTrainedContext(r);
+    if (trained == 0 || o.context <= trained) continue;
+    ++clamped;
+    clamped_min = std::min(clamped_min, trained);
+    clamped_max = std::max(clamped_max, trained);
+  }
+  if (clamped > 0) {
+    out += fmt::format("warning: context {} is above the trained context of {} model(s) ({}): their figures use the "
+                       "trained context (clamped)\n",
+                       o.context, clamped,
+                       clamped_min == clamped_max ? fmt::format("{}", clamped_min)
+                                                  : fmt::format("{} to {}", clamped_min, clamped_max));
+  }
   out += fmt::format("GPU {}{}\n", runtime::DescribeCudaDevice(o.gpu),
                      o.gpu.available ? ", GPU budget " + FormatSize(o.gpu_budget_bytes) : "");
   if (o.speed) {
-    out += fmt::format("speed: {} ({} threads), read bandwidth {:.1f} GB/s, {:.1f} us per matmul call; {}\n",
-                       o.speed->machine, o.speed->threads, o.speed->read_GBps, o.speed->call_overhead_us, o.speed_note);
+    out += fmt::format("speed: {} ({} threads), read bandwidth {:.1f} GB/s, {} per matmul call; {}\n",
+                       o.speed->machine, o.speed->threads, o.speed->read_GBps, FormatMicros(o.speed->call_overhead_us),
+                       o.speed_note);
     for (const auto& [name, r] : o.speed->types)
       out += fmt::format("  {:<5} decode {:6.1f} GB/s ({:3.0f}% of bandwidth), prefill {:6.1f} GMAC/s\n", name,
                          r.decode_GBps, o.speed->read_GBps > 0 ? 100.0 * r.decode_GBps / o.speed->read_GBps : 0.0,
@@ -238,13 +268,23 @@ std::string PlanToText(const Plan& p) {
   } else {
     out += "speed: not measured (run `qwenmux plan --measure`)\n";
   }
-  out += fmt::format("\n{:<28} {:>7} {:>10} {:>10} {:>4} {:>10} {:>4} {:>9} {:>10}\n", "model", "params", "weights",
-                     "memory", "fits", "gpu memory", "gpu", "decode/s", "prefill/s");
-  for (const PlanRow& r : p.rows) {
+  // Column widths from the widest cell, so "30.5B/3.3B" and long names stay aligned.
+  auto params_of = [](const PlanRow& r) {
     std::string params = FormatParams(r.params.total);
     if (r.params.active != r.params.total) params += "/" + FormatParams(r.params.active);
+    return params;
+  };
+  size_t wn = 5, wp = 6;
+  for (const PlanRow& r : p.rows) {
+    wn = std::max(wn, r.entry->name.size());
+    wp = std::max(wp, params_of(r).size());
+  }
+  out += fmt::format("\n{:<{}} {:>{}} {:>10} {:>10} {:>4} {:>10} {:>4} {:>9} {:>10}\n", "model", wn, "params", wp,
+                     "weights", "memory", "fits", "gpu memory", "gpu", "decode/s", "prefill/s");
+  for (const PlanRow& r : p.rows) {
+    const std::string params = params_of(r);
     const bool chat = r.entry->role == ModelRole::kChat;
-    out += fmt::format("{:<28} {:>7} {:>10} {:>10} {:>4} {:>10} {:>4} {:>9} {:>10}{}\n", r.entry->name, params,
+    out += fmt::format("{:<{}} {:>{}} {:>10} {:>10} {:>4} {:>10} {:>4} {:>9} {:>10}{}\n", r.entry->name, wn, params, wp,
                        FormatSize(r.memory.weights), FormatSize(r.memory.total()), r.fits ? "yes" : "no",
                        FormatSize(r.device_memory.total()), !o.gpu.available ? "-" : r.fits_gpu ? "yes" : "no",
                        chat ? Speed(r.speed.decode_tok_s) : "-", Speed(r.speed.prefill_tok_s),

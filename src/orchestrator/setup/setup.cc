@@ -288,6 +288,11 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
                               : p.context ? p.context
                                           : mc->n_ctx_train;
     spec.load.n_ctx = static_cast<int32_t>(mc->n_ctx_train > 0 ? std::min<uint32_t>(want_ctx, mc->n_ctx_train) : want_ctx);
+    if (mc->n_ctx_train > 0 && want_ctx > mc->n_ctx_train) {
+      out.log.push_back(fmt::format("warning: model {}: context {} ({}) is above its trained context {}: clamped to {}",
+                                    p.name, want_ctx, p.from_flag ? "--ctx" : "context: in the config",
+                                    mc->n_ctx_train, mc->n_ctx_train));
+    }
     spec.load.n_seq = p.from_flag ? std::max(1, in.flag_models.parallel) : static_cast<int32_t>(p.parallel);
     spec.load.n_threads = in.flag_models.threads;
     spec.keep_alive = ToKeepAlive(p.keep_alive);
@@ -318,12 +323,16 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
       c.decode_tok_s = se.decode_tok_s;
       c.prefill_tok_s = se.prefill_tok_s;
     }
+    // The one start-up line of a model, with the figures that apply: the context and sequences it
+    // loads with and the memory the manager reserves for it (what `ps` shows on the CPU; on a GPU,
+    // ps shows what the backend allocated).
     out.log.push_back(fmt::format(
-        "model {}{}: {} role={} tier={} ctx={} parallel={} keep_alive={} pinned={} preload={} device={} memory={} params={}",
-        c.name, c.aliases.empty() ? "" : " (aliases: " + fmt::format("{}", fmt::join(c.aliases, ", ")) + ")", p.path,
-        ModelRoleName(role), c.tier.empty() ? "-" : c.tier, spec.load.n_ctx, spec.load.n_seq,
-        FormatDuration(p.keep_alive), p.pinned, p.preload, runtime::DeviceChoiceName(spec.load.device),
-        FormatSize(c.memory_bytes), FormatParams(c.params)));
+        "model {}{}: role={} quant={} params={} ctx={} parallel={} memory={} device={} tier={} keep_alive={} pinned={} "
+        "preload={} <- {}",
+        c.name, c.aliases.empty() ? "" : " (aliases: " + fmt::format("{}", fmt::join(c.aliases, ", ")) + ")",
+        ModelRoleName(role), c.quantization.empty() ? "?" : c.quantization, FormatParams(c.params), spec.load.n_ctx,
+        spec.load.n_seq, FormatSize(c.memory_bytes), runtime::DeviceChoiceName(spec.load.device),
+        c.tier.empty() ? "-" : c.tier, FormatDuration(p.keep_alive), p.pinned, p.preload, p.path));
     ModelFacts facts;
     facts.arch = mc->arch_name;
     facts.file_bytes = file->file_size();
