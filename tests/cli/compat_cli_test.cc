@@ -244,5 +244,27 @@ TEST(CompatCli, ListColumnsAligned) {
   }
 }
 
+// Item 10: ask finds the embedding model the collection was ingested with (no --embed-model), and
+// -c holds when the answer model is the same file (it was loaded at the embedder's larger context).
+TEST(CompatCli, AskReusesTheCollectionsEmbeddingModelAndKeepsContext) {
+  TempDir tmp;
+  std::ofstream(tmp / "otters.md") << "# Otters\n\nSea otters hold hands while sleeping so they do not drift apart.\n";
+  // An empty QWENMUX_HOME: no store, so no default embedding model to fall back on.
+  const std::string env = "QWENMUX_HOME=" + (tmp / "home") + " ";
+  const std::string store = " --store " + (tmp / "store");
+  auto ingest = RunCommand(env + QwenmuxBinary() + " ingest " + (tmp / "otters.md") + " -C kb --embed-model " + kDense +
+                           " -t 2 --device cpu" + store + " 2>&1");
+  ASSERT_EQ(ingest.code, 0) << ingest.out;
+  const std::string ask = env + QwenmuxBinary() + " ask 'Do otters hold hands?' -C kb --model " + kDense +
+                          " --no-rewrite --no-rerank --no-score -n 4 --temp 0 -t 2 --device cpu" + store;
+  auto a = RunCommand(ask + " --json 2>&1");
+  ASSERT_EQ(a.code, 0) << a.out;
+  EXPECT_THAT(a.out, HasSubstr("otters.md"));
+  // -c 64 leaves no room for sources: said with the asked 64, not the 512 the shared file loaded with.
+  auto small = RunCommand(ask + " -c 64 2>&1");
+  EXPECT_NE(small.code, 0) << small.out;
+  EXPECT_THAT(small.out, HasSubstr("context (64 tokens)"));
+}
+
 }  // namespace
 }  // namespace qwenmux::testing
