@@ -2,6 +2,11 @@
 // is taken, the interactive chat of `run` without -p, `-p -`, multi-value options that leave the
 // positionals alone, unknown-command suggestions and grouped help, refcheck's verdict, aligned
 // tables. Each runs the qwenmux binary.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -125,6 +130,52 @@ TEST(CompatCli, RunWithoutPromptIsAChatWithHistory) {
   auto c = RunCommand("printf 'hi\\n' | " + run + " --format json 2>&1");
   EXPECT_NE(c.code, 0);
   EXPECT_THAT(c.out, HasSubstr("need -p"));
+}
+
+// Ctrl-C (SIGINT) during an answer stops that answer, not the program: the chat goes on and
+// /bye then leaves with exit 0.
+TEST(CompatCli, CtrlCStopsTheAnswerNotTheChat) {
+  TempDir tmp;
+  int in_fd[2], out_fd[2];
+  ASSERT_EQ(pipe(in_fd), 0);
+  ASSERT_EQ(pipe(out_fd), 0);
+  const std::string err = tmp / "err";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(in_fd[0], STDIN_FILENO);
+    dup2(out_fd[1], STDOUT_FILENO);
+    const int e = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(e, STDERR_FILENO);
+    close(in_fd[1]);
+    close(out_fd[0]);
+    const std::string bin = QwenmuxBinary();
+    execl(bin.c_str(), bin.c_str(), "run", kDense.c_str(), "-n", "100000", "-c", "4096", "--temp", "0", "-t", "2",
+          "--device", "cpu", "--no-think", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(in_fd[0]);
+  close(out_fd[1]);
+  const std::string line = "Tell me a very long story\n";
+  ASSERT_EQ(write(in_fd[1], line.data(), line.size()), static_cast<ssize_t>(line.size()));
+  char buf[256];
+  ASSERT_GT(read(out_fd[0], buf, sizeof buf), 0);  // the answer is streaming
+  kill(pid, SIGINT);
+  const std::string bye = "/bye\n";
+  ASSERT_EQ(write(in_fd[1], bye.data(), bye.size()), static_cast<ssize_t>(bye.size()));
+  close(in_fd[1]);
+  while (read(out_fd[0], buf, sizeof buf) > 0) {
+  }
+  close(out_fd[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  std::ifstream ef(err);
+  std::stringstream text;
+  text << ef.rdbuf();
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status) << "\n" << text.str();
+  EXPECT_EQ(WEXITSTATUS(status), 0) << text.str();
+  EXPECT_THAT(text.str(), HasSubstr("[stopped]"));
+  EXPECT_THAT(text.str(), HasSubstr("finish: cancelled"));
 }
 
 TEST(CompatCli, MultiValueOptionsLeaveThePositionals) {
