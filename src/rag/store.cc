@@ -10,6 +10,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "rag/cjk.h"
 #include "rag/sqlite_util.h"
 
 namespace qwenmux::rag {
@@ -54,6 +55,8 @@ CREATE INDEX IF NOT EXISTS chunks_by_collection ON chunks(collection_id, id);
 )sql";
 
 std::string FtsTable(int64_t collection_id) { return fmt::format("fts_{}", collection_id); }
+// The `meta` key saying a collection's FTS index holds CJK bigrams (cjk.h).
+std::string CjkKey(int64_t collection_id) { return fmt::format("fts_cjk_bigrams:{}", collection_id); }
 // The `meta` key of a collection's embedding model file.
 std::string EmbedFileKey(int64_t collection_id) { return fmt::format("embed_file:{}", collection_id); }
 
@@ -219,7 +222,10 @@ Result<CollectionInfo> Store::OpenCollection(const std::string& name, const std:
       "tokenize='porter unicode61 remove_diacritics 2')",
       FtsTable(id));
   QM_RETURN_IF_ERROR(Exec(sql.c_str()));
+  Stmt cjk(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, '1')");
+  QM_RETURN_IF_ERROR(cjk.Bind(1, CjkKey(id)).Run("create collection"));
   QM_RETURN_IF_ERROR(tx.Commit());
+  cjk_bigrams_.erase(id);
   std::error_code ec;
   fs::remove(IndexPath(id), ec);  // a stale file of a deleted collection with the same id
   return GetCollection(name);
@@ -261,6 +267,15 @@ Result<std::string> Store::EmbedFile(const CollectionInfo& c) {
   return row ? get.Text(0) : std::string();
 }
 
+Result<bool> Store::CjkBigramIndex(int64_t collection_id) {
+  auto it = cjk_bigrams_.find(collection_id);
+  if (it != cjk_bigrams_.end()) return it->second;
+  Stmt get(db_, "SELECT 1 FROM meta WHERE key=?");
+  QM_ASSIGN_OR_RETURN(bool row, get.Bind(1, CjkKey(collection_id)).Step("read the index kind"));
+  cjk_bigrams_[collection_id] = row;
+  return row;
+}
+
 Status Store::DeleteCollection(const std::string& name) {
   QM_ASSIGN_OR_RETURN(CollectionInfo c, GetCollection(name));
   Transaction tx(db_);
@@ -273,6 +288,9 @@ Status Store::DeleteCollection(const std::string& name) {
   QM_RETURN_IF_ERROR(Exec(fmt::format("DROP TABLE IF EXISTS {}", FtsTable(c.id)).c_str()));
   Stmt del_meta(db_, "DELETE FROM meta WHERE key=?");
   QM_RETURN_IF_ERROR(del_meta.Bind(1, EmbedFileKey(c.id)).Run("delete collection"));
+  del_meta.Reset();
+  QM_RETURN_IF_ERROR(del_meta.Bind(1, CjkKey(c.id)).Run("delete collection"));
+  cjk_bigrams_.erase(c.id);
   QM_RETURN_IF_ERROR(tx.Commit());
   indexes_.erase(c.id);
   chunk_counts_.erase(c.id);
@@ -314,7 +332,8 @@ Result<std::vector<DocumentRecord>> Store::ListDocuments(const CollectionInfo& c
 namespace {
 
 // Deletes a document's chunks (and their FTS entries) and the document row; returns the chunk ids.
-Result<std::vector<int64_t>> DeleteDocumentRows(sqlite3* db, int64_t collection_id, int64_t document_id) {
+// `cjk`: the collection's index holds CJK bigrams, so the delete passes the same rewritten text.
+Result<std::vector<int64_t>> DeleteDocumentRows(sqlite3* db, int64_t collection_id, int64_t document_id, bool cjk) {
   std::vector<int64_t> ids;
   Stmt q(db, "SELECT id, heading, text FROM chunks WHERE document_id=?");
   q.Bind(1, document_id);
@@ -325,7 +344,11 @@ Result<std::vector<int64_t>> DeleteDocumentRows(sqlite3* db, int64_t collection_
     if (!row) break;
     ids.push_back(q.Int(0));
     fts.Reset();
-    QM_RETURN_IF_ERROR(fts.Bind(1, q.Int(0)).Bind(2, q.Text(1)).Bind(3, q.Text(2)).Run("delete document text"));
+    const std::string heading = q.Text(1), text = q.Text(2);
+    QM_RETURN_IF_ERROR(fts.Bind(1, q.Int(0))
+                           .Bind(2, cjk ? CjkBigrams(heading) : heading)
+                           .Bind(3, cjk ? CjkBigrams(text) : text)
+                           .Run("delete document text"));
   }
   Stmt dc(db, "DELETE FROM chunks WHERE document_id=?");
   QM_RETURN_IF_ERROR(dc.Bind(1, document_id).Run("delete chunks"));
@@ -345,9 +368,10 @@ Result<int64_t> Store::PutDocument(const CollectionInfo& c, const DocumentRecord
   Transaction tx(db_);
   QM_RETURN_IF_ERROR(tx.Begin());
   std::vector<int64_t> removed;
+  QM_ASSIGN_OR_RETURN(const bool cjk, CjkBigramIndex(c.id));
   QM_ASSIGN_OR_RETURN(auto old, FindDocument(c, doc.doc_id));
   if (old) {
-    QM_ASSIGN_OR_RETURN(removed, DeleteDocumentRows(db_, c.id, old->id));
+    QM_ASSIGN_OR_RETURN(removed, DeleteDocumentRows(db_, c.id, old->id, cjk));
   }
   Stmt ins(db_, "INSERT INTO documents(collection_id, doc_id, source, title, format, content_hash, bytes, n_chunks, "
                 "ingested_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -369,7 +393,10 @@ Result<int64_t> Store::PutDocument(const CollectionInfo& c, const DocumentRecord
     QM_RETURN_IF_ERROR(ch.Run("insert chunk"));
     const int64_t id = sqlite3_last_insert_rowid(db_);
     fts.Reset();
-    QM_RETURN_IF_ERROR(fts.Bind(1, id).Bind(2, k.heading).Bind(3, k.text).Run("index chunk text"));
+    QM_RETURN_IF_ERROR(fts.Bind(1, id)
+                           .Bind(2, cjk ? CjkBigrams(k.heading) : k.heading)
+                           .Bind(3, cjk ? CjkBigrams(k.text) : k.text)
+                           .Run("index chunk text"));
     added.push_back(id);
     rows.insert(rows.end(), k.embedding.begin(), k.embedding.end());
   }
@@ -389,7 +416,8 @@ Status Store::DeleteDocument(const CollectionInfo& c, const std::string& doc_id)
   QM_RETURN_IF_ERROR(tx.Begin());
   QM_ASSIGN_OR_RETURN(auto old, FindDocument(c, doc_id));
   if (!old) return Error(StatusCode::kNotFound, "store: no document {} in collection {}", doc_id, c.name);
-  QM_ASSIGN_OR_RETURN(auto removed, DeleteDocumentRows(db_, c.id, old->id));
+  QM_ASSIGN_OR_RETURN(const bool cjk, CjkBigramIndex(c.id));
+  QM_ASSIGN_OR_RETURN(auto removed, DeleteDocumentRows(db_, c.id, old->id, cjk));
   QM_RETURN_IF_ERROR(tx.Commit());
   chunk_counts_.erase(c.id);
   auto it = indexes_.find(c.id);
@@ -410,7 +438,8 @@ Result<int64_t> Store::ChunkCount(const CollectionInfo& c) {
 
 Result<std::vector<std::pair<int64_t, double>>> Store::SearchBm25(const CollectionInfo& c, std::string_view query, size_t k) {
   std::vector<std::pair<int64_t, double>> out;
-  std::vector<std::string> words = QueryWords(query);
+  QM_ASSIGN_OR_RETURN(const bool cjk, CjkBigramIndex(c.id));
+  std::vector<std::string> words = QueryWords(cjk ? CjkBigrams(query) : std::string(query));
   if (words.empty() || k == 0) return out;
   const std::string fts = FtsTable(c.id);
   // FTS5 scores every row that matches any word, so a stop-word-like term ("the", "what") makes

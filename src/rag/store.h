@@ -155,6 +155,10 @@ class Store {
   sqlite3* db_ = nullptr;
   std::map<int64_t, std::unique_ptr<VectorIndex>> indexes_;
   std::map<int64_t, int64_t> chunk_counts_;  // collection id -> chunks (dropped on writes)
+  std::map<int64_t, bool> cjk_bigrams_;       // collection id -> its FTS index holds CJK bigrams (cjk.h)
+  // Whether the collection's FTS index was built with CJK bigrams (collections made since; older
+  // ones keep their raw tokens so that deletes stay consistent with what was indexed).
+  Result<bool> CjkBigramIndex(int64_t collection_id);
 };
 
 // Escapes arbitrary text into an FTS5 query: its words, each quoted, joined with OR ("" if none).
