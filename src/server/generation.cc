@@ -141,12 +141,15 @@ Status LoadTokenizer(Service& service, GenerationJob* job) {
 
 Status EncodeChat(Service& service, const chat::ChatRequest& request, GenerationJob* job) {
   if (!job->tok) QM_RETURN_IF_ERROR(LoadTokenizer(service, job));
-  QM_ASSIGN_OR_RETURN(std::vector<chat::PromptSegment> segments,
-                      chat::RenderChatSegments(request.messages, request.options));
+  // A request that says nothing about thinking gets the model's `thinking:` setting, if any; a
+  // setting chosen by the operator counts as chosen (no automatic budget for constrained output).
+  chat::ChatOptions options = request.options;
+  if (!options.enable_thinking) options.enable_thinking = job->route.model->thinking;
+  QM_ASSIGN_OR_RETURN(std::vector<chat::PromptSegment> segments, chat::RenderChatSegments(request.messages, options));
   job->prompt = EncodeChatPrompt(*job->tok, segments);
   job->chat = true;
-  job->thinking = !request.options.enable_thinking.has_value() || *request.options.enable_thinking;
-  job->thinking_chosen = request.options.enable_thinking.has_value();
+  job->thinking = !options.enable_thinking.has_value() || *options.enable_thinking;
+  job->thinking_chosen = options.enable_thinking.has_value();
   return Status::Ok();
 }
 

@@ -49,6 +49,7 @@ ServedModel MakeServedModel(const orchestrator::ModelSpec& spec, const orchestra
   m.n_ctx = spec.load.n_ctx;
   m.n_ctx_train = facts.n_ctx_train;
   m.n_embd = facts.n_embd;
+  m.thinking = facts.thinking;
   return m;
 }
 

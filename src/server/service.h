@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,7 @@ struct ServedModel {
   int32_t n_ctx = 0;           // tokens per sequence the model is loaded with
   int32_t n_ctx_train = 0;
   int32_t n_embd = 0;
+  std::optional<bool> thinking;  // qwenmux.yaml `thinking:`: chat requests that do not choose; unset: on
 };
 
 // A served model as BuildServeSetup describes it (the GGUF header is not read again).

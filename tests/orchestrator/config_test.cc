@@ -78,6 +78,7 @@ TEST(OrchestratorConfig, ErrorsNameKeyAndLine) {
        "qwenmux.yaml:3: models[0].role: \"embedding\" contradicts"},
       {"models:\n  - catalog: qwen3:8b-q8_0\n    parallel: 0\n", "qwenmux.yaml:3: models[0].parallel: \"0\" is not a whole number"},
       {"models:\n  - catalog: qwen3:8b-q8_0\n    context: lots\n", "qwenmux.yaml:3: models[0].context:"},
+      {"models:\n  - catalog: qwen3:8b-q8_0\n    thinking: sometimes\n", "qwenmux.yaml:3: models[0].thinking:"},
       {"models:\n  - catalog: qwen3:8b-q8_0\n    pinned: maybe\n", "qwenmux.yaml:3: models[0].pinned: \"maybe\" is not true or false"},
       {"models:\n  - catalog: qwen3:8b-q8_0\n    aliases: fast\n", "qwenmux.yaml:3: models[0].aliases: expected a list"},
       {"models:\n  - catalog: qwen3:8b-q8_0\n    aliases: [a b]\n", "qwenmux.yaml:3: models[0].aliases[0]:"},
@@ -120,6 +121,7 @@ TEST(OrchestratorConfig, DeviceAndGpuBudget) {
   EXPECT_EQ(c->models[0].device, runtime::DeviceChoice::kCuda);
   EXPECT_EQ(c->models[1].device, runtime::DeviceChoice::kCpu);
   EXPECT_FALSE(c->models[2].device.has_value());  // the server's --device (auto)
+  EXPECT_FALSE(c->models[0].thinking.has_value());  // Qwen3's default
   EXPECT_FALSE(c->memory.gpu_budget.is_percent);
   EXPECT_EQ(c->memory.gpu_budget.bytes, 20ull << 30);
   // Default: 90% of the free device memory; the flag overrides the file, same parser.
@@ -133,6 +135,13 @@ TEST(OrchestratorConfig, DeviceAndGpuBudget) {
   Status bad = ApplyGpuMemoryBudgetFlag(*c, "lots");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.message().find("--gpu-memory-budget"), std::string::npos);
+}
+
+TEST(OrchestratorConfig, ThinkingPerModel) {
+  Result<Config> c = ParseConfig("models:\n  - catalog: qwen3:8b-q8_0\n    thinking: false\n  - catalog: qwen3-fast\n    thinking: true\n", "x.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->models[0].thinking, std::optional<bool>(false));
+  EXPECT_EQ(c->models[1].thinking, std::optional<bool>(true));
 }
 
 TEST(OrchestratorConfig, MissingFile) {

@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -407,6 +410,53 @@ TEST(CompatShutdown, CutOffGenerationsAreNotReportedAsStop) {
   EXPECT_EQ(openai_whole.status, 503) << openai_whole.body;
   EXPECT_TRUE(Body(openai_whole)["error"].is_object()) << openai_whole.body;
   EXPECT_EQ(CounterValue(metrics.RenderText(), "qwenmux_requests_failed_total{model=\"tiny\",reason=\"cancelled\"}"), 3);
+}
+
+// Item 8: `thinking: false` under a model in qwenmux.yaml: chat requests that do not choose answer
+// without thinking (all text in content, none in reasoning); a request's own choice still wins.
+// The same file under another name keeps Qwen3's default (the tiny model never closes </think>,
+// so its text stays in reasoning).
+TEST(CompatHttpConfig, ThinkingSwitchedOffPerModelInTheConfig) {
+  const std::string dir = ::testing::TempDir() + "/qwenmux-thinking-config";
+  std::filesystem::create_directories(dir);
+  const std::string cfg = dir + "/qwenmux.yaml";
+  {
+    std::ofstream f(cfg);
+    f << "models:\n"
+      << "  - file: " << ModelPath("tiny-dense.q8_0.gguf") << "\n    name: plain\n    context: 256\n    thinking: false\n"
+      << "  - file: " << ModelPath("tiny-dense.q8_0.gguf") << "\n    name: thinker\n    context: 256\n";
+  }
+  AppOptions o;
+  o.config_path = cfg;
+  o.http.port = 0;
+  o.models.threads = 1;
+  auto app = App::Create(std::move(o), [](const std::string&) {});
+  ASSERT_TRUE(app.ok()) << app.status().ToString();
+  ASSERT_TRUE((*app)->Start().ok());
+  const uint16_t port = (*app)->port();
+  auto chat = [&](const std::string& model, std::optional<bool> think) {
+    json req = {{"model", model}, {"messages", {{{"role", "user"}, {"content", "Hello"}}}}, {"max_tokens", 8}, {"temperature", 0}};
+    if (think) req["chat_template_kwargs"] = {{"enable_thinking", *think}};
+    auto r = Call(port, "POST", "/v1/chat/completions", req.dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+    return Body(r)["choices"][0]["message"];
+  };
+  const json plain = chat("plain", std::nullopt);
+  EXPECT_FALSE(plain.value("content", "").empty()) << plain;
+  EXPECT_TRUE(plain.value("reasoning_content", "").empty()) << plain;
+  const json thinker = chat("thinker", std::nullopt);
+  EXPECT_FALSE(thinker.value("reasoning_content", "").empty()) << thinker;
+  const json chosen = chat("plain", true);  // the request's choice wins over the config
+  EXPECT_FALSE(chosen.value("reasoning_content", "").empty()) << chosen;
+  // Ollama without `think`: the model's setting applies there too.
+  auto o2 = Call(port, "POST", "/api/chat",
+                 json{{"model", "plain"}, {"messages", {{{"role", "user"}, {"content", "Hello"}}}}, {"stream", false},
+                      {"options", {{"num_predict", 8}, {"temperature", 0}}}}.dump());
+  ASSERT_EQ(o2.status, 200) << o2.body;
+  EXPECT_FALSE(Body(o2)["message"].value("content", "").empty()) << o2.body;
+  EXPECT_FALSE(Body(o2)["message"].contains("thinking")) << o2.body;
+  (*app)->Shutdown();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

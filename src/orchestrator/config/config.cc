@@ -117,6 +117,11 @@ Status ParseModel(const Ctx& ctx, const YAML::Node& node, const std::string& pat
          QM_ASSIGN_OR_RETURN(m->preload, BoolOf(ctx, v, p));
          return Status::Ok();
        }},
+      {"thinking", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(bool t, BoolOf(ctx, v, p));
+         m->thinking = t;
+         return Status::Ok();
+       }},
       {"device", [&](const YAML::Node& v, const std::string& p) -> Status {
          QM_ASSIGN_OR_RETURN(std::string s, yaml::NonEmptyScalar(ctx, v, p));
          Result<runtime::DeviceChoice> d = runtime::ParseDeviceChoice(s);

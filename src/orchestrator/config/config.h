@@ -37,6 +37,9 @@ struct ModelConfig {
   bool pinned = false;     // never evicted (and loaded at startup)
   bool preload = false;    // loaded at startup (may be evicted later)
   std::optional<runtime::DeviceChoice> device;  // `device: cpu|cuda|auto`; unset: the server's --device
+  // `thinking: false`: chat requests that do not choose (enable_thinking / think) answer without
+  // thinking; unset: Qwen3's default (thinking on).
+  std::optional<bool> thinking;
   int line = 0;            // where it was declared (for later messages)
 };
 

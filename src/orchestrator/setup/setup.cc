@@ -37,6 +37,7 @@ struct Pending {
   Duration keep_alive = Duration::Millis(5 * 60 * 1000);
   bool pinned = false, preload = false;
   std::optional<runtime::DeviceChoice> device;  // the config's `device:`
+  std::optional<bool> thinking;      // the config's `thinking:`
   bool from_flag = false;            // --model FILE.gguf: ModelFlagOptions' context and parallelism
 };
 
@@ -181,6 +182,7 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
     p.pinned = m.pinned;
     p.preload = m.preload;
     p.device = m.device;
+    p.thinking = m.thinking;
     if (!m.catalog.empty()) {
       Result<const CatalogEntry*> e = FindInCatalog(m.catalog);
       if (!e.ok()) return e.status().WithContext(p.where);
@@ -340,6 +342,7 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
     if (::stat(p.path.c_str(), &st) == 0) facts.modified_unix = st.st_mtime;
     facts.n_ctx_train = static_cast<int32_t>(mc->n_ctx_train);
     facts.n_embd = static_cast<int32_t>(mc->n_embd);
+    facts.thinking = p.thinking;
     out.specs.push_back(std::move(spec));
     out.candidates.push_back(std::move(c));
     out.facts.push_back(std::move(facts));

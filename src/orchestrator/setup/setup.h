@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -75,6 +76,7 @@ struct ModelFacts {
   int64_t modified_unix = 0;   // the file's mtime
   int32_t n_ctx_train = 0;
   int32_t n_embd = 0;
+  std::optional<bool> thinking;  // the config's `thinking:` (the default of chat requests that do not choose)
 };
 
 struct ServeSetup {
