@@ -317,5 +317,24 @@ TEST(CompatCli, AskReusesTheCollectionsEmbeddingModelAndKeepsContext) {
   EXPECT_THAT(small.out, HasSubstr("context (64 tokens)"));
 }
 
+// Item 18: `ingest` on a terminal ends with a table, not a raw JSON line (JSON when piped or with
+// --json). util-linux's `script` (Debian's essential bsdutils) gives it a terminal.
+TEST(CompatCli, IngestOnATerminalEndsWithATable) {
+  TempDir tmp;
+  std::ofstream(tmp / "a.md") << "# A\n\nalpha text about otters\n";
+  const std::string ingest = QwenmuxBinary() + " ingest " + (tmp / "a.md") + " -C kb --embed-model " + kDense +
+                             " -t 2 --device cpu --store " + (tmp / "store");
+  auto tty = RunCommand("script -qec '" + ingest + "' /dev/null 2>&1");
+  ASSERT_EQ(tty.code, 0) << tty.out;
+  EXPECT_THAT(tty.out, HasSubstr("collection kb in"));
+  EXPECT_TRUE(std::regex_search(tty.out, std::regex(R"(added\s+1)"))) << tty.out;
+  EXPECT_THAT(tty.out, Not(HasSubstr("{\"summary\"")));
+  auto piped = RunCommand(ingest + " 2>/dev/null");
+  ASSERT_EQ(piped.code, 0) << piped.out;
+  EXPECT_THAT(piped.out, HasSubstr("{\"summary\""));
+  auto json = RunCommand("script -qec '" + ingest + " --json' /dev/null 2>&1");
+  EXPECT_THAT(json.out, HasSubstr("{\"summary\""));
+}
+
 }  // namespace
 }  // namespace qwenmux::testing

@@ -195,11 +195,55 @@ TEST(PlanTest, MeasureSmallRing) {
   EXPECT_FALSE(MeasureMachineSpeed(o).ok());
 }
 
+// Issue 21 item 16 (part): a calibration expires (a week; an hour when taken on a busy machine),
+// a busy one is said, a decode share over 100% of the bandwidth is never printed, and a call
+// overhead under a microsecond is not "0.0 us".
+TEST(PlanTest, CalibrationExpiresBusyIsSaidSharesCapped) {
+  MachineSpeed s;
+  s.machine = "m";
+  s.threads = 2;
+  s.read_GBps = 5.0;
+  s.call_overhead_us = 0.04;
+  s.types["q8_0"] = {12.65, 40.0};  // 253% of the (under-measured) bandwidth
+  s.measured_unix = 1000;
+  s.cpus = 2;
+  s.load_1m = 0.2;
+  EXPECT_FALSE(s.Busy());
+  EXPECT_FALSE(s.Expired(1000 + 6 * 86400));
+  EXPECT_TRUE(s.Expired(1000 + 8 * 86400));
+  EXPECT_TRUE(s.Expired(500));  // from the future: the clock moved
+  s.load_1m = 3.0;
+  EXPECT_TRUE(s.Busy());
+  EXPECT_FALSE(s.Expired(1000 + 600));
+  EXPECT_TRUE(s.Expired(1000 + 3601));
+  TempDir tmp;
+  const std::string path = SpeedCachePath(tmp.path());
+  ASSERT_TRUE(SaveSpeedCache(path, s).ok());
+  auto back = LoadSpeedCache(path, "m");
+  ASSERT_TRUE(back.ok() && back->has_value());
+  EXPECT_EQ((*back)->load_1m, 3.0);
+  EXPECT_EQ((*back)->cpus, 2u);
+
+  PlanOptions o;
+  o.context = 4096;
+  o.total_ram = 64 * GiB;
+  o.budget_bytes = 16 * GiB;
+  o.speed = &s;
+  auto plan = BuildPlan(o);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const std::string text = PlanToText(*plan);
+  EXPECT_EQ(text.find("253%"), std::string::npos) << text;
+  EXPECT_NE(text.find("100% of bandwidth, bandwidth measured low"), std::string::npos) << text;
+  EXPECT_NE(text.find("warning: measured while the machine was busy (load 3.0 on 2 cpus)"), std::string::npos) << text;
+  EXPECT_NE(text.find("40 ns per matmul call"), std::string::npos) << text;
+  EXPECT_EQ(text.find("0.0 us"), std::string::npos) << text;
+}
+
 TEST(PlanTest, FitsAndTiersFollowTheBudget) {
   PlanOptions o;
   o.context = 4096;
   o.total_ram = 64 * GiB;
-  for (uint64_t budget : {1 * GiB / 2, 4 * GiB, 12 * GiB, 24 * GiB, 100 * GiB}) {
+  for (uint64_t budget : {1 * GiB / 2, 3 * GiB / 2, 4 * GiB, 12 * GiB, 24 * GiB, 100 * GiB}) {
     o.budget_bytes = budget;
     auto plan = BuildPlan(o);
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
@@ -208,6 +252,8 @@ TEST(PlanTest, FitsAndTiersFollowTheBudget) {
     // held to measured RSS in manager_estimate_test and to file sizes above).
     for (const PlanRow& r : plan->rows) EXPECT_EQ(r.fits, r.memory.total() <= budget) << r.entry->name;
     ASSERT_EQ(plan->tiers.size(), 4u);
+    // The fast tier's own note never speaks of fitting beside the fast tier (issue 21 item 18).
+    EXPECT_EQ(plan->tiers[0].note.find("beside the fast tier"), std::string::npos) << plan->tiers[0].note;
     const PlanRow* fast = plan->tiers[0].row;
     for (const TierPick& t : plan->tiers) {
       if (!t.row) continue;

@@ -158,7 +158,8 @@ Result<Plan> BuildPlan(const PlanOptions& o) {
         break;
       }
     }
-    if (!fast && std::string_view(tl.tier) == "qwen3-fast") {
+    const bool is_fast = !fast && std::string_view(tl.tier) == "qwen3-fast";
+    if (is_fast) {
       fast = pick.row;
       if (!fast) pick.note = "nothing fits the budget";
     } else if (!pick.row) {
@@ -173,7 +174,8 @@ Result<Plan> BuildPlan(const PlanOptions& o) {
       }
     }
     if (pick.row && pick.note.empty() && pick.row->entry->name != tl.models.front())
-      pick.note = fmt::format("{} does not fit beside the fast tier", tl.models.front());
+      pick.note = is_fast ? fmt::format("{} does not fit the budget", tl.models.front())
+                          : fmt::format("{} does not fit beside the fast tier", tl.models.front());
     plan.tiers.push_back(std::move(pick));
   }
   return plan;
@@ -261,10 +263,19 @@ std::string PlanToText(const Plan& p) {
     out += fmt::format("speed: {} ({} threads), read bandwidth {:.1f} GB/s, {} per matmul call; {}\n",
                        o.speed->machine, o.speed->threads, o.speed->read_GBps, FormatMicros(o.speed->call_overhead_us),
                        o.speed_note);
-    for (const auto& [name, r] : o.speed->types)
-      out += fmt::format("  {:<5} decode {:6.1f} GB/s ({:3.0f}% of bandwidth), prefill {:6.1f} GMAC/s\n", name,
-                         r.decode_GBps, o.speed->read_GBps > 0 ? 100.0 * r.decode_GBps / o.speed->read_GBps : 0.0,
+    if (o.speed->Busy()) {
+      out += fmt::format("warning: measured while the machine was busy (load {:.1f} on {} cpus): the speeds may read "
+                         "low; `qwenmux plan --measure` on an idle machine re-measures\n",
+                         o.speed->load_1m, o.speed->cpus);
+    }
+    for (const auto& [name, r] : o.speed->types) {
+      // A kernel cannot read faster than memory: a share over 100% means the bandwidth was
+      // measured low (a busy machine), so it is capped and said.
+      const double share = o.speed->read_GBps > 0 ? 100.0 * r.decode_GBps / o.speed->read_GBps : 0.0;
+      out += fmt::format("  {:<5} decode {:6.1f} GB/s ({:3.0f}% of bandwidth{}), prefill {:6.1f} GMAC/s\n", name,
+                         r.decode_GBps, std::min(share, 100.0), share > 100.0 ? ", bandwidth measured low" : "",
                          r.prefill_GMACs);
+    }
   } else {
     out += "speed: not measured (run `qwenmux plan --measure`)\n";
   }

@@ -140,7 +140,12 @@ nlohmann::json MachineSpeed::ToJson() const {
   for (const auto& [name, r] : types) t[name] = {{"decode_GBps", r.decode_GBps}, {"prefill_GMACs", r.prefill_GMACs}};
   return {{"machine", machine}, {"threads", threads}, {"read_GBps", read_GBps},
           {"call_overhead_us", call_overhead_us}, {"types", t},
-          {"measured_unix", measured_unix}};
+          {"measured_unix", measured_unix}, {"load_1m", load_1m}, {"cpus", cpus}};
+}
+
+bool MachineSpeed::Expired(int64_t now_unix) const {
+  const int64_t age = now_unix - measured_unix;
+  return age < 0 || age > (Busy() ? 3600 : 7 * 86400);
 }
 
 Result<MachineSpeed> MachineSpeed::FromJson(const nlohmann::json& j) {
@@ -151,6 +156,8 @@ Result<MachineSpeed> MachineSpeed::FromJson(const nlohmann::json& j) {
     s.read_GBps = j.at("read_GBps").get<double>();
     s.measured_unix = j.value("measured_unix", int64_t{0});
     s.call_overhead_us = j.value("call_overhead_us", 0.0);
+    s.load_1m = j.value("load_1m", -1.0);
+    s.cpus = j.value("cpus", size_t{0});
     if (!(s.call_overhead_us >= 0)) return Error(StatusCode::kCorrupt, "plan speed cache: negative call overhead");
     for (const auto& [name, r] : j.at("types").items()) {
       TypeRate tr{r.at("decode_GBps").get<double>(), r.at("prefill_GMACs").get<double>()};
@@ -171,6 +178,8 @@ std::string MachineKey(size_t threads) {
 
 Result<MachineSpeed> MeasureMachineSpeed(const MeasureOptions& o) {
   MachineSpeed s;
+  s.cpus = std::max(1u, std::thread::hardware_concurrency());
+  if (std::ifstream la("/proc/loadavg"); !(la >> s.load_1m)) s.load_1m = -1;
   s.threads = o.threads ? o.threads : ThreadPool::DefaultThreadCount();
   s.machine = MachineKey(s.threads);
   s.read_GBps = MeasureReadBandwidth(static_cast<size_t>(std::max<uint64_t>(o.ring_bytes, 64ull << 20)), s.threads, 3) / 1e9;

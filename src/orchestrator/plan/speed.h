@@ -55,6 +55,15 @@ struct MachineSpeed {
   double call_overhead_us = 0;            // fixed cost of one matmul call (dispatch, sync)
   std::map<std::string, TypeRate> types;  // by ggml type name ("q4_K"); empty: bandwidth only
   int64_t measured_unix = 0;
+  // How busy the machine was when measured: the 1-minute load average (/proc/loadavg, -1:
+  // unknown) and the CPUs. A busy machine measures low (a build running beside it).
+  double load_1m = -1;
+  size_t cpus = 0;
+
+  // Load above half the CPUs when measured: the figures may read low.
+  bool Busy() const { return load_1m >= 0 && cpus > 0 && load_1m > 0.5 * static_cast<double>(cpus); }
+  // Too old to trust at `now_unix`: a week, or an hour when measured on a busy machine.
+  bool Expired(int64_t now_unix) const;
 
   nlohmann::json ToJson() const;
   static Result<MachineSpeed> FromJson(const nlohmann::json& j);
