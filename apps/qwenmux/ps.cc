@@ -43,9 +43,12 @@ Result<std::string> HttpGet(const std::string& url, const std::string& api_key) 
 std::string Left(const nlohmann::json& q) {
   if (q.value("loading", false)) return "loading";
   if (q.value("in_use", 0) > 0) return fmt::format("in use ({})", q.value("in_use", 0));
+  // A LoRA adapter (its row says "<base>:<adapter>"): resident with its base, evicted by LRU.
+  if (q.value("adapter", false)) return fmt::format("with {}", q.value("base", ""));
   if (q.value("pinned", false)) return "pinned";
-  const auto& left = q["keep_alive_left_seconds"];
-  if (left.is_number()) {
+  const auto it = q.find("keep_alive_left_seconds");
+  if (it != q.end() && it->is_number()) {
+    const auto& left = *it;
     const int64_t s = static_cast<int64_t>(left.get<double>());
     return s >= 60 ? fmt::format("{}m{:02}s", s / 60, s % 60) : fmt::format("{}s", s);
   }

@@ -96,6 +96,9 @@ void RegisterServe(CLI::App& app, int* exit_code) {
   auto log_format = std::make_shared<std::string>("text");
   cmd->add_option("--config", o->config_path, "qwenmux.yaml (models, memory budget, router)")->check(CLI::ExistingFile);
   cmd->add_option("--model,-m", o->model_flags, "serve a GGUF file, optionally under a name: FILE.gguf[=NAME] (repeatable)");
+  cmd->add_option("--adapter", o->adapter_flags,
+                  "serve a LoRA adapter (GGUF file or PEFT dir) on a model: NAME=FILE[@BASE][:SCALE] (repeatable); "
+                  "requests name it BASE:NAME; BASE may be left out when one chat model is served");
   cmd->add_option("--host", o->http.host, "address to bind (0.0.0.0 for every interface)")->capture_default_str();
   cmd->add_option("--port,-p", o->http.port, "TCP port (0 picks a free one)")->capture_default_str();
   cmd->add_option("--api-key", o->http.security.api_keys, "require this key (Authorization: Bearer KEY) on every route but /health (repeatable)")

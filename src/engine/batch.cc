@@ -63,7 +63,7 @@ Batch::Batch(Model& model)
       n_batch_(model.options().n_batch),
       slots_(static_cast<size_t>(backend_.n_seq())) {}
 
-Batch::~Batch() = default;
+Batch::~Batch() { Clear(); }  // counts its sequences out of their adapters
 
 int32_t Batch::free_slots() const { return n_seq() - active(); }
 
@@ -103,8 +103,12 @@ Result<int32_t> Batch::Admit(SequenceRequest r) {
   for (int32_t t : r.prompt) {
     if (t < 0 || t >= n_vocab_) return Error(StatusCode::kInvalidArgument, "engine: token id {} out of range [0, {})", t, n_vocab_);
   }
+  // Counted in: the adapter cannot be unloaded while this sequence runs (Remove counts it out).
+  const runtime::LoraAdapter* lora = r.adapter == -1 ? nullptr : model_.UseAdapter(r.adapter);
+  if (r.adapter != -1 && lora == nullptr) {
+    return Error(StatusCode::kInvalidArgument, "engine: adapter {} is not loaded", r.adapter);
+  }
   backend_.set_length(slot, 0);
-  const runtime::LoraAdapter* lora = model_.adapter(r.adapter);
   slots_[slot] = std::make_unique<Seq>(std::move(r), slot, model_.tokenizer());
   slots_[slot]->lora = lora;
   order_.push_back(slot);
@@ -113,6 +117,7 @@ Result<int32_t> Batch::Admit(SequenceRequest r) {
 
 void Batch::Remove(int32_t id) {
   if (id < 0 || id >= n_seq() || !slots_[id]) return;
+  if (slots_[id]->lora != nullptr) model_.UnuseAdapter(slots_[id]->req.adapter);
   slots_[id].reset();
   backend_.set_length(id, 0);
   std::erase(order_, id);

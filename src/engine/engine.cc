@@ -62,13 +62,54 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOp
 Result<int32_t> Model::LoadAdapter(const std::string& path_or_dir) {
   QM_ASSIGN_OR_RETURN(LoraTensors t, ReadLora(path_or_dir));
   QM_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoraAdapter> a, BindLora(std::move(t), file_, config_));
+  std::lock_guard lk(adapters_mu_);
   adapters_.push_back(std::move(a));
+  adapter_users_.push_back(0);
   return static_cast<int32_t>(adapters_.size() - 1);
 }
 
+Status Model::UnloadAdapter(int32_t id) {
+  std::unique_ptr<runtime::LoraAdapter> gone;
+  {
+    std::lock_guard lk(adapters_mu_);
+    if (id < 0 || id >= static_cast<int32_t>(adapters_.size()) || !adapters_[static_cast<size_t>(id)]) {
+      return Error(StatusCode::kNotFound, "engine: adapter {} is not loaded", id);
+    }
+    const int32_t users = adapter_users_[static_cast<size_t>(id)];
+    if (users > 0) {
+      return Error(StatusCode::kUnavailable, "engine: adapter {} ({}) is used by {} running sequence(s)", id,
+                   adapters_[static_cast<size_t>(id)]->name, users);
+    }
+    gone = std::move(adapters_[static_cast<size_t>(id)]);  // the id stays empty: never reused
+  }
+  return Status::Ok();  // `gone` is freed outside the lock
+}
+
+int32_t Model::adapter_users(int32_t id) const {
+  std::lock_guard lk(adapters_mu_);
+  return id >= 0 && id < static_cast<int32_t>(adapter_users_.size()) ? adapter_users_[static_cast<size_t>(id)] : 0;
+}
+
+const runtime::LoraAdapter* Model::UseAdapter(int32_t id) {
+  std::lock_guard lk(adapters_mu_);
+  if (id < 0 || id >= static_cast<int32_t>(adapters_.size()) || !adapters_[static_cast<size_t>(id)]) return nullptr;
+  ++adapter_users_[static_cast<size_t>(id)];
+  return adapters_[static_cast<size_t>(id)].get();
+}
+
+void Model::UnuseAdapter(int32_t id) {
+  std::lock_guard lk(adapters_mu_);
+  if (id >= 0 && id < static_cast<int32_t>(adapter_users_.size()) && adapter_users_[static_cast<size_t>(id)] > 0) {
+    --adapter_users_[static_cast<size_t>(id)];
+  }
+}
+
 uint64_t Model::adapter_bytes() const {
+  std::lock_guard lk(adapters_mu_);
   uint64_t n = 0;
-  for (const auto& a : adapters_) n += a->bytes();
+  for (const auto& a : adapters_) {
+    if (a) n += a->bytes();
+  }
   return n;
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -87,13 +88,27 @@ class Model {
 
   // Loads a LoRA adapter (a GGUF adapter file or a PEFT directory, engine/lora.h), checked
   // against this model, and returns its id for SequenceRequest::adapter / GenerateOptions::adapter
-  // / BatchEntry::lora (through adapter()). Adapters stay loaded as long as the model.
+  // / BatchEntry::lora (through adapter()). Ids are never reused: an unloaded adapter's id stays
+  // empty for the model's lifetime, so an id a sequence holds never names another adapter.
+  // The adapter table (load, unload, lookup, use counts) may be used from any thread; reading
+  // and binding the file runs outside its lock.
   Result<int32_t> LoadAdapter(const std::string& path_or_dir);
-  int32_t n_adapters() const { return static_cast<int32_t>(adapters_.size()); }
+  // Unloads adapter `id` and frees its memory. Refused (kUnavailable) while an engine
+  // batch holds a sequence that uses it (engine::Batch counts its sequences in); kNotFound for
+  // an id that is not loaded.
+  Status UnloadAdapter(int32_t id);
+  // Ids issued so far (loaded and unloaded ones).
+  int32_t n_adapters() const {
+    std::lock_guard lk(adapters_mu_);
+    return static_cast<int32_t>(adapters_.size());
+  }
   // nullptr for an id that is not a loaded adapter.
   const runtime::LoraAdapter* adapter(int32_t id) const {
-    return id >= 0 && id < n_adapters() ? adapters_[static_cast<size_t>(id)].get() : nullptr;
+    std::lock_guard lk(adapters_mu_);
+    return id >= 0 && id < static_cast<int32_t>(adapters_.size()) ? adapters_[static_cast<size_t>(id)].get() : nullptr;
   }
+  // Running sequences (of engine batches) that use adapter `id`.
+  int32_t adapter_users(int32_t id) const;
   // Bytes held by the loaded adapters (A and B in f32).
   uint64_t adapter_bytes() const;
 
@@ -161,7 +176,14 @@ class Model {
   std::unique_ptr<runtime::Backend> backend_;  // weights placement, KV cache, scratch, forward
   std::string backend_note_;
   std::vector<int32_t> eos_ids_;
-  std::vector<std::unique_ptr<runtime::LoraAdapter>> adapters_;  // by id; never removed while the model lives
+  // Batch: a sequence of adapter `id` enters / leaves (id -1: none); Use returns the adapter
+  // (nullptr: not loaded, nothing counted).
+  const runtime::LoraAdapter* UseAdapter(int32_t id);
+  void UnuseAdapter(int32_t id);
+
+  mutable std::mutex adapters_mu_;  // guards adapters_ and adapter_users_
+  std::vector<std::unique_ptr<runtime::LoraAdapter>> adapters_;  // by id; null once unloaded (ids never reused)
+  std::vector<int32_t> adapter_users_;                           // by id: running sequences using it
 };
 
 }  // namespace qwenmux::engine

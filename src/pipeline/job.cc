@@ -87,7 +87,15 @@ std::shared_ptr<std::mutex> ModelMutex(const orchestrator::ModelManager* manager
 
 }  // namespace
 
+std::optional<StageAdapter> ResolveStageAdapter(const std::string& ref, const RunOptions& options) {
+  if (!options.config || options.models.count(ref)) return std::nullopt;
+  const orchestrator::AdapterConfig* a = options.config->FindAdapter(ref);
+  if (!a) return std::nullopt;
+  return StageAdapter{a->file, a->scale};
+}
+
 Result<std::string> ResolveModelPath(const std::string& ref, const RunOptions& options) {
+  if (ResolveStageAdapter(ref, options)) return ResolveModelPath(ref.substr(0, ref.rfind(':')), options);
   auto it = options.models.find(ref);
   if (it != options.models.end()) return it->second;
   const std::string tier = TierOf(ref);
@@ -158,6 +166,14 @@ Result<std::unique_ptr<Job>> Job::Start(PipelineDef def, RunOptions options, Res
     if (s.model.empty()) continue;
     QM_ASSIGN_OR_RETURN(std::string file, ResolveModelPath(s.model, m.options));
     m.stage_model[s.name] = file;
+    if (std::optional<StageAdapter> a = ResolveStageAdapter(s.model, m.options)) {
+      if (s.type != StageType::kExtract) {
+        return Error(StatusCode::kInvalidArgument,
+                     "pipeline: stage '{}' names the LoRA adapter model \"{}\"; adapters apply to extract stages only",
+                     s.name, s.model);
+      }
+      m.stage_adapter[s.name] = *a;
+    }
     n_seq[file] = std::max(n_seq[file], s.type == StageType::kEmbed ? std::min(s.batch, 16) : s.batch);
     if (s.type == StageType::kExtract) {  // the retry tier, when mapped
       const std::string next = NextTier(TierOf(s.model));

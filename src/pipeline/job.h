@@ -42,6 +42,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -134,6 +135,18 @@ class Job {
 
 // Resolves a stage's model reference to a GGUF path (RunOptions::models, then the config's
 // models, then the model store for catalog names and tiers). Exposed for the CLI's messages.
+// A "<model>:<adapter>" reference (qwenmux.yaml `adapters:`, orchestrator::Config::FindAdapter)
+// resolves to its model's file here and to the adapter in ResolveStageAdapter.
 Result<std::string> ResolveModelPath(const std::string& ref, const RunOptions& options);
+
+// The LoRA adapter a stage's model reference names (nullopt: a plain model). Extract stages only
+// take one: the adapter is loaded into the stage's model for each batch and unloaded after it
+// (on a served instance too, which lends the model exclusively meanwhile), so it is not held
+// against a server's memory budget between batches.
+struct StageAdapter {
+  std::string file;
+  float scale = 1.0f;
+};
+std::optional<StageAdapter> ResolveStageAdapter(const std::string& ref, const RunOptions& options);
 
 }  // namespace qwenmux::pipeline

@@ -86,6 +86,7 @@ struct Job::Impl {
   std::unique_ptr<orchestrator::ModelManager> own_manager;
   orchestrator::ModelManager* manager = nullptr;
   std::map<std::string, std::string> stage_model;   // stage name -> file
+  std::map<std::string, StageAdapter> stage_adapter;  // extract stage name -> its LoRA adapter
   std::map<std::string, std::string> spec_name;     // file -> the manager's model name
   std::map<std::string, std::string> served_name;   // file -> the served model lending its instance
   // file -> serialises calls on the model; shared by every job leasing the same spec of the same

@@ -41,7 +41,8 @@ Result<std::vector<ScoreOutput>> ScoreContinuations(engine::Model& model, const 
 
 Result<std::vector<ConstrainedOutput>> GenerateConstrained(engine::Model& model, const std::vector<std::vector<int32_t>>& prompts,
                                                            std::vector<std::unique_ptr<engine::LogitProcessor>> processors,
-                                                           int32_t max_tokens, int64_t* tokens) {
+                                                           int32_t max_tokens, int64_t* tokens, int32_t adapter,
+                                                           float adapter_scale) {
   if (processors.size() != prompts.size()) return Error(StatusCode::kInvalidArgument, "generate: one processor per prompt");
   engine::Batch batch(model);
   std::vector<ConstrainedOutput> out(prompts.size());
@@ -64,6 +65,8 @@ Result<std::vector<ConstrainedOutput>> GenerateConstrained(engine::Model& model,
       r.options.max_tokens = max_tokens;
       r.options.stop_on_eos = false;
       r.processor = std::move(processors[i]);
+      r.adapter = adapter;  // a LoRA adapter loaded into `model` (-1: none)
+      r.adapter_scale = adapter_scale;
       Result<int32_t> id = batch.Admit(std::move(r));
       if (!id.ok()) {
         batch.Clear();

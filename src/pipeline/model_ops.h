@@ -44,7 +44,8 @@ struct ConstrainedOutput {
 Result<std::vector<ConstrainedOutput>> GenerateConstrained(engine::Model& model,
                                                            const std::vector<std::vector<int32_t>>& prompts,
                                                            std::vector<std::unique_ptr<engine::LogitProcessor>> processors,
-                                                           int32_t max_tokens, int64_t* tokens = nullptr);
+                                                           int32_t max_tokens, int64_t* tokens = nullptr,
+                                                           int32_t adapter = -1, float adapter_scale = 1.0f);
 
 // Softmax of scores (log domain) -> probabilities.
 std::vector<double> Softmax(const std::vector<double>& scores);

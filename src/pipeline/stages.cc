@@ -274,7 +274,22 @@ void Job::Impl::RunExtract(size_t stage, std::vector<DocPtr>& batch) {
         prompts.push_back(ChatPrompt(tok, kExtractSystem, before, d->text, "\n\nThe JSON object:"));
         procs.push_back(c->NewProcessor());
       }
-      QM_ASSIGN_OR_RETURN(std::vector<ConstrainedOutput> out, GenerateConstrained(model, prompts, std::move(procs), st.max_tokens, &tokens));
+      // The stage's LoRA adapter (not on retries, which run on the next tier): loaded for this
+      // batch, unloaded after it.
+      int32_t adapter = -1;
+      float adapter_scale = 1.0f;
+      const auto sa = stage_adapter.find(st.name);
+      const bool with_adapter = sa != stage_adapter.end() && file == stage_model.at(st.name);
+      if (with_adapter) {
+        Result<int32_t> id = model.LoadAdapter(sa->second.file);
+        if (!id.ok()) return id.status().WithContext(fmt::format("stage '{}': adapter {}", st.name, sa->second.file));
+        adapter = *id;
+        adapter_scale = sa->second.scale;
+      }
+      Result<std::vector<ConstrainedOutput>> generated =
+          GenerateConstrained(model, prompts, std::move(procs), st.max_tokens, &tokens, adapter, adapter_scale);
+      if (with_adapter) (void)model.UnloadAdapter(adapter);  // its batch is over: nothing uses it
+      QM_ASSIGN_OR_RETURN(std::vector<ConstrainedOutput> out, std::move(generated));
       for (size_t i = 0; i < docs.size(); ++i) {
         DocPtr& d = docs[i];
         ++d->attempts;

@@ -251,15 +251,23 @@ Result<AnswerResult> Answer(Store& store, const std::string& collection, std::st
   engine::GenerateOptions g;
   g.sampler = options.sampler;
   g.max_tokens = std::min(options.max_answer_tokens, n_ctx - static_cast<int32_t>(prompt.size()));
+  if (!options.generator_adapter.empty()) {
+    Result<int32_t> id = gen.LoadAdapter(options.generator_adapter);
+    if (!id.ok()) return id.status().WithContext(fmt::format("rag: response generation adapter {}", options.generator_adapter));
+    g.adapter = *id;
+    g.adapter_scale = options.generator_adapter_scale;
+  }
   bool cancelled = false;
-  QM_ASSIGN_OR_RETURN(engine::GenerateResult out, gen.Generate(prompt, g, [&](std::string_view piece) {
+  Result<engine::GenerateResult> generated = gen.Generate(prompt, g, [&](std::string_view piece) {
     if (!on_event) return true;
     AnswerEvent e;
     e.kind = AnswerEvent::Kind::kText;
     e.text = piece;
     cancelled = !on_event(e);
     return !cancelled;
-  }));
+  });
+  if (g.adapter != -1) (void)gen.UnloadAdapter(g.adapter);  // the answer is done: nothing runs with it
+  QM_ASSIGN_OR_RETURN(engine::GenerateResult out, std::move(generated));
   if (cancelled) return Error(StatusCode::kOutOfRange, "rag: cancelled");
   res.answer = StripThink(out.text);
   res.answer_tokens = static_cast<int32_t>(out.tokens.size());

@@ -52,6 +52,11 @@ struct AnswerOptions {
   int32_t generator_ctx = 0;
   engine::SamplerOptions sampler;      // for the answer (rewrites are greedy)
   bool thinking = false;               // let the generator think before answering
+  // A LoRA adapter (GGUF file or PEFT directory) for response generation only: loaded into the
+  // generator for this answer and unloaded after it ("" none); the server sets it when the
+  // response_generation stage names "<model>:<adapter>".
+  std::string generator_adapter;
+  float generator_adapter_scale = 1.0f;
 };
 
 struct Source {

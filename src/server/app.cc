@@ -1,8 +1,10 @@
 #include "server/app.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdint>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -56,6 +58,7 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
   in.gpu_memory_budget = o.gpu_memory_budget;
   in.device = o.device;
   in.extra_models = o.model_flags;
+  in.extra_adapters = o.adapter_flags;
   in.flag_models = o.models;
   // A fresh machine (nothing configured, nothing pulled) still serves: /health, empty lists.
   in.allow_no_models = true;
@@ -97,11 +100,26 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
     }
   }
   for (const auto& spec : app->specs_) QM_RETURN_IF_ERROR(app->manager_->Register(spec));
+  for (const auto& a : setup.adapters) QM_RETURN_IF_ERROR(app->manager_->RegisterAdapter(a));
   orchestrator::SchedulerOptions so = o.scheduler;
   so.metrics = metrics;
   app->scheduler_ = std::make_unique<orchestrator::Scheduler>(app->manager_.get(), so);
   app->service_ = std::make_unique<Service>(app->manager_.get(), app->scheduler_.get(), metrics, o.limits);
   for (ServedModel& m : served) QM_RETURN_IF_ERROR(app->service_->AddModel(std::move(m)));
+  for (const auto& a : setup.adapters) {
+    ServedAdapter sa{a.name, a.base, a.path, a.scale};
+    std::error_code ec;
+    const std::filesystem::path p(a.path);
+    if (std::filesystem::is_directory(p, ec)) {  // PEFT: the weights file
+      sa.file_bytes = std::filesystem::file_size(p / "adapter_model.safetensors", ec);
+    } else {
+      sa.file_bytes = std::filesystem::file_size(p, ec);
+    }
+    if (ec) sa.file_bytes = 0;
+    struct stat st {};
+    if (::stat(a.path.c_str(), &st) == 0) sa.modified_unix = st.st_mtime;
+    QM_RETURN_IF_ERROR(app->service_->AddAdapter(std::move(sa)));
+  }
   app->service_->SetRouter(setup.candidates, setup.policy);
   RagApiOptions ro = o.rag;
   ro.config = in.config;

@@ -43,6 +43,7 @@ struct AppLimits {
 struct AppOptions {
   std::string config_path;               // qwenmux.yaml ("" = none)
   std::vector<std::string> model_flags;  // "FILE.gguf" or "FILE.gguf=ALIAS"
+  std::vector<std::string> adapter_flags;  // --adapter NAME=FILE[@BASE][:SCALE] (setup.h ParseAdapterFlag)
   std::string memory_budget;             // "24GiB", "75%" ("" = config or default)
   std::string gpu_memory_budget;         // "20GiB", "90%" of free device memory ("" = config or default)
   runtime::DeviceChoice device = runtime::DeviceChoice::kAuto;  // models without a `device:`

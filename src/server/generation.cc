@@ -238,11 +238,11 @@ Status SetToolChoice(GenerationJob* job, const Json& tools, const Json& tool_cho
 HeaderList RouteHeaders(const Route& route) {
   std::string why;  // printable ASCII only in a header
   for (unsigned char c : route.explanation) why.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
-  return {{"X-Qwenmux-Model", route.model->name}, {"X-Qwenmux-Route", route.reason}, {"X-Qwenmux-Route-Explanation", why}};
+  return {{"X-Qwenmux-Model", route.name()}, {"X-Qwenmux-Route", route.reason}, {"X-Qwenmux-Route-Explanation", why}};
 }
 
 Json RouteJson(const Route& route, const std::string& served, bool degraded) {
-  return Json{{"model", served.empty() ? route.model->name : served},
+  return Json{{"model", served.empty() ? route.name() : served},
               {"requested", route.requested},
               {"route", degraded ? "fallback" : route.reason},
               {"explanation", route.explanation},
@@ -254,6 +254,13 @@ Status SubmitGeneration(Service& service, GenerationJob& job, std::shared_ptr<Re
                         std::function<void(Result<orchestrator::GenerationResult>)> on_done) {
   orchestrator::GenerationRequest req;
   req.model = job.route.model->name;
+  if (job.route.adapter) {
+    req.adapter = job.route.adapter->name;
+    req.adapter_scale = job.lora_scale;
+  } else if (job.lora_scale) {
+    return Error(StatusCode::kInvalidArgument,
+                 "lora_scale: model {} is not an adapter (name one as <model>:<adapter>)", job.route.model->name);
+  }
   req.prompt = job.prompt;
   req.options = job.options;
   req.keep_alive = job.keep_alive;

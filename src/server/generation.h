@@ -42,6 +42,9 @@ struct GenerationJob {
   // OpenAI logit_bias: (token id, -100..100) added to the logits before sampling (and before the
   // constraint's mask, which wins); -100 bans the token. Ids checked against the vocabulary.
   std::vector<std::pair<int32_t, float>> logit_bias;
+  // lora_scale (OpenAI) / options.lora_scale (Ollama): replaces the adapter's configured scale;
+  // only for an adapter model ("<base>:<adapter>", SubmitGeneration refuses it otherwise).
+  std::optional<float> lora_scale;
 };
 
 // Constraints from request fields, compiled against the job's vocabulary (LoadTokenizer first).

@@ -60,6 +60,7 @@ std::optional<int64_t> ReadOptions(Fields& top, const ServiceLimits& limits, Gen
   if (auto v = f.Strings("stop", static_cast<size_t>(limits.max_stop))) job->options.stop = *v;
   // The request's context within the model's (generation.h, GenerationJob::num_ctx).
   if (auto v = f.Int("num_ctx", 1, INT32_MAX)) job->num_ctx = *v;
+  if (auto v = f.Number("lora_scale", -kMaxLoraScale, kMaxLoraScale)) job->lora_scale = static_cast<float>(*v);
   std::optional<int64_t> n = f.Int("num_predict", -2, INT32_MAX);
   if (n && *n == 0) f.Fail("num_predict", "must not be 0 (-1: until the context is full)");
   if (!f.ok()) {
@@ -81,7 +82,7 @@ struct OllamaGen {
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
 
   Json Base(bool done) const {
-    return Json{{"model", job.route.model->name}, {"created_at", Rfc3339(std::chrono::system_clock::now())},
+    return Json{{"model", job.route.name()}, {"created_at", Rfc3339(std::chrono::system_clock::now())},
                 {"done", done}};
   }
   void Line(const Json& j) {
@@ -145,7 +146,7 @@ void OnDone(OllamaGen& g, Result<GenerationResult> res) {
   }
   const GenerationResult& out = *res;
   Json j = g.Base(true);
-  j["model"] = out.model.empty() ? g.job.route.model->name : out.model;
+  j["model"] = out.model.empty() ? g.job.route.name() : out.model;
   g.r->NoteUsage(j["model"].get<std::string>(), out.prompt_tokens, out.completion_tokens);
   j["done_reason"] = out.finish_reason == "length" ? "length" : "stop";
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - g.t0).count();
@@ -444,6 +445,17 @@ void Tags(Service& service, const HttpRequest&, std::shared_ptr<Responder> r) {
                           {"modified_at", Rfc3339(std::chrono::system_clock::from_time_t(m.modified_unix))},
                           {"size", m.file_bytes}, {"digest", ""}, {"details", Details(m)}});
   }
+  for (const auto& a : service.adapters()) {  // LoRA adapters: their own entries, naming their base
+    Json details = Json::object();
+    for (const ServedModel& m : service.models()) {
+      if (m.name == a->base) details = Details(m);
+    }
+    details["parent_model"] = a->base;
+    models.push_back(Json{{"name", a->full_name()}, {"model", a->full_name()},
+                          {"modified_at", Rfc3339(std::chrono::system_clock::from_time_t(a->modified_unix))},
+                          {"size", a->file_bytes}, {"digest", ""}, {"details", std::move(details)},
+                          {"adapter", {{"name", a->name}, {"base", a->base}, {"scale", a->scale}}}});
+  }
   r->Send(200, "application/json", Dump(Json{{"models", std::move(models)}}));
 }
 
@@ -473,7 +485,18 @@ void Ps(Service& service, const HttpRequest&, std::shared_ptr<Responder> r) {
                         {"file", std::filesystem::path(info.path).filename().string()},
                         {"device", runtime::DeviceName(info.device)}, {"ram_bytes", info.bytes},
                         {"placement", info.placement}};
+    const Json expires = e["expires_at"];
     models.push_back(std::move(e));
+    for (const orchestrator::LoadedAdapterInfo& a : info.adapters) {  // loaded adapters: with their base
+      Json details = m ? Details(*m) : Json::object();
+      details["parent_model"] = a.base;
+      const std::string full = a.base + ":" + a.name;
+      models.push_back(Json{{"name", full}, {"model", full}, {"size", a.bytes}, {"digest", ""}, {"size_vram", 0},
+                            {"details", std::move(details)}, {"expires_at", expires},
+                            {"qwenmux", {{"adapter", true}, {"base", a.base}, {"in_use", a.in_use},
+                                         {"ram_bytes", a.bytes},
+                                         {"file", std::filesystem::path(a.path).filename().string()}}}});
+    }
   }
   Json out{{"models", std::move(models)},
            {"memory", {{"in_use_bytes", service.manager().in_use_bytes()},

@@ -1,6 +1,7 @@
 // OpenAI-compatible routes: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models,
 // /v1/rerank (Jina/Cohere shape). Errors: {"error": {"message", "type", "param", "code"}}.
 #include <algorithm>
+#include <filesystem>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -67,6 +68,7 @@ std::optional<int64_t> ReadSampling(Fields& f, const ServiceLimits& limits, Gene
   if (auto v = f.Number("repetition_penalty", 0.01, 10)) s.repetition_penalty = static_cast<float>(*v);
   if (auto v = f.Int("seed", INT64_MIN, INT64_MAX)) s.seed = static_cast<uint64_t>(*v);
   if (auto v = f.Strings("stop", static_cast<size_t>(limits.max_stop))) job->options.stop = *v;
+  if (auto v = f.Number("lora_scale", -kMaxLoraScale, kMaxLoraScale)) job->lora_scale = static_cast<float>(*v);
   ReadLogitBias(f, &job->logit_bias);
   if (auto n = f.Int("n", 1, INT32_MAX); n && *n > limits.max_n) {
     f.Fail("n", fmt::format("at most {} choice(s) per request", limits.max_n));
@@ -153,7 +155,7 @@ struct GenState {
   Json logprobs = Json::array();
 
   Json Chunk(Json choice) const {
-    return Json{{"id", id}, {"object", object}, {"created", created}, {"model", job.route.model->name},
+    return Json{{"id", id}, {"object", object}, {"created", created}, {"model", job.route.name()},
                 {"choices", Json::array({std::move(choice)})}};
   }
   void Event(const Json& j) { r->Write("data: " + Dump(j) + "\n\n"); }
@@ -216,7 +218,7 @@ void OnDone(GenState& s, Result<GenerationResult> res) {
     return;
   }
   const GenerationResult& g = *res;
-  s.r->NoteUsage(g.model.empty() ? s.job.route.model->name : g.model, g.prompt_tokens, g.completion_tokens);
+  s.r->NoteUsage(g.model.empty() ? s.job.route.name() : g.model, g.prompt_tokens, g.completion_tokens);
   std::string finish = g.finish_reason == "length" ? "length" : "stop";
   chat::ParsedChatOutput parsed;
   if (s.chat) {
@@ -245,7 +247,7 @@ void OnDone(GenState& s, Result<GenerationResult> res) {
     chunk["qwenmux"] = route;
     s.Event(chunk);
     if (s.include_usage) {
-      Json usage{{"id", s.id}, {"object", s.object}, {"created", s.created}, {"model", s.job.route.model->name},
+      Json usage{{"id", s.id}, {"object", s.object}, {"created", s.created}, {"model", s.job.route.name()},
                  {"choices", Json::array()}, {"usage", Usage(g)}};
       s.Event(usage);
     }
@@ -269,7 +271,7 @@ void OnDone(GenState& s, Result<GenerationResult> res) {
   }
   choice["logprobs"] = s.job.logprobs ? Json{{"content", s.logprobs}} : Json(nullptr);
   Json body{{"id", s.id},         {"object", s.object}, {"created", s.created},
-            {"model", g.model.empty() ? s.job.route.model->name : g.model},
+            {"model", g.model.empty() ? s.job.route.name() : g.model},
             {"choices", Json::array({choice})}, {"usage", Usage(g)}, {"qwenmux", route}};
   HeaderList h = RouteHeaders(s.job.route);
   if (g.degraded) h[1].second = "fallback";
@@ -600,9 +602,22 @@ Json ModelJson(const ServedModel& m) {
               {"role", orchestrator::ModelRoleName(m.role)}, {"aliases", m.aliases}, {"context_length", m.n_ctx}};
 }
 
+// A LoRA adapter as its own entry: "<base>:<adapter>", naming its base.
+Json AdapterJson(const Service& service, const ServedAdapter& a) {
+  int32_t n_ctx = 0;
+  for (const ServedModel& m : service.models()) {
+    if (m.name == a.base) n_ctx = m.n_ctx;
+  }
+  return Json{{"id", a.full_name()}, {"object", "model"}, {"created", a.modified_unix}, {"owned_by", "qwenmux"},
+              {"role", "chat"}, {"aliases", Json::array()}, {"context_length", n_ctx}, {"parent", a.base},
+              {"adapter", {{"name", a.name}, {"base", a.base}, {"scale", a.scale},
+                           {"file", std::filesystem::path(a.path).filename().string()}}}};
+}
+
 void Models(Service& service, const HttpRequest&, std::shared_ptr<Responder> r) {
   Json data = Json::array();
   for (const ServedModel& m : service.models()) data.push_back(ModelJson(m));
+  for (const auto& a : service.adapters()) data.push_back(AdapterJson(service, *a));
   r->Send(200, "application/json", Dump(Json{{"object", "list"}, {"data", std::move(data)}}));
 }
 
@@ -633,6 +648,9 @@ void ModelById(Service& service, const HttpRequest& req, std::shared_ptr<Respond
     if (m.name == id || std::find(m.aliases.begin(), m.aliases.end(), id) != m.aliases.end()) {
       return r->Send(200, "application/json", Dump(ModelJson(m)));
     }
+  }
+  for (const auto& a : service.adapters()) {
+    if (a->full_name() == id) return r->Send(200, "application/json", Dump(AdapterJson(service, *a)));
   }
   SendStatus(*r, Error(StatusCode::kNotFound, "model \"{}\" not found; available: {}", id, service.ModelList()), "model");
 }

@@ -273,6 +273,19 @@ bool RagApi::Resolve(Call& c, ApiError* e) const {
     for (const ServedModel& m : service_->models()) {
       if (m.name == ref || std::find(m.aliases.begin(), m.aliases.end(), ref) != m.aliases.end()) file = m.path;
     }
+    for (const auto& a : service_->adapters()) {  // "<model>:<adapter>": its model's file, the adapter for the answer
+      if (!file.empty() || a->full_name() != ref) continue;
+      if (stage != "response_generation") {
+        *e = ApiError{400, fmt::format("models: stage {}: \"{}\" is a LoRA adapter; adapters apply to "
+                                       "response_generation only", stage, ref), "models"};
+        return false;
+      }
+      for (const ServedModel& m : service_->models()) {
+        if (m.name == a->base) file = m.path;
+      }
+      c.options.generator_adapter = a->path;
+      c.options.generator_adapter_scale = a->scale;
+    }
     if (file.empty()) {
       auto p = rag::ResolveRagModelRef(&options_.config, options_.models_dir, ref, stage);
       if (!p.ok()) {

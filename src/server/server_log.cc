@@ -67,17 +67,17 @@ std::string FormatRequestLine(const RequestLogEntry& e, LogFormat format) {
 }
 
 std::string FormatModelLine(const orchestrator::ModelEvent& e, LogFormat format) {
-  const bool failed = e.kind == "load_failed";
+  const bool failed = e.kind == "load_failed" || e.kind == "adapter_load_failed";
   if (format == LogFormat::kJson) {
     Json j{{"time", NowUtc()}, {"level", failed ? "error" : "info"}, {"event", "model"}, {"action", e.kind},
            {"model", e.name}, {"reason", e.reason}};
-    if (e.kind == "load") j["seconds"] = std::round(e.seconds * 1000) / 1000;
+    if (e.kind == "load" || e.kind == "adapter_load") j["seconds"] = std::round(e.seconds * 1000) / 1000;
     if (e.bytes > 0) j["bytes"] = e.bytes;
     if (!e.error.empty()) j["error"] = e.error;
     return Dump(j);
   }
   std::string s = fmt::format("model: {} {} reason={}", e.kind, TextValue(e.name), e.reason);
-  if (e.kind == "load") s += fmt::format(" seconds={:.3f}", e.seconds);
+  if (e.kind == "load" || e.kind == "adapter_load") s += fmt::format(" seconds={:.3f}", e.seconds);
   if (e.bytes > 0) s += fmt::format(" bytes={}", e.bytes);
   if (!e.error.empty()) s += " error=" + TextValue(e.error);
   return s;

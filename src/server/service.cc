@@ -73,6 +73,23 @@ Status Service::AddModel(ServedModel model) {
   return Status::Ok();
 }
 
+Status Service::AddAdapter(ServedAdapter adapter) {
+  const std::string full = adapter.full_name();
+  bool base = false;
+  for (const ServedModel& m : models_) {
+    if (m.name == full || std::find(m.aliases.begin(), m.aliases.end(), full) != m.aliases.end()) {
+      return Error(StatusCode::kInvalidArgument, "serve: adapter {} clashes with model {}", full, m.name);
+    }
+    base = base || m.name == adapter.base;
+  }
+  if (!base) return Error(StatusCode::kNotFound, "serve: adapter {}: base model {} is not served", full, adapter.base);
+  for (const auto& a : adapters_) {
+    if (a->full_name() == full) return Error(StatusCode::kInvalidArgument, "serve: adapter {} is declared twice", full);
+  }
+  adapters_.push_back(std::make_unique<ServedAdapter>(std::move(adapter)));
+  return Status::Ok();
+}
+
 std::string Service::ModelList() const {
   std::string s;
   for (const ServedModel& m : models_) s += (s.empty() ? "" : ", ") + m.name;
@@ -101,6 +118,34 @@ Result<Route> Service::Resolve(const std::string& requested, const orchestrator:
   const orchestrator::RouterState state = orchestrator::MakeRouterState(
       snapshot, manager_->EffectiveBudget(), [this](const std::string& m) { return scheduler_->QueueDepth(m); });
   auto d = orchestrator::Route(requested, features, candidates_, state, policy_);
+  if (!d.ok() && d.status().code() == StatusCode::kNotFound && requested.rfind(':') != std::string::npos) {
+    // Not a model as a whole: "<base>:<adapter>" (the rule in ServedAdapter's comment).
+    const size_t colon = requested.rfind(':');
+    const std::string base_name = requested.substr(0, colon), adapter_name = requested.substr(colon + 1);
+    orchestrator::RequestInput base_in = input;
+    Result<Route> base = base_name.empty() ? Result<Route>(Status(StatusCode::kNotFound, "")) : Resolve(base_name, base_in);
+    if (base.ok() && (base->reason == "explicit" || base->reason == "alias")) {
+      std::string names;
+      for (const auto& a : adapters_) {
+        if (a->base != base->model->name) continue;
+        if (a->name == adapter_name) {
+          if (input.role != orchestrator::ModelRole::kChat) {
+            return Error(StatusCode::kInvalidArgument, "model \"{}\" is a LoRA adapter: it generates text (chat and "
+                         "completions), it does not embed or rerank", requested);
+          }
+          Route r = *base;
+          r.requested = requested;
+          r.adapter = a.get();
+          r.reason = "adapter";
+          r.explanation = fmt::format("adapter {} of model {}", a->name, a->base);
+          return r;
+        }
+        names += (names.empty() ? "" : ", ") + a->full_name();
+      }
+      return Error(StatusCode::kNotFound, "model \"{}\" not found: model {} has no adapter \"{}\"; its adapters: {}",
+                   requested, base->model->name, adapter_name, names.empty() ? "(none)" : names);
+    }
+  }
   if (!d.ok()) {
     if (d.status().code() != StatusCode::kNotFound) return d.status();
     // One sentence: the name asked for once, what exists once (the router's own text says the
@@ -114,8 +159,10 @@ Result<Route> Service::Resolve(const std::string& requested, const orchestrator:
       if (why.starts_with("router: ")) why = why.substr(8);
       return Error(StatusCode::kNotFound, "{}; available: {}", why, ModelList());
     }
-    return Error(StatusCode::kNotFound, "model \"{}\" not found; available: {}{} (or \"auto\")", requested, ModelList(),
-                 tiers.empty() ? "" : "; tiers: " + tiers);
+    std::string adapters;
+    for (const auto& a : adapters_) adapters += (adapters.empty() ? "" : ", ") + a->full_name();
+    return Error(StatusCode::kNotFound, "model \"{}\" not found; available: {}{}{} (or \"auto\")", requested, ModelList(),
+                 tiers.empty() ? "" : "; tiers: " + tiers, adapters.empty() ? "" : "; adapters: " + adapters);
   }
   Route r;
   r.requested = requested;

@@ -54,11 +54,34 @@ struct ServedModel {
 ServedModel MakeServedModel(const orchestrator::ModelSpec& spec, const orchestrator::RouterCandidate& candidate,
                             const orchestrator::ModelFacts& facts);
 
+// A LoRA adapter of a served model (orchestrator::AdapterSpec as the server shows it).
+//
+// Naming rule: a request's `model` is resolved as a whole first (model names, aliases, tiers:
+// Ollama-style "qwen3:8b" names stay models); only when that finds nothing is it split at its
+// LAST ':' into "<base>:<adapter>", where <base> is a served model's name or alias and <adapter>
+// one of its adapters. Startup refuses an adapter whose "<base>:<name>" is a model's name or
+// alias, so no name means both. "<base>:<unknown>" is a 404 listing the base's adapters.
+struct ServedAdapter {
+  std::string name;        // the adapter's own name
+  std::string base;        // the served model it applies to
+  std::string path;        // GGUF adapter file or PEFT directory
+  float scale = 1.0f;      // default lora_scale
+  uint64_t file_bytes = 0;
+  int64_t modified_unix = 0;
+  std::string full_name() const { return base + ":" + name; }
+};
+
+// Bounds of a request's lora_scale (OpenAI `lora_scale`, Ollama `options.lora_scale`).
+inline constexpr double kMaxLoraScale = 1e6;
+
 struct Route {
   const ServedModel* model = nullptr;
+  const ServedAdapter* adapter = nullptr;  // "<base>:<adapter>" requests (model is the base)
   std::string requested;    // the request's `model` field
   std::string reason;       // the router's code: "explicit", "alias", "default", "complexity", ...
   std::string explanation;  // one line
+  // What responses call the model: "<base>:<adapter>" for an adapter, else the model's name.
+  std::string name() const { return adapter ? adapter->full_name() : model->name; }
 };
 
 struct ServiceLimits {
@@ -76,6 +99,10 @@ class Service {
 
   // Setup (before serving).
   Status AddModel(ServedModel model);
+  // After its base (AddModel). Errors: unknown base, a full name that is a model name or alias,
+  // the same adapter twice.
+  Status AddAdapter(ServedAdapter adapter);
+  const std::vector<std::unique_ptr<ServedAdapter>>& adapters() const { return adapters_; }
   void SetDefaultModel(std::string name) { default_model_ = std::move(name); }
   void SetVersion(std::string v) { version_ = std::move(v); }
   // Installs every route (OpenAI, Ollama, /health, /metrics) and the error formatter.
@@ -87,8 +114,8 @@ class Service {
 
   // The router (orchestrator/router): candidates in the order of models(), policy.
   void SetRouter(std::vector<orchestrator::RouterCandidate> candidates, orchestrator::RouterPolicy policy);
-  // Routes a request: its `model` field ("auto", "" = default, a name, an alias or a tier) and
-  // its features; kNotFound lists what exists.
+  // Routes a request: its `model` field ("auto", "" = default, a name, an alias, a tier or
+  // "<base>:<adapter>", see ServedAdapter) and its features; kNotFound lists what exists.
   Result<Route> Resolve(const std::string& requested, const orchestrator::RequestInput& input) const;
   Result<Route> Resolve(const std::string& requested, orchestrator::ModelRole role) const;
   const std::vector<ServedModel>& models() const { return models_; }
@@ -116,6 +143,7 @@ class Service {
   orchestrator::Metrics* metrics_;
   ServiceLimits limits_;
   std::vector<ServedModel> models_;
+  std::vector<std::unique_ptr<ServedAdapter>> adapters_;  // stable addresses (Route points at them)
   std::vector<orchestrator::RouterCandidate> candidates_;
   orchestrator::RouterPolicy policy_;
   std::string default_model_;

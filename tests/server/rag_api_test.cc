@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "engine/lora.h"
 #include "rag/ingest.h"
 #include "rag/rag.h"
 #include "rag/rag_test_util.h"
@@ -37,7 +38,7 @@ struct RagServer {
   std::set<std::string> doc_ids, chunk_ids;
   std::unique_ptr<App> app;
 
-  explicit RagServer(int32_t max_concurrent) {
+  explicit RagServer(int32_t max_concurrent, std::vector<std::string> adapter_flags = {}) {
     std::filesystem::create_directories(dir / "docs");
     WriteFile(dir / "docs/otters.md", "# Otters\n\nSea otters hold hands while sleeping so they do not drift apart.");
     WriteFile(dir / "docs/rust.txt", "Rust prevents data races with ownership and borrowing rules.");
@@ -62,6 +63,7 @@ struct RagServer {
     }
     AppOptions o;
     o.model_flags = {kTinyDense + "=tiny"};
+    o.adapter_flags = std::move(adapter_flags);
     o.http.port = 0;
     o.http.security.check_host = true;
     o.models.n_ctx = 1024;
@@ -323,6 +325,41 @@ TEST_F(RagApiTest, ClientDisconnectCancelsAndTheServerAnswersNext) {
   auto next = server_->Post("/v1/rag", Ask("Why do sea otters hold hands?", 4));
   EXPECT_EQ(next.status, 200) << next.body;
   EXPECT_EQ(Call(server_->port(), "GET", "/health").status, 200);
+}
+
+// The response_generation stage may name a LoRA adapter model ("tiny:lora"): the answer is
+// generated with it (not the base's; at scale 0 the base's); other stages refuse one.
+TEST(RagApiLora, ResponseGenerationRunsWithTheAdapter) {
+  // A strong random adapter (rank 8, alpha 800): the tiny model's answer here barely moves with
+  // the test adapter.
+  TempDir tmp;
+  const std::string lora = tmp / "synth.gguf";
+  {
+    auto f = gguf::File::Open(kTinyDense);
+    ASSERT_TRUE(f.ok());
+    auto mc = model::ReadConfig(*f);
+    ASSERT_TRUE(mc.ok());
+    auto t = engine::SynthLora(*f, *mc, 8, 800.0f, 5);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    ASSERT_TRUE(engine::WriteLoraGguf(*t, lora).ok());
+  }
+  RagServer s(1, {"lora=" + lora + "@tiny", "zero=" + lora + "@tiny:0"});
+  ASSERT_TRUE(s.app);
+  auto ask = [&](const std::string& model) {
+    json b = Ask("Why do sea otters hold hands?", 12);
+    b["max_rewrites"] = 0;
+    if (!model.empty()) b["models"] = {{"response_generation", model}};
+    auto r = s.Post("/v1/rag", b);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.status == 200 ? json::parse(r.body) : json::object();
+  };
+  const json base = ask(""), with = ask("tiny:lora"), zero = ask("tiny:zero");
+  EXPECT_EQ(with["models"]["response_generation"], "tiny:lora");
+  EXPECT_EQ(zero["answer"], base["answer"]);
+  EXPECT_NE(with["answer"], base["answer"]);
+  auto bad = s.Post("/v1/rag", json{{"collection", "kb"}, {"question", "q"}, {"models", {{"embedding", "tiny:lora"}}}});
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_NE(bad.body.find("response_generation only"), std::string::npos) << bad.body;
 }
 
 TEST(RagApiDisabled, NoStageModelIs503NamingTheStage) {

@@ -2,6 +2,7 @@
 #include "orchestrator/config/yaml_walk.h"
 
 #include <charconv>
+#include <cmath>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -56,6 +57,36 @@ Status CheckName(const Ctx& ctx, const YAML::Node& n, const std::string& path, c
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == ':'))
       return ctx.At(n, path, fmt::format("\"{}\": names may use letters, digits, '-', '_', '.', ':'", s));
   }
+  return Status::Ok();
+}
+
+Status ParseAdapter(const Ctx& ctx, const YAML::Node& node, const std::string& path, AdapterConfig* a) {
+  a->line = node.Mark().line + 1;
+  QM_RETURN_IF_ERROR(ForEachKey(ctx, node, path, {
+      {"name", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(a->name, yaml::NonEmptyScalar(ctx, v, p));
+         if (a->name.find(':') != std::string::npos)
+           return ctx.At(v, p, fmt::format("\"{}\": an adapter name has no ':' (requests say <model>:<adapter>)", a->name));
+         return CheckName(ctx, v, p, a->name);
+       }},
+      {"file", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(a->file, yaml::NonEmptyScalar(ctx, v, p));
+         return Status::Ok();
+       }},
+      {"scale", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(std::string s, yaml::NonEmptyScalar(ctx, v, p));
+         Result<float> f = ParseLoraScale(s);
+         if (!f.ok()) return ctx.At(v, p, f.status().message());
+         a->scale = *f;
+         return Status::Ok();
+       }},
+      {"preload", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(a->preload, BoolOf(ctx, v, p));
+         return Status::Ok();
+       }},
+  }));
+  if (a->name.empty()) return ctx.At(node, path + ".name", "required");
+  if (a->file.empty()) return ctx.At(node, path + ".file", "required (a GGUF adapter or a PEFT directory)");
   return Status::Ok();
 }
 
@@ -129,6 +160,19 @@ Status ParseModel(const Ctx& ctx, const YAML::Node& node, const std::string& pat
          m->device = *d;
          return Status::Ok();
        }},
+      {"adapters", [&](const YAML::Node& v, const std::string& p) -> Status {
+         if (!v.IsSequence()) return ctx.At(v, p, fmt::format("expected a list, got {}", KindName(v)));
+         for (size_t i = 0; i < v.size(); ++i) {
+           AdapterConfig a;
+           const std::string ip = fmt::format("{}[{}]", p, i);
+           QM_RETURN_IF_ERROR(ParseAdapter(ctx, v[i], ip, &a));
+           for (const AdapterConfig& b : m->adapters) {
+             if (b.name == a.name) return ctx.At(v[i], ip + ".name", fmt::format("\"{}\" is used twice", a.name));
+           }
+           m->adapters.push_back(std::move(a));
+         }
+         return Status::Ok();
+       }},
   }));
   if (m->catalog.empty() == m->file.empty())
     return ctx.At(node, path, "give exactly one of `catalog:` (e.g. qwen3:8b-q8_0) or `file:` (a .gguf path)");
@@ -187,7 +231,7 @@ Status ParseRouter(const Ctx& ctx, const YAML::Node& node, const std::string& pa
 // at all, a catalog name or tier (the manager then uses the catalog defaults).
 Status CheckModelRef(const Ctx& ctx, const Config& c, const YAML::Node& n, const std::string& path,
                      const std::string& ref) {
-  if (c.FindModel(ref)) return Status::Ok();
+  if (c.FindModel(ref) || c.FindAdapter(ref)) return Status::Ok();
   if (c.models.empty() && FindInCatalog(ref).ok()) return Status::Ok();
   std::string known;
   for (const ModelConfig& m : c.models) known += (known.empty() ? "" : ", ") + m.name;
@@ -265,6 +309,18 @@ Result<Config> ParseRoot(const Ctx& ctx, const YAML::Node& root, std::string_vie
                       fmt::format("name or alias \"{}\" is used twice", n));
     }
   }
+  // "<model>:<adapter>" must not also be a model's name or alias (requests could not tell them apart).
+  for (size_t i = 0; i < c.models.size(); ++i) {
+    for (const AdapterConfig& a : c.models[i].adapters) {
+      const std::string full = c.models[i].name + ":" + a.name;
+      if (names.count(full)) {
+        YAML::Mark mark;
+        mark.line = a.line - 1;
+        return ctx.At(mark, fmt::format("models[{}].adapters", i),
+                      fmt::format("adapter \"{}\" clashes with the model name or alias \"{}\"", a.name, full));
+      }
+    }
+  }
   for (const auto& [node, path] : refs) {
     QM_RETURN_IF_ERROR(CheckModelRef(ctx, c, node, path, node.Scalar()));
   }
@@ -288,6 +344,26 @@ const ModelConfig* Config::FindModel(std::string_view name) const {
       if (a == name) return &m;
   }
   return nullptr;
+}
+
+const AdapterConfig* Config::FindAdapter(std::string_view name) const {
+  if (FindModel(name)) return nullptr;
+  const size_t colon = name.rfind(':');
+  if (colon == std::string_view::npos) return nullptr;
+  const ModelConfig* m = FindModel(name.substr(0, colon));
+  if (!m) return nullptr;
+  for (const AdapterConfig& a : m->adapters) {
+    if (a.name == name.substr(colon + 1)) return &a;
+  }
+  return nullptr;
+}
+
+Result<float> ParseLoraScale(std::string_view text) {
+  float v = 0;
+  const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || p != text.data() + text.size() || !std::isfinite(v))
+    return Error(StatusCode::kInvalidArgument, "lora scale \"{}\" is not a finite number", text);
+  return v;
 }
 
 Result<Config> ParseConfig(std::string_view yaml_text, std::string_view file_name) {

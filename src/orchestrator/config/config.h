@@ -25,6 +25,16 @@ namespace qwenmux::orchestrator {
 inline constexpr uint32_t kMaxContextTokens = 1u << 20;  // tokens per sequence
 inline constexpr uint32_t kMaxParallel = 256;             // sequences per model sharing a batch
 
+// A LoRA adapter of a configured model (`adapters:` under the model): requests name it
+// "<model>:<name>" (server/service.h has the rule); it loads on first use unless preload.
+struct AdapterConfig {
+  std::string name;      // letters, digits, '-', '_', '.' (no ':')
+  std::string file;      // GGUF adapter file or PEFT directory
+  float scale = 1.0f;    // default lora_scale (finite)
+  bool preload = false;  // loaded (with its model) at startup
+  int line = 0;
+};
+
 struct ModelConfig {
   std::string name;        // what requests and pipelines call it (default: the catalog name)
   std::string catalog;     // catalog name ("qwen3:8b-q8_0" or a tier), or
@@ -37,6 +47,7 @@ struct ModelConfig {
   bool pinned = false;     // never evicted (and loaded at startup)
   bool preload = false;    // loaded at startup (may be evicted later)
   std::optional<runtime::DeviceChoice> device;  // `device: cpu|cuda|auto`; unset: the server's --device
+  std::vector<AdapterConfig> adapters;          // `adapters:` (LoRA)
   // `thinking: false`: chat requests that do not choose (enable_thinking / think) answer without
   // thinking; unset: Qwen3's default (thinking on).
   std::optional<bool> thinking;
@@ -84,12 +95,20 @@ struct Config {
 
   // The configured model called `name` (its name or an alias), or nullptr.
   const ModelConfig* FindModel(std::string_view name) const;
+  // `name` as "<model>:<adapter>" where <model> is a configured model (name or alias) and
+  // <adapter> one of its adapters (split at the last ':'), or nullptr. A whole name that is a
+  // model is never an adapter (FindModel first).
+  const AdapterConfig* FindAdapter(std::string_view name) const;
 };
 
 // Parses and validates YAML text; `file_name` prefixes every error ("qwenmux.yaml:12: ...").
 Result<Config> ParseConfig(std::string_view yaml_text, std::string_view file_name);
 // Reads and parses a file.
 Result<Config> LoadConfig(const std::string& path);
+
+// A LoRA scale as text (`scale:` in qwenmux.yaml, serve --adapter NAME=FILE:SCALE): a finite
+// number.
+Result<float> ParseLoraScale(std::string_view text);
 
 // `--gpu-memory-budget SIZE` on the command line: replaces memory.gpu_budget ("20GiB", "90%").
 Status ApplyGpuMemoryBudgetFlag(Config& config, std::string_view value);

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "base/page_memory.h"
+#include "orchestrator/manager/manager_entry.h"
 
 namespace qwenmux::orchestrator {
 
@@ -100,26 +101,6 @@ void ModelLease::Release() {
 // ---------------------------------------------------------------------------------------------
 // ModelManager
 
-struct ModelManager::Entry {
-  enum class State { kUnloaded, kLoading, kLoaded };
-  ModelSpec spec;
-  State state = State::kUnloaded;
-  std::unique_ptr<engine::Model> model;
-  std::shared_future<Status> load;         // valid while kLoading
-  std::optional<ModelEstimates> estimate;  // cached after the first load attempt
-  uint64_t reserved = 0;                   // bytes held against the RAM budget
-  uint64_t gpu_reserved = 0;               // bytes held against the GPU budget (GPU models only)
-  runtime::Device device = runtime::Device::kCpu;
-  std::string placement;                   // why it runs on `device`
-  int32_t in_use = 0;                      // live leases
-  int32_t waiters = 0;                     // requests waiting for this model's load
-  ManagerClock::time_point last_used{};
-  ManagerClock::time_point expires = ManagerClock::time_point::max();
-  KeepAlive keep_alive{0};                 // of the latest request
-  bool unload_on_release = false;
-  ManagerStats stats;
-};
-
 ModelManager::ModelManager(ManagerOptions options, std::vector<ModelSpec> specs)
     : options_(std::move(options)), metrics_(options_.metrics ? options_.metrics : &Metrics::Global()) {
   gpu_ = options_.query_device ? options_.query_device(options_.gpu_index) : runtime::QueryCudaDevice(options_.gpu_index);
@@ -191,7 +172,9 @@ Status ModelManager::Start() {
     Status s = LoadEntry(e, lk, /*warm_forward=*/true);
     if (!s.ok() && first.ok()) first = s.WithContext(fmt::format("preload of '{}'", name));
   }
-  return first;
+  lk.unlock();
+  Status a = PreloadAdapters();
+  return first.ok() ? a : first;
 }
 
 void ModelManager::Stop() {
@@ -219,6 +202,13 @@ void ModelManager::Stop() {
 
 std::unique_ptr<engine::Model> ModelManager::Detach(Entry* e, const char* reason, Freed* freed) {
   if (options_.on_event) options_.on_event({"unload", e->spec.name, reason, 0, e->reserved, ""});
+  for (auto& [an, a] : e->adapters) {  // its adapters go with the model
+    if (a.id < 0) continue;
+    if (options_.on_event) options_.on_event({"adapter_unload", e->spec.name + ":" + an, reason, 0, a.bytes, ""});
+    freed->ram += a.bytes;
+    a.id = -1;
+    a.bytes = 0;
+  }
   std::unique_ptr<engine::Model> m = std::move(e->model);
   freed->ram += e->reserved;
   freed->gpu += e->gpu_reserved;
@@ -275,33 +265,65 @@ void ModelManager::PublishMemoryLocked() const {
 // bytes there, least recently used first. Victims (detached, to be destroyed by the caller) and
 // their bytes in both pools go to *victims / *freed; bytes already in *freed count as free.
 Status ModelManager::Reserve(Entry* e, uint64_t need, Pool pool, bool may_wait, std::unique_lock<std::mutex>& lk,
-                             std::vector<std::unique_ptr<engine::Model>>* victims, Freed* freed, bool* evicted_any) {
+                             std::vector<std::unique_ptr<engine::Model>>* victims, Freed* freed, bool* evicted_any,
+                             std::string_view load_label) {
   const bool gpu = pool == Pool::kGpu;
-  const auto held = [gpu](const Entry* x) { return gpu ? x->gpu_reserved : x->reserved; };
+  const std::string label = load_label.empty() ? e->spec.name : std::string(load_label);
+  // A model's bytes in the pool: on the RAM side with its loaded adapters.
+  const auto held = [gpu](const Entry* x) {
+    if (gpu) return x->gpu_reserved;
+    uint64_t n = x->reserved;
+    for (const auto& [an, a] : x->adapters) n += a.id >= 0 ? a.bytes : 0;
+    return n;
+  };
   const auto deadline = std::chrono::steady_clock::now() + (may_wait ? options_.busy_wait : KeepAlive(0));
   while (true) {
     if (stopping_) return Error(StatusCode::kInternal, "model manager: stopping");
     const uint64_t cap = gpu ? gpu_budget_ : EffectiveBudgetLocked();
     const uint64_t committed = gpu ? gpu_committed_ - freed->gpu : committed_ - freed->ram;
     const uint64_t external = gpu ? 0 : ExternalBytes();  // held outside the models (compiled constraints)
-    std::vector<Entry*> idle;
+    // Eviction candidates: idle unpinned models (with their adapters) and, for RAM, idle adapters
+    // of any loaded model (no lease, no running sequence), least recently used first.
+    struct Candidate {
+      Entry* model;
+      AdapterState* adapter;  // null: the model itself
+      ManagerClock::time_point last_used;
+    };
+    std::vector<Candidate> idle;
     uint64_t idle_bytes = 0, pinned_bytes = 0;
     for (auto& [name, x] : entries_) {
-      if (x.get() == e || x->state != Entry::State::kLoaded || held(x.get()) == 0) continue;
+      if (x->state != Entry::State::kLoaded) continue;
+      const bool model_idle = x.get() != e && !x->spec.pinned && x->in_use == 0 && x->waiters == 0 && held(x.get()) > 0;
+      if (!gpu) {
+        for (auto& [an, a] : x->adapters) {
+          if (a.id < 0 || a.in_use > 0 || a.loading || x->model->adapter_users(a.id) > 0) continue;
+          idle.push_back({x.get(), &a, a.last_used});
+          if (!model_idle) idle_bytes += a.bytes;  // an idle model's adapters count with it
+        }
+      }
+      if (x.get() == e || held(x.get()) == 0) continue;
       if (x->spec.pinned) {
-        pinned_bytes += held(x.get());
-      } else if (x->in_use == 0 && x->waiters == 0) {
-        idle.push_back(x.get());
+        pinned_bytes += gpu ? x->gpu_reserved : x->reserved;
+      } else if (model_idle) {
+        idle.push_back({x.get(), nullptr, x->last_used});
         idle_bytes += held(x.get());
       }
     }
     if (SatAdd(SatAdd(committed, external), need) <= SatAdd(cap, idle_bytes)) {
-      std::sort(idle.begin(), idle.end(), [](const Entry* a, const Entry* b) { return a->last_used < b->last_used; });
+      std::stable_sort(idle.begin(), idle.end(),
+                       [](const Candidate& a, const Candidate& b) { return a.last_used < b.last_used; });
       uint64_t freed_here = 0;
-      for (Entry* x : idle) {
+      for (const Candidate& c : idle) {
         if (SatAdd(SatAdd(committed - freed_here, external), need) <= cap) break;
-        freed_here += held(x);
-        victims->push_back(Detach(x, "lru", freed));
+        if (c.model->state != Entry::State::kLoaded) continue;  // went with its model already
+        if (c.adapter != nullptr) {
+          if (c.adapter->id < 0) continue;
+          const uint64_t b = c.adapter->bytes;
+          if (DetachAdapter(c.model, c.adapter, "lru", freed)) freed_here += b;
+        } else {
+          freed_here += held(c.model);
+          victims->push_back(Detach(c.model, "lru", freed));
+        }
         *evicted_any = true;
       }
       // committed_ keeps the victims' bytes until the caller has destroyed them.
@@ -323,13 +345,13 @@ Status ModelManager::Reserve(Entry* e, uint64_t need, Pool pool, bool may_wait, 
     if (gpu) {
       return Error(StatusCode::kResourceExhausted,
                    "model manager: cannot fit {} on the GPU: needs {} of device memory, GPU budget {} ({}), in use {} by [{}]{}",
-                   e->spec.name, FormatBytes(need), FormatBytes(cap), DescribeCudaDevice(gpu_), FormatBytes(committed),
+                   label, FormatBytes(need), FormatBytes(cap), DescribeCudaDevice(gpu_), FormatBytes(committed),
                    holders, could_fit_later ? " (fits once models in use are released)" : "");
     }
     if (external > 0) holders += fmt::format("{}compiled constraints ({})", holders.empty() ? "" : ", ", FormatBytes(external));
     const uint64_t budget = options_.budget_bytes != 0 ? options_.budget_bytes : cap;
     return Error(StatusCode::kResourceExhausted,
-                 "model manager: cannot fit {}: needs {}, budget {}{}, in use {} by [{}]{}", e->spec.name,
+                 "model manager: cannot fit {}: needs {}, budget {}{}, in use {} by [{}]{}", label,
                  FormatBytes(need), FormatBytes(budget), cap < budget ? fmt::format(" (the OS offers {})", FormatBytes(cap)) : "",
                  FormatBytes(SatAdd(committed, external)), holders,
                  could_fit_later ? " (fits once models in use are released)" : "");
@@ -672,6 +694,10 @@ std::vector<LoadedModelInfo> ModelManager::Snapshot() const {
       }
     }
     if (e->in_use > 0 && e->keep_alive.count() < 0) i.keep_alive_left.reset();
+    for (const std::string& an : e->adapter_order) {
+      const AdapterState& a = e->adapters.at(an);
+      if (a.id >= 0) i.adapters.push_back({an, name, a.spec.path, a.bytes, a.in_use, a.last_used});
+    }
     out.push_back(std::move(i));
   }
   return out;

@@ -44,7 +44,17 @@
 //   a CPU model holds nothing against the GPU budget. The two evictions are independent: a model
 //   is evicted for RAM only when RAM is short, for the GPU only when device memory is short.
 //   One GPU per manager (options.gpu_index); a spec's device_index is set to it.
-// - Start() loads (and warms up) every spec with preload or pinned set; Stop() (and the destructor)
+// - LoRA adapters (RegisterAdapter: a name, a registered base model, a file): AcquireAdapter loads
+//   one into its base's engine::Model on first use (Model::LoadAdapter) and returns an
+//   AdapterLease with its engine id; while any lease of it exists it stays loaded. Its bytes
+//   (LoraAdapter::bytes) are held against the RAM budget beside the models'; an idle adapter
+//   (no lease, no running sequence) is evicted least-recently-used like an idle model when a
+//   model or adapter needs room (even on a model that is in use or pinned); unloading a model
+//   unloads its adapters. An adapter is read before its bytes are known, so a load may pass the
+//   budget by its size for the moment the check takes; one that cannot fit is unloaded again
+//   (kResourceExhausted, naming it). Adapters are CPU-side (the GPU budget holds none).
+// - Start() loads (and warms up) every spec with preload or pinned set, then every adapter with
+//   preload set (loading its base if needed); Stop() (and the destructor)
 //   stops the reaper and unloads every model; leases must be gone before the manager is destroyed.
 //
 // Thread-safety: every public method may be called from any thread. ModelLease is move-only and
@@ -91,10 +101,19 @@ struct ModelSpec {
   std::vector<std::string> fallbacks;  // registered model names tried in order when this cannot fit
 };
 
+// A LoRA adapter of a registered model (see the contract above).
+struct AdapterSpec {
+  std::string name;      // the adapter's own name (no ':'); requests say "<base>:<name>"
+  std::string base;      // the registered model it applies to
+  std::string path;      // GGUF adapter file or PEFT directory
+  float scale = 1.0f;    // default user scale on alpha / r (a request's lora_scale replaces it)
+  bool preload = false;  // loaded (with its base) at Start()
+};
+
 // A model load or unload, for the server log (ManagerOptions::on_event).
 struct ModelEvent {
-  std::string kind;    // "load", "load_failed", "unload"
-  std::string name;
+  std::string kind;    // "load", "load_failed", "unload"; adapters: "adapter_load", ...
+  std::string name;    // adapters: "<base>:<adapter>"
   // load: "request" or "preload"; unload: "lru" (its memory went to another model),
   // "keep_alive" (idle past its keep-alive), "explicit" (Unload, keep_alive 0, shutdown)
   std::string reason;
@@ -141,6 +160,13 @@ uint64_t ReadSystemAvailableBytes();
 std::optional<uint64_t> ParseMemAvailable(std::string_view meminfo);
 std::optional<uint64_t> ParseCgroupBytes(std::string_view text);  // "max" -> nullopt
 
+struct LoadedAdapterInfo {
+  std::string name, base, path;  // adapter name, its model, its file
+  uint64_t bytes = 0;            // held against the RAM budget
+  int32_t in_use = 0;            // live adapter leases
+  ManagerClock::time_point last_used{};
+};
+
 struct LoadedModelInfo {
   std::string name, path;
   uint64_t bytes = 0;               // the estimate held against the (RAM) budget
@@ -152,6 +178,7 @@ struct LoadedModelInfo {
   int32_t in_use = 0;               // live leases
   ManagerClock::time_point last_used{};
   std::optional<KeepAlive> keep_alive_left;  // nullopt: forever (or pinned); only when in_use == 0
+  std::vector<LoadedAdapterInfo> adapters;   // its loaded adapters, by name (bytes not in `bytes`)
 };
 
 struct ManagerStats {
@@ -188,6 +215,30 @@ class ModelLease {
   std::string name_, requested_;
 };
 
+// Keeps a loaded adapter resident (see ModelManager::AcquireAdapter). Must not outlive the
+// ModelLease of its base.
+class AdapterLease {
+ public:
+  AdapterLease() = default;
+  AdapterLease(AdapterLease&& o) noexcept { *this = std::move(o); }
+  AdapterLease& operator=(AdapterLease&& o) noexcept;
+  AdapterLease(const AdapterLease&) = delete;
+  AdapterLease& operator=(const AdapterLease&) = delete;
+  ~AdapterLease() { Release(); }
+
+  explicit operator bool() const { return manager_ != nullptr; }
+  int32_t id() const { return id_; }         // for engine::SequenceRequest::adapter
+  float scale() const { return scale_; }     // the spec's default scale
+  void Release();
+
+ private:
+  friend class ModelManager;
+  ModelManager* manager_ = nullptr;
+  void* adapter_ = nullptr;
+  int32_t id_ = -1;
+  float scale_ = 1.0f;
+};
+
 class ModelManager {
  public:
   explicit ModelManager(ManagerOptions options = {}, std::vector<ModelSpec> specs = {});
@@ -198,6 +249,18 @@ class ModelManager {
   // Adds (or, for a model not loaded, replaces) a spec. Errors: empty name or path, a fallback
   // naming the model itself.
   Status Register(ModelSpec spec);
+
+  // Adds an adapter of a registered model. Errors: unknown base, an empty name or path, a name
+  // with ':', a name the base already has.
+  Status RegisterAdapter(AdapterSpec spec);
+  // The registered adapters of `base` (every base when empty), in registration order.
+  std::vector<AdapterSpec> Adapters(const std::string& base = {}) const;
+  bool HasAdapter(const std::string& base, const std::string& adapter) const;
+  // Leases adapter `adapter` of the lease's model, loading it into the model first if needed
+  // (see the contract). Call from the thread that uses the lease's model. Errors: kNotFound
+  // (no such adapter of that model; the message lists its adapters), the file's load error
+  // (naming the file), kResourceExhausted (cannot fit).
+  Result<AdapterLease> AcquireAdapter(const ModelLease& lease, const std::string& adapter);
 
   // Preloads (preload or pinned specs, in registration order) and starts the reaper thread.
   // Returns the first preload error (the others still load).
@@ -228,7 +291,9 @@ class ModelManager {
 
  private:
   struct Entry;
+  struct AdapterState;
   friend class ModelLease;
+  friend class AdapterLease;
 
   Result<ModelLease> AcquireOne(Entry* e, const std::string& requested, std::optional<KeepAlive> keep_alive);
   Status LoadEntry(Entry* e, std::unique_lock<std::mutex>& lk, bool warm_forward);
@@ -237,8 +302,15 @@ class ModelManager {
     uint64_t ram = 0, gpu = 0;
   };
   enum class Pool { kRam, kGpu };
+  // `load_label` names the load in errors ("" = e's model).
   Status Reserve(Entry* e, uint64_t need, Pool pool, bool may_wait, std::unique_lock<std::mutex>& lk,
-                 std::vector<std::unique_ptr<engine::Model>>* victims, Freed* freed, bool* evicted_any);
+                 std::vector<std::unique_ptr<engine::Model>>* victims, Freed* freed, bool* evicted_any,
+                 std::string_view load_label = {});
+  // Under mu_: unloads idle adapter a of loaded model e (freed->ram gets its bytes); false when
+  // the engine still runs a sequence with it.
+  bool DetachAdapter(Entry* e, AdapterState* a, const char* reason, Freed* freed);
+  void ReleaseAdapter(AdapterState* a);
+  Status PreloadAdapters();
   void Release(Entry* e);
   void SetKeepAlive(Entry* e, KeepAlive keep_alive);
   // Under mu_: unloads e (the caller destroys the model outside the lock, then subtracts *freed's

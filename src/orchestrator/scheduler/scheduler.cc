@@ -3,6 +3,7 @@
 #include "orchestrator/scheduler/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -274,9 +275,27 @@ void Worker::Serve(ModelLease& lease) {
           bad = Error(StatusCode::kInvalidArgument, "scheduler: token id {} out of range [0, {})", t, n_vocab);
         }
       }
+      AdapterLease adapter;
+      if (bad.ok() && !job->gen.adapter.empty()) {
+        // The adapter loads on first use, here on the worker, between steps of the batch.
+        Result<AdapterLease> a = lease.degraded()
+            ? Result<AdapterLease>(Error(StatusCode::kResourceExhausted,
+                                         "scheduler: model '{}' cannot be served ({} serves as a fallback), so its "
+                                         "adapter '{}' cannot either", lease.requested(), lease.name(), job->gen.adapter))
+            : manager_->AcquireAdapter(lease, job->gen.adapter);
+        if (a.ok()) {
+          job->gen.options.adapter = a->id();
+          job->gen.options.adapter_scale = job->gen.adapter_scale.value_or(a->scale());
+          adapter = std::move(*a);
+        } else {
+          bad = a.status();
+        }
+      }
       std::unique_ptr<Sequence> seq;
       if (bad.ok()) {
-        seq = std::make_unique<Sequence>(std::move(job), lease.name(), lease.degraded(), now);
+        const std::string served = job->gen.adapter.empty() ? lease.name() : lease.name() + ":" + job->gen.adapter;
+        seq = std::make_unique<Sequence>(std::move(job), served, lease.degraded(), now);
+        seq->HoldAdapter(std::move(adapter));
         Result<int32_t> id = batch.Admit(seq->EngineRequest());
         if (id.ok()) {
           seqs[*id] = std::move(seq);
@@ -285,7 +304,8 @@ void Worker::Serve(ModelLease& lease) {
         bad = id.status();
       }
       Retire();
-      metrics_->RequestFailed(name_, "invalid_request");
+      metrics_->RequestFailed(name_, bad.code() == StatusCode::kInvalidArgument || bad.code() == StatusCode::kOutOfRange
+                                         ? "invalid_request" : "load");
       const auto& on_done = seq ? seq->job().gen.on_done : job->gen.on_done;
       if (on_done) on_done(bad);
     }
@@ -367,6 +387,16 @@ Result<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerationRequest reque
   }
   if (request.top_logprobs < 0 || request.top_logprobs > 20) {
     return Error(StatusCode::kInvalidArgument, "scheduler: top_logprobs {} not in 0..20", request.top_logprobs);
+  }
+  if (request.adapter_scale && !std::isfinite(*request.adapter_scale)) {
+    return Error(StatusCode::kInvalidArgument, "scheduler: lora_scale {} is not finite", *request.adapter_scale);
+  }
+  if (!request.adapter.empty() && impl_->manager->Has(request.model) &&
+      !impl_->manager->HasAdapter(request.model, request.adapter)) {
+    std::string names;
+    for (const AdapterSpec& a : impl_->manager->Adapters(request.model)) names += (names.empty() ? "" : ", ") + a.base + ":" + a.name;
+    return Error(StatusCode::kNotFound, "scheduler: model '{}' has no adapter '{}'; its adapters: {}", request.model,
+                 request.adapter, names.empty() ? "(none)" : names);
   }
   auto job = std::make_unique<Job>();
   job->kind = Job::Kind::kGenerate;

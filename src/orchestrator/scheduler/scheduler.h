@@ -80,6 +80,13 @@ struct GenerationRequest {
   std::string model;                 // a name the ModelManager knows (router already applied)
   std::vector<int32_t> prompt;       // tokens (chat template already rendered and encoded)
   engine::GenerateOptions options;   // sampler, max_tokens, stop strings, stop_on_eos
+                                     // (options.adapter / adapter_scale are set by the worker
+                                     // from the two fields below)
+  // A LoRA adapter of `model` by name (ModelManager::RegisterAdapter; "" none): the worker leases
+  // it (loading it on first use) when the request joins the batch and holds it until the request
+  // ends; a load error or kResourceExhausted reaches on_done.
+  std::string adapter;
+  std::optional<float> adapter_scale;  // the request's lora_scale; unset: the adapter's configured scale
   std::optional<KeepAlive> keep_alive;
   bool logprobs = false;
   int32_t top_logprobs = 0;          // 0..20
@@ -143,7 +150,8 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Errors: kNotFound (unknown model), kInvalidArgument (empty prompt, bad options),
+  // Errors: kNotFound (unknown model, or an adapter the model does not have: the message lists
+  // its adapters), kInvalidArgument (empty prompt, bad options, a non-finite adapter scale),
   // kUnavailable (queue full; retry_after() says when to retry). On error no callback runs.
   Result<std::shared_ptr<RequestHandle>> Submit(GenerationRequest request);
   Result<std::shared_ptr<RequestHandle>> Submit(EmbedRequest request);

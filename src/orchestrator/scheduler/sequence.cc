@@ -40,6 +40,8 @@ engine::SequenceRequest Sequence::EngineRequest() {
   engine::SequenceRequest r;
   r.prompt = g.prompt;
   r.options = g.options;
+  r.adapter = g.options.adapter;  // set by the worker from the request's adapter lease
+  r.adapter_scale = g.options.adapter_scale;
   r.processor = std::move(g.processor);
   r.logprobs = g.logprobs;
   r.top_logprobs = g.top_logprobs;

@@ -75,6 +75,9 @@ class Sequence {
   bool OnEvent(engine::SequenceEvent& ev, Metrics* metrics, const std::string& model_label);
 
   Job& job() { return *job_; }
+  // The request's adapter lease: held until the sequence is destroyed (after the engine's batch
+  // has let go of the sequence).
+  void HoldAdapter(AdapterLease lease) { adapter_ = std::move(lease); }
   bool finished() const { return finished_; }
   // Marks the sequence finished with `reason` (e.g. "cancelled") if it is not already.
   void End(std::string_view reason) {
@@ -93,6 +96,7 @@ class Sequence {
 
  private:
   std::unique_ptr<Job> job_;
+  AdapterLease adapter_;
   bool finished_ = false;
   std::string reason_ = "length";
   Status error_;

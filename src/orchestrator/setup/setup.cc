@@ -20,6 +20,11 @@
 
 namespace qwenmux::orchestrator {
 
+namespace internal {
+// adapters.cc: the config's `adapters:` and the --adapter flags into out->adapters.
+Status AddAdapters(const ServeInputs& in, const std::string& cfg_name, ServeSetup* out);
+}  // namespace internal
+
 namespace {
 
 KeepAlive ToKeepAlive(Duration d) { return d.forever ? kKeepForever : KeepAlive(d.ms); }
@@ -376,6 +381,7 @@ Result<ServeSetup> BuildServeSetup(const ServeInputs& in) {
       return Error(StatusCode::kInvalidArgument, "{}: router.default: \"{}\" is not a configured model",
                    cfg_name, out.policy.default_model);
   }
+  QM_RETURN_IF_ERROR(internal::AddAdapters(in, cfg_name, &out));
   out.log.push_back(fmt::format("router: default={} ttft_target={} deep_queue={}",
                                 out.policy.default_model.empty() ? "auto" : out.policy.default_model,
                                 FormatDuration(config.router.ttft_target), out.policy.deep_queue));

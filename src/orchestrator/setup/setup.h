@@ -63,6 +63,7 @@ struct ServeInputs {
   std::string gpu_memory_budget;          // --gpu-memory-budget SIZE|PCT ("" = the config's)
   runtime::DeviceChoice device = runtime::DeviceChoice::kAuto;  // --device: models without `device:`
   std::vector<std::string> extra_models;  // --model FILE.gguf[=ALIAS], in order
+  std::vector<std::string> extra_adapters;  // --adapter NAME=FILE[@BASE][:SCALE], in order
   ModelFlagOptions flag_models;           // load options of the extra_models (threads: all models)
   bool allow_no_models = false;           // nothing configured or pulled: an empty setup, no error
   uint64_t total_ram = 0;                 // 0: PhysicalMemoryBytes()
@@ -84,6 +85,10 @@ struct ServeSetup {
   std::vector<ModelSpec> specs;           // in config order, then --model order
   std::vector<RouterCandidate> candidates;  // same order
   std::vector<ModelFacts> facts;          // same order
+  // LoRA adapters: the config's `adapters:` (in model order), then the --adapter flags; each
+  // checked at startup against its base (file readable, architecture, shapes) and its full name
+  // "<base>:<name>" against every model name and alias.
+  std::vector<AdapterSpec> adapters;
   RouterPolicy policy;
   std::string models_dir;
   uint64_t total_ram = 0, budget_bytes = 0;
@@ -108,6 +113,15 @@ ModelRole RoleFromPooling(model::PoolingType pooling);
 
 // "FILE.gguf=ALIAS" -> (FILE.gguf, ALIAS); "FILE.gguf" -> (FILE.gguf, file stem).
 Result<std::pair<std::string, std::string>> ParseModelFlag(std::string_view value);
+
+// `--adapter NAME=FILE[@BASE][:SCALE]`: the suffix after the last ':' is the scale when it is a
+// number (so a base whose name ends in ":<number>" needs the scale given too), the part after the
+// last '@' the base model's name or alias; without @BASE the server's only chat model is the base.
+struct AdapterFlag {
+  std::string name, file, base;  // base "" = not given
+  std::optional<float> scale;
+};
+Result<AdapterFlag> ParseAdapterFlag(std::string_view value);
 
 // Physical RAM, capped by the cgroup's memory.max when there is one.
 uint64_t PhysicalMemoryBytes();
