@@ -1,7 +1,8 @@
 // First-use polish of the command line (issue 21 items 11-18): store names wherever a model file
 // is taken, the interactive chat of `run` without -p, `-p -`, multi-value options that leave the
 // positionals alone, unknown-command suggestions and grouped help, refcheck's verdict, aligned
-// tables. Each runs the qwenmux binary.
+// tables. Each runs the qwenmux binary (built with the orchestrator and RAG: CMakeLists.txt leaves
+// tests/cli/ out otherwise).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
