@@ -67,7 +67,7 @@ cmake --build build-tsan -j"$JOBS" --target qwenmux_tests
 # (the old '*Threaded*' matched none, and a filter matching nothing passed).
 TSAN_FILTER="ThreadPool.*:*Concurrent.*:Targets/MatMulTargets.ThreadPools/*:ManagerTest.ReaperThread*"
 check_filter_matches ./build-tsan/qwenmux_tests "$TSAN_FILTER"
-TSAN_OPTIONS=halt_on_error=1 run_gtest /tmp/qwenmux-tsan.txt ./build-tsan/qwenmux_tests --gtest_filter="$TSAN_FILTER"
+TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/scripts/tsan.supp" run_gtest /tmp/qwenmux-tsan.txt ./build-tsan/qwenmux_tests --gtest_filter="$TSAN_FILTER"
 summary+=("tsan: $(grep '^\[  PASSED  \]' /tmp/qwenmux-tsan.txt)")
 
 if [ "${QWENMUX_AARCH64:-1}" != 0 ]; then
