@@ -42,6 +42,17 @@ void WriteSynthAdapter(const std::string& path, const std::string& base = kLoraB
   ASSERT_TRUE(engine::WriteLoraGguf(*t, path).ok());
 }
 
+// Options of a small server: the given model and adapter flags, 64 tokens of context, one thread.
+AppOptions AdapterAppOptions(std::vector<std::string> adapters, std::vector<std::string> models = {kLoraBase + "=tiny"}) {
+  AppOptions o;
+  o.model_flags = std::move(models);
+  o.adapter_flags = std::move(adapters);
+  o.http.port = 0;
+  o.models.n_ctx = 64;
+  o.models.threads = 1;
+  return o;
+}
+
 class LoraServe : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -278,13 +289,7 @@ TEST(LoraServeStartup, BadFilesAreNamed) {
   p.a = p.a.first(static_cast<size_t>(p.rank * p.in));
   ASSERT_TRUE(engine::WriteLoraGguf(*t, tmp / "shape.gguf").ok());
   auto create = [](std::vector<std::string> adapters, std::vector<std::string> models = {kLoraBase + "=tiny"}) {
-    AppOptions o;
-    o.model_flags = std::move(models);
-    o.adapter_flags = std::move(adapters);
-    o.http.port = 0;
-    o.models.n_ctx = 64;
-    o.models.threads = 1;
-    auto app = App::Create(std::move(o), [](const std::string&) {});
+    auto app = App::Create(AdapterAppOptions(std::move(adapters), std::move(models)), [](const std::string&) {});
     return app.ok() ? std::string("ok") : app.status().ToString();
   };
   for (const char* f : {"trunc.gguf", "moe.gguf", "shape.gguf", "missing.gguf"}) {
@@ -379,13 +384,8 @@ TEST(LoraServeEviction, SmallBudgetEvictsAndReloads) {
 // Ollama-style "name:tag" models: the whole name is a model first; "<name:tag>:<adapter>" splits at
 // the last ':' (so the base keeps its tag).
 TEST(LoraServeNames, TagStyleModelNames) {
-  AppOptions o;
-  o.model_flags = {kLoraBase + "=qwen3:tiny"};
-  o.adapter_flags = {"gguf=" + kLoraGguf + "@qwen3:tiny"};
-  o.http.port = 0;
-  o.models.n_ctx = 64;
-  o.models.threads = 1;
-  auto app = App::Create(std::move(o), [](const std::string&) {});
+  auto app = App::Create(AdapterAppOptions({"gguf=" + kLoraGguf + "@qwen3:tiny"}, {kLoraBase + "=qwen3:tiny"}),
+                         [](const std::string&) {});
   ASSERT_TRUE(app.ok()) << app.status().ToString();
   ASSERT_TRUE((*app)->Start().ok());
   auto ask = [&](const std::string& model) {
@@ -406,13 +406,7 @@ TEST(LoraServeNames, TagStyleModelNames) {
 // `qwenmux ps` (the binary, against a server in this process) lists a loaded adapter as its own
 // row "<base>:<adapter>" naming its base.
 TEST(LoraServeCli, PsShowsLoadedAdapters) {
-  AppOptions o;
-  o.model_flags = {kLoraBase + "=tiny"};
-  o.adapter_flags = {"gguf=" + kLoraGguf};
-  o.http.port = 0;
-  o.models.n_ctx = 64;
-  o.models.threads = 1;
-  auto app = App::Create(std::move(o), [](const std::string&) {});
+  auto app = App::Create(AdapterAppOptions({"gguf=" + kLoraGguf}), [](const std::string&) {});
   ASSERT_TRUE(app.ok()) << app.status().ToString();
   ASSERT_TRUE((*app)->Start().ok());
   const uint16_t port = (*app)->port();
