@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 
 #include <gmock/gmock.h>
@@ -19,6 +20,7 @@ namespace qwenmux::orchestrator {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using qwenmux::testing::ModelPath;
 using qwenmux::testing::TempDir;
 
@@ -438,6 +440,37 @@ TEST(PlanCliTest, JsonFollowsTheBudget) {
 }
 
 // What this machine's GPU query says (no GPU here: the reason), and the device-memory column.
+// Item 16: a calibration taken by another build of qwenmux (a fresh one, on a quiet machine) is
+// measured again, said on stderr; the new entry carries this build's identity and is reused.
+TEST(PlanCliTest, AnotherBuildsCalibrationIsMeasuredAgain) {
+  TempDir cache;
+  const std::string env = "XDG_CACHE_HOME=" + cache.path();
+  const std::string path = SpeedCachePath(cache.path() + "/qwenmux");
+  MachineSpeed s;
+  s.machine = MachineKey(1);
+  s.threads = 1;
+  s.read_GBps = 10;
+  s.types["q8_0"] = {8.0, 25.0};
+  s.measured_unix = static_cast<int64_t>(std::time(nullptr));
+  s.cpus = 2;
+  s.load_1m = 0.1;
+  s.binary = "1-2.000000003";  // not this build
+  ASSERT_TRUE(SaveSpeedCache(path, s).ok());
+  CliRun r = Qwenmux(env, "plan --threads 1 --ring-mib 4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("has expired (taken by another build of qwenmux); measuring again")) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("measured now")) << r.out;
+  auto fresh = LoadSpeedCache(path, MachineKey(1));
+  ASSERT_TRUE(fresh.ok() && fresh->has_value());
+  EXPECT_NE((*fresh)->binary, s.binary);
+  EXPECT_FALSE((*fresh)->binary.empty());
+  EXPECT_EQ((*fresh)->types.size(), 6u);
+  r = Qwenmux(env, "plan --threads 1 --ring-mib 4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, Not(HasSubstr("expired"))) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("cached")) << r.out;
+}
+
 TEST(PlanCliTest, ShowsTheGpu) {
   TempDir cache;
   const std::string env = "XDG_CACHE_HOME=" + cache.path();

@@ -1,5 +1,6 @@
 #include "orchestrator/plan/speed.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -241,14 +242,10 @@ Result<MachineSpeed> MeasureMachineSpeed(const MeasureOptions& o) {
 }
 
 std::string BinaryId() {
-  std::error_code ec;
-  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) return "";
-  const uintmax_t size = std::filesystem::file_size(exe, ec);
-  if (ec) return "";
-  const auto mtime = std::filesystem::last_write_time(exe, ec);
-  if (ec) return "";
-  return fmt::format("{}-{}", size, mtime.time_since_epoch().count());
+  struct stat st {};
+  if (::stat("/proc/self/exe", &st) != 0) return "";  // follows the link to the program
+  return fmt::format("{}-{}.{:09}", static_cast<int64_t>(st.st_size), static_cast<int64_t>(st.st_mtim.tv_sec),
+                     static_cast<int64_t>(st.st_mtim.tv_nsec));
 }
 
 std::string DefaultCacheDir() {

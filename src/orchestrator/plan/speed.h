@@ -93,7 +93,7 @@ struct MachineSpeed {
 
 // "Intel(R) Xeon(R) ... | 2 cpus | 2 threads".
 std::string MachineKey(size_t threads);
-// The running program's identity: "<size>-<mtime>" of /proc/self/exe ("" if unknown).
+// The running program's identity: "<size>-<mtime seconds>.<nanoseconds>" of /proc/self/exe ("" if unknown).
 std::string BinaryId();
 
 struct MeasureOptions {
