@@ -6,7 +6,8 @@
 // Robustness on a loaded 2-core CI machine: the calibration (MeasureMachineSpeed, what
 // `plan --measure` runs) and the bench (Model::Generate, what `qwenmux bench` runs) run in this
 // process one right after the other with the same thread count, so they see the same machine;
-// each figure is the best of several runs (interference only slows a run down). Tolerance: the
+// each figure is the best of several runs (interference only slows a run down), and a pair that
+// misses is taken again (up to 3 pairs; see the test). Tolerance: the
 // prediction must be within a factor of 3 of the measurement, either way, for decode and for
 // prefill. That is loose on purpose: the predictions leave out attention, norms, RoPE and
 // sampling, and a CI machine's load can change between the two halves; it is tight enough to
@@ -132,19 +133,29 @@ class PlanAccuracy : public ::testing::Test {
 std::string* PlanAccuracy::path_ = nullptr;
 
 TEST_F(PlanAccuracy, PredictionsAreWithinAFactorOfThreeOfTheEngineAndAWrongCalibrationIsNot) {
-  const MachineSpeed speed = Calibrate();
-  const Measured got = Bench();
-  const SpeedEstimate want = Predict(speed);
-  ASSERT_EQ(want.source, "measured");
-  ASSERT_TRUE(speed.types.count("q8_0"));
-  std::printf("{\"plan_accuracy\": {\"threads\": %zu, \"load_1m\": %.2f, \"spread\": %.3f, \"read_GBps\": %.2f, "
-              "\"q8_0_decode_GBps\": %.2f, \"q8_0_prefill_GMACs\": %.2f, \"call_overhead_us\": %.2f, "
-              "\"decode_predicted\": %.1f, \"decode_measured\": %.1f, \"prefill_predicted\": %.1f, "
-              "\"prefill_measured\": %.1f}}\n",
-              speed.threads, speed.load_1m, speed.spread, speed.read_GBps, speed.types.at("q8_0").decode_GBps,
-              speed.types.at("q8_0").prefill_GMACs, speed.call_overhead_us, want.decode_tok_s, got.decode_tok_s,
-              want.prefill_tok_s, got.prefill_tok_s);
-  Status s = CompareAll(want, got);
+  // Up to kAttempts (calibration, bench) pairs: another process that takes the cores during one
+  // half of a pair and not the other (ctest runs tests side by side) can skew one pair; a wrong
+  // model of speed skews them all.
+  constexpr int kAttempts = 3;
+  MachineSpeed speed;
+  Measured got;
+  Status s;
+  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
+    speed = Calibrate();
+    got = Bench();
+    const SpeedEstimate want = Predict(speed);
+    ASSERT_EQ(want.source, "measured");
+    ASSERT_TRUE(speed.types.count("q8_0"));
+    std::printf("{\"plan_accuracy\": {\"attempt\": %d, \"threads\": %zu, \"load_1m\": %.2f, \"spread\": %.3f, "
+                "\"read_GBps\": %.2f, \"q8_0_decode_GBps\": %.2f, \"q8_0_prefill_GMACs\": %.2f, "
+                "\"call_overhead_us\": %.2f, \"decode_predicted\": %.1f, \"decode_measured\": %.1f, "
+                "\"prefill_predicted\": %.1f, \"prefill_measured\": %.1f}}\n",
+                attempt, speed.threads, speed.load_1m, speed.spread, speed.read_GBps, speed.types.at("q8_0").decode_GBps,
+                speed.types.at("q8_0").prefill_GMACs, speed.call_overhead_us, want.decode_tok_s, got.decode_tok_s,
+                want.prefill_tok_s, got.prefill_tok_s);
+    s = CompareAll(want, got);
+    if (s.ok()) break;
+  }
   ASSERT_TRUE(s.ok()) << s.ToString();
   // The same comparison fails for a calibration 10x too fast or 10x too slow.
   for (double scale : {10.0, 0.1}) {
