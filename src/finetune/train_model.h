@@ -1,0 +1,79 @@
+// The dense Qwen3 model as LoRA training sees it: a frozen base (the GGUF's weights, any type the
+// engine runs, bound by runtime::BindWeights) and a forward + backward over one token sequence
+// that adds the gradient of the masked cross-entropy into LoraParams.
+//
+//   loss contribution = loss_weight · Σ_{t : mask[t+1] = 1} −log softmax(logits[t])[ids[t+1]]
+//
+// (the reference's convention: ../shared/testdata/README.md, "LoRA training references"). A
+// batch is several Run calls with loss_weight = 1 / (masked labels of the whole batch); sequences
+// are independent under causal attention, so no padding is needed.
+//
+// Thread-safety: one Run at a time (it keeps its activations); `pool` is used inside.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "base/thread_pool.h"
+#include "finetune/lora_params.h"
+#include "finetune/ops.h"
+#include "gguf/gguf.h"
+#include "model/config.h"
+#include "runtime/weights.h"
+
+namespace qwenmux::finetune {
+
+struct Example {
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> mask;  // [ids.size()]: 1 where ids[t] is a label (predicted from t − 1)
+};
+
+struct Dropout {
+  float p = 0;        // LoRA dropout on each adapted projection's input (PEFT's lora_dropout)
+  uint64_t seed = 0;  // the masks are a function of (seed, layer, target): the same on a rerun
+};
+
+struct SeqResult {
+  double loss_sum = 0;     // Σ over the labels (unweighted)
+  int64_t n_labels = 0;
+  int64_t n_correct = 0;   // labels that are the argmax of their logits
+};
+
+class TrainModel {
+ public:
+  // Opens a dense Qwen3 GGUF (MoE is refused).
+  static Result<std::unique_ptr<TrainModel>> Open(const std::string& path, ThreadPool* pool);
+
+  ~TrainModel();
+
+  const model::ModelConfig& config() const { return config_; }
+  const gguf::File& file() const { return *file_; }
+
+  // Forward of `ex` with the adapter in `params`; with `backward`, adds loss_weight · ∂(loss sum)
+  // to every pair's ga / gb.
+  Result<SeqResult> Run(const Example& ex, LoraParams& params, float loss_weight, bool backward,
+                        const Dropout& dropout = {});
+
+ private:
+  struct LayerActs;
+  TrainModel() = default;
+  void Project(int32_t il, runtime::LoraTarget t, const kernels::WeightView& w, const float* x, int64_t n, float* y,
+               LayerActs& acts, LoraParams& params, const Dropout& dropout);
+  void ProjectBack(int32_t il, runtime::LoraTarget t, const kernels::WeightView& w, const float* x, int64_t n,
+                   const float* dy, float* dx, bool accumulate, LayerActs& acts, LoraParams& params,
+                   const Dropout& dropout);
+
+  std::shared_ptr<gguf::File> file_;
+  model::ModelConfig config_;
+  runtime::ModelWeights weights_;
+  ThreadPool* pool_ = nullptr;
+  std::vector<float> rope_freq_;
+  float rope_mscale_ = 1.0f;
+  OpScratch scratch_;
+  std::vector<LayerActs> acts_;
+};
+
+}  // namespace qwenmux::finetune
