@@ -310,12 +310,15 @@ double CrossEntropyForwardBackward(float* logits, const int32_t* labels, int64_t
       const int32_t y = labels[i];
       const int64_t am = std::max_element(l, l + vocab) - l;
       const float mx = l[am];
+      const float ly = l[y];
       double sum = 0;
-      for (int64_t j = 0; j < vocab; ++j) sum += std::exp(static_cast<double>(l[j] - mx));
-      const double lse = mx + std::log(sum);
-      loss[i] = lse - l[y];
+      for (int64_t j = 0; j < vocab; ++j) {
+        l[j] = std::exp(l[j] - mx);  // ≤ 1; kept for the gradient
+        sum += l[j];
+      }
+      loss[i] = mx + std::log(sum) - ly;
       if (argmax_ok) argmax_ok[i] = am == y;
-      for (int64_t j = 0; j < vocab; ++j) l[j] = weight * static_cast<float>(std::exp(l[j] - lse));
+      kernels::Scale(static_cast<float>(weight / sum), l, static_cast<size_t>(vocab));
       l[y] -= weight;
     }
   });

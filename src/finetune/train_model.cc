@@ -46,7 +46,8 @@ struct TrainModel::LayerActs {
 
 TrainModel::~TrainModel() = default;
 
-Result<std::unique_ptr<TrainModel>> TrainModel::Open(const std::string& path, ThreadPool* pool) {
+Result<std::unique_ptr<TrainModel>> TrainModel::Open(const std::string& path, ThreadPool* pool,
+                                                     uint64_t head_cache_bytes) {
   QM_ASSIGN_OR_RETURN(gguf::File f, gguf::File::Open(path));
   std::unique_ptr<TrainModel> m(new TrainModel());
   m->file_ = std::make_shared<gguf::File>(std::move(f));
@@ -59,6 +60,14 @@ Result<std::unique_ptr<TrainModel>> TrainModel::Open(const std::string& path, Th
   m->pool_ = pool;
   m->rope_freq_ = runtime::RopeFrequencies(m->config_, &m->rope_mscale_);
   m->acts_.resize(m->config_.n_layer);
+  const kernels::WeightView& out = m->weights_.output;
+  const uint64_t elems = static_cast<uint64_t>(out.rows) * static_cast<uint64_t>(out.cols);
+  if (2 * elems * sizeof(float) <= head_cache_bytes) {
+    m->head_.resize(elems);
+    m->head_t_.resize(elems);
+    for (int64_t r = 0; r < out.rows; ++r) kernels::DequantizeRowTo(out, r, m->head_.data() + r * out.cols);
+    Transpose(m->head_.data(), out.rows, out.cols, m->head_t_.data());
+  }
   return m;
 }
 
@@ -170,14 +179,22 @@ Result<SeqResult> TrainModel::Run(const Example& ex, LoraParams& params, float l
   std::vector<float> fm(static_cast<size_t>(m * E));
   for (int64_t i = 0; i < m; ++i) std::copy_n(f.data() + rows[i] * E, E, fm.data() + i * E);
   std::vector<float> logits(static_cast<size_t>(m * V));
-  LinearForward(weights_.output, fm.data(), m, logits.data(), &scratch_, pool_);  // [m, V]
+  if (!head_.empty()) {
+    kernels::MatMul(F32View(head_.data(), V, E), fm.data(), E, logits.data(), V, m, pool_);  // [m, V]
+  } else {
+    LinearForward(weights_.output, fm.data(), m, logits.data(), &scratch_, pool_);  // [m, V]
+  }
   std::vector<uint8_t> ok(static_cast<size_t>(m));
   res.loss_sum = CrossEntropyForwardBackward(logits.data(), labels.data(), m, V, loss_weight, ok.data(), pool_);
   for (uint8_t o : ok) res.n_correct += o;
   if (!backward) return res;
 
   // Backward. dx: the gradient of the residual stream [n, E].
-  LinearBackwardInput(weights_.output, logits.data(), m, fm.data(), false, &scratch_, pool_);  // dfm [m, E]
+  if (!head_t_.empty()) {
+    kernels::MatMul(F32View(head_t_.data(), E, V), logits.data(), V, fm.data(), E, m, pool_);  // dfm [m, E]
+  } else {
+    LinearBackwardInput(weights_.output, logits.data(), m, fm.data(), false, &scratch_, pool_);  // dfm [m, E]
+  }
   logits = {};
   std::fill(f.begin(), f.end(), 0.0f);  // df [n, E]
   for (int64_t i = 0; i < m; ++i) std::copy_n(fm.data() + i * E, E, f.data() + rows[i] * E);

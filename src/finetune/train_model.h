@@ -45,7 +45,11 @@ struct SeqResult {
 class TrainModel {
  public:
   // Opens a dense Qwen3 GGUF (MoE is refused).
-  static Result<std::unique_ptr<TrainModel>> Open(const std::string& path, ThreadPool* pool);
+  // head_cache_bytes: when the LM head is quantized and it and its transpose fit in this many bytes
+  // of f32, they are dequantized once here instead of on every sequence (a large share of the time
+  // for short sequences on a large vocabulary).
+  static Result<std::unique_ptr<TrainModel>> Open(const std::string& path, ThreadPool* pool,
+                                                  uint64_t head_cache_bytes = uint64_t{1} << 29);
 
   ~TrainModel();
 
@@ -70,6 +74,7 @@ class TrainModel {
   model::ModelConfig config_;
   runtime::ModelWeights weights_;
   ThreadPool* pool_ = nullptr;
+  std::vector<float> head_, head_t_;  // cached f32 LM head [V, E] and its transpose [E, V], or empty
   std::vector<float> rope_freq_;
   float rope_mscale_ = 1.0f;
   OpScratch scratch_;
