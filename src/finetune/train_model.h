@@ -29,6 +29,7 @@ namespace qwenmux::finetune {
 struct Example {
   std::vector<int32_t> ids;
   std::vector<uint8_t> mask;  // [ids.size()]: 1 where ids[t] is a label (predicted from t − 1)
+  int64_t line = 0;           // where it came from (1-based JSONL line; 0: not from a file)
 };
 
 struct Dropout {
