@@ -17,13 +17,13 @@ Result<StepResult> RunAll(TrainModel& m, LoraParams& p, std::span<const Example*
   if (r.n_labels == 0) return Error(StatusCode::kInvalidArgument, "finetune: a batch of {} examples has no labels", examples.size());
   const float w = 1.0f / static_cast<float>(r.n_labels);
   if (backward) p.ZeroGrad();
+  std::vector<Dropout> drops(examples.size(), dropout);
+  for (size_t i = 0; i < examples.size(); ++i) drops[i].seed = MixSeedFor(step_seed, i);
+  QM_ASSIGN_OR_RETURN(std::vector<SeqResult> res, m.RunBatch(examples, p, w, backward, drops));
   double sum = 0;
   for (size_t i = 0; i < examples.size(); ++i) {
-    Dropout d = dropout;
-    d.seed = MixSeedFor(step_seed, i);
-    QM_ASSIGN_OR_RETURN(SeqResult s, m.Run(*examples[i], p, w, backward, d));
-    sum += s.loss_sum;
-    r.n_correct += s.n_correct;
+    sum += res[i].loss_sum;
+    r.n_correct += res[i].n_correct;
     r.n_tokens += static_cast<int64_t>(examples[i]->ids.size());
   }
   r.loss = sum / static_cast<double>(r.n_labels);

@@ -62,6 +62,7 @@ nlohmann::json TrainReport::ToJson() const {
   j["tokens_per_s"] = tokens_per_s;
   j["seconds"] = seconds;
   if (exact_match >= 0) j["exact_match"] = exact_match;
+  if (exact_match_before >= 0) j["exact_match_before"] = exact_match_before;
   j["stopped_early"] = stopped_early;
   j["data"] = {{"lines", data.lines},     {"train", data.train.size()}, {"valid", data.valid.size()},
                {"skipped", data.skipped.size()}, {"truncated", data.truncated}, {"dropped_long", data.dropped_long},
@@ -146,11 +147,11 @@ Result<int64_t> LoadCheckpoint(const std::string& path, const model::ModelConfig
 
 Result<double> ExactMatch(TrainModel& m, LoraParams& p, const std::vector<Example>& examples) {
   if (examples.empty()) return 0.0;
+  std::vector<const Example*> v;
+  for (const Example& e : examples) v.push_back(&e);
+  QM_ASSIGN_OR_RETURN(std::vector<SeqResult> res, m.RunBatch(v, p, 1.0f, false));
   int64_t ok = 0;
-  for (const Example& e : examples) {
-    QM_ASSIGN_OR_RETURN(SeqResult r, m.Run(e, p, 1.0f, false));
-    ok += r.n_correct == r.n_labels;
-  }
+  for (const SeqResult& r : res) ok += r.n_correct == r.n_labels;
   return static_cast<double>(ok) / static_cast<double>(examples.size());
 }
 
@@ -179,6 +180,9 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
     if (o.rank <= 0) return Error(StatusCode::kInvalidArgument, "finetune: rank {} must be positive", o.rank);
     QM_ASSIGN_OR_RETURN(std::vector<runtime::LoraTarget> targets, ParseTargets(o.targets));
     params = InitParams(model->config(), o.rank, o.alpha, targets, o.seed);
+  }
+  if (o.exact_match) {
+    QM_ASSIGN_OR_RETURN(rep.exact_match_before, ExactMatch(*model, params, rep.data.train));
   }
   OptimConfig oc = o.optim;
   oc.total_steps = o.steps;

@@ -55,6 +55,7 @@ struct TrainReport {
   double valid_loss = -1;           // last validation loss (-1: no validation split)
   double tokens_per_s = 0, seconds = 0;
   double exact_match = -1;          // fraction of training examples fully right (-1: not asked)
+  double exact_match_before = -1;   // the same with the starting adapter
   bool stopped_early = false;
   Dataset data;
 

@@ -44,6 +44,14 @@ struct TrainModel::LayerActs {
   std::array<std::vector<float>, runtime::kLoraTargets> xd;   // dropped-out LoRA input [n, in]
 };
 
+// One sequence's saved forward.
+struct TrainModel::SeqState {
+  std::vector<LayerActs> layers;
+  std::vector<float> x, rstdf;  // final residual stream [n, E], its final-norm rstd [n]
+  std::vector<int64_t> rows;    // positions whose next token is a label
+  int64_t row0 = 0;             // their first row in the group's head matrix
+};
+
 TrainModel::~TrainModel() = default;
 
 Result<std::unique_ptr<TrainModel>> TrainModel::Open(const std::string& path, ThreadPool* pool,
@@ -59,7 +67,6 @@ Result<std::unique_ptr<TrainModel>> TrainModel::Open(const std::string& path, Th
   QM_ASSIGN_OR_RETURN(m->weights_, runtime::BindWeights(*m->file_, m->config_));
   m->pool_ = pool;
   m->rope_freq_ = runtime::RopeFrequencies(m->config_, &m->rope_mscale_);
-  m->acts_.resize(m->config_.n_layer);
   const kernels::WeightView& out = m->weights_.output;
   const uint64_t elems = static_cast<uint64_t>(out.rows) * static_cast<uint64_t>(out.cols);
   if (2 * elems * sizeof(float) <= head_cache_bytes) {
@@ -111,32 +118,133 @@ void TrainModel::ProjectBack(int32_t il, LoraTarget t, const kernels::WeightView
 
 Result<SeqResult> TrainModel::Run(const Example& ex, LoraParams& params, float loss_weight, bool backward,
                                   const Dropout& dropout) {
+  const Example* one[1] = {&ex};
+  const Dropout d[1] = {dropout};
+  QM_ASSIGN_OR_RETURN(std::vector<SeqResult> r, RunBatch(one, params, loss_weight, backward, d));
+  return r[0];
+}
+
+Result<std::vector<SeqResult>> TrainModel::RunBatch(std::span<const Example* const> exs, LoraParams& params,
+                                                    float loss_weight, bool backward,
+                                                    std::span<const Dropout> dropouts) {
   const model::ModelConfig& c = config_;
-  const int64_t n = static_cast<int64_t>(ex.ids.size());
-  if (ex.mask.size() != ex.ids.size()) {
-    return Error(StatusCode::kInvalidArgument, "finetune: example has {} ids but {} mask entries", n, ex.mask.size());
-  }
-  if (n == 0) return SeqResult{};
   if (params.index.size() != c.n_layer) {
     return Error(StatusCode::kInvalidArgument, "finetune: adapter has {} layers, the model {}", params.index.size(),
                  c.n_layer);
   }
-  for (int32_t id : ex.ids) {
-    if (id < 0 || id >= static_cast<int32_t>(c.n_vocab)) {
-      return Error(StatusCode::kInvalidArgument, "finetune: token id {} out of range [0, {})", id, c.n_vocab);
+  if (!dropouts.empty() && dropouts.size() != exs.size()) {
+    return Error(StatusCode::kInvalidArgument, "finetune: {} dropout settings for {} examples", dropouts.size(), exs.size());
+  }
+  for (const Example* ex : exs) {
+    if (ex->mask.size() != ex->ids.size()) {
+      return Error(StatusCode::kInvalidArgument, "finetune: example has {} ids but {} mask entries", ex->ids.size(),
+                   ex->mask.size());
+    }
+    for (int32_t id : ex->ids) {
+      if (id < 0 || id >= static_cast<int32_t>(c.n_vocab)) {
+        return Error(StatusCode::kInvalidArgument, "finetune: token id {} out of range [0, {})", id, c.n_vocab);
+      }
     }
   }
+  std::vector<SeqResult> out(exs.size());
+  // Groups of sequences whose activations are kept together (at most max_group_tokens_ tokens,
+  // at least one sequence): the LM head runs once per group.
+  size_t begin = 0;
+  while (begin < exs.size()) {
+    size_t end = begin;
+    int64_t tokens = 0;
+    while (end < exs.size() && (end == begin || tokens + static_cast<int64_t>(exs[end]->ids.size()) <= max_group_tokens_)) {
+      tokens += static_cast<int64_t>(exs[end]->ids.size());
+      ++end;
+    }
+    RunGroup(exs.subspan(begin, end - begin), params, loss_weight, backward,
+             dropouts.empty() ? dropouts : dropouts.subspan(begin, end - begin), std::span(out).subspan(begin, end - begin));
+    begin = end;
+  }
+  return out;
+}
+
+void TrainModel::RunGroup(std::span<const Example* const> exs, LoraParams& params, float loss_weight, bool backward,
+                          std::span<const Dropout> dropouts, std::span<SeqResult> out) {
+  const model::ModelConfig& c = config_;
+  const int64_t E = c.n_embd, V = c.n_vocab;
+  if (seqs_.size() < exs.size()) seqs_.resize(exs.size());
+  int64_t max_n = 0;
+  for (const Example* ex : exs) max_n = std::max<int64_t>(max_n, static_cast<int64_t>(ex->ids.size()));
+  const std::vector<float> cs = RopeTable(rope_freq_, rope_mscale_, max_n);  // [max_n, hd]
+
+  // Forward of every sequence; the label rows of the final norm gathered into fm [m, E].
+  int64_t m = 0;
+  std::vector<float> fm;
+  std::vector<int32_t> labels;
+  for (size_t i = 0; i < exs.size(); ++i) {
+    const Example& ex = *exs[i];
+    SeqState& S = seqs_[i];
+    const int64_t n = static_cast<int64_t>(ex.ids.size());
+    S.rows.clear();
+    S.row0 = m;
+    if (n == 0) continue;
+    ForwardBody(ex, S, cs.data(), params, dropouts.empty() ? Dropout{} : dropouts[i]);
+    std::vector<float> f(static_cast<size_t>(n * E));
+    S.rstdf.resize(static_cast<size_t>(n));
+    RmsNormForward(S.x.data(), weights_.output_norm.data(), f.data(), S.rstdf.data(), n, E, c.rms_eps);
+    for (int64_t t = 0; t + 1 < n; ++t) {
+      if (!ex.mask[t + 1]) continue;
+      S.rows.push_back(t);
+      labels.push_back(ex.ids[t + 1]);
+      fm.insert(fm.end(), f.begin() + t * E, f.begin() + (t + 1) * E);
+      ++m;
+    }
+    out[i].n_labels = static_cast<int64_t>(S.rows.size());
+  }
+  if (m == 0) return;
+  std::vector<float> logits(static_cast<size_t>(m * V));
+  if (!head_.empty()) {
+    kernels::MatMul(F32View(head_.data(), V, E), fm.data(), E, logits.data(), V, m, pool_);  // [m, V]
+  } else {
+    LinearForward(weights_.output, fm.data(), m, logits.data(), &scratch_, pool_);  // [m, V]
+  }
+  std::vector<uint8_t> ok(static_cast<size_t>(m));
+  for (size_t i = 0; i < exs.size(); ++i) {
+    const SeqState& S = seqs_[i];
+    const int64_t k = static_cast<int64_t>(S.rows.size());
+    if (k == 0) continue;
+    out[i].loss_sum = CrossEntropyForwardBackward(logits.data() + S.row0 * V, labels.data() + S.row0, k, V,
+                                                  loss_weight, ok.data() + S.row0, pool_);
+    for (int64_t r = 0; r < k; ++r) out[i].n_correct += ok[S.row0 + r];
+  }
+  if (!backward) return;
+  // dfm [m, E] = dlogits · W_head
+  if (!head_t_.empty()) {
+    kernels::MatMul(F32View(head_t_.data(), E, V), logits.data(), V, fm.data(), E, m, pool_);
+  } else {
+    LinearBackwardInput(weights_.output, logits.data(), m, fm.data(), false, &scratch_, pool_);
+  }
+  logits = {};
+  for (size_t i = 0; i < exs.size(); ++i) {
+    const Example& ex = *exs[i];
+    SeqState& S = seqs_[i];
+    if (S.rows.empty()) continue;
+    BackwardBody(ex, S, fm.data() + S.row0 * E, cs.data(), params, dropouts.empty() ? Dropout{} : dropouts[i]);
+  }
+}
+
+void TrainModel::ForwardBody(const Example& ex, SeqState& S, const float* cs, LoraParams& params,
+                             const Dropout& dropout) {
+  const model::ModelConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(ex.ids.size());
   const int64_t E = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff, hd = c.head_dim;
   const int64_t hq = c.n_head, hkv = c.n_head_kv;
   const AttnShape shape{n, hq, hkv, hd};
-  const std::vector<float> cs = RopeTable(rope_freq_, rope_mscale_, n);  // [n, hd]
-
-  std::vector<float> x(static_cast<size_t>(n * E)), tmp(static_cast<size_t>(n * E));
+  S.layers.resize(c.n_layer);
+  std::vector<float>& x = S.x;
+  x.resize(static_cast<size_t>(n * E));
+  std::vector<float> tmp(static_cast<size_t>(n * E));
   for (int64_t t = 0; t < n; ++t) kernels::DequantizeRowTo(weights_.token_embd, ex.ids[t], x.data() + t * E);
 
   for (int32_t il = 0; il < static_cast<int32_t>(c.n_layer); ++il) {
     const runtime::LayerWeights& l = weights_.layers[il];
-    LayerActs& A = acts_[il];
+    LayerActs& A = S.layers[il];
     A.xin.assign(x.begin(), x.end());
     for (auto* v : {&A.a, &A.b, &A.xmid}) v->resize(static_cast<size_t>(n * E));
     for (auto* v : {&A.qpre, &A.qr, &A.o}) v->resize(static_cast<size_t>(n * qd));
@@ -148,8 +256,8 @@ Result<SeqResult> TrainModel::Run(const Example& ex, LoraParams& params, float l
     Project(il, LoraTarget::kAttnQ, l.attn_q, A.a.data(), n, A.qpre.data(), A, params, dropout);  // [n, qd]
     Project(il, LoraTarget::kAttnK, l.attn_k, A.a.data(), n, A.kpre.data(), A, params, dropout);  // [n, kvd]
     Project(il, LoraTarget::kAttnV, l.attn_v, A.a.data(), n, A.v.data(), A, params, dropout);     // [n, kvd]
-    QkNormRopeForward(A.qpre.data(), l.q_norm.data(), cs.data(), A.qr.data(), A.rq.data(), n, hq, hd, c.rms_eps);
-    QkNormRopeForward(A.kpre.data(), l.k_norm.data(), cs.data(), A.kr.data(), A.rk.data(), n, hkv, hd, c.rms_eps);
+    QkNormRopeForward(A.qpre.data(), l.q_norm.data(), cs, A.qr.data(), A.rq.data(), n, hq, hd, c.rms_eps);
+    QkNormRopeForward(A.kpre.data(), l.k_norm.data(), cs, A.kr.data(), A.rk.data(), n, hkv, hd, c.rms_eps);
     AttentionForward(shape, A.qr.data(), A.kr.data(), A.v.data(), A.o.data(), A.lse.data(), pool_);
     Project(il, LoraTarget::kAttnOutput, l.attn_output, A.o.data(), n, tmp.data(), A, params, dropout);  // [n, E]
     for (int64_t i = 0; i < n * E; ++i) A.xmid[i] = A.xin[i] + tmp[i];
@@ -160,53 +268,28 @@ Result<SeqResult> TrainModel::Run(const Example& ex, LoraParams& params, float l
     Project(il, LoraTarget::kFfnDown, l.ffn_down, A.h.data(), n, tmp.data(), A, params, dropout);  // [n, E]
     for (int64_t i = 0; i < n * E; ++i) x[i] = A.xmid[i] + tmp[i];
   }
+}
 
-  // Final norm, then the LM head on the rows that predict a label only.
-  std::vector<float> f(static_cast<size_t>(n * E)), rstdf(static_cast<size_t>(n));
-  RmsNormForward(x.data(), weights_.output_norm.data(), f.data(), rstdf.data(), n, E, c.rms_eps);
-  std::vector<int64_t> rows;
-  std::vector<int32_t> labels;
-  for (int64_t t = 0; t + 1 < n; ++t) {
-    if (ex.mask[t + 1]) {
-      rows.push_back(t);
-      labels.push_back(ex.ids[t + 1]);
-    }
-  }
-  SeqResult res;
-  const int64_t m = static_cast<int64_t>(rows.size()), V = c.n_vocab;
-  res.n_labels = m;
-  if (m == 0) return res;
-  std::vector<float> fm(static_cast<size_t>(m * E));
-  for (int64_t i = 0; i < m; ++i) std::copy_n(f.data() + rows[i] * E, E, fm.data() + i * E);
-  std::vector<float> logits(static_cast<size_t>(m * V));
-  if (!head_.empty()) {
-    kernels::MatMul(F32View(head_.data(), V, E), fm.data(), E, logits.data(), V, m, pool_);  // [m, V]
-  } else {
-    LinearForward(weights_.output, fm.data(), m, logits.data(), &scratch_, pool_);  // [m, V]
-  }
-  std::vector<uint8_t> ok(static_cast<size_t>(m));
-  res.loss_sum = CrossEntropyForwardBackward(logits.data(), labels.data(), m, V, loss_weight, ok.data(), pool_);
-  for (uint8_t o : ok) res.n_correct += o;
-  if (!backward) return res;
-
-  // Backward. dx: the gradient of the residual stream [n, E].
-  if (!head_t_.empty()) {
-    kernels::MatMul(F32View(head_t_.data(), E, V), logits.data(), V, fm.data(), E, m, pool_);  // dfm [m, E]
-  } else {
-    LinearBackwardInput(weights_.output, logits.data(), m, fm.data(), false, &scratch_, pool_);  // dfm [m, E]
-  }
-  logits = {};
-  std::fill(f.begin(), f.end(), 0.0f);  // df [n, E]
-  for (int64_t i = 0; i < m; ++i) std::copy_n(fm.data() + i * E, E, f.data() + rows[i] * E);
+void TrainModel::BackwardBody(const Example& ex, SeqState& S, const float* dfm, const float* cs, LoraParams& params,
+                              const Dropout& dropout) {
+  const model::ModelConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(ex.ids.size());
+  const int64_t E = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff, hd = c.head_dim;
+  const int64_t hq = c.n_head, hkv = c.n_head_kv;
+  const AttnShape shape{n, hq, hkv, hd};
+  // df [n, E]: the label rows' gradient, zero elsewhere; dx: the residual stream's gradient.
+  std::vector<float> df(static_cast<size_t>(n * E), 0.0f);
+  for (size_t i = 0; i < S.rows.size(); ++i) std::copy_n(dfm + static_cast<int64_t>(i) * E, E, df.data() + S.rows[i] * E);
   std::vector<float> dx(static_cast<size_t>(n * E));
-  RmsNormBackward(x.data(), weights_.output_norm.data(), rstdf.data(), f.data(), dx.data(), n, E, false);
+  RmsNormBackward(S.x.data(), weights_.output_norm.data(), S.rstdf.data(), df.data(), dx.data(), n, E, false);
 
   std::vector<float> dh(static_cast<size_t>(n * ff)), dg(static_cast<size_t>(n * ff)), du(static_cast<size_t>(n * ff));
-  std::vector<float> db(static_cast<size_t>(n * E)), dq(static_cast<size_t>(n * qd)), dqr(static_cast<size_t>(n * qd));
+  std::vector<float>& db = df;  // [n, E], reused
+  std::vector<float> dq(static_cast<size_t>(n * qd)), dqr(static_cast<size_t>(n * qd));
   std::vector<float> dk(static_cast<size_t>(n * kvd)), dkr(static_cast<size_t>(n * kvd)), dv(static_cast<size_t>(n * kvd));
   for (int32_t il = static_cast<int32_t>(c.n_layer) - 1; il >= 0; --il) {
     const runtime::LayerWeights& l = weights_.layers[il];
-    LayerActs& A = acts_[il];
+    LayerActs& A = S.layers[il];
     // Feed-forward block: x = xmid + down(silu(gate(b)) ⊙ up(b)), b = norm(xmid).
     ProjectBack(il, LoraTarget::kFfnDown, l.ffn_down, A.h.data(), n, dx.data(), dh.data(), false, A, params, dropout);
     SwiGluBackward(A.g.data(), A.u.data(), dh.data(), dg.data(), du.data(), n * ff);
@@ -218,15 +301,14 @@ Result<SeqResult> TrainModel::Run(const Example& ex, LoraParams& params, float l
                 dropout);  // dq holds d(o) here
     AttentionBackward(shape, A.qr.data(), A.kr.data(), A.v.data(), A.o.data(), A.lse.data(), dq.data(), dqr.data(),
                       dkr.data(), dv.data(), pool_);
-    QkNormRopeBackward(A.qpre.data(), l.q_norm.data(), cs.data(), A.rq.data(), dqr.data(), dq.data(), n, hq, hd);
-    QkNormRopeBackward(A.kpre.data(), l.k_norm.data(), cs.data(), A.rk.data(), dkr.data(), dk.data(), n, hkv, hd);
+    QkNormRopeBackward(A.qpre.data(), l.q_norm.data(), cs, A.rq.data(), dqr.data(), dq.data(), n, hq, hd);
+    QkNormRopeBackward(A.kpre.data(), l.k_norm.data(), cs, A.rk.data(), dkr.data(), dk.data(), n, hkv, hd);
     float* da = il > 0 ? db.data() : nullptr;  // the embedding is frozen: layer 0 needs no input gradient
     ProjectBack(il, LoraTarget::kAttnQ, l.attn_q, A.a.data(), n, dq.data(), da, false, A, params, dropout);
     ProjectBack(il, LoraTarget::kAttnK, l.attn_k, A.a.data(), n, dk.data(), da, true, A, params, dropout);
     ProjectBack(il, LoraTarget::kAttnV, l.attn_v, A.a.data(), n, dv.data(), da, true, A, params, dropout);
     if (da) RmsNormBackward(A.xin.data(), l.attn_norm.data(), A.rstd1.data(), da, dx.data(), n, E, true);
   }
-  return res;
 }
 
 }  // namespace qwenmux::finetune

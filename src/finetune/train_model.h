@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -61,10 +62,22 @@ class TrainModel {
   // to every pair's ga / gb.
   Result<SeqResult> Run(const Example& ex, LoraParams& params, float loss_weight, bool backward,
                         const Dropout& dropout = {});
+  // The same for several sequences (dropouts: one per example, or empty). Their activations are
+  // kept together in groups of up to max_group_tokens tokens, and the LM head runs once per group
+  // over all the group's label rows (for short sequences the head's weights dominate the cost).
+  Result<std::vector<SeqResult>> RunBatch(std::span<const Example* const> exs, LoraParams& params, float loss_weight,
+                                          bool backward, std::span<const Dropout> dropouts = {});
+  void set_max_group_tokens(int64_t n) { max_group_tokens_ = n; }
 
  private:
   struct LayerActs;
+  struct SeqState;
   TrainModel() = default;
+  void RunGroup(std::span<const Example* const> exs, LoraParams& params, float loss_weight, bool backward,
+                std::span<const Dropout> dropouts, std::span<SeqResult> out);
+  void ForwardBody(const Example& ex, SeqState& s, const float* cs, LoraParams& params, const Dropout& dropout);
+  void BackwardBody(const Example& ex, SeqState& s, const float* dfm, const float* cs, LoraParams& params,
+                    const Dropout& dropout);
   void Project(int32_t il, runtime::LoraTarget t, const kernels::WeightView& w, const float* x, int64_t n, float* y,
                LayerActs& acts, LoraParams& params, const Dropout& dropout);
   void ProjectBack(int32_t il, runtime::LoraTarget t, const kernels::WeightView& w, const float* x, int64_t n,
@@ -79,7 +92,8 @@ class TrainModel {
   std::vector<float> rope_freq_;
   float rope_mscale_ = 1.0f;
   OpScratch scratch_;
-  std::vector<LayerActs> acts_;
+  std::vector<SeqState> seqs_;
+  int64_t max_group_tokens_ = 2048;
 };
 
 }  // namespace qwenmux::finetune

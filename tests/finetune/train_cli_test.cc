@@ -1,0 +1,126 @@
+// `qwenmux finetune train` end to end on the tiny model: it learns a small mapping task (exact
+// match from chance to >= 90 %) and the adapter it writes loads through `run --lora` and
+// generates the learned answer; a run stopped after k steps and resumed repeats the
+// uninterrupted run's loss curve and adapter; bad data lines are reported by line and skipped.
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/run_command.h"
+#include "lora/lora_util.h"
+
+namespace qwenmux::testing {
+namespace {
+
+const char* kKeys[] = {"apple", "river", "stone", "cloud", "tiger", "piano", "lemon", "rocket"};
+const char* kVals[] = {"red", "blue", "green", "yellow", "black", "white", "orange", "purple"};
+
+std::string MappingData(const LoraTempDir& tmp) {
+  const std::string path = tmp / "map.jsonl";
+  std::ofstream f(path);
+  for (int i = 0; i < 8; ++i) {
+    f << nlohmann::json({{"prompt", std::string("Color code for ") + kKeys[i] + "?"}, {"completion", kVals[i]}}).dump()
+      << "\n";
+  }
+  return path;
+}
+
+std::vector<double> Losses(const std::string& log) {
+  std::ifstream in(log);
+  std::vector<double> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("loss")) out.push_back(j["loss"].get<double>());
+  }
+  return out;
+}
+
+std::string Bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TEST(FinetuneTrainCli, LearnsAMappingTaskAndTheAdapterServes) {
+  LoraTempDir tmp;
+  const std::string data = MappingData(tmp);
+  auto r = RunQwenmux("finetune train " + kLoraBase + " " + data + " -o " + (tmp / "map.gguf") +
+                      " --steps 20 --batch 8 --lr 5e-3 --valid 0 --exact-match --json -t 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_LE(j["exact_match_before"].get<double>(), 0.25);
+  EXPECT_GE(j["exact_match"].get<double>(), 0.9);
+  EXPECT_LT(j["final_loss"].get<double>(), j["losses"][0].get<double>() / 10);
+  // The engine loads the adapter and greedy decoding gives the learned answers.
+  int right = 0;
+  for (int i = 0; i < 8; ++i) {
+    auto g = RunQwenmux("run " + kLoraBase + " --lora " + (tmp / "map.gguf") + " -p \"Color code for " + kKeys[i] +
+                        "?\" --chat --no-think -n 4 --temp 0 -t 2 --device cpu");
+    ASSERT_EQ(g.code, 0) << g.out;
+    right += g.out.rfind(kVals[i], 0) == 0;
+  }
+  EXPECT_GE(right, 7);
+}
+
+TEST(FinetuneTrainCli, ResumeRepeatsTheUninterruptedRun) {
+  LoraTempDir tmp;
+  std::string text;
+  for (int i = 0; i < 12; ++i) {
+    text += nlohmann::json({{"instruction", "Repeat the number"}, {"input", std::to_string(i * 7)},
+                            {"output", std::to_string(i * 7)}}).dump() + "\n";
+  }
+  std::ofstream(tmp / "d.jsonl") << text;
+  const std::string common = "finetune train " + kLoraBase + " " + (tmp / "d.jsonl") +
+                             " --steps 6 --batch 2 --accum 2 --lr 2e-3 --warmup 2 --schedule cosine --clip 1"
+                             " --dropout 0.1 --rank 4 --targets q,v,down --valid 0.2 -t 2";
+  auto full = RunQwenmux(common + " -o " + (tmp / "full.gguf") + " --log-json " + (tmp / "full.log"));
+  ASSERT_EQ(full.code, 0) << full.out;
+  auto first = RunQwenmux(common + " -o " + (tmp / "part.gguf") + " --log-json " + (tmp / "part.log") +
+                          " --stop-after 3", true);
+  ASSERT_EQ(first.code, 0) << first.out;
+  EXPECT_FALSE(std::ifstream(tmp / "part.gguf").good());  // stopped: no adapter yet, a checkpoint
+  auto rest = RunQwenmux(common + " -o " + (tmp / "part.gguf") + " --log-json " + (tmp / "part.log") + " --resume",
+                         true);
+  ASSERT_EQ(rest.code, 0) << rest.out;
+  EXPECT_NE(rest.out.find("resuming from"), std::string::npos) << rest.out;
+  const auto a = Losses(tmp / "full.log"), b = Losses(tmp / "part.log");
+  ASSERT_EQ(a.size(), 6u);
+  ASSERT_EQ(b.size(), 6u);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], a[i], 1e-6 * std::abs(a[i])) << "step " << i + 1;
+  EXPECT_EQ(Bytes(tmp / "full.gguf"), Bytes(tmp / "part.gguf"));  // same threads: bitwise
+}
+
+TEST(FinetuneTrainCli, ProgressValidationAndBadLines) {
+  LoraTempDir tmp;
+  std::ofstream(tmp / "d.jsonl") << "{\"prompt\":\"a\",\"completion\":\"b\"}\n"
+                                    "not json\n"
+                                    "{\"messages\":[{\"role\":\"user\",\"content\":\"only a question\"}]}\n"
+                                    "{\"prompt\":\"c\",\"completion\":\"d\"}\n"
+                                    "{\"prompt\":\"e\",\"completion\":\"f\"}\n";
+  auto r = RunQwenmux("finetune train " + kLoraBase + " " + (tmp / "d.jsonl") + " -o " + (tmp / "o.gguf") +
+                      " --steps 4 --batch 1 --eval-every 2 --valid 0.34 -t 2", true);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("line 2: invalid JSON"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("line 3: no assistant turn"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("step 4/4  loss"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tok/s  ETA"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("eval  step 2  valid_loss"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("eval  step 4  valid_loss"), std::string::npos) << r.out;
+  // Bad options are clear errors.
+  auto bad = RunQwenmux("finetune train " + kLoraBase + " " + (tmp / "d.jsonl") + " -o " + (tmp / "x.gguf") +
+                        " --targets q,bogus", true);
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.out.find("unknown LoRA target \"bogus\""), std::string::npos) << bad.out;
+  bad = RunQwenmux("finetune train " + kLoraBase + " " + (tmp / "d.jsonl") + " -o " + (tmp / "x.gguf") +
+                   " --schedule exponential", true);
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.out.find("unknown schedule"), std::string::npos) << bad.out;
+}
+
+}  // namespace
+}  // namespace qwenmux::testing
