@@ -1,5 +1,7 @@
 // qwenmux finetune check BASE.gguf REF.json --section S --lora INIT.gguf [--grads GRADS.gguf] [--json]
 //     runs a LoRA training reference section and compares loss, gradients and loss curve
+// qwenmux finetune eval BASE.gguf DATA.jsonl --lora ADAPTER [--split valid|train|all] [--json]
+//     base against base + adapter: loss, perplexity, exact match
 // qwenmux finetune train BASE.gguf DATA.jsonl -o OUT.gguf [flags]   (finetune_train.cc)
 #include <memory>
 
@@ -7,6 +9,7 @@
 
 #include "commands.h"
 #include "finetune/check.h"
+#include "finetune/eval.h"
 
 namespace qwenmux::apps {
 
@@ -32,6 +35,24 @@ int Check(const CheckArgs& a) {
   return r->pass ? 0 : 3;
 }
 
+struct EvalArgs {
+  finetune::EvalOptions o;
+  bool json = false;
+  int threads = 0;
+};
+
+int Eval(EvalArgs a) {
+  ThreadPool pool(a.threads > 0 ? static_cast<size_t>(a.threads) : 0);
+  auto r = finetune::RunEval(a.o, &pool);
+  if (!r.ok()) return ReportError(r.status());
+  if (a.json) {
+    fmt::print("{}\n", r->ToJson().dump(2));
+  } else {
+    fmt::print("{}", r->ToText());
+  }
+  return 0;
+}
+
 }  // namespace
 
 void RegisterFinetune(CLI::App& app, int* exit_code) {
@@ -47,6 +68,19 @@ void RegisterFinetune(CLI::App& app, int* exit_code) {
   check->add_flag("--json", a->json, "Print JSON");
   check->add_option("-t,--threads", a->threads, "Threads (0: all)")->capture_default_str();
   check->callback([=] { *exit_code = Check(*a); });
+  auto e = std::make_shared<EvalArgs>();
+  auto* ev = cmd->add_subcommand("eval", "Base model against base + adapter on a data split: loss, perplexity, exact match");
+  ev->add_option("base", e->o.base, "Base model GGUF")->required();
+  ev->add_option("data", e->o.data, "JSONL data (split as `train` splits it: same --seed and --valid)")->required();
+  ev->add_option("--lora", e->o.lora, "Adapter (GGUF or PEFT directory)")->required();
+  ev->add_option("--split", e->o.split, "valid, train or all")->capture_default_str();
+  ev->add_option("--valid", e->o.data_options.valid_fraction, "Validation share")->capture_default_str();
+  ev->add_option("--seed", e->o.data_options.seed, "Seed of the split")->capture_default_str();
+  ev->add_option("--max-tokens", e->o.data_options.max_tokens, "Longest example (tokens)")->capture_default_str();
+  ev->add_flag("--truncate", e->o.data_options.truncate, "Truncate over-long examples instead of dropping them");
+  ev->add_flag("--json", e->json, "Print JSON");
+  ev->add_option("-t,--threads", e->threads, "Threads (0: all)")->capture_default_str();
+  ev->callback([=] { *exit_code = Eval(*e); });
   RegisterFinetuneTrain(cmd, exit_code);
 }
 

@@ -56,6 +56,16 @@ TEST(FinetuneTrainCli, LearnsAMappingTaskAndTheAdapterServes) {
   EXPECT_LE(j["exact_match_before"].get<double>(), 0.25);
   EXPECT_GE(j["exact_match"].get<double>(), 0.9);
   EXPECT_LT(j["final_loss"].get<double>(), j["losses"][0].get<double>() / 10);
+  // eval: the adapter above the base on the same examples.
+  auto e = RunQwenmux("finetune eval " + kLoraBase + " " + data + " --lora " + (tmp / "map.gguf") +
+                      " --split train --valid 0 --json -t 2");
+  ASSERT_EQ(e.code, 0) << e.out;
+  const auto ej = nlohmann::json::parse(e.out);
+  EXPECT_EQ(ej["examples"], 8);
+  EXPECT_TRUE(ej["adapter_better"].get<bool>());
+  EXPECT_LT(ej["adapter"]["ppl"].get<double>(), ej["base"]["ppl"].get<double>());
+  EXPECT_DOUBLE_EQ(ej["adapter"]["exact_match"].get<double>(), j["exact_match"].get<double>());
+  EXPECT_DOUBLE_EQ(ej["base"]["exact_match"].get<double>(), j["exact_match_before"].get<double>());
   // The engine loads the adapter and greedy decoding gives the learned answers.
   int right = 0;
   for (int i = 0; i < 8; ++i) {
