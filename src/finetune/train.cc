@@ -206,7 +206,7 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
     QM_ASSIGN_OR_RETURN(StepResult r, Evaluate(*model, params, v));
     rep.valid_loss = r.loss;
     if (progress) std::fprintf(progress, "eval  step %lld  valid_loss %.4f  ppl %.3f\n", static_cast<long long>(at), r.loss, std::exp(r.loss));
-    if (log) *log << nlohmann::json({{"step", at}, {"valid_loss", r.loss}}).dump() << "\n";
+    if (log) *log << nlohmann::json({{"step", at}, {"valid_loss", r.loss}}).dump() << std::endl;
     return Status::Ok();
   };
   while (step < o.steps) {
@@ -235,7 +235,7 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
       *log << nlohmann::json({{"step", step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
                               {"tokens", r.n_tokens}})
                   .dump()
-           << "\n";
+           << std::endl;  // flushed: a kill after the next checkpoint loses no record before it
     }
     if (o.eval_every > 0 && step % o.eval_every == 0 && step < o.steps) QM_RETURN_IF_ERROR(validate(step));
     const bool stop = o.stop_after > 0 && step >= o.stop_after && step < o.steps;

@@ -2,8 +2,15 @@
 // match from chance to >= 90 %) and the adapter it writes loads through `run --lora` and
 // generates the learned answer; a run stopped after k steps and resumed repeats the
 // uninterrupted run's loss curve and adapter; bad data lines are reported by line and skipped.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -35,6 +42,20 @@ std::vector<double> Losses(const std::string& log) {
   while (std::getline(in, line)) {
     const auto j = nlohmann::json::parse(line);
     if (j.contains("loss")) out.push_back(j["loss"].get<double>());
+  }
+  return out;
+}
+
+// step -> loss of a JSONL log; a later record of a step replaces an earlier one, and a torn last
+// line (a killed writer) is ignored.
+std::map<int64_t, double> LossByStep(const std::string& log) {
+  std::ifstream in(log);
+  std::map<int64_t, double> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("loss")) continue;
+    out[j["step"].get<int64_t>()] = j["loss"].get<double>();
   }
   return out;
 }
@@ -103,6 +124,45 @@ TEST(FinetuneTrainCli, ResumeRepeatsTheUninterruptedRun) {
   ASSERT_EQ(b.size(), 6u);
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], a[i], 1e-6 * std::abs(a[i])) << "step " << i + 1;
   EXPECT_EQ(Bytes(tmp / "full.gguf"), Bytes(tmp / "part.gguf"));  // same threads: bitwise
+}
+
+// kill -9 in the middle of training, then --resume: the curve and the adapter of an
+// uninterrupted run (the checkpoint is renamed into place, so the kill never leaves half of one).
+TEST(FinetuneTrainCli, KillNineThenResume) {
+  LoraTempDir tmp;
+  std::string text;
+  for (int i = 0; i < 10; ++i) {
+    text += nlohmann::json({{"prompt", "Say " + std::to_string(i)}, {"completion", std::to_string(i * 3)}}).dump() + "\n";
+  }
+  std::ofstream(tmp / "d.jsonl") << text;
+  const std::string common = "finetune train " + kLoraBase + " " + (tmp / "d.jsonl") +
+                             " --steps 24 --batch 3 --lr 3e-3 --rank 4 --valid 0 --checkpoint-every 1 -t 2";
+  auto full = RunQwenmux(common + " -o " + (tmp / "full.gguf") + " --log-json " + (tmp / "full.log"));
+  ASSERT_EQ(full.code, 0) << full.out;
+  const std::string ckpt = tmp / "k.gguf.ckpt";
+  RunCommand("(" + QwenmuxBinary() + " " + common + " -o " + (tmp / "k.gguf") + " --log-json " + (tmp / "k.log") +
+             " >/dev/null 2>&1 & echo $! > " + (tmp / "pid") + ")");
+  pid_t pid = 0;
+  std::ifstream(tmp / "pid") >> pid;
+  ASSERT_GT(pid, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!std::filesystem::exists(ckpt) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(std::filesystem::exists(ckpt));
+  ::kill(pid, SIGKILL);
+  while (::kill(pid, 0) == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_FALSE(std::ifstream(tmp / "k.gguf").good()) << "finished before the kill";
+  auto rest = RunQwenmux(common + " -o " + (tmp / "k.gguf") + " --log-json " + (tmp / "k.log") + " --resume", true);
+  ASSERT_EQ(rest.code, 0) << rest.out;
+  EXPECT_NE(rest.out.find("resuming from"), std::string::npos) << rest.out;
+  const auto a = LossByStep(tmp / "full.log"), b = LossByStep(tmp / "k.log");
+  ASSERT_EQ(a.size(), 24u);
+  ASSERT_EQ(b.size(), 24u);
+  for (const auto& [step, loss] : a) EXPECT_NEAR(b.at(step), loss, 1e-6 * std::abs(loss)) << "step " << step;
+  EXPECT_EQ(Bytes(tmp / "full.gguf"), Bytes(tmp / "k.gguf"));
 }
 
 TEST(FinetuneTrainCli, ProgressValidationAndBadLines) {
