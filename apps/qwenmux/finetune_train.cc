@@ -50,6 +50,7 @@ void RegisterFinetuneTrain(CLI::App* finetune, int* exit_code) {
   c->add_option("base", o.base, "Base model GGUF (any type the engine runs; frozen)")->required();
   c->add_option("data", o.data, "JSONL: messages / instruction-input-output / prompt-completion")->required();
   c->add_option("-o,--out", o.out, "Adapter GGUF to write")->required();
+  c->add_option("--peft", o.peft_dir, "Also write a PEFT directory (adapter_config.json, adapter_model.safetensors)");
   c->add_option("--init", o.init, "Start from this adapter instead of a fresh one");
   c->add_option("--rank", o.rank, "LoRA rank")->capture_default_str()->check(CLI::Range(1, 4096));
   c->add_option("--alpha", o.alpha, "LoRA alpha (scale alpha/rank)")->capture_default_str();

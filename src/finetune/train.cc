@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "engine/lora.h"
+#include "finetune/peft.h"
 #include "finetune/rng.h"
 #include "finetune/step.h"
 
@@ -254,6 +255,10 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
     QM_RETURN_IF_ERROR(validate(step));
     QM_RETURN_IF_ERROR(engine::WriteLoraGguf(ParamsToTensors(params), o.out));
     if (progress) std::fprintf(progress, "wrote %s (%lld parameters)\n", o.out.c_str(), static_cast<long long>(params.n_params()));
+    if (!o.peft_dir.empty()) {
+      QM_RETURN_IF_ERROR(WritePeftDir(params, o.dropout, o.peft_dir));
+      if (progress) std::fprintf(progress, "wrote %s/ (PEFT)\n", o.peft_dir.c_str());
+    }
     if (o.exact_match) {
       QM_ASSIGN_OR_RETURN(rep.exact_match, ExactMatch(*model, params, rep.data.train));
     }

@@ -29,6 +29,7 @@ struct TrainOptions {
   std::string base;        // base model GGUF (any type the engine runs)
   std::string data;        // JSONL
   std::string out;         // adapter GGUF to write
+  std::string peft_dir;    // also a PEFT directory ("" = none)
   std::string init;        // initial adapter ("" = a fresh one: rank, alpha, targets below)
   std::string checkpoint;  // checkpoint file ("" = out + ".ckpt")
   int64_t checkpoint_every = 0;  // 0: only when stopping early

@@ -71,12 +71,16 @@ TEST(FinetuneTrainCli, LearnsAMappingTaskAndTheAdapterServes) {
   LoraTempDir tmp;
   const std::string data = MappingData(tmp);
   auto r = RunQwenmux("finetune train " + kLoraBase + " " + data + " -o " + (tmp / "map.gguf") +
-                      " --steps 20 --batch 8 --lr 5e-3 --valid 0 --exact-match --json -t 2");
+                      " --peft " + (tmp / "peft") + " --steps 20 --batch 8 --lr 5e-3 --valid 0 --exact-match --json -t 2");
   ASSERT_EQ(r.code, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_LE(j["exact_match_before"].get<double>(), 0.25);
   EXPECT_GE(j["exact_match"].get<double>(), 0.9);
   EXPECT_LT(j["final_loss"].get<double>(), j["losses"][0].get<double>() / 10);
+  // The PEFT copy converts back to the same GGUF bytes.
+  auto conv = RunQwenmux("lora convert " + (tmp / "peft") + " " + (tmp / "conv.gguf"), true);
+  ASSERT_EQ(conv.code, 0) << conv.out;
+  EXPECT_EQ(Bytes(tmp / "conv.gguf"), Bytes(tmp / "map.gguf"));
   // eval: the adapter above the base on the same examples.
   auto e = RunQwenmux("finetune eval " + kLoraBase + " " + data + " --lora " + (tmp / "map.gguf") +
                       " --split train --valid 0 --json -t 2");
