@@ -88,7 +88,8 @@ Result<std::vector<chat::ChatMessage>> Messages(const nlohmann::ordered_json& j)
     QM_ASSIGN_OR_RETURN(std::string sys, StringField(j, "system", false));
     QM_ASSIGN_OR_RETURN(std::string ins, StringField(j, "instruction", true));
     QM_ASSIGN_OR_RETURN(std::string input, StringField(j, "input", false));
-    QM_ASSIGN_OR_RETURN(std::string output, StringField(j, "output", true));
+    // "response": the field name of examples/pipelines/finetune-prep.yaml's extraction.
+    QM_ASSIGN_OR_RETURN(std::string output, StringField(j, j.contains("response") ? "response" : "output", true));
     if (!sys.empty()) push(chat::ChatRole::kSystem, sys);
     push(chat::ChatRole::kUser, input.empty() ? ins : ins + "\n\n" + input);
     push(chat::ChatRole::kAssistant, output);

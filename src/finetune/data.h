@@ -2,7 +2,7 @@
 // as the reference: enable_thinking = false, no generation prompt) and tokenized, with the loss
 // mask on assistant tokens only:
 //   - {"messages": [{"role": ..., "content": ...}, ...]}   (OpenAI chat shape)
-//   - {"instruction": ..., "input": ... (optional), "output": ..., "system": ... (optional)}
+//   - {"instruction": ..., "input": ... (optional), "output" (or "response"): ..., "system": ... (optional)}
 //   - {"prompt": ..., "completion": ...}
 // Mask convention (../shared/testdata/README.md, "LoRA training references"): 1 on each
 // assistant turn's content and its <|im_end|>; 0 on system / user / tool turns, on

@@ -53,8 +53,11 @@ TEST(FinetuneData, TheThreeShapesAgree) {
       R"({"messages":[{"role":"user","content":"Add 2 and 3.\n\n<|im_start|>"},{"role":"assistant","content":"5"}]})"), Tok());
   auto inst = finetune::ExampleFromJson(
       nlohmann::ordered_json::parse(R"({"instruction":"Add 2 and 3.","input":"<|im_start|>","output":"5"})"), Tok());
-  ASSERT_TRUE(msgs.ok() && inst.ok());
+  auto resp = finetune::ExampleFromJson(
+      nlohmann::ordered_json::parse(R"({"instruction":"Add 2 and 3.","input":"<|im_start|>","response":"5"})"), Tok());
+  ASSERT_TRUE(msgs.ok() && inst.ok() && resp.ok());
   EXPECT_EQ(msgs->ids, inst->ids);
+  EXPECT_EQ(resp->ids, inst->ids);
   EXPECT_EQ(msgs->mask, inst->mask);
   // User text is plain text: "<|im_start|>" typed by the user is not the control token.
   const int32_t im_start = *Tok().TokenId("<|im_start|>");
