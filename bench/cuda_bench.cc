@@ -1,6 +1,6 @@
 // Batch-1 speed of the CUDA backend on a GGUF file, the llama-bench way: prefill of P prompt
-// tokens in one batch (pp), then G greedy decode steps of one token each after it (tg), logits
-// copied back every step. Best of R repetitions. Prints one JSON line with the card's name.
+// tokens in one batch (pp), then G greedy decode steps of one token each after it (tg: the
+// forward and the logits' copy back each step, not the host's argmax). Best of R repetitions. Prints one JSON line with the card's name.
 // With PROFILE=1 in the environment it then prints a second line: the device time of each
 // forward step (QWENMUX_CUDA_PROFILE, graphs off) for one prefill of P tokens and, per token, for
 // G decode steps, next to the decode wall time per token measured with graphs.
@@ -21,6 +21,7 @@
 #include "runtime/weights.h"
 #ifdef QWENMUX_CUDA
 #include "runtime/cuda/cuda_backend.h"
+#include "runtime/cuda/cuda_blas.h"
 #include "runtime/cuda/cuda_forward.h"
 #endif
 
@@ -67,13 +68,17 @@ int main(int argc, char** argv) {
     auto a = Clock::now();
     if (Status s = b.Run(batch, logits.data(), nullptr); !s.ok()) fail(s);
     const double pp = P / std::chrono::duration<double>(Clock::now() - a).count();
-    a = Clock::now();
+    // Decode: the forward and the logits' copy to the host are timed, the bench's own greedy
+    // pick of the next token on the host is not (llama-bench times no sampling either).
+    double tg_s = 0;
     for (int32_t g = 0; g < G; ++g) {
       const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
       runtime::BatchEntry e{next, P + g, 0, true};
+      a = Clock::now();
       if (Status s = b.Run({&e, 1}, logits.data(), nullptr); !s.ok()) fail(s);
+      tg_s += std::chrono::duration<double>(Clock::now() - a).count();
     }
-    const double tg = G / std::chrono::duration<double>(Clock::now() - a).count();
+    const double tg = G / tg_s;
     if (r > 0 || reps == 0) best_pp = std::max(best_pp, pp), best_tg = std::max(best_tg, tg);
   }
   // The model manager's device-memory estimate for the same load (the 5% bar of the CUDA issue).
@@ -83,12 +88,15 @@ int main(int argc, char** argv) {
   lo.n_batch = std::max(P, 1);
   const double estimate_mib =
       orchestrator::EstimateDeviceMemory(*cfg, model::WeightBytes(*f), lo).total() / 1048576.0;
-  const double host_ms = [&] {  // the bench's own argmax per step, part of the tg wall time
+  const double host_ms = [&] {  // the bench's own argmax per step (not in tg_tok_s)
     auto a = Clock::now();
     int32_t sink = 0;
     for (int i = 0; i < 16; ++i) sink += static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     return std::chrono::duration<double, std::milli>(Clock::now() - a).count() / 16 + (sink == -1);
   }();
+  std::string gemm_why;  // what runs the prefill products (CudaForward makes the same choice)
+  const bool cublas = runtime::cuda::Blas::Create(nullptr, &gemm_why) != nullptr;
+  std::printf("{\"model\": \"%s\", \"gemm\": \"%s\"}\n", path.c_str(), cublas ? "cublas" : ("own: " + gemm_why).c_str());
   std::printf(
       "{\"model\": \"%s\", \"card\": \"%s\", \"n_layer\": %u, \"n_embd\": %u, \"pp\": %d, \"tg\": %d, "
       "\"pp_tok_s\": %.1f, \"tg_tok_s\": %.1f, \"load_s\": %.2f, \"device_mib\": %.0f, \"weights_file_mib\": %.0f, "

@@ -16,7 +16,8 @@
 # (pp512 + tg128, batch 1) on each. Results go to $OUT: tests.xml, tests.log, bench.jsonl,
 # device.txt. BENCH="qwen3-1.7b:q4_k_m qwen3-8b:q8_0" (shape:type list) picks the models;
 # TESTS=0, SANITIZE=0 or BENCH=none skips a part; PROFILE=1 adds cuda_bench's per-step device
-# times (a second JSON line per model); AB=1 benches each model with QWENMUX_CUDA_MATVEC=lane8 too.
+# times (a second JSON line per model); AB=1 benches each model with the f32 matrix-vector kernels too
+# (QWENMUX_CUDA_MATVEC=perunit and lane8; the default is the integer kernels).
 set -euo pipefail
 
 mode=${1:-}
@@ -94,7 +95,8 @@ if [[ $models != none ]]; then
         --vocab testdata/models/qwen3-vocab.gguf -o "$file" >/dev/null || { echo "synth $shape $type failed"; continue; }
       echo "synth $shape $type: $((SECONDS - s)) s"
     fi
-    for mv in default ${AB:+lane8}; do  # AB=1: also the warp-coalesced matrix-vector layout
+    # AB=1: also the f32 matrix-vector kernels (AB_LAYOUTS, default "perunit lane8")
+    for mv in default ${AB:+${AB_LAYOUTS:-perunit lane8}}; do
       QWENMUX_CUDA_MATVEC=$mv timeout 240 ./cuda_bench "$file" 512 128 "${REPS:-3}" | tee -a "$out/bench.jsonl" ||
         echo "{\"model\": \"$file\", \"matvec\": \"$mv\", \"error\": \"cuda_bench failed\"}" | tee -a "$out/bench.jsonl"
     done

@@ -1,10 +1,12 @@
 // Every CUDA kernel against the CPU reference kernels on odd shapes and batch sizes. Skips
 // without a CUDA device.
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <string>
 
 #include "cuda/cuda_test_util.h"
+#include "runtime/cuda/cuda_blas.h"
 #include "kernels/matmul.h"
 #include "quant/quant.h"
 
@@ -85,6 +87,51 @@ TEST_P(CudaMatMul, MatchesReference) {
                              << (layout == MatVecLayout::kLane8 ? "lane8" : "per-unit");
     }
 
+    // Integer kernels (decode-sized batches): x quantized on the device, checked against x;
+    // the product against the dequantized weights times those 8-bit activations in double.
+    if (n <= 32 && MatVecQ8Supports(static_cast<DType>(c.type))) {
+      const int64_t ld = (cols + 31) / 32 * 32 + 32;  // a wider row stride than cols
+      DevBuf<int8_t> q(n * ld);
+      DevBuf<float> ds(n * (ld / 32) * 2);
+      QActs xq{q.p, ds.p, ld};
+      ASSERT_EQ(LaunchQuantizeActs(dx.p, cols, n, cols, xq, nullptr), cudaSuccess);
+      DevBuf<float> dy(std::vector<float>(n * rows, 1.0f));
+      ASSERT_EQ(LaunchMatVecQ8(w.m, xq, dy.p, rows, n, /*accumulate=*/true, nullptr), cudaSuccess);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const auto hq = q.Read(n * ld);
+      const auto hds = ds.Read(n * (ld / 32) * 2);
+      std::vector<double> xd(n * cols);
+      for (int64_t t = 0; t < n; ++t) {
+        for (int64_t b = 0; b < cols / 32; ++b) {
+          const float d = hds[2 * (t * (ld / 32) + b)], s = hds[2 * (t * (ld / 32) + b) + 1];
+          int64_t sum = 0;
+          for (int64_t j = 0; j < 32; ++j) {
+            const int64_t k = b * 32 + j;
+            const int qv = hq[t * ld + k];
+            sum += qv;
+            xd[t * cols + k] = static_cast<double>(d) * qv;
+            ASSERT_LE(std::fabs(xd[t * cols + k] - x[t * cols + k]), 0.5001 * d + 1e-7) << "quantize t=" << t << " k=" << k;
+          }
+          ASSERT_NEAR(s, d * static_cast<float>(sum), 1e-5f * (1.0f + std::fabs(s))) << "block sum t=" << t << " b=" << b;
+        }
+      }
+      const auto got = dy.Read(n * rows);
+      double worst = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        kernels::DequantizeRowTo(view, r, deq.data());
+        for (int64_t t = 0; t < n; ++t) {
+          double want = 0;
+          for (int64_t k = 0; k < cols; ++k) want += static_cast<double>(deq[k]) * xd[t * cols + k];
+          worst = std::max(worst, std::fabs(got[t * rows + r] - 1.0 - want) / (absdot[t * rows + r] + 1e-6));
+        }
+      }
+      EXPECT_LT(worst, 2e-5) << Name(c.type) << " matvec_q8 n=" << n;
+      // Against the f32 product: the 8-bit activations' own error (under 1% of sum |w x|).
+      double vs_f32 = 0;
+      for (int64_t i = 0; i < n * rows; ++i) vs_f32 = std::max(vs_f32, std::fabs(got[i] - 1.0f - ref[i]) / (absdot[i] + 1e-6));
+      EXPECT_LT(vs_f32, 1e-2) << Name(c.type) << " matvec_q8 vs f32 n=" << n;
+    }
+
     // Dequantize to f16/bf16 + tensor-core GEMM.
     for (bool bf16 : {false, true}) {
       DevBuf<uint16_t> xh(n * cols), wh(rows * cols);
@@ -116,7 +163,8 @@ INSTANTIATE_TEST_SUITE_P(
       return Name(i.param.type) + "_" + std::to_string(i.param.cols);
     });
 
-// GEMM edges: M and N not multiples of the 64 x 128 tile, K several tiles.
+// GEMM edges: M and N not multiples of the 64 x 128 tile, K several tiles; the own kernel and
+// cuBLAS (when the library loads) on the same operands.
 TEST(CudaGemm, RaggedTiles) {
   QWENMUX_REQUIRE_CUDA_DEVICE();
   const int64_t M = 67, N = 131, K = 96;
@@ -125,18 +173,29 @@ TEST(CudaGemm, RaggedTiles) {
   DevBuf<uint16_t> ah(M * K), bh(N * K);
   ASSERT_EQ(LaunchToHalf(da.p, ah.p, M * K, false, nullptr), cudaSuccess);
   ASSERT_EQ(LaunchToHalf(db.p, bh.p, N * K, false, nullptr), cudaSuccess);
+  auto check = [&](const std::vector<float>& got, const char* what) {
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N + 3; ++n) {
+        double ref = 2.0, mag = 0;
+        if (n < N) {
+          for (int64_t k = 0; k < K; ++k) ref += a[m * K + k] * b[n * K + k], mag += std::fabs(a[m * K + k] * b[n * K + k]);
+        }
+        ASSERT_NEAR(got[m * (N + 3) + n], ref, 2e-3 * mag + 1e-5) << what << " " << m << "," << n;
+      }
+    }
+  };
   DevBuf<float> c(std::vector<float>(M * (N + 3), 2.0f));
   ASSERT_EQ(LaunchGemm(ah.p, K, bh.p, K, c.p, N + 3, M, N, K, /*accumulate=*/true, false, nullptr), cudaSuccess);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  const auto got = c.Read(M * (N + 3));
-  for (int64_t m = 0; m < M; ++m) {
-    for (int64_t n = 0; n < N + 3; ++n) {
-      double ref = 2.0, mag = 0;
-      if (n < N) {
-        for (int64_t k = 0; k < K; ++k) ref += a[m * K + k] * b[n * K + k], mag += std::fabs(a[m * K + k] * b[n * K + k]);
-      }
-      ASSERT_NEAR(got[m * (N + 3) + n], ref, 2e-3 * mag + 1e-5) << m << "," << n;
-    }
+  check(c.Read(M * (N + 3)), "own");
+  std::string why;
+  if (auto blas = Blas::Create(nullptr, &why)) {
+    DevBuf<float> c2(std::vector<float>(M * (N + 3), 2.0f));
+    ASSERT_TRUE(blas->Gemm(ah.p, K, bh.p, K, c2.p, N + 3, M, N, K, /*accumulate=*/true, false));
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    check(c2.Read(M * (N + 3)), "cublas");
+  } else {
+    std::printf("cuBLAS not checked: %s\n", why.c_str());
   }
 }
 
@@ -165,6 +224,78 @@ TEST(CudaSwiGlu, MatchesFormula) {
   ASSERT_EQ(LaunchSwiGlu(dg.p, du.p, dg.p, n, nullptr), cudaSuccess);
   const auto got = dg.Read(n);
   for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(got[i], g[i] / (1 + std::exp(-g[i])) * u[i], 1e-5);
+}
+
+// The 8-bit copies that RmsNorm, SwiGLU and the split-KV attention write beside their f32
+// outputs equal LaunchQuantizeActs of those outputs, byte for byte.
+struct QCopy {
+  int64_t n, cols, ld;
+  DevBuf<int8_t> q;
+  DevBuf<float> ds;
+  QCopy(int64_t n_, int64_t cols_) : n(n_), cols(cols_), ld(cols_ + 64), q(n_ * (cols_ + 64)), ds(n_ * ((cols_ + 64) / 32) * 2) {}
+  QActs acts() const { return QActs{q.p, ds.p, ld}; }
+  // Compares this copy with a standalone quantization of f32 rows y [n, cols].
+  void ExpectEqualsQuantized(const float* y, const char* what) {
+    QCopy ref(n, cols);
+    ASSERT_EQ(LaunchQuantizeActs(y, cols, n, cols, ref.acts(), nullptr), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const auto a = q.Read(n * ld), b = ref.q.Read(n * ld);
+    const auto da = ds.Read(n * (ld / 32) * 2), db = ref.ds.Read(n * (ld / 32) * 2);
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t k = 0; k < cols; ++k) ASSERT_EQ(a[t * ld + k], b[t * ld + k]) << what << " t=" << t << " k=" << k;
+      for (int64_t j = 0; j < cols / 32 * 2; ++j) ASSERT_EQ(da[t * (ld / 32) * 2 + j], db[t * (ld / 32) * 2 + j]) << what;
+    }
+  }
+};
+
+TEST(CudaInt8Copies, EqualStandaloneQuantization) {
+  QWENMUX_REQUIRE_CUDA_DEVICE();
+  {  // RmsNorm over gathered rows
+    const int64_t dim = 992, n = 4;
+    const auto x = RandomFloats(n * dim, 7, 2.0f), w = RandomFloats(dim, 8, 1.0f);
+    const std::vector<int32_t> rows = {3, 0, 2};
+    DevBuf<float> dx(x), dw(w), dy(rows.size() * dim);
+    DevBuf<int32_t> dr(rows);
+    QCopy c(static_cast<int64_t>(rows.size()), dim);
+    const QActs a = c.acts();
+    ASSERT_EQ(LaunchRmsNorm(dx.p, dw.p, dy.p, c.n, dim, 1e-6f, dr.p, nullptr, &a), cudaSuccess);
+    c.ExpectEqualsQuantized(dy.p, "rms_norm");
+    // A row length that is not whole blocks is refused.
+    EXPECT_EQ(LaunchRmsNorm(dx.p, dw.p, dy.p, 1, 1000, 1e-6f, nullptr, nullptr, &a), cudaErrorInvalidValue);
+  }
+  {  // SwiGLU over 3 rows of 320
+    const int64_t cols = 320, n = 3;
+    const auto g = RandomFloats(n * cols, 9, 3.0f), u = RandomFloats(n * cols, 10, 1.0f);
+    DevBuf<float> dg(g), du(u);
+    QCopy c(n, cols);
+    const QActs a = c.acts();
+    ASSERT_EQ(LaunchSwiGlu(dg.p, du.p, dg.p, n * cols, nullptr, cols, &a), cudaSuccess);
+    c.ExpectEqualsQuantized(dg.p, "swiglu");
+  }
+  {  // split-KV attention, 2 tokens of one sequence, GQA 4:2 heads
+    const int32_t n_head = 4, n_kv = 2, n_ctx = 70, hd = 128;
+    std::vector<uint16_t> kc(n_kv * n_ctx * hd), vc(n_kv * n_ctx * hd);
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> ud(-1.0f, 1.0f);
+    for (auto* c : {&kc, &vc}) {
+      for (auto& h : *c) {  // f16 bits of small values: sign, exponent 13..14, random mantissa
+        h = static_cast<uint16_t>((rng() & 0x8000u) | (0x3400u + (rng() % 0x0800u)));
+      }
+    }
+    const int64_t n = 2;
+    const auto q = RandomFloats(n * n_head * hd, 12, 1.0f);
+    const std::vector<int32_t> pos = {40, 69}, seq = {0, 0};
+    DevBuf<uint16_t> dk(kc), dv(vc);
+    DevBuf<float> dq(q), out(n * n_head * hd);
+    DevBuf<int32_t> dp(pos), ds(seq);
+    KvLayer kv{dk.p, dv.p, n_ctx, n_kv};
+    const int32_t chunk = 32;
+    DevBuf<float> partial(AttentionScratchFloats(n, n_head, n_ctx, chunk));
+    QCopy c(n, n_head * hd);
+    const QActs a = c.acts();
+    ASSERT_EQ(LaunchAttention(dq.p, n, n_head, dp.p, ds.p, n_ctx, chunk, kv, partial.p, out.p, nullptr, &a), cudaSuccess);
+    c.ExpectEqualsQuantized(out.p, "attention");
+  }
 }
 
 }  // namespace

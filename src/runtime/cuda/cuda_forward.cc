@@ -158,6 +158,14 @@ Result<std::unique_ptr<CudaForward>> CudaForward::Create(const model::ModelConfi
   f->partial_floats_ = AttentionScratchFloats(std::min<int64_t>(kMatVecMaxTokens, n_batch),
                                               static_cast<int32_t>(c.n_head), n_ctx, f->attn_chunk_);
   QWENMUX_TRY(alloc(&f->partial_, f->partial_floats_ * 4, "attention scratch"));
+  {
+    const char* mv = std::getenv("QWENMUX_CUDA_MATVEC");  // perunit / lane8: the f32 kernels
+    f->int8_ = !(mv && (std::strcmp(mv, "perunit") == 0 || std::strcmp(mv, "lane8") == 0));
+    const size_t rows = static_cast<size_t>(std::min<int64_t>(kMatVecMaxTokens, n_batch));
+    f->xq_.ld = static_cast<int64_t>((std::max({E, qd, ff}) + 31) / 32 * 32);
+    QWENMUX_TRY(alloc(&f->xq_.q, rows * f->xq_.ld, "8-bit activations"));
+    QWENMUX_TRY(alloc(&f->xq_.ds, rows * (f->xq_.ld / 32) * 8, "8-bit activation scales"));
+  }
   if (c.is_moe()) {
     QWENMUX_TRY(alloc(&f->router_, nb * c.n_expert * 4, "router logits"));
     QWENMUX_TRY(alloc(&f->moe_in_, nb * E * 4, "expert inputs"));
@@ -181,6 +189,9 @@ Result<std::unique_ptr<CudaForward>> CudaForward::Create(const model::ModelConfi
         see(l.ffn_down_exps.Slice(0, c.n_embd));
       }
     }
+    std::string why;
+    f->blas_ = Blas::Create(f->stream_, &why);
+    f->gemm_name_ = f->blas_ ? fmt::format("cublas {}", f->blas_->version()) : fmt::format("own ({})", why);
     f->wh_elems_ = std::min<int64_t>(biggest, int64_t{64} << 20);
     if (f->wh_elems_ > 0) QWENMUX_TRY(alloc(&f->wh_, static_cast<size_t>(f->wh_elems_) * 2, "GEMM weight slice"));
   }
@@ -212,30 +223,55 @@ KvLayer CudaForward::Kv(int32_t layer) const {
   return kv;
 }
 
+const QActs* CudaForward::Int8Out(const float* y, int64_t n, int64_t cols) {
+  xq_of_ = nullptr;
+  if (!int8_ || n > kMatVecMaxTokens || cols % 32 != 0 || cols > xq_.ld) return nullptr;
+  xq_of_ = y, xq_n_ = n, xq_cols_ = cols;
+  return &xq_;
+}
+
+Status CudaForward::QuantizeActs(const float* x, int64_t n, int64_t cols) {
+  if (const QActs* q = Int8Out(x, n, cols)) {
+    QWENMUX_KERNEL(LaunchQuantizeActs(x, cols, n, cols, *q, stream_), "quantize_acts");
+  }
+  return Status::Ok();
+}
+
 // y[t, :] (+)= W x[t, :]; x has row stride w.cols.
 Status CudaForward::MatMul(const DevMatrix& w, const float* x, float* y, int64_t ldy, int64_t n, bool accumulate,
-                           bool exact) {
-  if (n <= kMatVecMaxTokens || xh_ == nullptr || exact) {
+                           Src src) {
+  if (src == Src::kInt8 && xq_of_ == x && xq_n_ == n && xq_cols_ == w.cols && MatVecQ8Supports(w.type)) {
+    return KernelStatus(LaunchMatVecQ8(w, xq_, y, ldy, n, accumulate, stream_), "matvec_q8");
+  }
+  if (n <= kMatVecMaxTokens || xh_ == nullptr || src == Src::kExact) {
     return KernelStatus(LaunchMatVec(w, x, w.cols, y, ldy, n, accumulate, stream_), "matvec");
   }
   const bool bf16 = w.type == DType::kBF16;
   QWENMUX_KERNEL(LaunchToHalf(x, xh_, n * w.cols, bf16, stream_), "to_half");
-  if (w.type == DType::kF16 || w.type == DType::kBF16) {
-    return KernelStatus(LaunchGemm(xh_, w.cols, reinterpret_cast<const uint16_t*>(w.qs), w.cols, y, ldy, n, w.rows,
-                                   w.cols, accumulate, bf16, stream_),
+  // y[:, r0 .. r0 + nr) (+)= x W[r0 .. r0 + nr, :]^T with W's rows in half precision at wp.
+  auto gemm = [&](const uint16_t* wp, int64_t r0, int64_t nr, bool half_bf16) -> Status {
+    if (blas_ && blas_->Gemm(xh_, w.cols, wp, w.cols, y + r0, ldy, n, nr, w.cols, accumulate, half_bf16)) {
+      return Status::Ok();
+    }
+    return KernelStatus(LaunchGemm(xh_, w.cols, wp, w.cols, y + r0, ldy, n, nr, w.cols, accumulate, half_bf16, stream_),
                         "gemm");
+  };
+  if (w.type == DType::kF16 || w.type == DType::kBF16) {
+    return gemm(reinterpret_cast<const uint16_t*>(w.qs), 0, w.rows, bf16);
   }
   const int64_t chunk = std::max<int64_t>(1, wh_elems_ / w.cols);
   for (int64_t r0 = 0; r0 < w.rows; r0 += chunk) {
     const int64_t nr = std::min(chunk, w.rows - r0);
     QWENMUX_KERNEL(LaunchDequantize(w, r0, nr, wh_, false, stream_), "dequantize");
-    QWENMUX_KERNEL(LaunchGemm(xh_, w.cols, wh_, w.cols, y + r0, ldy, n, nr, w.cols, accumulate, false, stream_), "gemm");
+    QWENMUX_TRY(gemm(wh_, r0, nr, false));
   }
   return Status::Ok();
 }
 
-Status CudaForward::RmsNormRows(const float* x, const float* w, float* y, int64_t n, int64_t dim, const int32_t* rows) {
-  return KernelStatus(LaunchRmsNorm(x, w, y, n, dim, c_.rms_eps, rows, stream_), "rms_norm");
+Status CudaForward::RmsNormRows(const float* x, const float* w, float* y, int64_t n, int64_t dim, const int32_t* rows,
+                                bool int8) {
+  const QActs* q = int8 ? Int8Out(y, n, dim) : nullptr;
+  return KernelStatus(LaunchRmsNorm(x, w, y, n, dim, c_.rms_eps, rows, stream_, q), "rms_norm");
 }
 
 Status CudaForward::QkNormRope(int64_t n, const DevLayer& l, int32_t layer) {
@@ -249,21 +285,22 @@ Status CudaForward::Attention(int64_t n, int32_t layer, int32_t max_len) {
   if (AttentionScratchFloats(n, static_cast<int32_t>(c_.n_head), max_len, chunk) > partial_floats_) {
     return Error(StatusCode::kInternal, "cuda: attention scratch too small");
   }
+  const QActs* oq = chunk > 0 ? Int8Out(attn_, n, c_.q_dim()) : nullptr;  // for attn_output
   return KernelStatus(LaunchAttention(q_, n, static_cast<int32_t>(c_.n_head), d_pos_, d_seq_, max_len, chunk,
-                                      Kv(layer), partial_, attn_, stream_),
+                                      Kv(layer), partial_, attn_, stream_, oq),
                       "attention");
 }
 
 // x += down(silu(gate a) * up a)
 Status CudaForward::DenseFfn(const DevLayer& l, int64_t n) {
   const int64_t ff = c_.n_ff;
-  QWENMUX_TRY(MatMul(l.ffn_gate, a_, gate_, ff, n, false));  // [n, n_ff]
+  QWENMUX_TRY(MatMul(l.ffn_gate, a_, gate_, ff, n, false, Src::kInt8));  // [n, n_ff]
   Mark("ffn_gate");
-  QWENMUX_TRY(MatMul(l.ffn_up, a_, up_, ff, n, false));      // [n, n_ff]
+  QWENMUX_TRY(MatMul(l.ffn_up, a_, up_, ff, n, false, Src::kInt8));      // [n, n_ff]
   Mark("ffn_up");
-  QWENMUX_KERNEL(LaunchSwiGlu(gate_, up_, gate_, n * ff, stream_), "swiglu");
+  QWENMUX_KERNEL(LaunchSwiGlu(gate_, up_, gate_, n * ff, stream_, ff, Int8Out(gate_, n, ff)), "swiglu");
   Mark("swiglu");
-  QWENMUX_TRY(MatMul(l.ffn_down, gate_, x_, c_.n_embd, n, true));  // x += [n, n_embd]
+  QWENMUX_TRY(MatMul(l.ffn_down, gate_, x_, c_.n_embd, n, true, Src::kInt8));  // x += [n, n_embd]
   Mark("ffn_down");
   return Status::Ok();
 }
@@ -273,7 +310,7 @@ Status CudaForward::DenseFfn(const DevLayer& l, int64_t n) {
 // token's weight.
 Status CudaForward::MoeFfn(const DevLayer& l, int64_t n) {
   const int64_t E = c_.n_embd, ne = c_.n_expert, k = c_.n_expert_used, ff = c_.n_ff_exp;
-  QWENMUX_TRY(MatMul(l.ffn_gate_inp, a_, router_, ne, n, false, /*exact=*/true));  // [n, n_expert]
+  QWENMUX_TRY(MatMul(l.ffn_gate_inp, a_, router_, ne, n, false, Src::kExact));  // [n, n_expert]
   cudaError_t e = cudaMemcpyAsync(h_router_.data(), router_, sizeof(float) * n * ne, cudaMemcpyDeviceToHost, stream_);
   if (e == cudaSuccess) e = cudaStreamSynchronize(stream_);
   if (e != cudaSuccess) return KernelStatus(e, "moe router");
@@ -307,10 +344,11 @@ Status CudaForward::MoeFfn(const DevLayer& l, int64_t n) {
     const int64_t m = static_cast<int64_t>(routed[x].size());
     if (m == 0) continue;
     QWENMUX_KERNEL(LaunchGatherRows(a_, d_route_idx_ + off, m, E, moe_in_, stream_), "moe gather");
-    QWENMUX_TRY(MatMul(l.ffn_gate_exps.Slice(x * ff, ff), moe_in_, gate_, ff, m, false));
-    QWENMUX_TRY(MatMul(l.ffn_up_exps.Slice(x * ff, ff), moe_in_, up_, ff, m, false));
-    QWENMUX_KERNEL(LaunchSwiGlu(gate_, up_, gate_, m * ff, stream_), "swiglu");
-    QWENMUX_TRY(MatMul(l.ffn_down_exps.Slice(x * E, E), gate_, moe_out_, E, m, false));
+    QWENMUX_TRY(QuantizeActs(moe_in_, m, E));
+    QWENMUX_TRY(MatMul(l.ffn_gate_exps.Slice(x * ff, ff), moe_in_, gate_, ff, m, false, Src::kInt8));
+    QWENMUX_TRY(MatMul(l.ffn_up_exps.Slice(x * ff, ff), moe_in_, up_, ff, m, false, Src::kInt8));
+    QWENMUX_KERNEL(LaunchSwiGlu(gate_, up_, gate_, m * ff, stream_, ff, Int8Out(gate_, m, ff)), "swiglu");
+    QWENMUX_TRY(MatMul(l.ffn_down_exps.Slice(x * E, E), gate_, moe_out_, E, m, false, Src::kInt8));
     QWENMUX_KERNEL(LaunchScatterAddRows(moe_out_, d_route_idx_ + off, d_route_w_ + off, m, E, x_, stream_),
                    "moe scatter");
     off += m;
@@ -364,7 +402,7 @@ Status CudaForward::RunSlice(std::span<const BatchEntry> batch, float* out_logit
   cudaError_t e = cudaSuccess;
   for (int64_t g = 0; g < n_out; g += kOutRows) {
     const int64_t m = std::min<int64_t>(kOutRows, n_out - g);
-    QWENMUX_TRY(RmsNormRows(x_, w_.output_norm, a_, m, E, d_rows_ + g));
+    QWENMUX_TRY(RmsNormRows(x_, w_.output_norm, a_, m, E, d_rows_ + g, /*int8=*/out_logits != nullptr));
     const int64_t row = *out_row + g;
     if (out_hidden) {
       e = cudaMemcpyAsync(out_hidden + row * E, a_, m * E * 4, cudaMemcpyDeviceToHost, stream_);
@@ -372,7 +410,7 @@ Status CudaForward::RunSlice(std::span<const BatchEntry> batch, float* out_logit
     }
     Mark("output_norm");
     if (out_logits) {
-      QWENMUX_TRY(MatMul(w_.output, a_, logits_, c_.n_vocab, m, false));
+      QWENMUX_TRY(MatMul(w_.output, a_, logits_, c_.n_vocab, m, false, Src::kInt8));
       Mark("lm_head");
       e = cudaMemcpyAsync(out_logits + row * static_cast<int64_t>(c_.n_vocab), logits_,
                           m * static_cast<int64_t>(c_.n_vocab) * 4, cudaMemcpyDeviceToHost, stream_);
@@ -405,22 +443,22 @@ Status CudaForward::EnqueueLayers(int64_t n, int64_t n_out, int32_t max_len) {
   for (int32_t il = 0; il < static_cast<int32_t>(c_.n_layer); ++il) {
     const DevLayer& l = w_.layers[il];
     // Attention block.
-    QWENMUX_TRY(RmsNormRows(x_, l.attn_norm, a_, n, E));    // a = norm(x)  [n, n_embd]
+    QWENMUX_TRY(RmsNormRows(x_, l.attn_norm, a_, n, E, nullptr, /*int8=*/true));  // a = norm(x)  [n, n_embd]
     Mark("attn_norm");
-    QWENMUX_TRY(MatMul(l.attn_q, a_, q_, qd, n, false));   // [n, n_head * head_dim]
+    QWENMUX_TRY(MatMul(l.attn_q, a_, q_, qd, n, false, Src::kInt8));   // [n, n_head * head_dim]
     Mark("attn_q");
-    QWENMUX_TRY(MatMul(l.attn_k, a_, k_, kvd, n, false));  // [n, n_head_kv * head_dim]
+    QWENMUX_TRY(MatMul(l.attn_k, a_, k_, kvd, n, false, Src::kInt8));  // [n, n_head_kv * head_dim]
     Mark("attn_k");
-    QWENMUX_TRY(MatMul(l.attn_v, a_, v_, kvd, n, false));  // [n, n_head_kv * head_dim]
+    QWENMUX_TRY(MatMul(l.attn_v, a_, v_, kvd, n, false, Src::kInt8));  // [n, n_head_kv * head_dim]
     Mark("attn_v");
     QWENMUX_TRY(QkNormRope(n, l, il));                      // + StoreKv
     Mark("qk_norm_rope_kv");
     QWENMUX_TRY(Attention(n, il, max_len));                 // [n, n_head * head_dim]
     Mark("attention");
-    QWENMUX_TRY(MatMul(l.attn_output, attn_, x_, E, n, true));  // x += [n, n_embd]
+    QWENMUX_TRY(MatMul(l.attn_output, attn_, x_, E, n, true, Src::kInt8));  // x += [n, n_embd]
     Mark("attn_output");
     // Feed-forward block.
-    QWENMUX_TRY(RmsNormRows(x_, l.ffn_norm, a_, n, E));
+    QWENMUX_TRY(RmsNormRows(x_, l.ffn_norm, a_, n, E, nullptr, /*int8=*/!c_.is_moe()));
     Mark("ffn_norm");
     QWENMUX_TRY(c_.is_moe() ? MoeFfn(l, n) : DenseFfn(l, n));  // x += ffn(a)
     if (c_.is_moe()) Mark("moe_ffn");
@@ -437,8 +475,8 @@ Status CudaForward::RunGraphStep(float* out_logits) {
     cudaError_t e = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
     if (e != cudaSuccess) return KernelStatus(e, "graph capture");
     Status s = EnqueueLayers(1, 1, n_ctx_);
-    if (s.ok()) s = RmsNormRows(x_, w_.output_norm, a_, 1, c_.n_embd, d_rows_);
-    if (s.ok()) s = MatMul(w_.output, a_, logits_, V, 1, false);
+    if (s.ok()) s = RmsNormRows(x_, w_.output_norm, a_, 1, c_.n_embd, d_rows_, /*int8=*/true);
+    if (s.ok()) s = MatMul(w_.output, a_, logits_, V, 1, false, Src::kInt8);
     if (s.ok()) {
       e = cudaMemcpyAsync(h_logits_, logits_, V * 4, cudaMemcpyDeviceToHost, stream_);
       if (e != cudaSuccess) s = KernelStatus(e, "logits copy");

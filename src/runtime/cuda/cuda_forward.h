@@ -17,6 +17,7 @@
 #include "base/status.h"
 #include "model/config.h"
 #include "runtime/backend.h"
+#include "runtime/cuda/cuda_blas.h"
 #include "runtime/cuda/cuda_weights.h"
 
 namespace qwenmux::runtime::cuda {
@@ -38,6 +39,8 @@ class CudaForward {
   int32_t n_seq() const { return n_seq_; }
   uint64_t device_bytes() const { return bytes_; }
   uint64_t kv_bytes() const { return kv_bytes_; }
+  // What runs the large-batch products: "cublas <version>" or "own (<why not cuBLAS>)".
+  const std::string& gemm_name() const { return gemm_name_; }
 
   // Batches of at most this many tokens use the matrix-vector kernel; larger ones the GEMM.
   // Their results are batch-invariant: a token gets the same arithmetic (matrix-vector kernel,
@@ -59,15 +62,26 @@ class CudaForward {
   // One decode step of one sequence with logits out, as a CUDA graph (captured on first use).
   Status RunGraphStep(float* out_logits);
 
-  Status RmsNormRows(const float* x, const float* w, float* y, int64_t n, int64_t dim, const int32_t* rows = nullptr);
+  // int8: also the 8-bit copy of y that MatMul(..., Src::kInt8) of y reads.
+  Status RmsNormRows(const float* x, const float* w, float* y, int64_t n, int64_t dim, const int32_t* rows = nullptr,
+                     bool int8 = false);
+  // The 8-bit buffer a kernel writing y [n, cols] should fill beside y, recorded as y's copy; null
+  // (and nothing recorded) where the integer kernels are off or the step is not decode-sized.
+  const QActs* Int8Out(const float* y, int64_t n, int64_t cols);
   Status QkNormRope(int64_t n, const DevLayer& l, int32_t layer);  // + KV write (fused)
   Status Attention(int64_t n, int32_t layer, int32_t max_len);
   Status DenseFfn(const DevLayer& l, int64_t n);
   Status MoeFfn(const DevLayer& l, int64_t n);
-  // exact: always the f32 matrix-vector kernel (the MoE router, where f16 rounding could flip
-  // an expert choice).
+  // How MatMul reads x for steps of at most kMatVecMaxTokens tokens: kInt8, the 8-bit copy
+  // QuantizeActs just made of this x (integer kernels, where the weight type has them; others
+  // read x in f32); kF32, x itself; kExact, always the f32 matrix-vector kernel (the MoE router,
+  // where rounding could flip an expert choice).
+  enum class Src { kF32, kInt8, kExact };
   Status MatMul(const DevMatrix& w, const float* x, float* y, int64_t ldy, int64_t n, bool accumulate,
-                bool exact = false);
+                Src src = Src::kF32);
+  // The 8-bit copy of x [n, cols] that MatMul(..., Src::kInt8) of x reads (decode-sized steps;
+  // nothing for larger ones, or with QWENMUX_CUDA_MATVEC naming an f32 layout).
+  Status QuantizeActs(const float* x, int64_t n, int64_t cols);
   KvLayer Kv(int32_t layer) const;
   // Profiling (QWENMUX_CUDA_PROFILE): an event after the step named `label`; Run sums them up.
   void Mark(const char* label);
@@ -94,6 +108,11 @@ class CudaForward {
   float *x_ = nullptr, *a_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;
   float *gate_ = nullptr, *up_ = nullptr, *logits_ = nullptr, *partial_ = nullptr;
   size_t partial_floats_ = 0;
+  // 8-bit activations [kMatVecMaxTokens, max cols] of the integer kernels, and what they hold.
+  QActs xq_;
+  bool int8_ = true;
+  const float* xq_of_ = nullptr;
+  int64_t xq_n_ = 0, xq_cols_ = 0;
   int32_t attn_chunk_ = 32;  // KV positions per attention split (decode-sized steps)
   // MoE: router [n_batch, n_expert]; moe_in, moe_out [n_batch, n_embd]; routing idx/weight [n_batch * k].
   float *router_ = nullptr, *moe_in_ = nullptr, *moe_out_ = nullptr, *d_route_w_ = nullptr;
@@ -102,6 +121,8 @@ class CudaForward {
   // GEMM operands: xh [n_batch, max cols] and a weight slice wh [kWeightChunk] (f16/bf16).
   uint16_t* xh_ = nullptr;
   uint16_t* wh_ = nullptr;
+  std::unique_ptr<Blas> blas_;  // null: LaunchGemm
+  std::string gemm_name_;
   int64_t wh_elems_ = 0;
   static constexpr int64_t kOutRows = 64;  // output rows per LM-head pass
   // CUDA graph of a batch-1 decode step (dense models; QWENMUX_CUDA_GRAPHS=0 turns it off).

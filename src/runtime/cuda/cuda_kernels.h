@@ -53,6 +53,13 @@ size_t DevMatrixBytes(DType type, int64_t rows, int64_t cols);
 // Points the planes of `m` (type, rows, cols set) into `base` (DevMatrixBytes bytes).
 void SetPlanes(DevMatrix& m, uint8_t* base);
 
+// Activations quantized to 8 bits for the integer matrix-vector kernels: per 32 consecutive
+// values of a row, int8 q and the pair (d, d * sum q), value ~ d * q with d = max |x| / 127.
+struct QActs {
+  int8_t* q = nullptr;   // [n, ld]
+  float* ds = nullptr;   // [n, ld / 32] pairs (d, d * sum q); 8-byte aligned
+  int64_t ld = 0;        // a multiple of 32 (q rows 32-byte aligned)
+};
 // Rows [row0, row0 + nrows) of the matrix in GGUF layout (raw, device memory, row-major) into
 // the planes of `m`.
 cudaError_t LaunchRepack(const DevMatrix& m, const uint8_t* raw, int64_t row0, int64_t nrows, cudaStream_t s);
@@ -65,6 +72,16 @@ cudaError_t LaunchRepack(const DevMatrix& m, const uint8_t* raw, int64_t row0, i
 enum class MatVecLayout { kDefault, kPerUnit, kLane8 };
 cudaError_t LaunchMatVec(const DevMatrix& w, const float* x, int64_t ldx, float* y, int64_t ldy, int64_t n,
                          bool accumulate, cudaStream_t s, MatVecLayout layout = MatVecLayout::kDefault);
+
+// x [n, cols] (row stride ldx) -> out; cols % 32 == 0, cols <= out.ld.
+cudaError_t LaunchQuantizeActs(const float* x, int64_t ldx, int64_t n, int64_t cols, QActs out, cudaStream_t s);
+// The types LaunchMatVecQ8 reads: Q8_0, Q4_0, Q4_K, Q5_K, Q6_K.
+bool MatVecQ8Supports(DType t);
+// y[t, r] = sum_k W[r, k] * xq[t, k] (+ y when accumulate), t < n: integer dot products
+// (__dp4a) of the weight quants with the 8-bit activations, scales applied per block; one warp
+// per row, any n (chunks of 8), batch-invariant.
+cudaError_t LaunchMatVecQ8(const DevMatrix& w, const QActs& x, float* y, int64_t ldy, int64_t n, bool accumulate,
+                           cudaStream_t s);
 
 // Rows [row0, row0 + nrows) of W dequantized to f16 (bf16 when `bf16`) into out [nrows, cols].
 cudaError_t LaunchDequantize(const DevMatrix& w, int64_t row0, int64_t nrows, uint16_t* out, bool bf16,
@@ -81,8 +98,9 @@ cudaError_t LaunchGemm(const uint16_t* a, int64_t lda, const uint16_t* b, int64_
 cudaError_t LaunchToHalf(const float* x, uint16_t* y, int64_t n, bool bf16, cudaStream_t s);
 
 // y[i, :] = w * x[src(i), :] / rms(x[src(i), :]), src(i) = rows ? rows[i] : i, i < n.
+// xq: also the 8-bit copy of y (dim % 32 == 0).
 cudaError_t LaunchRmsNorm(const float* x, const float* w, float* y, int64_t n, int64_t dim, float eps,
-                          const int32_t* rows, cudaStream_t s);
+                          const int32_t* rows, cudaStream_t s, const QActs* xq = nullptr);
 
 // Per-head q/k RMSNorm + NeoX RoPE (freq [head_dim/2] inverse frequencies, mscale on cos/sin)
 // in place on q [n, n_head*hd] and k, then k and v written as f16 into the cache layer
@@ -104,10 +122,13 @@ cudaError_t LaunchQkNormRopeKv(float* q, float* k, const float* v, int64_t n, in
 // floats.
 size_t AttentionScratchFloats(int64_t n, int32_t n_head, int32_t max_len, int32_t chunk);
 cudaError_t LaunchAttention(const float* q, int64_t n, int32_t n_head, const int32_t* pos, const int32_t* seq,
-                            int32_t max_len, int32_t chunk, KvLayer kv, float* partial, float* out, cudaStream_t s);
+                            int32_t max_len, int32_t chunk, KvLayer kv, float* partial, float* out, cudaStream_t s,
+                            const QActs* outq = nullptr);  // outq: the 8-bit copy of out (split-KV only)
 
 // out = silu(gate) * up, n elements (out may alias gate).
-cudaError_t LaunchSwiGlu(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);
+// outq: also the 8-bit copy of out as rows of `cols` values (n % cols == 0, cols % 32 == 0).
+cudaError_t LaunchSwiGlu(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s, int64_t cols = 0,
+                         const QActs* outq = nullptr);
 // dst[i, :] = src[idx[i], :], i < n, dim columns.
 cudaError_t LaunchGatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,
                              cudaStream_t s);

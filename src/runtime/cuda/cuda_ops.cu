@@ -4,7 +4,7 @@
 
 #include <cfloat>
 
-#include "runtime/cuda/cuda_kernels.h"
+#include "runtime/cuda/cuda_quant.cuh"  // QuantizeWarpBlock
 
 namespace qwenmux::runtime::cuda {
 
@@ -18,7 +18,8 @@ __device__ __forceinline__ float WarpSum(float v) {
   return v;
 }
 
-__global__ void RmsNormKernel(const float* x, const float* w, float* y, int64_t dim, float eps, const int32_t* rows) {
+__global__ void RmsNormKernel(const float* x, const float* w, float* y, int64_t dim, float eps, const int32_t* rows,
+                              QActs q, int quantize) {
   const int64_t i = blockIdx.x;
   const float* xr = x + (rows ? rows[i] : i) * dim;
   float* yr = y + i * dim;
@@ -35,7 +36,12 @@ __global__ void RmsNormKernel(const float* x, const float* w, float* y, int64_t 
   }
   __syncthreads();
   const float r = 1.0f / sqrtf(red[0] / static_cast<float>(dim) + eps);
-  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) yr[j] = w[j] * (xr[j] * r);
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+    const float v = w[j] * (xr[j] * r);
+    yr[j] = v;
+    // dim % 32 == 0: each warp holds one whole block per iteration.
+    if (quantize) QuantizeWarpBlock(v, threadIdx.x % 32, QActsByte(q, i, j), QActsPair(q, i, j));
+  }
 }
 
 // One warp per head: blockIdx.x = token, blockIdx.y = head in [q heads | k heads | v heads].
@@ -169,7 +175,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
 
 // Merges an item's own splits (ceil(len / chunk) of the grid's n_split), in order.
 __global__ void AttentionCombineKernel(int n_split, int32_t chunk, int32_t n_head, const int32_t* pos,
-                                       const float* partial, float* out) {
+                                       const float* partial, float* out, QActs q, int quantize) {
   const int64_t item = blockIdx.x;
   const float* pp = partial + item * n_split * kPartStride;
   const int32_t len = pos[item / n_head] + 1;
@@ -187,14 +193,22 @@ __global__ void AttentionCombineKernel(int n_split, int32_t chunk, int32_t n_hea
     O += ps[d] * f;
     L += ls * f;
   }
-  out[item * kHeadDim + d] = O / L;
+  const float v = O / L;
+  out[item * kHeadDim + d] = v;
+  if (quantize) {  // row t = item / n_head, column h * 128 + d: warps hold whole blocks
+    const int64_t t = item / n_head, col = (item % n_head) * kHeadDim + d;
+    QuantizeWarpBlock(v, d % 32, QActsByte(q, t, col), QActsPair(q, t, col));
+  }
 }
 
-__global__ void SwiGluKernel(const float* g, const float* u, float* out, int64_t n) {
+__global__ void SwiGluKernel(const float* g, const float* u, float* out, int64_t n, int64_t cols, QActs q,
+                             int quantize) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= n) return;
+  if (i >= n) return;  // n % 32 == 0 when quantizing: whole warps
   const float x = g[i];
-  out[i] = x / (1.0f + expf(-x)) * u[i];
+  const float v = x / (1.0f + expf(-x)) * u[i];
+  out[i] = v;
+  if (quantize) QuantizeWarpBlock(v, threadIdx.x % 32, QActsByte(q, i / cols, i % cols), QActsPair(q, i / cols, i % cols));
 }
 
 __global__ void GatherRowsKernel(const float* src, const int32_t* idx, int64_t dim, float* dst) {
@@ -213,10 +227,24 @@ __global__ void ScatterAddRowsKernel(const float* src, const int32_t* idx, const
 
 }  // namespace
 
+// The 8-bit copy a kernel may write beside its f32 output: {q, quantize} with q = *out, or
+// nothing; an error where the shape does not fit whole 32-value blocks.
+static bool QTarget(const QActs* out, int64_t cols, QActs* q, int* quantize) {
+  *quantize = 0;
+  if (!out) return true;
+  if (cols % 32 != 0 || cols > out->ld) return false;
+  *q = *out;
+  *quantize = 1;
+  return true;
+}
+
 cudaError_t LaunchRmsNorm(const float* x, const float* w, float* y, int64_t n, int64_t dim, float eps,
-                          const int32_t* rows, cudaStream_t s) {
+                          const int32_t* rows, cudaStream_t s, const QActs* xq) {
   if (n == 0) return cudaSuccess;
-  RmsNormKernel<<<static_cast<unsigned>(n), 256, 0, s>>>(x, w, y, dim, eps, rows);
+  QActs q;
+  int quantize = 0;
+  if (!QTarget(xq, dim, &q, &quantize)) return cudaErrorInvalidValue;
+  RmsNormKernel<<<static_cast<unsigned>(n), 256, 0, s>>>(x, w, y, dim, eps, rows, q, quantize);
   return cudaGetLastError();
 }
 
@@ -235,21 +263,33 @@ size_t AttentionScratchFloats(int64_t n, int32_t n_head, int32_t max_len, int32_
 }
 
 cudaError_t LaunchAttention(const float* q, int64_t n, int32_t n_head, const int32_t* pos, const int32_t* seq,
-                            int32_t max_len, int32_t chunk, KvLayer kv, float* partial, float* out, cudaStream_t s) {
+                            int32_t max_len, int32_t chunk, KvLayer kv, float* partial, float* out, cudaStream_t s,
+                            const QActs* outq) {
   if (n == 0) return cudaSuccess;
+  QActs oq;
+  int quantize = 0;
+  if (!QTarget(chunk > 0 ? outq : nullptr, static_cast<int64_t>(n_head) * kHeadDim, &oq, &quantize)) {
+    return cudaErrorInvalidValue;
+  }
   const int64_t items = n * n_head;
   const int splits = chunk > 0 ? (max_len + chunk - 1) / chunk : 1;
   AttentionKernel<<<dim3(static_cast<unsigned>(items), static_cast<unsigned>(splits)), kAttnWarps * 32, 0, s>>>(
       q, n_head, pos, seq, chunk, kv, partial, out);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess || chunk <= 0) return err;
-  AttentionCombineKernel<<<static_cast<unsigned>(items), kHeadDim, 0, s>>>(splits, chunk, n_head, pos, partial, out);
+  AttentionCombineKernel<<<static_cast<unsigned>(items), kHeadDim, 0, s>>>(splits, chunk, n_head, pos, partial, out, oq,
+                                                                           quantize);
   return cudaGetLastError();
 }
 
-cudaError_t LaunchSwiGlu(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s) {
+cudaError_t LaunchSwiGlu(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s, int64_t cols,
+                         const QActs* outq) {
   if (n == 0) return cudaSuccess;
-  SwiGluKernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, s>>>(gate, up, out, n);
+  QActs q;
+  int quantize = 0;
+  if (!QTarget(outq, cols, &q, &quantize) || (quantize && n % cols != 0)) return cudaErrorInvalidValue;
+  SwiGluKernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, s>>>(gate, up, out, n, quantize ? cols : 1, q,
+                                                                      quantize);
   return cudaGetLastError();
 }
 

@@ -325,6 +325,27 @@ struct Lane8<TensorType::kQ6_K> {
   }
 };
 
+// The 8-bit quantization of one 32-value block held one value per lane of a warp (all 32 lanes
+// call it): q = round(v / d), d = max |v| / 127, block pair (d, d * sum q); see QActs.
+__device__ __forceinline__ void QuantizeWarpBlock(float v, int lane, int8_t* q, float* ds_pair) {
+  float amax = fabsf(v);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float d = amax / 127.0f;
+  const int qv = amax > 0.0f ? __float2int_rn(v / d) : 0;
+  int sum = qv;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  *q = static_cast<int8_t>(qv);
+  if (lane == 0) *reinterpret_cast<float2*>(ds_pair) = make_float2(d, d * static_cast<float>(sum));
+}
+
+// Where value (t, col) of an activation matrix goes in `x`: its byte and its block's pair.
+__device__ __forceinline__ int8_t* QActsByte(const QActs& x, int64_t t, int64_t col) { return x.q + t * x.ld + col; }
+__device__ __forceinline__ float* QActsPair(const QActs& x, int64_t t, int64_t col) {
+  return x.ds + 2 * (t * (x.ld / 32) + col / 32);
+}
+
 // Runs BODY with `T` a constexpr TensorType equal to `type`; sets `ok` false for other types.
 #define QWENMUX_DTYPE_CASE(K, ...) \
   case TensorType::K: {             \
