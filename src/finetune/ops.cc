@@ -30,7 +30,6 @@ void Parallel(ThreadPool* pool, size_t n, size_t grain, const std::function<void
   }
 }
 
-size_t Threads(ThreadPool* pool) { return pool ? pool->size() : 1; }
 
 // out[tr, cols] = rows [r0, r0 + tr) of w in f32.
 void DequantizeRows(const kernels::WeightView& w, int64_t r0, int64_t tr, float* out, ThreadPool* pool) {
@@ -189,62 +188,94 @@ void QkNormRopeBackward(const float* pre, const float* w, const float* cs, const
   }
 }
 
-void AttentionForward(const AttnShape& a, const float* q, const float* k, const float* v, float* o, float* lse,
-                      ThreadPool* pool) {
-  const int64_t group = a.hq / a.hkv, hd = a.hd;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  std::vector<std::vector<float>> scores(Threads(pool), std::vector<float>(static_cast<size_t>(a.n)));
-  Parallel(pool, static_cast<size_t>(a.n * a.hq), 1, [&](size_t b, size_t e, size_t thread) {
-    float* s = scores[thread].data();
-    for (size_t it = b; it < e; ++it) {
-      const int64_t t = static_cast<int64_t>(it) / a.hq, h = static_cast<int64_t>(it) % a.hq, kh = h / group;
-      const float* qh = q + (t * a.hq + h) * hd;
-      for (int64_t j = 0; j <= t; ++j) s[j] = scale * kernels::Dot(qh, k + (j * a.hkv + kh) * hd, hd);
-      const float mx = *std::max_element(s, s + t + 1);
-      float sum = 0;
-      for (int64_t j = 0; j <= t; ++j) sum += (s[j] = std::exp(s[j] - mx));
-      float* oh = o + (t * a.hq + h) * hd;
-      std::fill(oh, oh + hd, 0.0f);
-      const float inv = 1.0f / sum;
-      for (int64_t j = 0; j <= t; ++j) kernels::Axpy(s[j] * inv, v + (j * a.hkv + kh) * hd, oh, hd);
-      lse[h * a.n + t] = mx + std::log(sum);
-    }
-  });
+namespace {
+
+// A [rows, cols] f32 matrix whose rows are `stride` floats apart, as a WeightView.
+kernels::WeightView StridedF32(const float* data, int64_t rows, int64_t cols, int64_t stride) {
+  kernels::WeightView w = F32View(data, rows, cols);
+  w.row_bytes = static_cast<size_t>(stride) * sizeof(float);
+  return w;
 }
 
+// dst[cols, rows] = the [rows, cols] matrix at src (row stride `stride`) transposed.
+void TransposeStrided(const float* src, int64_t rows, int64_t cols, int64_t stride, float* dst) {
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) dst[j * rows + i] = src[i * stride + j];
+}
+
+}  // namespace
+
+// Per query head, with the products as f32 matrix products (the SIMD path, threaded over rows):
+// S = Q_h·K_hᵀ [n, n], causal softmax in place (P), O_h = P·V_h.
+void AttentionForward(const AttnShape& a, const float* q, const float* k, const float* v, float* o, float* lse,
+                      ThreadPool* pool) {
+  const int64_t n = a.n, group = a.hq / a.hkv, hd = a.hd, qs = a.hq * hd, ks = a.hkv * hd;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  std::vector<float> S(static_cast<size_t>(n * n)), vt(static_cast<size_t>(hd * n));
+  for (int64_t kh = 0; kh < a.hkv; ++kh) {
+    TransposeStrided(v + kh * hd, n, hd, ks, vt.data());  // [hd, n]
+    for (int64_t h = kh * group; h < (kh + 1) * group; ++h) {
+      kernels::MatMul(StridedF32(k + kh * hd, n, hd, ks), q + h * hd, qs, S.data(), n, n, pool);  // S[t, j] = q_t·k_j
+      Parallel(pool, static_cast<size_t>(n), 16, [&](size_t b, size_t e, size_t) {
+        for (size_t tt = b; tt < e; ++tt) {
+          const int64_t t = static_cast<int64_t>(tt);
+          float* row = S.data() + t * n;
+          float mx = -INFINITY;
+          for (int64_t j = 0; j <= t; ++j) mx = std::max(mx, row[j] *= scale);
+          float sum = 0;
+          for (int64_t j = 0; j <= t; ++j) sum += (row[j] = std::exp(row[j] - mx));
+          const float inv = 1.0f / sum;
+          for (int64_t j = 0; j <= t; ++j) row[j] *= inv;
+          std::fill(row + t + 1, row + n, 0.0f);
+          lse[h * n + t] = mx + std::log(sum);
+        }
+      });
+      kernels::MatMul(F32View(vt.data(), hd, n), S.data(), n, o + h * hd, qs, n, pool);  // o_t = Σ_j P[t, j] v_j
+    }
+  }
+}
+
+// Per query head: P recomputed from the saved log-sum-exp, dP = dO_h·V_hᵀ,
+// dS = P ⊙ (dP − rowsum(dO_h ⊙ O_h)) · scale, dQ_h = dS·K_h, dK_h += dSᵀ·Q_h, dV_h += Pᵀ·dO_h.
 void AttentionBackward(const AttnShape& a, const float* q, const float* k, const float* v, const float* o,
                        const float* lse, const float* dout, float* dq, float* dk, float* dv, ThreadPool* pool) {
-  const int64_t group = a.hq / a.hkv, hd = a.hd;
+  const int64_t n = a.n, group = a.hq / a.hkv, hd = a.hd, qs = a.hq * hd, ks = a.hkv * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  std::fill(dk, dk + a.n * a.hkv * hd, 0.0f);
-  std::fill(dv, dv + a.n * a.hkv * hd, 0.0f);
-  // One item per query head: the heads of one KV head write the same dk/dv rows, so a KV head's
-  // group runs in one item (in order, so the sums do not depend on the thread count).
-  Parallel(pool, static_cast<size_t>(a.hkv), 1, [&](size_t b, size_t e, size_t) {
-    std::vector<float> p(static_cast<size_t>(a.n));
-    for (size_t kh = b; kh < e; ++kh) {
-      for (int64_t h = static_cast<int64_t>(kh) * group; h < static_cast<int64_t>(kh + 1) * group; ++h) {
-        for (int64_t t = 0; t < a.n; ++t) {
-          const int64_t qo = (t * a.hq + h) * hd;
-          const float* qh = q + qo;
-          const float* g = dout + qo;
-          const float l = lse[h * a.n + t];
-          const float dd = kernels::Dot(g, o + qo, hd);
-          float* dqh = dq + qo;
-          std::fill(dqh, dqh + hd, 0.0f);
+  std::fill(dk, dk + n * ks, 0.0f);
+  std::fill(dv, dv + n * ks, 0.0f);
+  const size_t nn = static_cast<size_t>(n * n), nd = static_cast<size_t>(n * hd);
+  std::vector<float> P(nn), dS(nn), T(nn), kt(nd), qt(nd), dot(nd), tmp(nd);
+  for (int64_t kh = 0; kh < a.hkv; ++kh) {
+    TransposeStrided(k + kh * hd, n, hd, ks, kt.data());  // [hd, n]
+    for (int64_t h = kh * group; h < (kh + 1) * group; ++h) {
+      kernels::MatMul(StridedF32(k + kh * hd, n, hd, ks), q + h * hd, qs, P.data(), n, n, pool);     // q_t·k_j
+      kernels::MatMul(StridedF32(v + kh * hd, n, hd, ks), dout + h * hd, qs, dS.data(), n, n, pool);  // do_t·v_j
+      Parallel(pool, static_cast<size_t>(n), 16, [&](size_t b, size_t e, size_t) {
+        for (size_t tt = b; tt < e; ++tt) {
+          const int64_t t = static_cast<int64_t>(tt);
+          float* p = P.data() + t * n;
+          float* ds = dS.data() + t * n;
+          const float l = lse[h * n + t];
+          const float dd = kernels::Dot(dout + t * qs + h * hd, o + t * qs + h * hd, hd);
           for (int64_t j = 0; j <= t; ++j) {
-            const int64_t ko = (j * a.hkv + static_cast<int64_t>(kh)) * hd;
-            const float pj = std::exp(scale * kernels::Dot(qh, k + ko, hd) - l);
-            const float dp = kernels::Dot(g, v + ko, hd);
-            const float ds = pj * (dp - dd) * scale;
-            kernels::Axpy(ds, k + ko, dqh, hd);
-            kernels::Axpy(ds, qh, dk + ko, hd);
-            kernels::Axpy(pj, g, dv + ko, hd);
+            p[j] = std::exp(scale * p[j] - l);
+            ds[j] = p[j] * (ds[j] - dd) * scale;
           }
+          std::fill(p + t + 1, p + n, 0.0f);
+          std::fill(ds + t + 1, ds + n, 0.0f);
         }
-      }
+      });
+      kernels::MatMul(F32View(kt.data(), hd, n), dS.data(), n, dq + h * hd, qs, n, pool);  // dq_t = Σ_j dS[t, j] k_j
+      TransposeStrided(q + h * hd, n, hd, qs, qt.data());  // [hd, n]
+      Transpose(dS.data(), n, n, T.data());
+      kernels::MatMul(F32View(qt.data(), hd, n), T.data(), n, tmp.data(), hd, n, pool);  // Σ_t dS[t, j] q_t
+      for (int64_t j = 0; j < n; ++j) AddTo(dk + j * ks + kh * hd, tmp.data() + j * hd, static_cast<size_t>(hd));
+      TransposeStrided(dout + h * hd, n, hd, qs, dot.data());  // [hd, n]
+      Transpose(P.data(), n, n, T.data());
+      kernels::MatMul(F32View(dot.data(), hd, n), T.data(), n, tmp.data(), hd, n, pool);  // Σ_t P[t, j] do_t
+      for (int64_t j = 0; j < n; ++j) AddTo(dv + j * ks + kh * hd, tmp.data() + j * hd, static_cast<size_t>(hd));
     }
-  });
+  }
 }
 
 void SwiGluForward(const float* g, const float* u, float* h, int64_t n) {
