@@ -190,6 +190,10 @@ TEST(FinetuneTrainCli, ProgressValidationAndBadLines) {
                         " --targets q,bogus", true);
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.out.find("unknown LoRA target \"bogus\""), std::string::npos) << bad.out;
+  bad = RunQwenmux("finetune train " + ModelPath("tiny-moe.q4_k_m.gguf") + " " + (tmp / "d.jsonl") + " -o " +
+                   (tmp / "x.gguf"), true);
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.out.find("MoE models are not supported"), std::string::npos) << bad.out;
   bad = RunQwenmux("finetune train " + kLoraBase + " " + (tmp / "d.jsonl") + " -o " + (tmp / "x.gguf") +
                    " --schedule exponential", true);
   EXPECT_EQ(bad.code, 1);
