@@ -65,6 +65,8 @@ void RegisterFinetuneTrain(CLI::App* finetune, int* exit_code) {
   c->add_option("--batch", o.batch, "Examples per micro-batch")->capture_default_str();
   c->add_option("--accum", o.accum, "Gradient accumulation (micro-batches per step)")->capture_default_str();
   c->add_option("--eval-every", o.eval_every, "Validation loss every N steps (0: at the end)")->capture_default_str();
+  c->add_option("--early-stop", o.early_stop, "Stop after N evaluations without a better validation loss (0: off)")
+      ->capture_default_str();
   c->add_option("--valid", o.data_options.valid_fraction, "Validation share of the data")->capture_default_str();
   c->add_option("--max-tokens", o.data_options.max_tokens, "Longest example (tokens)")->capture_default_str();
   c->add_flag("--truncate", o.data_options.truncate, "Truncate over-long examples instead of dropping them");

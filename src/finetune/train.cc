@@ -65,6 +65,7 @@ nlohmann::json TrainReport::ToJson() const {
   if (exact_match >= 0) j["exact_match"] = exact_match;
   if (exact_match_before >= 0) j["exact_match_before"] = exact_match_before;
   j["stopped_early"] = stopped_early;
+  j["early_stopped"] = early_stopped;
   j["data"] = {{"lines", data.lines},     {"train", data.train.size()}, {"valid", data.valid.size()},
                {"skipped", data.skipped.size()}, {"truncated", data.truncated}, {"dropped_long", data.dropped_long},
                {"tokens", data.tokens},   {"labels", data.labels}};
@@ -197,6 +198,8 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
   const size_t n_train = rep.data.train.size();
   const int64_t per_step = o.batch * o.accum;
   int64_t cached_epoch = -1;
+  double best_valid = INFINITY;
+  int64_t bad_evals = 0;
   std::vector<size_t> order;
   int64_t tokens = 0;
   const auto t_loop = std::chrono::steady_clock::now();
@@ -238,7 +241,20 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
                   .dump()
            << std::endl;  // flushed: a kill after the next checkpoint loses no record before it
     }
-    if (o.eval_every > 0 && step % o.eval_every == 0 && step < o.steps) QM_RETURN_IF_ERROR(validate(step));
+    if (o.eval_every > 0 && step % o.eval_every == 0 && step < o.steps) {
+      QM_RETURN_IF_ERROR(validate(step));
+      if (rep.valid_loss >= 0 && rep.valid_loss < best_valid) {
+        best_valid = rep.valid_loss;
+        bad_evals = 0;
+      } else if (rep.valid_loss >= 0 && o.early_stop > 0 && ++bad_evals >= o.early_stop) {
+        if (progress) {
+          std::fprintf(progress, "early stop at step %lld: validation loss has not improved on %.4f for %lld evaluations\n",
+                       static_cast<long long>(step), best_valid, static_cast<long long>(bad_evals));
+        }
+        rep.early_stopped = true;
+        break;
+      }
+    }
     const bool stop = o.stop_after > 0 && step >= o.stop_after && step < o.steps;
     if ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || stop) {
       QM_RETURN_IF_ERROR(SaveCheckpoint(ckpt, step, params));
@@ -252,7 +268,7 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
   const double loop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_loop).count();
   rep.tokens_per_s = loop_s > 0 ? static_cast<double>(tokens) / loop_s : 0;
   if (!rep.stopped_early) {
-    QM_RETURN_IF_ERROR(validate(step));
+    if (!rep.early_stopped) QM_RETURN_IF_ERROR(validate(step));  // (an early stop has just validated)
     QM_RETURN_IF_ERROR(engine::WriteLoraGguf(ParamsToTensors(params), o.out));
     if (progress) std::fprintf(progress, "wrote %s (%lld parameters)\n", o.out.c_str(), static_cast<long long>(params.n_params()));
     if (!o.peft_dir.empty()) {

@@ -44,6 +44,8 @@ struct TrainOptions {
   int64_t batch = 4;
   int64_t accum = 1;
   int64_t eval_every = 0;  // 0: at the end only
+  int64_t early_stop = 0;  // stop when this many evaluations in a row do not improve the best
+                           // validation loss (0: never; counted within one run, not across resumes)
   uint64_t seed = 1;
   DataOptions data_options;
   std::string log_json;    // JSONL of per-step records ("" = none)
@@ -57,7 +59,8 @@ struct TrainReport {
   double tokens_per_s = 0, seconds = 0;
   double exact_match = -1;          // fraction of training examples fully right (-1: not asked)
   double exact_match_before = -1;   // the same with the starting adapter
-  bool stopped_early = false;
+  bool stopped_early = false;       // --stop-after: checkpoint written, no adapter
+  bool early_stopped = false;       // validation stopped improving: adapter written
   Dataset data;
 
   nlohmann::json ToJson() const;

@@ -169,6 +169,24 @@ TEST(FinetuneTrainCli, KillNineThenResume) {
   EXPECT_EQ(Bytes(tmp / "full.gguf"), Bytes(tmp / "k.gguf"));
 }
 
+// Held-out answers this model cannot guess: the validation loss turns up as training memorises the
+// training split, and --early-stop ends the run there, with the adapter written.
+TEST(FinetuneTrainCli, EarlyStopWhenValidationStopsImproving) {
+  LoraTempDir tmp;
+  std::string text;
+  for (int i = 0; i < 12; ++i) {
+    text += nlohmann::json({{"prompt", "Number " + std::to_string(i) + "?"}, {"completion", std::to_string(i * 11)}}).dump() + "\n";
+  }
+  std::ofstream(tmp / "d.jsonl") << text;
+  auto r = RunQwenmux("finetune train " + kLoraBase + " " + (tmp / "d.jsonl") + " -o " + (tmp / "o.gguf") +
+                      " --steps 40 --batch 4 --lr 5e-2 --eval-every 2 --early-stop 2 --valid 0.25 --json -t 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j["early_stopped"].get<bool>());
+  EXPECT_LT(j["steps_done"].get<int64_t>(), 40);
+  EXPECT_TRUE(std::ifstream(tmp / "o.gguf").good());
+}
+
 TEST(FinetuneTrainCli, ProgressValidationAndBadLines) {
   LoraTempDir tmp;
   std::ofstream(tmp / "d.jsonl") << "{\"prompt\":\"a\",\"completion\":\"b\"}\n"
