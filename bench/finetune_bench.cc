@@ -4,7 +4,7 @@
 // label), --steps AdamW steps. Prints JSON: tokens/s (all steps, and without the first), seconds
 // per step, peak RSS, the weights' size, and peak RSS minus weights (the bar: <= 2 GB).
 // Usage: finetune_bench [--shape qwen3-0.6b] [--type q8_0] [--dir /tmp] [--rank 16] [--seq 512]
-//                       [--steps 3] [--threads 0] [--vocab ../shared/testdata/models/qwen3-vocab.gguf]
+//                       [--steps 3] [--threads 0] [--checkpointing] [--vocab ../shared/testdata/models/qwen3-vocab.gguf]
 // (run from the project root so the default vocab path resolves)
 #include <chrono>
 #include <cstdio>
@@ -35,6 +35,7 @@ int Fail(const std::string& m) {
 int main(int argc, char** argv) {
   std::string shape_name = "qwen3-0.6b", type = "q8_0", dir = "/tmp", vocab = "../shared/testdata/models/qwen3-vocab.gguf";
   int64_t rank = 16, seq = 512, steps = 3, threads = 0;
+  bool checkpointing = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
     else if (a == "--seq") seq = std::stoll(next());
     else if (a == "--steps") steps = std::stoll(next());
     else if (a == "--threads") threads = std::stoll(next());
+    else if (a == "--checkpointing") checkpointing = true;
     else return Fail("unknown argument " + a);
   }
   if (type != "q8_0" && type != "q4_k_m" && type != "f16") return Fail("--type: q8_0, q4_k_m or f16");
@@ -61,6 +63,7 @@ int main(int argc, char** argv) {
   ThreadPool pool(static_cast<size_t>(threads));
   auto model = finetune::TrainModel::Open(path, &pool);
   if (!model.ok()) return Fail(model.status().ToString());
+  (*model)->set_checkpointing(checkpointing);
   std::vector<runtime::LoraTarget> all;
   for (int k = 0; k < runtime::kLoraTargets; ++k) all.push_back(static_cast<runtime::LoraTarget>(k));
   finetune::LoraParams params = finetune::InitParams((*model)->config(), static_cast<int32_t>(rank),
@@ -88,7 +91,7 @@ int main(int argc, char** argv) {
   const double weights = static_cast<double>(std::filesystem::file_size(path));
   const double peak = static_cast<double>(PeakRssBytes());
   nlohmann::json j = {
-      {"bench", "finetune"}, {"shape", shape_name}, {"type", type}, {"rank", rank}, {"targets", 7}, {"seq", seq},
+      {"bench", "finetune"}, {"shape", shape_name}, {"type", type}, {"rank", rank}, {"targets", 7}, {"seq", seq}, {"checkpointing", checkpointing},
       {"steps", steps}, {"threads", pool.size()}, {"trainable_params", params.n_params()}, {"loss0", loss0},
       {"seconds_per_step", secs}, {"tokens_per_s", static_cast<double>(seq * steps) / total},
       {"tokens_per_s_warm", steps > 1 ? static_cast<double>(seq * (steps - 1)) / warm : 0.0},

@@ -55,6 +55,8 @@ void RegisterFinetuneTrain(CLI::App* finetune, int* exit_code) {
   c->add_option("--rank", o.rank, "LoRA rank")->capture_default_str()->check(CLI::Range(1, 4096));
   c->add_option("--alpha", o.alpha, "LoRA alpha (scale alpha/rank)")->capture_default_str();
   c->add_option("--dropout", o.dropout, "LoRA dropout")->capture_default_str();
+  c->add_flag("--checkpointing", o.checkpointing,
+              "Activation checkpointing: keep layer inputs only, recompute in the backward (less memory)");
   c->add_option("--targets", o.targets, "Projections: all, or a list of q,k,v,o,gate,up,down")->capture_default_str();
   c->add_option("--lr", o.optim.lr, "Peak learning rate")->capture_default_str();
   c->add_option("--weight-decay", o.optim.weight_decay, "AdamW weight decay")->capture_default_str();

@@ -164,6 +164,7 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
   }
   if (o.dropout < 0 || o.dropout >= 1) return Error(StatusCode::kInvalidArgument, "finetune: dropout {} not in [0, 1)", o.dropout);
   QM_ASSIGN_OR_RETURN(std::unique_ptr<TrainModel> model, TrainModel::Open(o.base, pool));
+  model->set_checkpointing(o.checkpointing);
   QM_ASSIGN_OR_RETURN(tokenizer::Tokenizer tok, tokenizer::Tokenizer::FromGguf(model->file()));
   TrainReport rep;
   QM_ASSIGN_OR_RETURN(rep.data, LoadJsonl(o.data, tok, o.data_options));

@@ -38,6 +38,7 @@ struct TrainOptions {
   int32_t rank = 8;
   float alpha = 16;
   float dropout = 0;
+  bool checkpointing = false;  // activation checkpointing (train_model.h)
   std::string targets = "all";
   OptimConfig optim;
   int64_t steps = 100;

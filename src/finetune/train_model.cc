@@ -42,6 +42,15 @@ struct TrainModel::LayerActs {
   std::vector<float> g, u, h;                // [n, ff]
   std::array<std::vector<float>, runtime::kLoraTargets> mid;  // x·Aᵀ [n, r]
   std::array<std::vector<float>, runtime::kLoraTargets> xd;   // dropped-out LoRA input [n, in]
+
+  // Activation checkpointing: keep only the layer's input.
+  void DropAllButInput() {
+    for (auto* p : {&a, &rstd1, &qpre, &kpre, &v, &qr, &kr, &rq, &rk, &lse, &o, &xmid, &b, &rstd2, &g, &u, &h}) {
+      std::vector<float>().swap(*p);
+    }
+    for (auto& m : mid) std::vector<float>().swap(m);
+    for (auto& m : xd) std::vector<float>().swap(m);
+  }
 };
 
 // One sequence's saved forward.
@@ -233,19 +242,29 @@ void TrainModel::ForwardBody(const Example& ex, SeqState& S, const float* cs, Lo
                              const Dropout& dropout) {
   const model::ModelConfig& c = config_;
   const int64_t n = static_cast<int64_t>(ex.ids.size());
-  const int64_t E = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff, hd = c.head_dim;
-  const int64_t hq = c.n_head, hkv = c.n_head_kv;
-  const AttnShape shape{n, hq, hkv, hd};
+  const int64_t E = c.n_embd;
   S.layers.resize(c.n_layer);
   std::vector<float>& x = S.x;
   x.resize(static_cast<size_t>(n * E));
-  std::vector<float> tmp(static_cast<size_t>(n * E));
   for (int64_t t = 0; t < n; ++t) kernels::DequantizeRowTo(weights_.token_embd, ex.ids[t], x.data() + t * E);
-
   for (int32_t il = 0; il < static_cast<int32_t>(c.n_layer); ++il) {
-    const runtime::LayerWeights& l = weights_.layers[il];
     LayerActs& A = S.layers[il];
     A.xin.assign(x.begin(), x.end());
+    ForwardLayer(il, n, A, x.data(), cs, params, dropout);
+    if (checkpointing_) A.DropAllButInput();  // recomputed from xin in the backward
+  }
+}
+
+// One layer's forward from A.xin, saving what its backward needs; writes the layer's output to x.
+void TrainModel::ForwardLayer(int32_t il, int64_t n, LayerActs& A, float* x, const float* cs, LoraParams& params,
+                              const Dropout& dropout) {
+  const model::ModelConfig& c = config_;
+  const int64_t E = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff, hd = c.head_dim;
+  const int64_t hq = c.n_head, hkv = c.n_head_kv;
+  const AttnShape shape{n, hq, hkv, hd};
+  std::vector<float> tmp(static_cast<size_t>(n * E));
+  {
+    const runtime::LayerWeights& l = weights_.layers[il];
     for (auto* v : {&A.a, &A.b, &A.xmid}) v->resize(static_cast<size_t>(n * E));
     for (auto* v : {&A.qpre, &A.qr, &A.o}) v->resize(static_cast<size_t>(n * qd));
     for (auto* v : {&A.kpre, &A.kr, &A.v}) v->resize(static_cast<size_t>(n * kvd));
@@ -290,6 +309,10 @@ void TrainModel::BackwardBody(const Example& ex, SeqState& S, const float* dfm, 
   for (int32_t il = static_cast<int32_t>(c.n_layer) - 1; il >= 0; --il) {
     const runtime::LayerWeights& l = weights_.layers[il];
     LayerActs& A = S.layers[il];
+    if (checkpointing_) {
+      std::vector<float> out(static_cast<size_t>(n * E));
+      ForwardLayer(il, n, A, out.data(), cs, params, dropout);  // same masks: they depend on (seed, layer)
+    }
     // Feed-forward block: x = xmid + down(silu(gate(b)) ⊙ up(b)), b = norm(xmid).
     ProjectBack(il, LoraTarget::kFfnDown, l.ffn_down, A.h.data(), n, dx.data(), dh.data(), false, A, params, dropout);
     SwiGluBackward(A.g.data(), A.u.data(), dh.data(), dg.data(), du.data(), n * ff);
@@ -308,6 +331,7 @@ void TrainModel::BackwardBody(const Example& ex, SeqState& S, const float* dfm, 
     ProjectBack(il, LoraTarget::kAttnK, l.attn_k, A.a.data(), n, dk.data(), da, true, A, params, dropout);
     ProjectBack(il, LoraTarget::kAttnV, l.attn_v, A.a.data(), n, dv.data(), da, true, A, params, dropout);
     if (da) RmsNormBackward(A.xin.data(), l.attn_norm.data(), A.rstd1.data(), da, dx.data(), n, E, true);
+    if (checkpointing_) A.DropAllButInput();
   }
 }
 

@@ -68,6 +68,9 @@ class TrainModel {
   Result<std::vector<SeqResult>> RunBatch(std::span<const Example* const> exs, LoraParams& params, float loss_weight,
                                           bool backward, std::span<const Dropout> dropouts = {});
   void set_max_group_tokens(int64_t n) { max_group_tokens_ = n; }
+  // Activation checkpointing: keep only each layer's input in the forward and recompute the rest
+  // layer by layer in the backward (one more forward of compute, a fraction of the memory).
+  void set_checkpointing(bool on) { checkpointing_ = on; }
 
  private:
   struct LayerActs;
@@ -76,6 +79,8 @@ class TrainModel {
   void RunGroup(std::span<const Example* const> exs, LoraParams& params, float loss_weight, bool backward,
                 std::span<const Dropout> dropouts, std::span<SeqResult> out);
   void ForwardBody(const Example& ex, SeqState& s, const float* cs, LoraParams& params, const Dropout& dropout);
+  void ForwardLayer(int32_t il, int64_t n, LayerActs& a, float* x, const float* cs, LoraParams& params,
+                    const Dropout& dropout);
   void BackwardBody(const Example& ex, SeqState& s, const float* dfm, const float* cs, LoraParams& params,
                     const Dropout& dropout);
   void Project(int32_t il, runtime::LoraTarget t, const kernels::WeightView& w, const float* x, int64_t n, float* y,
@@ -94,6 +99,7 @@ class TrainModel {
   OpScratch scratch_;
   std::vector<SeqState> seqs_;
   int64_t max_group_tokens_ = 2048;
+  bool checkpointing_ = false;
 };
 
 }  // namespace qwenmux::finetune
