@@ -65,14 +65,14 @@ int Run(const Args& a) {
     if (!cached.ok()) {
       fmt::print(stderr, "warning: {}\n", cached.status().ToString());
     } else if (*cached) {
-      const bool expired = (*cached)->Expired(static_cast<int64_t>(std::time(nullptr)));
-      if (!expired || a.no_measure) {
+      const std::string expired = (*cached)->ExpiredReason(static_cast<int64_t>(std::time(nullptr)), BinaryId());
+      if (expired.empty() || a.no_measure) {
         speed = std::move(**cached);
         o.speed_note = fmt::format("cached {} in {}{}", When(speed->measured_unix), cache,
-                                   expired ? " (expired: `plan --measure` re-measures)" : "");
+                                   expired.empty() ? "" : " (expired: " + expired + "; `plan --measure` re-measures)");
       } else if (!a.json) {
         fmt::print(stderr, "the cached measurement of {} has expired ({}); measuring again\n",
-                   When((*cached)->measured_unix), (*cached)->Busy() ? "taken on a busy machine, kept 1 hour" : "kept 7 days");
+                   When((*cached)->measured_unix), expired);
       }
     }
   }

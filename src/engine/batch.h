@@ -15,8 +15,9 @@
 // Lifetime and thread-safety: a Batch is made over a Model by whoever holds the model (the
 // scheduler's worker for a lease, Model::Generate/Embed/RerankScores for one call, the pipeline
 // for one stage) and used by one thread at a time. Batches over one model must not run
-// sequences at the same time (they share its KV slots): the scheduler's worker calls
-// Model::Embed (which makes its own Batch) only while its own Batch is empty. `cancelled`
+// sequences at the same time (they share its KV slots): the scheduler's worker runs embeddings
+// and reranking as prompt-only sequences of its own Batch, and lends the model to an exclusive
+// caller (which may make its own Batch) only while its Batch is empty. `cancelled`
 // callbacks may read flags set from other threads.
 #pragma once
 

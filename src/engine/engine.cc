@@ -280,27 +280,40 @@ Status Model::RunPrompts(const std::vector<std::vector<int32_t>>& prompts, std::
   return Status::Ok();
 }
 
-Result<std::vector<std::vector<float>>> Model::Embed(const std::vector<std::vector<int32_t>>& inputs, int32_t dims) {
+Status Model::CheckEmbedDims(int32_t dims) const {
   const int32_t E = static_cast<int32_t>(config_.n_embd);
   if (dims < 0 || dims > E) return Error(StatusCode::kInvalidArgument, "engine: dimensions {} not in 1..{}", dims, E);
+  return Status::Ok();
+}
+
+std::vector<int32_t> Model::EmbedPrompt(std::vector<int32_t> input) const {
   const int32_t eot = tokenizer_->TokenId("<|endoftext|>").value_or(151643);
-  std::vector<std::vector<int32_t>> prompts = inputs;
-  for (auto& ids : prompts) {
-    if (ids.empty() || ids.back() != eot) ids.push_back(eot);
+  if (input.empty() || input.back() != eot) input.push_back(eot);
+  return input;
+}
+
+std::vector<float> Model::PoolEmbedding(std::span<const float> last_hidden, int32_t dims) const {
+  const int32_t E = static_cast<int32_t>(last_hidden.size());
+  std::vector<float> v(last_hidden.begin(), last_hidden.end());
+  L2Normalize(v);
+  if (dims > 0 && dims < E) {
+    v.resize(dims);
+    L2Normalize(v);
   }
+  return v;
+}
+
+Result<std::vector<std::vector<float>>> Model::Embed(const std::vector<std::vector<int32_t>>& inputs, int32_t dims) {
+  QM_RETURN_IF_ERROR(CheckEmbedDims(dims));
+  const size_t E = static_cast<size_t>(config_.n_embd);
+  std::vector<std::vector<int32_t>> prompts;
+  prompts.reserve(inputs.size());
+  for (const auto& ids : inputs) prompts.push_back(EmbedPrompt(ids));
   std::vector<float> hidden;
   QM_RETURN_IF_ERROR(RunPrompts(prompts, nullptr, &hidden));
   std::vector<std::vector<float>> out;
   out.reserve(inputs.size());
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    std::vector<float> v(hidden.begin() + static_cast<long>(i * E), hidden.begin() + static_cast<long>((i + 1) * E));
-    L2Normalize(v);
-    if (dims > 0 && dims < E) {
-      v.resize(dims);
-      L2Normalize(v);
-    }
-    out.push_back(std::move(v));
-  }
+  for (size_t i = 0; i < inputs.size(); ++i) out.push_back(PoolEmbedding(std::span(hidden).subspan(i * E, E), dims));
   return out;
 }
 
@@ -316,17 +329,28 @@ std::vector<int32_t> Model::RerankPrompt(std::string_view instruction, std::stri
   return ids;
 }
 
-Result<std::vector<float>> Model::RerankScores(const std::vector<std::vector<int32_t>>& inputs) {
+Result<std::pair<int32_t, int32_t>> Model::RerankTokens() const {
   const auto yes = tokenizer_->TokenId("yes");
   const auto no = tokenizer_->TokenId("no");
   if (!yes || !no) return Error(StatusCode::kUnsupported, "engine: the vocabulary has no \"yes\"/\"no\" tokens");
+  return std::pair<int32_t, int32_t>(*yes, *no);
+}
+
+Result<float> Model::RerankScore(std::span<const float> last_logits) const {
+  QM_ASSIGN_OR_RETURN(const auto yes_no, RerankTokens());
+  const double d = static_cast<double>(last_logits[yes_no.first]) - last_logits[yes_no.second];
+  return static_cast<float>(1.0 / (1.0 + std::exp(-d)));
+}
+
+Result<std::vector<float>> Model::RerankScores(const std::vector<std::vector<int32_t>>& inputs) {
+  QM_RETURN_IF_ERROR(RerankTokens().status());
   std::vector<float> logits;
   QM_RETURN_IF_ERROR(RunPrompts(inputs, &logits, nullptr));
-  const int64_t V = config_.n_vocab;
+  const size_t V = static_cast<size_t>(config_.n_vocab);
   std::vector<float> scores;
   for (size_t i = 0; i < inputs.size(); ++i) {
-    const double d = static_cast<double>(logits[i * V + *yes]) - logits[i * V + *no];
-    scores.push_back(static_cast<float>(1.0 / (1.0 + std::exp(-d))));
+    QM_ASSIGN_OR_RETURN(float score, RerankScore(std::span(logits).subspan(i * V, V)));
+    scores.push_back(score);
   }
   return scores;
 }

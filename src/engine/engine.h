@@ -12,6 +12,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -137,10 +138,20 @@ class Model {
   // truncated to `dims` (0 = full) and re-normalised. Each input must end in <|endoftext|> (it
   // is appended when missing).
   Result<std::vector<std::vector<float>>> Embed(const std::vector<std::vector<int32_t>>& inputs, int32_t dims = 0);
+  // Embed's pieces, for a caller that runs the prompts in its own batch (the scheduler joins them
+  // to a running generation batch): `dims` checked against n_embd (kInvalidArgument); one input's
+  // prompt (<|endoftext|> appended when missing); the embedding of the prompt's last hidden state
+  // ([n_embd], SequenceOutput::kLastHidden). Embed is made of these.
+  Status CheckEmbedDims(int32_t dims) const;
+  std::vector<int32_t> EmbedPrompt(std::vector<int32_t> input) const;
+  std::vector<float> PoolEmbedding(std::span<const float> last_hidden, int32_t dims) const;
 
   // Qwen3-Reranker: for each token sequence (already in the reranker prompt format), the
   // probability of "yes" = softmax([l_no, l_yes])[1] at the last position.
   Result<std::vector<float>> RerankScores(const std::vector<std::vector<int32_t>>& inputs);
+  // RerankScores' piece: the score of one prompt's last-position logits ([n_vocab],
+  // SequenceOutput::kLastLogits); kUnsupported when the vocabulary has no "yes"/"no" tokens.
+  Result<float> RerankScore(std::span<const float> last_logits) const;
 
   // Tokenizes the Qwen3-Reranker prompt for (instruction, query, document).
   std::vector<int32_t> RerankPrompt(std::string_view instruction, std::string_view query, std::string_view document) const;
@@ -158,6 +169,8 @@ class Model {
   friend class Batch;  // runs the backend and commits the KV lengths of the sequences it steps
   Model() = default;
   Status CheckPrompt(std::span<const int32_t> tokens, int32_t seq) const;
+  // The ids of "yes" and "no" (the reranker's answer tokens); kUnsupported without them.
+  Result<std::pair<int32_t, int32_t>> RerankTokens() const;
   // Runs whole prompts through an engine::Batch, up to n_seq of them sharing each step, and
   // writes each prompt's last-position logits ([n_vocab]) or else final-normed hidden state
   // ([n_embd]) in input order.

@@ -1,6 +1,7 @@
 #include "runtime/lora.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "kernels/vec_ops.h"
 #include "runtime/backend.h"
@@ -37,6 +38,11 @@ std::string_view LoraTargetPeftName(LoraTarget t) { return kPeftNames[static_cas
 
 kernels::WeightView LoraPair::A() const { return F32View(a, rank, in); }
 kernels::WeightView LoraPair::B() const { return F32View(b, out, rank); }
+
+uint64_t NewLoraSerial() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
 
 uint64_t LoraAdapter::bytes() const {
   uint64_t n = 0;

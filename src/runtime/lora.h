@@ -62,8 +62,13 @@ struct LoraPair {
   kernels::WeightView B() const;  // rows = out, cols = rank, f32
 };
 
+// A number no other adapter of this process gets (the GPU backend keys its device copies by it:
+// an address can come back after an unload).
+uint64_t NewLoraSerial();
+
 struct LoraAdapter {
   std::string name;    // file or directory it came from
+  uint64_t serial = NewLoraSerial();
   float alpha = 0;     // adapter.lora.alpha / lora_alpha (0: none given)
   LoraStorage storage;  // what the pairs point into
   // [n_layer][kLoraTargets]; nullopt where the adapter leaves the projection alone.

@@ -9,10 +9,9 @@
 
 #include "base/thread_pool.h"
 #include "common/testdata.h"
+#include "cuda/cuda_models.h"
 #include "cuda/cuda_test_util.h"
 #include "gguf/gguf.h"
-#include "model/shapes.h"
-#include "quant/synth_model.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/forward.h"
 #include "runtime/kv_cache.h"
@@ -32,49 +31,8 @@ struct Case {
 
 std::string ModelFile(const Case& c) {
   if (c.file) return qwenmux::testing::ModelPath(c.file);
-  const std::string dir = ::testing::TempDir() + "/qwenmux-cuda-synth";
-  std::filesystem::create_directories(dir);
-  const std::string path = dir + "/" + c.shape + "-" + c.ftype + "-l" + std::to_string(c.layers) + ".gguf";
-  if (std::filesystem::exists(path)) return path;
-  auto shape = model::FindShape(c.shape);
-  EXPECT_TRUE(shape.ok());
-  quant::SynthOptions o;
-  auto ft = quant::ParseFileType(c.ftype);
-  EXPECT_TRUE(ft.ok());
-  o.ftype = *ft;
-  o.vocab_path = qwenmux::testing::ModelPath("qwen3-vocab.gguf");
-  o.n_layer = c.layers;
-  o.seed = 7;
-  const Status s = quant::SynthesizeModel(**shape, path, o);
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  return path;
+  return SynthModelFile(c.shape, c.ftype, c.layers);
 }
-
-// Logits of the GPU against the CPU's. Random-weight models have near-ties at the top, so next to
-// the raw top-1 agreement it counts the rows where the GPU's pick is clearly wrong: its CPU logit
-// is below the CPU's best by more than 4x that row's RMS logit difference (a gap the two
-// backends' rounding cannot explain).
-struct Compare {
-  int64_t rows = 0, top1 = 0, clear_misses = 0;
-  double sum_sq_diff = 0, sum_sq_ref = 0, max_abs = 0;
-  void Add(const float* gpu, const float* cpu, int64_t n) {
-    int64_t ag = 0, ac = 0;
-    double row_sq = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      if (gpu[i] > gpu[ag]) ag = i;
-      if (cpu[i] > cpu[ac]) ac = i;
-      const double d = gpu[i] - cpu[i];
-      row_sq += d * d;
-      sum_sq_ref += static_cast<double>(cpu[i]) * cpu[i];
-      max_abs = std::max(max_abs, std::fabs(d));
-    }
-    sum_sq_diff += row_sq;
-    ++rows;
-    top1 += ag == ac;
-    clear_misses += cpu[ac] - cpu[ag] > 4 * std::sqrt(row_sq / static_cast<double>(n));
-  }
-  double rel_rms() const { return std::sqrt(sum_sq_diff / std::max(sum_sq_ref, 1e-30)); }
-};
 
 class CudaVsCpu : public ::testing::TestWithParam<Case> {};
 

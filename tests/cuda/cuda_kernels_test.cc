@@ -126,6 +126,27 @@ TEST_P(CudaMatMul, MatchesReference) {
         }
       }
       EXPECT_LT(worst, 2e-5) << Name(c.type) << " matvec_q8 n=" << n;
+      // One launch for three matrices (here the same one, rows 37, 37 and 36): each output
+      // bitwise the single launch's.
+      {
+        DevBuf<float> y0(std::vector<float>(n * rows, 1.0f)), y1(std::vector<float>(n * (rows + 5), 1.0f)),
+            y2(std::vector<float>(n * rows, 1.0f));
+        const DevMatrix short_w = w.m.Slice(0, rows - 1);
+        const MatVecOut outs[] = {{&w.m, y0.p, rows}, {&w.m, y1.p, rows + 5}, {&short_w, y2.p, rows}};
+        ASSERT_EQ(LaunchMatVecQ8Group(outs, 3, xq, n, /*accumulate=*/true, nullptr), cudaSuccess);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        const auto g0 = y0.Read(n * rows), g1 = y1.Read(n * (rows + 5)), g2 = y2.Read(n * rows);
+        for (int64_t t = 0; t < n; ++t) {
+          for (int64_t r = 0; r < rows; ++r) {
+            ASSERT_EQ(g0[t * rows + r], got[t * rows + r]) << Name(c.type) << " group 0 t=" << t << " r=" << r;
+            ASSERT_EQ(g1[t * (rows + 5) + r], got[t * rows + r]) << Name(c.type) << " group 1";
+            if (r < rows - 1) {
+              ASSERT_EQ(g2[t * rows + r], got[t * rows + r]) << Name(c.type) << " group 2";
+            }
+          }
+          ASSERT_EQ(g2[t * rows + rows - 1], 1.0f) << "a row past the sliced matrix was written";
+        }
+      }
       // Against the f32 product: the 8-bit activations' own error (under 1% of sum |w x|).
       double vs_f32 = 0;
       for (int64_t i = 0; i < n * rows; ++i) vs_f32 = std::max(vs_f32, std::fabs(got[i] - 1.0f - ref[i]) / (absdot[i] + 1e-6));

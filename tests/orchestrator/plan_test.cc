@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 
 #include <gmock/gmock.h>
@@ -19,6 +20,7 @@ namespace qwenmux::orchestrator {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using qwenmux::testing::ModelPath;
 using qwenmux::testing::TempDir;
 
@@ -101,11 +103,14 @@ TEST(PlanTest, ModelCostsCountWhatDecodeReads) {
   EXPECT_EQ(c[0].macs_per_token, 2u * 64 * 32);
   EXPECT_EQ(c[0].calls, 2u);
   EXPECT_EQ(c[1].bytes_per_token, 64000u);
+  EXPECT_FALSE(c[0].head);
+  EXPECT_TRUE(c[1].head);
   // Tied: the embedding table is the output head.
   t.pop_back();
   c = ModelCosts(t, 8, 2);
   ASSERT_EQ(c.size(), 2u);
   EXPECT_EQ(c[0].bytes_per_token, 64000u);
+  EXPECT_TRUE(c[0].head);
 }
 
 TEST(PlanTest, EstimateSpeed) {
@@ -135,6 +140,12 @@ TEST(PlanTest, EstimateSpeed) {
   costs[0].calls = 2;
   e = EstimateSpeed(costs, &m);
   EXPECT_NEAR(e.decode_tok_s, 1.0 / (0.5 + 4 * 0.05), 1e-9);
+  EXPECT_NEAR(e.prefill_tok_s, 1.0 / (0.15 + 0.1 / 10), 1e-9);
+  // The output head is read for every decoded token but runs for a prompt's last position only.
+  m.call_overhead_us = 0;
+  costs.push_back({gguf::TensorType::kQ8_0, 1'000'000'000, 2'000'000'000, 1, /*head=*/true});
+  e = EstimateSpeed(costs, &m);
+  EXPECT_NEAR(e.decode_tok_s, 1.0 / (0.5 + 1.0 / 5), 1e-9);
   EXPECT_NEAR(e.prefill_tok_s, 1.0 / (0.15 + 0.1 / 10), 1e-9);
 }
 
@@ -190,7 +201,13 @@ TEST(PlanTest, MeasureSmallRing) {
   for (const auto& [name, r] : m->types) {
     EXPECT_GT(r.decode_GBps, 0.0) << name;
     EXPECT_GT(r.prefill_GMACs, 0.0) << name;
+    EXPECT_GE(r.decode_spread, 0.0) << name;
+    EXPECT_LE(r.decode_spread, m->spread) << name;
+    EXPECT_LE(r.prefill_spread, m->spread) << name;
   }
+  EXPECT_EQ(m->binary, BinaryId());
+  EXPECT_FALSE(m->binary.empty());
+  EXPECT_TRUE(m->load_1m >= 0.0);  // /proc/loadavg
   o.types = {gguf::TensorType::kQ5_0};  // no kernel
   EXPECT_FALSE(MeasureMachineSpeed(o).ok());
 }
@@ -212,10 +229,23 @@ TEST(PlanTest, CalibrationExpiresBusyIsSaidSharesCapped) {
   EXPECT_FALSE(s.Expired(1000 + 6 * 86400));
   EXPECT_TRUE(s.Expired(1000 + 8 * 86400));
   EXPECT_TRUE(s.Expired(500));  // from the future: the clock moved
+  // Another build of qwenmux re-measures; "" skips that check.
+  s.binary = "123-456";
+  EXPECT_FALSE(s.Expired(1000 + 600, "123-456"));
+  EXPECT_EQ(s.ExpiredReason(1000 + 600, "999-456"), "taken by another build of qwenmux");
+  EXPECT_FALSE(s.Expired(1000 + 600));
+  // Repeats that disagreed count as busy.
+  s.spread = 0.6;
+  EXPECT_TRUE(s.Noisy());
+  EXPECT_TRUE(s.Busy());
+  EXPECT_TRUE(s.Expired(1000 + 3601));
+  s.spread = 0.1;
+  EXPECT_FALSE(s.Busy());
   s.load_1m = 3.0;
   EXPECT_TRUE(s.Busy());
   EXPECT_FALSE(s.Expired(1000 + 600));
   EXPECT_TRUE(s.Expired(1000 + 3601));
+  EXPECT_EQ(s.ExpiredReason(1000 + 3601), "taken on a busy machine over an hour ago");
   TempDir tmp;
   const std::string path = SpeedCachePath(tmp.path());
   ASSERT_TRUE(SaveSpeedCache(path, s).ok());
@@ -223,6 +253,8 @@ TEST(PlanTest, CalibrationExpiresBusyIsSaidSharesCapped) {
   ASSERT_TRUE(back.ok() && back->has_value());
   EXPECT_EQ((*back)->load_1m, 3.0);
   EXPECT_EQ((*back)->cpus, 2u);
+  EXPECT_EQ((*back)->binary, "123-456");
+  EXPECT_EQ((*back)->spread, 0.1);
 
   PlanOptions o;
   o.context = 4096;
@@ -233,10 +265,19 @@ TEST(PlanTest, CalibrationExpiresBusyIsSaidSharesCapped) {
   ASSERT_TRUE(plan.ok()) << plan.status().ToString();
   const std::string text = PlanToText(*plan);
   EXPECT_EQ(text.find("253%"), std::string::npos) << text;
-  EXPECT_NE(text.find("100% of bandwidth, bandwidth measured low"), std::string::npos) << text;
+  EXPECT_NE(text.find("100% of bandwidth, suspicious: bandwidth measured low"), std::string::npos) << text;
+  const nlohmann::json j = PlanToJson(*plan);
+  EXPECT_EQ(j["speed"]["types"]["q8_0"]["decode_efficiency"].get<double>(), 1.0) << j["speed"].dump();
+  EXPECT_TRUE(j["speed"]["types"]["q8_0"].value("suspicious", false)) << j["speed"].dump();
+  EXPECT_EQ(s.SuspiciousTypes(), std::vector<std::string>{"q8_0"});
   EXPECT_NE(text.find("warning: measured while the machine was busy (load 3.0 on 2 cpus)"), std::string::npos) << text;
   EXPECT_NE(text.find("40 ns per matmul call"), std::string::npos) << text;
   EXPECT_EQ(text.find("0.0 us"), std::string::npos) << text;
+  EXPECT_EQ(text.find("repeats of the measurement disagreed"), std::string::npos) << text;
+  s.spread = 0.45;
+  auto noisy = BuildPlan(o);
+  ASSERT_TRUE(noisy.ok());
+  EXPECT_NE(PlanToText(*noisy).find("warning: the repeats of the measurement disagreed by up to 45%"), std::string::npos);
 }
 
 TEST(PlanTest, FitsAndTiersFollowTheBudget) {
@@ -399,6 +440,37 @@ TEST(PlanCliTest, JsonFollowsTheBudget) {
 }
 
 // What this machine's GPU query says (no GPU here: the reason), and the device-memory column.
+// Item 16: a calibration taken by another build of qwenmux (a fresh one, on a quiet machine) is
+// measured again, said on stderr; the new entry carries this build's identity and is reused.
+TEST(PlanCliTest, AnotherBuildsCalibrationIsMeasuredAgain) {
+  TempDir cache;
+  const std::string env = "XDG_CACHE_HOME=" + cache.path();
+  const std::string path = SpeedCachePath(cache.path() + "/qwenmux");
+  MachineSpeed s;
+  s.machine = MachineKey(1);
+  s.threads = 1;
+  s.read_GBps = 10;
+  s.types["q8_0"] = {8.0, 25.0};
+  s.measured_unix = static_cast<int64_t>(std::time(nullptr));
+  s.cpus = 2;
+  s.load_1m = 0.1;
+  s.binary = "1-2.000000003";  // not this build
+  ASSERT_TRUE(SaveSpeedCache(path, s).ok());
+  CliRun r = Qwenmux(env, "plan --threads 1 --ring-mib 4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("has expired (taken by another build of qwenmux); measuring again")) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("measured now")) << r.out;
+  auto fresh = LoadSpeedCache(path, MachineKey(1));
+  ASSERT_TRUE(fresh.ok() && fresh->has_value());
+  EXPECT_NE((*fresh)->binary, s.binary);
+  EXPECT_FALSE((*fresh)->binary.empty());
+  EXPECT_EQ((*fresh)->types.size(), 6u);
+  r = Qwenmux(env, "plan --threads 1 --ring-mib 4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, Not(HasSubstr("expired"))) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("cached")) << r.out;
+}
+
 TEST(PlanCliTest, ShowsTheGpu) {
   TempDir cache;
   const std::string env = "XDG_CACHE_HOME=" + cache.path();

@@ -5,6 +5,7 @@
 // options.num_ctx, a generation cut off by shutdown reported as such, invalid_request counted,
 // and error texts that name the right field.
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
@@ -259,6 +260,45 @@ TEST_F(CompatHttp, OllamaLegacyEmbeddings) {
   ASSERT_EQ(v.size(), w.size());
   for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(v[i], w[i], 1e-6);
   EXPECT_EQ(Post("/api/embeddings", json{{"model", "tiny"}}).status, 400);
+}
+
+// Item 18 (last part): an embeddings request on a model that is generating a long answer joins
+// the running batch (parallel 3) and answers before the generation ends, with the vector the same
+// request gets alone.
+TEST_F(CompatHttp, EmbeddingsDoNotWaitForALongGeneration) {
+  const json embed{{"model", "tiny"}, {"input", "a cup of green tea"}};
+  auto alone = Post("/v1/embeddings", embed);
+  ASSERT_EQ(alone.status, 200) << alone.body;
+  const std::string gen = "qwenmux_generated_tokens_total{model=\"tiny\"}";
+  const double before = CounterValue(metrics_->RenderText(), gen);
+  // 300 tokens with the end-of-text tokens banned: seconds of decoding on the tiny model.
+  const json chat{{"model", "tiny"},
+                  {"messages", {{{"role", "user"}, {"content", "Tell me a long story."}}}},
+                  {"max_tokens", 300},
+                  {"temperature", 0},
+                  {"logit_bias", {{"151643", -100}, {"151645", -100}}}};
+  std::atomic<bool> generation_done{false};
+  qwenmux::testing::HttpResult long_answer;
+  std::thread t([&] {
+    long_answer = Post("/v1/chat/completions", chat);
+    generation_done = true;
+  });
+  for (int i = 0; i < 6000 && CounterValue(metrics_->RenderText(), gen) < before + 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  auto joined = Post("/v1/embeddings", embed);
+  const bool finished_first = generation_done.load();
+  const double generated_then = CounterValue(metrics_->RenderText(), gen) - before;
+  t.join();
+  ASSERT_EQ(joined.status, 200) << joined.body;
+  ASSERT_EQ(long_answer.status, 200) << long_answer.body;
+  EXPECT_EQ(Body(long_answer)["usage"]["completion_tokens"], 300) << long_answer.body;
+  EXPECT_FALSE(finished_first) << "the embedding waited for the generation";
+  EXPECT_LT(generated_then, 300) << "the embedding waited for the generation";
+  const auto v = Body(joined)["data"][0]["embedding"].get<std::vector<float>>();
+  const auto w = Body(alone)["data"][0]["embedding"].get<std::vector<float>>();
+  ASSERT_EQ(v.size(), w.size());
+  for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(v[i], w[i], 1e-6) << i;
 }
 
 TEST_F(CompatHttp, OllamaChatWithNoMessagesLoadsAndUnloads) {

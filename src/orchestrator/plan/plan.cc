@@ -219,8 +219,10 @@ nlohmann::json PlanToJson(const Plan& p) {
   if (p.options.speed) {
     speed = p.options.speed->ToJson();
     speed["note"] = p.options.speed_note;
+    // The share of the bandwidth, capped at 1 (a type over it carries "suspicious": true).
     for (auto& [name, r] : speed["types"].items())
-      if (p.options.speed->read_GBps > 0) r["decode_efficiency"] = r["decode_GBps"].get<double>() / p.options.speed->read_GBps;
+      if (p.options.speed->read_GBps > 0)
+        r["decode_efficiency"] = std::min(1.0, r["decode_GBps"].get<double>() / p.options.speed->read_GBps);
   }
   const runtime::CudaDeviceInfo& g = p.options.gpu;
   nlohmann::json gpu = {{"available", g.available}, {"index", g.index}, {"budget_bytes", p.options.gpu_budget_bytes}};
@@ -263,18 +265,23 @@ std::string PlanToText(const Plan& p) {
     out += fmt::format("speed: {} ({} threads), read bandwidth {:.1f} GB/s, {} per matmul call; {}\n",
                        o.speed->machine, o.speed->threads, o.speed->read_GBps, FormatMicros(o.speed->call_overhead_us),
                        o.speed_note);
-    if (o.speed->Busy()) {
+    if (o.speed->LoadHigh()) {
       out += fmt::format("warning: measured while the machine was busy (load {:.1f} on {} cpus): the speeds may read "
                          "low; `qwenmux plan --measure` on an idle machine re-measures\n",
                          o.speed->load_1m, o.speed->cpus);
+    }
+    if (o.speed->Noisy()) {
+      out += fmt::format("warning: the repeats of the measurement disagreed by up to {:.0f}% (something else ran): "
+                         "the speeds may read low; `qwenmux plan --measure` on an idle machine re-measures\n",
+                         100.0 * o.speed->spread);
     }
     for (const auto& [name, r] : o.speed->types) {
       // A kernel cannot read faster than memory: a share over 100% means the bandwidth was
       // measured low (a busy machine), so it is capped and said.
       const double share = o.speed->read_GBps > 0 ? 100.0 * r.decode_GBps / o.speed->read_GBps : 0.0;
       out += fmt::format("  {:<5} decode {:6.1f} GB/s ({:3.0f}% of bandwidth{}), prefill {:6.1f} GMAC/s\n", name,
-                         r.decode_GBps, std::min(share, 100.0), share > 100.0 ? ", bandwidth measured low" : "",
-                         r.prefill_GMACs);
+                         r.decode_GBps, std::min(share, 100.0),
+                         share > 100.0 ? ", suspicious: bandwidth measured low" : "", r.prefill_GMACs);
     }
   } else {
     out += "speed: not measured (run `qwenmux plan --measure`)\n";

@@ -1,5 +1,6 @@
 #include "orchestrator/plan/speed.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -43,6 +44,22 @@ std::string CpuModelName() {
   return "unknown cpu";
 }
 
+// The repeats of one timing: the best (fewest interruptions) and how far the worst spread.
+struct Timings {
+  double best = 1e30, worst = 0;
+  void Add(double s) {
+    best = std::min(best, s);
+    worst = std::max(worst, s);
+  }
+  double Spread() const { return best > 0 && best < 1e30 ? worst / best - 1.0 : 0.0; }
+};
+
+double LoadAverage() {
+  double load = -1;
+  if (std::ifstream la("/proc/loadavg"); !(la >> load)) return -1;
+  return load;
+}
+
 // Measures one weight type: decode GB/s and prefill GMAC/s on a ring of [rows x cols] matrices.
 Result<TypeRate> MeasureType(gguf::TensorType type, const MeasureOptions& o, ThreadPool& pool) {
   constexpr int64_t kRows = 3072, kCols = 1024;  // Qwen3-0.6B ffn_up/ffn_gate: [1024 -> 3072]
@@ -81,24 +98,26 @@ Result<TypeRate> MeasureType(gguf::TensorType type, const MeasureOptions& o, Thr
     return w;
   };
 
+  const int repeats = std::max(1, o.decode_passes);
   TypeRate rate;
-  double best = 1e30;
-  for (int pass = 0; pass <= std::max(1, o.decode_passes); ++pass) {  // pass 0 warms up
+  Timings decode;
+  for (int pass = 0; pass <= repeats; ++pass) {  // pass 0 warms up
     const auto t0 = Clock::now();
     for (size_t i = 0; i < n_mats; ++i) kernels::MatMul(view(i), x.data(), kCols, y.data(), kRows, 1, &pool);
-    const double s = Seconds(t0, Clock::now());
-    if (pass > 0) best = std::min(best, s);
+    if (pass > 0) decode.Add(Seconds(t0, Clock::now()));
   }
-  rate.decode_GBps = static_cast<double>(n_mats * mat_bytes) / best / 1e9;
+  rate.decode_GBps = static_cast<double>(n_mats * mat_bytes) / decode.best / 1e9;
+  rate.decode_spread = decode.Spread();
 
   const size_t n_pre = std::min<size_t>(n_mats, 4);
-  best = 1e30;
-  for (int pass = 0; pass < 2; ++pass) {
+  Timings prefill;
+  for (int pass = 0; pass <= repeats; ++pass) {  // pass 0 warms up (the matrices are cached by now)
     const auto t0 = Clock::now();
     for (size_t i = 0; i < n_pre; ++i) kernels::MatMul(view(i), x.data(), kCols, y.data(), kRows, n_tok, &pool);
-    best = std::min(best, Seconds(t0, Clock::now()));
+    if (pass > 0) prefill.Add(Seconds(t0, Clock::now()));
   }
-  rate.prefill_GMACs = static_cast<double>(n_pre) * kRows * kCols * n_tok / best / 1e9;
+  rate.prefill_GMACs = static_cast<double>(n_pre) * kRows * kCols * n_tok / prefill.best / 1e9;
+  rate.prefill_spread = prefill.Spread();
   return rate;
 }
 
@@ -137,15 +156,32 @@ Result<double> MeasureCallOverhead(ThreadPool& pool) {
 
 nlohmann::json MachineSpeed::ToJson() const {
   nlohmann::json t = nlohmann::json::object();
-  for (const auto& [name, r] : types) t[name] = {{"decode_GBps", r.decode_GBps}, {"prefill_GMACs", r.prefill_GMACs}};
+  const std::vector<std::string> suspicious = SuspiciousTypes();
+  for (const auto& [name, r] : types) {
+    t[name] = {{"decode_GBps", r.decode_GBps}, {"prefill_GMACs", r.prefill_GMACs},
+               {"decode_spread", r.decode_spread}, {"prefill_spread", r.prefill_spread}};
+    if (std::find(suspicious.begin(), suspicious.end(), name) != suspicious.end()) t[name]["suspicious"] = true;
+  }
   return {{"machine", machine}, {"threads", threads}, {"read_GBps", read_GBps},
           {"call_overhead_us", call_overhead_us}, {"types", t},
-          {"measured_unix", measured_unix}, {"load_1m", load_1m}, {"cpus", cpus}};
+          {"measured_unix", measured_unix}, {"load_1m", load_1m}, {"cpus", cpus},
+          {"spread", spread}, {"busy", Busy()}, {"binary", binary}};
 }
 
-bool MachineSpeed::Expired(int64_t now_unix) const {
+std::string MachineSpeed::ExpiredReason(int64_t now_unix, const std::string& current_binary) const {
   const int64_t age = now_unix - measured_unix;
-  return age < 0 || age > (Busy() ? 3600 : 7 * 86400);
+  if (age < 0) return "dated in the future (the clock moved)";
+  if (Busy() && age > 3600) return "taken on a busy machine over an hour ago";
+  if (age > 7 * 86400) return "older than 7 days";
+  if (!current_binary.empty() && binary != current_binary) return "taken by another build of qwenmux";
+  return "";
+}
+
+std::vector<std::string> MachineSpeed::SuspiciousTypes() const {
+  std::vector<std::string> out;
+  for (const auto& [name, r] : types)
+    if (read_GBps > 0 && r.decode_GBps > read_GBps) out.push_back(name);
+  return out;
 }
 
 Result<MachineSpeed> MachineSpeed::FromJson(const nlohmann::json& j) {
@@ -158,9 +194,12 @@ Result<MachineSpeed> MachineSpeed::FromJson(const nlohmann::json& j) {
     s.call_overhead_us = j.value("call_overhead_us", 0.0);
     s.load_1m = j.value("load_1m", -1.0);
     s.cpus = j.value("cpus", size_t{0});
+    s.spread = j.value("spread", 0.0);
+    s.binary = j.value("binary", std::string());
     if (!(s.call_overhead_us >= 0)) return Error(StatusCode::kCorrupt, "plan speed cache: negative call overhead");
     for (const auto& [name, r] : j.at("types").items()) {
-      TypeRate tr{r.at("decode_GBps").get<double>(), r.at("prefill_GMACs").get<double>()};
+      TypeRate tr{r.at("decode_GBps").get<double>(), r.at("prefill_GMACs").get<double>(),
+                  r.value("decode_spread", 0.0), r.value("prefill_spread", 0.0)};
       if (!(tr.decode_GBps >= 0) || !(tr.prefill_GMACs >= 0))
         return Error(StatusCode::kCorrupt, "plan speed cache: negative rate for {}", name);
       s.types[name] = tr;
@@ -179,20 +218,34 @@ std::string MachineKey(size_t threads) {
 Result<MachineSpeed> MeasureMachineSpeed(const MeasureOptions& o) {
   MachineSpeed s;
   s.cpus = std::max(1u, std::thread::hardware_concurrency());
-  if (std::ifstream la("/proc/loadavg"); !(la >> s.load_1m)) s.load_1m = -1;
+  s.load_1m = LoadAverage();
   s.threads = o.threads ? o.threads : ThreadPool::DefaultThreadCount();
   s.machine = MachineKey(s.threads);
-  s.read_GBps = MeasureReadBandwidth(static_cast<size_t>(std::max<uint64_t>(o.ring_bytes, 64ull << 20)), s.threads, 3) / 1e9;
+  s.binary = BinaryId();
+  // The best of the repeats (a pass can only be slowed down by interference).
+  s.read_GBps = MeasureReadBandwidth(static_cast<size_t>(std::max<uint64_t>(o.ring_bytes, 64ull << 20)), s.threads,
+                                     std::max(1, o.decode_passes) + 2) / 1e9;
   if (o.kernels) {
     ThreadPool pool(s.threads);
     QM_ASSIGN_OR_RETURN(s.call_overhead_us, MeasureCallOverhead(pool));
     for (gguf::TensorType t : o.types) {
       QM_ASSIGN_OR_RETURN(TypeRate r, MeasureType(t, o, pool));
       s.types[gguf::TensorTypeName(t)] = r;
+      s.spread = std::max({s.spread, r.decode_spread, r.prefill_spread});
     }
   }
+  // The load average lags: read it again after the measurement and keep the larger (our own
+  // threads add to it, but only while they ran, and it averages over a minute).
+  if (const double after = LoadAverage(); after > s.load_1m) s.load_1m = after;
   s.measured_unix = static_cast<int64_t>(std::time(nullptr));
   return s;
+}
+
+std::string BinaryId() {
+  struct stat st {};
+  if (::stat("/proc/self/exe", &st) != 0) return "";  // follows the link to the program
+  return fmt::format("{}-{}.{:09}", static_cast<int64_t>(st.st_size), static_cast<int64_t>(st.st_mtim.tv_sec),
+                     static_cast<int64_t>(st.st_mtim.tv_nsec));
 }
 
 std::string DefaultCacheDir() {
@@ -252,6 +305,7 @@ std::vector<TensorCost> ModelCosts(std::span<const gguf::TensorInfo> tensors, ui
     c.bytes_per_token = t.n_bytes;
     c.macs_per_token = t.n_elements();
     if (t.name == "token_embd.weight" && has_output) continue;  // a row lookup, not a matmul
+    c.head = t.name == "output.weight" || t.name == "token_embd.weight" || t.name == "cls.output.weight";
     if (t.name.find("_exps.") != std::string::npos && n_expert > 0) {
       c.bytes_per_token = t.n_bytes / n_expert * n_expert_used;
       c.macs_per_token = t.n_elements() / n_expert * n_expert_used;
@@ -287,7 +341,7 @@ SpeedEstimate EstimateSpeed(std::span<const TensorCost> costs, const MachineSpee
     const double p = it != speed->types.end() && it->second.prefill_GMACs > 0 ? it->second.prefill_GMACs : slowest_prefill;
     if (d <= 0 || p >= 1e30) return e;
     decode_s += static_cast<double>(c.bytes_per_token) / (d * 1e9) + c.calls * speed->call_overhead_us * 1e-6;
-    prefill_s += static_cast<double>(c.macs_per_token) / (p * 1e9);
+    if (!c.head) prefill_s += static_cast<double>(c.macs_per_token) / (p * 1e9);
   }
   e.decode_tok_s = decode_s > 0 ? 1.0 / decode_s : 0;
   e.prefill_tok_s = prefill_s > 0 ? 1.0 / prefill_s : 0;

@@ -10,6 +10,8 @@
 #include <mutex>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "orchestrator/scheduler/sequence.h"
 
 namespace qwenmux::orchestrator {
@@ -17,6 +19,7 @@ namespace qwenmux::orchestrator {
 using internal::Clock;
 using internal::Handle;
 using internal::Job;
+using internal::PromptJob;
 using internal::Sequence;
 
 namespace {
@@ -72,7 +75,11 @@ class Worker {
  private:
   void Run();
   void Serve(ModelLease& lease);
-  void ServeSide(engine::Model& model, std::unique_ptr<Job> job);
+  void ServeExclusive(engine::Model& model, std::unique_ptr<Job> job);
+  // Ends an embed/rerank request (its sequences leave the batch), counts it out and calls its
+  // on_done with the result (status ok) or the error.
+  void EndPromptJob(std::unique_ptr<PromptJob>& job, const Status& status, engine::Batch& batch,
+                    std::vector<std::pair<PromptJob*, size_t>>& prompt_of);
   // Moves the queued jobs that were cancelled into *out (under mu_).
   void TakeCancelledLocked(std::vector<std::unique_ptr<Job>>* out);
   // Counts a running request out (before its on_done, so that QueueDepth() no longer counts it
@@ -172,36 +179,36 @@ void Worker::Run() {
   }
 }
 
-void Worker::ServeSide(engine::Model& model, std::unique_ptr<Job> job) {
-  if (job->kind == Job::Kind::kExclusive) {
-    job->exclusive.run(&model);  // returns when the caller is done with the model
-    Retire();
-    metrics_->RequestCompleted(name_);
-  } else if (job->kind == Job::Kind::kEmbed) {
-    auto r = model.Embed(job->embed.inputs, job->embed.dims);
-    Retire();
-    if (r.ok()) {
-      metrics_->RequestCompleted(name_);
-    } else {
-      metrics_->RequestFailed(name_, "error");
-    }
-    if (job->embed.on_done) job->embed.on_done(std::move(r));
-  } else {
-    auto r = model.RerankScores(job->rerank.inputs);
-    Retire();
-    if (r.ok()) {
-      metrics_->RequestCompleted(name_);
-    } else {
-      metrics_->RequestFailed(name_, "error");
-    }
-    if (job->rerank.on_done) job->rerank.on_done(std::move(r));
+void Worker::ServeExclusive(engine::Model& model, std::unique_ptr<Job> job) {
+  job->exclusive.run(&model);  // returns when the caller is done with the model
+  Retire();
+  metrics_->RequestCompleted(name_);
+}
+
+void Worker::EndPromptJob(std::unique_ptr<PromptJob>& job, const Status& status, engine::Batch& batch,
+                          std::vector<std::pair<PromptJob*, size_t>>& prompt_of) {
+  for (size_t id = 0; id < prompt_of.size(); ++id) {
+    if (prompt_of[id].first != job.get()) continue;
+    batch.Remove(static_cast<int32_t>(id));
+    prompt_of[id] = {nullptr, 0};
   }
+  Retire();
+  if (status.ok()) {
+    metrics_->RequestCompleted(name_);
+  } else {
+    metrics_->RequestFailed(name_, status.code() == StatusCode::kCancelled ? "cancelled"
+                                   : status.code() == StatusCode::kInvalidArgument || status.code() == StatusCode::kOutOfRange
+                                       ? "invalid_request" : "error");
+  }
+  job->Finish(status);
+  job.reset();
 }
 
 // The continuous batch: each step admits queued requests into free KV slots of the model's engine
 // batch (FIFO) and runs one engine step (decode tokens of the running sequences beside prompt
 // chunks of the newly admitted ones); the engine samples and applies the stop rules, the worker
-// streams and completes the requests.
+// streams and completes the requests. Embed and rerank requests join the same batch as prompt-only
+// sequences (PromptJob), one per input.
 void Worker::Serve(ModelLease& lease) {
   engine::Model& model = lease.model();
   engine::Batch batch(model);  // the lease's sequences
@@ -209,8 +216,12 @@ void Worker::Serve(ModelLease& lease) {
   const int32_t n_ctx = model.n_ctx();
   const int64_t n_vocab = model.config().n_vocab;
   std::vector<std::unique_ptr<Sequence>> seqs(static_cast<size_t>(n_seq));  // by engine sequence id
+  // Embed/rerank requests in the batch (in arrival order) and, by engine sequence id, the request
+  // and input of a prompt-only sequence (nullptr: none).
+  std::vector<std::unique_ptr<PromptJob>> prompt_jobs;
+  std::vector<std::pair<PromptJob*, size_t>> prompt_of(static_cast<size_t>(n_seq), {nullptr, 0});
   std::vector<engine::SequenceEvent> events;
-  std::vector<std::unique_ptr<Job>> admitted, cancelled;
+  std::vector<std::unique_ptr<Job>> admitted, joined, cancelled;
 
   while (true) {
     std::unique_ptr<Job> side;
@@ -222,26 +233,40 @@ void Worker::Serve(ModelLease& lease) {
       TakeCancelledLocked(&cancelled);
       stop = stopping_;
       if (!stop) {
+        // The inputs of embed/rerank requests already taken have the first claim on free slots
+        // (FIFO); while some of them wait, nothing behind them is taken.
         int32_t free_slots = n_seq - active;
-        while (!queue_.empty()) {
+        bool blocked = false;
+        for (const auto& pj : prompt_jobs) {
+          blocked = blocked || pj->waiting() > free_slots;
+          free_slots -= std::min(free_slots, pj->waiting());
+        }
+        while (!blocked && !queue_.empty()) {
           Job* front = queue_.front().get();
           if (front->kind == Job::Kind::kGenerate) {
             if (free_slots == 0) break;
             --free_slots;
             admitted.push_back(std::move(queue_.front()));
-          } else {
-            // Embeddings, reranking and exclusive use take every KV slot: they run when the
-            // batch has drained.
-            if (active > 0 || !admitted.empty()) break;
+          } else if (front->kind == Job::Kind::kExclusive) {
+            // Exclusive use lends the whole model: it runs when the batch has drained.
+            if (active > 0 || !admitted.empty() || !joined.empty() || !prompt_jobs.empty()) break;
             side = std::move(queue_.front());
+          } else {
+            // Embeddings and reranking join the batch: one prompt-only sequence per input,
+            // admitted as slots free up (beside a running generation when the model has a free
+            // slot).
+            const int32_t inputs = static_cast<int32_t>(
+                front->kind == Job::Kind::kEmbed ? front->embed.inputs.size() : front->rerank.inputs.size());
+            blocked = inputs > free_slots;
+            free_slots -= std::min(free_slots, inputs);
+            joined.push_back(std::move(queue_.front()));
           }
           queue_.pop_front();
           ++running_;
           // A request joining this lease brings its keep-alive (keep_alive: 0 unloads the model
           // when the lease ends, whichever request the lease was taken for); applied below,
           // outside this lock.
-          const Job* taken = side ? side.get() : admitted.back().get();
-          if (taken->keep_alive()) joined_keep_alive = taken->keep_alive();
+          if (front->keep_alive()) joined_keep_alive = front->keep_alive();
           if (side) break;
         }
         metrics_->SetQueueDepth(name_, static_cast<int64_t>(queue_.size()));
@@ -255,12 +280,24 @@ void Worker::Serve(ModelLease& lease) {
         s->End("cancelled");
         FinishSequence(s);
       }
+      for (auto& j : joined) prompt_jobs.push_back(std::make_unique<PromptJob>(std::move(j), model));
+      joined.clear();
+      for (auto& pj : prompt_jobs) EndPromptJob(pj, CancelledStatus(), batch, prompt_of);
       return;
     }
     if (side) {
-      ServeSide(model, std::move(side));
+      ServeExclusive(model, std::move(side));
       continue;
     }
+    for (auto& j : joined) {
+      auto pj = std::make_unique<PromptJob>(std::move(j), model);
+      if (Status st = pj->Prepare(); !st.ok()) {
+        EndPromptJob(pj, st, batch, prompt_of);
+        continue;
+      }
+      prompt_jobs.push_back(std::move(pj));
+    }
+    joined.clear();
     // Admission: check the prompt against this model, take a free slot of the engine's batch.
     const Clock::time_point now = Clock::now();
     for (auto& job : admitted) {
@@ -310,6 +347,21 @@ void Worker::Serve(ModelLease& lease) {
       if (on_done) on_done(bad);
     }
     admitted.clear();
+    // The inputs of embed/rerank requests, as slots are free; a request cancelled meanwhile leaves.
+    for (auto& pj : prompt_jobs) {
+      Status bad = pj->cancelled() ? CancelledStatus() : Status::Ok();
+      while (bad.ok() && pj->waiting() > 0 && batch.free_slots() > 0) {
+        auto [input, req] = pj->Next();
+        Result<int32_t> id = batch.Admit(std::move(req));
+        if (!id.ok()) {
+          bad = id.status().WithContext(fmt::format("input {}", input));
+          break;
+        }
+        prompt_of[*id] = {pj.get(), input};
+      }
+      if (!bad.ok()) EndPromptJob(pj, bad, batch, prompt_of);
+    }
+    std::erase(prompt_jobs, nullptr);
     if (batch.active() == 0) {
       std::lock_guard lk(mu_);
       if (queue_.empty()) return;  // idle: release the model
@@ -325,11 +377,30 @@ void Worker::Serve(ModelLease& lease) {
         s->Abort(st);
         FinishSequence(s);
       }
+      for (auto& pj : prompt_jobs) EndPromptJob(pj, st, batch, prompt_of);
+      prompt_jobs.clear();
       continue;
     }
     for (engine::SequenceEvent& ev : events) {
-      if (!seqs[ev.id]->OnEvent(ev, metrics_, name_)) batch.Remove(ev.id);  // cancelled by its callback
+      if (seqs[ev.id]) {
+        if (!seqs[ev.id]->OnEvent(ev, metrics_, name_)) batch.Remove(ev.id);  // cancelled by its callback
+        continue;
+      }
+      auto [pj, input] = prompt_of[ev.id];
+      if (!pj) continue;  // its request has ended
+      if (ev.finished) prompt_of[ev.id] = {nullptr, 0};
+      Status st = ev.error;
+      if (st.ok() && !ev.row.empty()) {
+        st = pj->OnRow(input, ev.row);
+      } else if (st.ok() && ev.finished) {
+        st = Error(StatusCode::kInternal, "scheduler: input {} ended ({}) without its row", input, ev.finish_reason);
+      }
+      if (!st.ok() || pj->complete()) {
+        auto it = std::find_if(prompt_jobs.begin(), prompt_jobs.end(), [&](const auto& p) { return p.get() == pj; });
+        EndPromptJob(*it, st, batch, prompt_of);
+      }
     }
+    std::erase(prompt_jobs, nullptr);
     const double total = static_cast<double>(stats.n_decode + stats.n_prompt);
     if (stats.n_prompt > 0) {
       metrics_->AddPrompt(name_, static_cast<uint64_t>(stats.n_prompt), stats.forward_seconds * stats.n_prompt / total);

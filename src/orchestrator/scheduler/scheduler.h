@@ -12,8 +12,13 @@
 //   Up to the model's n_seq (LoadOptions) sequences share each decode step;
 //   a request joins the running batch between steps (its prompt is prefilled in n_batch chunks
 //   interleaved with the others' decode steps) and leaves it when it finishes, is cancelled or
-//   fails. Embedding and rerank requests are served by the same worker between steps, once the
-//   running batch has drained (they use every KV slot); requests behind them wait (FIFO).
+//   fails. Embedding and rerank requests join the same batch: each input is a prompt-only
+//   sequence in a free KV slot whose pooled hidden state (embeddings) or last logits (rerank) is
+//   taken when its prompt has run, beside the running generations' decode steps; the request
+//   completes when its last input has. So an embedding does not wait for a long generation on its
+//   model when the model has a free slot (n_seq >= 2; with one slot it waits for the slot). Inputs
+//   are admitted as slots free up; requests behind a request whose inputs wait for slots wait too
+//   (FIFO).
 // - Queues are FIFO per model with a cap (SchedulerOptions::max_queue): a full queue makes
 //   Submit() fail with kUnavailable and a retry hint (Scheduler::retry_after(), also in the
 //   message). No starvation:
@@ -115,8 +120,8 @@ struct RerankRequest {
 };
 
 // Exclusive use of a model for a caller that runs it directly (the RAG pipeline's stages on a
-// model the scheduler also serves, so that one instance serves both): served in FIFO order like
-// an embed/rerank request, once the running batch has drained; the worker then lends the model to
+// model the scheduler also serves, so that one instance serves both): served in FIFO order, once
+// the running batch (generations, embeddings, reranking) has drained; the worker then lends the model to
 // `run` on the worker's thread and waits until `run` returns (the model's other requests wait
 // meanwhile). `run` gets the error instead when the model cannot load or the request is cancelled
 // while queued; it is called exactly once.

@@ -104,4 +104,44 @@ void Sequence::Complete(Metrics* metrics, const std::string& model_label) {
   job_->gen.on_done = nullptr;
 }
 
+PromptJob::PromptJob(std::unique_ptr<Job> job, const engine::Model& model) : job_(std::move(job)), model_(model) {}
+
+Status PromptJob::Prepare() {
+  if (job_->kind == Job::Kind::kEmbed) {
+    QM_RETURN_IF_ERROR(model_.CheckEmbedDims(job_->embed.dims));
+    for (const auto& in : job_->embed.inputs) prompts_.push_back(model_.EmbedPrompt(in));
+    vectors_.resize(prompts_.size());
+  } else {
+    prompts_ = job_->rerank.inputs;
+    scores_.assign(prompts_.size(), 0.0f);
+  }
+  return Status::Ok();
+}
+
+std::pair<size_t, engine::SequenceRequest> PromptJob::Next() {
+  engine::SequenceRequest r;
+  r.prompt = prompts_[next_];
+  r.output = job_->kind == Job::Kind::kEmbed ? engine::SequenceOutput::kLastHidden : engine::SequenceOutput::kLastLogits;
+  return {next_++, std::move(r)};
+}
+
+Status PromptJob::OnRow(size_t input, std::span<const float> row) {
+  if (job_->kind == Job::Kind::kEmbed) {
+    vectors_[input] = model_.PoolEmbedding(row, job_->embed.dims);
+  } else {
+    QM_ASSIGN_OR_RETURN(scores_[input], model_.RerankScore(row));
+  }
+  ++done_;
+  return Status::Ok();
+}
+
+void PromptJob::Finish(const Status& status) {
+  if (!status.ok()) return job_->Fail(status);
+  if (job_->kind == Job::Kind::kEmbed) {
+    if (job_->embed.on_done) job_->embed.on_done(std::move(vectors_));
+  } else if (job_->rerank.on_done) {
+    job_->rerank.on_done(std::move(scores_));
+  }
+}
+
 }  // namespace qwenmux::orchestrator::internal

@@ -12,7 +12,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/batch.h"
@@ -102,6 +104,38 @@ class Sequence {
   Status error_;
   GenerationResult result_;
   Clock::time_point last_token_;
+};
+
+// An embedding or rerank request in the running batch: each input is a prompt-only sequence of
+// the engine's batch (SequenceOutput::kLastHidden / kLastLogits) that ends when its prompt has
+// run, beside the generations' decode steps; the request completes when its last input has.
+// Inputs are admitted as KV slots free up, in order.
+class PromptJob {
+ public:
+  // `job` is an embed or rerank job; `model` (the lease's) must outlive this.
+  PromptJob(std::unique_ptr<Job> job, const engine::Model& model);
+
+  // Checks the request against the model and makes the inputs' prompts (Model::EmbedPrompt).
+  // An error is the request's (Finish it with the error).
+  Status Prepare();
+  // Inputs not yet admitted into the batch.
+  int32_t waiting() const { return static_cast<int32_t>(prompts_.size() - next_); }
+  // The engine request of the next input (waiting() > 0) and its index.
+  std::pair<size_t, engine::SequenceRequest> Next();
+  // The row of input `input` (its last hidden state or logits): its embedding or score.
+  Status OnRow(size_t input, std::span<const float> row);
+  bool complete() const { return done_ == prompts_.size(); }
+  bool cancelled() const { return job_->handle->cancelled(); }
+  // Calls on_done (once): the vectors or scores when `status` is ok, else the error.
+  void Finish(const Status& status);
+
+ private:
+  std::unique_ptr<Job> job_;
+  const engine::Model& model_;
+  std::vector<std::vector<int32_t>> prompts_;  // per input, as the engine runs it
+  std::vector<std::vector<float>> vectors_;    // embeddings, per input
+  std::vector<float> scores_;                  // rerank scores, per input
+  size_t next_ = 0, done_ = 0;
 };
 
 }  // namespace qwenmux::orchestrator::internal

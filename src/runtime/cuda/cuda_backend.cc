@@ -38,11 +38,6 @@ class CudaBackend final : public Backend {
   std::string Describe() const override { return fmt::format("cuda:{} {}", info_.index, info_.name); }
 
   Status Run(std::span<const BatchEntry> batch, float* out_logits, float* out_hidden) override {
-    for (const BatchEntry& b : batch) {
-      if (b.lora != nullptr) {
-        return Error(StatusCode::kUnsupported, "cuda: LoRA adapters are not supported on the GPU yet");
-      }
-    }
     const cudaError_t e = cudaSetDevice(info_.index);
     if (e != cudaSuccess) {
       return Error(StatusCode::kInternal, "cuda: cudaSetDevice({}): {}", info_.index, cudaGetErrorString(e));

@@ -268,6 +268,23 @@ Status CudaForward::MatMul(const DevMatrix& w, const float* x, float* y, int64_t
   return Status::Ok();
 }
 
+Status CudaForward::MatMulShared(std::span<const MatVecOut> outs, const float* x, int64_t n) {
+  for (size_t i = 0; i < outs.size();) {
+    const DevMatrix& w = *outs[i].w;
+    if (!(xq_of_ == x && xq_n_ == n && xq_cols_ == w.cols && MatVecQ8Supports(w.type))) {
+      QWENMUX_TRY(MatMul(w, x, outs[i].y, outs[i].ldy, n, false, Src::kInt8));
+      ++i;
+      continue;
+    }
+    size_t j = i + 1;
+    while (j < outs.size() && j - i < 3 && outs[j].w->type == w.type && outs[j].w->cols == w.cols) ++j;
+    QWENMUX_KERNEL(LaunchMatVecQ8Group(outs.data() + i, static_cast<int>(j - i), xq_, n, false, stream_),
+                   "matvec_q8");
+    i = j;
+  }
+  return Status::Ok();
+}
+
 Status CudaForward::RmsNormRows(const float* x, const float* w, float* y, int64_t n, int64_t dim, const int32_t* rows,
                                 bool int8) {
   const QActs* q = int8 ? Int8Out(y, n, dim) : nullptr;
@@ -291,16 +308,25 @@ Status CudaForward::Attention(int64_t n, int32_t layer, int32_t max_len) {
                       "attention");
 }
 
+Status CudaForward::LoraDelta(int32_t layer, LoraTarget target, const float* x, int64_t in, float* y, int64_t ldy,
+                              int64_t out, int64_t n) {
+  if (!lora_on_) return Status::Ok();
+  const int32_t entry = layer * kLoraTargets + static_cast<int32_t>(target);
+  return KernelStatus(LaunchLoraDelta(lora_step_, entry, x, in, in, y, ldy, out, n, lora_mid_, stream_), "lora_delta");
+}
+
 // x += down(silu(gate a) * up a)
-Status CudaForward::DenseFfn(const DevLayer& l, int64_t n) {
+Status CudaForward::DenseFfn(const DevLayer& l, int32_t layer, int64_t n) {
   const int64_t ff = c_.n_ff;
-  QWENMUX_TRY(MatMul(l.ffn_gate, a_, gate_, ff, n, false, Src::kInt8));  // [n, n_ff]
-  Mark("ffn_gate");
-  QWENMUX_TRY(MatMul(l.ffn_up, a_, up_, ff, n, false, Src::kInt8));      // [n, n_ff]
-  Mark("ffn_up");
+  const MatVecOut gate_up[] = {{&l.ffn_gate, gate_, ff}, {&l.ffn_up, up_, ff}};  // [n, n_ff] each
+  QWENMUX_TRY(MatMulShared(gate_up, a_, n));
+  QWENMUX_TRY(LoraDelta(layer, LoraTarget::kFfnGate, a_, c_.n_embd, gate_, ff, ff, n));
+  QWENMUX_TRY(LoraDelta(layer, LoraTarget::kFfnUp, a_, c_.n_embd, up_, ff, ff, n));
+  Mark("ffn_gate_up");
   QWENMUX_KERNEL(LaunchSwiGlu(gate_, up_, gate_, n * ff, stream_, ff, Int8Out(gate_, n, ff)), "swiglu");
   Mark("swiglu");
   QWENMUX_TRY(MatMul(l.ffn_down, gate_, x_, c_.n_embd, n, true, Src::kInt8));  // x += [n, n_embd]
+  QWENMUX_TRY(LoraDelta(layer, LoraTarget::kFfnDown, gate_, ff, x_, c_.n_embd, c_.n_embd, n));
   Mark("ffn_down");
   return Status::Ok();
 }
@@ -392,7 +418,16 @@ Status CudaForward::RunSlice(std::span<const BatchEntry> batch, float* out_logit
     max_len = std::max(max_len, batch[t].pos + 1);
     if (batch[t].output) h[3 * n_batch_ + n_out++] = static_cast<int32_t>(t);
   }
-  if (graphs_ && n == 1 && n_out == 1 && out_logits && !out_hidden) {
+  lora_on_ = false;
+  for (const BatchEntry& e : batch) {
+    if (e.lora != nullptr) {
+      if (!loras_) loras_ = std::make_unique<DeviceLoras>();
+      QWENMUX_TRY(loras_->Prepare(batch, static_cast<int32_t>(c_.n_layer), stream_, &lora_step_, &lora_mid_));
+      lora_on_ = true;
+      break;
+    }
+  }
+  if (graphs_ && !lora_on_ && n == 1 && n_out == 1 && out_logits && !out_hidden) {
     QWENMUX_TRY(RunGraphStep(out_logits + *out_row * static_cast<int64_t>(c_.n_vocab)));
     *out_row += 1;
     return Status::Ok();
@@ -445,22 +480,24 @@ Status CudaForward::EnqueueLayers(int64_t n, int64_t n_out, int32_t max_len) {
     // Attention block.
     QWENMUX_TRY(RmsNormRows(x_, l.attn_norm, a_, n, E, nullptr, /*int8=*/true));  // a = norm(x)  [n, n_embd]
     Mark("attn_norm");
-    QWENMUX_TRY(MatMul(l.attn_q, a_, q_, qd, n, false, Src::kInt8));   // [n, n_head * head_dim]
-    Mark("attn_q");
-    QWENMUX_TRY(MatMul(l.attn_k, a_, k_, kvd, n, false, Src::kInt8));  // [n, n_head_kv * head_dim]
-    Mark("attn_k");
-    QWENMUX_TRY(MatMul(l.attn_v, a_, v_, kvd, n, false, Src::kInt8));  // [n, n_head_kv * head_dim]
-    Mark("attn_v");
+    // q [n, n_head * head_dim], k and v [n, n_head_kv * head_dim]
+    const MatVecOut qkv[] = {{&l.attn_q, q_, qd}, {&l.attn_k, k_, kvd}, {&l.attn_v, v_, kvd}};
+    QWENMUX_TRY(MatMulShared(qkv, a_, n));
+    QWENMUX_TRY(LoraDelta(il, LoraTarget::kAttnQ, a_, E, q_, qd, qd, n));
+    QWENMUX_TRY(LoraDelta(il, LoraTarget::kAttnK, a_, E, k_, kvd, kvd, n));
+    QWENMUX_TRY(LoraDelta(il, LoraTarget::kAttnV, a_, E, v_, kvd, kvd, n));
+    Mark("attn_qkv");
     QWENMUX_TRY(QkNormRope(n, l, il));                      // + StoreKv
     Mark("qk_norm_rope_kv");
     QWENMUX_TRY(Attention(n, il, max_len));                 // [n, n_head * head_dim]
     Mark("attention");
     QWENMUX_TRY(MatMul(l.attn_output, attn_, x_, E, n, true, Src::kInt8));  // x += [n, n_embd]
+    QWENMUX_TRY(LoraDelta(il, LoraTarget::kAttnOutput, attn_, qd, x_, E, E, n));
     Mark("attn_output");
     // Feed-forward block.
     QWENMUX_TRY(RmsNormRows(x_, l.ffn_norm, a_, n, E, nullptr, /*int8=*/!c_.is_moe()));
     Mark("ffn_norm");
-    QWENMUX_TRY(c_.is_moe() ? MoeFfn(l, n) : DenseFfn(l, n));  // x += ffn(a)
+    QWENMUX_TRY(c_.is_moe() ? MoeFfn(l, n) : DenseFfn(l, il, n));  // x += ffn(a)
     if (c_.is_moe()) Mark("moe_ffn");
   }
   return Status::Ok();

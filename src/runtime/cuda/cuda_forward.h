@@ -18,6 +18,8 @@
 #include "model/config.h"
 #include "runtime/backend.h"
 #include "runtime/cuda/cuda_blas.h"
+#include "runtime/cuda/cuda_lora.h"
+#include "runtime/lora.h"
 #include "runtime/cuda/cuda_weights.h"
 
 namespace qwenmux::runtime::cuda {
@@ -37,7 +39,7 @@ class CudaForward {
 
   int32_t n_ctx() const { return n_ctx_; }
   int32_t n_seq() const { return n_seq_; }
-  uint64_t device_bytes() const { return bytes_; }
+  uint64_t device_bytes() const { return bytes_ + (loras_ ? loras_->bytes() : 0); }
   uint64_t kv_bytes() const { return kv_bytes_; }
   // What runs the large-batch products: "cublas <version>" or "own (<why not cuBLAS>)".
   const std::string& gemm_name() const { return gemm_name_; }
@@ -70,7 +72,11 @@ class CudaForward {
   const QActs* Int8Out(const float* y, int64_t n, int64_t cols);
   Status QkNormRope(int64_t n, const DevLayer& l, int32_t layer);  // + KV write (fused)
   Status Attention(int64_t n, int32_t layer, int32_t max_len);
-  Status DenseFfn(const DevLayer& l, int64_t n);
+  Status DenseFfn(const DevLayer& l, int32_t layer, int64_t n);
+  // y[t, :out] += the LoRA delta of (layer, target) for x[t, :in] of each token with an adapter
+  // (steps with adapters only).
+  Status LoraDelta(int32_t layer, LoraTarget target, const float* x, int64_t in, float* y, int64_t ldy, int64_t out,
+                   int64_t n);
   Status MoeFfn(const DevLayer& l, int64_t n);
   // How MatMul reads x for steps of at most kMatVecMaxTokens tokens: kInt8, the 8-bit copy
   // QuantizeActs just made of this x (integer kernels, where the weight type has them; others
@@ -79,6 +85,9 @@ class CudaForward {
   enum class Src { kF32, kInt8, kExact };
   Status MatMul(const DevMatrix& w, const float* x, float* y, int64_t ldy, int64_t n, bool accumulate,
                 Src src = Src::kF32);
+  // y_i = W_i x for matrices reading the same x (q/k/v, gate/up), as MatMul(..., Src::kInt8)
+  // each; where the integer kernels run, one launch per run of matrices of one type.
+  Status MatMulShared(std::span<const MatVecOut> outs, const float* x, int64_t n);
   // The 8-bit copy of x [n, cols] that MatMul(..., Src::kInt8) of x reads (decode-sized steps;
   // nothing for larger ones, or with QWENMUX_CUDA_MATVEC naming an f32 layout).
   Status QuantizeActs(const float* x, int64_t n, int64_t cols);
@@ -122,6 +131,11 @@ class CudaForward {
   uint16_t* xh_ = nullptr;
   uint16_t* wh_ = nullptr;
   std::unique_ptr<Blas> blas_;  // null: LaunchGemm
+  // LoRA: the adapters' device copies, and this step's tables (lora_on_: some token has one).
+  std::unique_ptr<DeviceLoras> loras_;
+  LoraStep lora_step_;
+  float* lora_mid_ = nullptr;
+  bool lora_on_ = false;
   std::string gemm_name_;
   int64_t wh_elems_ = 0;
   static constexpr int64_t kOutRows = 64;  // output rows per LM-head pass

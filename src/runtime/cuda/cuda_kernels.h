@@ -82,6 +82,15 @@ bool MatVecQ8Supports(DType t);
 // per row, any n (chunks of 8), batch-invariant.
 cudaError_t LaunchMatVecQ8(const DevMatrix& w, const QActs& x, float* y, int64_t ldy, int64_t n, bool accumulate,
                            cudaStream_t s);
+// The same for 1 to 3 matrices of one type and width reading the same x (q/k/v, gate/up), in
+// one launch: y_i[t, r] (+)= W_i[r, :] . xq[t, :].
+struct MatVecOut {
+  const DevMatrix* w;
+  float* y;
+  int64_t ldy;
+};
+cudaError_t LaunchMatVecQ8Group(const MatVecOut* outs, int count, const QActs& x, int64_t n, bool accumulate,
+                                cudaStream_t s);
 
 // Rows [row0, row0 + nrows) of W dequantized to f16 (bf16 when `bf16`) into out [nrows, cols].
 cudaError_t LaunchDequantize(const DevMatrix& w, int64_t row0, int64_t nrows, uint16_t* out, bool bf16,
@@ -124,6 +133,26 @@ size_t AttentionScratchFloats(int64_t n, int32_t n_head, int32_t max_len, int32_
 cudaError_t LaunchAttention(const float* q, int64_t n, int32_t n_head, const int32_t* pos, const int32_t* seq,
                             int32_t max_len, int32_t chunk, KvLayer kv, float* partial, float* out, cudaStream_t s,
                             const QActs* outq = nullptr);  // outq: the 8-bit copy of out (split-KV only)
+
+// LoRA (Punica-style: each token of a batch its own adapter, or none). A device table per adapter
+// holds one LoraRef per (layer, target); per step, slot[t] picks token t's table (-1: none) and
+// scale[t] its user scale. For target `entry` (layer * 7 + target) of every token with a pair:
+//   mid[t, j] = scale[t] * factor * sum_k A[j, k] x[t, k]   (j < rank, mid row stride max_rank)
+//   y[t, o] += sum_j B[o, j] * mid[t, j]
+struct LoraRef {
+  const float* a = nullptr;  // [rank, in]; null: no pair
+  const float* b = nullptr;  // [out, rank]
+  int32_t rank = 0;
+  float factor = 1.0f;       // alpha / rank
+};
+struct LoraStep {
+  const int32_t* slot = nullptr;           // [n] device
+  const float* scale = nullptr;            // [n] device
+  const LoraRef* const* tables = nullptr;  // [slots] device pointers to device tables
+  int32_t max_rank = 0;                    // over the step's adapters
+};
+cudaError_t LaunchLoraDelta(const LoraStep& step, int32_t entry, const float* x, int64_t ldx, int64_t in, float* y,
+                            int64_t ldy, int64_t out, int64_t n, float* mid, cudaStream_t s);
 
 // out = silu(gate) * up, n elements (out may alias gate).
 // outq: also the 8-bit copy of out as rows of `cols` values (n % cols == 0, cols % 32 == 0).

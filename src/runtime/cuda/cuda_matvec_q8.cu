@@ -187,12 +187,25 @@ struct DotQ8<DType::kQ6_K> {
   }
 };
 
+// Up to kMaxGroup matrices of one type and width sharing x (q/k/v, gate/up): one launch, the
+// blocks of matrix i numbered from block0[i].
+constexpr int kMaxGroup = 3;
+struct Group {
+  DevMatrix w[kMaxGroup];
+  float* y[kMaxGroup];
+  int64_t ldy[kMaxGroup];
+  unsigned block0[kMaxGroup + 1];
+  int count;
+};
+
 template <DType T, int NT>
-__global__ void __launch_bounds__(kWarps * 32)
-    MatVecQ8Kernel(DevMatrix w, QActs x, float* __restrict__ y, int64_t ldy, int accumulate) {
+__global__ void __launch_bounds__(kWarps * 32) MatVecQ8Kernel(Group g, QActs x, int accumulate) {
   using D = DotQ8<T>;
+  int i = 0;
+  while (i + 1 < g.count && blockIdx.x >= g.block0[i + 1]) ++i;
+  const DevMatrix w = g.w[i];
   const int lane = threadIdx.x % 32;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x - g.block0[i]) * kWarps + threadIdx.x / 32;
   if (row >= w.rows) return;
   float acc[NT];
 #pragma unroll
@@ -204,6 +217,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[t] += D::Dot(wu, x, t, u);
   }
+  float* y = g.y[i];
+  const int64_t ldy = g.ldy[i];
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
     float s = acc[t];
@@ -228,11 +243,11 @@ __global__ void QuantizeActsKernel(const float* __restrict__ x, int64_t ldx, int
 }
 
 template <DType T>
-void LaunchQ8N(const DevMatrix& w, const QActs& x, float* y, int64_t ldy, int64_t nt, int acc, unsigned grid,
-               cudaStream_t s) {
+void LaunchQ8N(const Group& g, const QActs& x, int64_t nt, int acc, cudaStream_t s) {
+  const unsigned grid = g.block0[g.count];
   switch (nt) {
 #define QWENMUX_Q8_CASE(K) \
-  case K: MatVecQ8Kernel<T, K><<<grid, kWarps * 32, 0, s>>>(w, x, y, ldy, acc); break;
+  case K: MatVecQ8Kernel<T, K><<<grid, kWarps * 32, 0, s>>>(g, x, acc); break;
     QWENMUX_Q8_CASE(1)
     QWENMUX_Q8_CASE(2)
     QWENMUX_Q8_CASE(3)
@@ -262,30 +277,46 @@ cudaError_t LaunchQuantizeActs(const float* x, int64_t ldx, int64_t n, int64_t c
   return cudaGetLastError();
 }
 
-cudaError_t LaunchMatVecQ8(const DevMatrix& w, const QActs& x, float* y, int64_t ldy, int64_t n, bool accumulate,
-                           cudaStream_t s) {
-  if (!MatVecQ8Supports(w.type) || w.cols > x.ld) return cudaErrorInvalidValue;
-  if (w.rows == 0 || n == 0) return cudaSuccess;
-  const unsigned grid = static_cast<unsigned>((w.rows + kWarps - 1) / kWarps);
+cudaError_t LaunchMatVecQ8Group(const MatVecOut* outs, int count, const QActs& x, int64_t n, bool accumulate,
+                                cudaStream_t s) {
+  if (count < 1 || count > kMaxGroup) return cudaErrorInvalidValue;
+  Group g{};
+  g.count = count;
+  const DType type = outs[0].w->type;
+  const int64_t cols = outs[0].w->cols;
+  if (!MatVecQ8Supports(type) || cols > x.ld) return cudaErrorInvalidValue;
+  for (int i = 0; i < count; ++i) {
+    if (outs[i].w->type != type || outs[i].w->cols != cols) return cudaErrorInvalidValue;
+    g.w[i] = *outs[i].w;
+    g.ldy[i] = outs[i].ldy;
+    g.block0[i + 1] = g.block0[i] + static_cast<unsigned>((outs[i].w->rows + kWarps - 1) / kWarps);
+  }
+  if (g.block0[count] == 0 || n == 0) return cudaSuccess;
   const int acc = accumulate ? 1 : 0;
   for (int64_t t0 = 0; t0 < n; t0 += 8) {
     const int64_t nt = n - t0 < 8 ? n - t0 : 8;
     QActs xt = x;
     xt.q += t0 * x.ld;
     xt.ds += t0 * (x.ld / 32) * 2;
-    float* yt = y + t0 * ldy;
-    switch (w.type) {
-      case DType::kQ8_0: LaunchQ8N<DType::kQ8_0>(w, xt, yt, ldy, nt, acc, grid, s); break;
-      case DType::kQ4_0: LaunchQ8N<DType::kQ4_0>(w, xt, yt, ldy, nt, acc, grid, s); break;
-      case DType::kQ4_K: LaunchQ8N<DType::kQ4_K>(w, xt, yt, ldy, nt, acc, grid, s); break;
-      case DType::kQ5_K: LaunchQ8N<DType::kQ5_K>(w, xt, yt, ldy, nt, acc, grid, s); break;
-      case DType::kQ6_K: LaunchQ8N<DType::kQ6_K>(w, xt, yt, ldy, nt, acc, grid, s); break;
+    for (int i = 0; i < count; ++i) g.y[i] = outs[i].y + t0 * outs[i].ldy;
+    switch (type) {
+      case DType::kQ8_0: LaunchQ8N<DType::kQ8_0>(g, xt, nt, acc, s); break;
+      case DType::kQ4_0: LaunchQ8N<DType::kQ4_0>(g, xt, nt, acc, s); break;
+      case DType::kQ4_K: LaunchQ8N<DType::kQ4_K>(g, xt, nt, acc, s); break;
+      case DType::kQ5_K: LaunchQ8N<DType::kQ5_K>(g, xt, nt, acc, s); break;
+      case DType::kQ6_K: LaunchQ8N<DType::kQ6_K>(g, xt, nt, acc, s); break;
       default: return cudaErrorInvalidValue;
     }
     const cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
   }
   return cudaSuccess;
+}
+
+cudaError_t LaunchMatVecQ8(const DevMatrix& w, const QActs& x, float* y, int64_t ldy, int64_t n, bool accumulate,
+                           cudaStream_t s) {
+  const MatVecOut out{&w, y, ldy};
+  return LaunchMatVecQ8Group(&out, 1, x, n, accumulate, s);
 }
 
 }  // namespace qwenmux::runtime::cuda
