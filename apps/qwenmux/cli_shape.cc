@@ -19,7 +19,7 @@ void OneValuePerOption(CLI::App& app) {
 void GroupCommands(CLI::App& app) {
   static const std::map<std::string, std::string> kGroup = {
       {"pull", "Models"},     {"list", "Models"},      {"rm", "Models"},        {"tag", "Models"},
-      {"inspect", "Models"},  {"quantize", "Models"},  {"lora", "Models"},      {"plan", "Models"},
+      {"inspect", "Models"},  {"quantize", "Models"},  {"lora", "Models"},  {"finetune", "Models"},      {"plan", "Models"},
       {"run", "Running"},     {"bench", "Running"},    {"refcheck", "Running"}, {"tokenize", "Running"},
       {"render-chat", "Running"}, {"synth", "Running"},
       {"serve", "Serving"},   {"ps", "Serving"},

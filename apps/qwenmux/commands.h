@@ -33,6 +33,7 @@ void RegisterServe(CLI::App& app, int* exit_code);  // serve.cc
 void RegisterPs(CLI::App& app, int* exit_code);  // ps.cc
 void RegisterPlan(CLI::App& app, int* exit_code);  // plan.cc
 void RegisterLora(CLI::App& app, int* exit_code);  // lora.cc
+void RegisterFinetune(CLI::App& app, int* exit_code);  // finetune.cc
 #ifdef QWENMUX_WITH_RAG
 void RegisterIngest(CLI::App& app, int* exit_code);  // ingest.cc
 void RegisterPipeline(CLI::App& app, int* exit_code);  // pipeline.cc

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   qwenmux::apps::RegisterPlan(app, &exit_code);
   qwenmux::apps::RegisterQuantize(app, &exit_code);
   qwenmux::apps::RegisterLora(app, &exit_code);
+  qwenmux::apps::RegisterFinetune(app, &exit_code);
   qwenmux::apps::RegisterRun(app, &exit_code);
   qwenmux::apps::RegisterBench(app, &exit_code);
   qwenmux::apps::RegisterRefcheck(app, &exit_code);
