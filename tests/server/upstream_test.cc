@@ -195,7 +195,7 @@ class Upstream : public ::testing::Test {
     uint16_t dead_port = 0;
     ::close(Listen(&dead_port));  // nothing listens there now
 
-    dir_ = new orchestrator::TempDir();
+    dir_ = new qwenmux::testing::TempDir();
     const auto url = [](uint16_t p) { return "http://127.0.0.1:" + std::to_string(p); };
     std::ofstream(*dir_ / "qwenmux.yaml")
         << "backends:\n"
@@ -257,7 +257,7 @@ class Upstream : public ::testing::Test {
   static App* upstream_;
   static App* front_;
   static FakeUpstream *invalid_, *http500_, *hang_, *breaks_;
-  static orchestrator::TempDir* dir_;
+  static qwenmux::testing::TempDir* dir_;
   static std::mutex log_mu_;
   static std::string log_;
 };
@@ -265,7 +265,7 @@ App* Upstream::upstream_ = nullptr;
 App* Upstream::front_ = nullptr;
 FakeUpstream *Upstream::invalid_ = nullptr, *Upstream::http500_ = nullptr, *Upstream::hang_ = nullptr,
              *Upstream::breaks_ = nullptr;
-orchestrator::TempDir* Upstream::dir_ = nullptr;
+qwenmux::testing::TempDir* Upstream::dir_ = nullptr;
 std::mutex Upstream::log_mu_;
 std::string Upstream::log_;
 
@@ -290,7 +290,8 @@ TEST_F(Upstream, ListsBackendModelsInBothDialects) {
   const auto tags = Call(front(), "GET", "/api/tags");
   ASSERT_EQ(tags.status, 200);
   std::set<std::string> names;
-  for (const json& m : json::parse(tags.body)["models"]) names.insert(m["name"].get<std::string>());
+  const json tag_list = json::parse(tags.body);
+  for (const json& m : tag_list["models"]) names.insert(m["name"].get<std::string>());
   EXPECT_TRUE(names.count("local") && names.count("up/tiny") && names.count("upo/tiny") && names.count("crash-o/m"))
       << tags.body;
 }
