@@ -160,10 +160,12 @@ class Model {
   // each prompt is prefilled once (prompts share forward passes, one KV sequence each), every
   // continuation is fed after it and the sequence is cut back to the prompt. A prompt that does
   // not fit the context (with the longest continuation) fails alone. `tokens` (if not null) is
-  // increased by the tokens run.
+  // increased by the tokens run. `adapter` (>= 0): a LoRA adapter loaded into this model
+  // (LoadAdapter), applied at `adapter_scale` to every forward of the scoring.
   Result<std::vector<ScoreOutput>> ScoreContinuations(const std::vector<std::vector<int32_t>>& prompts,
                                                       const std::vector<std::vector<int32_t>>& continuations,
-                                                      int64_t* tokens = nullptr);
+                                                      int64_t* tokens = nullptr, int32_t adapter = -1,
+                                                      float adapter_scale = 1.0f);
 
  private:
   friend class Batch;  // runs the backend and commits the KV lengths of the sequences it steps

@@ -52,7 +52,14 @@ Status Model::RunEntries(const std::vector<runtime::BatchEntry>& entries, std::v
 
 Result<std::vector<ScoreOutput>> Model::ScoreContinuations(const std::vector<std::vector<int32_t>>& prompts,
                                                            const std::vector<std::vector<int32_t>>& continuations,
-                                                           int64_t* tokens) {
+                                                           int64_t* tokens, int32_t adapter, float adapter_scale) {
+  const runtime::LoraAdapter* lora = adapter >= 0 ? this->adapter(adapter) : nullptr;
+  if (adapter >= 0 && lora == nullptr) return Error(StatusCode::kNotFound, "score: adapter {} is not loaded", adapter);
+  // Every forward of the scoring runs with the adapter (prompts and continuations alike).
+  auto run = [&](std::vector<runtime::BatchEntry>& e, std::vector<float>* rows_out) {
+    for (runtime::BatchEntry& x : e) x.lora = lora, x.lora_scale = adapter_scale;
+    return RunEntries(e, rows_out);
+  };
   std::vector<ScoreOutput> out(prompts.size());
   size_t longest_cont = 0;
   for (const auto& c : continuations) {
@@ -91,7 +98,7 @@ Result<std::vector<ScoreOutput>> Model::ScoreContinuations(const std::vector<std
       }
     }
     if (tokens) *tokens += static_cast<int64_t>(entries.size());
-    QM_RETURN_IF_ERROR(RunEntries(entries, &rows));
+    QM_RETURN_IF_ERROR(run(entries, &rows));
     last.assign(group.size() * V, 0.0f);
     for (size_t i = 0; i < owner.size(); ++i) std::copy_n(rows.data() + i * V, V, last.data() + owner[i] * V);
 
@@ -107,7 +114,7 @@ Result<std::vector<ScoreOutput>> Model::ScoreContinuations(const std::vector<std
         }
       }
       if (tokens) *tokens += static_cast<int64_t>(entries.size());
-      QM_RETURN_IF_ERROR(RunEntries(entries, &rows));
+      QM_RETURN_IF_ERROR(run(entries, &rows));
       for (size_t k = 0; k < group.size(); ++k) {
         for (size_t j = 0; j + 1 < cont.size(); ++j) {
           const float* row = rows.data() + (k * (cont.size() - 1) + j) * V;

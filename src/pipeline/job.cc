@@ -167,9 +167,10 @@ Result<std::unique_ptr<Job>> Job::Start(PipelineDef def, RunOptions options, Res
     QM_ASSIGN_OR_RETURN(std::string file, ResolveModelPath(s.model, m.options));
     m.stage_model[s.name] = file;
     if (std::optional<StageAdapter> a = ResolveStageAdapter(s.model, m.options)) {
-      if (s.type != StageType::kExtract) {
+      if (s.type != StageType::kExtract && s.type != StageType::kClassify) {
         return Error(StatusCode::kInvalidArgument,
-                     "pipeline: stage '{}' names the LoRA adapter model \"{}\"; adapters apply to extract stages only",
+                     "pipeline: stage '{}' names the LoRA adapter model \"{}\"; adapters apply to classify and extract "
+                     "stages only",
                      s.name, s.model);
       }
       m.stage_adapter[s.name] = *a;

@@ -86,7 +86,7 @@ struct Job::Impl {
   std::unique_ptr<orchestrator::ModelManager> own_manager;
   orchestrator::ModelManager* manager = nullptr;
   std::map<std::string, std::string> stage_model;   // stage name -> file
-  std::map<std::string, StageAdapter> stage_adapter;  // extract stage name -> its LoRA adapter
+  std::map<std::string, StageAdapter> stage_adapter;  // classify/extract stage name -> its LoRA adapter
   std::map<std::string, std::string> spec_name;     // file -> the manager's model name
   std::map<std::string, std::string> served_name;   // file -> the served model lending its instance
   // file -> serialises calls on the model; shared by every job leasing the same spec of the same
@@ -134,6 +134,10 @@ struct Job::Impl {
   void RunRead(size_t stage, DocPtr d);
   void RunChunk(size_t stage, std::vector<DocPtr>& batch);
   void RunEmbed(size_t stage, std::vector<DocPtr>& batch);
+  // The LoRA adapter of stage `st` loaded into `model` for one batch: {id, scale}, id -1 where
+  // the stage has none or `file` is not the stage's own model (retries run on the next tier).
+  // The caller unloads it when the batch is over.
+  Result<std::pair<int32_t, float>> LoadStageAdapter(const StageDef& st, const std::string& file, engine::Model& model);
   void RunClassify(size_t stage, std::vector<DocPtr>& batch);
   void RunExtract(size_t stage, std::vector<DocPtr>& batch);
   void RunValidate(size_t stage, std::vector<DocPtr>& batch);

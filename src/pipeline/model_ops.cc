@@ -35,8 +35,9 @@ std::vector<double> Softmax(const std::vector<double>& scores) {
 }
 
 Result<std::vector<ScoreOutput>> ScoreContinuations(engine::Model& model, const std::vector<std::vector<int32_t>>& prompts,
-                                                    const std::vector<std::vector<int32_t>>& continuations, int64_t* tokens) {
-  return model.ScoreContinuations(prompts, continuations, tokens);
+                                                    const std::vector<std::vector<int32_t>>& continuations, int64_t* tokens,
+                                                    int32_t adapter, float adapter_scale) {
+  return model.ScoreContinuations(prompts, continuations, tokens, adapter, adapter_scale);
 }
 
 Result<std::vector<ConstrainedOutput>> GenerateConstrained(engine::Model& model, const std::vector<std::vector<int32_t>>& prompts,

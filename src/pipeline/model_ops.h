@@ -32,7 +32,8 @@ using ScoreOutput = engine::ScoreOutput;
 // through the model.
 Result<std::vector<ScoreOutput>> ScoreContinuations(engine::Model& model, const std::vector<std::vector<int32_t>>& prompts,
                                                     const std::vector<std::vector<int32_t>>& continuations,
-                                                    int64_t* tokens = nullptr);
+                                                    int64_t* tokens = nullptr, int32_t adapter = -1,
+                                                    float adapter_scale = 1.0f);
 
 struct ConstrainedOutput {
   Status status;                 // per prompt (prompt too long, processor error)

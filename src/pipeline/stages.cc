@@ -193,6 +193,15 @@ void Job::Impl::FlushStore() {
   if (store) (void)store->Flush();  // a lagging index is repaired from SQLite on the next open
 }
 
+Result<std::pair<int32_t, float>> Job::Impl::LoadStageAdapter(const StageDef& st, const std::string& file,
+                                                                engine::Model& model) {
+  const auto sa = stage_adapter.find(st.name);
+  if (sa == stage_adapter.end() || file != stage_model.at(st.name)) return std::pair<int32_t, float>{-1, 1.0f};
+  Result<int32_t> id = model.LoadAdapter(sa->second.file);
+  if (!id.ok()) return id.status().WithContext(fmt::format("stage '{}': adapter {}", st.name, sa->second.file));
+  return std::pair<int32_t, float>{*id, sa->second.scale};
+}
+
 void Job::Impl::RunClassify(size_t stage, std::vector<DocPtr>& batch) {
   const StageDef& st = def.stages[stage];
   const auto t0 = std::chrono::steady_clock::now();
@@ -212,7 +221,11 @@ void Job::Impl::RunClassify(size_t stage, std::vector<DocPtr>& batch) {
     std::vector<std::vector<int32_t>> prompts, conts;
     for (const DocPtr& d : work) prompts.push_back(ChatPrompt(tok, kClassifySystem, before, d->text, after));
     for (const LabelDef& l : st.labels) conts.push_back(Answer(tok, l.name));
-    QM_ASSIGN_OR_RETURN(std::vector<ScoreOutput> out, ScoreContinuations(model, prompts, conts, &tokens));
+    QM_ASSIGN_OR_RETURN(const auto adapter, LoadStageAdapter(st, stage_model.at(st.name), model));
+    Result<std::vector<ScoreOutput>> scored =
+        ScoreContinuations(model, prompts, conts, &tokens, adapter.first, adapter.second);
+    if (adapter.first >= 0) (void)model.UnloadAdapter(adapter.first);  // its batch is over
+    QM_ASSIGN_OR_RETURN(std::vector<ScoreOutput> out, std::move(scored));
     for (size_t i = 0; i < work.size(); ++i) {
       DocPtr& d = work[i];
       d->models[st.name] = stage_model.at(st.name);
@@ -276,19 +289,10 @@ void Job::Impl::RunExtract(size_t stage, std::vector<DocPtr>& batch) {
       }
       // The stage's LoRA adapter (not on retries, which run on the next tier): loaded for this
       // batch, unloaded after it.
-      int32_t adapter = -1;
-      float adapter_scale = 1.0f;
-      const auto sa = stage_adapter.find(st.name);
-      const bool with_adapter = sa != stage_adapter.end() && file == stage_model.at(st.name);
-      if (with_adapter) {
-        Result<int32_t> id = model.LoadAdapter(sa->second.file);
-        if (!id.ok()) return id.status().WithContext(fmt::format("stage '{}': adapter {}", st.name, sa->second.file));
-        adapter = *id;
-        adapter_scale = sa->second.scale;
-      }
+      QM_ASSIGN_OR_RETURN(const auto adapter, LoadStageAdapter(st, file, model));
       Result<std::vector<ConstrainedOutput>> generated =
-          GenerateConstrained(model, prompts, std::move(procs), st.max_tokens, &tokens, adapter, adapter_scale);
-      if (with_adapter) (void)model.UnloadAdapter(adapter);  // its batch is over: nothing uses it
+          GenerateConstrained(model, prompts, std::move(procs), st.max_tokens, &tokens, adapter.first, adapter.second);
+      if (adapter.first >= 0) (void)model.UnloadAdapter(adapter.first);  // its batch is over: nothing uses it
       QM_ASSIGN_OR_RETURN(std::vector<ConstrainedOutput> out, std::move(generated));
       for (size_t i = 0; i < docs.size(); ++i) {
         DocPtr& d = docs[i];
@@ -348,7 +352,11 @@ void Job::Impl::RunValidate(size_t stage, std::vector<DocPtr>& batch) {
                                    fmt::format("\n\nExtracted data:\n{}\n\n{}", d->extracted.dump(), question)));
     }
     const std::vector<std::vector<int32_t>> conts = {Answer(tok, "yes"), Answer(tok, "no")};
-    QM_ASSIGN_OR_RETURN(std::vector<ScoreOutput> out, ScoreContinuations(model, prompts, conts, &tokens));
+    QM_ASSIGN_OR_RETURN(const auto adapter, LoadStageAdapter(st, stage_model.at(st.name), model));
+    Result<std::vector<ScoreOutput>> scored =
+        ScoreContinuations(model, prompts, conts, &tokens, adapter.first, adapter.second);
+    if (adapter.first >= 0) (void)model.UnloadAdapter(adapter.first);  // its batch is over
+    QM_ASSIGN_OR_RETURN(std::vector<ScoreOutput> out, std::move(scored));
     for (size_t i = 0; i < work.size(); ++i) {
       DocPtr& d = work[i];
       d->models[st.name] = stage_model.at(st.name);

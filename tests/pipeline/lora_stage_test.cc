@@ -1,6 +1,7 @@
-// A pipeline's extract stage may name a LoRA adapter model ("<model>:<adapter>" from the config's
-// `adapters:`): it runs with the adapter (its output differs from the base model's; at scale 0 it
-// equals it), and a stage type that cannot take an adapter is refused before anything runs.
+// A pipeline's classify and extract stages may name a LoRA adapter model ("<model>:<adapter>" from
+// the config's `adapters:`): they run with the adapter (the output differs from the base model's;
+// at scale 0 it equals it), and a stage type that cannot take an adapter (embed) is refused before
+// anything runs.
 #include <filesystem>
 #include <fstream>
 
@@ -19,6 +20,11 @@ using qwenmux::testing::ModelPath;
 using qwenmux::testing::TempDir;
 
 std::string Def(const std::string& type, const std::string& model) {
+  if (type == "embed") {
+    return fmt::format("name: lora-test\ncontext: 256\nstages:\n  - {{name: read, type: read}}\n"
+                       "  - {{name: chunk, type: chunk, chunk_tokens: 64, chunk_overlap: 8}}\n  - {{name: embed, type: embed, model: \"{}\"}}\n",
+                       model);
+  }
   std::string stage = type == "extract"
       ? fmt::format("  - {{name: extract, type: extract, model: \"{}\", batch: 2, max_tokens: 24, schema: {{type: object, "
                     "required: [who], properties: {{who: {{type: string, maxLength: 16}}}}}}}}\n", model)
@@ -43,8 +49,9 @@ Result<std::vector<std::string>> RunJob(const std::string& def_text, const std::
   QM_ASSIGN_OR_RETURN(auto summary, job->Wait());
   std::vector<std::string> out;
   for (const auto& r : job->Results()) {
-    out.push_back(fmt::format("{} {} {} {}", std::filesystem::path(r.value("document", "")).filename().string(), r.value("status", ""),
-                              r.contains("extracted") ? r["extracted"].dump() : "-", r.value("error", "")));
+    out.push_back(fmt::format("{} {} {} {} {}", std::filesystem::path(r.value("document", "")).filename().string(),
+                              r.value("status", ""), r.contains("extracted") ? r["extracted"].dump() : "-",
+                              r.contains("scores") ? r["scores"].dump() : "-", r.value("error", "")));
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -71,10 +78,35 @@ models:
   ASSERT_EQ(base->size(), 2u);
   EXPECT_EQ(*zero, *base);
   EXPECT_NE(*lora, *base);
-  // Classify scores continuations: no adapter there, refused at start with the stage named.
-  auto cls = RunJob(Def("classify", "tiny:lora"), d4.path(), *config);
-  ASSERT_FALSE(cls.ok());
-  EXPECT_NE(cls.status().message().find("extract stages only"), std::string::npos) << cls.status().message();
+  // Embed stages take no adapter: refused at start with the stage named.
+  auto emb = RunJob(Def("embed", "tiny:lora"), d4.path(), *config);
+  ASSERT_FALSE(emb.ok());
+  EXPECT_NE(emb.status().message().find("classify and extract stages only"), std::string::npos)
+      << emb.status().message();
+}
+
+TEST(PipelineLora, ClassifyStageScoresWithTheAdapter) {
+  auto config = orchestrator::ParseConfig(fmt::format(R"(
+models:
+  - name: tiny
+    file: {}
+    adapters:
+      - {{name: lora, file: {}}}
+      - {{name: zero, file: {}, scale: 0}}
+)", ModelPath("tiny-dense.q8_0.gguf"), ModelPath("tiny-dense.lora.gguf"), ModelPath("tiny-dense.lora.gguf")),
+                                          "q.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  TempDir d1, d2, d3;
+  auto base = RunJob(Def("classify", "tiny"), d1.path(), *config);
+  ASSERT_TRUE(base.ok()) << base.status().ToString();
+  auto lora = RunJob(Def("classify", "tiny:lora"), d2.path(), *config);
+  ASSERT_TRUE(lora.ok()) << lora.status().ToString();
+  auto zero = RunJob(Def("classify", "tiny:zero"), d3.path(), *config);
+  ASSERT_TRUE(zero.ok()) << zero.status().ToString();
+  ASSERT_EQ(base->size(), 2u);
+  for (const std::string& line : *base) EXPECT_NE(line.find("{\"a\":"), std::string::npos) << line;  // scored
+  EXPECT_EQ(*zero, *base);  // scale 0: the base model's scores exactly
+  EXPECT_NE(*lora, *base);  // the adapter moves the label probabilities
 }
 
 }  // namespace
