@@ -110,6 +110,9 @@ void RegisterServe(CLI::App& app, int* exit_code) {
                   "GPU memory for models: 20GiB or 90% of the free device memory at start (default 90%; overrides the config)");
   AddDeviceFlags(cmd, &o->device, &o->device_index);
   cmd->add_option("--models-dir", o->models_dir, "model store for catalog names in the config");
+  cmd->add_option("--backend", o->backend_flags,
+                  "another engine's server as a backend: NAME=URL[,openai|ollama] (repeatable); its models are "
+                  "served as NAME/MODEL");
   // Ranges: server/app.h (AppOptions::Validate checks the same at startup).
   cmd->add_option("--ctx", o->models.n_ctx, "context tokens per sequence for --model files")
       ->capture_default_str()

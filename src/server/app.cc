@@ -121,6 +121,18 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
     QM_RETURN_IF_ERROR(app->service_->AddAdapter(std::move(sa)));
   }
   app->service_->SetRouter(setup.candidates, setup.policy);
+  {  // Backends: qwenmux.yaml `backends:` and --backend flags (checked here: a bad one stops the start).
+    std::vector<orchestrator::BackendConfig> backends = in.config.backends;
+    for (const std::string& flag : o.backend_flags) {
+      QM_ASSIGN_OR_RETURN(orchestrator::BackendConfig b, orchestrator::ParseBackendFlag(flag));
+      backends.push_back(std::move(b));
+    }
+    QM_RETURN_IF_ERROR(orchestrator::CheckBackendList(backends).WithContext("serve"));
+    if (!backends.empty()) {
+      app->upstreams_ = std::make_unique<Upstreams>(std::move(backends), o.upstream, app->log_);
+      app->service_->SetUpstreams(app->upstreams_.get());
+    }
+  }
   RagApiOptions ro = o.rag;
   ro.config = in.config;
   ro.models_dir = setup.models_dir.empty() ? o.models_dir : setup.models_dir;
@@ -176,6 +188,7 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
 
 Status App::Start() {
   QM_RETURN_IF_ERROR(http_->Start());
+  if (upstreams_) upstreams_->Start();
   log_(fmt::format("serve: listening on http://{}:{} (OpenAI /v1/*, Ollama /api/*, /health, /metrics)",
                    options_.http.host.find(':') != std::string::npos ? "[" + options_.http.host + "]" : options_.http.host,
                    http_->port()));
@@ -216,6 +229,7 @@ void App::Shutdown() {
   }
   if (http_->InFlight() > 0) log_(fmt::format("serve: cancelling {} request(s)", http_->InFlight()));
   http_->CancelAll();
+  if (upstreams_) upstreams_->Shutdown();  // proxied transfers abort (their responses end)
   // RAG pipelines first: they stop at their next event and give back their leases and the served
   // models their scheduler workers lent them (a worker waits for that before it can stop).
   rag_->Shutdown();
@@ -235,6 +249,7 @@ App::~App() {
   Shutdown();
   // Order: HTTP (and with it every responder's session) before the scheduler and manager.
   http_.reset();
+  upstreams_.reset();
   rag_.reset();
   jobs_.reset();
   service_.reset();

@@ -24,6 +24,7 @@
 #include "server/rag_api.h"
 #include "server/server_log.h"
 #include "server/service.h"
+#include "server/upstream.h"
 
 namespace qwenmux::server {
 
@@ -52,6 +53,10 @@ struct AppOptions {
   std::function<runtime::CudaDeviceInfo(int)> query_device;
   std::function<Result<std::unique_ptr<engine::Model>>(const std::string&, const engine::LoadOptions&)> load_model;
   std::string models_dir;                // model store for catalog names in the config
+  // Other engines as backends (upstream.h): --backend NAME=URL[,openai|ollama], beside the
+  // config's `backends:`; their models are served as "NAME/MODEL".
+  std::vector<std::string> backend_flags;
+  UpstreamOptions upstream;              // discovery refresh, backoff, connect timeout, size cap
   orchestrator::ModelFlagOptions models;     // context and sequences of --model files, threads
   HttpServerOptions http;
   ServiceLimits limits;
@@ -105,6 +110,7 @@ class App {
   std::unique_ptr<RagApi> rag_;
   std::unique_ptr<orchestrator::Config> config_;  // qwenmux.yaml (pipeline model overrides), or null
   std::unique_ptr<PipelineJobs> jobs_;
+  std::unique_ptr<Upstreams> upstreams_;
   std::unique_ptr<HttpServer> http_;
   std::thread preload_;
   bool shut_down_ = false;

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "server/generation.h"
+#include "server/upstream.h"
 
 namespace qwenmux::server {
 
@@ -253,9 +254,18 @@ Status ApplyFormat(Service& service, Fields& f, GenerationJob* job) {
   return Status(StatusCode::kInvalidArgument, "format: expected \"json\" or a JSON schema object");
 }
 
+// A request for "NAME/MODEL" of a configured backend goes to it (upstream.h); true if it went.
+bool ToBackend(Service& service, const HttpRequest& req, const Json& j, const std::shared_ptr<Responder>& r) {
+  Upstreams* u = service.upstreams();
+  if (!u || !j.contains("model") || !j["model"].is_string() || !u->Owns(j["model"].get<std::string>())) return false;
+  u->Forward(ClientDialect::kOllama, req.path, j, r);
+  return true;
+}
+
 void Chat(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
   auto body = ParseBody(req.body);
   if (!body.ok()) return SendError(*r, body.status());
+  if (ToBackend(service, req, *body, r)) return;
   Json j = *body;
   Fields f(j);
   auto g = std::make_shared<OllamaGen>();
@@ -298,6 +308,7 @@ void Chat(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r
 void Generate(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
   auto body = ParseBody(req.body);
   if (!body.ok()) return SendError(*r, body.status());
+  if (ToBackend(service, req, *body, r)) return;
   Fields f(*body);
   auto g = std::make_shared<OllamaGen>();
   g->r = r;
@@ -333,6 +344,7 @@ void Generate(Service& service, const HttpRequest& req, std::shared_ptr<Responde
 void Embed(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
   auto body = ParseBody(req.body);
   if (!body.ok()) return SendError(*r, body.status());
+  if (ToBackend(service, req, *body, r)) return;
   Fields f(*body);
   const std::string model = f.String("model").value_or("");
   const bool truncate = f.Bool("truncate").value_or(true);
@@ -455,6 +467,19 @@ void Tags(Service& service, const HttpRequest&, std::shared_ptr<Responder> r) {
                           {"modified_at", Rfc3339(std::chrono::system_clock::from_time_t(a->modified_unix))},
                           {"size", a->file_bytes}, {"digest", ""}, {"details", std::move(details)},
                           {"adapter", {{"name", a->name}, {"base", a->base}, {"scale", a->scale}}}});
+  }
+  if (service.upstreams()) {  // other engines' models (upstream.h): "NAME/MODEL", with the backend and its state
+    for (const Upstreams::Listed& m : service.upstreams()->Models()) {
+      Json e = m.entry.is_object() && m.dialect == orchestrator::BackendDialect::kOllama
+                   ? m.entry
+                   : Json{{"modified_at", Rfc3339(std::chrono::system_clock::from_time_t(0))}, {"size", 0}, {"digest", ""},
+                          {"details", Json::object()}};
+      e["name"] = m.full_name();
+      e["model"] = m.full_name();
+      e["backend"] = {{"name", m.backend}, {"model", m.model}, {"dialect", orchestrator::BackendDialectName(m.dialect)},
+                      {"state", m.healthy ? "ready" : "unreachable"}};
+      models.push_back(std::move(e));
+    }
   }
   r->Send(200, "application/json", Dump(Json{{"models", std::move(models)}}));
 }

@@ -9,6 +9,7 @@
 #include "server/generation.h"
 #include "server/prompt.h"
 #include "server/rag_api.h"
+#include "server/upstream.h"
 
 namespace qwenmux::server {
 
@@ -344,9 +345,18 @@ Status ApplyStructured(const Json& j, GenerationJob* job, std::string* param) {
   return Status::Ok();
 }
 
+// A request for "NAME/MODEL" of a configured backend goes to it (upstream.h); true if it went.
+bool ToBackend(Service& service, const HttpRequest& req, const Json& j, const std::shared_ptr<Responder>& r) {
+  Upstreams* u = service.upstreams();
+  if (!u || !j.contains("model") || !j["model"].is_string() || !u->Owns(j["model"].get<std::string>())) return false;
+  u->Forward(ClientDialect::kOpenAi, req.path, j, r);
+  return true;
+}
+
 void ChatCompletions(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
   auto body = ParseBody(req.body);
   if (!body.ok()) return SendStatus(*r, body.status());
+  if (ToBackend(service, req, *body, r)) return;
   const Json& j = *body;
   if (j.contains("rag") && !j["rag"].is_null()) return RagChatCompletion(service, j, std::move(r));  // rag_api.cc
   Fields f(j);
@@ -385,6 +395,7 @@ void ChatCompletions(Service& service, const HttpRequest& req, std::shared_ptr<R
 void Completions(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
   auto body = ParseBody(req.body);
   if (!body.ok()) return SendStatus(*r, body.status());
+  if (ToBackend(service, req, *body, r)) return;
   const Json& j = *body;
   Fields f(j);
   auto st = std::make_shared<GenState>();
@@ -479,6 +490,7 @@ Result<std::vector<std::vector<int32_t>>> EmbeddingInputs(const Json& input, con
 void Embeddings(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
   auto body = ParseBody(req.body);
   if (!body.ok()) return SendStatus(*r, body.status());
+  if (ToBackend(service, req, *body, r)) return;
   Fields f(*body);
   const std::string model = f.String("model").value_or("");
   const std::string format = f.String("encoding_format").value_or("float");
@@ -614,10 +626,26 @@ Json AdapterJson(const Service& service, const ServedAdapter& a) {
                            {"file", std::filesystem::path(a.path).filename().string()}}}};
 }
 
+// A backend's model (upstream.h): its own entry with qwenmux's name, the backend and its state.
+Json BackendModelJson(const Upstreams::Listed& m) {
+  Json e{{"id", m.full_name()}, {"object", "model"}, {"created", 0}, {"owned_by", m.backend}};
+  if (m.entry.is_object() && m.dialect == orchestrator::BackendDialect::kOpenAi) {
+    for (const auto& [k, v] : m.entry.items()) {
+      if (k != "id" && k != "object" && k != "owned_by") e[k] = v;
+    }
+  }
+  e["backend"] = {{"name", m.backend}, {"model", m.model}, {"dialect", orchestrator::BackendDialectName(m.dialect)},
+                  {"state", m.healthy ? "ready" : "unreachable"}};
+  return e;
+}
+
 void Models(Service& service, const HttpRequest&, std::shared_ptr<Responder> r) {
   Json data = Json::array();
   for (const ServedModel& m : service.models()) data.push_back(ModelJson(m));
   for (const auto& a : service.adapters()) data.push_back(AdapterJson(service, *a));
+  if (service.upstreams()) {
+    for (const Upstreams::Listed& m : service.upstreams()->Models()) data.push_back(BackendModelJson(m));
+  }
   r->Send(200, "application/json", Dump(Json{{"object", "list"}, {"data", std::move(data)}}));
 }
 
@@ -651,6 +679,11 @@ void ModelById(Service& service, const HttpRequest& req, std::shared_ptr<Respond
   }
   for (const auto& a : service.adapters()) {
     if (a->full_name() == id) return r->Send(200, "application/json", Dump(AdapterJson(service, *a)));
+  }
+  if (service.upstreams()) {
+    for (const Upstreams::Listed& m : service.upstreams()->Models()) {
+      if (m.full_name() == id) return r->Send(200, "application/json", Dump(BackendModelJson(m)));
+    }
   }
   SendStatus(*r, Error(StatusCode::kNotFound, "model \"{}\" not found; available: {}", id, service.ModelList()), "model");
 }

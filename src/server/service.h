@@ -32,6 +32,7 @@ namespace qwenmux::server {
 
 class HttpServer;
 class RagApi;
+class Upstreams;
 
 struct ServedModel {
   std::string name;
@@ -136,6 +137,9 @@ class Service {
   // The RAG endpoints' state (rag_api.h); null: POST /v1/rag answers 503. Set before serving.
   void SetRag(RagApi* rag) { rag_ = rag; }
   RagApi* rag() const { return rag_; }
+  // Other engines' models as "NAME/MODEL" (upstream.h); null: none. Set before serving.
+  void SetUpstreams(Upstreams* u) { upstreams_ = u; }
+  Upstreams* upstreams() const { return upstreams_; }
 
  private:
   orchestrator::ModelManager* manager_;
@@ -152,6 +156,7 @@ class Service {
   std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
   std::function<void(const orchestrator::GenerationResult&)> observer_;
   RagApi* rag_ = nullptr;
+  Upstreams* upstreams_ = nullptr;
   std::mutex tok_mu_;
   std::map<std::string, std::shared_future<Result<std::shared_ptr<const tokenizer::Tokenizer>>>> tokenizers_;
 };

@@ -210,6 +210,56 @@ Status ParseMemory(const Ctx& ctx, const YAML::Node& node, const std::string& pa
   });
 }
 
+// One entry of `backends:` (backend_config.h).
+Status ParseBackend(const Ctx& ctx, const YAML::Node& node, const std::string& path, BackendConfig* b) {
+  b->line = node.Mark().line + 1;
+  bool has_url = false;
+  QM_RETURN_IF_ERROR(ForEachKey(ctx, node, path, {
+      {"name", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(b->name, yaml::NonEmptyScalar(ctx, v, p));
+         if (Status s = CheckBackendName(b->name); !s.ok()) return ctx.At(v, p, s.message());
+         return Status::Ok();
+       }},
+      {"url", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(std::string u, yaml::NonEmptyScalar(ctx, v, p));
+         Result<std::string> n = NormalizeBackendUrl(u);
+         if (!n.ok()) return ctx.At(v, p, n.status().message());
+         b->url = *n;
+         has_url = true;
+         return Status::Ok();
+       }},
+      {"dialect", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(std::string s, yaml::NonEmptyScalar(ctx, v, p));
+         Result<BackendDialect> d = ParseBackendDialect(s);
+         if (!d.ok()) return ctx.At(v, p, d.status().message());
+         b->dialect = *d;
+         return Status::Ok();
+       }},
+      {"api_key_env", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(b->api_key_env, yaml::NonEmptyScalar(ctx, v, p));
+         return Status::Ok();
+       }},
+      {"models", [&](const YAML::Node& v, const std::string& p) -> Status {
+         if (v.IsScalar() && v.Scalar() == "all") return Status::Ok();
+         if (!v.IsSequence() || v.size() == 0)
+           return ctx.At(v, p, "expected `all` or a non-empty list of the backend's model names");
+         for (size_t i = 0; i < v.size(); ++i) {
+           QM_ASSIGN_OR_RETURN(std::string m, yaml::NonEmptyScalar(ctx, v[i], fmt::format("{}[{}]", p, i)));
+           b->models.push_back(std::move(m));
+         }
+         return Status::Ok();
+       }},
+      {"timeout", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(b->timeout, DurationOf(ctx, v, p));
+         if (b->timeout.forever || b->timeout.ms <= 0) return ctx.At(v, p, "must be a positive duration (e.g. 60s)");
+         return Status::Ok();
+       }},
+  }));
+  if (b->name.empty()) return ctx.At(node, path + ".name", "required");
+  if (!has_url) return ctx.At(node, path + ".url", "required (e.g. http://127.0.0.1:11434)");
+  return Status::Ok();
+}
+
 Status ParseRouter(const Ctx& ctx, const YAML::Node& node, const std::string& path, RouterConfig* r) {
   return ForEachKey(ctx, node, path, {
       {"default", [&](const YAML::Node& v, const std::string& p) -> Status {
@@ -264,6 +314,19 @@ Result<Config> ParseRoot(const Ctx& ctx, const YAML::Node& root, std::string_vie
       {"router", [&](const YAML::Node& v, const std::string& p) -> Status {
          QM_RETURN_IF_ERROR(ParseRouter(ctx, v, p, &c.router));
          if (v["default"]) refs.emplace_back(v["default"], p + ".default");
+         return Status::Ok();
+       }},
+      {"backends", [&](const YAML::Node& v, const std::string& p) -> Status {
+         if (!v.IsSequence()) return ctx.At(v, p, fmt::format("expected a list, got {}", KindName(v)));
+         for (size_t i = 0; i < v.size(); ++i) {
+           BackendConfig b;
+           const std::string ip = fmt::format("{}[{}]", p, i);
+           QM_RETURN_IF_ERROR(ParseBackend(ctx, v[i], ip, &b));
+           for (const BackendConfig& o : c.backends) {
+             if (o.name == b.name) return ctx.At(v[i], ip + ".name", fmt::format("\"{}\" is used twice", b.name));
+           }
+           c.backends.push_back(std::move(b));
+         }
          return Status::Ok();
        }},
       {"pipelines", [&](const YAML::Node& v, const std::string& p) -> Status {

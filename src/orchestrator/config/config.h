@@ -15,6 +15,7 @@
 
 #include "base/status.h"
 #include "orchestrator/catalog/catalog.h"
+#include "orchestrator/config/backend_config.h"
 #include "orchestrator/config/units.h"
 #include "runtime/backend.h"
 
@@ -92,6 +93,7 @@ struct Config {
   MemoryConfig memory;
   RouterConfig router;
   std::vector<PipelineConfig> pipelines;
+  std::vector<BackendConfig> backends;  // `backends:` (backend_config.h)
 
   // The configured model called `name` (its name or an alias), or nullptr.
   const ModelConfig* FindModel(std::string_view name) const;

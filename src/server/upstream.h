@@ -1,0 +1,111 @@
+// Other engines as routed backends (issue 18): the backends of qwenmux.yaml `backends:` and
+// `serve --backend`, their model lists (discovered at start and every refresh_interval; a
+// backend that cannot be reached is logged and retried with backoff) and the proxying of
+// requests for "NAME/MODEL" to them.
+//
+// Proxying: the request body goes to the backend with `model` rewritten to MODEL, in the
+// backend's dialect: same dialect as the client's: as it is (plain and streamed; a stream is
+// passed through chunk by chunk as it arrives); an OpenAI chat request to an Ollama backend
+// (not streamed): translated both ways (upstream_translate.h). Upstream failures answer in the
+// client's dialect, naming the backend: 502 (cannot connect, HTTP 5xx, invalid JSON, response
+// too large), 504 (no byte for the backend's `timeout`), the backend's own 4xx status for its
+// 4xx answers. A client that goes away aborts the upstream transfer.
+//
+// Each proxied request runs its (blocking, libcurl) transfer on a thread of its own, so a long
+// stream never holds the HTTP server's work pool.
+//
+// Thread-safety: every public method may be called from any thread after construction;
+// Start/Shutdown from the controlling thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "orchestrator/config/backend_config.h"
+#include "server/api_common.h"
+#include "server/http_server.h"
+
+namespace qwenmux::server {
+
+struct UpstreamOptions {
+  std::chrono::milliseconds refresh_interval{30000};  // model lists of healthy backends
+  std::chrono::milliseconds min_backoff{1000};        // first retry of an unreachable backend
+  std::chrono::milliseconds max_backoff{60000};       // retries double up to this
+  std::chrono::milliseconds connect_timeout{5000};
+  size_t max_response_bytes = 64u << 20;              // a non-streamed answer or a model list; above: 502
+};
+
+enum class ClientDialect { kOpenAi, kOllama };
+
+class Upstreams {
+ public:
+  using Log = std::function<void(const std::string&)>;
+  // Backends already validated (names unique, URLs normalized: backend_config.h).
+  Upstreams(std::vector<orchestrator::BackendConfig> backends, UpstreamOptions options, Log log);
+  ~Upstreams();
+  Upstreams(const Upstreams&) = delete;
+  Upstreams& operator=(const Upstreams&) = delete;
+
+  // Starts discovery (the first round at once, on the discovery thread).
+  void Start();
+  // Stops discovery, aborts every proxied transfer and waits for their threads.
+  void Shutdown();
+
+  bool empty() const { return backends_.empty(); }
+
+  // A model as the lists show it: "NAME/MODEL", the backend's own entry (for its details).
+  struct Listed {
+    std::string backend, model;
+    orchestrator::BackendDialect dialect;
+    bool healthy = false;  // the last contact with the backend worked
+    Json entry;            // the backend's list entry (null for a configured model not discovered yet)
+    std::string full_name() const { return backend + "/" + model; }
+  };
+  std::vector<Listed> Models() const;
+
+  // Whether `requested` is "NAME/..." for a configured backend NAME.
+  bool Owns(std::string_view requested) const;
+
+  // Forwards a client request (`path`: the route it came to, e.g. "/v1/chat/completions") for
+  // the model in body["model"] (Owns() was true). Answers through `r`, from another thread.
+  void Forward(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r);
+
+ private:
+  struct Backend {
+    orchestrator::BackendConfig config;
+    std::string api_key;                  // from api_key_env at construction
+    // Discovery state, under mu_.
+    bool discovered = false;              // one list was read
+    bool healthy = false;
+    std::vector<std::pair<std::string, Json>> models;  // (name, entry) of the last list
+    std::chrono::steady_clock::time_point next_try{};
+    std::chrono::milliseconds backoff{0};
+  };
+  void DiscoveryLoop();
+  void Discover(Backend& b);
+  void Run(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r);
+
+  std::vector<std::unique_ptr<Backend>> backends_;
+  UpstreamOptions options_;
+  Log log_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::atomic<bool> abort_{false};  // proxied transfers stop at their next progress check
+  int32_t active_ = 0;              // proxied transfers running (under mu_)
+  std::thread discovery_;
+};
+
+// The HTTP error answer in the client's dialect: OpenAI {"error": {...}}, Ollama {"error": "..."}.
+void SendDialectError(ClientDialect client, Responder& r, int status, const std::string& message);
+
+}  // namespace qwenmux::server
