@@ -32,6 +32,14 @@ struct RagApi::Job {
   std::atomic<bool> cancelled{false};
   bool started = false;  // stream head sent (worker thread only)
   bool Cancelled() const { return cancelled.load() || r->cancelled(); }
+  // Gives the job's place among the server's running pipelines back, once: before its last
+  // answer goes out, so a client sending its next request on that answer is not refused.
+  RagApi* api = nullptr;
+  bool slot_freed = false;  // worker thread only
+  void FreeSlot() {
+    if (!slot_freed && api) --api->active_;
+    slot_freed = true;
+  }
 };
 
 namespace {
@@ -194,6 +202,7 @@ void SendDelta(RagApi::Job& job, const std::string& text) {
 }
 
 void Fail(RagApi::Job& job, const Status& s) {
+  job.FreeSlot();
   ApiError e = ErrorFromStatus(s);
   if (!job.started) return SendApiError(*job.r, e);
   job.r->NoteError(e.message);
@@ -403,6 +412,7 @@ void RagApi::Submit(std::shared_ptr<Job> job) {
                                           options_.max_concurrent), "", 2};
     } else {
       ++active_;
+      job->api = this;
       jobs_.push_back(job);
       std::weak_ptr<Job> weak = job;
       job->r->OnCancel([weak] {
@@ -414,7 +424,7 @@ void RagApi::Submit(std::shared_ptr<Job> job) {
                                   {
                                     std::lock_guard<std::mutex> l(mu_);
                                     jobs_.erase(std::find(jobs_.begin(), jobs_.end(), job));
-                                    --active_;
+                                    job->FreeSlot();
                                   }
                                   done->store(true);
                                 }),
@@ -545,6 +555,7 @@ class ServedModelHold {
 void RagApi::Run(Job& job) {
   Call& c = job.call;
   auto finish_cancelled = [&] {
+    job.FreeSlot();
     ++cancelled_;
     if (job.started) job.r->End();
   };
@@ -630,6 +641,7 @@ void RagApi::Run(Job& job) {
   if (c.stream) {
     if (std::string rest = text.Finish(res->answer); !rest.empty()) SendDelta(job, rest);
   }
+  job.FreeSlot();
   SendResult(job, *res);
 }
 
