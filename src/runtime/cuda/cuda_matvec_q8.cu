@@ -217,18 +217,7 @@ __global__ void __launch_bounds__(kWarps * 32) MatVecQ8Kernel(Group g, QActs x, 
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[t] += D::Dot(wu, x, t, u);
   }
-  float* y = g.y[i];
-  const int64_t ldy = g.ldy[i];
-#pragma unroll
-  for (int t = 0; t < NT; ++t) {
-    float s = acc[t];
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (lane == 0) {
-      float* dst = y + t * ldy + row;
-      *dst = accumulate ? *dst + s : s;
-    }
-  }
+  StoreRowSums(acc, lane, g.y[i], g.ldy[i], row, accumulate);
 }
 
 // One warp per 32-value block: d = max |x| / 127, q = round(x / d), (d, d * sum q).

@@ -105,16 +105,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       acc[t] += s;
     }
   }
-#pragma unroll
-  for (int t = 0; t < NT; ++t) {
-    float s = acc[t];
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (lane == 0) {
-      float* dst = y + t * ldy + row;
-      *dst = accumulate ? *dst + s : s;
-    }
-  }
+  StoreRowSums(acc, lane, y, ldy, row, accumulate);
 }
 
 // The decode kernel for rows of cols % 256 == 0: one warp per row, 256 columns per step, each
@@ -154,16 +145,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       acc[t] += s;
     }
   }
-#pragma unroll
-  for (int t = 0; t < NT; ++t) {
-    float s = acc[t];
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (lane == 0) {
-      float* dst = y + t * ldy + row;
-      *dst = accumulate ? *dst + s : s;
-    }
-  }
+  StoreRowSums(acc, lane, y, ldy, row, accumulate);
 }
 
 template <TensorType T>

@@ -346,6 +346,23 @@ __device__ __forceinline__ float* QActsPair(const QActs& x, int64_t t, int64_t c
   return x.ds + 2 * (t * (x.ld / 32) + col / 32);
 }
 
+// The epilogue of the one-warp-per-row matrix-vector kernels: each token's per-lane partial sum
+// reduced over the warp and stored (or added) by lane 0 at y[t * ldy + row].
+template <int NT>
+__device__ __forceinline__ void StoreRowSums(const float (&acc)[NT], int lane, float* y, int64_t ldy, int64_t row,
+                                             int accumulate) {
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    float s = acc[t];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) {
+      float* dst = y + t * ldy + row;
+      *dst = accumulate ? *dst + s : s;
+    }
+  }
+}
+
 // Runs BODY with `T` a constexpr TensorType equal to `type`; sets `ok` false for other types.
 #define QWENMUX_DTYPE_CASE(K, ...) \
   case TensorType::K: {             \
