@@ -209,7 +209,10 @@ Result<std::unique_ptr<CudaForward>> CudaForward::Create(const model::ModelConfi
   const char* g = std::getenv("QWENMUX_CUDA_GRAPHS");
   const char* prof = std::getenv("QWENMUX_CUDA_PROFILE");
   f->profile_ = prof && std::strcmp(prof, "1") == 0;
-  f->graphs_ = !c.is_moe() && !f->profile_ && !(g && std::strcmp(g, "0") == 0);
+  // MoE decode steps run as graphs where every layer routes on the device (no host sync).
+  bool moe_graph = true;
+  for (const DevLayer& l : w.layers) moe_graph = moe_graph && (!c.is_moe() || f->MoeOnDevice(l, 1));
+  f->graphs_ = moe_graph && !f->profile_ && !(g && std::strcmp(g, "0") == 0);
   if (f->graphs_) {
     e = cudaHostAlloc(reinterpret_cast<void**>(&f->h_logits_), sizeof(float) * c.n_vocab, cudaHostAllocDefault);
     if (e != cudaSuccess) return Error(StatusCode::kResourceExhausted, "cuda: pinned logits buffer: {}", CudaWhy(e));
@@ -342,10 +345,40 @@ Status CudaForward::DenseFfn(const DevLayer& l, int32_t layer, int64_t n) {
   return Status::Ok();
 }
 
+bool CudaForward::MoeOnDevice(const DevLayer& l, int64_t n) const {
+  const int64_t slots = n * c_.n_expert_used, ff = c_.n_ff_exp;
+  return int8_ && slots <= std::min<int64_t>(kMatVecMaxTokens, n_batch_) && c_.n_expert <= kMaxDeviceExperts &&
+         c_.n_expert_used <= 32 && ff % 32 == 0 && ff <= xq_.ld && c_.n_embd <= xq_.ld &&
+         MatVecQ8Supports(l.ffn_gate_exps.type) && MatVecQ8Supports(l.ffn_up_exps.type) &&
+         MatVecQ8Supports(l.ffn_down_exps.type);
+}
+
+// Decode-sized steps (MoeOnDevice): the router, the choice of experts and the weighted sum all on
+// the device, each (token, choice) slot one row of the expert kernels: no sync with the host.
+Status CudaForward::MoeFfnOnDevice(const DevLayer& l, int64_t n) {
+  const int64_t E = c_.n_embd, ne = c_.n_expert, k = c_.n_expert_used, ff = c_.n_ff_exp, slots = n * k;
+  if (!(xq_of_ == a_ && xq_n_ == n && xq_cols_ == E)) return Error(StatusCode::kInternal, "cuda: moe input not quantized");
+  QWENMUX_TRY(MatMul(l.ffn_gate_inp, a_, router_, ne, n, false, Src::kExact));  // [n, n_expert]
+  QWENMUX_KERNEL(LaunchMoeRoute(router_, n, static_cast<int>(ne), static_cast<int>(k), d_route_idx_, d_route_w_,
+                                stream_), "moe route");
+  // gate, up [slots, n_ff_exp] from the 8-bit a (the router read a in f32; xq_ still holds a).
+  const QActs xa = xq_;
+  QWENMUX_KERNEL(LaunchMatVecQ8Experts(l.ffn_gate_exps, ff, xa, d_route_idx_, slots, static_cast<int>(k), gate_, ff,
+                                       stream_), "moe gate");
+  QWENMUX_KERNEL(LaunchMatVecQ8Experts(l.ffn_up_exps, ff, xa, d_route_idx_, slots, static_cast<int>(k), up_, ff,
+                                       stream_), "moe up");
+  QWENMUX_KERNEL(LaunchSwiGlu(gate_, up_, gate_, slots * ff, stream_, ff, Int8Out(gate_, slots, ff)), "swiglu");
+  QWENMUX_KERNEL(LaunchMatVecQ8Experts(l.ffn_down_exps, E, xq_, d_route_idx_, slots, 1, moe_out_, E, stream_),
+                 "moe down");  // [slots, n_embd]
+  QWENMUX_KERNEL(LaunchMoeCombine(moe_out_, d_route_w_, n, static_cast<int>(k), E, x_, stream_), "moe combine");
+  return Status::Ok();
+}
+
 // Sparse MoE: router on the device, softmax / top-k / renormalise on the host exactly as
 // runtime/forward.cc does, then each selected expert on its tokens, added into x with the
 // token's weight.
 Status CudaForward::MoeFfn(const DevLayer& l, int64_t n) {
+  if (MoeOnDevice(l, n)) return MoeFfnOnDevice(l, n);
   const int64_t E = c_.n_embd, ne = c_.n_expert, k = c_.n_expert_used, ff = c_.n_ff_exp;
   QWENMUX_TRY(MatMul(l.ffn_gate_inp, a_, router_, ne, n, false, Src::kExact));  // [n, n_expert]
   cudaError_t e = cudaMemcpyAsync(h_router_.data(), router_, sizeof(float) * n * ne, cudaMemcpyDeviceToHost, stream_);
@@ -534,7 +567,7 @@ Status CudaForward::EnqueueLayers(int64_t n, int64_t n_out, int32_t max_len) {
     QWENMUX_TRY(LoraDelta(il, LoraTarget::kAttnOutput, attn_, qd, x_, E, E, n));
     Mark("attn_output");
     // Feed-forward block.
-    QWENMUX_TRY(RmsNormRows(x_, l.ffn_norm, a_, n, E, nullptr, /*int8=*/!c_.is_moe()));
+    QWENMUX_TRY(RmsNormRows(x_, l.ffn_norm, a_, n, E, nullptr, /*int8=*/!c_.is_moe() || MoeOnDevice(l, n)));
     Mark("ffn_norm");
     QWENMUX_TRY(c_.is_moe() ? MoeFfn(l, n) : DenseFfn(l, il, n));  // x += ffn(a)
     if (c_.is_moe()) Mark("moe_ffn");

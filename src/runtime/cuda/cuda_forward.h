@@ -98,6 +98,10 @@ class CudaForward {
   Status LoraDelta(int32_t layer, LoraTarget target, const float* x, int64_t in, float* y, int64_t ldy, int64_t out,
                    int64_t n);
   Status MoeFfn(const DevLayer& l, int64_t n);
+  // Whether a step of n tokens runs layer l's experts with the router on the device (the integer
+  // kernels read every expert type, and the n * k (token, choice) slots fit the 8-bit rows).
+  bool MoeOnDevice(const DevLayer& l, int64_t n) const;
+  Status MoeFfnOnDevice(const DevLayer& l, int64_t n);
   // How MatMul reads x for steps of at most kMatVecMaxTokens tokens: kInt8, the 8-bit copy
   // QuantizeActs just made of this x (integer kernels, where the weight type has them; others
   // read x in f32); kF32, x itself; kExact, always the f32 matrix-vector kernel (the MoE router,

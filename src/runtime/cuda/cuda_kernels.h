@@ -92,6 +92,23 @@ struct MatVecOut {
 cudaError_t LaunchMatVecQ8Group(const MatVecOut* outs, int count, const QActs& x, int64_t n, bool accumulate,
                                 cudaStream_t s);
 
+// The experts of a MoE layer chosen per token, one (token, choice) slot each: for slot s < slots,
+// y[s, r] = W[idx[s] * rows + r, :] . xq[s / act_div, :], r < rows, where W stacks the experts'
+// matrices of `rows` rows each (ffn_gate_exps, ...). act_div = k reads each token's activations
+// for its k slots (gate, up); 1 reads the slot's own row (down). Same arithmetic as
+// LaunchMatVecQ8 of the expert's slice.
+cudaError_t LaunchMatVecQ8Experts(const DevMatrix& stacked, int64_t rows, const QActs& x, const int32_t* idx,
+                                  int64_t slots, int act_div, float* y, int64_t ldy, cudaStream_t s);
+// The MoE router on the device, from its logits [n, n_expert]: softmax, the k most probable
+// experts (ties: the lower id), their probabilities renormalised: idx, wt [n, k] (choice order:
+// most probable first). n_expert <= kMaxDeviceExperts, k <= 32.
+constexpr int kMaxDeviceExperts = 256;
+cudaError_t LaunchMoeRoute(const float* logits, int64_t n, int n_expert, int k, int32_t* idx, float* wt,
+                           cudaStream_t s);
+// x[t, :] += sum_j wt[t, j] * y[t * k + j, :], t < n (y: the down products of the slots).
+cudaError_t LaunchMoeCombine(const float* y, const float* wt, int64_t n, int k, int64_t dim, float* x,
+                             cudaStream_t s);
+
 // Rows [row0, row0 + nrows) of W dequantized to f16 (bf16 when `bf16`) into out [nrows, cols].
 cudaError_t LaunchDequantize(const DevMatrix& w, int64_t row0, int64_t nrows, uint16_t* out, bool bf16,
                              cudaStream_t s);
