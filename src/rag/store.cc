@@ -329,6 +329,20 @@ Result<std::vector<DocumentRecord>> Store::ListDocuments(const CollectionInfo& c
   return out;
 }
 
+Result<std::vector<int64_t>> Store::ChunkIds(const CollectionInfo& c) {
+  Stmt q(db_,
+         "SELECT c.id FROM chunks c JOIN documents d ON c.document_id = d.id WHERE c.collection_id=? "
+         "ORDER BY d.source, c.ordinal");
+  q.Bind(1, c.id);
+  std::vector<int64_t> ids;
+  for (;;) {
+    QM_ASSIGN_OR_RETURN(bool row, q.Step("list chunks"));
+    if (!row) break;
+    ids.push_back(q.Int(0));
+  }
+  return ids;
+}
+
 namespace {
 
 // Deletes a document's chunks (and their FTS entries) and the document row; returns the chunk ids.

@@ -136,6 +136,8 @@ class Store {
   Result<std::vector<std::pair<int64_t, float>>> SearchVector(const CollectionInfo& c, std::span<const float> query, size_t k);
 
   Result<std::vector<ChunkRecord>> GetChunks(std::span<const int64_t> ids);  // in the given order; missing ids skipped
+  // Every chunk rowid of a collection, by document source, then ordinal.
+  Result<std::vector<int64_t>> ChunkIds(const CollectionInfo& c);
 
   // The collection's vector index, loaded and repaired from SQLite on first use.
   Result<VectorIndex*> Vectors(const CollectionInfo& c, IndexRepair* repair = nullptr);
