@@ -109,7 +109,7 @@ test('a chat message streams an answer with the router choice; a chart gains a p
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await ctx.newPage();
   await page.goto(open.url + '/');
-  await page.waitForSelector('#chat-model option[value="tiny"]');
+  await page.waitForSelector('#chat-model option[value="tiny"]', { state: 'attached' });
   const nonzero = () => page.getAttribute('#chart-tps svg', 'data-nonzero').then(Number);
   const before = await nonzero();
 
@@ -122,8 +122,15 @@ test('a chat message streams an answer with the router choice; a chart gains a p
     new MutationObserver(() => { window.__updates++; })
       .observe(document.querySelector('#chat-log'), { subtree: true, characterData: true, childList: true });
   });
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
   await page.click('#chat-send');
-  await page.waitForSelector('.msg.assistant[data-state="done"]', { timeout: 30000 });
+  try {
+    await page.waitForSelector('.msg.assistant[data-state="done"]', { timeout: 30000 });
+  } catch (e) {
+    throw new Error(e.message + '\nchat log: ' + await page.textContent('#chat-log') + '\npage errors: ' + problems.join('\n'));
+  }
   const answer = await page.textContent('.msg.assistant .answer');
   assert.ok(answer.length > 0, 'an answer was shown');
   assert.ok(await page.evaluate(() => window.__updates) > 3, 'the answer arrived in several pieces');

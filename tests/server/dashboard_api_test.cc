@@ -262,6 +262,36 @@ TEST(DashboardSecurity, DataNeedsTheKeyThePageDoesNotAndTheHostCheckCoversBoth) 
   (*app)->Shutdown();
 }
 
+TEST(DashboardSameOrigin, ThePagesOwnRequestsPassWithoutACorsOriginForeignOnesDoNot) {
+  // The page's POSTs carry Origin = its own origin (browsers send it); before, every Origin not
+  // in --cors-origin was a 403, so the playground could not chat.
+  EXPECT_TRUE(SameOriginAllowed("http://127.0.0.1:8080", "127.0.0.1:8080", {}));
+  EXPECT_TRUE(SameOriginAllowed("http://LOCALHOST:8080", "localhost:8080", {}));
+  EXPECT_TRUE(SameOriginAllowed("http://box.lan:8080", "box.lan:8080", {"box.lan"}));
+  EXPECT_FALSE(SameOriginAllowed("http://127.0.0.1:9999", "127.0.0.1:8080", {}));  // another port: another origin
+  EXPECT_FALSE(SameOriginAllowed("http://evil.example", "evil.example", {}));       // a rebound name
+  EXPECT_FALSE(SameOriginAllowed("http://127.0.0.1:8080", "", {}));
+
+  orchestrator::Metrics metrics;
+  AppOptions o;
+  o.model_flags = {ModelPath("tiny-dense.q8_0.gguf") + "=tiny"};
+  o.http.port = 0;
+  o.models.n_ctx = 256;
+  o.models.threads = 1;
+  o.metrics = &metrics;
+  o.log.quiet = true;
+  auto app = App::Create(std::move(o), [](const std::string&) {});
+  ASSERT_TRUE(app.ok()) << app.status().ToString();
+  ASSERT_TRUE((*app)->Start().ok());
+  const uint16_t port = (*app)->port();
+  const std::string self = "http://127.0.0.1:" + std::to_string(port);
+  auto r = Call(port, "POST", "/v1/chat/completions", ChatBody("tiny", 1).dump(), {{"Origin", self}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  r = Call(port, "POST", "/v1/chat/completions", ChatBody("tiny", 1).dump(), {{"Origin", "http://evil.example"}});
+  EXPECT_EQ(r.status, 403) << r.body;
+  (*app)->Shutdown();
+}
+
 TEST(DashboardRing, KeepsTheWindowAndNoMore) {
   orchestrator::Metrics metrics;
   AppOptions o;
