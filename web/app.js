@@ -168,7 +168,9 @@
   function drawCharts() {
     const S = state.samples;
     const t1 = S.length ? S[S.length - 1].t : Date.now();
-    const t0 = t1 - state.window * 1000;
+    // The x axis spans the samples held (at most the window): a young server's few points are
+    // spread out rather than squeezed against the right edge.
+    const t0 = Math.max(t1 - state.window * 1000, S.length ? S[0].t - state.period * 1000 : t1 - 1);
     const colors = ['var(--c1)', 'var(--c2)', 'var(--c3)', 'var(--c4)'];
     for (const c of charts) {
       let lines = c.lines;
