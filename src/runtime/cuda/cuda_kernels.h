@@ -165,4 +165,18 @@ cudaError_t LaunchGatherRows(const float* src, const int32_t* idx, int64_t n, in
 cudaError_t LaunchScatterAddRows(const float* src, const int32_t* idx, const float* weight, int64_t n,
                                  int64_t dim, float* dst, cudaStream_t s);
 
+// One entry of a row's top list, laid out as runtime::TopLogit (checked in cuda_forward.cc).
+struct DevTop {
+  float logit;
+  int32_t token;
+};
+constexpr int kDevTop = 64;  // entries per row (runtime::kMaxTopLogits)
+// 64-bit words of scratch LaunchTopLogits needs for `rows` rows of n_vocab logits.
+int64_t TopLogitsScratchWords(int64_t rows, int64_t n_vocab);
+// top[r][0, kDevTop) = the kDevTop largest logits of row r (rows of n_vocab at stride ld), largest
+// first, equal logits by smaller token id: runtime::SelectTopLogits' order. n_vocab in
+// [kDevTop, 262144]; cudaErrorInvalidValue otherwise.
+cudaError_t LaunchTopLogits(const float* logits, int64_t ld, int64_t rows, int64_t n_vocab, uint64_t* scratch,
+                            DevTop* top, cudaStream_t s);
+
 }  // namespace qwenmux::runtime::cuda
