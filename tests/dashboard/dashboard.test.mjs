@@ -1,6 +1,7 @@
 // The dashboard (issue 19) in headless Debian chromium, driven by playwright-core, against real
 // `qwenmux serve` processes on the tiny model: the page lists the model, a chat message streams
-// an answer, a KPI chart gains a point after a request, the unload button changes /api/ps, and
+// an answer, a KPI chart gains a point after a request, JSON-schema mode answers in the schema,
+// the unload button changes /api/ps, and
 // with an API key the page refuses without it and works with it. Prints the page weight and the
 // first render time as JSON; screenshots go to QWENMUX_DASHBOARD_ARTIFACTS (default
 // build/dashboard-artifacts). No skip: a missing chromium or binary fails the run.
@@ -105,7 +106,7 @@ test('page loads with the tiny model listed; weight and first render measured', 
   await ctx.close();
 });
 
-test('a chat message streams an answer with the router choice; a chart gains a point; unload changes /api/ps', async () => {
+test('a chat message streams an answer with the router choice; a chart gains a point; JSON-schema mode; unload changes /api/ps', async () => {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await ctx.newPage();
   await page.goto(open.url + '/');
@@ -141,6 +142,17 @@ test('a chat message streams an answer with the router choice; a chart gains a p
   await waitFor(async () => (await nonzero()) > before, 'a tokens/s point after the request');
   await page.waitForSelector('#routing-table tbody tr');
   assert.match(await page.textContent('#routing-table tbody tr'), /tiny/);
+
+  // JSON-schema mode: the answer is JSON of the schema (the constraint is the server's).
+  await page.check('#chat-json');
+  await page.fill('#chat-schema', JSON.stringify({ type: 'object', properties: { answer: { enum: ['yes', 'no'] } },
+    required: ['answer'], additionalProperties: false }));
+  await page.fill('#chat-max', '64');
+  await page.fill('#chat-input', 'Is the sky blue? Answer in JSON.');
+  await page.click('#chat-send');
+  await page.waitForSelector('.msg.assistant:nth-of-type(4)[data-state="done"]', { timeout: 30000 });
+  const structured = JSON.parse(await page.textContent('.msg.assistant:nth-of-type(4) .answer'));
+  assert.ok(['yes', 'no'].includes(structured.answer), JSON.stringify(structured));
 
   // Unload through the button: /api/ps no longer lists the model.
   const ps = async () => (await (await fetch(open.url + '/api/ps')).json()).models.map((m) => m.name);
