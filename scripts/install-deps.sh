@@ -21,6 +21,7 @@ PACKAGES=(
   libsqlite3-dev sqlite3                   # document store (WAL, FTS5)
   libhnswlib-dev                           # HNSW vector index
   libcmark-dev libgumbo-dev libpoppler-cpp-dev   # Markdown, HTML, PDF ingest
+  chromium                                 # dashboard tests: headless browser (tests/dashboard, playwright-core)
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi

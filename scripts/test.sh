@@ -45,6 +45,15 @@ QWENMUX_PORT="${QWENMUX_SMOKE_PORT:-18434}" QWENMUX_SMOKE=1 scripts/run.sh | tee
 grep -q '"choices"' /tmp/qwenmux-smoke.txt
 summary+=("smoke: serve answered one chat request and stopped cleanly")
 
+stage "dashboard in headless chromium (playwright-core, pinned by tests/dashboard/package-lock.json)"
+# The release binary serves the page; the test fails (never skips) without chromium or the binary.
+rm -rf build/dashboard-artifacts
+(cd tests/dashboard && npm ci --no-audit --no-fund --loglevel=error &&
+  QWENMUX_BIN="$PWD/../../build/qwenmux" timeout 300 node --test --test-reporter=spec >/tmp/qwenmux-dashboard.txt 2>&1) || {
+  tail -n 60 /tmp/qwenmux-dashboard.txt; exit 1; }
+tail -n 12 /tmp/qwenmux-dashboard.txt
+summary+=("dashboard: chromium tests passed, $(tr -d ' \n' <build/dashboard-artifacts/figures.json), screenshots in build/dashboard-artifacts")
+
 stage "ASan/UBSan build + tests"
 # The slowest variants (same code paths as tests that do run here) run in the release stage only.
 # ManagerEstimate.*Within10Percent compare RSS with the estimate, meaningless under a sanitizer

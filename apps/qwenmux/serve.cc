@@ -153,6 +153,11 @@ void RegisterServe(CLI::App& app, int* exit_code) {
       ->delimiter(',');
   cmd->add_option("--keep-jobs", o->jobs.keep_finished, "finished pipeline jobs kept for their progress and results")->capture_default_str();
   cmd->add_option("--shutdown-grace-ms", *grace, "on SIGTERM, time in-flight requests get to finish")->capture_default_str();
+  cmd->add_option_function<int64_t>(
+         "--dashboard-sample-ms", [o](int64_t ms) { o->dashboard.sample_period = std::chrono::milliseconds(ms); },
+         "the dashboard's KPI sample period (it keeps 15 minutes of samples)")
+      ->default_str(std::to_string(o->dashboard.sample_period.count()))
+      ->check(CLI::Range(int64_t{100}, int64_t{600000}));
   cmd->add_option("--store", o->rag.store_dir, "RAG document store for POST /v1/rag (default: $QWENMUX_HOME/rag or ~/.qwenmux/rag)");
   cmd->add_option("--rag-model", *rag_models, "RAG stage model: STAGE=NAME, a served, configured or catalog model (repeatable; "
                   "over pipelines.rag in the config)");

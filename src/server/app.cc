@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -140,8 +141,19 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
   ro.threads = o.models.threads;
   QM_ASSIGN_OR_RETURN(app->rag_, RagApi::Create(app->service_.get(), std::move(ro)));
   app->service_->SetRag(app->rag_.get());
+  app->dashboard_ = std::make_unique<Dashboard>(app->service_.get(), o.dashboard);
+  {
+    std::set<std::string> pinned;
+    for (const auto& spec : app->specs_) {
+      if (spec.pinned) pinned.insert(spec.name);
+    }
+    app->dashboard_->SetPinned(std::move(pinned));
+  }
+  app->service_->SetDashboard(app->dashboard_.get());
+  for (const std::string& p : DashboardOpenPaths()) o.http.open_paths.push_back(p);
   app->http_ = std::make_unique<HttpServer>(o.http);
   app->service_->RegisterRoutes(*app->http_);
+  RegisterDashboardRoutes(*app->service_, *app->dashboard_, *app->http_);
   if (!o.config_path.empty()) app->config_ = std::make_unique<orchestrator::Config>(in.config);
   // Pipeline jobs store into their own directories; only the collections the operator allows
   // (--jobs-write-collections) go where POST /v1/rag reads them.
@@ -189,6 +201,7 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
 Status App::Start() {
   QM_RETURN_IF_ERROR(http_->Start());
   if (upstreams_) upstreams_->Start();
+  dashboard_->Start();
   log_(fmt::format("serve: listening on http://{}:{} (OpenAI /v1/*, Ollama /api/*, /health, /metrics)",
                    options_.http.host.find(':') != std::string::npos ? "[" + options_.http.host + "]" : options_.http.host,
                    http_->port()));
@@ -240,6 +253,7 @@ void App::Shutdown() {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // last bytes to the sockets
   http_->Stop();
+  dashboard_->Stop();
   if (preload_.joinable()) preload_.join();
   manager_->Stop();
   log_("serve: stopped");
@@ -252,6 +266,7 @@ App::~App() {
   upstreams_.reset();
   rag_.reset();
   jobs_.reset();
+  dashboard_.reset();
   service_.reset();
   scheduler_.reset();
   manager_.reset();

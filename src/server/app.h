@@ -19,6 +19,7 @@
 #include "orchestrator/metrics/metrics.h"
 #include "orchestrator/scheduler/scheduler.h"
 #include "orchestrator/setup/setup.h"
+#include "server/dashboard.h"
 #include "server/http_server.h"
 #include "server/pipeline_jobs.h"
 #include "server/rag_api.h"
@@ -73,6 +74,8 @@ struct AppOptions {
   // After startup: a line per request and per model load/unload through the Log callback
   // (server_log.h), unless quiet. In JSON format every line the callback gets is JSON.
   ServerLogOptions log;
+  // The web dashboard at / (dashboard.h): KPI sample period, window, routing log length.
+  DashboardOptions dashboard;
 
   // Refuses settings on which every request would fail (--ctx 0, --parallel 100000,
   // --max-queue 0, --max-tokens 0, --max-body 0, --max-connections 0), naming the flag and its
@@ -98,6 +101,7 @@ class App {
   Service& service() { return *service_; }
   HttpServer& http() { return *http_; }
   PipelineJobs& jobs() { return *jobs_; }
+  Dashboard& dashboard() { return *dashboard_; }
 
  private:
   App() = default;
@@ -111,6 +115,7 @@ class App {
   std::unique_ptr<orchestrator::Config> config_;  // qwenmux.yaml (pipeline model overrides), or null
   std::unique_ptr<PipelineJobs> jobs_;
   std::unique_ptr<Upstreams> upstreams_;
+  std::unique_ptr<Dashboard> dashboard_;
   std::unique_ptr<HttpServer> http_;
   std::thread preload_;
   bool shut_down_ = false;

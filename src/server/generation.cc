@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "orchestrator/router/features.h"
+#include "server/dashboard.h"
 #include "server/prompt.h"
 
 namespace qwenmux::server {
@@ -294,8 +295,44 @@ Status SubmitGeneration(Service& service, GenerationJob& job, std::shared_ptr<Re
   } else {
     req.on_done = std::move(on_done);
   }
-  QM_ASSIGN_OR_RETURN(std::shared_ptr<orchestrator::RequestHandle> handle, service.scheduler().Submit(std::move(req)));
-  responder->OnCancel([handle] { handle->Cancel(); });
+  // The dashboard's routing log: one entry per generation, refused ones included.
+  Dashboard* dash = service.dashboard();
+  RoutingEntry entry;
+  if (dash) {
+    entry.kind = job.chat ? "chat" : "completion";
+    entry.requested = job.route.requested;
+    entry.chosen = job.route.name();
+    entry.reason = job.route.reason;
+    entry.explanation = job.route.explanation;
+    req.on_done = [dash, entry, started = std::chrono::steady_clock::now(),
+                   on_done = std::move(req.on_done)](Result<orchestrator::GenerationResult> r) mutable {
+      entry.latency_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+      if (r.ok()) {
+        entry.served = r->model.empty() ? entry.chosen : r->model;
+        entry.degraded = r->degraded;
+        entry.ok = r->finish_reason != "cancelled";
+        if (!entry.ok) entry.error = "cancelled";
+        if (r->completion_tokens > 0) entry.ttft_ms = r->ttft_seconds * 1000.0;
+        entry.prompt_tokens = r->prompt_tokens;
+        entry.completion_tokens = r->completion_tokens;
+      } else {
+        entry.ok = false;
+        entry.error = r.status().message();
+      }
+      dash->Record(std::move(entry));
+      on_done(std::move(r));
+    };
+  }
+  auto handle = service.scheduler().Submit(std::move(req));
+  if (!handle.ok()) {
+    if (dash) {
+      entry.ok = false;
+      entry.error = handle.status().message();
+      dash->Record(std::move(entry));
+    }
+    return handle.status();
+  }
+  responder->OnCancel([h = *handle] { h->Cancel(); });
   return Status::Ok();
 }
 

@@ -49,6 +49,12 @@ bool ApiKeyMatches(const std::string& presented, const std::vector<std::string>&
   return match;
 }
 
+bool SameOriginAllowed(const std::string& origin, const std::string& host_header, const std::vector<std::string>& allowed) {
+  if (host_header.empty() || !HostAllowed(host_header, allowed)) return false;
+  const std::string o = AsciiLower(origin), h = AsciiLower(host_header);
+  return o == "http://" + h || o == "https://" + h;
+}
+
 bool HostAllowed(const std::string& host_header, const std::vector<std::string>& allowed) {
   std::string host = AsciiLower(host_header);
   if (host.empty()) return true;  // HTTP/1.0 without Host: no browser sends this
@@ -259,7 +265,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!origin.empty()) {
       const auto& allowed = o.security.cors_origins;
       const bool ok = std::find(allowed.begin(), allowed.end(), origin) != allowed.end() ||
-                      std::find(allowed.begin(), allowed.end(), "*") != allowed.end();
+                      std::find(allowed.begin(), allowed.end(), "*") != allowed.end() ||
+                      SameOriginAllowed(origin, std::string(h[http::field::host]), o.security.allowed_hosts);
       if (!ok) return SendError(path, 403, fmt::format("origin not allowed: {}", origin));
       cors_ = {{"Access-Control-Allow-Origin", origin}, {"Vary", "Origin"}};
       if (h.method() == http::verb::options) {

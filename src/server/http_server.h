@@ -159,5 +159,10 @@ class HttpServer {
 bool ApiKeyMatches(const std::string& presented, const std::vector<std::string>& keys);
 // Host header check against DNS rebinding: loopback names (any port) or an allowed host.
 bool HostAllowed(const std::string& host_header, const std::vector<std::string>& allowed);
+// A browser's request from a page this server served (the dashboard at /): Origin is
+// "http(s)://" + the Host header, and that host passes HostAllowed (loopback or an allowed host,
+// whether or not the host check is on, so a rebound foreign name never counts as same-origin).
+// Such requests need no --cors-origin.
+bool SameOriginAllowed(const std::string& origin, const std::string& host_header, const std::vector<std::string>& allowed);
 
 }  // namespace qwenmux::server

@@ -219,9 +219,7 @@ void Service::RegisterRoutes(HttpServer& http) {
     manager_->PublishMemory();
     r->Send(200, "text/plain; version=0.0.4; charset=utf-8", metrics_->RenderText());
   });
-  http.Route("GET", "/", [](const HttpRequest&, std::shared_ptr<Responder> r) {
-    r->Send(200, "text/plain; charset=utf-8", "qwenmux is running\n");
-  });
+  // "/" is the dashboard's page (dashboard_api.cc), "qwenmux is running" for non-browsers.
   RegisterOpenAiRoutes(*this, http);
   RegisterOllamaRoutes(*this, http);
   RegisterRagRoutes(*this, http);

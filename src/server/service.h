@@ -30,6 +30,7 @@
 
 namespace qwenmux::server {
 
+class Dashboard;
 class HttpServer;
 class RagApi;
 class Upstreams;
@@ -140,6 +141,9 @@ class Service {
   // Other engines' models as "NAME/MODEL" (upstream.h); null: none. Set before serving.
   void SetUpstreams(Upstreams* u) { upstreams_ = u; }
   Upstreams* upstreams() const { return upstreams_; }
+  // The dashboard's KPI ring and routing log (dashboard.h); null: none. Set before serving.
+  void SetDashboard(Dashboard* d) { dashboard_ = d; }
+  Dashboard* dashboard() const { return dashboard_; }
 
  private:
   orchestrator::ModelManager* manager_;
@@ -157,6 +161,7 @@ class Service {
   std::function<void(const orchestrator::GenerationResult&)> observer_;
   RagApi* rag_ = nullptr;
   Upstreams* upstreams_ = nullptr;
+  Dashboard* dashboard_ = nullptr;
   std::mutex tok_mu_;
   std::map<std::string, std::shared_future<Result<std::shared_ptr<const tokenizer::Tokenizer>>>> tokenizers_;
 };
