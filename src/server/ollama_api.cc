@@ -414,6 +414,7 @@ void Embed(Service& service, const HttpRequest& req, std::shared_ptr<Responder> 
 void LegacyEmbeddings(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
   auto body = ParseBody(req.body);
   if (!body.ok()) return SendError(*r, body.status());
+  if (ToBackend(service, req, *body, r)) return;
   Fields f(*body);
   const std::string model = f.String("model").value_or("");
   const std::optional<std::string> prompt = f.String("prompt");
