@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "orchestrator/router/router.h"
 #include "server/upstream_http.h"
 #include "server/upstream_translate.h"
 
@@ -196,14 +197,32 @@ bool Upstreams::Owns(std::string_view requested) const {
   return std::any_of(backends_.begin(), backends_.end(), [&](const auto& b) { return b->config.name == name; });
 }
 
-void Upstreams::Forward(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r) {
+std::string Upstreams::Prefer(int local_rank, const std::string& role, double local_tok_s) const {
+  std::lock_guard lock(mu_);
+  std::string best;
+  double best_tok_s = local_tok_s > 0 ? local_tok_s : 0;
+  for (const auto& b : backends_) {
+    const auto& c = b->config;
+    if (c.tier.empty() || orchestrator::TierRank(c.tier) != local_rank || c.role != role || !b->healthy) continue;
+    if (c.max_concurrent > 0 && b->in_flight >= c.max_concurrent) continue;
+    if (b->tokens_per_s <= best_tok_s) continue;
+    std::string model = !c.models.empty() ? c.models.front() : !b->models.empty() ? b->models.front().first : "";
+    if (model.empty()) continue;
+    best = c.name + "/" + model;
+    best_tok_s = b->tokens_per_s;
+  }
+  return best;
+}
+
+void Upstreams::Forward(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r, Fallback fallback) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return SendDialectError(client, *r, 503, "the server is shutting down");
     ++active_;
   }
-  std::thread([this, client, path = std::move(path), body = std::move(body), r = std::move(r)]() mutable {
-    Run(client, std::move(path), std::move(body), std::move(r));
+  std::thread([this, client, path = std::move(path), body = std::move(body), r = std::move(r),
+               fallback = std::move(fallback)]() mutable {
+    Run(client, std::move(path), std::move(body), std::move(r), fallback);
     std::lock_guard lock(mu_);
     --active_;
     cv_.notify_all();

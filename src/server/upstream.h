@@ -95,9 +95,22 @@ class Upstreams {
   // Whether `requested` is "NAME/..." for a configured backend NAME.
   bool Owns(std::string_view requested) const;
 
+  // Routing (orchestrator/router): for an `auto` or tier request of `role` ("chat", "embedding")
+  // whose local choice has tier rank `local_rank` and decode speed `local_tok_s` (0: unknown),
+  // the backend model to send it to instead: of a backend with that tier, healthy, not
+  // saturated (in flight < max_concurrent), and with a measured tokens/s above local_tok_s; the
+  // fastest of those. "" when none. A backend enters this choice once real traffic measured it.
+  std::string Prefer(int local_rank, const std::string& role, double local_tok_s) const;
+
+  // Called instead of an error answer when a backend with a tier cannot serve: it is unhealthy
+  // or saturated (before sending), or the request failed before any byte reached the client
+  // (cannot connect, timeout, HTTP 5xx). `tier`: the backend's; `why`: one line naming it. The
+  // caller serves the request locally, marked degraded.
+  using Fallback = std::function<void(const std::string& tier, const std::string& why)>;
+
   // Forwards a client request (`path`: the route it came to, e.g. "/v1/chat/completions") for
   // the model in body["model"] (Owns() was true). Answers through `r`, from another thread.
-  void Forward(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r);
+  void Forward(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r, Fallback fallback = {});
 
  private:
   struct Backend {
@@ -118,9 +131,9 @@ class Upstreams {
   void Record(Backend& b, double ttft_ms, double tokens_per_s, bool error, bool connection_failed);
   void DiscoveryLoop();
   void Discover(Backend& b);
-  void Run(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r);
+  void Run(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r, const Fallback& fallback);
   void Proxy(ClientDialect client, const std::string& path, Json body, const std::shared_ptr<Responder>& r, Backend& b,
-             const std::string& requested, const std::string& model);
+             const std::string& requested, const std::string& model, const Fallback& fallback);
 
   std::vector<std::unique_ptr<Backend>> backends_;
   UpstreamOptions options_;

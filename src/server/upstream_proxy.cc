@@ -44,7 +44,8 @@ void WriteStreamError(ClientDialect client, Responder& r, const std::string& msg
 
 }  // namespace
 
-void Upstreams::Run(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r) {
+void Upstreams::Run(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r,
+                    const Fallback& fallback) {
   const std::string requested = body.value("model", "");
   const size_t slash = requested.find('/');
   const std::string name = requested.substr(0, slash), model = requested.substr(slash + 1);
@@ -55,6 +56,7 @@ void Upstreams::Run(ClientDialect client, std::string path, Json body, std::shar
   if (!b) return SendDialectError(client, *r, 404, fmt::format("backend \"{}\" is not configured", name));
   const auto& c = b->config;
   r->NoteUsage(requested, -1, -1);
+  std::string failover;
   {  // The model must be one the backend exposes (once its list is known).
     std::lock_guard lock(mu_);
     std::vector<std::string> known;
@@ -66,14 +68,23 @@ void Upstreams::Run(ClientDialect client, std::string path, Json body, std::shar
       return SendDialectError(client, *r, 404, fmt::format("model \"{}\" not found on backend {}; it has: {}", requested,
                                                            name, list.empty() ? "(none)" : list));
     }
-    ++b->requests;
-    ++b->in_flight;
+    // Down (a check or a request failed since it last worked) or saturated: fail over at once.
+    const bool down = !b->healthy && (b->discovered || b->backoff.count() > 0);
+    const bool full = c.max_concurrent > 0 && b->in_flight >= c.max_concurrent;
+    if (fallback && !c.tier.empty() && (down || full)) {
+      failover = fmt::format("backend {} is {}", name,
+                             down ? std::string("unhealthy") : fmt::format("saturated ({} requests in flight)", b->in_flight));
+    } else {
+      ++b->requests;
+      ++b->in_flight;
+    }
   }
-  Proxy(client, path, std::move(body), r, *b, requested, model);
+  if (!failover.empty()) return fallback(c.tier, failover);
+  Proxy(client, path, std::move(body), r, *b, requested, model, fallback);
 }
 
 void Upstreams::Proxy(ClientDialect client, const std::string& path, Json body, const std::shared_ptr<Responder>& r,
-                      Backend& b, const std::string& requested, const std::string& model) {
+                      Backend& b, const std::string& requested, const std::string& model, const Fallback& fallback) {
   const auto& c = b.config;
   const std::string& name = c.name;
   const auto t0 = Clock::now();
@@ -172,6 +183,8 @@ void Upstreams::Proxy(ClientDialect client, const std::string& path, Json body, 
   }
   auto fail = [&](int status, const std::string& msg, bool connection) {
     Record(b, -1, -1, true, connection);
+    // Nothing reached the client yet: a backend with a tier fails over (not for its own 4xx).
+    if (fallback && !c.tier.empty() && (status == 502 || status == 504) && !r->cancelled()) return fallback(c.tier, msg);
     SendDialectError(client, *r, status, msg);
   };
   switch (reply.outcome) {
