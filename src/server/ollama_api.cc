@@ -530,6 +530,7 @@ void Ps(Service& service, const HttpRequest&, std::shared_ptr<Responder> r) {
                        {"gpu_in_use_bytes", service.manager().gpu_in_use_bytes()},
                        {"gpu_budget_bytes", service.manager().gpu_budget_bytes()},
                        {"gpu", service.manager().gpu().available ? service.manager().gpu().name : ""}}}};
+  if (service.upstreams()) out["backends"] = service.upstreams()->PsJson();  // other engines (upstream.h)
   r->Send(200, "application/json", Dump(out));
 }
 

@@ -10,6 +10,7 @@
 #include "server/generation.h"
 #include "orchestrator/setup/setup.h"
 #include "server/http_server.h"
+#include "server/upstream.h"
 
 namespace qwenmux::server {
 
@@ -217,7 +218,8 @@ void Service::RegisterRoutes(HttpServer& http) {
     // which includes them) at each scrape.
     metrics_->SetConstraintCache(ConstraintCacheBytes(), ConstraintCacheMaxBytes(), CachedConstraints());
     manager_->PublishMemory();
-    r->Send(200, "text/plain; version=0.0.4; charset=utf-8", metrics_->RenderText());
+    r->Send(200, "text/plain; version=0.0.4; charset=utf-8",
+            metrics_->RenderText() + (upstreams_ ? upstreams_->MetricsText() : std::string()));
   });
   http.Route("GET", "/", [](const HttpRequest&, std::shared_ptr<Responder> r) {
     r->Send(200, "text/plain; charset=utf-8", "qwenmux is running\n");

@@ -150,6 +150,53 @@ std::vector<Upstreams::Stats> Upstreams::BackendStats() const {
   return out;
 }
 
+std::string Upstreams::MetricsText() const {
+  const std::vector<Stats> stats = BackendStats();
+  std::string out;
+  auto family = [&](const char* name, const char* type, const char* help, auto value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    for (const Stats& s : stats) {
+      const double v = value(s);
+      if (v >= 0) out += fmt::format("{}{{backend=\"{}\"}} {}\n", name, s.name, v);
+    }
+  };
+  family("qwenmux_backend_up", "gauge", "1 if the backend's last contact worked (backends: in qwenmux.yaml).",
+         [](const Stats& s) { return s.healthy ? 1.0 : 0.0; });
+  family("qwenmux_backend_models", "gauge", "Models the backend exposes.", [](const Stats& s) { return double(s.models); });
+  family("qwenmux_backend_requests_total", "counter", "Requests proxied to the backend.",
+         [](const Stats& s) { return double(s.requests); });
+  family("qwenmux_backend_errors_total", "counter", "Proxied requests that failed (error answer or broken stream).",
+         [](const Stats& s) { return double(s.errors); });
+  family("qwenmux_backend_in_flight", "gauge", "Proxied requests running now.", [](const Stats& s) { return double(s.in_flight); });
+  family("qwenmux_backend_ttft_ms", "gauge", "Moving average of the time to the first streamed byte, in ms.",
+         [](const Stats& s) { return s.ttft_ms; });
+  family("qwenmux_backend_tokens_per_second", "gauge", "Moving average of the generated tokens per second.",
+         [](const Stats& s) { return s.tokens_per_s; });
+  return out;
+}
+
+Json Upstreams::PsJson() const {
+  const std::vector<Stats> stats = BackendStats();
+  const std::vector<Listed> models = Models();
+  Json out = Json::array();
+  for (const Stats& s : stats) {
+    Json names = Json::array();
+    for (const Listed& m : models) {
+      if (m.backend == s.name) names.push_back(m.full_name());
+    }
+    std::string tier;
+    for (const auto& b : backends_) {
+      if (b->config.name == s.name) tier = b->config.tier;
+    }
+    out.push_back(Json{{"name", s.name}, {"url", s.url}, {"dialect", orchestrator::BackendDialectName(s.dialect)},
+                       {"state", s.healthy ? "ready" : "unreachable"}, {"tier", tier}, {"models", std::move(names)},
+                       {"requests", s.requests}, {"errors", s.errors}, {"in_flight", s.in_flight},
+                       {"ttft_ms", s.ttft_ms >= 0 ? Json(s.ttft_ms) : Json(nullptr)},
+                       {"tokens_per_second", s.tokens_per_s >= 0 ? Json(s.tokens_per_s) : Json(nullptr)}});
+  }
+  return out;
+}
+
 void Upstreams::Record(Backend& b, double ttft_ms, double tokens_per_s, bool error, bool connection_failed) {
   constexpr double kAlpha = 0.2;  // moving averages: the last ~5 requests weigh most
   std::lock_guard lock(mu_);

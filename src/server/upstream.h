@@ -91,6 +91,11 @@ class Upstreams {
     double ttft_ms = -1, tokens_per_s = -1;
   };
   std::vector<Stats> BackendStats() const;
+  // Prometheus text of the Stats: qwenmux_backend_{up,models,requests_total,errors_total,
+  // in_flight,ttft_ms,tokens_per_second}{backend="NAME"} (the averages once measured).
+  std::string MetricsText() const;
+  // The backends for /api/ps: name, url, dialect, state, tier, models ("NAME/MODEL") and Stats.
+  Json PsJson() const;
 
   // Whether `requested` is "NAME/..." for a configured backend NAME.
   bool Owns(std::string_view requested) const;

@@ -169,6 +169,25 @@ TEST_F(UpstreamRouting, AutoPrefersTheFastBackendAndMovesBackWhenItStops) {
   a = Ok(Chat("auto"));
   EXPECT_EQ(a["model"], "fast/m") << a.dump();
   EXPECT_EQ(a["choices"][0]["message"]["content"], "fast answer");
+  // The live figures: /metrics and /api/ps (two requests went to the backend).
+  const std::string metrics = Call(app_->port(), "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("qwenmux_backend_requests_total{backend=\"fast\"} 2\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("qwenmux_backend_errors_total{backend=\"fast\"} 0\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("qwenmux_backend_up{backend=\"fast\"} 1\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("qwenmux_backend_tokens_per_second{backend=\"fast\"} "), std::string::npos) << metrics;
+  const json ps = json::parse(Call(app_->port(), "GET", "/api/ps").body);
+  ASSERT_TRUE(ps.contains("backends")) << ps.dump();
+  bool listed = false;
+  for (const json& b : ps["backends"]) {
+    if (b["name"] != "fast") continue;
+    listed = true;
+    EXPECT_EQ(b["models"], json::array({"fast/m"}));
+    EXPECT_EQ(b["requests"], 2);
+    EXPECT_EQ(b["state"], "ready");
+    EXPECT_EQ(b["tier"], "qwen3-fast");
+    EXPECT_GT(b["tokens_per_second"].get<double>(), 0);
+  }
+  EXPECT_TRUE(listed) << ps.dump();
   a = Ok(Chat("qwen3-fast"));  // the local model asked by its own name stays local
   EXPECT_EQ(a["model"], "qwen3-fast") << a.dump();
 
@@ -185,6 +204,9 @@ TEST_F(UpstreamRouting, AutoPrefersTheFastBackendAndMovesBackWhenItStops) {
   EXPECT_EQ(a["model"], "qwen3-fast");
   EXPECT_EQ(a["qwenmux"]["route"], "failover");
   EXPECT_NE(a["qwenmux"]["explanation"].get<std::string>().find("backend fast is unhealthy"), std::string::npos) << a.dump();
+  const std::string after = Call(app_->port(), "GET", "/metrics").body;
+  EXPECT_NE(after.find("qwenmux_backend_up{backend=\"fast\"} 0\n"), std::string::npos) << after;
+  EXPECT_NE(after.find("qwenmux_backend_errors_total{backend=\"fast\"} 1\n"), std::string::npos) << after;
   EXPECT_EQ(Call(app_->port(), "GET", "/health").status, 200);
 }
 
