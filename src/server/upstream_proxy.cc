@@ -93,6 +93,7 @@ void Upstreams::Proxy(ClientDialect client, const std::string& path, Json body, 
   const bool ollama_streams = path == "/api/chat" || path == "/api/generate";
   const bool stream = client == ClientDialect::kOpenAi ? body.value("stream", false)
                                                        : ollama_streams && !(body.contains("stream") && body["stream"] == false);
+  const bool base64 = body.contains("encoding_format") && body["encoding_format"] == "base64";
   const bool include_usage = body.contains("stream_options") && body["stream_options"].is_object() &&
                              body["stream_options"].value("include_usage", false);
   Kind kind = Kind::kPass;
@@ -212,7 +213,7 @@ void Upstreams::Proxy(ClientDialect client, const std::string& path, Json body, 
     case Kind::kPass: break;
     case Kind::kChatToOllama: t = OllamaChatToOpenAi(answer, requested); break;
     case Kind::kChatToOpenAi: t = OpenAiChatAnswerToOllama(answer, requested); break;
-    case Kind::kEmbedToOllama: t = OllamaEmbedAnswerToOpenAi(answer, requested); break;
+    case Kind::kEmbedToOllama: t = OllamaEmbedAnswerToOpenAi(answer, requested, base64); break;
     case Kind::kEmbedToOpenAi: t = OpenAiEmbedAnswerToOllama(answer, requested, false); break;
     case Kind::kEmbedToOpenAiLegacy: t = OpenAiEmbedAnswerToOllama(answer, requested, true); break;
   }

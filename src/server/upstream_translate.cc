@@ -54,6 +54,13 @@ Result<Json> OpenAiChatToOllama(const Json& body, const std::string& model) {
   }
   out["messages"] = std::move(messages);
   if (body.contains("tools")) out["tools"] = body["tools"];
+  if (body.contains("tool_choice") && !body["tool_choice"].is_null()) {  // Ollama has none: only its default
+    const Json& tc = body["tool_choice"];
+    if (tc == "none") out.erase("tools");
+    else if (tc != "auto")
+      return Error(StatusCode::kUnsupported, "tool_choice: an ollama-dialect backend cannot be made to call a tool "
+                   "(use \"auto\" or \"none\")");
+  }
   Json options = Json::object();
   for (const char* k : {"temperature", "top_p", "top_k", "seed", "min_p", "presence_penalty", "frequency_penalty"}) {
     if (body.contains(k) && !body[k].is_null()) options[k] = body[k];
@@ -241,19 +248,33 @@ Result<Json> OpenAiEmbedToOllama(const Json& body, const std::string& model) {
   const Json& in = body["input"];
   if (!in.is_string() && !(in.is_array() && std::all_of(in.begin(), in.end(), [](const Json& x) { return x.is_string(); })))
     return Error(StatusCode::kUnsupported, "input: only text (a string or a list of strings) is translated to an ollama-dialect backend");
-  if (body.value("encoding_format", "float") != "float")
-    return Error(StatusCode::kUnsupported, "encoding_format: an ollama-dialect backend answers floats only");
+  const std::string encoding = body.contains("encoding_format") && body["encoding_format"].is_string()
+                                   ? body["encoding_format"].get<std::string>() : "float";
+  if (encoding != "float" && encoding != "base64")
+    return Error(StatusCode::kInvalidArgument, "encoding_format: expected float or base64");
   Json out{{"model", model}, {"input", in}};
   if (body.contains("dimensions")) out["dimensions"] = body["dimensions"];
   return out;
 }
 
-Result<Json> OllamaEmbedAnswerToOpenAi(const Json& answer, const std::string& model) {
+Result<Json> OllamaEmbedAnswerToOpenAi(const Json& answer, const std::string& model, bool base64) {
   if (!answer.is_object() || !answer.contains("embeddings") || !answer["embeddings"].is_array())
     return Error(StatusCode::kInvalidArgument, "the answer has no `embeddings` list");
   Json data = Json::array();
   int64_t i = 0;
-  for (const Json& e : answer["embeddings"]) data.push_back(Json{{"object", "embedding"}, {"index", i++}, {"embedding", e}});
+  for (const Json& e : answer["embeddings"]) {
+    if (!e.is_array()) return Error(StatusCode::kInvalidArgument, "embeddings[{}]: expected a list of numbers", i);
+    Json v = e;
+    if (base64) {  // little-endian float32, as OpenAI's encoding_format "base64"
+      std::vector<float> f;
+      for (const Json& x : e) {
+        if (!x.is_number()) return Error(StatusCode::kInvalidArgument, "embeddings[{}]: expected a list of numbers", i);
+        f.push_back(x.get<float>());
+      }
+      v = Base64(f.data(), f.size() * sizeof(float));
+    }
+    data.push_back(Json{{"object", "embedding"}, {"index", i++}, {"embedding", std::move(v)}});
+  }
   const int64_t tokens = answer.value("prompt_eval_count", int64_t{0});
   return Json{{"object", "list"}, {"data", std::move(data)}, {"model", model},
               {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}};

@@ -15,7 +15,8 @@ namespace qwenmux::server {
 // OpenAI /v1/chat/completions body -> Ollama /api/chat body for `model` ("stream" kept):
 // messages (role, content, reasoning_content -> thinking, tool_calls, tool_call_id), tools,
 // temperature/top_p/top_k/seed/stop/max_tokens -> options, response_format -> format,
-// chat_template_kwargs.enable_thinking -> think. kUnsupported for n > 1 and non-text parts.
+// chat_template_kwargs.enable_thinking -> think. kUnsupported for n > 1, non-text parts and a
+// tool_choice other than auto/none (Ollama cannot force a call; "none" drops the tools).
 Result<Json> OpenAiChatToOllama(const Json& body, const std::string& model);
 
 // Ollama /api/chat answer -> OpenAI chat.completion, `model` as the client named it.
@@ -40,10 +41,12 @@ Json OllamaCallsOf(const Json& openai_calls);
 // "2026-12-07T16:30:43.123456Z", Ollama's created_at.
 std::string OllamaTimestamp();
 
-// Embeddings. OpenAI /v1/embeddings body -> Ollama /api/embed (text input only, floats only).
+// Embeddings. OpenAI /v1/embeddings body -> Ollama /api/embed (text input only;
+// encoding_format float or base64, see below).
 Result<Json> OpenAiEmbedToOllama(const Json& body, const std::string& model);
-// Ollama /api/embed answer -> OpenAI embedding list.
-Result<Json> OllamaEmbedAnswerToOpenAi(const Json& answer, const std::string& model);
+// Ollama /api/embed answer -> OpenAI embedding list; base64: each vector as little-endian
+// float32 in base64 (encoding_format "base64", the official openai client's default).
+Result<Json> OllamaEmbedAnswerToOpenAi(const Json& answer, const std::string& model, bool base64 = false);
 // Ollama /api/embed body (legacy: /api/embeddings, "prompt") -> OpenAI /v1/embeddings.
 Result<Json> OllamaEmbedToOpenAi(const Json& body, const std::string& model, bool legacy);
 // OpenAI embedding list -> Ollama /api/embed answer (legacy: {"embedding": [...]}).
