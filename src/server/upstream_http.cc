@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -87,13 +88,40 @@ int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return 0;
 }
 
+// Easy handles kept between transfers: each keeps its connections to the backends open, so a
+// request reuses one (no TCP handshake per request). At most kPoolSize are kept.
+constexpr size_t kPoolSize = 64;
+std::mutex pool_mu;
+std::vector<CURL*>* pool = new std::vector<CURL*>();  // never freed: used until exit
+
+CURL* TakeHandle() {
+  {
+    std::lock_guard lock(pool_mu);
+    if (!pool->empty()) {
+      CURL* h = pool->back();
+      pool->pop_back();
+      curl_easy_reset(h);  // options back to defaults; live connections stay
+      return h;
+    }
+  }
+  return curl_easy_init();
+}
+
+void GiveBack(CURL* h, bool reusable) {
+  if (reusable) {
+    std::lock_guard lock(pool_mu);
+    if (pool->size() < kPoolSize) return pool->push_back(h);
+  }
+  curl_easy_cleanup(h);
+}
+
 }  // namespace
 
 UpstreamReply PerformUpstream(const UpstreamCall& call) {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   UpstreamReply reply;
-  CURL* h = curl_easy_init();
+  CURL* h = TakeHandle();
   if (!h) {
     reply.error = "curl_easy_init failed";
     return reply;
@@ -152,7 +180,7 @@ UpstreamReply PerformUpstream(const UpstreamCall& call) {
   if (s.too_long) reply.error = fmt::format("the transfer ran past its limit of {} ms", call.max_duration.count());
   else if (rc != CURLE_OK) reply.error = *errbuf ? errbuf : curl_easy_strerror(rc);
   curl_slist_free_all(headers);
-  curl_easy_cleanup(h);
+  GiveBack(h, rc == CURLE_OK);  // a failed or aborted transfer's connection is not kept
   return reply;
 }
 
