@@ -141,10 +141,20 @@ void Batch::Fail(Seq& s, Status error, SequenceEvent* ev) {
   ev->error = std::move(error);
 }
 
+bool Batch::EndsBeforeDraw(Seq& s, SequenceEvent* ev) {
+  if (s.cancelled()) {
+    Finish(s, "cancelled", ev);
+    return true;
+  }
+  if (s.req.options.max_tokens == 0) {
+    Finish(s, "length", ev);
+    return true;
+  }
+  return false;
+}
+
 void Batch::OnLogits(Seq& s, std::span<float> row, SequenceEvent* ev) {
-  const GenerateOptions& o = s.req.options;
-  if (s.cancelled()) return Finish(s, "cancelled", ev);
-  if (o.max_tokens == 0) return Finish(s, "length", ev);
+  if (EndsBeforeDraw(s, ev)) return;
   LogitProcessor* proc = s.processor();
   if (proc) {
     if (Status st = proc->Apply(row); !st.ok()) return Fail(s, st.WithContext("logit processor"), ev);
@@ -161,14 +171,25 @@ void Batch::OnLogits(Seq& s, std::span<float> row, SequenceEvent* ev) {
     if (!std::isfinite(row[tok])) return Fail(s, Error(StatusCode::kInternal, "logit processor: no finite logit left"), ev);
     if (Status st = proc->Accept(tok); !st.ok()) return Fail(s, st.WithContext("logit processor"), ev);
   }
+  if (want_logprobs) ev->logprob = s.saved_row[tok] - lse;
+  OnToken(s, tok, ev);
+}
+
+void Batch::OnTop(Seq& s, std::span<const runtime::TopLogit> top, SequenceEvent* ev) {
+  if (EndsBeforeDraw(s, ev)) return;
+  OnToken(s, s.sampler.SampleTop(top), ev);
+}
+
+void Batch::OnToken(Seq& s, int32_t tok, SequenceEvent* ev) {
+  const GenerateOptions& o = s.req.options;
   if (o.stop_on_eos && model_.IsEndOfGeneration(tok)) return Finish(s, "stop", ev);
   ++s.generated;
   s.history.push_back(tok);
   ev->has_token = true;
   ev->token = tok;
-  if (want_logprobs) ev->logprob = s.saved_row[tok] - lse;
   Result<bool> stopped = s.stream.Push(tok, &ev->text);
   if (!stopped.ok()) return Fail(s, stopped.status(), ev);
+  LogitProcessor* proc = s.processor();
   if (*stopped) {
     Finish(s, "stop", ev);
   } else if (proc && proc->Done()) {
@@ -181,6 +202,18 @@ void Batch::OnLogits(Seq& s, std::span<float> row, SequenceEvent* ev) {
     ev->text += s.tail;
   }
   s.next_token = tok;
+}
+
+bool Batch::StepSamplesFromTop() const {
+  if (!model_.samples_from_top()) return false;
+  for (int32_t slot : owners_) {
+    const Seq& s = *slots_[slot];
+    if (s.req.output != SequenceOutput::kTokens || s.processor() || s.req.logprobs || s.req.top_logprobs > 0 ||
+        !s.sampler.CanSampleTop(kTop, s.history)) {
+      return false;
+    }
+  }
+  return true;
 }
 
 Status Batch::Step(std::vector<SequenceEvent>* events, StepStats* stats) {
@@ -229,10 +262,18 @@ Status Batch::Step(std::vector<SequenceEvent>* events, StepStats* stats) {
   }
   if (!entries_.empty()) {
     // Output rows come in batch order: decode rows first, then the prompts' last tokens.
-    if (need_logits) logits_.resize(owners_.size() * static_cast<size_t>(n_vocab_));
+    const bool from_top = need_logits && !need_hidden && StepSamplesFromTop();
+    st.from_top = from_top;
+    if (from_top) {
+      top_.resize(owners_.size() * static_cast<size_t>(kTop));
+    } else if (need_logits) {
+      logits_.resize(owners_.size() * static_cast<size_t>(n_vocab_));
+    }
     if (need_hidden) hidden_.resize(owners_.size() * static_cast<size_t>(n_embd_));
     const auto t0 = std::chrono::steady_clock::now();
-    Status fs = model_.Forward(entries_, need_logits ? logits_.data() : nullptr, need_hidden ? hidden_.data() : nullptr);
+    Status fs = from_top ? model_.ForwardTop(entries_, kTop, top_.data())
+                         : model_.Forward(entries_, need_logits ? logits_.data() : nullptr,
+                                          need_hidden ? hidden_.data() : nullptr);
     st.forward_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!fs.ok()) {
       Clear();
@@ -252,7 +293,11 @@ Status Batch::Step(std::vector<SequenceEvent>* events, StepStats* stats) {
       ev.id = s.slot;
       switch (s.req.output) {
         case SequenceOutput::kTokens:
-          OnLogits(s, std::span<float>(logits_.data() + r * n_vocab_, static_cast<size_t>(n_vocab_)), &ev);
+          if (from_top) {
+            OnTop(s, std::span<const runtime::TopLogit>(top_.data() + r * kTop, static_cast<size_t>(kTop)), &ev);
+          } else {
+            OnLogits(s, std::span<float>(logits_.data() + r * n_vocab_, static_cast<size_t>(n_vocab_)), &ev);
+          }
           st.generated += ev.has_token;
           break;
         case SequenceOutput::kLastLogits:

@@ -87,6 +87,7 @@ struct StepStats {
   int32_t n_prompt = 0;   // prompt tokens in the step's batch
   int32_t n_decode = 0;   // decode tokens in the step's batch
   int32_t generated = 0;  // tokens sampled (events with has_token)
+  bool from_top = false;  // the draws read top lists (Backend::RunTop), not whole logits rows
   double forward_seconds = 0;
 };
 
@@ -127,6 +128,14 @@ class Batch {
   struct Seq;
   // Samples from `row` (the sequence's logits at its last position) and applies the stop rules.
   void OnLogits(Seq& s, std::span<float> row, SequenceEvent* ev);
+  // The same from the row's kTop largest logits (steps where every draw can use them).
+  void OnTop(Seq& s, std::span<const runtime::TopLogit> top, SequenceEvent* ev);
+  // Before a draw: cancellation and max_tokens 0 end the sequence (true: no draw).
+  bool EndsBeforeDraw(Seq& s, SequenceEvent* ev);
+  // After a draw of `tok`: end of generation, history, text, stop rules.
+  void OnToken(Seq& s, int32_t tok, SequenceEvent* ev);
+  // Every output row of this step is a token draw that the top lists serve.
+  bool StepSamplesFromTop() const;
   void Finish(Seq& s, std::string_view reason, SequenceEvent* ev);
   void Fail(Seq& s, Status error, SequenceEvent* ev);
 
@@ -140,6 +149,8 @@ class Batch {
   std::vector<int32_t> owners_;               // [n_out] slot of each output row
   std::vector<float> logits_;                 // [n_out, n_vocab]
   std::vector<float> hidden_;                 // [n_out, n_embd]
+  std::vector<runtime::TopLogit> top_;        // [n_out, kTop] (steps sampling from top lists)
+  static constexpr int32_t kTop = runtime::kMaxTopLogits;
 };
 
 // log(sum(exp(row))) over the finite entries (-inf when none).

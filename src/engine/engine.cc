@@ -161,6 +161,35 @@ Status Model::Forward(std::span<const runtime::BatchEntry> batch, float* logits,
   return Status::Ok();
 }
 
+Status Model::ForwardTop(std::span<const runtime::BatchEntry> batch, int32_t k, runtime::TopLogit* top) {
+  QM_RETURN_IF_ERROR(backend_->RunTop(batch, k, top));
+  // The lists hold the largest values, so +Inf and NaN (which sort above every number on the
+  // device) show up in them.
+  size_t row = 0;
+  for (const runtime::BatchEntry& e : batch) {
+    if (!e.output) continue;
+    for (int32_t j = 0; j < k; ++j) {
+      const float v = top[row * k + j].logit;
+      if (!std::isfinite(v)) {
+        return Error(StatusCode::kInternal,
+                     "engine: the model produced a non-finite logits value ({}) for sequence {} at position {}; "
+                     "its weights or hyper-parameters are broken", v, e.seq, e.pos);
+      }
+    }
+    ++row;
+  }
+  return Status::Ok();
+}
+
+bool Model::samples_from_top() const {
+  switch (options_.top_logits) {
+    case LoadOptions::TopLogits::kOn: return true;
+    case LoadOptions::TopLogits::kOff: return false;
+    case LoadOptions::TopLogits::kAuto: return backend_->selects_top_on_device();
+  }
+  return false;
+}
+
 Status Model::CheckPrompt(std::span<const int32_t> tokens, int32_t seq) const {
   if (seq < 0 || seq >= n_seq()) {
     return Error(StatusCode::kInvalidArgument, "engine: sequence {} out of range [0, {})", seq, n_seq());

@@ -37,6 +37,10 @@ struct LoadOptions {
   size_t n_threads = 0;     // 0: all hardware threads
   runtime::DeviceChoice device = runtime::DeviceChoice::kAuto;  // cpu, cuda, or auto (CUDA if usable)
   int device_index = 0;     // which GPU when the device is CUDA
+  // Where a step's draws need only each row's k largest logits (Sampler::CanSampleTop), the
+  // backend returns those instead of whole rows (Backend::RunTop): kAuto where it selects them
+  // on the device (CUDA), kOn on every backend (the CPU selects on the host: tests), kOff never.
+  enum class TopLogits { kAuto, kOn, kOff } top_logits = TopLogits::kAuto;
 };
 
 struct GenerateOptions {
@@ -117,6 +121,10 @@ class Model {
   // committed. For benchmarks and reference checks: everything else runs through an
   // engine::Batch (engine/batch.h), which commits them.
   Status Forward(std::span<const runtime::BatchEntry> batch, float* logits, float* hidden);
+  // The same with each output row's k largest logits only (Backend::RunTop), [n_out][k].
+  Status ForwardTop(std::span<const runtime::BatchEntry> batch, int32_t k, runtime::TopLogit* top);
+  // Whether steps should sample through ForwardTop (LoadOptions::top_logits and the backend).
+  bool samples_from_top() const;
 
   // Feeds `tokens` to sequence `seq` from its current length, in chunks of n_batch; returns the
   // logits of the last token ([n_vocab]) in *last_logits if given, or all positions' logits

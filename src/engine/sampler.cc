@@ -26,11 +26,26 @@ int32_t Argmax(std::span<const float> logits) {
   return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
+bool Sampler::Penalizes(std::span<const int32_t> history) const {
+  const bool on = opt_.repetition_penalty != 1.0f || opt_.presence_penalty != 0.0f || opt_.frequency_penalty != 0.0f;
+  return on && opt_.penalty_last_n > 0 && !history.empty();
+}
+
+bool Sampler::CanSampleTop(int32_t k, std::span<const int32_t> history) const {
+  if (Penalizes(history)) return false;
+  return opt_.temperature <= 0.0f || (opt_.top_k > 0 && opt_.top_k <= k);
+}
+
+namespace {
+bool ByLogit(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+  return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+}  // namespace
+
 int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> history) {
   const int32_t n_vocab = static_cast<int32_t>(logits.size());
   // Penalties over the last penalty_last_n tokens.
-  const bool penalize = opt_.repetition_penalty != 1.0f || opt_.presence_penalty != 0.0f || opt_.frequency_penalty != 0.0f;
-  if (penalize && opt_.penalty_last_n > 0 && !history.empty()) {
+  if (Penalizes(history)) {
     const size_t start = history.size() > static_cast<size_t>(opt_.penalty_last_n) ? history.size() - opt_.penalty_last_n : 0;
     std::unordered_map<int32_t, int> counts;
     for (size_t i = start; i < history.size(); ++i) {
@@ -49,12 +64,27 @@ int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> histor
   size_t k = opt_.top_k > 0 ? std::min<size_t>(opt_.top_k, logits.size()) : logits.size();
   cand_.resize(logits.size());
   for (int32_t i = 0; i < n_vocab; ++i) cand_[i] = {logits[i] * inv_t, i};
-  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
   if (k < cand_.size()) {
-    std::nth_element(cand_.begin(), cand_.begin() + static_cast<long>(k), cand_.end(), by_logit);
+    std::nth_element(cand_.begin(), cand_.begin() + static_cast<long>(k), cand_.end(), ByLogit);
     cand_.resize(k);
   }
-  std::sort(cand_.begin(), cand_.end(), by_logit);
+  std::sort(cand_.begin(), cand_.end(), ByLogit);
+  return Draw();
+}
+
+int32_t Sampler::SampleTop(std::span<const runtime::TopLogit> top) {
+  if (opt_.temperature <= 0.0f) return top[0].token;
+  const float inv_t = 1.0f / opt_.temperature;
+  const size_t k = opt_.top_k > 0 ? std::min<size_t>(opt_.top_k, top.size()) : top.size();
+  cand_.resize(top.size());
+  for (size_t i = 0; i < top.size(); ++i) cand_[i] = {top[i].logit * inv_t, top[i].token};
+  // Scaling keeps the order, but may make neighbours equal: those go by token id, as in Sample.
+  std::sort(cand_.begin(), cand_.end(), ByLogit);
+  cand_.resize(k);
+  return Draw();
+}
+
+int32_t Sampler::Draw() {
   // Softmax over the survivors.
   const float mx = cand_[0].first;
   double sum = 0;

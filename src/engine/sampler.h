@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "runtime/backend.h"  // TopLogit
 
 namespace qwenmux::engine {
 
@@ -36,9 +37,22 @@ class Sampler {
   // generated), for the penalties.
   int32_t Sample(std::span<float> logits, std::span<const int32_t> history);
 
+  // True when SampleTop over a row's k largest logits draws exactly what Sample over the whole
+  // row would: no penalty applies to `history`, and the draw is greedy or keeps at most top_k <= k
+  // candidates. (One exception: ties that temperature scaling creates between logits on both
+  // sides of the k-th, which the whole row would order by token id.)
+  bool CanSampleTop(int32_t k, std::span<const int32_t> history) const;
+  // As Sample, from the k largest logits of the row (runtime::SelectTopLogits' order), when
+  // CanSampleTop(top.size()) holds; the same seed draws the same token.
+  int32_t SampleTop(std::span<const runtime::TopLogit> top);
+
   const SamplerOptions& options() const { return opt_; }
 
  private:
+  bool Penalizes(std::span<const int32_t> history) const;
+  // The draw from cand_ (scaled logits, top-k kept, sorted): softmax, top-p, min-p, seeded pick.
+  int32_t Draw();
+
   SamplerOptions opt_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> cand_;

@@ -33,6 +33,18 @@ struct BatchEntry {
   float lora_scale = 1.0f;             // multiplies the adapter's alpha / r
 };
 
+// One entry of an output row's top list: a logit and its token.
+struct TopLogit {
+  float logit = 0;
+  int32_t token = 0;
+};
+// The most a top list holds (Backend::RunTop's k).
+inline constexpr int32_t kMaxTopLogits = 64;
+
+// The k largest logits of `row` into out[0..k), largest first, equal logits by smaller token id
+// (the order engine::Sampler ranks candidates in). k <= row.size().
+void SelectTopLogits(std::span<const float> row, int32_t k, TopLogit* out);
+
 enum class Device { kCpu, kCuda };
 
 std::string_view DeviceName(Device d);
@@ -66,6 +78,14 @@ class Backend {
   // host memory. KV entries of the batch's positions are written; lengths are not changed.
   virtual Status Run(std::span<const BatchEntry> batch, float* out_logits, float* out_hidden) = 0;
 
+  // As Run with out_logits, but each output row comes back as its k (1..kMaxTopLogits) largest
+  // logits only, in SelectTopLogits' order, in out_top [n_out][k]: what a sampler with top-k <= k
+  // and no logit processor needs, without the whole row. This default runs Run and selects on
+  // the host; a GPU backend selects on the device and copies k entries a row instead of n_vocab.
+  virtual Status RunTop(std::span<const BatchEntry> batch, int32_t k, TopLogit* out_top);
+  // True when RunTop is cheaper than Run with logits (the selection runs where the logits are).
+  virtual bool selects_top_on_device() const { return false; }
+
   virtual int32_t n_ctx() const = 0;
   virtual int32_t n_seq() const = 0;
   // Positions [0, length) of `seq` hold valid KV entries (committed by the engine).
@@ -73,6 +93,10 @@ class Backend {
   virtual void set_length(int32_t seq, int32_t n) = 0;
 
   virtual BackendMemory memory() const = 0;
+
+ protected:
+  // The width of a logits row, for the default RunTop.
+  virtual int32_t n_vocab() const = 0;
 };
 
 }  // namespace qwenmux::runtime

@@ -33,13 +33,17 @@ class CpuBackend final : public Backend {
   void set_length(int32_t seq, int32_t n) override { kv_.set_length(seq, n); }
   BackendMemory memory() const override { return {kv_.bytes() + forward_.scratch_bytes(), 0}; }
 
+ protected:
+  int32_t n_vocab() const override { return n_vocab_; }
+
  private:
   CpuBackend(const model::ModelConfig& config, const ModelWeights& weights, KvCache kv, ThreadPool* pool)
-      : kv_(std::move(kv)), forward_(config, weights, pool), pool_(pool) {}
+      : kv_(std::move(kv)), forward_(config, weights, pool), pool_(pool), n_vocab_(static_cast<int32_t>(config.n_vocab)) {}
 
   KvCache kv_;
   CpuForward forward_;
   ThreadPool* pool_;
+  int32_t n_vocab_;
 };
 
 }  // namespace qwenmux::runtime

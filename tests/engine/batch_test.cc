@@ -2,6 +2,7 @@
 // rows of embedding/scoring sequences, and prompts that share steps (tiny real model).
 #include "engine/batch.h"
 
+#include <algorithm>
 #include <atomic>
 
 #include <gtest/gtest.h>
@@ -11,8 +12,9 @@
 namespace qwenmux::engine {
 namespace {
 
-std::unique_ptr<Model> LoadTiny(int32_t n_seq) {
+std::unique_ptr<Model> LoadTiny(int32_t n_seq, LoadOptions::TopLogits top = LoadOptions::TopLogits::kAuto) {
   LoadOptions lo;
+  lo.top_logits = top;
   lo.n_ctx = 64;
   lo.n_seq = n_seq;
   lo.n_batch = 16;
@@ -126,6 +128,68 @@ TEST(EngineBatch, StopRulesAndEvents) {
   EXPECT_EQ(b.active(), 0);
   EXPECT_TRUE(b.Step(&ev).ok());  // an empty batch: nothing to do
   EXPECT_TRUE(ev.empty());
+}
+
+// Steps that sample from top lists (Backend::RunTop; forced on here, where the CPU selects them
+// on the host) generate exactly the tokens of steps that sample from whole rows, for greedy and
+// seeded sequences sharing a batch; a sequence whose draws need whole rows (a repetition
+// penalty, logprobs) makes its steps fall back, with the same result.
+TEST(EngineBatch, TopListStepsDrawWhatWholeRowsDraw) {
+  auto run = [](LoadOptions::TopLogits mode, std::vector<bool>* from_top) {
+    auto m = LoadTiny(4, mode);
+    EXPECT_NE(m, nullptr);
+    std::vector<std::vector<int32_t>> out(4);
+    if (!m) return out;
+    Batch b(*m);
+    const auto p = m->tokenizer().Encode("The weather today");
+    std::vector<int32_t> ids;
+    for (int i = 0; i < 3; ++i) {
+      SequenceRequest r = Greedy(p, 12);
+      if (i > 0) {
+        r.options.sampler.temperature = i == 1 ? 0.8f : 1.5f;
+        r.options.sampler.top_k = i == 1 ? 20 : 64;
+        r.options.sampler.top_p = 0.9f;
+        r.options.sampler.seed = 40 + i;
+      }
+      auto id = b.Admit(std::move(r));
+      EXPECT_TRUE(id.ok());
+      ids.push_back(id.ok() ? *id : -1);
+    }
+    std::vector<SequenceEvent> ev;
+    StepStats st;
+    for (int step = 0; step < 100 && b.active() > 0; ++step) {
+      if (step == 4) {  // a penalized sequence joins: its steps need whole rows
+        SequenceRequest r = Greedy(p, 4);
+        r.options.sampler.repetition_penalty = 1.3f;
+        auto id = b.Admit(std::move(r));
+        EXPECT_TRUE(id.ok());
+        ids.push_back(id.ok() ? *id : -1);
+      }
+      EXPECT_TRUE(b.Step(&ev, &st).ok());
+      if (st.n_decode > 0 || st.generated > 0) from_top->push_back(st.from_top);
+      for (const auto& e : ev) {
+        if (!e.has_token) continue;
+        const size_t seq = static_cast<size_t>(std::find(ids.begin(), ids.end(), e.id) - ids.begin());
+        if (seq < out.size()) out[seq].push_back(e.token);
+      }
+    }
+    return out;
+  };
+  std::vector<bool> top_steps, row_steps;
+  const auto listed = run(LoadOptions::TopLogits::kOn, &top_steps);
+  const auto whole = run(LoadOptions::TopLogits::kOff, &row_steps);
+  ASSERT_EQ(listed.size(), whole.size());
+  for (size_t i = 0; i < whole.size(); ++i) {
+    EXPECT_FALSE(whole[i].empty()) << "sequence " << i;
+    EXPECT_EQ(listed[i], whole[i]) << "sequence " << i;
+  }
+  EXPECT_TRUE(std::count(top_steps.begin(), top_steps.end(), true) >= 2) << "the top-list path never ran";
+  EXPECT_TRUE(std::count(top_steps.begin(), top_steps.end(), false) >= 1) << "the penalized steps did not fall back";
+  EXPECT_EQ(std::count(row_steps.begin(), row_steps.end(), true), 0);
+  // The CPU backend selects nothing on the device: `auto` keeps whole rows there.
+  auto m = LoadTiny(1);
+  ASSERT_NE(m, nullptr);
+  EXPECT_FALSE(m->samples_from_top());
 }
 
 TEST(EngineBatch, RowsOfEmbeddingAndScoringSequences) {

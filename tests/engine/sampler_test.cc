@@ -2,7 +2,9 @@
 // top-k, top-p, min-p, seed) against values worked out by hand, so a stage that became a no-op
 // or was inverted fails. Frequencies come from 20000 seeded draws (deterministic); the bounds
 // are about 5 binomial standard deviations.
+#include <algorithm>
 #include <cmath>
+#include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -185,6 +187,76 @@ TEST(SamplerChain, BadOptionsAreErrors) {
   o.temperature = -1;
   EXPECT_NE(o.Validate().message().find("temperature"), std::string::npos);
   EXPECT_TRUE(Plain().Validate().ok());
+}
+
+// SelectTopLogits against a full sort by (logit descending, token ascending), with many ties
+// and infinities, for list lengths up to kMaxTopLogits.
+TEST(TopLogits, SelectionEqualsAFullSort) {
+  std::mt19937 rng(3);
+  for (int trial = 0; trial < 40; ++trial) {
+    const int32_t n = 64 + static_cast<int32_t>(rng() % 3000);
+    std::vector<float> row(static_cast<size_t>(n));
+    for (float& v : row) v = static_cast<float>(static_cast<int>(rng() % 200) - 100) / 8.0f;  // ties
+    row[rng() % n] = -INFINITY;
+    if (trial % 3 == 0) row[rng() % n] = 1e30f;
+    std::vector<int32_t> ids(static_cast<size_t>(n));
+    for (int32_t i = 0; i < n; ++i) ids[i] = i;
+    std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+    for (int32_t k : {1, 2, 20, runtime::kMaxTopLogits}) {
+      std::vector<runtime::TopLogit> top(static_cast<size_t>(k));
+      runtime::SelectTopLogits(row, k, top.data());
+      for (int32_t j = 0; j < k; ++j) {
+        ASSERT_EQ(top[j].token, ids[j]) << "trial " << trial << " k " << k << " rank " << j;
+        ASSERT_EQ(top[j].logit, row[ids[j]]);
+      }
+    }
+  }
+}
+
+// The top-list path draws exactly what the whole row draws, seed for seed, wherever
+// CanSampleTop says it may: greedy, top-k up to the list length, with top-p, min-p and
+// temperatures; and CanSampleTop refuses what the list cannot serve.
+TEST(TopLogits, SampleTopDrawsWhatSampleDraws) {
+  std::mt19937 rng(11);
+  constexpr int32_t kList = runtime::kMaxTopLogits;
+  struct Case {
+    float temperature;
+    int32_t top_k;
+    float top_p, min_p;
+  };
+  const Case cases[] = {{0, 0, 1, 0},      {0, 40, 0.9f, 0},  {0.7f, 20, 0.8f, 0}, {1.0f, 64, 1, 0},
+                        {1.3f, 5, 0.95f, 0.05f}, {0.2f, 1, 1, 0}, {2.0f, 64, 0.5f, 0.1f}};
+  for (const Case& c : cases) {
+    SamplerOptions o = Plain();
+    o.temperature = c.temperature, o.top_k = c.top_k, o.top_p = c.top_p, o.min_p = c.min_p;
+    o.seed = 99;
+    Sampler whole(o), listed(o);
+    ASSERT_TRUE(listed.CanSampleTop(kList, {}));
+    for (int draw = 0; draw < 300; ++draw) {
+      std::vector<float> row(5000);
+      for (float& v : row) v = static_cast<float>(static_cast<int>(rng() % 4000)) / 400.0f;  // ties
+      std::vector<runtime::TopLogit> top(kList);
+      runtime::SelectTopLogits(row, kList, top.data());
+      const int32_t a = whole.Sample(row, {});
+      const int32_t b = listed.SampleTop(top);
+      ASSERT_EQ(a, b) << "temperature " << c.temperature << " top_k " << c.top_k << " draw " << draw;
+    }
+  }
+  SamplerOptions o = Plain();
+  o.temperature = 0.7f;
+  o.top_k = 0;  // the whole vocabulary can be drawn
+  EXPECT_FALSE(Sampler(o).CanSampleTop(kList, {}));
+  o.top_k = kList + 1;
+  EXPECT_FALSE(Sampler(o).CanSampleTop(kList, {}));
+  o.top_k = 20;
+  EXPECT_TRUE(Sampler(o).CanSampleTop(kList, {}));
+  o.repetition_penalty = 1.1f;  // a penalty reads the logits of past tokens, wherever they rank
+  const std::vector<int32_t> history = {5, 6};
+  EXPECT_FALSE(Sampler(o).CanSampleTop(kList, history));
+  EXPECT_TRUE(Sampler(o).CanSampleTop(kList, {}));  // nothing to penalize yet
+  o.repetition_penalty = 1;
+  o.presence_penalty = -0.5f;
+  EXPECT_FALSE(Sampler(o).CanSampleTop(kList, history));
 }
 
 }  // namespace

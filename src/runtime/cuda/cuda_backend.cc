@@ -38,12 +38,16 @@ class CudaBackend final : public Backend {
   std::string Describe() const override { return fmt::format("cuda:{} {}", info_.index, info_.name); }
 
   Status Run(std::span<const BatchEntry> batch, float* out_logits, float* out_hidden) override {
-    const cudaError_t e = cudaSetDevice(info_.index);
-    if (e != cudaSuccess) {
-      return Error(StatusCode::kInternal, "cuda: cudaSetDevice({}): {}", info_.index, cudaGetErrorString(e));
-    }
+    QM_RETURN_IF_ERROR(UseDevice());
     return forward_->Run(batch, out_logits, out_hidden);
   }
+
+  Status RunTop(std::span<const BatchEntry> batch, int32_t k, TopLogit* out_top) override {
+    if (!forward_->selects_top()) return Backend::RunTop(batch, k, out_top);
+    QM_RETURN_IF_ERROR(UseDevice());
+    return forward_->Run(batch, nullptr, nullptr, out_top, k);
+  }
+  bool selects_top_on_device() const override { return forward_->selects_top(); }
 
   int32_t n_ctx() const override { return forward_->n_ctx(); }
   int32_t n_seq() const override { return forward_->n_seq(); }
@@ -56,7 +60,18 @@ class CudaBackend final : public Backend {
     return m;
   }
 
+ protected:
+  int32_t n_vocab() const override { return static_cast<int32_t>(config_.n_vocab); }
+
  private:
+  Status UseDevice() const {
+    const cudaError_t e = cudaSetDevice(info_.index);
+    if (e != cudaSuccess) {
+      return Error(StatusCode::kInternal, "cuda: cudaSetDevice({}): {}", info_.index, cudaGetErrorString(e));
+    }
+    return Status::Ok();
+  }
+
   model::ModelConfig config_;  // owned copy: the forward keeps a reference
   CudaDeviceInfo info_;
   std::vector<int32_t> lengths_;

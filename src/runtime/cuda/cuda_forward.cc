@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -102,7 +103,10 @@ Status CudaForward::Alloc(void** p, size_t bytes, const char* what) {
 
 CudaForward::~CudaForward() {
   if (stream_) cudaStreamSynchronize(stream_);
-  if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+  for (cudaGraphExec_t g : graph_exec_) {
+    if (g) cudaGraphExecDestroy(g);
+  }
+  if (h_top_) cudaFreeHost(h_top_);
   for (cudaEvent_t ev : events_) {
     if (ev) cudaEventDestroy(ev);
   }
@@ -205,10 +209,20 @@ Result<std::unique_ptr<CudaForward>> CudaForward::Create(const model::ModelConfi
   const char* g = std::getenv("QWENMUX_CUDA_GRAPHS");
   const char* prof = std::getenv("QWENMUX_CUDA_PROFILE");
   f->profile_ = prof && std::strcmp(prof, "1") == 0;
-  f->graphs_ = !c.is_moe() && !f->profile_ && !(g && std::strcmp(g, "0") == 0);
+  // MoE decode steps run as graphs where every layer routes on the device (no host sync).
+  bool moe_graph = true;
+  for (const DevLayer& l : w.layers) moe_graph = moe_graph && (!c.is_moe() || f->MoeOnDevice(l, 1));
+  f->graphs_ = moe_graph && !f->profile_ && !(g && std::strcmp(g, "0") == 0);
   if (f->graphs_) {
     e = cudaHostAlloc(reinterpret_cast<void**>(&f->h_logits_), sizeof(float) * c.n_vocab, cudaHostAllocDefault);
     if (e != cudaSuccess) return Error(StatusCode::kResourceExhausted, "cuda: pinned logits buffer: {}", CudaWhy(e));
+  }
+  if (c.n_vocab >= kDevTop && TopLogitsScratchWords(1, c.n_vocab) <= 4096) {
+    const int64_t rows = std::min<int64_t>(kOutRows, n_batch);
+    QWENMUX_TRY(alloc(&f->top_scratch_, TopLogitsScratchWords(rows, c.n_vocab) * 8, "top-list scratch"));
+    QWENMUX_TRY(alloc(&f->d_top_, nb * kDevTop * sizeof(DevTop), "top lists"));
+    e = cudaHostAlloc(reinterpret_cast<void**>(&f->h_top_), nb * kDevTop * sizeof(DevTop), cudaHostAllocDefault);
+    if (e != cudaSuccess) return Error(StatusCode::kResourceExhausted, "cuda: pinned top lists: {}", CudaWhy(e));
   }
   return f;
 }
@@ -331,10 +345,40 @@ Status CudaForward::DenseFfn(const DevLayer& l, int32_t layer, int64_t n) {
   return Status::Ok();
 }
 
+bool CudaForward::MoeOnDevice(const DevLayer& l, int64_t n) const {
+  const int64_t slots = n * c_.n_expert_used, ff = c_.n_ff_exp;
+  return int8_ && slots <= std::min<int64_t>(kMatVecMaxTokens, n_batch_) && c_.n_expert <= kMaxDeviceExperts &&
+         c_.n_expert_used <= 32 && ff % 32 == 0 && ff <= xq_.ld && c_.n_embd <= xq_.ld &&
+         MatVecQ8Supports(l.ffn_gate_exps.type) && MatVecQ8Supports(l.ffn_up_exps.type) &&
+         MatVecQ8Supports(l.ffn_down_exps.type);
+}
+
+// Decode-sized steps (MoeOnDevice): the router, the choice of experts and the weighted sum all on
+// the device, each (token, choice) slot one row of the expert kernels: no sync with the host.
+Status CudaForward::MoeFfnOnDevice(const DevLayer& l, int64_t n) {
+  const int64_t E = c_.n_embd, ne = c_.n_expert, k = c_.n_expert_used, ff = c_.n_ff_exp, slots = n * k;
+  if (!(xq_of_ == a_ && xq_n_ == n && xq_cols_ == E)) return Error(StatusCode::kInternal, "cuda: moe input not quantized");
+  QWENMUX_TRY(MatMul(l.ffn_gate_inp, a_, router_, ne, n, false, Src::kExact));  // [n, n_expert]
+  QWENMUX_KERNEL(LaunchMoeRoute(router_, n, static_cast<int>(ne), static_cast<int>(k), d_route_idx_, d_route_w_,
+                                stream_), "moe route");
+  // gate, up [slots, n_ff_exp] from the 8-bit a (the router read a in f32; xq_ still holds a).
+  const QActs xa = xq_;
+  QWENMUX_KERNEL(LaunchMatVecQ8Experts(l.ffn_gate_exps, ff, xa, d_route_idx_, slots, static_cast<int>(k), gate_, ff,
+                                       stream_), "moe gate");
+  QWENMUX_KERNEL(LaunchMatVecQ8Experts(l.ffn_up_exps, ff, xa, d_route_idx_, slots, static_cast<int>(k), up_, ff,
+                                       stream_), "moe up");
+  QWENMUX_KERNEL(LaunchSwiGlu(gate_, up_, gate_, slots * ff, stream_, ff, Int8Out(gate_, slots, ff)), "swiglu");
+  QWENMUX_KERNEL(LaunchMatVecQ8Experts(l.ffn_down_exps, E, xq_, d_route_idx_, slots, 1, moe_out_, E, stream_),
+                 "moe down");  // [slots, n_embd]
+  QWENMUX_KERNEL(LaunchMoeCombine(moe_out_, d_route_w_, n, static_cast<int>(k), E, x_, stream_), "moe combine");
+  return Status::Ok();
+}
+
 // Sparse MoE: router on the device, softmax / top-k / renormalise on the host exactly as
 // runtime/forward.cc does, then each selected expert on its tokens, added into x with the
 // token's weight.
 Status CudaForward::MoeFfn(const DevLayer& l, int64_t n) {
+  if (MoeOnDevice(l, n)) return MoeFfnOnDevice(l, n);
   const int64_t E = c_.n_embd, ne = c_.n_expert, k = c_.n_expert_used, ff = c_.n_ff_exp;
   QWENMUX_TRY(MatMul(l.ffn_gate_inp, a_, router_, ne, n, false, Src::kExact));  // [n, n_expert]
   cudaError_t e = cudaMemcpyAsync(h_router_.data(), router_, sizeof(float) * n * ne, cudaMemcpyDeviceToHost, stream_);
@@ -383,7 +427,15 @@ Status CudaForward::MoeFfn(const DevLayer& l, int64_t n) {
   return Status::Ok();
 }
 
-Status CudaForward::Run(std::span<const BatchEntry> batch, float* out_logits, float* out_hidden) {
+static_assert(sizeof(DevTop) == sizeof(TopLogit) && offsetof(DevTop, logit) == offsetof(TopLogit, logit) &&
+              offsetof(DevTop, token) == offsetof(TopLogit, token) && kDevTop == kMaxTopLogits);
+
+Status CudaForward::Run(std::span<const BatchEntry> batch, float* out_logits, float* out_hidden, TopLogit* out_top,
+                        int32_t top_k) {
+  if (out_top && (!selects_top() || top_k < 1 || top_k > kDevTop || out_logits)) {
+    return Error(StatusCode::kInvalidArgument, "cuda: top lists of {} logits{}", top_k,
+                 selects_top() ? "" : " (not for this vocabulary size)");
+  }
   for (const BatchEntry& e : batch) {
     if (e.token < 0 || e.token >= static_cast<int32_t>(c_.n_vocab)) {
       return Error(StatusCode::kInvalidArgument, "forward: token id {} out of range [0, {})", e.token, c_.n_vocab);
@@ -395,19 +447,17 @@ Status CudaForward::Run(std::span<const BatchEntry> batch, float* out_logits, fl
       return Error(StatusCode::kOutOfRange, "forward: position {} is past the context size {}", e.pos, n_ctx_);
     }
   }
-  int64_t out_row = 0;
+  Outputs out{out_logits, out_hidden, out_top, top_k, 0};
   for (size_t b = 0; b < batch.size(); b += static_cast<size_t>(n_batch_)) {
     const size_t len = std::min(batch.size() - b, static_cast<size_t>(n_batch_));
-    QWENMUX_TRY(RunSlice(batch.subspan(b, len), out_logits, out_hidden, &out_row));
+    QWENMUX_TRY(RunSlice(batch.subspan(b, len), out));
   }
   return Status::Ok();
 }
 
-Status CudaForward::RunSlice(std::span<const BatchEntry> batch, float* out_logits, float* out_hidden,
-                             int64_t* out_row) {
+Status CudaForward::RunSlice(std::span<const BatchEntry> batch, Outputs& out) {
   const int64_t n = static_cast<int64_t>(batch.size());
   if (n == 0) return Status::Ok();
-  const int64_t E = c_.n_embd;
   int32_t max_len = 0;
   int32_t* h = h_batch_;
   int64_t n_out = 0;
@@ -427,37 +477,59 @@ Status CudaForward::RunSlice(std::span<const BatchEntry> batch, float* out_logit
       break;
     }
   }
-  if (graphs_ && !lora_on_ && n == 1 && n_out == 1 && out_logits && !out_hidden) {
-    QWENMUX_TRY(RunGraphStep(out_logits + *out_row * static_cast<int64_t>(c_.n_vocab)));
-    *out_row += 1;
+  if (graphs_ && !lora_on_ && n == 1 && n_out == 1 && (out.logits || out.top) && !out.hidden) {
+    QWENMUX_TRY(RunGraphStep(out));
+    out.row += 1;
     return Status::Ok();
   }
   QWENMUX_TRY(EnqueueLayers(n, n_out, max_len));
   // Final norm and LM head for the output rows only, kOutRows at a time.
-  cudaError_t e = cudaSuccess;
   for (int64_t g = 0; g < n_out; g += kOutRows) {
-    const int64_t m = std::min<int64_t>(kOutRows, n_out - g);
-    QWENMUX_TRY(RmsNormRows(x_, w_.output_norm, a_, m, E, d_rows_ + g, /*int8=*/out_logits != nullptr));
-    const int64_t row = *out_row + g;
-    if (out_hidden) {
-      e = cudaMemcpyAsync(out_hidden + row * E, a_, m * E * 4, cudaMemcpyDeviceToHost, stream_);
-      if (e != cudaSuccess) return KernelStatus(e, "hidden copy");
-    }
-    Mark("output_norm");
-    if (out_logits) {
-      QWENMUX_TRY(MatMul(w_.output, a_, logits_, c_.n_vocab, m, false, Src::kInt8));
-      Mark("lm_head");
-      e = cudaMemcpyAsync(out_logits + row * static_cast<int64_t>(c_.n_vocab), logits_,
-                          m * static_cast<int64_t>(c_.n_vocab) * 4, cudaMemcpyDeviceToHost, stream_);
-      if (e != cudaSuccess) return KernelStatus(e, "logits copy");
-      Mark("logits_copy");
-    }
+    QWENMUX_TRY(EnqueueOutputs(g, std::min<int64_t>(kOutRows, n_out - g), out, d_rows_ + g));
   }
-  *out_row += n_out;
-  e = cudaStreamSynchronize(stream_);
+  const cudaError_t e = cudaStreamSynchronize(stream_);
   if (e != cudaSuccess) return KernelStatus(e, "forward (stream sync)");
+  CopyTopLists(out, n_out);
+  out.row += n_out;
   CollectProfile();
   return Status::Ok();
+}
+
+Status CudaForward::EnqueueOutputs(int64_t g, int64_t m, const Outputs& out, const int32_t* rows) {
+  const int64_t E = c_.n_embd, V = c_.n_vocab, row = out.row + g;
+  const bool head = out.logits || out.top || out.pinned_logits;
+  QWENMUX_TRY(RmsNormRows(x_, w_.output_norm, a_, m, E, rows, /*int8=*/head));
+  cudaError_t e = cudaSuccess;
+  if (out.hidden) {
+    e = cudaMemcpyAsync(out.hidden + row * E, a_, m * E * 4, cudaMemcpyDeviceToHost, stream_);
+    if (e != cudaSuccess) return KernelStatus(e, "hidden copy");
+  }
+  Mark("output_norm");
+  if (!head) return Status::Ok();
+  QWENMUX_TRY(MatMul(w_.output, a_, logits_, V, m, false, Src::kInt8));
+  Mark("lm_head");
+  if (out.top) {
+    QWENMUX_KERNEL(LaunchTopLogits(logits_, V, m, V, top_scratch_, d_top_ + g * kDevTop, stream_), "top_logits");
+    e = cudaMemcpyAsync(h_top_ + g * kDevTop, d_top_ + g * kDevTop, m * kDevTop * sizeof(DevTop),
+                        cudaMemcpyDeviceToHost, stream_);
+    if (e != cudaSuccess) return KernelStatus(e, "top-list copy");
+    Mark("top_logits");
+    return Status::Ok();
+  }
+  float* dst = out.pinned_logits ? h_logits_ : out.logits + row * V;
+  e = cudaMemcpyAsync(dst, logits_, m * V * 4, cudaMemcpyDeviceToHost, stream_);
+  if (e != cudaSuccess) return KernelStatus(e, "logits copy");
+  Mark("logits_copy");
+  return Status::Ok();
+}
+
+void CudaForward::CopyTopLists(const Outputs& out, int64_t n_out) const {
+  if (!out.top) return;
+  for (int64_t r = 0; r < n_out; ++r) {
+    const DevTop* src = h_top_ + r * kDevTop;
+    TopLogit* dst = out.top + (out.row + r) * out.top_k;
+    for (int32_t j = 0; j < out.top_k; ++j) dst[j] = {src[j].logit, src[j].token};
+  }
 }
 
 Status CudaForward::EnqueueLayers(int64_t n, int64_t n_out, int32_t max_len) {
@@ -495,7 +567,7 @@ Status CudaForward::EnqueueLayers(int64_t n, int64_t n_out, int32_t max_len) {
     QWENMUX_TRY(LoraDelta(il, LoraTarget::kAttnOutput, attn_, qd, x_, E, E, n));
     Mark("attn_output");
     // Feed-forward block.
-    QWENMUX_TRY(RmsNormRows(x_, l.ffn_norm, a_, n, E, nullptr, /*int8=*/!c_.is_moe()));
+    QWENMUX_TRY(RmsNormRows(x_, l.ffn_norm, a_, n, E, nullptr, /*int8=*/!c_.is_moe() || MoeOnDevice(l, n)));
     Mark("ffn_norm");
     QWENMUX_TRY(c_.is_moe() ? MoeFfn(l, n) : DenseFfn(l, il, n));  // x += ffn(a)
     if (c_.is_moe()) Mark("moe_ffn");
@@ -505,36 +577,36 @@ Status CudaForward::EnqueueLayers(int64_t n, int64_t n_out, int32_t max_len) {
 
 // The graph reads the token and position from h_batch_ (pinned) when it runs, and sizes the
 // attention split for the whole context (each item divides its own length), so one capture
-// serves every step.
-Status CudaForward::RunGraphStep(float* out_logits) {
-  const int64_t V = c_.n_vocab;
-  if (!graph_exec_) {
+// serves every step. Its output goes to pinned memory (h_logits_ or h_top_), copied out after.
+Status CudaForward::RunGraphStep(const Outputs& out) {
+  cudaGraphExec_t& exec = graph_exec_[out.top ? 1 : 0];
+  if (!exec) {
     cudaError_t e = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
     if (e != cudaSuccess) return KernelStatus(e, "graph capture");
     Status s = EnqueueLayers(1, 1, n_ctx_);
-    if (s.ok()) s = RmsNormRows(x_, w_.output_norm, a_, 1, c_.n_embd, d_rows_, /*int8=*/true);
-    if (s.ok()) s = MatMul(w_.output, a_, logits_, V, 1, false, Src::kInt8);
-    if (s.ok()) {
-      e = cudaMemcpyAsync(h_logits_, logits_, V * 4, cudaMemcpyDeviceToHost, stream_);
-      if (e != cudaSuccess) s = KernelStatus(e, "logits copy");
-    }
+    Outputs captured{nullptr, nullptr, out.top, out.top_k, 0, !out.top};  // into the pinned buffers
+    if (s.ok()) s = EnqueueOutputs(0, 1, captured, d_rows_);
     cudaGraph_t graph = nullptr;
     e = cudaStreamEndCapture(stream_, &graph);
     if (s.ok() && e != cudaSuccess) s = KernelStatus(e, "graph capture end");
     if (s.ok()) {
-      e = cudaGraphInstantiate(&graph_exec_, graph, 0);
+      e = cudaGraphInstantiate(&exec, graph, 0);
       if (e != cudaSuccess) s = KernelStatus(e, "graph instantiate");
     }
     if (graph) cudaGraphDestroy(graph);
     if (!s.ok()) {
-      graph_exec_ = nullptr;
+      exec = nullptr;
       return s;
     }
   }
-  cudaError_t e = cudaGraphLaunch(graph_exec_, stream_);
+  cudaError_t e = cudaGraphLaunch(exec, stream_);
   if (e == cudaSuccess) e = cudaStreamSynchronize(stream_);
   if (e != cudaSuccess) return KernelStatus(e, "decode graph");
-  std::memcpy(out_logits, h_logits_, V * 4);
+  if (out.top) {
+    CopyTopLists(out, 1);
+  } else {
+    std::memcpy(out.logits + out.row * static_cast<int64_t>(c_.n_vocab), h_logits_, c_.n_vocab * 4);
+  }
   return Status::Ok();
 }
 

@@ -34,8 +34,13 @@ class CudaForward {
   CudaForward(const CudaForward&) = delete;
   CudaForward& operator=(const CudaForward&) = delete;
 
-  // As Backend::Run: host outputs, KV written, lengths untouched.
-  Status Run(std::span<const BatchEntry> batch, float* out_logits, float* out_hidden);
+  // As Backend::Run: host outputs, KV written, lengths untouched. With out_top (and top_k in
+  // 1..kDevTop): each output row's top_k largest logits, selected on the device, into
+  // out_top [n_out][top_k] (as Backend::RunTop), instead of out_logits.
+  Status Run(std::span<const BatchEntry> batch, float* out_logits, float* out_hidden, TopLogit* out_top = nullptr,
+             int32_t top_k = 0);
+  // Whether Run can select top lists here (the kernel's vocabulary range).
+  bool selects_top() const { return d_top_ != nullptr; }
 
   int32_t n_ctx() const { return n_ctx_; }
   int32_t n_seq() const { return n_seq_; }
@@ -58,11 +63,26 @@ class CudaForward {
  private:
   CudaForward(const model::ModelConfig& c, const DeviceWeights& w) : c_(c), w_(w) {}
   Status Alloc(void** p, size_t bytes, const char* what);
-  Status RunSlice(std::span<const BatchEntry> batch, float* out_logits, float* out_hidden, int64_t* out_row);
+  // Outputs of one Run: host rows (one of logits/top, or neither) and the next row to fill.
+  struct Outputs {
+    float* logits = nullptr;
+    float* hidden = nullptr;
+    TopLogit* top = nullptr;
+    int32_t top_k = 0;
+    int64_t row = 0;
+    bool pinned_logits = false;  // graph capture: logits into h_logits_ (logits and top null)
+  };
+  Status RunSlice(std::span<const BatchEntry> batch, Outputs& out);
+  // Output rows [g, g + m) of the step, from the final hidden state in x_: norm, hidden copy,
+  // LM head, and the logits or the top lists copied to the host (pinned h_top_ for top lists).
+  Status EnqueueOutputs(int64_t g, int64_t m, const Outputs& out, const int32_t* rows);
+  // After the sync: the step's n_out top lists from h_top_ into out.top (top_k of each).
+  void CopyTopLists(const Outputs& out, int64_t n_out) const;
   // Batch upload (from h_batch_: n tokens, n_out output rows), embedding and every layer.
   Status EnqueueLayers(int64_t n, int64_t n_out, int32_t max_len);
-  // One decode step of one sequence with logits out, as a CUDA graph (captured on first use).
-  Status RunGraphStep(float* out_logits);
+  // One decode step of one sequence with logits (or the top list) out, as a CUDA graph
+  // (captured on first use, one graph for each of the two).
+  Status RunGraphStep(const Outputs& out);
 
   // int8: also the 8-bit copy of y that MatMul(..., Src::kInt8) of y reads.
   Status RmsNormRows(const float* x, const float* w, float* y, int64_t n, int64_t dim, const int32_t* rows = nullptr,
@@ -78,6 +98,10 @@ class CudaForward {
   Status LoraDelta(int32_t layer, LoraTarget target, const float* x, int64_t in, float* y, int64_t ldy, int64_t out,
                    int64_t n);
   Status MoeFfn(const DevLayer& l, int64_t n);
+  // Whether a step of n tokens runs layer l's experts with the router on the device (the integer
+  // kernels read every expert type, and the n * k (token, choice) slots fit the 8-bit rows).
+  bool MoeOnDevice(const DevLayer& l, int64_t n) const;
+  Status MoeFfnOnDevice(const DevLayer& l, int64_t n);
   // How MatMul reads x for steps of at most kMatVecMaxTokens tokens: kInt8, the 8-bit copy
   // QuantizeActs just made of this x (integer kernels, where the weight type has them; others
   // read x in f32); kF32, x itself; kExact, always the f32 matrix-vector kernel (the MoE router,
@@ -141,8 +165,13 @@ class CudaForward {
   static constexpr int64_t kOutRows = 64;  // output rows per LM-head pass
   // CUDA graph of a batch-1 decode step (dense models; QWENMUX_CUDA_GRAPHS=0 turns it off).
   bool graphs_ = true;
-  cudaGraphExec_t graph_exec_ = nullptr;
+  cudaGraphExec_t graph_exec_[2] = {nullptr, nullptr};  // [0]: logits out, [1]: top list out
   float* h_logits_ = nullptr;  // pinned [n_vocab]
+  // Top lists: device scratch and lists [n_batch][kDevTop], pinned host copy [n_batch][kDevTop];
+  // null where the vocabulary is outside the kernel's range.
+  uint64_t* top_scratch_ = nullptr;
+  DevTop* d_top_ = nullptr;
+  DevTop* h_top_ = nullptr;
   bool profile_ = false;
   std::vector<cudaEvent_t> events_;  // events_[0] marks the start of a Run
   std::vector<const char*> marks_;   // label of events_[i + 1]

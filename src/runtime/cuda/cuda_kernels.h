@@ -92,6 +92,23 @@ struct MatVecOut {
 cudaError_t LaunchMatVecQ8Group(const MatVecOut* outs, int count, const QActs& x, int64_t n, bool accumulate,
                                 cudaStream_t s);
 
+// The experts of a MoE layer chosen per token, one (token, choice) slot each: for slot s < slots,
+// y[s, r] = W[idx[s] * rows + r, :] . xq[s / act_div, :], r < rows, where W stacks the experts'
+// matrices of `rows` rows each (ffn_gate_exps, ...). act_div = k reads each token's activations
+// for its k slots (gate, up); 1 reads the slot's own row (down). Same arithmetic as
+// LaunchMatVecQ8 of the expert's slice.
+cudaError_t LaunchMatVecQ8Experts(const DevMatrix& stacked, int64_t rows, const QActs& x, const int32_t* idx,
+                                  int64_t slots, int act_div, float* y, int64_t ldy, cudaStream_t s);
+// The MoE router on the device, from its logits [n, n_expert]: softmax, the k most probable
+// experts (ties: the lower id), their probabilities renormalised: idx, wt [n, k] (choice order:
+// most probable first). n_expert <= kMaxDeviceExperts, k <= 32.
+constexpr int kMaxDeviceExperts = 256;
+cudaError_t LaunchMoeRoute(const float* logits, int64_t n, int n_expert, int k, int32_t* idx, float* wt,
+                           cudaStream_t s);
+// x[t, :] += sum_j wt[t, j] * y[t * k + j, :], t < n (y: the down products of the slots).
+cudaError_t LaunchMoeCombine(const float* y, const float* wt, int64_t n, int k, int64_t dim, float* x,
+                             cudaStream_t s);
+
 // Rows [row0, row0 + nrows) of W dequantized to f16 (bf16 when `bf16`) into out [nrows, cols].
 cudaError_t LaunchDequantize(const DevMatrix& w, int64_t row0, int64_t nrows, uint16_t* out, bool bf16,
                              cudaStream_t s);
@@ -164,5 +181,19 @@ cudaError_t LaunchGatherRows(const float* src, const int32_t* idx, int64_t n, in
 // dst[idx[i], :] += weight[i] * src[i, :], i < n (idx distinct).
 cudaError_t LaunchScatterAddRows(const float* src, const int32_t* idx, const float* weight, int64_t n,
                                  int64_t dim, float* dst, cudaStream_t s);
+
+// One entry of a row's top list, laid out as runtime::TopLogit (checked in cuda_forward.cc).
+struct DevTop {
+  float logit;
+  int32_t token;
+};
+constexpr int kDevTop = 64;  // entries per row (runtime::kMaxTopLogits)
+// 64-bit words of scratch LaunchTopLogits needs for `rows` rows of n_vocab logits.
+int64_t TopLogitsScratchWords(int64_t rows, int64_t n_vocab);
+// top[r][0, kDevTop) = the kDevTop largest logits of row r (rows of n_vocab at stride ld), largest
+// first, equal logits by smaller token id: runtime::SelectTopLogits' order. n_vocab in
+// [kDevTop, 262144]; cudaErrorInvalidValue otherwise.
+cudaError_t LaunchTopLogits(const float* logits, int64_t ld, int64_t rows, int64_t n_vocab, uint64_t* scratch,
+                            DevTop* top, cudaStream_t s);
 
 }  // namespace qwenmux::runtime::cuda

@@ -220,6 +220,28 @@ __global__ void __launch_bounds__(kWarps * 32) MatVecQ8Kernel(Group g, QActs x, 
   StoreRowSums(acc, lane, g.y[i], g.ldy[i], row, accumulate);
 }
 
+// blockIdx.y = slot s: rows of expert idx[s] of the stacked matrix against token s / act_div.
+template <DType T>
+__global__ void __launch_bounds__(kWarps * 32) MatVecQ8ExpertKernel(DevMatrix w, int64_t rows, QActs x,
+                                                                    const int32_t* __restrict__ idx, int act_div,
+                                                                    float* __restrict__ y, int64_t ldy) {
+  using D = DotQ8<T>;
+  const int lane = threadIdx.x % 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int64_t s = blockIdx.y;
+  const int64_t wrow = static_cast<int64_t>(__ldg(idx + s)) * rows + row;
+  const int64_t t = s / act_div;
+  float acc[1] = {0.0f};
+  const int64_t units = w.cols / D::kVals;
+  for (int64_t u = lane; u < units; u += 32) {
+    typename D::W wu;
+    D::Load(w, wrow, u, &wu);
+    acc[0] += D::Dot(wu, x, t, u);
+  }
+  StoreRowSums(acc, lane, y + s * ldy, ldy, row, 0);
+}
+
 // One warp per 32-value block: d = max |x| / 127, q = round(x / d), (d, d * sum q).
 __global__ void QuantizeActsKernel(const float* __restrict__ x, int64_t ldx, int64_t n, int64_t cols, QActs out) {
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
@@ -300,6 +322,27 @@ cudaError_t LaunchMatVecQ8Group(const MatVecOut* outs, int count, const QActs& x
     if (e != cudaSuccess) return e;
   }
   return cudaSuccess;
+}
+
+cudaError_t LaunchMatVecQ8Experts(const DevMatrix& stacked, int64_t rows, const QActs& x, const int32_t* idx,
+                                  int64_t slots, int act_div, float* y, int64_t ldy, cudaStream_t s) {
+  if (!MatVecQ8Supports(stacked.type) || stacked.cols > x.ld || rows <= 0 || act_div < 1 || slots > 65535) {
+    return cudaErrorInvalidValue;
+  }
+  if (slots == 0) return cudaSuccess;
+  const dim3 grid(static_cast<unsigned>((rows + kWarps - 1) / kWarps), static_cast<unsigned>(slots));
+  switch (stacked.type) {
+#define QWENMUX_EXPERT_CASE(K) \
+  case DType::K: MatVecQ8ExpertKernel<DType::K><<<grid, kWarps * 32, 0, s>>>(stacked, rows, x, idx, act_div, y, ldy); break;
+    QWENMUX_EXPERT_CASE(kQ8_0)
+    QWENMUX_EXPERT_CASE(kQ4_0)
+    QWENMUX_EXPERT_CASE(kQ4_K)
+    QWENMUX_EXPERT_CASE(kQ5_K)
+    QWENMUX_EXPERT_CASE(kQ6_K)
+#undef QWENMUX_EXPERT_CASE
+    default: return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
 }
 
 cudaError_t LaunchMatVecQ8(const DevMatrix& w, const QActs& x, float* y, int64_t ldy, int64_t n, bool accumulate,
