@@ -224,5 +224,22 @@ TEST_F(UpstreamRouting, KilledMidStreamEndsWithAnErrorAndTheNextRequestFailsOver
   EXPECT_EQ(s["model"], "qwen3-fast");
 }
 
+TEST(UpstreamRoutingConfig, BadTierRoleOrLimitStopsTheStart) {
+  for (const auto& [line, words] : std::vector<std::pair<std::string, std::string>>{
+           {"tier: qwen3-huge", "tier \"qwen3-huge\": expected qwen3-fast"},
+           {"role: reranker", "expected chat or embedding"},
+           {"max_concurrent: -1", "expected a whole number >= 0"},
+           {"max_concurrent: many", "expected a whole number >= 0"}}) {
+    qwenmux::testing::TempDir dir;
+    std::ofstream(dir / "qwenmux.yaml") << "backends:\n  - name: b\n    url: http://127.0.0.1:1\n    " << line << "\n";
+    AppOptions o;
+    o.config_path = dir / "qwenmux.yaml";
+    o.http.port = 0;
+    auto app = App::Create(std::move(o), [](const std::string&) {});
+    ASSERT_FALSE(app.ok()) << line;
+    EXPECT_NE(app.status().message().find(words), std::string::npos) << line << ": " << app.status().ToString();
+  }
+}
+
 }  // namespace
 }  // namespace qwenmux::server
