@@ -81,6 +81,19 @@ int Ps(const std::string& host, int port, const std::string& key, bool json) {
                  orchestrator::FormatSize(mem.value("gpu_budget_bytes", uint64_t{0})), mem.value("gpu", ""));
     }
   }
+  if (j.contains("backends") && j["backends"].is_array() && !j["backends"].empty()) {  // other engines (issue 18)
+    fmt::print("\n{:<16} {:<12} {:<8} {:>8} {:>7} {:>9} {:>10} {}\n", "BACKEND", "STATE", "DIALECT", "REQUESTS", "ERRORS",
+               "TTFT", "TOK/S", "URL");
+    for (const auto& b : j["backends"]) {
+      auto num = [&](const char* k, const char* unit) {
+        return b.contains(k) && b[k].is_number() ? fmt::format("{:.1f}{}", b[k].get<double>(), unit) : std::string("-");
+      };
+      fmt::print("{:<16} {:<12} {:<8} {:>8} {:>7} {:>9} {:>10} {}\n", b.value("name", ""), b.value("state", ""),
+                 b.value("dialect", ""), b.value("requests", int64_t{0}), b.value("errors", int64_t{0}), num("ttft_ms", "ms"),
+                 num("tokens_per_second", ""), b.value("url", ""));
+      for (const auto& m : b.value("models", nlohmann::json::array())) fmt::print("  {}\n", m.get<std::string>());
+    }
+  }
   return 0;
 }
 

@@ -1,5 +1,8 @@
 #include "server/app.h"
 
+#include "base/ascii.h"
+#include "orchestrator/router/router.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -129,6 +132,12 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
       backends.push_back(std::move(b));
     }
     QM_RETURN_IF_ERROR(orchestrator::CheckBackendList(backends).WithContext("serve"));
+    for (orchestrator::BackendConfig& b : backends) {
+      b.tier = AsciiLower(b.tier);
+      if (!b.tier.empty() && orchestrator::TierRank(b.tier) < 0)
+        return Error(StatusCode::kInvalidArgument, "serve: backend {}: tier \"{}\": expected qwen3-fast, qwen3-balanced, "
+                     "qwen3-quality or qwen3-max", b.name, b.tier);
+    }
     if (!backends.empty()) {
       app->upstreams_ = std::make_unique<Upstreams>(std::move(backends), o.upstream, app->log_);
       app->service_->SetUpstreams(app->upstreams_.get());

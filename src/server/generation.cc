@@ -243,9 +243,10 @@ HeaderList RouteHeaders(const Route& route) {
 }
 
 Json RouteJson(const Route& route, const std::string& served, bool degraded) {
+  degraded = degraded || route.reason == "failover";  // a backend could not serve (upstream.h)
   return Json{{"model", served.empty() ? route.name() : served},
               {"requested", route.requested},
-              {"route", degraded ? "fallback" : route.reason},
+              {"route", degraded && route.reason != "failover" ? "fallback" : route.reason},
               {"explanation", route.explanation},
               {"degraded", degraded}};
 }

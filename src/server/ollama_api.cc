@@ -414,6 +414,7 @@ void Embed(Service& service, const HttpRequest& req, std::shared_ptr<Responder> 
 void LegacyEmbeddings(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
   auto body = ParseBody(req.body);
   if (!body.ok()) return SendError(*r, body.status());
+  if (ToBackend(service, req, *body, r)) return;
   Fields f(*body);
   const std::string model = f.String("model").value_or("");
   const std::optional<std::string> prompt = f.String("prompt");
@@ -529,6 +530,7 @@ void Ps(Service& service, const HttpRequest&, std::shared_ptr<Responder> r) {
                        {"gpu_in_use_bytes", service.manager().gpu_in_use_bytes()},
                        {"gpu_budget_bytes", service.manager().gpu_budget_bytes()},
                        {"gpu", service.manager().gpu().available ? service.manager().gpu().name : ""}}}};
+  if (service.upstreams()) out["backends"] = service.upstreams()->PsJson();  // other engines (upstream.h)
   r->Send(200, "application/json", Dump(out));
 }
 

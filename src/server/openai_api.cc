@@ -346,18 +346,38 @@ Status ApplyStructured(const Json& j, GenerationJob* job, std::string* param) {
 }
 
 // A request for "NAME/MODEL" of a configured backend goes to it (upstream.h); true if it went.
-bool ToBackend(Service& service, const HttpRequest& req, const Json& j, const std::shared_ptr<Responder>& r) {
+bool ToBackend(Service& service, const HttpRequest& req, const Json& j, const std::shared_ptr<Responder>& r,
+               Upstreams::Fallback fallback = {}) {
   Upstreams* u = service.upstreams();
   if (!u || !j.contains("model") || !j["model"].is_string() || !u->Owns(j["model"].get<std::string>())) return false;
-  u->Forward(ClientDialect::kOpenAi, req.path, j, r);
+  u->Forward(ClientDialect::kOpenAi, req.path, j, r, std::move(fallback));
   return true;
+}
+
+void ChatCompletionBody(Service& service, const HttpRequest& req, const Json& j, std::shared_ptr<Responder> r,
+                        const std::string* failover);
+
+// Backends in routing (upstream.h): a backend failure served here by a local model of `model`
+// (the backend's tier, or the request's own "auto"/tier), marked degraded.
+Upstreams::Fallback LocalFallback(Service& service, const HttpRequest& req, const Json& j,
+                                  const std::shared_ptr<Responder>& r, std::string model) {
+  return [&service, req, j, r, model](const std::string& tier, const std::string& why) {
+    Json local = j;
+    local["model"] = model.empty() ? tier : model;
+    ChatCompletionBody(service, req, local, r, &why);
+  };
 }
 
 void ChatCompletions(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
   auto body = ParseBody(req.body);
   if (!body.ok()) return SendStatus(*r, body.status());
-  if (ToBackend(service, req, *body, r)) return;
-  const Json& j = *body;
+  ChatCompletionBody(service, req, *body, std::move(r), nullptr);
+}
+
+// `failover`: set when a backend could not serve (the request is served locally, degraded).
+void ChatCompletionBody(Service& service, const HttpRequest& req, const Json& j, std::shared_ptr<Responder> r,
+                        const std::string* failover) {
+  if (!failover && ToBackend(service, req, j, r, LocalFallback(service, req, j, r, ""))) return;
   if (j.contains("rag") && !j["rag"].is_null()) return RagChatCompletion(service, j, std::move(r));  // rag_api.cc
   Fields f(j);
   auto st = std::make_shared<GenState>();
@@ -385,6 +405,21 @@ void ChatCompletions(Service& service, const HttpRequest& req, std::shared_ptr<R
   if (Status l = CheckLatencyField(latency); !l.ok()) return SendStatus(*r, l, "latency");
   auto route = service.Resolve(model, in);
   if (!route.ok()) return SendStatus(*r, route.status(), RouteErrorParam(route.status()));
+  if (failover) {
+    route->reason = "failover";
+    route->explanation = fmt::format("{}; served by local model {}", *failover, route->name());
+  } else if (service.upstreams() && route->reason != "explicit" && route->reason != "adapter") {
+    // `auto` or a tier: a faster backend model of the same tier takes it (upstream.h Prefer).
+    const orchestrator::RouterCandidate* c = service.FindCandidate(route->model->name);
+    const std::string pick =
+        c ? service.upstreams()->Prefer(c->rank(), "chat", c->decode_tok_s) : std::string();
+    if (!pick.empty()) {
+      Json to = j;
+      to["model"] = pick;
+      service.upstreams()->Forward(ClientDialect::kOpenAi, req.path, std::move(to), r, LocalFallback(service, req, j, r, model));
+      return;
+    }
+  }
   st->job.route = *route;
   if (Status e = EncodeChat(service, *chat_req, &st->job); !e.ok()) return SendStatus(*r, e);
   std::string param;

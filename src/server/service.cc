@@ -10,6 +10,7 @@
 #include "server/generation.h"
 #include "orchestrator/setup/setup.h"
 #include "server/http_server.h"
+#include "server/upstream.h"
 
 namespace qwenmux::server {
 
@@ -217,7 +218,8 @@ void Service::RegisterRoutes(HttpServer& http) {
     // which includes them) at each scrape.
     metrics_->SetConstraintCache(ConstraintCacheBytes(), ConstraintCacheMaxBytes(), CachedConstraints());
     manager_->PublishMemory();
-    r->Send(200, "text/plain; version=0.0.4; charset=utf-8", metrics_->RenderText());
+    r->Send(200, "text/plain; version=0.0.4; charset=utf-8",
+            metrics_->RenderText() + (upstreams_ ? upstreams_->MetricsText() : std::string()));
   });
   // "/" is the dashboard's page (dashboard_api.cc), "qwenmux is running" for non-browsers.
   RegisterOpenAiRoutes(*this, http);

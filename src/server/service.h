@@ -116,6 +116,13 @@ class Service {
 
   // The router (orchestrator/router): candidates in the order of models(), policy.
   void SetRouter(std::vector<orchestrator::RouterCandidate> candidates, orchestrator::RouterPolicy policy);
+  // The router's candidate of that name; null if none.
+  const orchestrator::RouterCandidate* FindCandidate(const std::string& name) const {
+    for (const auto& c : candidates_) {
+      if (c.name == name) return &c;
+    }
+    return nullptr;
+  }
   // Routes a request: its `model` field ("auto", "" = default, a name, an alias, a tier or
   // "<base>:<adapter>", see ServedAdapter) and its features; kNotFound lists what exists.
   Result<Route> Resolve(const std::string& requested, const orchestrator::RequestInput& input) const;

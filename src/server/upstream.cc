@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "orchestrator/router/router.h"
 #include "server/upstream_http.h"
 #include "server/upstream_translate.h"
 
@@ -14,24 +15,6 @@ namespace {
 
 using orchestrator::BackendDialect;
 using Outcome = UpstreamReply::Outcome;
-
-std::string Snippet(const std::string& s) {
-  std::string out = s.substr(0, 200);
-  std::replace_if(out.begin(), out.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
-  return out.size() < s.size() ? out + "..." : out;
-}
-
-// The message of a backend's error answer: OpenAI {"error": {"message"}}, Ollama {"error": "..."},
-// or the start of the body.
-std::string ErrorMessageOf(const std::string& body) {
-  const Json j = Json::parse(body, nullptr, false);
-  if (j.is_object() && j.contains("error")) {
-    const Json& e = j["error"];
-    if (e.is_string()) return e.get<std::string>();
-    if (e.is_object() && e.contains("message") && e["message"].is_string()) return e["message"].get<std::string>();
-  }
-  return Snippet(body);
-}
 
 // Model names of a list answer: OpenAI data[].id, Ollama models[].name.
 Result<std::vector<std::pair<std::string, Json>>> ParseModelList(BackendDialect d, const std::string& body) {
@@ -45,18 +28,6 @@ Result<std::vector<std::pair<std::string, Json>>> ParseModelList(BackendDialect 
     if (e.is_object() && e.contains(id) && e[id].is_string()) out.emplace_back(e[id].get<std::string>(), e);
   }
   return out;
-}
-
-std::string DescribeFailure(const UpstreamReply& r) {
-  switch (r.outcome) {
-    case Outcome::kConnectFailed: return fmt::format("cannot connect: {}", r.error);
-    case Outcome::kTimeout: return fmt::format("timed out: {}", r.error);
-    case Outcome::kTooLarge: return "the answer is too large";
-    case Outcome::kAborted: return "aborted";
-    case Outcome::kError: return r.error;
-    case Outcome::kOk: break;
-  }
-  return fmt::format("HTTP {}: {}", r.status, ErrorMessageOf(r.body));
 }
 
 }  // namespace
@@ -122,7 +93,8 @@ void Upstreams::DiscoveryLoop() {
       }
       next = std::min(next, b->next_try);
     }
-    cv_.wait_until(lock, next, [this] { return stopping_; });
+    cv_.wait_until(lock, next, [this] { return stopping_ || rescan_; });
+    rescan_ = false;
   }
 }
 
@@ -133,7 +105,7 @@ void Upstreams::Discover(Backend& b) {
   call.api_key = b.api_key;
   call.connect_timeout = options_.connect_timeout;
   call.idle_timeout = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(c.timeout.ms), options_.connect_timeout * 2);
-  call.max_buffered = options_.max_response_bytes;
+  call.max_buffered = options_.max_list_bytes;
   call.should_abort = [this] { return abort_.load(); };
   const UpstreamReply reply = PerformUpstream(call);
   Result<std::vector<std::pair<std::string, Json>>> list =
@@ -142,6 +114,11 @@ void Upstreams::Discover(Backend& b) {
           : Result<std::vector<std::pair<std::string, Json>>>(Error(StatusCode::kUnavailable, "{}", DescribeFailure(reply)));
   std::lock_guard lock(mu_);
   const auto now = std::chrono::steady_clock::now();
+  if (list.ok() && list->size() > options_.max_models) {
+    log_(fmt::format("serve: backend {} ({}) lists {} models; keeping the first {}", c.name, c.url, list->size(),
+                     options_.max_models));
+    list->resize(options_.max_models);
+  }
   if (list.ok()) {
     if (!b.healthy || !b.discovered || list->size() != b.models.size()) {
       log_(fmt::format("serve: backend {} ({}): {} model(s){}", c.name, c.url, list->size(),
@@ -159,6 +136,82 @@ void Upstreams::Discover(Backend& b) {
     b.next_try = now + b.backoff;
     log_(fmt::format("serve: backend {} ({}): cannot list models: {}; retrying in {} ms", c.name, call.url,
                      list.status().message(), b.backoff.count()));
+  }
+}
+
+std::vector<Upstreams::Stats> Upstreams::BackendStats() const {
+  std::lock_guard lock(mu_);
+  std::vector<Stats> out;
+  for (const auto& b : backends_) {
+    out.push_back(Stats{b->config.name, b->config.url, b->config.dialect, b->healthy,
+                        static_cast<int64_t>(b->config.models.empty() ? b->models.size() : b->config.models.size()),
+                        b->requests, b->errors, b->in_flight, b->ttft_ms, b->tokens_per_s});
+  }
+  return out;
+}
+
+std::string Upstreams::MetricsText() const {
+  const std::vector<Stats> stats = BackendStats();
+  std::string out;
+  auto family = [&](const char* name, const char* type, const char* help, auto value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    for (const Stats& s : stats) {
+      const double v = value(s);
+      if (v >= 0) out += fmt::format("{}{{backend=\"{}\"}} {}\n", name, s.name, v);
+    }
+  };
+  family("qwenmux_backend_up", "gauge", "1 if the backend's last contact worked (backends: in qwenmux.yaml).",
+         [](const Stats& s) { return s.healthy ? 1.0 : 0.0; });
+  family("qwenmux_backend_models", "gauge", "Models the backend exposes.", [](const Stats& s) { return double(s.models); });
+  family("qwenmux_backend_requests_total", "counter", "Requests proxied to the backend.",
+         [](const Stats& s) { return double(s.requests); });
+  family("qwenmux_backend_errors_total", "counter", "Proxied requests that failed (error answer or broken stream).",
+         [](const Stats& s) { return double(s.errors); });
+  family("qwenmux_backend_in_flight", "gauge", "Proxied requests running now.", [](const Stats& s) { return double(s.in_flight); });
+  family("qwenmux_backend_ttft_ms", "gauge", "Moving average of the time to the first streamed byte, in ms.",
+         [](const Stats& s) { return s.ttft_ms; });
+  family("qwenmux_backend_tokens_per_second", "gauge", "Moving average of the generated tokens per second.",
+         [](const Stats& s) { return s.tokens_per_s; });
+  return out;
+}
+
+Json Upstreams::PsJson() const {
+  const std::vector<Stats> stats = BackendStats();
+  const std::vector<Listed> models = Models();
+  Json out = Json::array();
+  for (const Stats& s : stats) {
+    Json names = Json::array();
+    for (const Listed& m : models) {
+      if (m.backend == s.name) names.push_back(m.full_name());
+    }
+    std::string tier;
+    for (const auto& b : backends_) {
+      if (b->config.name == s.name) tier = b->config.tier;
+    }
+    out.push_back(Json{{"name", s.name}, {"url", s.url}, {"dialect", orchestrator::BackendDialectName(s.dialect)},
+                       {"state", s.healthy ? "ready" : "unreachable"}, {"tier", tier}, {"models", std::move(names)},
+                       {"requests", s.requests}, {"errors", s.errors}, {"in_flight", s.in_flight},
+                       {"ttft_ms", s.ttft_ms >= 0 ? Json(s.ttft_ms) : Json(nullptr)},
+                       {"tokens_per_second", s.tokens_per_s >= 0 ? Json(s.tokens_per_s) : Json(nullptr)}});
+  }
+  return out;
+}
+
+void Upstreams::Record(Backend& b, double ttft_ms, double tokens_per_s, bool error, bool connection_failed) {
+  constexpr double kAlpha = 0.2;  // moving averages: the last ~5 requests weigh most
+  std::lock_guard lock(mu_);
+  --b.in_flight;
+  if (error) ++b.errors;
+  if (ttft_ms >= 0) b.ttft_ms = b.ttft_ms < 0 ? ttft_ms : (1 - kAlpha) * b.ttft_ms + kAlpha * ttft_ms;
+  if (tokens_per_s > 0) b.tokens_per_s = b.tokens_per_s < 0 ? tokens_per_s : (1 - kAlpha) * b.tokens_per_s + kAlpha * tokens_per_s;
+  if (connection_failed && b.healthy && !stopping_) {
+    b.healthy = false;
+    b.backoff = std::chrono::milliseconds(0);
+    b.next_try = std::chrono::steady_clock::now() + options_.min_backoff;
+    log_(fmt::format("serve: backend {} ({}) failed a request; marked unhealthy, checking it again in {} ms", b.config.name,
+                     b.config.url, options_.min_backoff.count()));
+    rescan_ = true;
+    cv_.notify_all();
   }
 }
 
@@ -191,120 +244,36 @@ bool Upstreams::Owns(std::string_view requested) const {
   return std::any_of(backends_.begin(), backends_.end(), [&](const auto& b) { return b->config.name == name; });
 }
 
-void Upstreams::Forward(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r) {
+std::string Upstreams::Prefer(int local_rank, const std::string& role, double local_tok_s) const {
+  std::lock_guard lock(mu_);
+  std::string best;
+  double best_tok_s = local_tok_s > 0 ? local_tok_s : 0;
+  for (const auto& b : backends_) {
+    const auto& c = b->config;
+    if (c.tier.empty() || orchestrator::TierRank(c.tier) != local_rank || c.role != role || !b->healthy) continue;
+    if (c.max_concurrent > 0 && b->in_flight >= c.max_concurrent) continue;
+    if (b->tokens_per_s <= best_tok_s) continue;
+    std::string model = !c.models.empty() ? c.models.front() : !b->models.empty() ? b->models.front().first : "";
+    if (model.empty()) continue;
+    best = c.name + "/" + model;
+    best_tok_s = b->tokens_per_s;
+  }
+  return best;
+}
+
+void Upstreams::Forward(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r, Fallback fallback) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return SendDialectError(client, *r, 503, "the server is shutting down");
     ++active_;
   }
-  std::thread([this, client, path = std::move(path), body = std::move(body), r = std::move(r)]() mutable {
-    Run(client, std::move(path), std::move(body), std::move(r));
+  std::thread([this, client, path = std::move(path), body = std::move(body), r = std::move(r),
+               fallback = std::move(fallback)]() mutable {
+    Run(client, std::move(path), std::move(body), std::move(r), fallback);
     std::lock_guard lock(mu_);
     --active_;
     cv_.notify_all();
   }).detach();
-}
-
-void Upstreams::Run(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r) {
-  const std::string requested = body.value("model", "");
-  const size_t slash = requested.find('/');
-  const std::string name = requested.substr(0, slash), model = requested.substr(slash + 1);
-  const Backend* b = nullptr;
-  for (const auto& x : backends_) {
-    if (x->config.name == name) b = x.get();
-  }
-  if (!b) return SendDialectError(client, *r, 404, fmt::format("backend \"{}\" is not configured", name));
-  const auto& c = b->config;
-  r->NoteUsage(requested, -1, -1);
-  {  // The model must be one the backend exposes (once its list is known).
-    std::lock_guard lock(mu_);
-    std::vector<std::string> known;
-    if (!c.models.empty()) known = c.models;
-    else if (b->discovered) for (const auto& m : b->models) known.push_back(m.first);
-    if ((!c.models.empty() || b->discovered) && std::find(known.begin(), known.end(), model) == known.end()) {
-      std::string list;
-      for (const std::string& k : known) list += (list.empty() ? "" : ", ") + name + "/" + k;
-      return SendDialectError(client, *r, 404, fmt::format("model \"{}\" not found on backend {}; it has: {}", requested,
-                                                           name, list.empty() ? "(none)" : list));
-    }
-  }
-  const bool same = (client == ClientDialect::kOllama) == (c.dialect == BackendDialect::kOllama);
-  bool translate = false;
-  UpstreamCall call;
-  call.method = "POST";
-  if (same) {
-    body["model"] = model;
-    call.url = c.url + path;
-  } else if (client == ClientDialect::kOpenAi && path == "/v1/chat/completions") {
-    Result<Json> t = OpenAiChatToOllama(body, model);
-    if (!t.ok()) return SendDialectError(client, *r, 400, fmt::format("backend {}: {}", name, t.status().message()));
-    body = std::move(*t);
-    call.url = c.url + "/api/chat";
-    translate = true;
-  } else {
-    return SendDialectError(client, *r, 400,
-                            fmt::format("backend {} speaks the {} dialect; {} is not translated to it yet (ask it in its "
-                                        "own dialect)", name, orchestrator::BackendDialectName(c.dialect), path));
-  }
-  // Streamed: OpenAI "stream": true; Ollama streams unless "stream": false.
-  const bool stream = client == ClientDialect::kOpenAi ? body.value("stream", false)
-                                                       : !(body.contains("stream") && body["stream"] == false);
-  call.body = Dump(body);
-  call.api_key = b->api_key;
-  call.connect_timeout = options_.connect_timeout;
-  call.idle_timeout = std::chrono::milliseconds(c.timeout.ms);
-  call.max_buffered = options_.max_response_bytes;
-  call.should_abort = [this, r] { return abort_.load() || r->cancelled(); };
-  if (stream && !translate) {
-    call.on_start = [r](long status, const std::string& content_type) {
-      if (status != 200) return false;
-      r->StartStream(200, content_type.empty() ? "text/event-stream" : content_type);
-      return true;
-    };
-    call.on_chunk = [r](std::string_view chunk) { return r->Write(std::string(chunk)); };
-  }
-  const UpstreamReply reply = PerformUpstream(call);
-  const std::string who = fmt::format("backend {} ({})", name, c.url);
-  if (reply.streamed) {  // the status line is sent: an error can only end the stream
-    if (reply.outcome != Outcome::kOk && reply.outcome != Outcome::kAborted) {
-      const std::string msg = fmt::format("{}: the stream broke off: {}", who, DescribeFailure(reply));
-      r->NoteError(msg);
-      if (client == ClientDialect::kOpenAi) {
-        r->Write("data: " + Dump(Json{{"error", {{"message", msg}, {"type", "server_error"}, {"code", 502}}}}) + "\n\n");
-      } else {
-        r->Write(Dump(Json{{"error", msg}}) + "\n");
-      }
-    }
-    r->End();
-    return;
-  }
-  switch (reply.outcome) {
-    case Outcome::kAborted: return SendDialectError(client, *r, 503, fmt::format("{}: request cancelled", who));
-    case Outcome::kTimeout:
-      return SendDialectError(client, *r, 504, fmt::format("{} did not answer within {} ms: {}", who, c.timeout.ms, reply.error));
-    case Outcome::kConnectFailed:
-    case Outcome::kTooLarge:
-    case Outcome::kError: return SendDialectError(client, *r, 502, fmt::format("{}: {}", who, DescribeFailure(reply)));
-    case Outcome::kOk: break;
-  }
-  if (reply.status >= 400 && reply.status < 500) {  // the backend refused the request: its status and words
-    return SendDialectError(client, *r, static_cast<int>(reply.status), fmt::format("{}: {}", who, ErrorMessageOf(reply.body)));
-  }
-  if (reply.status != 200) {
-    return SendDialectError(client, *r, 502, fmt::format("{} answered HTTP {}: {}", who, reply.status, ErrorMessageOf(reply.body)));
-  }
-  Json answer = Json::parse(reply.body, nullptr, false);
-  if (answer.is_discarded() || !answer.is_object()) {
-    return SendDialectError(client, *r, 502, fmt::format("{} returned invalid JSON: {}", who, Snippet(reply.body)));
-  }
-  if (translate) {
-    Result<Json> t = OllamaChatToOpenAi(answer, requested);
-    if (!t.ok()) return SendDialectError(client, *r, 502, fmt::format("{} returned an unexpected answer: {}", who, t.status().message()));
-    answer = std::move(*t);
-  } else if (answer.contains("model")) {
-    answer["model"] = requested;
-  }
-  r->Send(200, "application/json", Dump(answer));
 }
 
 }  // namespace qwenmux::server

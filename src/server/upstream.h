@@ -5,11 +5,18 @@
 //
 // Proxying: the request body goes to the backend with `model` rewritten to MODEL, in the
 // backend's dialect: same dialect as the client's: as it is (plain and streamed; a stream is
-// passed through chunk by chunk as it arrives); an OpenAI chat request to an Ollama backend
-// (not streamed): translated both ways (upstream_translate.h). Upstream failures answer in the
-// client's dialect, naming the backend: 502 (cannot connect, HTTP 5xx, invalid JSON, response
-// too large), 504 (no byte for the backend's `timeout`), the backend's own 4xx status for its
-// 4xx answers. A client that goes away aborts the upstream transfer.
+// passed through chunk by chunk as it arrives); the other dialect: chat (plain and streamed)
+// and embeddings are translated both ways (upstream_translate.h, upstream_stream.h). Upstream
+// failures answer in the client's dialect, naming the backend: 502 (cannot connect, HTTP 5xx,
+// invalid JSON, response too large), 504 (no byte for the backend's `timeout`, or the whole
+// request past UpstreamOptions::max_duration), the backend's own 4xx status for its 4xx
+// answers; once a stream has started, an error event (OpenAI) or line (Ollama) ends it. A
+// client that goes away aborts the upstream transfer.
+//
+// Each backend keeps live figures from real traffic (Stats): requests, errors, in flight, and
+// moving averages of the time to the first byte and of tokens/s (streamed: one event or line
+// per token; plain: usage.completion_tokens). A proxied request that cannot connect, times out
+// or breaks off marks the backend unhealthy and schedules a health check (the model list).
 //
 // Each proxied request runs its (blocking, libcurl) transfer on a thread of its own, so a long
 // stream never holds the HTTP server's work pool.
@@ -41,7 +48,10 @@ struct UpstreamOptions {
   std::chrono::milliseconds min_backoff{1000};        // first retry of an unreachable backend
   std::chrono::milliseconds max_backoff{60000};       // retries double up to this
   std::chrono::milliseconds connect_timeout{5000};
-  size_t max_response_bytes = 64u << 20;              // a non-streamed answer or a model list; above: 502
+  size_t max_response_bytes = 64u << 20;              // a non-streamed answer; above: 502
+  size_t max_list_bytes = 8u << 20;                   // a model list answer; above: the backend is unhealthy
+  size_t max_models = 1024;                           // models kept of one backend's list (the rest dropped, logged)
+  std::chrono::milliseconds max_duration{1800000};    // a whole proxied request, stream included; past it: 504
 };
 
 enum class ClientDialect { kOpenAi, kOllama };
@@ -72,12 +82,40 @@ class Upstreams {
   };
   std::vector<Listed> Models() const;
 
+  // Live figures of one backend (see above); ttft_ms and tokens_per_s are < 0 until measured.
+  struct Stats {
+    std::string name, url;
+    orchestrator::BackendDialect dialect;
+    bool healthy = false;
+    int64_t models = 0, requests = 0, errors = 0, in_flight = 0;
+    double ttft_ms = -1, tokens_per_s = -1;
+  };
+  std::vector<Stats> BackendStats() const;
+  // Prometheus text of the Stats: qwenmux_backend_{up,models,requests_total,errors_total,
+  // in_flight,ttft_ms,tokens_per_second}{backend="NAME"} (the averages once measured).
+  std::string MetricsText() const;
+  // The backends for /api/ps: name, url, dialect, state, tier, models ("NAME/MODEL") and Stats.
+  Json PsJson() const;
+
   // Whether `requested` is "NAME/..." for a configured backend NAME.
   bool Owns(std::string_view requested) const;
 
+  // Routing (orchestrator/router): for an `auto` or tier request of `role` ("chat", "embedding")
+  // whose local choice has tier rank `local_rank` and decode speed `local_tok_s` (0: unknown),
+  // the backend model to send it to instead: of a backend with that tier, healthy, not
+  // saturated (in flight < max_concurrent), and with a measured tokens/s above local_tok_s; the
+  // fastest of those. "" when none. A backend enters this choice once real traffic measured it.
+  std::string Prefer(int local_rank, const std::string& role, double local_tok_s) const;
+
+  // Called instead of an error answer when a backend with a tier cannot serve: it is unhealthy
+  // or saturated (before sending), or the request failed before any byte reached the client
+  // (cannot connect, timeout, HTTP 5xx). `tier`: the backend's; `why`: one line naming it. The
+  // caller serves the request locally, marked degraded.
+  using Fallback = std::function<void(const std::string& tier, const std::string& why)>;
+
   // Forwards a client request (`path`: the route it came to, e.g. "/v1/chat/completions") for
   // the model in body["model"] (Owns() was true). Answers through `r`, from another thread.
-  void Forward(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r);
+  void Forward(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r, Fallback fallback = {});
 
  private:
   struct Backend {
@@ -89,10 +127,18 @@ class Upstreams {
     std::vector<std::pair<std::string, Json>> models;  // (name, entry) of the last list
     std::chrono::steady_clock::time_point next_try{};
     std::chrono::milliseconds backoff{0};
+    // Traffic figures (Stats), under mu_.
+    int64_t requests = 0, errors = 0, in_flight = 0;
+    double ttft_ms = -1, tokens_per_s = -1;
   };
+  // After a proxied request: its figures (ttft_ms < 0: none), and whether it failed; a failure
+  // of the connection marks the backend unhealthy and brings its health check forward.
+  void Record(Backend& b, double ttft_ms, double tokens_per_s, bool error, bool connection_failed);
   void DiscoveryLoop();
   void Discover(Backend& b);
-  void Run(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r);
+  void Run(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r, const Fallback& fallback);
+  void Proxy(ClientDialect client, const std::string& path, Json body, const std::shared_ptr<Responder>& r, Backend& b,
+             const std::string& requested, const std::string& model, const Fallback& fallback);
 
   std::vector<std::unique_ptr<Backend>> backends_;
   UpstreamOptions options_;
@@ -100,6 +146,7 @@ class Upstreams {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  bool rescan_ = false;             // a backend's next check moved earlier: the discovery loop looks again
   std::atomic<bool> abort_{false};  // proxied transfers stop at their next progress check
   int32_t active_ = 0;              // proxied transfers running (under mu_)
   std::thread discovery_;

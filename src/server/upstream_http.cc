@@ -2,7 +2,11 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <mutex>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
 
@@ -17,8 +21,8 @@ struct State {
   CURL* h = nullptr;
   UpstreamReply* reply = nullptr;
   bool started = false;
-  bool too_large = false, timed_out = false, aborted = false;
-  Clock::time_point last_byte = Clock::now();
+  bool too_large = false, timed_out = false, too_long = false, aborted = false;
+  Clock::time_point start = Clock::now(), last_byte = start;
 
   void Start() {
     if (started) return;
@@ -40,6 +44,10 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
   s.Start();
   if (s.call->should_abort && s.call->should_abort()) {
     s.aborted = true;
+    return 0;
+  }
+  if (Clock::now() - s.start > s.call->max_duration) {
+    s.too_long = true;
     return 0;
   }
   if (s.reply->streamed) {
@@ -68,11 +76,43 @@ int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
     s.aborted = true;
     return 1;
   }
-  if (Clock::now() - s.last_byte > s.call->idle_timeout) {
+  const auto now = Clock::now();
+  if (now - s.last_byte > s.call->idle_timeout) {
     s.timed_out = true;
     return 1;
   }
+  if (now - s.start > s.call->max_duration) {
+    s.too_long = true;
+    return 1;
+  }
   return 0;
+}
+
+// Easy handles kept between transfers: each keeps its connections to the backends open, so a
+// request reuses one (no TCP handshake per request). At most kPoolSize are kept.
+constexpr size_t kPoolSize = 64;
+std::mutex pool_mu;
+std::vector<CURL*>* pool = new std::vector<CURL*>();  // never freed: used until exit
+
+CURL* TakeHandle() {
+  {
+    std::lock_guard lock(pool_mu);
+    if (!pool->empty()) {
+      CURL* h = pool->back();
+      pool->pop_back();
+      curl_easy_reset(h);  // options back to defaults; live connections stay
+      return h;
+    }
+  }
+  return curl_easy_init();
+}
+
+void GiveBack(CURL* h, bool reusable) {
+  if (reusable) {
+    std::lock_guard lock(pool_mu);
+    if (pool->size() < kPoolSize) return pool->push_back(h);
+  }
+  curl_easy_cleanup(h);
 }
 
 }  // namespace
@@ -81,7 +121,7 @@ UpstreamReply PerformUpstream(const UpstreamCall& call) {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   UpstreamReply reply;
-  CURL* h = curl_easy_init();
+  CURL* h = TakeHandle();
   if (!h) {
     reply.error = "curl_easy_init failed";
     return reply;
@@ -128,6 +168,8 @@ UpstreamReply PerformUpstream(const UpstreamCall& call) {
     reply.outcome = UpstreamReply::Outcome::kTooLarge;
   } else if (s.aborted) {
     reply.outcome = UpstreamReply::Outcome::kAborted;
+  } else if (s.too_long) {
+    reply.outcome = UpstreamReply::Outcome::kTooLong;
   } else if (s.timed_out || rc == CURLE_OPERATION_TIMEDOUT) {
     reply.outcome = UpstreamReply::Outcome::kTimeout;
   } else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST) {
@@ -135,10 +177,41 @@ UpstreamReply PerformUpstream(const UpstreamCall& call) {
   } else {
     reply.outcome = UpstreamReply::Outcome::kError;
   }
-  if (rc != CURLE_OK) reply.error = *errbuf ? errbuf : curl_easy_strerror(rc);
+  if (s.too_long) reply.error = fmt::format("the transfer ran past its limit of {} ms", call.max_duration.count());
+  else if (rc != CURLE_OK) reply.error = *errbuf ? errbuf : curl_easy_strerror(rc);
   curl_slist_free_all(headers);
-  curl_easy_cleanup(h);
+  GiveBack(h, rc == CURLE_OK);  // a failed or aborted transfer's connection is not kept
   return reply;
 }
+
+std::string Snippet(const std::string& s) {
+  std::string out = s.substr(0, 200);
+  std::replace_if(out.begin(), out.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
+  return out.size() < s.size() ? out + "..." : out;
+}
+
+std::string ErrorMessageOf(const std::string& body) {
+  const nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_object() && j.contains("error")) {
+    const nlohmann::json& e = j["error"];
+    if (e.is_string()) return e.get<std::string>();
+    if (e.is_object() && e.contains("message") && e["message"].is_string()) return e["message"].get<std::string>();
+  }
+  return Snippet(body);
+}
+
+std::string DescribeFailure(const UpstreamReply& r) {
+  switch (r.outcome) {
+    case UpstreamReply::Outcome::kConnectFailed: return fmt::format("cannot connect: {}", r.error);
+    case UpstreamReply::Outcome::kTimeout: return fmt::format("timed out: {}", r.error);
+    case UpstreamReply::Outcome::kTooLong: return r.error;
+    case UpstreamReply::Outcome::kTooLarge: return "the answer is too large";
+    case UpstreamReply::Outcome::kAborted: return "aborted";
+    case UpstreamReply::Outcome::kError: return r.error;
+    case UpstreamReply::Outcome::kOk: break;
+  }
+  return fmt::format("HTTP {}: {}", r.status, ErrorMessageOf(r.body));
+}
+
 
 }  // namespace qwenmux::server

@@ -20,6 +20,7 @@ struct UpstreamCall {
   std::string api_key;         // "" = no Authorization header
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds idle_timeout{60000};
+  std::chrono::milliseconds max_duration{600000};  // the whole transfer, stream included (slow drip)
   size_t max_buffered = 64u << 20;
   // Called once, when the first body byte arrives (or at the end for an empty body), with the
   // status and Content-Type; true: the body goes to on_chunk as it arrives instead of `body`.
@@ -29,7 +30,8 @@ struct UpstreamCall {
 };
 
 struct UpstreamReply {
-  enum class Outcome { kOk, kConnectFailed, kTimeout, kTooLarge, kAborted, kError };
+  // kTimeout: no byte for idle_timeout; kTooLong: the transfer ran past max_duration.
+  enum class Outcome { kOk, kConnectFailed, kTimeout, kTooLong, kTooLarge, kAborted, kError };
   Outcome outcome = Outcome::kError;
   long status = 0;
   std::string content_type;
@@ -39,5 +41,13 @@ struct UpstreamReply {
 };
 
 UpstreamReply PerformUpstream(const UpstreamCall& call);
+
+// The first 200 characters of `s` on one line ("..." when cut).
+std::string Snippet(const std::string& s);
+// The message of a backend's error answer: OpenAI {"error": {"message"}}, Ollama {"error": "..."},
+// or the start of the body.
+std::string ErrorMessageOf(const std::string& body);
+// What went wrong, in words: "cannot connect: ...", "timed out: ...", "HTTP 500: ...".
+std::string DescribeFailure(const UpstreamReply& r);
 
 }  // namespace qwenmux::server

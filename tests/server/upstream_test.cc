@@ -58,7 +58,10 @@ int Listen(uint16_t* port) {
 // POST the way its mode says.
 class FakeUpstream {
  public:
-  enum class Mode { kInvalidJson, kHttp500, kNeverAnswers, kStreamBreaks };
+  // kDrip: an SSE event every 20 ms until the client goes (counted in disconnects());
+  // kSlowBody: a 4000-byte answer, one byte every 5 ms; kManyModels: lists 3000 models;
+  // kHugeList: a 2 MiB model list.
+  enum class Mode { kInvalidJson, kHttp500, kNeverAnswers, kStreamBreaks, kDrip, kSlowBody, kManyModels, kHugeList };
   explicit FakeUpstream(Mode mode) : mode_(mode) {
     fd_ = Listen(&port_);
     accept_ = std::thread([this] { AcceptLoop(); });
@@ -71,6 +74,7 @@ class FakeUpstream {
     ::close(fd_);
   }
   uint16_t port() const { return port_; }
+  int disconnects() const { return disconnects_.load(); }
 
  private:
   void AcceptLoop() {
@@ -108,7 +112,15 @@ class FakeUpstream {
       if (n <= 0) break;
       in.append(buf, static_cast<size_t>(n));
     }
-    if (in.starts_with("GET /v1/models")) {
+    if (in.starts_with("GET /v1/models") && (mode_ == Mode::kManyModels || mode_ == Mode::kHugeList)) {
+      std::string list = R"({"object":"list","data":[)";
+      const int n = mode_ == Mode::kManyModels ? 3000 : 30000;
+      for (int i = 0; i < n; ++i) {
+        list += (i ? "," : "") + std::string(R"({"id":"m)") + std::to_string(i) + R"(","object":"model","owned_by":"fake")" +
+                (mode_ == Mode::kHugeList ? R"(,"pad":")" + std::string(40, 'x') + "\"" : "") + "}";
+      }
+      Send(c, Response(200, list + "]}"));
+    } else if (in.starts_with("GET /v1/models")) {
       Send(c, Response(200, R"({"object":"list","data":[{"id":"m","object":"model","owned_by":"fake"}]})"));
     } else if (in.starts_with("GET /api/tags")) {
       Send(c, Response(200, R"({"models":[{"name":"m","model":"m","size":1}]})"));
@@ -118,6 +130,24 @@ class FakeUpstream {
       Send(c, Response(500, R"({"error":{"message":"the fake engine crashed"}})"));
     } else if (mode_ == Mode::kNeverAnswers) {
       while (!stop_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    } else if (mode_ == Mode::kDrip) {
+      Send(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n");
+      const std::string event = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n";
+      while (!stop_.load()) {
+        if (::send(c, event.data(), event.size(), MSG_NOSIGNAL) < 0) {
+          ++disconnects_;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    } else if (mode_ == Mode::kSlowBody) {
+      Send(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4000\r\nConnection: close\r\n\r\n");
+      for (int i = 0; i < 4000 && !stop_.load(); ++i) {
+        if (::send(c, " ", 1, MSG_NOSIGNAL) < 0) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    } else if (mode_ == Mode::kManyModels || mode_ == Mode::kHugeList) {
+      Send(c, Response(500, R"({"error":"not a chat server"})"));
     } else {  // one chunk of an SSE stream, then the connection drops without the last chunk
       const std::string event = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n";
       char size[16];
@@ -133,6 +163,7 @@ class FakeUpstream {
   int fd_ = -1;
   uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
+  std::atomic<int> disconnects_{0};
   std::thread accept_;
   std::vector<std::thread> conns_;  // joined at the end (only the accept thread adds)
 };
@@ -192,6 +223,10 @@ class Upstream : public ::testing::Test {
     http500_ = new FakeUpstream(FakeUpstream::Mode::kHttp500);
     hang_ = new FakeUpstream(FakeUpstream::Mode::kNeverAnswers);
     breaks_ = new FakeUpstream(FakeUpstream::Mode::kStreamBreaks);
+    drip_ = new FakeUpstream(FakeUpstream::Mode::kDrip);
+    slow_ = new FakeUpstream(FakeUpstream::Mode::kSlowBody);
+    many_ = new FakeUpstream(FakeUpstream::Mode::kManyModels);
+    huge_ = new FakeUpstream(FakeUpstream::Mode::kHugeList);
     uint16_t dead_port = 0;
     ::close(Listen(&dead_port));  // nothing listens there now
 
@@ -203,7 +238,11 @@ class Upstream : public ::testing::Test {
         << "  - name: crash\n    url: " << url(http500_->port()) << "\n"
         << "  - name: crash-o\n    url: " << url(http500_->port()) << "\n    dialect: ollama\n"
         << "  - name: hang\n    url: " << url(hang_->port()) << "\n    timeout: 300ms\n"
-        << "  - name: breaks\n    url: " << url(breaks_->port()) << "\n";
+        << "  - name: breaks\n    url: " << url(breaks_->port()) << "\n"
+        << "  - name: drip\n    url: " << url(drip_->port()) << "\n"
+        << "  - name: slow\n    url: " << url(slow_->port()) << "\n"
+        << "  - name: many\n    url: " << url(many_->port()) << "\n"
+        << "  - name: huge\n    url: " << url(huge_->port()) << "\n";
     AppOptions fo;  // the front: a local model and the backends
     fo.config_path = *dir_ / "qwenmux.yaml";
     fo.model_flags = {ModelPath("tiny-dense.q8_0.gguf") + "=local"};
@@ -212,6 +251,9 @@ class Upstream : public ::testing::Test {
     fo.upstream.min_backoff = std::chrono::milliseconds(50);
     fo.upstream.max_backoff = std::chrono::milliseconds(200);
     fo.upstream.connect_timeout = std::chrono::milliseconds(1000);
+    fo.upstream.max_duration = std::chrono::milliseconds(3000);  // the slow drips end here
+    fo.upstream.max_models = 100;
+    fo.upstream.max_list_bytes = 1u << 20;
     fo.http.port = 0;
     fo.models.n_ctx = 256;
     fo.models.threads = 1;
@@ -227,7 +269,9 @@ class Upstream : public ::testing::Test {
     while (std::chrono::steady_clock::now() < end) {
       const std::string body = Call(front_->port(), "GET", "/v1/models").body;
       if (body.find("\"up/tiny\"") != std::string::npos && body.find("\"upo/tiny\"") != std::string::npos &&
-          body.find("\"bad/m\"") != std::string::npos && body.find("\"hang/m\"") != std::string::npos)
+          body.find("\"bad/m\"") != std::string::npos && body.find("\"hang/m\"") != std::string::npos &&
+          body.find("\"drip/m\"") != std::string::npos && body.find("\"slow/m\"") != std::string::npos &&
+          body.find("\"many/m99\"") != std::string::npos)
         break;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -239,6 +283,10 @@ class Upstream : public ::testing::Test {
     delete http500_;
     delete hang_;
     delete breaks_;
+    delete drip_;
+    delete slow_;
+    delete many_;
+    delete huge_;
     delete dir_;
   }
   static uint16_t front() { return front_->port(); }
@@ -256,7 +304,7 @@ class Upstream : public ::testing::Test {
 
   static App* upstream_;
   static App* front_;
-  static FakeUpstream *invalid_, *http500_, *hang_, *breaks_;
+  static FakeUpstream *invalid_, *http500_, *hang_, *breaks_, *drip_, *slow_, *many_, *huge_;
   static qwenmux::testing::TempDir* dir_;
   static std::mutex log_mu_;
   static std::string log_;
@@ -264,7 +312,8 @@ class Upstream : public ::testing::Test {
 App* Upstream::upstream_ = nullptr;
 App* Upstream::front_ = nullptr;
 FakeUpstream *Upstream::invalid_ = nullptr, *Upstream::http500_ = nullptr, *Upstream::hang_ = nullptr,
-             *Upstream::breaks_ = nullptr;
+             *Upstream::breaks_ = nullptr, *Upstream::drip_ = nullptr, *Upstream::slow_ = nullptr,
+             *Upstream::many_ = nullptr, *Upstream::huge_ = nullptr;
 qwenmux::testing::TempDir* Upstream::dir_ = nullptr;
 std::mutex Upstream::log_mu_;
 std::string Upstream::log_;
@@ -370,10 +419,6 @@ TEST_F(Upstream, OpenAiRequestToAnOllamaBackendIsTranslated) {
             d["choices"][0]["message"].value("reasoning_content", ""));
   EXPECT_EQ(p["choices"][0]["finish_reason"], d["choices"][0]["finish_reason"]);
   EXPECT_EQ(p["usage"]["completion_tokens"], d["usage"]["completion_tokens"]);
-  // Streamed OpenAI -> Ollama is not translated yet: a clear 400 naming the backend.
-  const auto s = Call(front(), "POST", "/v1/chat/completions", OpenAiChat("upo/tiny", true).dump());
-  EXPECT_EQ(s.status, 400);
-  EXPECT_NE(s.body.find("backend upo"), std::string::npos) << s.body;
 }
 
 TEST_F(Upstream, UnknownBackendModelIs404ListingWhatItHas) {
@@ -442,6 +487,65 @@ TEST_F(Upstream, StreamThatBreaksOffEndsWithAnError) {
   const SseText t = ReadSse(r.body);
   EXPECT_EQ(t.content, "Hel");  // what arrived was passed on
   EXPECT_NE(t.error.find("backend breaks "), std::string::npos) << r.body;
+  ExpectFrontHealthy();
+}
+
+TEST_F(Upstream, SlowDripStreamHitsTheTimeLimit) {
+  const auto r = Call(front(), "POST", "/v1/chat/completions", OpenAiChat("drip/m", true).dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  const SseText t = ReadSse(r.body);
+  EXPECT_FALSE(t.content.empty());  // the drip was passed on until the limit
+  EXPECT_NE(t.error.find("backend drip "), std::string::npos) << t.error;
+  EXPECT_NE(t.error.find("ran past its limit of 3000 ms"), std::string::npos) << t.error;
+  ExpectFrontHealthy();
+}
+
+TEST_F(Upstream, SlowDripAnswerIs504) {
+  ExpectOpenAiError(Call(front(), "POST", "/v1/chat/completions", OpenAiChat("slow/m", false).dump()), 504, "slow",
+                    "ran past its limit of 3000 ms");
+  ExpectFrontHealthy();
+}
+
+TEST_F(Upstream, HugeModelListsAreBounded) {
+  const auto r = Call(front(), "GET", "/v1/models");
+  ASSERT_EQ(r.status, 200);
+  size_t many = 0, huge = 0;
+  const json list = json::parse(r.body);
+  for (const json& m : list["data"]) {
+    const std::string id = m["id"].get<std::string>();
+    many += id.starts_with("many/");
+    huge += id.starts_with("huge/");
+  }
+  EXPECT_EQ(many, 100u);  // max_models of 3000 listed
+  EXPECT_EQ(huge, 0u);    // a list over max_list_bytes is refused
+  EXPECT_NE(Log().find("backend many (http://127.0.0.1:" + std::to_string(many_->port()) +
+                       ") lists 3000 models; keeping the first 100"), std::string::npos) << Log();
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (Log().find("backend huge") == std::string::npos && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const std::string log = Log();
+  const size_t at = log.find("backend huge");
+  ASSERT_NE(at, std::string::npos) << log;
+  EXPECT_NE(log.find("cannot list models: the answer is too large", at), std::string::npos) << log;
+  ExpectFrontHealthy();
+}
+
+TEST_F(Upstream, ClientDisconnectCancelsTheUpstreamRequest) {
+  const int before = drip_->disconnects();
+  qwenmux::testing::RawSocket s;
+  ASSERT_TRUE(s.Connect(front()));
+  const std::string body = OpenAiChat("drip/m", true).dump();
+  ASSERT_TRUE(s.Send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n" + body));
+  s.SetReadTimeout(5000);
+  std::string got;
+  ASSERT_TRUE(s.ReadUntil(got, [](const std::string& g) { return g.find("data: ") != std::string::npos; })) << got;
+  s.Close();
+  // The front aborts its transfer, so the fake sees its connection go (well before the 3 s limit).
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(2500);
+  while (drip_->disconnects() == before && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_GT(drip_->disconnects(), before);
   ExpectFrontHealthy();
 }
 

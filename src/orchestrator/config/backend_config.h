@@ -11,6 +11,10 @@
 //       api_key_env: LMS_API_KEY       # optional: Authorization: Bearer $LMS_API_KEY
 //       models: all                    # or a list of the backend's model names
 //       timeout: 60s                   # longest wait for the backend's next byte
+//       tier: qwen3-fast               # optional: its models are router candidates of this tier for
+//                                      # `auto` and the tier names (and fail over to a local model of it)
+//       role: chat                     # chat (default) or embedding: the requests its models serve
+//       max_concurrent: 8              # requests at once; more: it counts as saturated (0: no limit)
 //
 // Thread-safety: plain data and pure functions.
 #pragma once
@@ -35,6 +39,9 @@ struct BackendConfig {
   std::string api_key_env;          // "" = no key
   std::vector<std::string> models;  // empty = every model the backend lists
   Duration timeout = Duration::Millis(60000);  // no byte from the backend for this long: 504
+  std::string tier;                 // "" = not a router candidate; else a tier name (router.h)
+  std::string role = "chat";        // "chat" or "embedding" (catalog.h ModelRole names)
+  int max_concurrent = 8;           // 0 = no limit
   int line = 0;
 };
 

@@ -3,6 +3,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -252,6 +253,23 @@ Status ParseBackend(const Ctx& ctx, const YAML::Node& node, const std::string& p
       {"timeout", [&](const YAML::Node& v, const std::string& p) -> Status {
          QM_ASSIGN_OR_RETURN(b->timeout, DurationOf(ctx, v, p));
          if (b->timeout.forever || b->timeout.ms <= 0) return ctx.At(v, p, "must be a positive duration (e.g. 60s)");
+         return Status::Ok();
+       }},
+      {"tier", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(b->tier, yaml::NonEmptyScalar(ctx, v, p));  // checked against the tiers by serve
+         return Status::Ok();
+       }},
+      {"role", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(b->role, yaml::NonEmptyScalar(ctx, v, p));
+         if (b->role != "chat" && b->role != "embedding") return ctx.At(v, p, "expected chat or embedding");
+         return Status::Ok();
+       }},
+      {"max_concurrent", [&](const YAML::Node& v, const std::string& p) -> Status {
+         QM_ASSIGN_OR_RETURN(std::string n, yaml::NonEmptyScalar(ctx, v, p));
+         char* end = nullptr;
+         const long x = std::strtol(n.c_str(), &end, 10);
+         if (*end != '\0' || x < 0 || x > 100000) return ctx.At(v, p, "expected a whole number >= 0 (0: no limit)");
+         b->max_concurrent = static_cast<int>(x);
          return Status::Ok();
        }},
   }));
