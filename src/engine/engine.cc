@@ -134,6 +134,14 @@ size_t FirstNonFinite(const float* x, size_t n) {
   return n;
 }
 
+// The error of a non-finite output value of `entry` (null: not found).
+Status NonFiniteOutput(const char* what, float value, const runtime::BatchEntry* entry) {
+  return Error(StatusCode::kInternal,
+               "engine: the model produced a non-finite {} value ({}) for sequence {} at position {}; "
+               "its weights or hyper-parameters are broken", what, value, entry ? entry->seq : -1,
+               entry ? entry->pos : -1);
+}
+
 }  // namespace
 
 Status Model::Forward(std::span<const runtime::BatchEntry> batch, float* logits, float* hidden) {
@@ -153,10 +161,7 @@ Status Model::Forward(std::span<const runtime::BatchEntry> batch, float* logits,
     for (const runtime::BatchEntry& e : batch) {
       if (e.output && k++ == row) { entry = &e; break; }
     }
-    return Error(StatusCode::kInternal,
-                 "engine: the model produced a non-finite {} value ({}) for sequence {} at position {}; "
-                 "its weights or hyper-parameters are broken", what, data[at],
-                 entry ? entry->seq : -1, entry ? entry->pos : -1);
+    return NonFiniteOutput(what, data[at], entry);
   }
   return Status::Ok();
 }
@@ -171,9 +176,7 @@ Status Model::ForwardTop(std::span<const runtime::BatchEntry> batch, int32_t k, 
     for (int32_t j = 0; j < k; ++j) {
       const float v = top[row * k + j].logit;
       if (!std::isfinite(v)) {
-        return Error(StatusCode::kInternal,
-                     "engine: the model produced a non-finite logits value ({}) for sequence {} at position {}; "
-                     "its weights or hyper-parameters are broken", v, e.seq, e.pos);
+        return NonFiniteOutput("logits", v, &e);
       }
     }
     ++row;
