@@ -10,6 +10,7 @@
 #include "orchestrator/router/features.h"
 #include "server/dashboard.h"
 #include "server/prompt.h"
+#include "server/upstream.h"
 
 namespace qwenmux::server {
 
@@ -251,6 +252,26 @@ Json RouteJson(const Route& route, const std::string& served, bool degraded) {
               {"degraded", degraded}};
 }
 
+std::string PreferBackend(Service& service, const Route& route, const std::string& kind) {
+  Upstreams* u = service.upstreams();
+  if (!u || route.reason == "explicit" || route.reason == "adapter" || route.reason == "failover") return "";
+  const orchestrator::RouterCandidate* c = service.FindCandidate(route.model->name);
+  if (!c) return "";
+  std::string pick = u->Prefer(c->rank(), "chat", c->decode_tok_s);
+  if (pick.empty()) return pick;
+  if (Dashboard* dash = service.dashboard()) {
+    RoutingEntry e;
+    e.kind = kind;
+    e.requested = route.requested;
+    e.chosen = e.served = pick;
+    e.reason = "backend";
+    e.explanation = fmt::format("{} (local {}) went to backend model {}, faster on measured traffic", route.requested,
+                                route.name(), pick);
+    dash->Record(std::move(e));
+  }
+  return pick;
+}
+
 Status SubmitGeneration(Service& service, GenerationJob& job, std::shared_ptr<Responder> responder,
                         std::function<bool(const orchestrator::TokenEvent&)> on_token,
                         std::function<void(Result<orchestrator::GenerationResult>)> on_done) {
@@ -310,7 +331,7 @@ Status SubmitGeneration(Service& service, GenerationJob& job, std::shared_ptr<Re
       entry.latency_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
       if (r.ok()) {
         entry.served = r->model.empty() ? entry.chosen : r->model;
-        entry.degraded = r->degraded;
+        entry.degraded = r->degraded || entry.reason == "failover";  // failover: a backend could not serve
         entry.ok = r->finish_reason != "cancelled";
         if (!entry.ok) entry.error = "cancelled";
         if (r->completion_tokens > 0) entry.ttft_ms = r->ttft_seconds * 1000.0;

@@ -95,6 +95,12 @@ Status CancelledError(const orchestrator::GenerationResult& g, Responder& r);
 HeaderList RouteHeaders(const Route& route);
 Json RouteJson(const Route& route, const std::string& served, bool degraded);
 
+// Backends in routing (upstream.h), for both dialects: when `route` came from `auto` or a tier
+// (not an explicit name, an adapter or a failover), the backend model "NAME/MODEL" of the same
+// tier that is faster than the route's local model (Upstreams::Prefer), else "". A pick is
+// written to the routing log (reason "backend"; `kind`: "chat" or "completion").
+std::string PreferBackend(Service& service, const Route& route, const std::string& kind);
+
 // Submits; the responder's cancellation cancels the request. on_token returning false also
 // cancels. Error (nothing submitted) when the scheduler refuses.
 Status SubmitGeneration(Service& service, GenerationJob& job, std::shared_ptr<Responder> responder,

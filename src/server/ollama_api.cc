@@ -255,18 +255,62 @@ Status ApplyFormat(Service& service, Fields& f, GenerationJob* job) {
 }
 
 // A request for "NAME/MODEL" of a configured backend goes to it (upstream.h); true if it went.
-bool ToBackend(Service& service, const HttpRequest& req, const Json& j, const std::shared_ptr<Responder>& r) {
+bool ToBackend(Service& service, const HttpRequest& req, const Json& j, const std::shared_ptr<Responder>& r,
+               Upstreams::Fallback fallback = {}) {
   Upstreams* u = service.upstreams();
   if (!u || !j.contains("model") || !j["model"].is_string() || !u->Owns(j["model"].get<std::string>())) return false;
-  u->Forward(ClientDialect::kOllama, req.path, j, r);
+  u->Forward(ClientDialect::kOllama, req.path, j, r, std::move(fallback));
   return true;
 }
+
+// The body of /api/chat or /api/generate after parsing; `failover`: set when a backend could not
+// serve (the request is then served locally, degraded).
+using BodyHandler = void (*)(Service&, const HttpRequest&, const Json&, std::shared_ptr<Responder>, const std::string*);
+
+// Backends in routing (upstream.h): a backend failure served here by a local model of `model`
+// (the backend's tier when "", or the request's own "auto"/tier), marked degraded.
+Upstreams::Fallback LocalFallback(Service& service, const HttpRequest& req, const Json& body,
+                                  const std::shared_ptr<Responder>& r, std::string model, BodyHandler handler) {
+  return [&service, req, body, r, model, handler](const std::string& tier, const std::string& why) {
+    Json local = body;
+    local["model"] = model.empty() ? tier : model;
+    handler(service, req, local, r, &why);
+  };
+}
+
+// After the route is known: a failover marks it; `auto` or a tier may go to a faster backend
+// model of its tier (PreferBackend). True when the request went to a backend.
+bool RouteToBackend(Service& service, const HttpRequest& req, const Json& body, const std::shared_ptr<Responder>& r,
+                    Route* route, const std::string* failover, BodyHandler handler, const std::string& kind) {
+  if (failover) {
+    route->reason = "failover";
+    route->explanation = fmt::format("{}; served by local model {}", *failover, route->name());
+    return false;
+  }
+  const std::string pick = PreferBackend(service, *route, kind);
+  if (pick.empty()) return false;
+  Json to = body;
+  to["model"] = pick;
+  service.upstreams()->Forward(ClientDialect::kOllama, req.path, std::move(to), r,
+                               LocalFallback(service, req, body, r, route->requested, handler));
+  return true;
+}
+
+void ChatBody(Service& service, const HttpRequest& req, const Json& body, std::shared_ptr<Responder> r,
+              const std::string* failover);
+void GenerateBody(Service& service, const HttpRequest& req, const Json& body, std::shared_ptr<Responder> r,
+                  const std::string* failover);
 
 void Chat(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
   auto body = ParseBody(req.body);
   if (!body.ok()) return SendError(*r, body.status());
-  if (ToBackend(service, req, *body, r)) return;
-  Json j = *body;
+  ChatBody(service, req, *body, std::move(r), nullptr);
+}
+
+void ChatBody(Service& service, const HttpRequest& req, const Json& body, std::shared_ptr<Responder> r,
+              const std::string* failover) {
+  if (!failover && ToBackend(service, req, body, r, LocalFallback(service, req, body, r, "", &ChatBody))) return;
+  Json j = body;
   Fields f(j);
   auto g = std::make_shared<OllamaGen>();
   g->r = r;
@@ -300,6 +344,7 @@ void Chat(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r
   if (Status s = ReadCommon(service, req, f2, g.get(), orchestrator::InputFromChat(*chat_req), &max_tokens); !s.ok()) {
     return SendError(*r, s);
   }
+  if (RouteToBackend(service, req, body, r, &g->job.route, failover, &ChatBody, "chat")) return;
   if (Status e = EncodeChat(service, *chat_req, &g->job); !e.ok()) return SendError(*r, e);
   if (Status e = ApplyFormat(service, f2, &g->job); !e.ok()) return SendError(*r, e);
   Run(service, g, max_tokens);
@@ -308,8 +353,13 @@ void Chat(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r
 void Generate(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
   auto body = ParseBody(req.body);
   if (!body.ok()) return SendError(*r, body.status());
-  if (ToBackend(service, req, *body, r)) return;
-  Fields f(*body);
+  GenerateBody(service, req, *body, std::move(r), nullptr);
+}
+
+void GenerateBody(Service& service, const HttpRequest& req, const Json& body, std::shared_ptr<Responder> r,
+                  const std::string* failover) {
+  if (!failover && ToBackend(service, req, body, r, LocalFallback(service, req, body, r, "", &GenerateBody))) return;
+  Fields f(body);
   auto g = std::make_shared<OllamaGen>();
   g->r = r;
   g->chat = false;
@@ -326,6 +376,7 @@ void Generate(Service& service, const HttpRequest& req, std::shared_ptr<Responde
   if (f.Get("images")) f.Fail("images", "not supported");
   if (!f.ok()) return SendError(*r, f.status());
   if (prompt.empty()) return LoadOrUnload(service, *g, *r);  // Ollama: an empty prompt loads the model
+  if (RouteToBackend(service, req, body, r, &g->job.route, failover, &GenerateBody, "completion")) return;
   if (raw) {
     if (Status e = LoadTokenizer(service, &g->job); !e.ok()) return SendError(*r, e);
     g->job.prompt = g->job.tok->Encode(prompt);

@@ -408,17 +408,12 @@ void ChatCompletionBody(Service& service, const HttpRequest& req, const Json& j,
   if (failover) {
     route->reason = "failover";
     route->explanation = fmt::format("{}; served by local model {}", *failover, route->name());
-  } else if (service.upstreams() && route->reason != "explicit" && route->reason != "adapter") {
-    // `auto` or a tier: a faster backend model of the same tier takes it (upstream.h Prefer).
-    const orchestrator::RouterCandidate* c = service.FindCandidate(route->model->name);
-    const std::string pick =
-        c ? service.upstreams()->Prefer(c->rank(), "chat", c->decode_tok_s) : std::string();
-    if (!pick.empty()) {
-      Json to = j;
-      to["model"] = pick;
-      service.upstreams()->Forward(ClientDialect::kOpenAi, req.path, std::move(to), r, LocalFallback(service, req, j, r, model));
-      return;
-    }
+  } else if (const std::string pick = PreferBackend(service, *route, "chat"); !pick.empty()) {
+    // `auto` or a tier: a faster backend model of the same tier takes it.
+    Json to = j;
+    to["model"] = pick;
+    service.upstreams()->Forward(ClientDialect::kOpenAi, req.path, std::move(to), r, LocalFallback(service, req, j, r, model));
+    return;
   }
   st->job.route = *route;
   if (Status e = EncodeChat(service, *chat_req, &st->job); !e.ok()) return SendStatus(*r, e);

@@ -224,6 +224,88 @@ TEST_F(UpstreamRouting, KilledMidStreamEndsWithAnErrorAndTheNextRequestFailsOver
   EXPECT_EQ(s["model"], "qwen3-fast");
 }
 
+json OllamaChat(const std::string& model, bool stream = false) {
+  return json{{"model", model}, {"messages", json::array({json{{"role", "user"}, {"content", "Hi"}}})}, {"stream", stream},
+              {"options", {{"num_predict", 4}, {"temperature", 0}}}};
+}
+
+// The routing log's newest entry with this reason (null if none).
+json RoutingEntryOf(uint16_t port, const std::string& reason) {
+  const json log = json::parse(Call(port, "GET", "/dashboard/api/routing?limit=100").body, nullptr, false);
+  if (!log.is_object() || !log.contains("entries")) return json();
+  for (const json& e : log["entries"]) {
+    if (e.value("reason", "") == reason) return e;
+  }
+  return json();
+}
+
+// The Ollama dialect (/api/chat, /api/generate) routes and fails over as the OpenAI one does:
+// `auto` to the measured faster backend (written to the routing log), a backend that is down
+// fails over to the local model of its tier, marked degraded (answer, stream's last line and
+// routing log), and the backend's metrics count it.
+TEST_F(UpstreamRouting, OllamaDialectRoutesAndFailsOver) {
+  const uint16_t port = app_->port();
+  auto ok = [&](const std::string& path, const json& req) {
+    const auto r = Call(port, "POST", path, req.dump());
+    EXPECT_EQ(r.status, 200) << path << ": " << r.body;
+    return json::parse(r.body, nullptr, false);
+  };
+  json a = ok("/api/chat", OllamaChat("auto"));  // the backend's speed is not known yet: local
+  EXPECT_EQ(a["model"], "qwen3-fast") << a.dump();
+  EXPECT_EQ(ok("/api/chat", OllamaChat("fast/m"))["message"]["content"], "fast answer");  // traffic measures it
+  a = ok("/api/chat", OllamaChat("auto"));
+  EXPECT_EQ(a["model"], "fast/m") << a.dump();
+  EXPECT_EQ(a["message"]["content"], "fast answer");
+  const json picked = RoutingEntryOf(port, "backend");
+  ASSERT_TRUE(picked.is_object()) << Call(port, "GET", "/dashboard/api/routing").body;
+  EXPECT_EQ(picked["requested"], "auto");
+  EXPECT_EQ(picked["chosen"], "fast/m");
+  EXPECT_EQ(picked["kind"], "chat");
+  const auto streamed = Call(port, "POST", "/api/chat", OllamaChat("auto", true).dump());  // streamed, translated
+  ASSERT_EQ(streamed.status, 200) << streamed.body;
+  EXPECT_NE(streamed.body.find("\"model\":\"fast/m\""), std::string::npos) << streamed.body;
+  EXPECT_NE(streamed.body.find("\"done\":true"), std::string::npos) << streamed.body;
+  std::string metrics = Call(port, "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("qwenmux_backend_requests_total{backend=\"fast\"} 3\n"), std::string::npos) << metrics;
+  // A backend model the backend does not have: 404 in Ollama's shape, naming the backend.
+  const auto missing = Call(port, "POST", "/api/chat", OllamaChat("fast/nope").dump());
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_NE(json::parse(missing.body)["error"].get<std::string>().find("not found on backend fast"), std::string::npos)
+      << missing.body;
+
+  fast_.reset();  // the backend stops: the next `auto` fails over, marked degraded
+  a = ok("/api/chat", OllamaChat("auto"));
+  EXPECT_EQ(a["model"], "qwen3-fast") << a.dump();
+  EXPECT_EQ(a["qwenmux"]["degraded"], true) << a.dump();
+  EXPECT_EQ(a["qwenmux"]["route"], "failover");
+  EXPECT_NE(a["qwenmux"]["explanation"].get<std::string>().find("backend fast "), std::string::npos) << a.dump();
+  const json failed = RoutingEntryOf(port, "failover");
+  ASSERT_TRUE(failed.is_object()) << Call(port, "GET", "/dashboard/api/routing").body;
+  EXPECT_EQ(failed["degraded"], true);
+  EXPECT_EQ(failed["served"], "qwen3-fast");
+  EXPECT_EQ(failed["requested"], "auto");
+  // Asked by name through /api/generate: the backend is down, so the local model of its tier.
+  a = ok("/api/generate", json{{"model", "fast/m"}, {"prompt", "Hi"}, {"stream", false},
+                               {"options", {{"num_predict", 4}, {"temperature", 0}}}});
+  EXPECT_EQ(a["model"], "qwen3-fast") << a.dump();
+  EXPECT_EQ(a["qwenmux"]["route"], "failover");
+  EXPECT_EQ(a["qwenmux"]["degraded"], true);
+  EXPECT_NE(a["qwenmux"]["explanation"].get<std::string>().find("backend fast is unhealthy"), std::string::npos) << a.dump();
+  EXPECT_TRUE(a["response"].is_string());
+  // Streamed by name: the last line says degraded.
+  const auto s = Call(port, "POST", "/api/chat", OllamaChat("fast/m", true).dump());
+  ASSERT_EQ(s.status, 200) << s.body;
+  const std::string body = s.body.substr(0, s.body.find_last_not_of('\n') + 1);
+  const json last = json::parse(body.substr(body.rfind('\n') + 1), nullptr, false);
+  EXPECT_EQ(last.value("done", false), true) << s.body;
+  EXPECT_EQ(last["model"], "qwen3-fast") << s.body;
+  EXPECT_EQ(last["qwenmux"]["degraded"], true) << s.body;
+  metrics = Call(port, "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("qwenmux_backend_up{backend=\"fast\"} 0\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("qwenmux_backend_errors_total{backend=\"fast\"} 1\n"), std::string::npos) << metrics;
+  EXPECT_EQ(Call(port, "GET", "/health").status, 200);
+}
+
 TEST(UpstreamRoutingConfig, BadTierRoleOrLimitStopsTheStart) {
   for (const auto& [line, words] : std::vector<std::pair<std::string, std::string>>{
            {"tier: qwen3-huge", "tier \"qwen3-huge\": expected qwen3-fast"},
