@@ -574,6 +574,7 @@ void Embeddings(Service& service, const HttpRequest& req, std::shared_ptr<Respon
 void Rerank(Service& service, const HttpRequest& req, std::shared_ptr<Responder> r) {
   auto body = ParseBody(req.body);
   if (!body.ok()) return SendStatus(*r, body.status());
+  if (ToBackend(service, req, *body, r)) return;  // a backend without /v1/rerank: 501 naming it
   Fields f(*body);
   const std::string model = f.String("model").value_or("");
   const std::optional<std::string> query = f.String("query");

@@ -5,8 +5,9 @@
 //
 // Proxying: the request body goes to the backend with `model` rewritten to MODEL, in the
 // backend's dialect: same dialect as the client's: as it is (plain and streamed; a stream is
-// passed through chunk by chunk as it arrives); the other dialect: chat (plain and streamed)
-// and embeddings are translated both ways (upstream_translate.h, upstream_stream.h). Upstream
+// passed through chunk by chunk as it arrives); the other dialect: chat, completions (plain and
+// streamed) and embeddings are translated both ways (upstream_translate.h, upstream_stream.h);
+// rerank goes to the backend's /v1/rerank in either dialect (none there: 501). Upstream
 // failures answer in the client's dialect, naming the backend: 502 (cannot connect, HTTP 5xx,
 // invalid JSON, response too large), 504 (no byte for the backend's `timeout`, or the whole
 // request past UpstreamOptions::max_duration), the backend's own 4xx status for its 4xx

@@ -18,7 +18,17 @@ using Outcome = UpstreamReply::Outcome;
 using Clock = std::chrono::steady_clock;
 
 // How a request goes to a backend of the other dialect.
-enum class Kind { kPass, kChatToOllama, kChatToOpenAi, kEmbedToOllama, kEmbedToOpenAi, kEmbedToOpenAiLegacy };
+enum class Kind {
+  kPass,
+  kChatToOllama,
+  kChatToOpenAi,
+  kEmbedToOllama,
+  kEmbedToOpenAi,
+  kEmbedToOpenAiLegacy,
+  kCompleteToOllama,   // /v1/completions -> /api/generate
+  kGenerateToOpenAi,   // /api/generate -> /v1/chat/completions, or /v1/completions when raw
+  kRerank,             // /v1/rerank to any backend as it is: a qwenmux of either dialect has it
+};
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
@@ -99,9 +109,17 @@ void Upstreams::Proxy(ClientDialect client, const std::string& path, Json body, 
   Kind kind = Kind::kPass;
   std::string target = path;
   Result<Json> sent = Json();
-  if (same) {
+  const bool rerank = path == "/v1/rerank" || path == "/v1/reranking";
+  if (same || rerank) {
+    if (rerank) kind = Kind::kRerank, target = same ? path : "/v1/rerank";
     body["model"] = model;
     sent = std::move(body);
+  } else if (client == ClientDialect::kOpenAi && path == "/v1/completions") {
+    kind = Kind::kCompleteToOllama, target = "/api/generate", sent = OpenAiCompletionToOllama(body, model);
+  } else if (client == ClientDialect::kOllama && path == "/api/generate") {
+    bool chat = true;
+    sent = OllamaGenerateToOpenAi(body, model, &chat);
+    kind = Kind::kGenerateToOpenAi, target = chat ? "/v1/chat/completions" : "/v1/completions";
   } else if (client == ClientDialect::kOpenAi && path == "/v1/chat/completions") {
     kind = Kind::kChatToOllama, target = "/api/chat", sent = OpenAiChatToOllama(body, model);
   } else if (client == ClientDialect::kOpenAi && path == "/v1/embeddings") {
@@ -136,6 +154,8 @@ void Upstreams::Proxy(ClientDialect client, const std::string& path, Json body, 
   std::unique_ptr<StreamTranslator> translator;
   if (stream && kind == Kind::kChatToOllama) translator = std::make_unique<OllamaToSse>(requested, include_usage);
   if (stream && kind == Kind::kChatToOpenAi) translator = std::make_unique<SseToOllama>(requested);
+  if (stream && kind == Kind::kCompleteToOllama) translator = std::make_unique<OllamaToSse>(requested, include_usage, 1u << 20, true);
+  if (stream && kind == Kind::kGenerateToOpenAi) translator = std::make_unique<SseToOllama>(requested, 1u << 20, true);
   Clock::time_point first{};
   int64_t events = 0;
   std::string stream_error;  // a translation failure mid-stream
@@ -198,6 +218,10 @@ void Upstreams::Proxy(ClientDialect client, const std::string& path, Json body, 
     case Outcome::kError: return fail(502, fmt::format("{}: {}", who, DescribeFailure(reply)), false);
     case Outcome::kOk: break;
   }
+  if (kind == Kind::kRerank && (reply.status == 404 || reply.status == 405 || reply.status == 501)) {
+    return fail(501, fmt::format("{} has no rerank endpoint: POST {} answered HTTP {}: {}", who, target, reply.status,
+                                 ErrorMessageOf(reply.body)), false);
+  }
   if (reply.status >= 400 && reply.status < 500) {  // the backend refused the request: its status and words
     return fail(static_cast<int>(reply.status), fmt::format("{}: {}", who, ErrorMessageOf(reply.body)), false);
   }
@@ -216,10 +240,13 @@ void Upstreams::Proxy(ClientDialect client, const std::string& path, Json body, 
     case Kind::kEmbedToOllama: t = OllamaEmbedAnswerToOpenAi(answer, requested, base64); break;
     case Kind::kEmbedToOpenAi: t = OpenAiEmbedAnswerToOllama(answer, requested, false); break;
     case Kind::kEmbedToOpenAiLegacy: t = OpenAiEmbedAnswerToOllama(answer, requested, true); break;
+    case Kind::kCompleteToOllama: t = OllamaGenerateAnswerToOpenAi(answer, requested); break;
+    case Kind::kGenerateToOpenAi: t = OpenAiAnswerToOllamaGenerate(answer, requested); break;
+    case Kind::kRerank: break;
   }
   if (!t.ok()) return fail(502, fmt::format("{} returned an unexpected answer: {}", who, t.status().message()), false);
   answer = std::move(*t);
-  if (kind == Kind::kPass && answer.contains("model")) answer["model"] = requested;
+  if ((kind == Kind::kPass || kind == Kind::kRerank) && answer.contains("model")) answer["model"] = requested;
   // Tokens/s of a plain answer: its completion tokens over the whole time.
   int64_t tokens = 0;
   if (answer.contains("usage") && answer["usage"].is_object()) tokens = answer["usage"].value("completion_tokens", int64_t{0});

@@ -36,13 +36,21 @@ Status StreamTranslator::Feed(std::string_view chunk, std::string* out) {
 
 // --- Ollama NDJSON -> OpenAI SSE ---
 
-OllamaToSse::OllamaToSse(std::string model, bool include_usage, size_t max_line)
-    : StreamTranslator(max_line), model_(std::move(model)), id_(NewId("chatcmpl-")), created_(UnixNow()),
-      include_usage_(include_usage) {}
+OllamaToSse::OllamaToSse(std::string model, bool include_usage, size_t max_line, bool completion)
+    : StreamTranslator(max_line), model_(std::move(model)), id_(NewId(completion ? "cmpl-" : "chatcmpl-")),
+      created_(UnixNow()), include_usage_(include_usage), completion_(completion) {}
 
+// A chunk of `delta`; completion: of delta.content as choices[0].text (other fields dropped).
 std::string OllamaToSse::Chunk(Json delta, const Json& finish) const {
-  Json c{{"id", id_}, {"object", "chat.completion.chunk"}, {"created", created_}, {"model", model_},
-         {"choices", Json::array({Json{{"index", 0}, {"delta", std::move(delta)}, {"finish_reason", finish}}})}};
+  Json choice{{"index", 0}, {"finish_reason", finish}};
+  if (completion_) {
+    choice["text"] = delta.contains("content") ? delta["content"] : Json("");
+    choice["logprobs"] = nullptr;
+  } else {
+    choice["delta"] = std::move(delta);
+  }
+  Json c{{"id", id_}, {"object", completion_ ? "text_completion" : "chat.completion.chunk"}, {"created", created_},
+         {"model", model_}, {"choices", Json::array({std::move(choice)})}};
   return "data: " + Dump(c) + "\n\n";
 }
 
@@ -50,11 +58,11 @@ Status OllamaToSse::Line(std::string_view line, std::string* out) {
   const Json j = Json::parse(line, nullptr, false);
   if (!j.is_object()) return Error(StatusCode::kInvalidArgument, "a line of the stream is not a JSON object: {}", Snip(line));
   if (j.contains("error")) return Error(StatusCode::kUnavailable, "{}", ErrorOf(j));
-  if (!started_) {
-    started_ = true;
-    *out += Chunk(Json{{"role", "assistant"}, {"content", ""}}, nullptr);
-  }
-  if (j.contains("message") && j["message"].is_object()) {
+  if (!started_ && !completion_) *out += Chunk(Json{{"role", "assistant"}, {"content", ""}}, nullptr);
+  started_ = true;
+  if (completion_ && j.contains("response") && j["response"].is_string() && !j["response"].get<std::string>().empty())
+    *out += Chunk(Json{{"content", j["response"]}}, nullptr);  // an /api/generate line ("thinking" has no place)
+  if (!completion_ && j.contains("message") && j["message"].is_object()) {
     const Json& m = j["message"];
     if (m.contains("thinking") && m["thinking"].is_string() && !m["thinking"].get<std::string>().empty())
       *out += Chunk(Json{{"reasoning_content", m["thinking"]}}, nullptr);
@@ -79,7 +87,7 @@ Status OllamaToSse::Line(std::string_view line, std::string* out) {
     *out += Chunk(Json::object(), reason);
     if (include_usage_) {
       const int64_t p = j.value("prompt_eval_count", int64_t{0}), c = j.value("eval_count", int64_t{0});
-      Json u{{"id", id_}, {"object", "chat.completion.chunk"}, {"created", created_}, {"model", model_},
+      Json u{{"id", id_}, {"object", completion_ ? "text_completion" : "chat.completion.chunk"}, {"created", created_}, {"model", model_},
              {"choices", Json::array()},
              {"usage", {{"prompt_tokens", p}, {"completion_tokens", c}, {"total_tokens", p + c}}}};
       *out += "data: " + Dump(u) + "\n\n";
@@ -97,10 +105,20 @@ Status OllamaToSse::Finish(std::string* out) {
 
 // --- OpenAI SSE -> Ollama NDJSON ---
 
-SseToOllama::SseToOllama(std::string model, size_t max_line) : StreamTranslator(max_line), model_(std::move(model)) {}
+SseToOllama::SseToOllama(std::string model, size_t max_line, bool generate)
+    : StreamTranslator(max_line), model_(std::move(model)), generate_(generate) {}
 
+// One line of `message`; generate: its content as "response" and its thinking as "thinking".
 std::string SseToOllama::Message(Json message, bool done) const {
-  return Dump(Json{{"model", model_}, {"created_at", OllamaTimestamp()}, {"message", std::move(message)}, {"done", done}}) + "\n";
+  Json line{{"model", model_}, {"created_at", OllamaTimestamp()}};
+  if (generate_) {
+    line["response"] = message.value("content", "");
+    if (message.contains("thinking")) line["thinking"] = message["thinking"];
+  } else {
+    line["message"] = std::move(message);
+  }
+  line["done"] = done;
+  return Dump(line) + "\n";
 }
 
 Status SseToOllama::Line(std::string_view line, std::string* out) {
@@ -122,6 +140,8 @@ Status SseToOllama::Line(std::string_view line, std::string* out) {
     return Status::Ok();
   const Json& ch = j["choices"][0];
   if (ch.contains("finish_reason") && ch["finish_reason"].is_string()) finish_ = ch["finish_reason"].get<std::string>();
+  if (ch.contains("text") && ch["text"].is_string() && !ch["text"].get<std::string>().empty())  // a text_completion chunk
+    *out += Message(Json{{"role", "assistant"}, {"content", ch["text"]}}, false);
   if (!ch.contains("delta") || !ch["delta"].is_object()) return Status::Ok();
   const Json& d = ch["delta"];
   for (const char* k : {"reasoning_content", "reasoning"}) {
@@ -155,8 +175,11 @@ void SseToOllama::End(std::string* out) {
     }
     *out += Message(Json{{"role", "assistant"}, {"content", ""}, {"tool_calls", OllamaCallsOf(calls)}}, false);
   }
-  Json last{{"model", model_}, {"created_at", OllamaTimestamp()}, {"message", {{"role", "assistant"}, {"content", ""}}},
-            {"done", true}, {"done_reason", finish_ == "length" ? "length" : "stop"}};
+  Json last{{"model", model_}, {"created_at", OllamaTimestamp()}};
+  if (generate_) last["response"] = "";
+  else last["message"] = {{"role", "assistant"}, {"content", ""}};
+  last["done"] = true;
+  last["done_reason"] = finish_ == "length" ? "length" : "stop";
   if (prompt_tokens_ >= 0) {
     last["prompt_eval_count"] = prompt_tokens_;
     last["eval_count"] = completion_tokens_;

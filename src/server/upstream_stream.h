@@ -42,9 +42,11 @@ class StreamTranslator {
 
 // Ollama NDJSON -> OpenAI SSE ("data: {chunk}\n\n" ... "data: [DONE]\n\n"); `model` is the name
 // the client used; include_usage: a last chunk with usage (stream_options.include_usage).
+// completion: an /api/generate stream ("response" lines) to text_completion chunks
+// (choices[0].text) for /v1/completions; else an /api/chat stream to chat.completion.chunk.
 class OllamaToSse : public StreamTranslator {
  public:
-  OllamaToSse(std::string model, bool include_usage, size_t max_line = 1u << 20);
+  OllamaToSse(std::string model, bool include_usage, size_t max_line = 1u << 20, bool completion = false);
   Status Finish(std::string* out) override;
 
  private:
@@ -52,15 +54,17 @@ class OllamaToSse : public StreamTranslator {
   std::string Chunk(Json delta, const Json& finish) const;
   std::string model_, id_;
   int64_t created_;
-  bool include_usage_, started_ = false;
+  bool include_usage_, completion_, started_ = false;
   int64_t tool_calls_ = 0;
 };
 
 // OpenAI SSE -> Ollama NDJSON ({"model", "created_at", "message", "done": false} lines, then
-// one "done": true line with done_reason and eval counts).
+// one "done": true line with done_reason and eval counts). generate: lines for /api/generate
+// ("response" and "thinking" instead of "message"); the events may be chat chunks (delta) or
+// text_completion chunks (choices[0].text).
 class SseToOllama : public StreamTranslator {
  public:
-  explicit SseToOllama(std::string model, size_t max_line = 1u << 20);
+  explicit SseToOllama(std::string model, size_t max_line = 1u << 20, bool generate = false);
   Status Finish(std::string* out) override;
 
  private:
@@ -71,6 +75,7 @@ class SseToOllama : public StreamTranslator {
     std::string id, name, arguments;
   };
   std::string model_;
+  bool generate_;
   std::map<int64_t, Call> calls_;  // by OpenAI's index
   std::string finish_;
   int64_t prompt_tokens_ = -1, completion_tokens_ = -1;

@@ -52,4 +52,19 @@ Result<Json> OllamaEmbedToOpenAi(const Json& body, const std::string& model, boo
 // OpenAI embedding list -> Ollama /api/embed answer (legacy: {"embedding": [...]}).
 Result<Json> OpenAiEmbedAnswerToOllama(const Json& answer, const std::string& model, bool legacy);
 
+// Completions (upstream_complete.cc). OpenAI /v1/completions body -> Ollama /api/generate with
+// raw: true (the prompt as it is, no chat template), sampling as for chat, "stream" kept.
+// kUnsupported for token-id or several prompts, n > 1, echo and logprobs.
+Result<Json> OpenAiCompletionToOllama(const Json& body, const std::string& model);
+// Ollama /api/generate answer -> OpenAI text_completion (usage from the eval counts).
+Result<Json> OllamaGenerateAnswerToOpenAi(const Json& answer, const std::string& model);
+// Ollama /api/generate body -> OpenAI: with raw: true a /v1/completions body (*chat = false);
+// else /v1/chat/completions (*chat = true) with system and prompt as messages, so the backend
+// applies its own template as Ollama would. Streamed unless "stream": false, options, format and
+// think as for chat. kUnsupported for images, context and suffix.
+Result<Json> OllamaGenerateToOpenAi(const Json& body, const std::string& model, bool* chat);
+// OpenAI text_completion or chat.completion -> Ollama /api/generate answer ("response",
+// "thinking", done_reason, eval counts).
+Result<Json> OpenAiAnswerToOllamaGenerate(const Json& answer, const std::string& model);
+
 }  // namespace qwenmux::server

@@ -3,7 +3,8 @@
 // (OpenAI dialect) and "upo/tiny" (Ollama dialect). A client of one dialect asking the backend
 // of the other gets the same greedy answer as asking the upstream directly in its own dialect:
 // chat plain and streamed (thinking, usage), response_format <-> format, tools, think, and
-// embeddings. Backend URLs come only from configuration.
+// embeddings, completions (/v1/completions <-> /api/generate, raw or templated) and rerank.
+// Backend URLs come only from configuration.
 #include <chrono>
 #include <map>
 #include <string>
@@ -282,6 +283,153 @@ TEST_F(UpstreamDialects, EmbeddingsBothWays) {
   const json legacy_d = Ok(Call(upstream(), "POST", "/api/embeddings", json{{"model", "tiny"}, {"prompt", "hello world"}}.dump()));
   EXPECT_EQ(legacy["embedding"].size(), legacy_d["embedding"].size());
   EXPECT_EQ(legacy["embedding"], legacy_d["embedding"]);
+}
+
+// The text of an OpenAI text_completion SSE stream, its finish_reason and usage.
+struct CompletionStream {
+  std::string text, finish, model;
+  json usage;
+  bool done = false;
+};
+CompletionStream ReadCompletionSse(const std::string& body) {
+  CompletionStream out;
+  size_t pos = 0;
+  while (pos < body.size()) {
+    size_t end = body.find('\n', pos);
+    if (end == std::string::npos) end = body.size();
+    const std::string line = body.substr(pos, end - pos);
+    pos = end + 1;
+    if (!line.starts_with("data: ")) continue;
+    if (line == "data: [DONE]") {
+      out.done = true;
+      continue;
+    }
+    const json j = json::parse(line.substr(6));
+    EXPECT_EQ(j.value("object", ""), "text_completion") << line;
+    if (j.contains("model")) out.model = j["model"];
+    if (j.contains("usage") && j["usage"].is_object()) out.usage = j["usage"];
+    if (!j.contains("choices") || j["choices"].empty()) continue;
+    const json& c = j["choices"][0];
+    out.text += c.value("text", "");
+    if (c.contains("finish_reason") && c["finish_reason"].is_string()) out.finish = c["finish_reason"];
+  }
+  return out;
+}
+
+// /api/generate's concatenated response and thinking, and its last line.
+struct GenerateStream {
+  std::string response, thinking;
+  json last;
+};
+GenerateStream ReadGenerateNdjson(const std::string& body) {
+  GenerateStream out;
+  size_t pos = 0;
+  while (pos < body.size()) {
+    size_t end = body.find('\n', pos);
+    if (end == std::string::npos) end = body.size();
+    const std::string line = body.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.empty()) continue;
+    const json j = json::parse(line);
+    EXPECT_FALSE(j.contains("message")) << line;
+    out.response += j.value("response", "");
+    out.thinking += j.value("thinking", "");
+    if (j.value("done", false)) out.last = j;
+  }
+  return out;
+}
+
+// OpenAI /v1/completions through an Ollama backend (its /api/generate, raw): the same text,
+// finish reason and usage as the upstream's own /v1/completions, plain and streamed.
+TEST_F(UpstreamDialects, CompletionsThroughAnOllamaBackend) {
+  json req{{"model", "tiny"}, {"prompt", "The colours of the rainbow are"}, {"max_tokens", 12}, {"temperature", 0}};
+  const json d = Ok(Call(upstream(), "POST", "/v1/completions", req.dump()));
+  req["model"] = "upo/tiny";
+  const json p = Ok(Call(front(), "POST", "/v1/completions", req.dump()));
+  EXPECT_EQ(p["object"], "text_completion");
+  EXPECT_EQ(p["model"], "upo/tiny");
+  EXPECT_FALSE(d["choices"][0]["text"].get<std::string>().empty());
+  EXPECT_EQ(p["choices"][0]["text"], d["choices"][0]["text"]);
+  EXPECT_EQ(p["choices"][0]["finish_reason"], d["choices"][0]["finish_reason"]);
+  EXPECT_EQ(p["usage"]["completion_tokens"], d["usage"]["completion_tokens"]);
+  EXPECT_EQ(p["usage"]["prompt_tokens"], d["usage"]["prompt_tokens"]);
+
+  req["stream"] = true;
+  req["stream_options"] = {{"include_usage", true}};
+  const auto ps = Call(front(), "POST", "/v1/completions", req.dump());
+  ASSERT_EQ(ps.status, 200) << ps.body;
+  EXPECT_NE(ps.Header("content-type").find("text/event-stream"), std::string::npos);
+  req["model"] = "tiny";
+  const CompletionStream ds = ReadCompletionSse(Call(upstream(), "POST", "/v1/completions", req.dump()).body),
+                         s = ReadCompletionSse(ps.body);
+  EXPECT_TRUE(s.done);
+  EXPECT_EQ(s.model, "upo/tiny");
+  EXPECT_EQ(s.text, ds.text);
+  EXPECT_EQ(s.text, d["choices"][0]["text"]);
+  EXPECT_EQ(s.finish, ds.finish);
+  ASSERT_TRUE(s.usage.is_object()) << ps.body;
+  EXPECT_EQ(s.usage["completion_tokens"], ds.usage["completion_tokens"]);
+}
+
+// Ollama /api/generate through an OpenAI backend: with its template (to /v1/chat/completions)
+// and raw (to /v1/completions), plain and streamed, the same as the upstream's own /api/generate.
+TEST_F(UpstreamDialects, GenerateThroughAnOpenAiBackend) {
+  for (const bool raw : {false, true}) {
+    json req{{"model", "tiny"}, {"prompt", "Name three colours."}, {"stream", false}, {"raw", raw},
+             {"options", {{"temperature", 0}, {"num_predict", 16}}}};
+    if (!raw) req["system"] = "You answer briefly.";
+    const json d = Ok(Call(upstream(), "POST", "/api/generate", req.dump()));
+    req["model"] = "up/tiny";
+    const json p = Ok(Call(front(), "POST", "/api/generate", req.dump()));
+    EXPECT_EQ(p["model"], "up/tiny");
+    EXPECT_EQ(p["done"], true);
+    EXPECT_FALSE(p.contains("message")) << p.dump();
+    EXPECT_FALSE((d.value("response", "") + d.value("thinking", "")).empty()) << raw;
+    EXPECT_EQ(p.value("response", ""), d.value("response", "")) << raw;
+    EXPECT_EQ(p.value("thinking", ""), d.value("thinking", "")) << raw;
+    EXPECT_EQ(p["eval_count"], d["eval_count"]) << raw;
+    EXPECT_EQ(p["prompt_eval_count"], d["prompt_eval_count"]) << raw;
+    EXPECT_EQ(p["done_reason"], d["done_reason"]) << raw;
+
+    req.erase("stream");  // Ollama streams by default
+    const auto ps = Call(front(), "POST", "/api/generate", req.dump());
+    ASSERT_EQ(ps.status, 200) << ps.body;
+    EXPECT_NE(ps.Header("content-type").find("ndjson"), std::string::npos);
+    req["model"] = "tiny";
+    const GenerateStream ds = ReadGenerateNdjson(Call(upstream(), "POST", "/api/generate", req.dump()).body),
+                         s = ReadGenerateNdjson(ps.body);
+    EXPECT_EQ(s.response, ds.response) << raw;
+    EXPECT_EQ(s.thinking, ds.thinking) << raw;
+    ASSERT_TRUE(s.last.is_object()) << ps.body;
+    EXPECT_EQ(s.last["model"], "up/tiny");
+    EXPECT_EQ(s.last["eval_count"], ds.last["eval_count"]) << raw;
+    EXPECT_EQ(s.last["done_reason"], ds.last["done_reason"]) << raw;
+  }
+}
+
+// Rerank goes to a backend's /v1/rerank as it is (another qwenmux has it in either dialect): the
+// upstream's own scores; what cannot be translated is a 400 naming the backend.
+TEST_F(UpstreamDialects, RerankAndUntranslatableRequests) {
+  const json req{{"model", "tiny"}, {"query", "capital of France"},
+                 {"documents", json::array({"Paris is the capital of France", "Bananas are yellow", "Berlin"})}};
+  const json d = Ok(Call(upstream(), "POST", "/v1/rerank", req.dump()));
+  ASSERT_EQ(d["results"].size(), 3u) << d.dump();
+  for (const std::string backend : {"up", "upo"}) {
+    json to = req;
+    to["model"] = backend + "/tiny";
+    const json p = Ok(Call(front(), "POST", "/v1/rerank", to.dump()));
+    EXPECT_EQ(p["model"], backend + "/tiny");
+    EXPECT_EQ(p["results"], d["results"]) << backend;
+  }
+  // Token-id prompts have no /api/generate form; images and context no OpenAI one.
+  const auto ids = Call(front(), "POST", "/v1/completions",
+                        json{{"model", "upo/tiny"}, {"prompt", json::array({1, 2, 3})}, {"max_tokens", 2}}.dump());
+  EXPECT_EQ(ids.status, 400) << ids.body;
+  EXPECT_NE(ids.body.find("backend upo: prompt: only a text prompt"), std::string::npos) << ids.body;
+  const auto img = Call(front(), "POST", "/api/generate",
+                        json{{"model", "up/tiny"}, {"prompt", "What is this?"}, {"images", json::array({"aGVsbG8="})}}.dump());
+  EXPECT_EQ(img.status, 400) << img.body;
+  EXPECT_NE(json::parse(img.body)["error"].get<std::string>().find("backend up: images:"), std::string::npos) << img.body;
 }
 
 // Where a request goes is decided by the configuration only: a URL in the model name or in a

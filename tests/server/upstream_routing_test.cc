@@ -261,12 +261,16 @@ TEST_F(UpstreamRouting, OllamaDialectRoutesAndFailsOver) {
   EXPECT_EQ(picked["requested"], "auto");
   EXPECT_EQ(picked["chosen"], "fast/m");
   EXPECT_EQ(picked["kind"], "chat");
+  const json gen = ok("/api/generate", json{{"model", "auto"}, {"prompt", "Hi"}, {"stream", false},
+                                           {"options", {{"num_predict", 4}, {"temperature", 0}}}});
+  EXPECT_EQ(gen["model"], "fast/m") << gen.dump();  // /api/generate goes to the backend's chat, translated
+  EXPECT_EQ(gen["response"], "fast answer") << gen.dump();
   const auto streamed = Call(port, "POST", "/api/chat", OllamaChat("auto", true).dump());  // streamed, translated
   ASSERT_EQ(streamed.status, 200) << streamed.body;
   EXPECT_NE(streamed.body.find("\"model\":\"fast/m\""), std::string::npos) << streamed.body;
   EXPECT_NE(streamed.body.find("\"done\":true"), std::string::npos) << streamed.body;
   std::string metrics = Call(port, "GET", "/metrics").body;
-  EXPECT_NE(metrics.find("qwenmux_backend_requests_total{backend=\"fast\"} 3\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("qwenmux_backend_requests_total{backend=\"fast\"} 4\n"), std::string::npos) << metrics;
   // A backend model the backend does not have: 404 in Ollama's shape, naming the backend.
   const auto missing = Call(port, "POST", "/api/chat", OllamaChat("fast/nope").dump());
   EXPECT_EQ(missing.status, 404);

@@ -60,8 +60,9 @@ class FakeUpstream {
  public:
   // kDrip: an SSE event every 20 ms until the client goes (counted in disconnects());
   // kSlowBody: a 4000-byte answer, one byte every 5 ms; kManyModels: lists 3000 models;
-  // kHugeList: a 2 MiB model list.
-  enum class Mode { kInvalidJson, kHttp500, kNeverAnswers, kStreamBreaks, kDrip, kSlowBody, kManyModels, kHugeList };
+  // kHugeList: a 2 MiB model list; kNoRoutes: 404 "404 page not found" (text) to every POST, as
+  // Ollama answers a route it does not have.
+  enum class Mode { kInvalidJson, kHttp500, kNeverAnswers, kStreamBreaks, kDrip, kSlowBody, kManyModels, kHugeList, kNoRoutes };
   explicit FakeUpstream(Mode mode) : mode_(mode) {
     fd_ = Listen(&port_);
     accept_ = std::thread([this] { AcceptLoop(); });
@@ -126,6 +127,8 @@ class FakeUpstream {
       Send(c, Response(200, R"({"models":[{"name":"m","model":"m","size":1}]})"));
     } else if (mode_ == Mode::kInvalidJson) {
       Send(c, Response(200, "{\"choices\": [ not json"));
+    } else if (mode_ == Mode::kNoRoutes) {
+      Send(c, Response(404, "404 page not found", "text/plain"));
     } else if (mode_ == Mode::kHttp500) {
       Send(c, Response(500, R"({"error":{"message":"the fake engine crashed"}})"));
     } else if (mode_ == Mode::kNeverAnswers) {
@@ -227,6 +230,7 @@ class Upstream : public ::testing::Test {
     slow_ = new FakeUpstream(FakeUpstream::Mode::kSlowBody);
     many_ = new FakeUpstream(FakeUpstream::Mode::kManyModels);
     huge_ = new FakeUpstream(FakeUpstream::Mode::kHugeList);
+    noroutes_ = new FakeUpstream(FakeUpstream::Mode::kNoRoutes);
     uint16_t dead_port = 0;
     ::close(Listen(&dead_port));  // nothing listens there now
 
@@ -242,7 +246,8 @@ class Upstream : public ::testing::Test {
         << "  - name: drip\n    url: " << url(drip_->port()) << "\n"
         << "  - name: slow\n    url: " << url(slow_->port()) << "\n"
         << "  - name: many\n    url: " << url(many_->port()) << "\n"
-        << "  - name: huge\n    url: " << url(huge_->port()) << "\n";
+        << "  - name: huge\n    url: " << url(huge_->port()) << "\n"
+        << "  - name: noroute\n    url: " << url(noroutes_->port()) << "\n    dialect: ollama\n";
     AppOptions fo;  // the front: a local model and the backends
     fo.config_path = *dir_ / "qwenmux.yaml";
     fo.model_flags = {ModelPath("tiny-dense.q8_0.gguf") + "=local"};
@@ -271,7 +276,7 @@ class Upstream : public ::testing::Test {
       if (body.find("\"up/tiny\"") != std::string::npos && body.find("\"upo/tiny\"") != std::string::npos &&
           body.find("\"bad/m\"") != std::string::npos && body.find("\"hang/m\"") != std::string::npos &&
           body.find("\"drip/m\"") != std::string::npos && body.find("\"slow/m\"") != std::string::npos &&
-          body.find("\"many/m99\"") != std::string::npos)
+          body.find("\"many/m99\"") != std::string::npos && body.find("\"noroute/m\"") != std::string::npos)
         break;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -287,6 +292,7 @@ class Upstream : public ::testing::Test {
     delete slow_;
     delete many_;
     delete huge_;
+    delete noroutes_;
     delete dir_;
   }
   static uint16_t front() { return front_->port(); }
@@ -304,7 +310,7 @@ class Upstream : public ::testing::Test {
 
   static App* upstream_;
   static App* front_;
-  static FakeUpstream *invalid_, *http500_, *hang_, *breaks_, *drip_, *slow_, *many_, *huge_;
+  static FakeUpstream *invalid_, *http500_, *hang_, *breaks_, *drip_, *slow_, *many_, *huge_, *noroutes_;
   static qwenmux::testing::TempDir* dir_;
   static std::mutex log_mu_;
   static std::string log_;
@@ -313,7 +319,7 @@ App* Upstream::upstream_ = nullptr;
 App* Upstream::front_ = nullptr;
 FakeUpstream *Upstream::invalid_ = nullptr, *Upstream::http500_ = nullptr, *Upstream::hang_ = nullptr,
              *Upstream::breaks_ = nullptr, *Upstream::drip_ = nullptr, *Upstream::slow_ = nullptr,
-             *Upstream::many_ = nullptr, *Upstream::huge_ = nullptr;
+             *Upstream::many_ = nullptr, *Upstream::huge_ = nullptr, *Upstream::noroutes_ = nullptr;
 qwenmux::testing::TempDir* Upstream::dir_ = nullptr;
 std::mutex Upstream::log_mu_;
 std::string Upstream::log_;
@@ -453,6 +459,27 @@ TEST_F(Upstream, Http500Is502InTheClientsDialect) {
   const json j = json::parse(o.body, nullptr, false);
   ASSERT_TRUE(j.is_object() && j["error"].is_string()) << o.body;  // Ollama's {"error": "..."}
   EXPECT_NE(j["error"].get<std::string>().find("backend crash-o "), std::string::npos) << o.body;
+  ExpectFrontHealthy();
+}
+
+// Completions and rerank fail as chat does, naming the backend: a backend without /v1/rerank
+// (an Ollama) is a 501, one that cannot be reached a 502, an HTTP 500 a 502 in the client's
+// dialect (translated or not).
+TEST_F(Upstream, CompletionsAndRerankFailuresNameTheBackend) {
+  const json rerank{{"model", "noroute/m"}, {"query", "q"}, {"documents", json::array({"a", "b"})}};
+  ExpectOpenAiError(Call(front(), "POST", "/v1/rerank", rerank.dump()), 501, "noroute",
+                    "has no rerank endpoint: POST /v1/rerank answered HTTP 404: 404 page not found");
+  const json completion{{"model", "down/x"}, {"prompt", "Hello"}, {"max_tokens", 2}};
+  ExpectOpenAiError(Call(front(), "POST", "/v1/completions", completion.dump()), 502, "down", "cannot connect");
+  json translated = completion;
+  translated["model"] = "crash-o/m";  // OpenAI client, Ollama backend: /api/generate answers 500
+  ExpectOpenAiError(Call(front(), "POST", "/v1/completions", translated.dump()), 502, "crash-o", "HTTP 500");
+  const auto o = Call(front(), "POST", "/api/generate", json{{"model", "crash/m"}, {"prompt", "Hello"}, {"stream", false}}.dump());
+  EXPECT_EQ(o.status, 502) << o.body;
+  const json j = json::parse(o.body, nullptr, false);
+  ASSERT_TRUE(j.is_object() && j["error"].is_string()) << o.body;  // Ollama's {"error": "..."}
+  EXPECT_NE(j["error"].get<std::string>().find("backend crash "), std::string::npos) << o.body;
+  EXPECT_NE(j["error"].get<std::string>().find("HTTP 500"), std::string::npos) << o.body;
   ExpectFrontHealthy();
 }
 

@@ -245,3 +245,139 @@ TEST(UpstreamTranslate, AnswersBothWays) {
 
 }  // namespace
 }  // namespace qwenmux::server
+
+namespace qwenmux::server {
+namespace {
+
+// Completions: /v1/completions <-> /api/generate requests (raw, sampling, what has no form),
+// answers, and streams split anywhere.
+TEST(UpstreamTranslate, CompletionRequestsBothWays) {
+  const json oa{{"model", "b/m"}, {"prompt", json::array({"Once upon"})}, {"max_tokens", 9}, {"temperature", 0.5},
+                {"stop", "\n"}, {"seed", 3}, {"stream", true}};
+  const Result<json> g = OpenAiCompletionToOllama(oa, "m");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_EQ((*g)["model"], "m");
+  EXPECT_EQ((*g)["prompt"], "Once upon");
+  EXPECT_EQ((*g)["raw"], true);
+  EXPECT_EQ((*g)["stream"], true);
+  EXPECT_FALSE(g->contains("messages"));
+  EXPECT_EQ((*g)["options"], json({{"temperature", 0.5}, {"seed", 3}, {"stop", {"\n"}}, {"num_predict", 9}}));
+  EXPECT_EQ(OpenAiCompletionToOllama(json{{"prompt", "x"}}, "m")->value("stream", true), false);  // Ollama's default is true
+  for (const json& bad : {json{{"prompt", json::array({1, 2})}}, json{{"prompt", json::array({"a", "b"})}},
+                          json{{"prompt", "a"}, {"echo", true}}, json{{"prompt", "a"}, {"logprobs", 2}},
+                          json{{"prompt", "a"}, {"n", 2}}, json::object()}) {
+    EXPECT_EQ(OpenAiCompletionToOllama(bad, "m").status().code(), StatusCode::kUnsupported) << bad.dump();
+  }
+
+  bool chat = false;
+  const json ol{{"model", "b/m"}, {"prompt", "Hi"}, {"system", "Be brief."}, {"think", false},
+                {"options", {{"num_predict", 5}}}, {"format", "json"}};
+  const Result<json> c = OllamaGenerateToOpenAi(ol, "m", &chat);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(chat);
+  EXPECT_EQ((*c)["messages"], json::array({json{{"role", "system"}, {"content", "Be brief."}},
+                                           json{{"role", "user"}, {"content", "Hi"}}}));
+  EXPECT_EQ((*c)["max_tokens"], 5);
+  EXPECT_EQ((*c)["stream"], true);
+  EXPECT_EQ((*c)["response_format"], json({{"type", "json_object"}}));
+  EXPECT_EQ((*c)["chat_template_kwargs"], json({{"enable_thinking", false}}));
+  json raw = ol;
+  raw["raw"] = true;
+  raw["stream"] = false;
+  const Result<json> r = OllamaGenerateToOpenAi(raw, "m", &chat);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(chat);
+  EXPECT_EQ((*r)["prompt"], "Hi");
+  EXPECT_FALSE(r->contains("messages"));
+  EXPECT_FALSE(r->contains("chat_template_kwargs"));
+  EXPECT_EQ((*r)["stream"], false);
+  for (const char* k : {"images", "context", "suffix"}) {
+    json bad{{"prompt", "x"}};
+    bad[k] = k == std::string("suffix") ? json("y") : json::array({1});
+    EXPECT_EQ(OllamaGenerateToOpenAi(bad, "m", &chat).status().code(), StatusCode::kUnsupported) << k;
+  }
+}
+
+TEST(UpstreamTranslate, CompletionAnswersBothWays) {
+  const Result<json> oa = OllamaGenerateAnswerToOpenAi(
+      json{{"model", "m"}, {"response", "text"}, {"done", true}, {"done_reason", "length"}, {"prompt_eval_count", 3},
+           {"eval_count", 4}}, "b/m");
+  ASSERT_TRUE(oa.ok());
+  EXPECT_EQ((*oa)["object"], "text_completion");
+  EXPECT_EQ((*oa)["model"], "b/m");
+  EXPECT_EQ((*oa)["choices"][0]["text"], "text");
+  EXPECT_EQ((*oa)["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ((*oa)["usage"], json({{"prompt_tokens", 3}, {"completion_tokens", 4}, {"total_tokens", 7}}));
+  EXPECT_FALSE(OllamaGenerateAnswerToOpenAi(json{{"message", {{"content", "x"}}}}, "b/m").ok());
+
+  const Result<json> text = OpenAiAnswerToOllamaGenerate(
+      json{{"choices", json::array({json{{"index", 0}, {"text", "abc"}, {"finish_reason", "stop"}}})},
+           {"usage", {{"prompt_tokens", 2}, {"completion_tokens", 3}}}}, "b/m");
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ((*text)["response"], "abc");
+  EXPECT_EQ((*text)["eval_count"], 3);
+  EXPECT_EQ((*text)["done"], true);
+  const Result<json> chat = OpenAiAnswerToOllamaGenerate(
+      json{{"choices", json::array({json{{"index", 0},
+                                         {"message", {{"role", "assistant"}, {"content", "hi"}, {"reasoning_content", "r"}}},
+                                         {"finish_reason", "length"}}})}}, "b/m");
+  ASSERT_TRUE(chat.ok());
+  EXPECT_EQ((*chat)["response"], "hi");
+  EXPECT_EQ((*chat)["thinking"], "r");
+  EXPECT_EQ((*chat)["done_reason"], "length");
+  EXPECT_FALSE(chat->contains("message"));
+  EXPECT_FALSE(OpenAiAnswerToOllamaGenerate(json{{"choices", json::array()}}, "b/m").ok());
+}
+
+TEST(UpstreamStream, CompletionStreamsBothWays) {
+  const std::string ndjson = R"({"model":"m","response":"Once","done":false})" "\n"
+                             R"({"model":"m","response":" upon","done":false})" "\n"
+                             R"({"model":"m","response":"","done":true,"done_reason":"length","prompt_eval_count":2,"eval_count":2})" "\n";
+  for (const size_t step : {size_t{1}, size_t{5}, ndjson.size()}) {
+    OllamaToSse t("b/m", /*include_usage=*/true, 1u << 20, /*completion=*/true);
+    std::string out;
+    ASSERT_TRUE(FeedAll(t, ndjson, step, &out).ok());
+    bool done = false;
+    std::string text, finish;
+    json usage;
+    for (const json& e : Events(out, &done)) {
+      EXPECT_EQ(e["object"], "text_completion");
+      if (e.contains("usage")) usage = e["usage"];
+      if (e["choices"].empty()) continue;
+      EXPECT_FALSE(e["choices"][0].contains("delta"));
+      text += e["choices"][0]["text"].get<std::string>();
+      if (e["choices"][0]["finish_reason"].is_string()) finish = e["choices"][0]["finish_reason"];
+    }
+    EXPECT_TRUE(done);
+    EXPECT_EQ(text, "Once upon");
+    EXPECT_EQ(finish, "length");
+    EXPECT_EQ(usage["completion_tokens"], 2);
+  }
+  // SSE of text_completion chunks (raw) or chat chunks -> /api/generate lines.
+  const std::string sse = "data: {\"choices\":[{\"index\":0,\"text\":\"Once\",\"finish_reason\":null}]}\n\n"
+                          "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"hm\"}}]}\n\n"
+                          "data: {\"choices\":[{\"index\":0,\"text\":\" upon\",\"finish_reason\":\"stop\"}]}\n\n"
+                          "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3}}\n\n"
+                          "data: [DONE]\n\n";
+  for (const size_t step : {size_t{1}, size_t{9}, sse.size()}) {
+    SseToOllama t("b/m", 1u << 20, /*generate=*/true);
+    std::string out;
+    ASSERT_TRUE(FeedAll(t, sse, step, &out).ok());
+    std::string response, thinking;
+    json last;
+    for (const json& l : Lines(out)) {
+      EXPECT_FALSE(l.contains("message")) << l.dump();
+      response += l.value("response", "");
+      thinking += l.value("thinking", "");
+      if (l["done"] == true) last = l;
+    }
+    EXPECT_EQ(response, "Once upon");
+    EXPECT_EQ(thinking, "hm");
+    EXPECT_EQ(last["done_reason"], "stop");
+    EXPECT_EQ(last["eval_count"], 3);
+    EXPECT_EQ(last["model"], "b/m");
+  }
+}
+
+}  // namespace
+}  // namespace qwenmux::server
