@@ -114,6 +114,20 @@ HWY_INLINE I512 DotU8Scaledx2(I512 acc, I512 u, I512 x, I512 sc16) {
 }
 #endif  // QM_MATMUL_AVX512
 
+// fp16 -> f32 with F16C (exact, fp16 subnormals included: they are normal f32 values).
+HWY_INLINE float HalfToFloatF16C(const uint8_t* p) {
+  return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(LoadU16(p))));
+}
+// The two fp16 values at p (d and dmin of a K-quant block) as f32 lanes 0 and 1.
+HWY_INLINE __m128 Half2ToFloatF16C(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(v)));
+}
+
+// vpshufb of v with one of matmul_internal.h's kSplatI16 controls (per-sub-block scales).
+HWY_INLINE I256 SplatI16(I256 v, const int8_t* ctl) { return _mm256_shuffle_epi8(v, Load256(ctl)); }
+
 HWY_INLINE float HSum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));

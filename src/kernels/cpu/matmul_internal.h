@@ -24,6 +24,24 @@
 
 namespace qwenmux::kernels::internal {
 
+// vpshufb controls splatting one int16 lane of each 128-bit half over that half:
+// kSplatI16[k] lane k in both halves (k < 8); kSplatI16[8 + k] lane 2k in the low half and lane
+// 2k + 1 in the high half (k < 4).
+struct SplatControls {
+  alignas(32) int8_t c[12][32];
+};
+constexpr SplatControls MakeSplatControls() {
+  SplatControls t{};
+  for (int k = 0; k < 12; ++k) {
+    for (int b = 0; b < 32; ++b) {
+      const int lane = k < 8 ? k : 2 * (k - 8) + (b >= 16 ? 1 : 0);
+      t.c[k][b] = static_cast<int8_t>(2 * lane + (b & 1));
+    }
+  }
+  return t;
+}
+inline constexpr SplatControls kSplatI16 = MakeSplatControls();
+
 struct QuantizedX {
   int64_t cols = 0;
   int64_t block = 32;

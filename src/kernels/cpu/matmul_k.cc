@@ -22,18 +22,21 @@ namespace qwenmux::kernels::internal {
 // The 8 6-bit scales (sc[0..7]) and mins (m[0..7]) of a Q4_K / Q5_K block, all at once:
 // bytes 0-3 hold scales 0-3 and (top 2 bits) the high bits of scales 4-7, bytes 4-7 mins 0-3
 // (+ high bits of mins 4-7), bytes 8-11 the low nibbles of scales 4-7 and mins 4-7.
-inline void UnpackScalesMinsK4(const uint8_t* q, uint8_t* sc, uint8_t* m) {
+// out[0..1]: the scales as bytes 0-7, out[2..3]: the mins.
+inline void UnpackScalesMinsK4Words(const uint8_t* q, uint32_t* out) {
   uint32_t w[3];
   std::memcpy(w, q, 12);
   const uint32_t k6 = 0x3F3F3F3Fu, k4 = 0x0F0F0F0Fu, k2 = 0x03030303u;
-  const uint32_t s_lo = w[0] & k6;
-  const uint32_t s_hi = (w[2] & k4) | (((w[0] >> 6) & k2) << 4);
-  const uint32_t m_lo = w[1] & k6;
-  const uint32_t m_hi = ((w[2] >> 4) & k4) | (((w[1] >> 6) & k2) << 4);
-  std::memcpy(sc, &s_lo, 4);
-  std::memcpy(sc + 4, &s_hi, 4);
-  std::memcpy(m, &m_lo, 4);
-  std::memcpy(m + 4, &m_hi, 4);
+  out[0] = w[0] & k6;
+  out[1] = (w[2] & k4) | (((w[0] >> 6) & k2) << 4);
+  out[2] = w[1] & k6;
+  out[3] = ((w[2] >> 4) & k4) | (((w[1] >> 6) & k2) << 4);
+}
+inline void UnpackScalesMinsK4(const uint8_t* q, uint8_t* sc, uint8_t* m) {
+  uint32_t v[4];
+  UnpackScalesMinsK4Words(q, v);
+  std::memcpy(sc, v, 8);
+  std::memcpy(m, v + 2, 8);
 }
 }  // namespace qwenmux::kernels::internal
 #endif
@@ -173,15 +176,17 @@ struct KernelQ45K {
     const I256 m4 = _mm256_set1_epi8(0x0F);
     for (int64_t sb = 0; sb < nsb; ++sb) {
       const uint8_t* blk[R];
-      uint8_t sc[R][8];
-      I256 mins16[R];
+      I256 sc16[R];    // the 8 scales as int16, in both 128-bit halves
+      I256 mins16[R];  // m0 m0 m1 m1 ... (int16, one per 16 activations)
       QM_UNROLL for (int i = 0; i < R; ++i) {
         blk[i] = w[i] + sb * kBytes;
         PrefetchAhead<kBytes>(blk[i]);
-        uint8_t m[8];
-        UnpackScalesMinsK4(blk[i] + 4, sc[i], m);
-        __m128i mv = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m));
-        mins16[i] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mv, mv));  // m0 m0 m1 m1 ...
+        uint32_t sm[4];
+        UnpackScalesMinsK4Words(blk[i] + 4, sm);
+        const __m128i smv = _mm_set_epi32(static_cast<int>(sm[3]), static_cast<int>(sm[2]),
+                                          static_cast<int>(sm[1]), static_cast<int>(sm[0]));
+        sc16[i] = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(smv));
+        mins16[i] = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(smv, smv));
       }
       I256 isum[R][T];
       QM_UNROLL for (int i = 0; i < R; ++i)
@@ -205,8 +210,8 @@ struct KernelQ45K {
             hi[i] = _mm256_or_si256(
                 hi[i], _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh[i], b1), b1), k16));
           }
-          s0[i] = _mm256_set1_epi16(sc[i][2 * c]);
-          s1[i] = _mm256_set1_epi16(sc[i][2 * c + 1]);
+          s0[i] = SplatI16(sc16[i], kSplatI16.c[2 * c]);
+          s1[i] = SplatI16(sc16[i], kSplatI16.c[2 * c + 1]);
         }
         QM_UNROLL for (int j = 0; j < T; ++j) {
           const I256 x0 = Load256(xq[j] + sb * kQK + 64 * c);
@@ -221,11 +226,12 @@ struct KernelQ45K {
         const I256 bs = Load256(xs[j] + sb * 16);
         const float dx = xd[j][sb];
         QM_UNROLL for (int i = 0; i < R; ++i) {
-          const float d = HalfToFloat(LoadU16(blk[i])) * dx;
-          const float dmin = HalfToFloat(LoadU16(blk[i] + 2)) * dx;
+          const __m128 dm = _mm_mul_ps(Half2ToFloatF16C(blk[i]), _mm_set1_ps(dx));  // d, dmin
           const I256 msum = _mm256_madd_epi16(mins16[i], bs);
-          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i][j]), _mm256_set1_ps(d), acc[i][j]);
-          acc[i][j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(dmin), acc[i][j]);
+          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i][j]), _mm256_broadcastss_ps(dm),
+                                      acc[i][j]);
+          acc[i][j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum),
+                                       _mm256_broadcastss_ps(_mm_movehdup_ps(dm)), acc[i][j]);
         }
       }
     }
@@ -385,11 +391,14 @@ struct KernelQ6K {
     const I256 m4 = _mm256_set1_epi8(0x0F);
     for (int64_t sb = 0; sb < nsb; ++sb) {
       const uint8_t* blk[R];
-      I256 sc16[R];
+      I256 sc16[R];     // the 16 scales as int16
+      I256 sc_h[R][2];  // scales 8h .. 8h + 7 in both halves
       QM_UNROLL for (int i = 0; i < R; ++i) {
         blk[i] = w[i] + sb * kBytes;
         PrefetchAhead<kBytes>(blk[i]);
         sc16[i] = _mm256_cvtepi8_epi16(Load128(blk[i] + kScOff));
+        sc_h[i][0] = _mm256_permute2x128_si256(sc16[i], sc16[i], 0x00);
+        sc_h[i][1] = _mm256_permute2x128_si256(sc16[i], sc16[i], 0x11);
       }
       I256 isum[R][T];
       QM_UNROLL for (int i = 0; i < R; ++i)
@@ -399,8 +408,7 @@ struct KernelQ6K {
           I256 q[R], s[R];
           QM_UNROLL for (int i = 0; i < R; ++i) {
             q[i] = Q6Quants(blk[i], h, k, m4);
-            const int8_t* scp = reinterpret_cast<const int8_t*>(blk[i] + kScOff) + 8 * h + 2 * k;
-            s[i] = _mm256_set_m128i(_mm_set1_epi16(scp[1]), _mm_set1_epi16(scp[0]));
+            s[i] = SplatI16(sc_h[i][h], kSplatI16.c[8 + k]);  // scales 8h + 2k, 8h + 2k + 1
           }
           QM_UNROLL for (int j = 0; j < T; ++j) {
             const I256 x = Load256(xq[j] + sb * kQK + 128 * h + 32 * k);
@@ -415,7 +423,7 @@ struct KernelQ6K {
           // sum (q - 32) * sc * x = sum q * sc * x - 32 * sum_g sc_g * bsum_g
           const I256 off = _mm256_madd_epi16(sc16[i], bs);
           const I256 tot = _mm256_sub_epi32(isum[i][j], _mm256_slli_epi32(off, 5));
-          const float d = HalfToFloat(LoadU16(blk[i] + kDOff)) * dx;
+          const float d = HalfToFloatF16C(blk[i] + kDOff) * dx;
           acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_set1_ps(d), acc[i][j]);
         }
       }

@@ -128,7 +128,7 @@ struct KernelQ32 {
         if ((b & 1) == 0) PrefetchAhead<64>(blk);
         wv[i] = Dec::Quants(blk);
         absw[i] = _mm256_abs_epi8(wv[i]);
-        dw[i] = _mm256_set1_ps(HalfToFloat(LoadU16(blk)));
+        dw[i] = _mm256_set1_ps(HalfToFloatF16C(blk));
       }
       QM_UNROLL for (int j = 0; j < T; ++j) {
         const I256 xv = Load256(xq[j] + b * 32);
