@@ -118,6 +118,17 @@ class Upstreams {
   // the model in body["model"] (Owns() was true). Answers through `r`, from another thread.
   void Forward(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r, Fallback fallback = {});
 
+  // A whole (not streamed) request to the backend model `requested` ("NAME/MODEL") made by
+  // qwenmux itself rather than proxied for a client: the building block for pipeline and RAG
+  // stages naming a backend model (upstream_call.cc). `body` is in the OpenAI dialect (its
+  // "model" and "stream" are set here); the answer is too, translated from an Ollama backend's.
+  // Blocks the calling thread; counts in the backend's Stats. Errors name the backend:
+  // kInvalidArgument (not NAME/MODEL, or the backend refused the request with a 4xx),
+  // kNotFound (no such backend, or a model it does not have), kUnavailable (cannot connect, no
+  // answer within its timeout, HTTP 5xx, invalid answer, shutting down).
+  enum class CallKind { kChat, kEmbeddings };
+  Result<Json> Call(CallKind kind, const std::string& requested, Json body);
+
  private:
   struct Backend {
     orchestrator::BackendConfig config;
@@ -135,6 +146,11 @@ class Upstreams {
   // After a proxied request: its figures (ttft_ms < 0: none), and whether it failed; a failure
   // of the connection marks the backend unhealthy and brings its health check forward.
   void Record(Backend& b, double ttft_ms, double tokens_per_s, bool error, bool connection_failed);
+  // The backend called `name`; null if none.
+  Backend* Find(std::string_view name) const;
+  // Under mu_: kNotFound (listing what it has) unless `model` is one the backend exposes (any
+  // model while its list is not known yet).
+  Status CheckModel(const Backend& b, const std::string& model) const;
   void DiscoveryLoop();
   void Discover(Backend& b);
   void Run(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r, const Fallback& fallback);

@@ -54,30 +54,38 @@ void WriteStreamError(ClientDialect client, Responder& r, const std::string& msg
 
 }  // namespace
 
+Upstreams::Backend* Upstreams::Find(std::string_view name) const {
+  for (const auto& b : backends_) {
+    if (b->config.name == name) return b.get();
+  }
+  return nullptr;
+}
+
+Status Upstreams::CheckModel(const Backend& b, const std::string& model) const {
+  const auto& c = b.config;
+  std::vector<std::string> known;
+  if (!c.models.empty()) known = c.models;
+  else if (b.discovered) for (const auto& m : b.models) known.push_back(m.first);
+  if ((c.models.empty() && !b.discovered) || std::find(known.begin(), known.end(), model) != known.end()) return Status::Ok();
+  std::string list;
+  for (const std::string& k : known) list += (list.empty() ? "" : ", ") + c.name + "/" + k;
+  return Error(StatusCode::kNotFound, "model \"{}/{}\" not found on backend {}; it has: {}", c.name, model, c.name,
+               list.empty() ? "(none)" : list);
+}
+
 void Upstreams::Run(ClientDialect client, std::string path, Json body, std::shared_ptr<Responder> r,
                     const Fallback& fallback) {
   const std::string requested = body.value("model", "");
   const size_t slash = requested.find('/');
   const std::string name = requested.substr(0, slash), model = requested.substr(slash + 1);
-  Backend* b = nullptr;
-  for (const auto& x : backends_) {
-    if (x->config.name == name) b = x.get();
-  }
+  Backend* b = Find(name);
   if (!b) return SendDialectError(client, *r, 404, fmt::format("backend \"{}\" is not configured", name));
   const auto& c = b->config;
   r->NoteUsage(requested, -1, -1);
   std::string failover;
   {  // The model must be one the backend exposes (once its list is known).
     std::lock_guard lock(mu_);
-    std::vector<std::string> known;
-    if (!c.models.empty()) known = c.models;
-    else if (b->discovered) for (const auto& m : b->models) known.push_back(m.first);
-    if ((!c.models.empty() || b->discovered) && std::find(known.begin(), known.end(), model) == known.end()) {
-      std::string list;
-      for (const std::string& k : known) list += (list.empty() ? "" : ", ") + name + "/" + k;
-      return SendDialectError(client, *r, 404, fmt::format("model \"{}\" not found on backend {}; it has: {}", requested,
-                                                           name, list.empty() ? "(none)" : list));
-    }
+    if (Status known = CheckModel(*b, model); !known.ok()) return SendDialectError(client, *r, 404, known.message());
     // Down (a check or a request failed since it last worked) or saturated: fail over at once.
     const bool down = !b->healthy && (b->discovered || b->backoff.count() > 0);
     const bool full = c.max_concurrent > 0 && b->in_flight >= c.max_concurrent;
