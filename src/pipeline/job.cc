@@ -98,6 +98,11 @@ Result<std::string> ResolveModelPath(const std::string& ref, const RunOptions& o
   if (ResolveStageAdapter(ref, options)) return ResolveModelPath(ref.substr(0, ref.rfind(':')), options);
   auto it = options.models.find(ref);
   if (it != options.models.end()) return it->second;
+  if (const orchestrator::BackendConfig* b = options.config ? orchestrator::BackendOfModel(options.config->backends, ref) : nullptr) {
+    return Error(StatusCode::kUnsupported,
+                 "pipeline: model \"{}\" is a model of backend {} ({}); pipeline stages run on local GGUF models only "
+                 "for now: name a local model or tier", ref, b->name, b->url);
+  }
   const std::string tier = TierOf(ref);
   if (!tier.empty()) {
     for (const std::string& k : {tier, "qwen3-" + tier}) {

@@ -103,5 +103,26 @@ pipelines:
   EXPECT_NE(not_pulled.status().message().find("stage embedding"), std::string::npos) << not_pulled.status().ToString();
 }
 
+// A stage naming a backend's model ("NAME/MODEL", issue 18) is a clear error naming the backend
+// (RAG stages run on local models), not a catalog lookup miss; a slash name that is no backend's
+// is looked up as before.
+TEST(RagModelSet, BackendModelsAreAClearError) {
+  qwenmux::testing::TempDir dir;
+  auto cfg = orchestrator::ParseConfig(R"(
+backends:
+  - name: lms
+    url: http://127.0.0.1:1234
+)", "test.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  auto r = ResolveRagModelRef(&*cfg, dir.path(), "lms/qwen3-8b", "response_generation");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnsupported);
+  EXPECT_NE(r.status().message().find("stage response_generation names lms/qwen3-8b, a model of backend lms "
+                                      "(http://127.0.0.1:1234)"), std::string::npos) << r.status().ToString();
+  auto other = ResolveRagModelRef(&*cfg, dir.path(), "other/x", "embedding");
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().message().find("backend"), std::string::npos) << other.status().ToString();
+}
+
 }  // namespace
 }  // namespace qwenmux::rag

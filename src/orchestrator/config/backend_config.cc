@@ -86,4 +86,13 @@ Status CheckBackendList(const std::vector<BackendConfig>& backends) {
   return Status::Ok();
 }
 
+const BackendConfig* BackendOfModel(const std::vector<BackendConfig>& backends, std::string_view ref) {
+  const size_t slash = ref.find('/');
+  if (slash == std::string_view::npos) return nullptr;
+  for (const BackendConfig& b : backends) {
+    if (b.name == ref.substr(0, slash)) return &b;
+  }
+  return nullptr;
+}
+
 }  // namespace qwenmux::orchestrator

@@ -54,5 +54,7 @@ Result<std::string> NormalizeBackendUrl(std::string_view url);
 Result<BackendConfig> ParseBackendFlag(std::string_view flag);
 // No two backends of one name.
 Status CheckBackendList(const std::vector<BackendConfig>& backends);
+// The backend a model reference "NAME/MODEL" names (NAME one of `backends`); null if none.
+const BackendConfig* BackendOfModel(const std::vector<BackendConfig>& backends, std::string_view ref);
 
 }  // namespace qwenmux::orchestrator
