@@ -66,6 +66,14 @@ void CpuForward::Project(int32_t il, LoraTarget t, const WeightView& w, const fl
   if (!lora_.empty()) ApplyLora(lora_, il, t, x, w.cols, y, w.rows, &lora_scratch_, pool_);
 }
 
+void CpuForward::ProjectMany(int32_t il, std::span<const Projection> ps, const float* x, int64_t n) {
+  kernels::MatMulOut outs[4];
+  for (size_t i = 0; i < ps.size(); ++i) outs[i] = {*ps[i].w, ps[i].y, ps[i].w->rows};
+  kernels::MatMulMany({outs, ps.size()}, x, ps[0].w->cols, n, pool_);
+  if (lora_.empty()) return;
+  for (const Projection& p : ps) ApplyLora(lora_, il, p.target, x, p.w->cols, p.y, p.w->rows, &lora_scratch_, pool_);
+}
+
 void CpuForward::RmsNormRows(const float* x, const float* w, float* y, int64_t n, int64_t dim) const {
   for (int64_t t = 0; t < n; ++t) {
     const float* xr = x + t * dim;
@@ -158,8 +166,9 @@ void CpuForward::DenseFfn(int32_t il, const LayerWeights& l, const float* b, flo
   Grow(gate_, n * ff);
   Grow(up_, n * ff);
   Grow(hid_, n * ff);
-  Project(il, LoraTarget::kFfnGate, l.ffn_gate, b, gate_.data(), n);  // [n, n_ff]
-  Project(il, LoraTarget::kFfnUp, l.ffn_up, b, up_.data(), n);        // [n, n_ff]
+  const Projection gate_up[] = {{LoraTarget::kFfnGate, &l.ffn_gate, gate_.data()},  // [n, n_ff]
+                                {LoraTarget::kFfnUp, &l.ffn_up, up_.data()}};        // [n, n_ff]
+  ProjectMany(il, gate_up, b, n);
   kernels::SwiGlu(gate_.data(), up_.data(), hid_.data(), n * ff);
   Project(il, LoraTarget::kFfnDown, l.ffn_down, hid_.data(), out, n);  // [n, n_embd]
 }
@@ -195,8 +204,9 @@ void CpuForward::MoeFfn(const LayerWeights& l, const float* b, float* out, int64
     Grow(moe_up_, m * ff);
     Grow(moe_out_, m * E);
     for (int64_t i = 0; i < m; ++i) std::copy_n(b + toks[i].first * E, E, moe_in_.data() + i * E);
-    MatMul(l.ffn_gate_exps.Slice(e * ff, ff), moe_in_.data(), moe_gate_.data(), m);
-    MatMul(l.ffn_up_exps.Slice(e * ff, ff), moe_in_.data(), moe_up_.data(), m);
+    const kernels::MatMulOut gate_up[] = {{l.ffn_gate_exps.Slice(e * ff, ff), moe_gate_.data(), ff},  // [m, ff]
+                                          {l.ffn_up_exps.Slice(e * ff, ff), moe_up_.data(), ff}};     // [m, ff]
+    kernels::MatMulMany(gate_up, moe_in_.data(), E, m, pool_);
     kernels::SwiGlu(moe_gate_.data(), moe_up_.data(), moe_gate_.data(), m * ff);
     MatMul(l.ffn_down_exps.Slice(e * E, E), moe_gate_.data(), moe_out_.data(), m);
     for (int64_t i = 0; i < m; ++i) {
@@ -244,9 +254,10 @@ Status CpuForward::Run(std::span<const BatchEntry> batch, KvCache& kv, float* ou
     const LayerWeights& l = w_.layers[il];
     // Attention block.
     RmsNormRows(x_.data(), l.attn_norm.data(), a_.data(), n, E);  // a = norm(x)  [n, n_embd]
-    Project(il, LoraTarget::kAttnQ, l.attn_q, a_.data(), q_.data(), n);  // [n, n_head * head_dim]
-    Project(il, LoraTarget::kAttnK, l.attn_k, a_.data(), k_.data(), n);  // [n, n_head_kv * head_dim]
-    Project(il, LoraTarget::kAttnV, l.attn_v, a_.data(), v_.data(), n);  // [n, n_head_kv * head_dim]
+    const Projection qkv[] = {{LoraTarget::kAttnQ, &l.attn_q, q_.data()},   // [n, n_head * head_dim]
+                              {LoraTarget::kAttnK, &l.attn_k, k_.data()},   // [n, n_head_kv * head_dim]
+                              {LoraTarget::kAttnV, &l.attn_v, v_.data()}};  // [n, n_head_kv * head_dim]
+    ProjectMany(il, qkv, a_.data(), n);
     QkNormRope(batch, q_.data(), k_.data(), l);
     StoreKv(batch, k_.data(), v_.data(), il, kv);
     Attention(batch, q_.data(), il, kv, attn_.data());    // [n, n_head * head_dim]
