@@ -216,6 +216,7 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
   } else {
     if (o.rank <= 0) return Error(StatusCode::kInvalidArgument, "finetune: rank {} must be positive", o.rank);
     QM_ASSIGN_OR_RETURN(std::vector<runtime::LoraTarget> targets, ParseTargets(o.targets));
+    QM_ASSIGN_OR_RETURN(targets, TrainableTargets(model->config(), targets, o.targets == "all"));
     params = InitParams(model->config(), o.rank, o.alpha, targets, o.seed);
   }
   if (o.exact_match) {
@@ -315,7 +316,7 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
   rep.tokens_per_s = loop_s > 0 ? static_cast<double>(tokens) / loop_s : 0;
   if (!rep.stopped_early) {
     if (!rep.early_stopped) QM_RETURN_IF_ERROR(validate(step));  // (an early stop has just validated)
-    QM_RETURN_IF_ERROR(engine::WriteLoraGguf(ParamsToTensors(params), o.out));
+    QM_RETURN_IF_ERROR(engine::WriteLoraGguf(ParamsToTensors(params, model->config().arch_name), o.out));
     if (progress) std::fprintf(progress, "wrote %s (%lld parameters)\n", o.out.c_str(), static_cast<long long>(params.n_params()));
     if (!o.peft_dir.empty()) {
       QM_RETURN_IF_ERROR(WritePeftDir(params, o.dropout, o.peft_dir));

@@ -6,7 +6,7 @@
 //   GET  /v1/fine_tuning/jobs/ID/events    events, newest first (?limit=N, default 20)
 //   POST /v1/fine_tuning/jobs/ID/cancel    cancel a running job
 // Files are server-side paths under --data-root (the pipeline jobs' check: symlinks resolved, no
-// escape); the base is a served dense Qwen3 model, by name or alias (never a file path).
+// escape); the base is a served Qwen3 model (dense or MoE), by name or alias (never a file path).
 #include <algorithm>
 #include <filesystem>
 #include <set>
@@ -94,8 +94,8 @@ void Submit(const Context& cx, const HttpRequest& req, Responder& r) {
     return Fail(r, 400, fmt::format("model: {} is an embedding or reranking model; fine-tune a chat model", base->name),
                 "model");
   }
-  if (base->arch != "qwen3") {
-    return Fail(r, 400, fmt::format("model: {} is a {} model; fine-tuning supports dense Qwen3 bases (arch qwen3) only",
+  if (base->arch != "qwen3" && base->arch != "qwen3moe") {
+    return Fail(r, 400, fmt::format("model: {} is a {} model; fine-tuning supports Qwen3 bases (qwen3, qwen3moe) only",
                                     base->name, base->arch.empty() ? "non-Qwen3" : base->arch), "model");
   }
   fr.base = base->name;

@@ -1,5 +1,5 @@
 // Fine-tuning jobs of the server (POST /v1/fine_tuning/jobs, see finetune_api.cc): LoRA training
-// (finetune::Train) of a served dense Qwen3 model on a background thread per job, at most
+// (finetune::Train) of a served Qwen3 model (dense or MoE) on a background thread per job, at most
 // max_running at once (more: kUnavailable, 429), and on success the adapter registered with the
 // model manager and the service, so requests use it at once as model "<base>:<adapter>" (the
 // naming rule of serve --adapter, service.h ServedAdapter).
