@@ -3,7 +3,8 @@
 # on the same synthesized files, interleaved round by round, plus membw_bench in the same run.
 #
 #   scripts/cpu-vs-llama.sh [ROUNDS]         (default 3; THREADS=2, PP=512, TG=64,
-#                                             MODELS="qwen3-1.7b:q4_k_m qwen3-0.6b:q8_0")
+#                                             MODELS="qwen3-1.7b:q4_k_m qwen3-0.6b:q8_0";
+#                                             BASE=path/to/older/qwenmux adds it as a third column)
 #
 # llama.cpp comes from the npm registry (the only source this machine reaches besides Debian):
 # node-llama-cpp 3.22.1 ships the llama.cpp release it binds (v0.5.0) as a git bundle; it is built
@@ -34,6 +35,7 @@ if [[ ! -x $bench_bin ]]; then
   cmake --build llama.cpp/build -j"$(nproc)" --target llama-bench >/dev/null
 fi
 
+export LD_LIBRARY_PATH=$(dirname "$bench_bin")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 mkdir -p "$work"
 files=()
 for m in $models; do
@@ -57,7 +59,12 @@ for line in sys.stdin:
 print(json.dumps({"pp":pp,"tg":tg}))')
     q=$("$qwenmux" bench "$f" -t "$threads" -p "$pp" -n "$tg" --no-bandwidth --json |
         python3 -c 'import sys,json; d=json.loads(sys.stdin.read()); print(json.dumps({"pp":d["prefill_tok_s"],"tg":d["decode_tok_s"],"tg_GBps":d["decode_GBps"]}))')
-    echo "{\"round\":$r,\"model\":\"$(basename "$f")\",\"llama\":$l,\"qwenmux\":$q}" | tee -a "$results"
+    b=null
+    if [[ -n ${BASE:-} ]]; then
+      b=$("$BASE" bench "$f" -t "$threads" -p "$pp" -n "$tg" --no-bandwidth --json |
+          python3 -c 'import sys,json; d=json.loads(sys.stdin.read()); print(json.dumps({"pp":d["prefill_tok_s"],"tg":d["decode_tok_s"],"tg_GBps":d["decode_GBps"]}))')
+    fi
+    echo "{\"round\":$r,\"model\":\"$(basename "$f")\",\"llama\":$l,\"qwenmux\":$q,\"base\":$b}" | tee -a "$results"
   done
 done
 python3 - "$results" <<'EOF'
@@ -70,12 +77,16 @@ for r in rows:
     m = out["models"].setdefault(r["model"], {"llama_pp": 0, "llama_tg": 0, "qwenmux_pp": 0, "qwenmux_tg": 0,
                                               "qwenmux_tg_GBps": 0})
     m["qwenmux_tg_GBps"] = max(m["qwenmux_tg_GBps"], r["qwenmux"]["tg_GBps"])
-    for who in ("llama", "qwenmux"):
-        m[who + "_pp"] = max(m[who + "_pp"], r[who]["pp"])
-        m[who + "_tg"] = max(m[who + "_tg"], r[who]["tg"])
+    for who in ("llama", "qwenmux", "base"):
+        if r.get(who) is None: continue
+        m[who + "_pp"] = max(m.get(who + "_pp", 0), r[who]["pp"])
+        m[who + "_tg"] = max(m.get(who + "_tg", 0), r[who]["tg"])
 for m in out["models"].values():
     m["ratio_pp"] = round(m["qwenmux_pp"] / m["llama_pp"], 3) if m["llama_pp"] else None
     m["ratio_tg"] = round(m["qwenmux_tg"] / m["llama_tg"], 3) if m["llama_tg"] else None
     m["qwenmux_tg_of_membw"] = round(m["qwenmux_tg_GBps"] / bw, 3)
+    if "base_tg" in m:
+        m["vs_base_pp"] = round(m["qwenmux_pp"] / m["base_pp"], 3)
+        m["vs_base_tg"] = round(m["qwenmux_tg"] / m["base_tg"], 3)
 print(json.dumps(out))
 EOF

@@ -16,6 +16,7 @@
 #include "model_ref_flag.h"
 #include "engine_flags.h"
 #include "engine/batch.h"
+#include "runtime/cpu_profile.h"
 #include "runtime/kv_cache.h"
 
 namespace qwenmux::apps {
@@ -25,11 +26,36 @@ namespace {
 struct Args {
   std::string model, models_dir;
   int32_t n_prompt = 512, n_gen = 64, reps = 1;
-  bool json = false, no_bw = false;
+  bool json = false, no_bw = false, profile = false;
   engine::LoadOptions load;
   LoraFlag lora;
   int32_t lora_seqs = 0;
 };
+
+// runtime::CpuProfileJson's totals per token: for decode and prefill, each phase's milliseconds per
+// token, its share of the timed total, and for the matrix phases the weight GB/s it achieved.
+nlohmann::json ProfileReport(const nlohmann::json& totals) {
+  nlohmann::json out;
+  for (const char* part : {"decode", "prefill"}) {
+    const nlohmann::json& t = totals.at(part);
+    const double tokens = t.at("tokens").get<double>();
+    if (tokens <= 0) continue;
+    double total_ms = 0;
+    for (const auto& [name, ph] : t.at("phases").items()) total_ms += ph.at("ms").get<double>();
+    nlohmann::json phases = nlohmann::json::object();
+    for (const auto& [name, ph] : t.at("phases").items()) {
+      const double ms = ph.at("ms").get<double>();
+      nlohmann::json p = {{"ms_per_token", ms / tokens}, {"share", total_ms > 0 ? ms / total_ms : 0.0}};
+      if (const double bytes = ph.at("bytes").get<double>(); bytes > 0 && ms > 0) {
+        p["weight_GBps"] = bytes / (ms * 1e6);
+      }
+      phases[name] = p;
+    }
+    out[part] = {{"steps", t.at("steps")}, {"tokens", tokens}, {"timed_ms_per_token", total_ms / tokens},
+                 {"phases", phases}};
+  }
+  return out;
+}
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -120,6 +146,10 @@ int Run(Args a) {
     }
   }
   Best mix_shared, mix_distinct;
+  if (a.profile) {
+    runtime::SetCpuProfile(true);
+    runtime::CpuProfileReset();
+  }
   for (int r = 0; r < a.reps; ++r) {
     if (Status st = measure({-1}, &base); !st.ok()) return ReportError(st);
     if (*lora >= 0) {
@@ -189,6 +219,7 @@ int Run(Args a) {
       };
     }
   }
+  if (a.profile) j["profile"] = ProfileReport(nlohmann::json::parse(runtime::CpuProfileJson()));
   if (!a.no_bw) {
     const double bw = MeasureReadBandwidth(size_t{1} << 30, m.pool().size());
     j["read_bandwidth_GBps"] = bw / 1e9;
@@ -215,6 +246,9 @@ void RegisterBench(CLI::App& app, int* exit_code) {
   cmd->add_option("-r,--reps", a->reps, "Repetitions (best is reported)")->capture_default_str();
   cmd->add_flag("--json", a->json, "Print JSON");
   cmd->add_flag("--no-bandwidth", a->no_bw, "Skip the memory bandwidth measurement");
+  cmd->add_flag("--profile", a->profile,
+                "CPU: also time each phase of the forward pass (matrix products with their GB/s, attention, "
+                "norms, ...) per decode token and per prompt token");
   AddLoadFlags(cmd, &a->load);
   AddLoraFlag(cmd, &a->lora);
   cmd->add_option("--lora-seqs", a->lora_seqs,

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "base/status.h"
 #include "base/thread_pool.h"
@@ -44,6 +45,17 @@ bool MatMulSupports(gguf::TensorType type);
 void MatMul(const WeightView& w, const float* x, int64_t ldx, float* y, int64_t ldy,
             int64_t n_tokens, ThreadPool* pool);
 
+// One of several products of the same x (MatMulMany): y [n_tokens, ldy] = x W^T.
+struct MatMulOut {
+  WeightView w;
+  float* y = nullptr;
+  int64_t ldy = 0;
+};
+// The products of one x with several weights (a layer's q/k/v or gate/up projections), as MatMul
+// each, but x is quantized once per activation block size and all output rows are split over the
+// pool in one call (one fork/join instead of one per weight). Every w.cols must be equal.
+void MatMulMany(std::span<const MatMulOut> outs, const float* x, int64_t ldx, int64_t n_tokens,
+                ThreadPool* pool);
 // The scalar oracle: dequantize each row, dot in double-free f32 order. Slow; for tests.
 void MatMulReference(const WeightView& w, const float* x, int64_t ldx, float* y, int64_t ldy,
                      int64_t n_tokens);

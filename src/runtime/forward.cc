@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "kernels/vec_ops.h"
+#include "runtime/cpu_profile.h"
 
 namespace qwenmux::runtime {
 
@@ -63,7 +64,22 @@ void CpuForward::MatMul(const WeightView& w, const float* x, float* y, int64_t n
 
 void CpuForward::Project(int32_t il, LoraTarget t, const WeightView& w, const float* x, float* y, int64_t n) {
   MatMul(w, x, y, n);
-  if (!lora_.empty()) ApplyLora(lora_, il, t, x, w.cols, y, w.rows, &lora_scratch_, pool_);
+  if (lora_.empty()) return;
+  CpuPhaseTimer timer(CpuPhase::kLora, n > 8);
+  ApplyLora(lora_, il, t, x, w.cols, y, w.rows, &lora_scratch_, pool_);
+}
+
+namespace {
+uint64_t Bytes(const WeightView& w) { return static_cast<uint64_t>(w.rows) * w.row_bytes; }
+}  // namespace
+
+void CpuForward::ProjectMany(int32_t il, std::span<const Projection> ps, const float* x, int64_t n) {
+  kernels::MatMulOut outs[4];
+  for (size_t i = 0; i < ps.size(); ++i) outs[i] = {*ps[i].w, ps[i].y, ps[i].w->rows};
+  kernels::MatMulMany({outs, ps.size()}, x, ps[0].w->cols, n, pool_);
+  if (lora_.empty()) return;
+  CpuPhaseTimer timer(CpuPhase::kLora, n > 8);
+  for (const Projection& p : ps) ApplyLora(lora_, il, p.target, x, p.w->cols, p.y, p.w->rows, &lora_scratch_, pool_);
 }
 
 void CpuForward::RmsNormRows(const float* x, const float* w, float* y, int64_t n, int64_t dim) const {
@@ -158,9 +174,18 @@ void CpuForward::DenseFfn(int32_t il, const LayerWeights& l, const float* b, flo
   Grow(gate_, n * ff);
   Grow(up_, n * ff);
   Grow(hid_, n * ff);
-  Project(il, LoraTarget::kFfnGate, l.ffn_gate, b, gate_.data(), n);  // [n, n_ff]
-  Project(il, LoraTarget::kFfnUp, l.ffn_up, b, up_.data(), n);        // [n, n_ff]
-  kernels::SwiGlu(gate_.data(), up_.data(), hid_.data(), n * ff);
+  const Projection gate_up[] = {{LoraTarget::kFfnGate, &l.ffn_gate, gate_.data()},  // [n, n_ff]
+                                {LoraTarget::kFfnUp, &l.ffn_up, up_.data()}};        // [n, n_ff]
+  const bool pre = n > 8;
+  {
+    CpuPhaseTimer timer(CpuPhase::kFfnGateUp, pre, Bytes(l.ffn_gate) + Bytes(l.ffn_up));
+    ProjectMany(il, gate_up, b, n);
+  }
+  {
+    CpuPhaseTimer timer(CpuPhase::kSwiGlu, pre);
+    kernels::SwiGlu(gate_.data(), up_.data(), hid_.data(), n * ff);
+  }
+  CpuPhaseTimer timer(CpuPhase::kFfnDown, pre, Bytes(l.ffn_down));
   Project(il, LoraTarget::kFfnDown, l.ffn_down, hid_.data(), out, n);  // [n, n_embd]
 }
 
@@ -195,8 +220,9 @@ void CpuForward::MoeFfn(const LayerWeights& l, const float* b, float* out, int64
     Grow(moe_up_, m * ff);
     Grow(moe_out_, m * E);
     for (int64_t i = 0; i < m; ++i) std::copy_n(b + toks[i].first * E, E, moe_in_.data() + i * E);
-    MatMul(l.ffn_gate_exps.Slice(e * ff, ff), moe_in_.data(), moe_gate_.data(), m);
-    MatMul(l.ffn_up_exps.Slice(e * ff, ff), moe_in_.data(), moe_up_.data(), m);
+    const kernels::MatMulOut gate_up[] = {{l.ffn_gate_exps.Slice(e * ff, ff), moe_gate_.data(), ff},  // [m, ff]
+                                          {l.ffn_up_exps.Slice(e * ff, ff), moe_up_.data(), ff}};     // [m, ff]
+    kernels::MatMulMany(gate_up, moe_in_.data(), E, m, pool_);
     kernels::SwiGlu(moe_gate_.data(), moe_up_.data(), moe_gate_.data(), m * ff);
     MatMul(l.ffn_down_exps.Slice(e * E, E), moe_gate_.data(), moe_out_.data(), m);
     for (int64_t i = 0; i < m; ++i) {
@@ -237,29 +263,60 @@ Status CpuForward::Run(std::span<const BatchEntry> batch, KvCache& kv, float* ou
   Grow(attn_, n * qd);
   Grow(tmp_, n * E);
 
+  const bool pre = n > 8;  // profile: prefill or decode step
+  if (CpuProfileOn()) CpuProfileStep(pre, n);
   // x = embed(tokens)  [n, n_embd]
-  for (int64_t t = 0; t < n; ++t) kernels::DequantizeRowTo(w_.token_embd, batch[t].token, x_.data() + t * E);
-
+  {
+    CpuPhaseTimer timer(CpuPhase::kEmbed, pre);
+    for (int64_t t = 0; t < n; ++t) kernels::DequantizeRowTo(w_.token_embd, batch[t].token, x_.data() + t * E);
+  }
+  auto residual = [&] {
+    CpuPhaseTimer timer(CpuPhase::kResidual, pre);
+    for (int64_t i = 0; i < n * E; ++i) x_[i] += tmp_[i];
+  };
   for (int32_t il = 0; il < static_cast<int32_t>(c_.n_layer); ++il) {
     const LayerWeights& l = w_.layers[il];
     // Attention block.
-    RmsNormRows(x_.data(), l.attn_norm.data(), a_.data(), n, E);  // a = norm(x)  [n, n_embd]
-    Project(il, LoraTarget::kAttnQ, l.attn_q, a_.data(), q_.data(), n);  // [n, n_head * head_dim]
-    Project(il, LoraTarget::kAttnK, l.attn_k, a_.data(), k_.data(), n);  // [n, n_head_kv * head_dim]
-    Project(il, LoraTarget::kAttnV, l.attn_v, a_.data(), v_.data(), n);  // [n, n_head_kv * head_dim]
-    QkNormRope(batch, q_.data(), k_.data(), l);
-    StoreKv(batch, k_.data(), v_.data(), il, kv);
-    Attention(batch, q_.data(), il, kv, attn_.data());    // [n, n_head * head_dim]
-    Project(il, LoraTarget::kAttnOutput, l.attn_output, attn_.data(), tmp_.data(), n);  // [n, n_embd]
-    for (int64_t i = 0; i < n * E; ++i) x_[i] += tmp_[i];
+    {
+      CpuPhaseTimer timer(CpuPhase::kNorm, pre);
+      RmsNormRows(x_.data(), l.attn_norm.data(), a_.data(), n, E);  // a = norm(x)  [n, n_embd]
+    }
+    {
+      CpuPhaseTimer timer(CpuPhase::kQkv, pre, Bytes(l.attn_q) + Bytes(l.attn_k) + Bytes(l.attn_v));
+      const Projection qkv[] = {{LoraTarget::kAttnQ, &l.attn_q, q_.data()},   // [n, n_head * head_dim]
+                                {LoraTarget::kAttnK, &l.attn_k, k_.data()},   // [n, n_head_kv * head_dim]
+                                {LoraTarget::kAttnV, &l.attn_v, v_.data()}};  // [n, n_head_kv * head_dim]
+      ProjectMany(il, qkv, a_.data(), n);
+    }
+    {
+      CpuPhaseTimer timer(CpuPhase::kQkNormRope, pre);
+      QkNormRope(batch, q_.data(), k_.data(), l);
+    }
+    {
+      CpuPhaseTimer timer(CpuPhase::kKvStore, pre);
+      StoreKv(batch, k_.data(), v_.data(), il, kv);
+    }
+    {
+      CpuPhaseTimer timer(CpuPhase::kAttention, pre);
+      Attention(batch, q_.data(), il, kv, attn_.data());  // [n, n_head * head_dim]
+    }
+    {
+      CpuPhaseTimer timer(CpuPhase::kAttnOut, pre, Bytes(l.attn_output));
+      Project(il, LoraTarget::kAttnOutput, l.attn_output, attn_.data(), tmp_.data(), n);  // [n, n_embd]
+    }
+    residual();
     // Feed-forward block.
-    RmsNormRows(x_.data(), l.ffn_norm.data(), a_.data(), n, E);
+    {
+      CpuPhaseTimer timer(CpuPhase::kNorm, pre);
+      RmsNormRows(x_.data(), l.ffn_norm.data(), a_.data(), n, E);
+    }
     if (c_.is_moe()) {
+      CpuPhaseTimer timer(CpuPhase::kMoe, pre);
       MoeFfn(l, a_.data(), tmp_.data(), n);
     } else {
       DenseFfn(il, l, a_.data(), tmp_.data(), n);
     }
-    for (int64_t i = 0; i < n * E; ++i) x_[i] += tmp_[i];
+    residual();
   }
 
   // Final norm and LM head for the output rows only.
@@ -271,7 +328,10 @@ Status CpuForward::Run(std::span<const BatchEntry> batch, KvCache& kv, float* ou
   }
   if (n_out == 0) return Status::Ok();
   if (out_hidden) std::copy_n(a_.data(), n_out * E, out_hidden);
-  if (out_logits) MatMul(w_.output, a_.data(), out_logits, n_out);
+  if (out_logits) {
+    CpuPhaseTimer timer(CpuPhase::kLmHead, pre, Bytes(w_.output));
+    MatMul(w_.output, a_.data(), out_logits, n_out);
+  }
   return Status::Ok();
 }
 

@@ -48,6 +48,13 @@ class CpuForward {
   void MatMul(const WeightView& w, const float* x, float* y, int64_t n) const;
   // A base projection of layer `il`, then the LoRA deltas of the batch's adapters on its rows.
   void Project(int32_t il, LoraTarget t, const WeightView& w, const float* x, float* y, int64_t n);
+  // Projections of one x: the products in one MatMulMany call, then each target's adapters.
+  struct Projection {
+    LoraTarget target;
+    const WeightView* w;
+    float* y;
+  };
+  void ProjectMany(int32_t il, std::span<const Projection> ps, const float* x, int64_t n);
 
   const model::ModelConfig& c_;
   const ModelWeights& w_;

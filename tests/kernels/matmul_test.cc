@@ -15,6 +15,7 @@
 #include "hwy/targets.h"
 #include "gtest/gtest.h"
 #include "base/fp16.h"
+#include "base/thread_pool.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/matmul.h"
 #include "quant/quant.h"
@@ -264,6 +265,46 @@ TEST(MatMulKernels, ZeroActivationsGiveZero) {
     std::vector<float> x(2 * 256, 0.0f), y(2 * 5, 1.0f);
     MatMul(w.view, x.data(), 256, y.data(), 5, 2, nullptr);
     EXPECT_EQ(y, std::vector<float>(10, 0.0f)) << gguf::TensorTypeName(type);
+  }
+}
+
+// MatMulMany (one quantization of x per block size, one fork/join) gives each product exactly what
+// MatMul gives it alone: mixed block sizes (Q8_0's 32, the K-quants' 256), a float type, an
+// unsupported type (zeros), more products than one call holds, pools of 1-3 threads.
+TEST(MatMulKernels, ManyEqualsOneByOne) {
+  std::mt19937 rng(11);
+  const int64_t cols = 512;
+  std::vector<Weights> ws;
+  for (TensorType type : {TensorType::kQ4_K, TensorType::kQ8_0, TensorType::kQ6_K, TensorType::kF16,
+                          TensorType::kQ5_K, TensorType::kQ4_0}) {
+    ws.push_back(MakeWeights(type, 37 + 16 * static_cast<int64_t>(ws.size()), cols, rng));
+  }
+  std::vector<uint8_t> junk(4096, 0xAB);
+  Weights unsupported;
+  unsupported.view = {TensorType::kIQ2_XXS, junk.data(), 3, cols, 66 * 2};
+  ws.push_back(unsupported);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (size_t threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int64_t n_tokens : {1, 5, 20}) {
+      std::vector<float> x(static_cast<size_t>(n_tokens * cols));
+      for (auto& v : x) v = nd(rng);
+      std::vector<std::vector<float>> one(ws.size()), many(ws.size());
+      std::vector<MatMulOut> outs;
+      for (size_t i = 0; i < ws.size(); ++i) {
+        const int64_t rows = ws[i].view.rows;
+        one[i].assign(static_cast<size_t>(n_tokens * rows), 1.0f);
+        many[i].assign(static_cast<size_t>(n_tokens * rows), 2.0f);
+        MatMul(ws[i].view, x.data(), cols, one[i].data(), rows, n_tokens, &pool);
+        outs.push_back({ws[i].view, many[i].data(), rows});
+      }
+      MatMulMany(outs, x.data(), cols, n_tokens, &pool);
+      for (size_t i = 0; i < ws.size(); ++i) {
+        EXPECT_EQ(many[i], one[i]) << gguf::TensorTypeName(ws[i].view.type) << " threads " << threads
+                                   << " tokens " << n_tokens;
+      }
+      EXPECT_EQ(many.back(), std::vector<float>(many.back().size(), 0.0f));
+    }
   }
 }
 

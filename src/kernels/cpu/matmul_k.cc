@@ -69,6 +69,37 @@ HWY_INLINE I256 Q6Quants(const uint8_t* blk, int h, int k, I256 m4) {
   }
   return _mm256_or_si256(nib, hb);
 }
+
+// UnpackScalesMinsK4Words in vector registers: the 12 packed bytes at q (16 are read) -> bytes
+// 0-7 the 6-bit scales, bytes 8-15 the mins.
+HWY_INLINE __m128i ScalesMinsK4(const uint8_t* q) {
+  const __m128i v = Load128(q);  // 32-bit words w0 w1 w2 (and 4 bytes not used)
+  const __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+  const __m128i b = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7));
+  // [w0 & 0x3F, w2 & 0x0F, w1 & 0x3F, (w2 >> 4) & 0x0F]
+  const __m128i low = _mm_or_si128(
+      _mm_and_si128(a, _mm_setr_epi32(0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0)),
+      _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi32(0, 0, 0, 0x0F0F0F0F)));
+  // the top 2 bits of w0 (scales 4-7) and w1 (mins 4-7), as bits 4-5
+  const __m128i top = _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(b, 6), _mm_setr_epi32(0, 0x03030303, 0, 0x03030303)), 4);
+  return _mm_or_si128(low, top);
+}
+
+// The 64 quants (0..15, or 0..31 with Q5_K's fifth bit from qh) of sub-blocks 2c (lo) and 2c + 1
+// (hi) of a Q4_K / Q5_K block: qs holds 32 bytes per pair, low nibbles first.
+template <bool kFive>
+HWY_INLINE void Q45Quants(const uint8_t* qs, I256 qh, int c, I256 m4, I256* lo, I256* hi) {
+  const I256 q = Load256(qs + 32 * c);
+  *lo = _mm256_and_si256(q, m4);
+  *hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+  if constexpr (kFive) {
+    const I256 b0 = _mm256_set1_epi8(static_cast<char>(1 << (2 * c)));
+    const I256 b1 = _mm256_set1_epi8(static_cast<char>(2 << (2 * c)));
+    const I256 k16 = _mm256_set1_epi8(16);
+    *lo = _mm256_or_si256(*lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b0), b0), k16));
+    *hi = _mm256_or_si256(*hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1), k16));
+  }
+}
 #endif
 
 // Q4_K and Q5_K share everything but the fifth bit.
@@ -122,18 +153,8 @@ struct KernelQ45K {
         QM_UNROLL for (int c = 0; c < 4; ++c) {
           I512 lo[R], hi[R], s0[R], s1[R];
           QM_UNROLL for (int i = 0; i < R; ++i) {
-            const I256 q = Load256(blk[i] + kQsOff + 32 * c);
-            I256 l = _mm256_and_si256(q, m4);
-            I256 h = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            if constexpr (kFive) {
-              const I256 b0 = _mm256_set1_epi8(static_cast<char>(1 << (2 * c)));
-              const I256 b1 = _mm256_set1_epi8(static_cast<char>(2 << (2 * c)));
-              const I256 k16 = _mm256_set1_epi8(16);
-              l = _mm256_or_si256(
-                  l, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh[i], b0), b0), k16));
-              h = _mm256_or_si256(
-                  h, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh[i], b1), b1), k16));
-            }
+            I256 l, h;
+            Q45Quants<kFive>(blk[i] + kQsOff, kFive ? qh[i] : m4, c, m4, &l, &h);
             lo[i] = Bcast(l);
             hi[i] = Bcast(h);
             s0[i] = _mm512_set1_epi16(sc[i][2 * c]);
@@ -181,10 +202,7 @@ struct KernelQ45K {
       QM_UNROLL for (int i = 0; i < R; ++i) {
         blk[i] = w[i] + sb * kBytes;
         PrefetchAhead<kBytes>(blk[i]);
-        uint32_t sm[4];
-        UnpackScalesMinsK4Words(blk[i] + 4, sm);
-        const __m128i smv = _mm_set_epi32(static_cast<int>(sm[3]), static_cast<int>(sm[2]),
-                                          static_cast<int>(sm[1]), static_cast<int>(sm[0]));
+        const __m128i smv = ScalesMinsK4(blk[i] + 4);
         sc16[i] = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(smv));
         mins16[i] = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(smv, smv));
       }
@@ -198,18 +216,7 @@ struct KernelQ45K {
       QM_UNROLL for (int c = 0; c < 4; ++c) {
         I256 lo[R], hi[R], s0[R], s1[R];
         QM_UNROLL for (int i = 0; i < R; ++i) {
-          const I256 q = Load256(blk[i] + kQsOff + 32 * c);
-          lo[i] = _mm256_and_si256(q, m4);
-          hi[i] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-          if constexpr (kFive) {
-            const I256 b0 = _mm256_set1_epi8(static_cast<char>(1 << (2 * c)));
-            const I256 b1 = _mm256_set1_epi8(static_cast<char>(2 << (2 * c)));
-            const I256 k16 = _mm256_set1_epi8(16);
-            lo[i] = _mm256_or_si256(
-                lo[i], _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh[i], b0), b0), k16));
-            hi[i] = _mm256_or_si256(
-                hi[i], _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh[i], b1), b1), k16));
-          }
+          Q45Quants<kFive>(blk[i] + kQsOff, kFive ? qh[i] : m4, c, m4, &lo[i], &hi[i]);
           s0[i] = SplatI16(sc16[i], kSplatI16.c[2 * c]);
           s1[i] = SplatI16(sc16[i], kSplatI16.c[2 * c + 1]);
         }
