@@ -142,7 +142,7 @@ void RegisterServe(CLI::App& app, int* exit_code) {
       ->capture_default_str()
       ->check(CLI::Range(server::AppLimits::kMinMaxTokens, INT32_MAX));
   cmd->add_option("--io-threads", o->http.io_threads, "network threads")->capture_default_str();
-  cmd->add_option("--data-root", o->jobs.data_roots, "pipeline jobs may read server-side files under this directory (repeatable; none: inline documents only)");
+  cmd->add_option("--data-root", o->jobs.data_roots, "pipeline and fine-tuning jobs may read server-side files under this directory (repeatable; none: inline documents only)");
   cmd->add_option("--work-dir", o->jobs.work_dir, "pipeline job directories (inline documents, results.jsonl); default: TMPDIR/qwenmux-jobs-UID");
   cmd->add_option("--pipelines-dir", o->jobs.pipeline_dirs, "pipeline definitions that jobs may name, e.g. examples/pipelines (repeatable)");
   cmd->add_option("--max-jobs", o->jobs.max_running, "pipeline jobs running at once; more get 429; 0 turns jobs off")
@@ -152,6 +152,15 @@ void RegisterServe(CLI::App& app, int* exit_code) {
                   "jobs write to their own store under --work-dir)")
       ->delimiter(',');
   cmd->add_option("--keep-jobs", o->jobs.keep_finished, "finished pipeline jobs kept for their progress and results")->capture_default_str();
+  cmd->add_option("--max-finetune-jobs", o->finetune.max_running,
+                  "fine-tuning jobs (POST /v1/fine_tuning/jobs) training at once; more get 429; 0 turns them off; "
+                  "their files live in --work-dir/fine_tuning")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 64));
+  cmd->add_option("--finetune-checkpoint-every", o->finetune.checkpoint_every,
+                  "steps between a fine-tuning job's checkpoints (a restarted server resumes there)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   cmd->add_option("--shutdown-grace-ms", *grace, "on SIGTERM, time in-flight requests get to finish")->capture_default_str();
   cmd->add_option_function<int64_t>(
          "--dashboard-sample-ms", [o](int64_t ms) { o->dashboard.sample_period = std::chrono::milliseconds(ms); },

@@ -111,9 +111,9 @@ LoraParams InitParams(const model::ModelConfig& config, int32_t rank, float alph
   return p;
 }
 
-engine::LoraTensors ParamsToTensors(const LoraParams& p) {
+engine::LoraTensors ParamsToTensors(const LoraParams& p, const std::string& architecture) {
   engine::LoraTensors t;
-  t.architecture = "qwen3";
+  t.architecture = architecture;
   t.alpha = p.alpha;
   for (const LoraParam& q : p.pairs) {
     engine::LoraTensors::Pair pr;
@@ -127,6 +127,24 @@ engine::LoraTensors ParamsToTensors(const LoraParams& p) {
     t.pairs.push_back(pr);
   }
   return t;
+}
+
+Result<std::vector<LoraTarget>> TrainableTargets(const model::ModelConfig& config, std::vector<LoraTarget> targets,
+                                                 bool all) {
+  if (!config.is_moe()) return targets;
+  std::vector<LoraTarget> out;
+  for (LoraTarget t : targets) {
+    const bool ffn = t == LoraTarget::kFfnGate || t == LoraTarget::kFfnUp || t == LoraTarget::kFfnDown;
+    if (!ffn) {
+      out.push_back(t);
+    } else if (!all) {
+      return Error(StatusCode::kInvalidArgument,
+                   "finetune: target {}: this is a Mixture-of-Experts model; LoRA adapts its attention projections "
+                   "(q, k, v, o) only, its experts stay frozen",
+                   runtime::LoraTargetGgufName(t));
+    }
+  }
+  return out;
 }
 
 Result<std::vector<LoraTarget>> ParseTargets(const std::string& list) {

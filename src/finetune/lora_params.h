@@ -59,7 +59,14 @@ Result<LoraParams> ParamsFromTensors(const engine::LoraTensors& t, const model::
 LoraParams InitParams(const model::ModelConfig& config, int32_t rank, float alpha,
                       const std::vector<runtime::LoraTarget>& targets, uint64_t seed);
 // The adapter as LoraTensors (owning copies), for engine::WriteLoraGguf.
-engine::LoraTensors ParamsToTensors(const LoraParams& p);
+// `architecture`: the base's general.architecture (an adapter loads only on its architecture).
+engine::LoraTensors ParamsToTensors(const LoraParams& p, const std::string& architecture = "qwen3");
+
+// The targets training may adapt on `config`: every one on a dense model; on a MoE model the
+// attention projections only (its experts are frozen; the FFN targets name dense weights it has
+// not): `all` keeps q, k, v, o there, an explicit FFN target is an error naming it.
+Result<std::vector<runtime::LoraTarget>> TrainableTargets(const model::ModelConfig& config,
+                                                          std::vector<runtime::LoraTarget> targets, bool all);
 
 // Parses "q,k,v,o,gate,up,down" (also the GGUF and PEFT names, or "all").
 Result<std::vector<runtime::LoraTarget>> ParseTargets(const std::string& list);

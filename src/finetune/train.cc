@@ -101,6 +101,17 @@ Status SaveCheckpoint(const std::string& path, int64_t step, const LoraParams& p
   return Status::Ok();
 }
 
+Result<int64_t> CheckpointStep(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Error(StatusCode::kNotFound, "finetune: cannot open checkpoint {}", path);
+  char magic[8];
+  int64_t step = 0;
+  if (!f.read(magic, sizeof(magic)) || std::memcmp(magic, kMagic, sizeof(kMagic)) != 0 || !Get(f, &step) || step < 0) {
+    return Error(StatusCode::kInvalidArgument, "finetune: {} is not a qwenmux finetune checkpoint", path);
+  }
+  return step;
+}
+
 Result<int64_t> LoadCheckpoint(const std::string& path, const model::ModelConfig& c, LoraParams* p) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return Error(StatusCode::kNotFound, "finetune: cannot open checkpoint {}", path);
@@ -167,7 +178,30 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
   model->set_checkpointing(o.checkpointing);
   QM_ASSIGN_OR_RETURN(tokenizer::Tokenizer tok, tokenizer::Tokenizer::FromGguf(model->file()));
   TrainReport rep;
-  QM_ASSIGN_OR_RETURN(rep.data, LoadJsonl(o.data, tok, o.data_options));
+  if (o.valid_data.empty()) {
+    QM_ASSIGN_OR_RETURN(rep.data, LoadJsonl(o.data, tok, o.data_options));
+  } else {  // every line of `data` trains, every line of `valid_data` validates
+    DataOptions dopt = o.data_options;
+    dopt.valid_fraction = 0;
+    QM_ASSIGN_OR_RETURN(rep.data, LoadJsonl(o.data, tok, dopt));
+    QM_ASSIGN_OR_RETURN(Dataset v, LoadJsonl(o.valid_data, tok, dopt));
+    rep.data.valid = std::move(v.train);
+    rep.data.lines += v.lines;
+    rep.data.truncated += v.truncated;
+    rep.data.dropped_long += v.dropped_long;
+    rep.data.tokens += v.tokens;
+    rep.data.labels += v.labels;
+    rep.data.max_len = std::max(rep.data.max_len, v.max_len);
+    for (DataIssue& i : v.skipped) {
+      i.message = "validation file: " + i.message;
+      rep.data.skipped.push_back(std::move(i));
+    }
+  }
+  if (o.epochs < 0 || !std::isfinite(o.epochs)) return Error(StatusCode::kInvalidArgument, "finetune: epochs {} must be positive", o.epochs);
+  const int64_t total_steps =
+      o.epochs > 0 ? std::max<int64_t>(1, static_cast<int64_t>(std::ceil(o.epochs * static_cast<double>(rep.data.train.size()) /
+                                                                          static_cast<double>(o.batch * o.accum))))
+                   : o.steps;
   if (progress) std::fputs(rep.data.Summary().c_str(), progress);
 
   LoraParams params;
@@ -182,13 +216,14 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
   } else {
     if (o.rank <= 0) return Error(StatusCode::kInvalidArgument, "finetune: rank {} must be positive", o.rank);
     QM_ASSIGN_OR_RETURN(std::vector<runtime::LoraTarget> targets, ParseTargets(o.targets));
+    QM_ASSIGN_OR_RETURN(targets, TrainableTargets(model->config(), targets, o.targets == "all"));
     params = InitParams(model->config(), o.rank, o.alpha, targets, o.seed);
   }
   if (o.exact_match) {
     QM_ASSIGN_OR_RETURN(rep.exact_match_before, ExactMatch(*model, params, rep.data.train));
   }
   OptimConfig oc = o.optim;
-  oc.total_steps = o.steps;
+  oc.total_steps = total_steps;
   rep.first_step = step;
   std::unique_ptr<std::ofstream> log;
   if (!o.log_json.empty()) {
@@ -211,10 +246,17 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
     QM_ASSIGN_OR_RETURN(StepResult r, Evaluate(*model, params, v));
     rep.valid_loss = r.loss;
     if (progress) std::fprintf(progress, "eval  step %lld  valid_loss %.4f  ppl %.3f\n", static_cast<long long>(at), r.loss, std::exp(r.loss));
-    if (log) *log << nlohmann::json({{"step", at}, {"valid_loss", r.loss}}).dump() << std::endl;
+    const nlohmann::json rec{{"step", at}, {"valid_loss", r.loss}};
+    if (log) *log << rec.dump() << std::endl;
+    if (o.on_record) o.on_record(rec);
     return Status::Ok();
   };
-  while (step < o.steps) {
+  while (step < total_steps) {
+    if (o.cancel && o.cancel->load()) {
+      QM_RETURN_IF_ERROR(SaveCheckpoint(ckpt, step, params));
+      if (progress) std::fprintf(progress, "cancelled at step %lld (checkpoint %s)\n", static_cast<long long>(step), ckpt.c_str());
+      return Error(StatusCode::kCancelled, "finetune: cancelled at step {} of {}", step, total_steps);
+    }
     std::vector<const Example*> batch;
     for (int64_t i = 0; i < per_step; ++i) {
       const int64_t g = step * per_step + i;
@@ -230,10 +272,10 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
     const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_loop).count();
     const double tps = el > 0 ? static_cast<double>(tokens) / el : 0;
     const int64_t done_here = step - rep.first_step;
-    const double eta = done_here > 0 ? el / static_cast<double>(done_here) * static_cast<double>(o.steps - step) : 0;
+    const double eta = done_here > 0 ? el / static_cast<double>(done_here) * static_cast<double>(total_steps - step) : 0;
     if (progress) {
       std::fprintf(progress, "step %lld/%lld  loss %.4f  lr %.3g  grad_norm %.3f  %.0f tok/s  ETA %s\n",
-                   static_cast<long long>(step), static_cast<long long>(o.steps), r.loss, r.lr, r.grad_norm, tps,
+                   static_cast<long long>(step), static_cast<long long>(total_steps), r.loss, r.lr, r.grad_norm, tps,
                    Duration(eta).c_str());
     }
     if (log) {
@@ -242,7 +284,11 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
                   .dump()
            << std::endl;  // flushed: a kill after the next checkpoint loses no record before it
     }
-    if (o.eval_every > 0 && step % o.eval_every == 0 && step < o.steps) {
+    if (o.on_record) {
+      o.on_record({{"step", step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm}, {"tokens", r.n_tokens},
+                   {"total_steps", total_steps}, {"tokens_per_s", tps}});
+    }
+    if (o.eval_every > 0 && step % o.eval_every == 0 && step < total_steps) {
       QM_RETURN_IF_ERROR(validate(step));
       if (rep.valid_loss >= 0 && rep.valid_loss < best_valid) {
         best_valid = rep.valid_loss;
@@ -256,7 +302,7 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
         break;
       }
     }
-    const bool stop = o.stop_after > 0 && step >= o.stop_after && step < o.steps;
+    const bool stop = o.stop_after > 0 && step >= o.stop_after && step < total_steps;
     if ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || stop) {
       QM_RETURN_IF_ERROR(SaveCheckpoint(ckpt, step, params));
     }
@@ -270,7 +316,7 @@ Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* pr
   rep.tokens_per_s = loop_s > 0 ? static_cast<double>(tokens) / loop_s : 0;
   if (!rep.stopped_early) {
     if (!rep.early_stopped) QM_RETURN_IF_ERROR(validate(step));  // (an early stop has just validated)
-    QM_RETURN_IF_ERROR(engine::WriteLoraGguf(ParamsToTensors(params), o.out));
+    QM_RETURN_IF_ERROR(engine::WriteLoraGguf(ParamsToTensors(params, model->config().arch_name), o.out));
     if (progress) std::fprintf(progress, "wrote %s (%lld parameters)\n", o.out.c_str(), static_cast<long long>(params.n_params()));
     if (!o.peft_dir.empty()) {
       QM_RETURN_IF_ERROR(WritePeftDir(params, o.dropout, o.peft_dir));

@@ -11,8 +11,10 @@
 // Thread-safety: one Train at a time per pool.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,7 @@ namespace qwenmux::finetune {
 struct TrainOptions {
   std::string base;        // base model GGUF (any type the engine runs)
   std::string data;        // JSONL
+  std::string valid_data;  // JSONL of validation examples ("" = a share of `data`, data_options.valid_fraction)
   std::string out;         // adapter GGUF to write
   std::string peft_dir;    // also a PEFT directory ("" = none)
   std::string init;        // initial adapter ("" = a fresh one: rank, alpha, targets below)
@@ -42,6 +45,7 @@ struct TrainOptions {
   std::string targets = "all";
   OptimConfig optim;
   int64_t steps = 100;
+  double epochs = 0;  // > 0: steps = ceil(epochs · training examples / (batch · accum)), replacing `steps`
   int64_t batch = 4;
   int64_t accum = 1;
   int64_t eval_every = 0;  // 0: at the end only
@@ -51,6 +55,12 @@ struct TrainOptions {
   DataOptions data_options;
   std::string log_json;    // JSONL of per-step records ("" = none)
   bool exact_match = false;  // report the training examples' exact match at the end
+  // Set (from any thread): training stops before its next step, writes the checkpoint (a later
+  // run with `resume` continues there) and Train returns kCancelled.
+  const std::atomic<bool>* cancel = nullptr;
+  // Called with every record log_json gets (each step: step, loss, lr, grad_norm, tokens, plus
+  // total_steps and tokens_per_s; each evaluation: step, valid_loss), on Train's thread.
+  std::function<void(const nlohmann::json&)> on_record;
 };
 
 struct TrainReport {
@@ -67,7 +77,8 @@ struct TrainReport {
   nlohmann::json ToJson() const;
 };
 
-// Progress lines go to `progress` (may be null).
+// Progress lines go to `progress` (may be null). Errors: kInvalidArgument (options, data),
+// kNotFound (files), kCancelled (o.cancel was set; the checkpoint holds the last step).
 Result<TrainReport> Train(const TrainOptions& o, ThreadPool* pool, std::FILE* progress);
 
 // Fraction of `examples` whose every label is the argmax of its logits (teacher forced: the same
@@ -76,6 +87,8 @@ Result<double> ExactMatch(TrainModel& m, LoraParams& p, const std::vector<Exampl
 
 // Checkpoints: step + master weights + AdamW moments.
 Status SaveCheckpoint(const std::string& path, int64_t step, const LoraParams& p);
+// The step a checkpoint file holds (its header only). Errors: kNotFound, kInvalidArgument.
+Result<int64_t> CheckpointStep(const std::string& path);
 Result<int64_t> LoadCheckpoint(const std::string& path, const model::ModelConfig& c, LoraParams* p);
 
 }  // namespace qwenmux::finetune

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 
+#include "finetune/moe_ffn.h"
 #include "finetune/rng.h"
 #include "runtime/forward.h"
 
@@ -39,7 +40,8 @@ struct TrainModel::LayerActs {
   std::vector<float> qr, kr, rq, rk;         // normed + rotated q, k; per-head rstd [n·hq], [n·hkv]
   std::vector<float> lse, o;                 // attention [hq·n], [n, qd]
   std::vector<float> xmid, b, rstd2;         // after attention [n, E], ffn-normed [n, E], [n]
-  std::vector<float> g, u, h;                // [n, ff]
+  std::vector<float> g, u, h;                // [n, ff] (dense)
+  MoeActs moe;                               // the MoE FFN's routing and expert activations (MoE)
   std::array<std::vector<float>, runtime::kLoraTargets> mid;  // x·Aᵀ [n, r]
   std::array<std::vector<float>, runtime::kLoraTargets> xd;   // dropped-out LoRA input [n, in]
 
@@ -50,6 +52,7 @@ struct TrainModel::LayerActs {
     }
     for (auto& m : mid) std::vector<float>().swap(m);
     for (auto& m : xd) std::vector<float>().swap(m);
+    moe.Clear();
   }
 };
 
@@ -69,10 +72,6 @@ Result<std::unique_ptr<TrainModel>> TrainModel::Open(const std::string& path, Th
   std::unique_ptr<TrainModel> m(new TrainModel());
   m->file_ = std::make_shared<gguf::File>(std::move(f));
   QM_ASSIGN_OR_RETURN(m->config_, model::ReadConfig(*m->file_));
-  if (m->config_.is_moe()) {
-    return Error(StatusCode::kUnsupported, "finetune: {}: MoE models are not supported for training yet (dense Qwen3 only)",
-                 path);
-  }
   QM_ASSIGN_OR_RETURN(m->weights_, runtime::BindWeights(*m->file_, m->config_));
   m->pool_ = pool;
   m->rope_freq_ = runtime::RopeFrequencies(m->config_, &m->rope_mscale_);
@@ -281,10 +280,14 @@ void TrainModel::ForwardLayer(int32_t il, int64_t n, LayerActs& A, float* x, con
     Project(il, LoraTarget::kAttnOutput, l.attn_output, A.o.data(), n, tmp.data(), A, params, dropout);  // [n, E]
     for (int64_t i = 0; i < n * E; ++i) A.xmid[i] = A.xin[i] + tmp[i];
     RmsNormForward(A.xmid.data(), l.ffn_norm.data(), A.b.data(), A.rstd2.data(), n, E, c.rms_eps);
-    Project(il, LoraTarget::kFfnGate, l.ffn_gate, A.b.data(), n, A.g.data(), A, params, dropout);  // [n, ff]
-    Project(il, LoraTarget::kFfnUp, l.ffn_up, A.b.data(), n, A.u.data(), A, params, dropout);      // [n, ff]
-    SwiGluForward(A.g.data(), A.u.data(), A.h.data(), n * ff);
-    Project(il, LoraTarget::kFfnDown, l.ffn_down, A.h.data(), n, tmp.data(), A, params, dropout);  // [n, E]
+    if (c.is_moe()) {  // frozen experts (no LoRA on them: lora_params.h MoE targets)
+      MoeFfnForward(l, c, A.b.data(), n, tmp.data(), &A.moe, &scratch_, pool_);  // [n, E]
+    } else {
+      Project(il, LoraTarget::kFfnGate, l.ffn_gate, A.b.data(), n, A.g.data(), A, params, dropout);  // [n, ff]
+      Project(il, LoraTarget::kFfnUp, l.ffn_up, A.b.data(), n, A.u.data(), A, params, dropout);      // [n, ff]
+      SwiGluForward(A.g.data(), A.u.data(), A.h.data(), n * ff);
+      Project(il, LoraTarget::kFfnDown, l.ffn_down, A.h.data(), n, tmp.data(), A, params, dropout);  // [n, E]
+    }
     for (int64_t i = 0; i < n * E; ++i) x[i] = A.xmid[i] + tmp[i];
   }
 }
@@ -314,10 +317,14 @@ void TrainModel::BackwardBody(const Example& ex, SeqState& S, const float* dfm, 
       ForwardLayer(il, n, A, out.data(), cs, params, dropout);  // same masks: they depend on (seed, layer)
     }
     // Feed-forward block: x = xmid + down(silu(gate(b)) ⊙ up(b)), b = norm(xmid).
-    ProjectBack(il, LoraTarget::kFfnDown, l.ffn_down, A.h.data(), n, dx.data(), dh.data(), false, A, params, dropout);
-    SwiGluBackward(A.g.data(), A.u.data(), dh.data(), dg.data(), du.data(), n * ff);
-    ProjectBack(il, LoraTarget::kFfnGate, l.ffn_gate, A.b.data(), n, dg.data(), db.data(), false, A, params, dropout);
-    ProjectBack(il, LoraTarget::kFfnUp, l.ffn_up, A.b.data(), n, du.data(), db.data(), true, A, params, dropout);
+    if (c.is_moe()) {
+      MoeFfnBackward(l, c, A.moe, dx.data(), n, db.data(), &scratch_, pool_);
+    } else {
+      ProjectBack(il, LoraTarget::kFfnDown, l.ffn_down, A.h.data(), n, dx.data(), dh.data(), false, A, params, dropout);
+      SwiGluBackward(A.g.data(), A.u.data(), dh.data(), dg.data(), du.data(), n * ff);
+      ProjectBack(il, LoraTarget::kFfnGate, l.ffn_gate, A.b.data(), n, dg.data(), db.data(), false, A, params, dropout);
+      ProjectBack(il, LoraTarget::kFfnUp, l.ffn_up, A.b.data(), n, du.data(), db.data(), true, A, params, dropout);
+    }
     RmsNormBackward(A.xmid.data(), l.ffn_norm.data(), A.rstd2.data(), db.data(), dx.data(), n, E, true);
     // Attention block: xmid = xin + o_proj(attention(rope(norm(q)), rope(norm(k)), v)), a = norm(xin).
     ProjectBack(il, LoraTarget::kAttnOutput, l.attn_output, A.o.data(), n, dx.data(), dq.data(), false, A, params,

@@ -1,4 +1,4 @@
-// The dense Qwen3 model as LoRA training sees it: a frozen base (the GGUF's weights, any type the
+// The Qwen3 model (dense or MoE) as LoRA training sees it: a frozen base (the GGUF's weights, any type the
 // engine runs, bound by runtime::BindWeights) and a forward + backward over one token sequence
 // that adds the gradient of the masked cross-entropy into LoraParams.
 //
@@ -46,7 +46,8 @@ struct SeqResult {
 
 class TrainModel {
  public:
-  // Opens a dense Qwen3 GGUF (MoE is refused).
+  // Opens a Qwen3 GGUF, dense or MoE (a MoE layer's FFN is frozen: moe_ffn.h; LoRA targets
+  // its attention only, lora_params.h TrainableTargets).
   // head_cache_bytes: when the LM head is quantized and it and its transpose fit in this many bytes
   // of f32, they are dequantized once here instead of on every sequence (a large share of the time
   // for short sequences on a large vocabulary).

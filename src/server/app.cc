@@ -178,6 +178,14 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
                                               o.models.threads, app->scheduler_.get(), std::move(served_files));
   if (app->jobs_->enabled()) QM_RETURN_IF_ERROR(app->jobs_->PrepareWorkDir().WithContext("serve: --work-dir"));
   QM_RETURN_IF_ERROR(RegisterPipelineRoutes(*app->service_, *app->jobs_, *app->http_, setup.models_dir, app->config_.get()));
+  {  // Fine-tuning jobs: their directories beside the pipeline jobs'; running ones of a previous run resume.
+    FinetuneJobOptions fo = o.finetune;
+    if (fo.work_dir.empty()) fo.work_dir = app->jobs_->work_dir() + "/fine_tuning";
+    if (fo.threads == 0) fo.threads = static_cast<size_t>(o.models.threads);
+    app->finetune_ = std::make_unique<FinetuneJobs>(fo, app->service_.get(), app->manager_.get());
+    if (app->finetune_->enabled()) QM_RETURN_IF_ERROR(app->finetune_->Restore(app->log_).WithContext("serve"));
+    QM_RETURN_IF_ERROR(RegisterFinetuneRoutes(*app->service_, *app->finetune_, *app->http_, o.jobs.data_roots));
+  }
 
   const auto& L = o.http.limits;
   // The context and parallel of each model are on its own line (BuildServeSetup's log, the figures
@@ -241,6 +249,10 @@ void App::Shutdown() {
     if (jobs_->running() > 0) log_(fmt::format("serve: cancelling {} pipeline job(s)", jobs_->running()));
     jobs_->Shutdown();
   }
+  if (finetune_) {
+    if (finetune_->running() > 0) log_(fmt::format("serve: stopping {} fine-tuning job(s) (they resume at the next start)", finetune_->running()));
+    finetune_->Shutdown();
+  }
   const auto deadline = std::chrono::steady_clock::now() + options_.shutdown_grace;
   if (http_->InFlight() > 0) {
     log_(fmt::format("serve: shutting down: waiting up to {} ms for {} request(s)", options_.shutdown_grace.count(),
@@ -275,6 +287,7 @@ App::~App() {
   upstreams_.reset();
   rag_.reset();
   jobs_.reset();
+  finetune_.reset();
   dashboard_.reset();
   service_.reset();
   scheduler_.reset();

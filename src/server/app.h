@@ -20,6 +20,7 @@
 #include "orchestrator/scheduler/scheduler.h"
 #include "orchestrator/setup/setup.h"
 #include "server/dashboard.h"
+#include "server/finetune_jobs.h"
 #include "server/http_server.h"
 #include "server/pipeline_jobs.h"
 #include "server/rag_api.h"
@@ -68,6 +69,9 @@ struct AppOptions {
   // max_concurrent. App sets the rest (config, models_dir, n_ctx and threads from `models`).
   RagApiOptions rag;
   PipelineJobOptions jobs;               // /v1/pipelines/jobs: data roots, work dir, caps
+  // /v1/fine_tuning/jobs (finetune_jobs.h): caps; work_dir "" = <jobs.work_dir>/fine_tuning,
+  // threads 0 = models.threads; data roots are jobs.data_roots.
+  FinetuneJobOptions finetune;
   // Compiled JSON-schema / tool-call constraints (process-wide cache, generation.h): byte cap,
   // counted in the model manager's memory budget.
   uint64_t constraint_cache_bytes = uint64_t{256} << 20;
@@ -101,6 +105,7 @@ class App {
   Service& service() { return *service_; }
   HttpServer& http() { return *http_; }
   PipelineJobs& jobs() { return *jobs_; }
+  FinetuneJobs& finetune_jobs() { return *finetune_; }
   Dashboard& dashboard() { return *dashboard_; }
 
  private:
@@ -114,6 +119,7 @@ class App {
   std::unique_ptr<RagApi> rag_;
   std::unique_ptr<orchestrator::Config> config_;  // qwenmux.yaml (pipeline model overrides), or null
   std::unique_ptr<PipelineJobs> jobs_;
+  std::unique_ptr<FinetuneJobs> finetune_;
   std::unique_ptr<Upstreams> upstreams_;
   std::unique_ptr<Dashboard> dashboard_;
   std::unique_ptr<HttpServer> http_;

@@ -65,11 +65,6 @@ bool PlainName(std::string_view s, size_t max) {
   });
 }
 
-bool Under(const fs::path& p, const fs::path& root) {
-  auto [r, _] = std::mismatch(root.begin(), root.end(), p.begin(), p.end());
-  return r == root.end();
-}
-
 // Server-side inputs: every path (and every file of a directory, symlinks resolved) must lie
 // under a data root. Relative paths are taken relative to the first root.
 std::optional<Failure> CheckInputs(const std::vector<std::string>& paths, const std::vector<fs::path>& roots,
@@ -79,18 +74,15 @@ std::optional<Failure> CheckInputs(const std::vector<std::string>& paths, const 
     return Failure{403, "server-side inputs are off on this server (start it with --data-root DIR); send the documents "
                         "inline instead: \"documents\": [{\"name\": ..., \"text\": ...}]", "inputs"};
   }
-  auto allowed = [&](const fs::path& p) {
-    return std::any_of(roots.begin(), roots.end(), [&](const fs::path& r) { return Under(p, r); });
-  };
+  auto allowed = [&](const fs::path& p) { return UnderDataRoots(p, roots); };
   for (size_t i = 0; i < paths.size(); ++i) {
     const std::string param = fmt::format("inputs[{}]", i);
-    if (paths[i].empty() || paths[i].find('\0') != std::string::npos) return Failure{400, "expected a path", param};
-    std::error_code ec;
-    fs::path p = fs::path(paths[i]).is_absolute() ? fs::path(paths[i]) : roots[0] / paths[i];
-    p = fs::weakly_canonical(p, ec);
-    if (ec || !allowed(p)) {
-      return Failure{403, fmt::format("{}: {} is outside the server's data roots", param, paths[i]), param};
+    std::string checked, why;
+    if (const int st = CheckDataPath(paths[i], roots, &checked, &why); st != 0) {
+      return Failure{st, fmt::format("{}: {}", param, why), param};
     }
+    std::error_code ec;
+    const fs::path p(checked);
     if (fs::is_directory(p, ec)) {
       const std::vector<std::string> dir{p.string()};
       for (const std::string& f : rag::ExpandPaths(dir, nullptr)) {
@@ -297,6 +289,33 @@ void JobRoute(const Context& cx, const HttpRequest& req, const std::shared_ptr<R
 }
 
 }  // namespace
+
+bool UnderDataRoots(const fs::path& p, const std::vector<fs::path>& roots) {
+  return std::any_of(roots.begin(), roots.end(), [&](const fs::path& root) {
+    auto [r, _] = std::mismatch(root.begin(), root.end(), p.begin(), p.end());
+    return r == root.end();
+  });
+}
+
+int CheckDataPath(const std::string& path, const std::vector<fs::path>& roots, std::string* out, std::string* why) {
+  if (roots.empty()) {
+    *why = "server-side files are off on this server (start it with --data-root DIR)";
+    return 403;
+  }
+  if (path.empty() || path.find('\0') != std::string::npos) {
+    *why = "expected a path";
+    return 400;
+  }
+  std::error_code ec;
+  fs::path p = fs::path(path).is_absolute() ? fs::path(path) : roots[0] / path;
+  p = fs::weakly_canonical(p, ec);
+  if (ec || !UnderDataRoots(p, roots)) {
+    *why = fmt::format("{} is outside the server's data roots", path);
+    return 403;
+  }
+  *out = p.string();
+  return 0;
+}
 
 Status RegisterPipelineRoutes(Service& service, PipelineJobs& jobs, HttpServer& http, std::string models_dir,
                               const orchestrator::Config* config) {

@@ -56,6 +56,8 @@ std::string DefaultWorkDir() {
   return (tmp / fmt::format("qwenmux-jobs-{}", static_cast<unsigned>(::getuid()))).string();
 }
 
+}  // namespace
+
 // Creates `dir` (mode 0700) unless it exists, then opens it without following a symbolic link
 // and checks, on the open descriptor (no race with a swap of the path), that it is a directory
 // owned by this user; its mode is set to 0700 through the descriptor too.
@@ -92,6 +94,8 @@ Status MakePrivateDir(const std::string& dir) {
   ::close(fd);
   return out;
 }
+
+namespace {
 
 Status WriteFile(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

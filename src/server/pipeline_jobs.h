@@ -35,6 +35,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <filesystem>
 #include <list>
 #include <map>
 #include <memory>
@@ -170,6 +171,17 @@ class PipelineJobs {
 
 class HttpServer;
 class Service;
+// Server-side paths a request names (pipeline_api.cc; pipeline and fine-tuning jobs): `roots`
+// are the canonical --data-root directories. CheckDataPath takes a relative path relative to the
+// first root, resolves symbolic links and returns 0 with the canonical path in *out when it lies
+// under a root; else the HTTP status (400: not a path; 403: outside the roots, or no roots) and
+// the reason in *why.
+bool UnderDataRoots(const std::filesystem::path& p, const std::vector<std::filesystem::path>& roots);
+int CheckDataPath(const std::string& path, const std::vector<std::filesystem::path>& roots, std::string* out,
+                  std::string* why);
+// Creates `dir` (mode 0700) or checks the existing one: a real directory owned by this user,
+// never a symbolic link (pipeline_jobs.cc; the work directories of both kinds of job).
+Status MakePrivateDir(const std::string& dir);
 // The /v1/pipelines routes (pipeline_api.cc). Errors: a data root that is not a directory.
 Status RegisterPipelineRoutes(Service& service, PipelineJobs& jobs, HttpServer& http, std::string models_dir,
                               const orchestrator::Config* config);

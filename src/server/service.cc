@@ -84,10 +84,11 @@ Status Service::AddAdapter(ServedAdapter adapter) {
     base = base || m.name == adapter.base;
   }
   if (!base) return Error(StatusCode::kNotFound, "serve: adapter {}: base model {} is not served", full, adapter.base);
+  std::lock_guard lk(adapters_mu_);
   for (const auto& a : adapters_) {
     if (a->full_name() == full) return Error(StatusCode::kInvalidArgument, "serve: adapter {} is declared twice", full);
   }
-  adapters_.push_back(std::make_unique<ServedAdapter>(std::move(adapter)));
+  adapters_.push_back(std::make_shared<const ServedAdapter>(std::move(adapter)));
   return Status::Ok();
 }
 
@@ -127,7 +128,7 @@ Result<Route> Service::Resolve(const std::string& requested, const orchestrator:
     Result<Route> base = base_name.empty() ? Result<Route>(Status(StatusCode::kNotFound, "")) : Resolve(base_name, base_in);
     if (base.ok() && (base->reason == "explicit" || base->reason == "alias")) {
       std::string names;
-      for (const auto& a : adapters_) {
+      for (const auto& a : adapters()) {
         if (a->base != base->model->name) continue;
         if (a->name == adapter_name) {
           if (input.role != orchestrator::ModelRole::kChat) {
@@ -161,7 +162,7 @@ Result<Route> Service::Resolve(const std::string& requested, const orchestrator:
       return Error(StatusCode::kNotFound, "{}; available: {}", why, ModelList());
     }
     std::string adapters;
-    for (const auto& a : adapters_) adapters += (adapters.empty() ? "" : ", ") + a->full_name();
+    for (const auto& a : this->adapters()) adapters += (adapters.empty() ? "" : ", ") + a->full_name();
     return Error(StatusCode::kNotFound, "model \"{}\" not found; available: {}{}{} (or \"auto\")", requested, ModelList(),
                  tiers.empty() ? "" : "; tiers: " + tiers, adapters.empty() ? "" : "; adapters: " + adapters);
   }

@@ -101,10 +101,14 @@ class Service {
 
   // Setup (before serving).
   Status AddModel(ServedModel model);
-  // After its base (AddModel). Errors: unknown base, a full name that is a model name or alias,
-  // the same adapter twice.
+  // After its base (AddModel); also while serving (a fine-tuning job's adapter, finetune_jobs.h).
+  // Errors: unknown base, a full name that is a model name or alias, the same adapter twice.
   Status AddAdapter(ServedAdapter adapter);
-  const std::vector<std::unique_ptr<ServedAdapter>>& adapters() const { return adapters_; }
+  // A snapshot (adapters are only ever added, so a Route's pointer stays valid).
+  std::vector<std::shared_ptr<const ServedAdapter>> adapters() const {
+    std::lock_guard lk(adapters_mu_);
+    return adapters_;
+  }
   void SetDefaultModel(std::string name) { default_model_ = std::move(name); }
   void SetVersion(std::string v) { version_ = std::move(v); }
   // Installs every route (OpenAI, Ollama, /health, /metrics) and the error formatter.
@@ -158,7 +162,8 @@ class Service {
   orchestrator::Metrics* metrics_;
   ServiceLimits limits_;
   std::vector<ServedModel> models_;
-  std::vector<std::unique_ptr<ServedAdapter>> adapters_;  // stable addresses (Route points at them)
+  mutable std::mutex adapters_mu_;
+  std::vector<std::shared_ptr<const ServedAdapter>> adapters_;  // stable addresses (Route points at them); under adapters_mu_
   std::vector<orchestrator::RouterCandidate> candidates_;
   orchestrator::RouterPolicy policy_;
   std::string default_model_;
