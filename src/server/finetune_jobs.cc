@@ -304,15 +304,16 @@ void FinetuneJobs::Run(std::shared_ptr<Job> j, bool resume) {
                OJson{{"step", step}, {"valid_loss", j->valid_loss}});
     }
   };
-  Result<finetune::TrainReport> rep = st;
-  if (st.ok()) {
+  auto train = [&]() -> Result<finetune::TrainReport> {
+    QM_RETURN_IF_ERROR(st);  // (a Result is never made from an ok Status)
     if (resume) {
       std::lock_guard lk(mu_);
       AddEvent(*j, "info", "message", "Resuming after a server restart (from the last checkpoint)", nullptr);
     }
     ThreadPool pool(options_.threads);
-    rep = finetune::Train(o, &pool, nullptr);
-  }
+    return finetune::Train(o, &pool, nullptr);
+  };
+  Result<finetune::TrainReport> rep = train();
   Status reg = Status::Ok();
   if (rep.ok() && !j->cancel.load()) reg = RegisterAdapter(*j);  // outside mu_: the service and manager take their own locks
   std::lock_guard lk(mu_);
