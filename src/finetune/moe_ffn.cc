@@ -5,6 +5,8 @@
 #include <numeric>
 #include <utility>
 
+#include "runtime/moe_route.h"
+
 namespace qwenmux::finetune {
 
 namespace {
@@ -30,22 +32,10 @@ void MoeFfnForward(const runtime::LayerWeights& l, const model::ModelConfig& c, 
   a->u.resize(static_cast<size_t>(n * k * ff));
   a->y.resize(static_cast<size_t>(n * k * E));
   LinearForward(l.ffn_gate_inp, b, n, a->p.data(), s, pool);  // logits [n, ne]
-  std::vector<int64_t> order(static_cast<size_t>(ne));
+  std::vector<int64_t> sel(static_cast<size_t>(k));
   for (int64_t t = 0; t < n; ++t) {
-    float* r = a->p.data() + t * ne;
-    const float mx = *std::max_element(r, r + ne);
-    float sum = 0;
-    for (int64_t e = 0; e < ne; ++e) sum += (r[e] = std::exp(r[e] - mx));
-    for (int64_t e = 0; e < ne; ++e) r[e] /= sum;
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                      [&](int64_t x, int64_t y) { return r[x] > r[y] || (r[x] == r[y] && x < y); });
-    float sel = 0;
-    for (int64_t j = 0; j < k; ++j) sel += r[order[static_cast<size_t>(j)]];
-    for (int64_t j = 0; j < k; ++j) {
-      a->sel[static_cast<size_t>(t * k + j)] = static_cast<int32_t>(order[static_cast<size_t>(j)]);
-      a->w[static_cast<size_t>(t * k + j)] = r[order[static_cast<size_t>(j)]] / sel;
-    }
+    runtime::RouteTopK(a->p.data() + t * ne, ne, k, sel.data(), a->w.data() + t * k);  // the engine's routing
+    for (int64_t j = 0; j < k; ++j) a->sel[static_cast<size_t>(t * k + j)] = static_cast<int32_t>(sel[static_cast<size_t>(j)]);
   }
   std::fill(out, out + n * E, 0.0f);
   const auto routed = Routed(*a, n, ne, k);

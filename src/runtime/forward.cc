@@ -6,6 +6,7 @@
 
 #include "kernels/vec_ops.h"
 #include "runtime/cpu_profile.h"
+#include "runtime/moe_route.h"
 
 namespace qwenmux::runtime {
 
@@ -196,19 +197,11 @@ void CpuForward::MoeFfn(const LayerWeights& l, const float* b, float* out, int64
   Grow(router_, n * ne);
   MatMul(l.ffn_gate_inp, b, router_.data(), n);  // [n, n_expert]
   std::vector<std::vector<std::pair<int64_t, float>>> routed(ne);  // expert -> (token, weight)
-  std::vector<int64_t> order(ne);
+  std::vector<int64_t> sel(k);
+  std::vector<float> w(k);
   for (int64_t t = 0; t < n; ++t) {
-    float* r = router_.data() + t * ne;
-    const float mx = *std::max_element(r, r + ne);
-    float sum = 0;
-    for (int64_t e = 0; e < ne; ++e) sum += (r[e] = std::exp(r[e] - mx));
-    for (int64_t e = 0; e < ne; ++e) r[e] /= sum;
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                      [&](int64_t a, int64_t bb) { return r[a] > r[bb] || (r[a] == r[bb] && a < bb); });
-    float sel = 0;
-    for (int64_t j = 0; j < k; ++j) sel += r[order[j]];
-    for (int64_t j = 0; j < k; ++j) routed[order[j]].push_back({t, r[order[j]] / sel});
+    RouteTopK(router_.data() + t * ne, ne, k, sel.data(), w.data());
+    for (int64_t j = 0; j < k; ++j) routed[sel[j]].push_back({t, w[j]});
   }
   std::fill(out, out + n * E, 0.0f);
   for (int64_t e = 0; e < ne; ++e) {
