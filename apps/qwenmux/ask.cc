@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "backend_flags.h"
 #include "commands.h"
 #include "rag/model_set.h"
 #include "rag/rag.h"
@@ -20,6 +21,7 @@ struct Args {
   int32_t ctx = 4096, dims = 0;
   bool json = false, no_rewrite = false, no_rerank = false, no_score = false, thinking = false;
   rag::AnswerOptions opt;
+  BackendFlags backends;  // with --config's `backends:`: stages may name NAME/MODEL
 };
 
 int Run(Args& a) {
@@ -29,6 +31,16 @@ int Run(Args& a) {
   // No --embed-model: the file the collection was ingested with (recorded by ingest), if it is
   // still there; else the configured/default embedding model.
   if (Status e = UseRecordedEmbedModel(**store, a.collection, &a.embed_model); !e.ok()) return ReportError(e);
+  {
+    std::unique_ptr<orchestrator::Config> cfg;
+    if (!a.common.config_path.empty()) {
+      auto c = orchestrator::LoadConfig(a.common.config_path);
+      if (!c.ok()) return ReportError(c.status());
+      cfg = std::make_unique<orchestrator::Config>(std::move(*c));
+    }
+    if (Status b = a.backends.Open(cfg.get()); !b.ok()) return ReportError(b);
+  }
+  const rag::BackendAccess& backend = a.backends.access;
   // --model serves every LLM stage unless a stage has its own flag.
   const std::string q = a.query_model.empty() ? a.model : a.query_model;
   const std::string s = a.score_model.empty() ? a.model : a.score_model;
@@ -39,13 +51,13 @@ int Run(Args& a) {
                                 {"context_synthesis", a.model},
                                 {"response_generation", a.model},
                                 {"quality_scoring", s}},
-                               rag::NeededRagStages(stages));
+                               rag::NeededRagStages(stages), backend);
   if (!paths.ok()) return ReportError(paths.status());
   ModelPool pool(&a.common);
-  for (const auto& [file, o] : rag::RagLoadPlan(*paths, stages, a.ctx, static_cast<size_t>(a.common.threads)))
+  for (const auto& [file, o] : rag::RagLoadPlan(*paths, stages, a.ctx, static_cast<size_t>(a.common.threads), backend))
     pool.Want(file, o);
   rag::RagModelSet set;
-  if (Status b = rag::BindRagModels(*paths, stages, a.dims, [&](const std::string& f) { return pool.Get(f); }, &set);
+  if (Status b = rag::BindRagModels(*paths, stages, a.dims, [&](const std::string& f) { return pool.Get(f); }, &set, backend);
       !b.ok())
     return ReportError(b);
   const rag::RagModels& models = set.models;
@@ -83,7 +95,7 @@ void RegisterAsk(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand("ask", "Answer a question from a collection (RAG), citing sources as [n]");
   cmd->add_option("question", a->question, "The question")->required();
   cmd->add_option("-C,--collection", a->collection, "Collection")->required()->check(CollectionName());
-  cmd->add_option("-m,--model", a->model, "GGUF for the answer (and query rewriting and scoring, unless given)");
+  cmd->add_option("-m,--model", a->model, "GGUF for the answer (and query rewriting and scoring, unless given); NAME/MODEL: a backend's (--backend)");
   cmd->add_option("--query-model", a->query_model, "GGUF for query understanding");
   cmd->add_option("--embed-model", a->embed_model, "Embedding model (default: the one the collection was ingested with)");
   cmd->add_option("--rerank-model", a->rerank_model, "Reranker GGUF");
@@ -102,6 +114,7 @@ void RegisterAsk(CLI::App& app, int* exit_code) {
   cmd->add_flag("--json", a->json, "Print the answer, citations, stage timings and score as JSON");
   a->common.AddStoreFlag(cmd);
   a->common.AddModelFlags(cmd);
+  a->backends.Add(cmd);
   cmd->callback([=] { *exit_code = Run(*a); });
 }
 

@@ -53,8 +53,10 @@ struct RagCommon {
   std::string StoreDir() const { return store_dir.empty() ? rag::DefaultRagStoreDir() : store_dir; }
 
   // stage -> GGUF path, from flags (overrides), the config and the model store.
+  // A model `backend` owns ("NAME/MODEL", issue 18) stays as it is: the stage runs on the backend.
   Result<std::map<std::string, std::string>> Models(const std::map<std::string, std::string>& overrides,
-                                                    const std::vector<std::string>& needed) const {
+                                                    const std::vector<std::string>& needed,
+                                                    const rag::BackendAccess& backend = {}) const {
     std::unique_ptr<orchestrator::Config> cfg;
     if (!config_path.empty()) {
       QM_ASSIGN_OR_RETURN(orchestrator::Config c, orchestrator::LoadConfig(config_path));
@@ -65,7 +67,7 @@ struct RagCommon {
     // A flag's model is a path or a store name, as for every command (ResolveModelRef).
     std::map<std::string, std::string> files = overrides;
     for (auto& [stage, ref] : files) {
-      if (ref.empty()) continue;
+      if (ref.empty() || backend.Owns(ref)) continue;
       QM_ASSIGN_OR_RETURN(ref, orchestrator::ResolveModelRef(ref, dir));
     }
     return rag::ResolveRagModels(cfg.get(), dir, files, needed);

@@ -3,6 +3,11 @@
 // MODEL: a GGUF file or a store name (qwen3:0.6b-q8_0). With -p: streams the generated text to
 // stdout, then prefill and decode tokens/s to stderr (-p - reads the prompt from stdin). Without
 // -p: an interactive chat (chat_loop.cc).
+// MODEL may be NAME/MODEL of a backend (--backend NAME=URL[,dialect] or the `backends:` of
+// --config qwenmux.yaml; issue 18): the prompt is one chat turn (with --system) sent to it through
+// server::Upstreams::Call, and its whole answer is printed (not streamed); --format json and
+// --json-schema become its response_format; --grammar, --lora, --think-budget and the
+// interactive chat need a local model.
 #include <unistd.h>
 
 #include <cstdio>
@@ -15,6 +20,7 @@
 #include <fmt/format.h>
 
 #include "chat/chat.h"
+#include "backend_flags.h"
 #include "commands.h"
 #include "engine_flags.h"
 #include "model_ref_flag.h"
@@ -34,6 +40,8 @@ struct Args {
   engine::LoadOptions load;
   engine::GenerateOptions gen;
   LoraFlag lora;
+  std::string config_path;  // qwenmux.yaml: its backends
+  BackendFlags backends;
 };
 
 Result<std::string> ReadFile(const std::string& path) {
@@ -74,7 +82,63 @@ Result<std::unique_ptr<engine::LogitProcessor>> MakeProcessor(const Args& a, con
   return p;
 }
 
+// MODEL is a backend's: one whole chat request through Upstreams::Call.
+int RunOnBackend(const Args& a) {
+  auto refuse = [&](const char* what) {
+    return ReportError(Error(StatusCode::kInvalidArgument, "run: {} needs a local model; {} is a backend's model", what, a.model));
+  };
+  if (!a.prompt_given) return refuse("the interactive chat (no -p)");
+  if (!a.grammar_file.empty()) return refuse("--grammar");
+  if (!a.lora.path.empty()) return refuse("--lora");
+  if (a.think_budget >= 0) return refuse("--think-budget");
+  std::string prompt = a.prompt;
+  if (prompt == "-") prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  server::Json messages = server::Json::array();
+  if (!a.system.empty()) messages.push_back({{"role", "system"}, {"content", a.system}});
+  messages.push_back({{"role", "user"}, {"content", prompt}});
+  const engine::SamplerOptions& sp = a.gen.sampler;
+  server::Json body{{"messages", messages}, {"max_tokens", a.gen.max_tokens}, {"temperature", sp.temperature},
+                    {"top_p", sp.top_p}, {"seed", sp.seed}};
+  if (!a.gen.stop.empty()) body["stop"] = a.gen.stop;
+  if (a.no_think) body["chat_template_kwargs"] = {{"enable_thinking", false}};
+  if (!a.format.empty() && !a.json_schema_file.empty())
+    return ReportError(Error(StatusCode::kInvalidArgument, "use one of --format, --json-schema"));
+  if (!a.format.empty()) {
+    if (a.format != "json") return ReportError(Error(StatusCode::kInvalidArgument, "--format: only 'json' (any JSON object) is known"));
+    body["response_format"] = {{"type", "json_object"}};
+  } else if (!a.json_schema_file.empty()) {
+    auto text = ReadFile(a.json_schema_file);
+    if (!text.ok()) return ReportError(text.status());
+    auto schema = server::Json::parse(*text, nullptr, false);
+    if (schema.is_discarded()) return ReportError(Error(StatusCode::kInvalidArgument, "{}: not valid JSON", a.json_schema_file));
+    body["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "output"}, {"schema", schema}}}};
+  }
+  auto answer = a.backends.upstreams->Call(server::Upstreams::CallKind::kChat, a.model, std::move(body));
+  if (!answer.ok()) return ReportError(answer.status());
+  const server::Json& choice = (*answer)["choices"][0];
+  const server::Json& msg = choice["message"];
+  if (msg.contains("reasoning_content") && msg["reasoning_content"].is_string() && !a.no_think)
+    fmt::print("<think>\n{}\n</think>\n\n", msg["reasoning_content"].get<std::string>());
+  if (msg.contains("content") && msg["content"].is_string()) fmt::print("{}", msg["content"].get<std::string>());
+  std::fflush(stdout);
+  const server::Json usage = answer->contains("usage") ? (*answer)["usage"] : server::Json::object();
+  fmt::print(stderr, "\n[backend {} | prompt {} tokens | completion {} tokens | finish: {}]\n", a.model,
+             usage.value("prompt_tokens", int64_t{0}), usage.value("completion_tokens", int64_t{0}),
+             choice.value("finish_reason", std::string()));
+  return 0;
+}
+
 int Run(Args a) {
+  {
+    std::unique_ptr<orchestrator::Config> cfg;
+    if (!a.config_path.empty()) {
+      auto c = orchestrator::LoadConfig(a.config_path);
+      if (!c.ok()) return ReportError(c.status());
+      cfg = std::make_unique<orchestrator::Config>(std::move(*c));
+    }
+    if (Status b = a.backends.Open(cfg.get()); !b.ok()) return ReportError(b);
+    if (a.backends.access.Owns(a.model)) return RunOnBackend(a);
+  }
   if (Status r = ResolveModelRefs({&a.model}, a.models_dir); !r.ok()) return ReportError(r);
   if (a.prompt_given && a.prompt == "-") {  // -p -: the prompt from stdin
     a.prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
@@ -172,6 +236,8 @@ void RegisterRun(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   AddLoadFlags(cmd, &a->load);
   AddLoraFlag(cmd, &a->lora);
+  cmd->add_option("--config", a->config_path, "qwenmux.yaml whose `backends:` MODEL may name (NAME/MODEL)");
+  a->backends.Add(cmd);
   cmd->callback([=] {
     a->prompt_given = prompt->count() > 0;
     *exit_code = Run(*a);

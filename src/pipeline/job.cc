@@ -100,8 +100,9 @@ Result<std::string> ResolveModelPath(const std::string& ref, const RunOptions& o
   if (it != options.models.end()) return it->second;
   if (const orchestrator::BackendConfig* b = options.config ? orchestrator::BackendOfModel(options.config->backends, ref) : nullptr) {
     return Error(StatusCode::kUnsupported,
-                 "pipeline: model \"{}\" is a model of backend {} ({}); pipeline stages run on local GGUF models only "
-                 "for now: name a local model or tier", ref, b->name, b->url);
+                 "pipeline: model \"{}\" is a model of backend {} ({}), which this run cannot reach (stages run on "
+                 "backends where qwenmux runs them with its backends: serve, run, ask); name a local model or tier",
+                 ref, b->name, b->url);
   }
   const std::string tier = TierOf(ref);
   if (!tier.empty()) {
@@ -113,6 +114,15 @@ Result<std::string> ResolveModelPath(const std::string& ref, const RunOptions& o
   const orchestrator::ModelConfig* mc = options.config ? options.config->FindModel(ref) : nullptr;
   if (!mc && !tier.empty() && options.config) mc = options.config->FindModel("qwen3-" + tier);
   if (mc && !mc->file.empty()) return mc->file;
+  if (!mc && tier.empty() && ref.find('/') != std::string::npos) {
+    std::string known;
+    for (const auto& b : options.config ? options.config->backends : std::vector<orchestrator::BackendConfig>{})
+      known += (known.empty() ? "" : ", ") + b.name;
+    return Error(StatusCode::kNotFound,
+                 "pipeline: model \"{}\" names backend \"{}\", which is not configured (backends: {}); map it with "
+                 "--model {}=FILE.gguf or configure the backend",
+                 ref, ref.substr(0, ref.find('/')), known.empty() ? "none" : known, ref);
+  }
   auto p = FromStore(options.models_dir, mc ? mc->catalog : (tier.empty() ? ref : "qwen3-" + tier), ref);
   if (!p.ok()) {
     return Error(StatusCode::kNotFound, "pipeline: cannot resolve model \"{}\" ({}); map it with --model {}=FILE.gguf", ref,
@@ -169,6 +179,22 @@ Result<std::unique_ptr<Job>> Job::Start(PipelineDef def, RunOptions options, Res
   std::map<std::string, int32_t> n_seq;  // file -> largest batch
   for (const StageDef& s : m.def.stages) {
     if (s.model.empty()) continue;
+    if (!m.options.models.count(s.model) && m.options.backend.Owns(s.model)) {
+      const char* missing = s.type == StageType::kChunk      ? "it counts tokens with the model's own tokenizer"
+                            : s.type == StageType::kValidate ? "it weighs P(yes) from token log-probabilities against "
+                                                               "its threshold"
+                                                             : nullptr;
+      if (missing) {
+        return Error(StatusCode::kUnsupported,
+                     "pipeline: stage '{}' ({}) names backend model \"{}\": {}, which a backend does not give; name a "
+                     "local model for it{}",
+                     s.name, StageTypeName(s.type), s.model, missing,
+                     s.type == StageType::kChunk ? " or leave `model:` out (approximate tokens)" : "");
+      }
+      m.stage_model[s.name] = s.model;  // no spec, no lease: the backend serves it
+      m.backend_stage.insert(s.name);
+      continue;
+    }
     QM_ASSIGN_OR_RETURN(std::string file, ResolveModelPath(s.model, m.options));
     m.stage_model[s.name] = file;
     if (std::optional<StageAdapter> a = ResolveStageAdapter(s.model, m.options)) {
@@ -501,9 +527,12 @@ std::vector<int32_t> ChatPrompt(const tokenizer::Tokenizer& tok, std::string_vie
   tok.EncodeAppend("<|im_start|>system\n", special, &ids);
   tok.EncodeAppend(system, {}, &ids);
   tok.EncodeAppend("<|im_end|>\n<|im_start|>user\n", special, &ids);
-  tok.EncodeAppend(before, {}, &ids);
-  tok.EncodeAppend(doc, {}, &ids);
-  tok.EncodeAppend(after, {}, &ids);
+  // One piece of text, as the template renders it: encoding the parts apart would split
+  // pre-tokens at their seams (".\n\n" is one), unlike the same prompt sent over HTTP.
+  std::string user;
+  user.reserve(before.size() + doc.size() + after.size());
+  user.append(before).append(doc).append(after);
+  tok.EncodeAppend(user, {}, &ids);
   tok.EncodeAppend("<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n", special, &ids);
   return ids;
 }

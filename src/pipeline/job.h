@@ -33,6 +33,19 @@
 // are retried (a new line is appended; the last line of a document is its result). A partial
 // last line (a kill mid-write) is cut.
 //
+// Backend models. A stage naming "NAME/MODEL" of a backend RunOptions::backend reaches runs on
+// it through its chat or embeddings endpoint, one request per document (embed: per batch):
+//   extract   the same prompt, constrained by the schema through `response_format` (greedy);
+//             a "length" finish is an incomplete output
+//   classify  the same prompt, the answer constrained to {"label": one of the labels}: a backend
+//             gives no log-probabilities, so confidence is 1 and scores are 1 / 0
+//   embed     the backend's embeddings (collection identity "NAME/MODEL:E<dim>")
+//   chunk, validate  refused at Start naming the stage and the backend: chunk counts tokens with
+//             the model's tokenizer, validate weighs P(yes) from log-probabilities against its
+//             threshold; a backend gives neither
+// A backend that fails (down, timeout, bad answer) fails the documents of that call with reason
+// "backend error" and its message, like any stage failure; the job goes on.
+//
 // Thread-safety: Progress(), Results(), Cancel() may be called from any thread while the job
 // runs; Wait() from one thread. The on_result callback runs on worker threads, serialised.
 #pragma once
@@ -54,6 +67,7 @@
 #include "orchestrator/manager/model_manager.h"
 #include "orchestrator/scheduler/scheduler.h"
 #include "pipeline/definition.h"
+#include "rag/backend_model.h"
 
 namespace qwenmux::pipeline {
 
@@ -87,6 +101,9 @@ struct RunOptions {
   std::map<std::string, ServedModelRef> served;  // file -> served model
   std::string store_dir;                         // RAG store of embed stages with `collection:`
                                                  // (required when a stage has one)
+  // Other engines' models ("NAME/MODEL", issue 18): a stage whose model `backend` owns runs on
+  // the backend (see "Backend models" above); none: such a stage is an error.
+  rag::BackendAccess backend;
 };
 
 struct StageStats {

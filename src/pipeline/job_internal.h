@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <deque>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "pipeline/job.h"
@@ -85,7 +86,8 @@ struct Job::Impl {
   ResultCallback on_result;
   std::unique_ptr<orchestrator::ModelManager> own_manager;
   orchestrator::ModelManager* manager = nullptr;
-  std::map<std::string, std::string> stage_model;   // stage name -> file
+  std::map<std::string, std::string> stage_model;   // stage name -> file ("NAME/MODEL" for a backend's)
+  std::set<std::string> backend_stage;              // stages whose model is a backend's (RunOptions::backend)
   std::map<std::string, StageAdapter> stage_adapter;  // classify/extract stage name -> its LoRA adapter
   std::map<std::string, std::string> spec_name;     // file -> the manager's model name
   std::map<std::string, std::string> served_name;   // file -> the served model lending its instance
@@ -144,7 +146,8 @@ struct Job::Impl {
 };
 
 // Renders a Qwen3 chat prompt (thinking off) whose user turn holds `before`, then the untrusted
-// `doc` text (encoded without special-token parsing), then `after`; returns the tokens.
+// `doc` text, then `after` (the user turn encoded as one text without special-token parsing: the
+// same tokens as the chat template gives the same messages); returns the tokens.
 std::vector<int32_t> ChatPrompt(const tokenizer::Tokenizer& tok, std::string_view system, std::string_view before,
                                 std::string_view doc, std::string_view after);
 

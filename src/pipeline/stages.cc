@@ -9,6 +9,7 @@
 #include "base/ascii.h"
 #include "pipeline/model_ops.h"
 #include "pipeline/schema.h"
+#include "rag/backend_model.h"
 #include "rag/embedder.h"
 #include "rag/ingest.h"
 #include "structured/structured.h"
@@ -125,8 +126,7 @@ void Job::Impl::RunEmbed(size_t stage, std::vector<DocPtr>& batch) {
   const auto t0 = std::chrono::steady_clock::now();
   int64_t tokens = 0, items = 0;
   const std::string& file = stage_model.at(st.name);
-  Status s = WithModel(stage, "", [&](engine::Model& model) -> Status {
-    QM_ASSIGN_OR_RETURN(rag::Embedder embedder, rag::Embedder::Create(&model, file));
+  auto embed_all = [&](rag::Embedder& embedder) {
     for (DocPtr& d : batch) {
       if (d->failed || d->chunks.empty()) continue;
       d->models[st.name] = file;
@@ -135,7 +135,8 @@ void Job::Impl::RunEmbed(size_t stage, std::vector<DocPtr>& batch) {
       for (const rag::Chunk& c : d->chunks) texts.push_back(rag::ChunkEmbedText(c.heading, c.text));
       auto vectors = embedder.EmbedDocuments(texts, static_cast<size_t>(st.batch), &tokens);
       if (!vectors.ok()) {
-        Fail(stage, d, "embedding failed", vectors.status().message());
+        Fail(stage, d, embedder.is_backend() ? "backend error" : "embedding failed",
+             fmt::format("stage '{}': {}", st.name, vectors.status().message()));
         continue;
       }
       items += static_cast<int64_t>(texts.size());
@@ -149,11 +150,24 @@ void Job::Impl::RunEmbed(size_t stage, std::vector<DocPtr>& batch) {
         d->collection = st.collection;
       }
     }
-    return Status::Ok();
-  });
+  };
+  Status s;
+  if (backend_stage.count(st.name)) {
+    Result<rag::Embedder> embedder = rag::Embedder::CreateBackend(options.backend, file);
+    if (embedder.ok()) embed_all(*embedder);
+    else s = embedder.status();
+  } else {
+    s = WithModel(stage, "", [&](engine::Model& model) -> Status {
+      QM_ASSIGN_OR_RETURN(rag::Embedder embedder, rag::Embedder::Create(&model, file));
+      embed_all(embedder);
+      return Status::Ok();
+    });
+  }
   if (!s.ok()) {
     for (DocPtr& d : batch) {
-      if (!d->failed) Fail(stage, d, "model load failed", s.message());
+      if (!d->failed)
+        Fail(stage, d, backend_stage.count(st.name) ? "backend error" : "model load failed",
+             fmt::format("stage '{}': {}", st.name, s.message()));
     }
   }
   AddStats(stage, items, Since(t0), tokens);
@@ -216,6 +230,52 @@ void Job::Impl::RunClassify(size_t stage, std::vector<DocPtr>& batch) {
   const std::string before = fmt::format("{}\n\nLabels:\n{}\nDocument:\n", instruction, labels);
   const std::string after = "\n\nAnswer with the label only.";
   const StageDef* ext = def.Find(StageType::kExtract);
+  auto set_label = [&](const DocPtr& d, size_t best, const std::vector<double>& p) {
+    d->label = st.labels[best].name;
+    d->confidence = p[best];
+    d->scores = Json::object();
+    for (size_t k = 0; k < p.size(); ++k) d->scores[st.labels[k].name] = p[k];
+    d->schema = !st.labels[best].schema.is_null() ? &st.labels[best].schema : (ext && !ext->schema.is_null() ? &ext->schema : nullptr);
+  };
+  if (backend_stage.count(st.name)) {
+    // A backend gives no log-probabilities: the label comes from an answer constrained to the
+    // label set; it has confidence 1 (scores 1 / 0).
+    const std::string& ref = stage_model.at(st.name);
+    Json names = Json::array();
+    for (const LabelDef& l : st.labels) names.push_back(l.name);
+    const Json schema = {{"type", "object"},
+                         {"properties", {{"label", {{"type", "string"}, {"enum", names}}}}},
+                         {"required", {"label"}}};
+    rag::BackendChatOptions bo;
+    bo.max_tokens = 64;
+    bo.json_schema = &schema;
+    for (const DocPtr& d : work) {
+      d->models[st.name] = ref;
+      Result<rag::BackendChatResult> r = rag::BackendChat(options.backend, ref, kClassifySystem, before + d->text + after, bo);
+      if (!r.ok()) {
+        Fail(stage, d, "backend error", fmt::format("stage '{}': {}", st.name, r.status().message()));
+        continue;
+      }
+      tokens += r->prompt_tokens + r->completion_tokens;
+      const Json j = Json::parse(r->text, nullptr, false);
+      const std::string label = j.is_object() && j.contains("label") && j["label"].is_string() ? j["label"].get<std::string>() : "";
+      size_t best = st.labels.size();
+      for (size_t k = 0; k < st.labels.size(); ++k) {
+        if (st.labels[k].name == label) best = k;
+      }
+      if (best == st.labels.size()) {
+        Fail(stage, d, "invalid label", fmt::format("stage '{}': backend model {} answered {}, not one of the labels {}",
+                                                    st.name, ref, r->text, names.dump()));
+        continue;
+      }
+      std::vector<double> p(st.labels.size(), 0.0);
+      p[best] = 1.0;
+      set_label(d, best, p);
+    }
+    AddStats(stage, static_cast<int64_t>(work.size()), Since(t0), tokens);
+    for (DocPtr& d : batch) Forward(stage, d);
+    return;
+  }
   Status s = WithModel(stage, "", [&](engine::Model& model) -> Status {
     const auto& tok = model.tokenizer();
     std::vector<std::vector<int32_t>> prompts, conts;
@@ -234,12 +294,7 @@ void Job::Impl::RunClassify(size_t stage, std::vector<DocPtr>& batch) {
         continue;
       }
       const std::vector<double> p = Softmax(out[i].logprobs);
-      const size_t best = static_cast<size_t>(std::max_element(p.begin(), p.end()) - p.begin());
-      d->label = st.labels[best].name;
-      d->confidence = p[best];
-      d->scores = Json::object();
-      for (size_t k = 0; k < p.size(); ++k) d->scores[st.labels[k].name] = p[k];
-      d->schema = !st.labels[best].schema.is_null() ? &st.labels[best].schema : (ext && !ext->schema.is_null() ? &ext->schema : nullptr);
+      set_label(d, static_cast<size_t>(std::max_element(p.begin(), p.end()) - p.begin()), p);
     }
     return Status::Ok();
   });
@@ -267,6 +322,38 @@ void Job::Impl::RunExtract(size_t stage, std::vector<DocPtr>& batch) {
   }
   const std::string instruction = st.prompt.empty() ? "Extract the fields of the schema from the document." : st.prompt;
   for (auto& [file, docs] : by_file) {
+    if (backend_stage.count(st.name) && file == stage_model.at(st.name)) {
+      // The backend constrains the answer to the schema (response_format), greedy.
+      for (DocPtr& d : docs) {
+        ++d->attempts;
+        d->extract_model = file;
+        d->models[st.name] = file;
+        ++items;
+        rag::BackendChatOptions bo;
+        bo.max_tokens = st.max_tokens;
+        bo.json_schema = d->schema;
+        const std::string before = fmt::format("{}\n\nJSON schema:\n{}\n\nDocument:\n", instruction, d->schema->dump());
+        Result<rag::BackendChatResult> r =
+            rag::BackendChat(options.backend, file, kExtractSystem, before + d->text + "\n\nThe JSON object:", bo);
+        if (!r.ok()) {
+          Fail(stage, d, "backend error", fmt::format("stage '{}': {}", st.name, r.status().message()));
+          continue;
+        }
+        tokens += r->prompt_tokens + r->completion_tokens;
+        if (r->finish_reason == "length") {
+          Fail(stage, d, "incomplete output",
+               fmt::format("stage '{}': backend model {} stopped at max_tokens {}: {}", st.name, file, st.max_tokens, r->text));
+          continue;
+        }
+        auto j = Json::parse(r->text, nullptr, false);
+        if (j.is_discarded()) {
+          Fail(stage, d, "invalid JSON", "output does not parse: " + r->text);
+          continue;
+        }
+        d->extracted = std::move(j);
+      }
+      continue;
+    }
     Status s = WithModel(stage, file, [&](engine::Model& model) -> Status {
       const auto& tok = model.tokenizer();
       const auto vocab = structured::VocabIndex::Shared(tok);

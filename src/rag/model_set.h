@@ -23,6 +23,7 @@
 
 #include "base/status.h"
 #include "engine/engine.h"
+#include "rag/backend_model.h"
 #include "rag/embedder.h"
 #include "rag/rag.h"
 
@@ -44,8 +45,10 @@ std::vector<std::string> NeededRagStages(const RagStages& stages);
 // The distinct files of the used stages of `paths` (stage -> file) with their load options:
 // generator, query and scorer models `gen_ctx` tokens, the embedder 512, the reranker 1024 with
 // 4 sequences; merged by maximum where one file serves several stages.
+// Backend models ("NAME/MODEL" that `backend` owns) are not files: they are left out.
 std::map<std::string, engine::LoadOptions> RagLoadPlan(const std::map<std::string, std::string>& paths,
-                                                       const RagStages& stages, int32_t gen_ctx, size_t threads);
+                                                       const RagStages& stages, int32_t gen_ctx, size_t threads,
+                                                       const BackendAccess& backend = {});
 
 struct RagModelSet {
   RagModels models;                 // models.embedder points at `embedder`
@@ -62,7 +65,11 @@ using RagModelGetter = std::function<Result<engine::Model*>(const std::string& f
 // Fills `out` from `paths` (stage -> file, as ResolveRagModels gives): every used stage's model
 // from `get`, the embedder for `dims` (0: the model's full dimension; a collection's dim).
 // Errors: a used stage with no file, what `get` or Embedder::Create return.
+// A stage whose "file" is a backend model that `backend` owns ("NAME/MODEL", issue 18) runs on
+// the backend: query understanding and response generation through its chat endpoint, embedding
+// through its embeddings endpoint. Reranking and quality scoring read the model's yes/no logits,
+// which a backend does not give: naming a backend model for them is an error naming the stage.
 Status BindRagModels(const std::map<std::string, std::string>& paths, const RagStages& stages, int32_t dims,
-                     const RagModelGetter& get, RagModelSet* out);
+                     const RagModelGetter& get, RagModelSet* out, const BackendAccess& backend = {});
 
 }  // namespace qwenmux::rag

@@ -47,11 +47,9 @@ Result<std::map<std::string, std::string>> RagStageRefs(const orchestrator::Conf
 
 Result<std::string> ResolveRagModelRef(const orchestrator::Config* config, const std::string& models_dir,
                                        const std::string& ref, const std::string& stage) {
-  if (const orchestrator::BackendConfig* b = config ? orchestrator::BackendOfModel(config->backends, ref) : nullptr) {
-    return Error(StatusCode::kUnsupported,
-                 "rag: stage {} names {}, a model of backend {} ({}); RAG stages run on local GGUF models only for now: "
-                 "name a local model or tier for it", stage, ref, b->name, b->url);
-  }
+  // A backend's model (issue 18) is no file: its name comes back as it is, and BindRagModels runs
+  // the stage on the backend.
+  if (config && orchestrator::BackendOfModel(config->backends, ref)) return ref;
   const orchestrator::ModelConfig* mc = config ? config->FindModel(ref) : nullptr;
   if (mc && !mc->file.empty()) return mc->file;
   return FromStore(models_dir, mc ? mc->catalog : ref, stage);

@@ -36,7 +36,8 @@ Result<std::map<std::string, std::string>> RagStageRefs(const orchestrator::Conf
 
 // One model reference -> GGUF path: a configured model name or alias (its `file:`, or its catalog
 // name in the model store), else a catalog name or tier in the model store. `stage` names the
-// stage in errors. Never treats `ref` as a path.
+// stage in errors. Never treats `ref` as a path. A model of one of the config's backends
+// ("NAME/MODEL", issue 18) comes back as it is (BindRagModels runs the stage on the backend).
 Result<std::string> ResolveRagModelRef(const orchestrator::Config* config, const std::string& models_dir,
                                        const std::string& ref, const std::string& stage);
 

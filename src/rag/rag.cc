@@ -7,6 +7,7 @@
 #include "base/stopwatch.h"
 #include "chat/chat.h"
 #include "rag/chunker.h"
+#include "rag/backend_model.h"
 
 namespace qwenmux::rag {
 
@@ -66,9 +67,73 @@ std::string PassageText(const Source& s) {
   return fmt::format("[{}] {}\n{}\n\n", s.n, label, s.text);
 }
 
-int32_t Tokens(const engine::Model& m, std::string_view s) {
-  return static_cast<int32_t>(m.tokenizer().Encode(s).size());
-}
+// The model of a chat stage (query understanding, response generation): a loaded engine::Model
+// or a backend model, behind one interface so the stage code does not branch on which.
+class ChatStage {
+ public:
+  ChatStage(engine::Model* local, const std::string& backend_ref, const BackendAccess& backend, int32_t backend_ctx)
+      : local_(backend_ref.empty() ? local : nullptr), ref_(backend_ref), backend_(backend), backend_ctx_(backend_ctx) {}
+  explicit operator bool() const { return local_ || !ref_.empty(); }
+  int32_t n_ctx() const { return local_ ? local_->n_ctx() : backend_ctx_; }
+  int32_t Count(std::string_view s) const {
+    return local_ ? static_cast<int32_t>(local_->tokenizer().Encode(s).size()) : ApproxTokens(s);
+  }
+  // Tokens of the rendered (system, user) prompt; a backend's: approximate, with the template's share.
+  Result<int32_t> PromptTokens(const std::string& system, const std::string& user, bool thinking) const {
+    if (!local_) return ApproxTokens(system) + ApproxTokens(user) + 16;
+    QM_ASSIGN_OR_RETURN(auto ids, ChatTokens(*local_, system, user, thinking));
+    return static_cast<int32_t>(ids.size());
+  }
+  struct Output {
+    std::string text, finish_reason;
+    int32_t tokens = 0;
+  };
+  // Generates the answer of (system, user), streaming pieces to on_piece (a backend's: one piece,
+  // the whole answer). `adapter`: a LoRA adapter file for this call ("" none; local models only).
+  Result<Output> Generate(const std::string& system, const std::string& user, bool thinking, int32_t max_tokens,
+                          const engine::SamplerOptions& sampler, const std::string& adapter, float adapter_scale,
+                          const std::function<bool(std::string_view)>& on_piece) const {
+    Output o;
+    if (!local_) {
+      if (!adapter.empty())
+        return Error(StatusCode::kInvalidArgument, "rag: the LoRA adapter {} cannot apply to backend model {}", adapter, ref_);
+      BackendChatOptions bo;
+      bo.max_tokens = max_tokens;
+      bo.temperature = sampler.temperature;
+      bo.seed = sampler.seed;
+      bo.thinking = thinking;
+      QM_ASSIGN_OR_RETURN(BackendChatResult r, BackendChat(backend_, ref_, system, user, bo));
+      if (on_piece && !r.text.empty()) (void)on_piece(r.text);
+      o.tokens = r.completion_tokens > 0 ? static_cast<int32_t>(r.completion_tokens) : ApproxTokens(r.text);
+      o.text = std::move(r.text);
+      o.finish_reason = std::move(r.finish_reason);
+      return o;
+    }
+    QM_ASSIGN_OR_RETURN(auto ids, ChatTokens(*local_, system, user, thinking));
+    engine::GenerateOptions g;
+    g.sampler = sampler;
+    g.max_tokens = std::min(max_tokens, local_->n_ctx() - static_cast<int32_t>(ids.size()));
+    if (!adapter.empty()) {
+      Result<int32_t> id = local_->LoadAdapter(adapter);
+      if (!id.ok()) return id.status().WithContext(fmt::format("rag: response generation adapter {}", adapter));
+      g.adapter = *id;
+      g.adapter_scale = adapter_scale;
+    }
+    Result<engine::GenerateResult> generated = local_->Generate(ids, g, on_piece);
+    if (g.adapter != -1) (void)local_->UnloadAdapter(g.adapter);  // the answer is done: nothing runs with it
+    QM_ASSIGN_OR_RETURN(engine::GenerateResult out, std::move(generated));
+    o.text = std::move(out.text);
+    o.tokens = static_cast<int32_t>(out.tokens.size());
+    o.finish_reason = std::move(out.finish_reason);
+    return o;
+  }
+
+ private:
+  engine::Model* local_;
+  std::string ref_;
+  const BackendAccess& backend_;
+  int32_t backend_ctx_;
+};
 
 }  // namespace
 
@@ -158,7 +223,10 @@ nlohmann::json AnswerResult::ToJson() const {
 
 Result<AnswerResult> Answer(Store& store, const std::string& collection, std::string_view question,
                             const RagModels& models, const AnswerOptions& options, const AnswerCallback& on_event) {
-  if (!models.generator) return Error(StatusCode::kInvalidArgument, "rag: no generator model");
+  const int32_t backend_ctx = options.generator_ctx > 0 ? options.generator_ctx : 4096;
+  const ChatStage query(models.query, models.query_backend, models.backend, backend_ctx);
+  const ChatStage gen(models.generator, models.generator_backend, models.backend, backend_ctx);
+  if (!gen) return Error(StatusCode::kInvalidArgument, "rag: no generator model");
   if (question.find_first_not_of(" \t\r\n") == std::string_view::npos)
     return Error(StatusCode::kInvalidArgument, "rag: empty question");
   if (options.max_answer_tokens <= 0) return Error(StatusCode::kInvalidArgument, "rag: max answer tokens must be positive");
@@ -181,19 +249,20 @@ Result<AnswerResult> Answer(Store& store, const std::string& collection, std::st
 
   // 1. Query understanding.
   res.queries.push_back(res.question);
-  if (models.query && options.max_rewrites > 0) {
+  if (query && options.max_rewrites > 0) {
     Stopwatch sw;
     const std::string user = fmt::format(
         "Write up to {} short search queries, one per line, that would find passages answering the question "
         "below. Reply with the queries only.\n\nQuestion: {}",
         options.max_rewrites, q);
-    QM_ASSIGN_OR_RETURN(auto ids, ChatTokens(*models.query, kRewriteSystem, user, false));
-    const int32_t room = models.query->n_ctx() - static_cast<int32_t>(ids.size());
+    QM_ASSIGN_OR_RETURN(const int32_t n_prompt, query.PromptTokens(kRewriteSystem, user, false));
+    const int32_t room = query.n_ctx() - n_prompt;
     if (room > 8) {
-      engine::GenerateOptions g;
-      g.sampler.temperature = 0;
-      g.max_tokens = std::min(24 * options.max_rewrites + 16, room);
-      QM_ASSIGN_OR_RETURN(engine::GenerateResult out, models.query->Generate(ids, g));
+      engine::SamplerOptions greedy;
+      greedy.temperature = 0;
+      QM_ASSIGN_OR_RETURN(ChatStage::Output out, query.Generate(kRewriteSystem, user, false,
+                                                                std::min(24 * options.max_rewrites + 16, room), greedy,
+                                                                "", 1.0f, nullptr));
       for (auto& r : ParseRewrites(out.text, res.question, options.max_rewrites)) res.queries.push_back(std::move(r));
     }
     QM_RETURN_IF_ERROR(stage_done("query_understanding", sw.Ms()));
@@ -209,17 +278,16 @@ Result<AnswerResult> Answer(Store& store, const std::string& collection, std::st
 
   // 4. Context synthesis: number the passages and pack them into the generator's budget.
   Stopwatch sw_ctx;
-  engine::Model& gen = *models.generator;
   const std::string user_tail = fmt::format("Question: {}", q);
-  QM_ASSIGN_OR_RETURN(auto bare, ChatTokens(gen, kAnswerSystem, "Sources:\n\n" + user_tail, options.thinking));
+  QM_ASSIGN_OR_RETURN(const int32_t bare, gen.PromptTokens(kAnswerSystem, "Sources:\n\n" + user_tail, options.thinking));
   const int32_t n_ctx = options.generator_ctx > 0 ? std::min(gen.n_ctx(), options.generator_ctx) : gen.n_ctx();
-  int32_t budget = n_ctx - static_cast<int32_t>(bare.size()) - options.max_answer_tokens - 8;
+  int32_t budget = n_ctx - bare - options.max_answer_tokens - 8;
   if (options.context_tokens > 0) budget = std::min(budget, options.context_tokens);
   if (budget < 32)
     return Error(StatusCode::kOutOfRange,
                  "rag: the generator's context ({} tokens) leaves no room for sources after the question ({} tokens) "
                  "and the answer ({} tokens)",
-                 n_ctx, bare.size(), options.max_answer_tokens);
+                 n_ctx, bare, options.max_answer_tokens);
   std::string sources_text;
   for (const Hit& h : hits) {
     Source s;
@@ -234,7 +302,7 @@ Result<AnswerResult> Answer(Store& store, const std::string& collection, std::st
     s.rerank = h.rerank;
     s.rrf = h.rrf;
     const std::string p = PassageText(s);
-    const int32_t t = Tokens(gen, p);
+    const int32_t t = gen.Count(p);
     if (res.context_tokens + t > budget) break;  // passages are in rank order: stop at the first misfit
     res.context_tokens += t;
     sources_text += p;
@@ -244,33 +312,25 @@ Result<AnswerResult> Answer(Store& store, const std::string& collection, std::st
 
   // 5. Response generation, streamed.
   Stopwatch sw_gen;
-  QM_ASSIGN_OR_RETURN(auto prompt, ChatTokens(gen, kAnswerSystem,
-                                              (res.sources.empty() ? "Sources: (none found)\n\n"
-                                                                   : "Sources:\n\n" + sources_text) + user_tail,
-                                              options.thinking));
-  engine::GenerateOptions g;
-  g.sampler = options.sampler;
-  g.max_tokens = std::min(options.max_answer_tokens, n_ctx - static_cast<int32_t>(prompt.size()));
-  if (!options.generator_adapter.empty()) {
-    Result<int32_t> id = gen.LoadAdapter(options.generator_adapter);
-    if (!id.ok()) return id.status().WithContext(fmt::format("rag: response generation adapter {}", options.generator_adapter));
-    g.adapter = *id;
-    g.adapter_scale = options.generator_adapter_scale;
-  }
+  const std::string prompt_user =
+      (res.sources.empty() ? "Sources: (none found)\n\n" : "Sources:\n\n" + sources_text) + user_tail;
+  QM_ASSIGN_OR_RETURN(const int32_t n_prompt, gen.PromptTokens(kAnswerSystem, prompt_user, options.thinking));
   bool cancelled = false;
-  Result<engine::GenerateResult> generated = gen.Generate(prompt, g, [&](std::string_view piece) {
-    if (!on_event) return true;
-    AnswerEvent e;
-    e.kind = AnswerEvent::Kind::kText;
-    e.text = piece;
-    cancelled = !on_event(e);
-    return !cancelled;
-  });
-  if (g.adapter != -1) (void)gen.UnloadAdapter(g.adapter);  // the answer is done: nothing runs with it
-  QM_ASSIGN_OR_RETURN(engine::GenerateResult out, std::move(generated));
+  QM_ASSIGN_OR_RETURN(
+      ChatStage::Output out,
+      gen.Generate(kAnswerSystem, prompt_user, options.thinking, std::min(options.max_answer_tokens, n_ctx - n_prompt),
+                   options.sampler, options.generator_adapter, options.generator_adapter_scale,
+                   [&](std::string_view piece) {
+                     if (!on_event) return true;
+                     AnswerEvent e;
+                     e.kind = AnswerEvent::Kind::kText;
+                     e.text = piece;
+                     cancelled = !on_event(e);
+                     return !cancelled;
+                   }));
   if (cancelled) return Error(StatusCode::kOutOfRange, "rag: cancelled");
   res.answer = StripThink(out.text);
-  res.answer_tokens = static_cast<int32_t>(out.tokens.size());
+  res.answer_tokens = out.tokens;
   res.finish_reason = out.finish_reason;
   CitationSplit citations = SplitCitations(res.answer, res.sources.size());
   res.cited = std::move(citations.cited);

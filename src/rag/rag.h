@@ -28,6 +28,7 @@
 
 #include "base/status.h"
 #include "engine/engine.h"
+#include "rag/backend_model.h"
 #include "rag/embedder.h"
 #include "rag/retrieval.h"
 #include "rag/store.h"
@@ -40,6 +41,13 @@ struct RagModels {
   engine::Model* reranker = nullptr;   // null: fused order
   engine::Model* generator = nullptr;  // required
   engine::Model* scorer = nullptr;     // null: no quality score
+  // Backend models ("NAME/MODEL", issue 18) for query understanding and response generation,
+  // used instead of `query` / `generator` where not empty, reached through `backend`. The answer
+  // comes whole (one text event, not token by token); token counts (passage packing,
+  // answer_tokens unless the backend reports usage) are approximate; the context is
+  // AnswerOptions::generator_ctx (4096 when 0). Reranking and scoring need logits: local only.
+  std::string query_backend, generator_backend;
+  BackendAccess backend;
 };
 
 struct AnswerOptions {

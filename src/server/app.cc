@@ -176,6 +176,7 @@ Result<std::unique_ptr<App>> App::Create(AppOptions options, Log log) {
   }
   app->jobs_ = std::make_unique<PipelineJobs>(jo, app->manager_.get(), app->config_.get(), setup.models_dir,
                                               o.models.threads, app->scheduler_.get(), std::move(served_files));
+  app->jobs_->SetBackend(BackendAccessOf(app->upstreams_.get()));
   if (app->jobs_->enabled()) QM_RETURN_IF_ERROR(app->jobs_->PrepareWorkDir().WithContext("serve: --work-dir"));
   QM_RETURN_IF_ERROR(RegisterPipelineRoutes(*app->service_, *app->jobs_, *app->http_, setup.models_dir, app->config_.get()));
   {  // Fine-tuning jobs: their directories beside the pipeline jobs'; running ones of a previous run resume.

@@ -221,6 +221,7 @@ Result<Json> PipelineJobs::Submit(JobSubmission s, SubmitError* error) {
     run.manager = manager_;
     run.scheduler = scheduler_;
     run.served = served_;
+    run.backend = backend_;
     QM_ASSIGN_OR_RETURN(e->job, pipeline::Job::Start(std::move(s.def), std::move(run)));
     return Status::Ok();
   }();

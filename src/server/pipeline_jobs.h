@@ -98,6 +98,8 @@ class PipelineJobs {
   // by this user, never a symbolic link. Called at start-up (serve refuses to start otherwise)
   // and again before each job.
   Status PrepareWorkDir() const;
+  // Backend models for the jobs' stages (pipeline::RunOptions::backend); set before serving.
+  void SetBackend(rag::BackendAccess backend) { backend_ = std::move(backend); }
 
   // Starts a job; returns its JSON (Describe). Errors: kUnavailable (max_running jobs run, or
   // another job writing to the RAG store runs while this one would too),
@@ -148,6 +150,7 @@ class PipelineJobs {
   orchestrator::ModelManager* manager_;
   orchestrator::Scheduler* scheduler_;
   std::map<std::string, pipeline::ServedModelRef> served_;
+  rag::BackendAccess backend_;
   const orchestrator::Config* config_;
   std::string models_dir_;
   size_t threads_;

@@ -1,4 +1,5 @@
 #include "server/rag_api.h"
+#include "server/upstream.h"
 
 #include <algorithm>
 
@@ -295,6 +296,7 @@ bool RagApi::Resolve(Call& c, ApiError* e) const {
       c.options.generator_adapter = a->path;
       c.options.generator_adapter_scale = a->scale;
     }
+    if (file.empty() && service_->upstreams() && service_->upstreams()->Owns(ref)) file = ref;  // a backend's model
     if (file.empty()) {
       auto p = rag::ResolveRagModelRef(&options_.config, options_.models_dir, ref, stage);
       if (!p.ok()) {
@@ -569,7 +571,8 @@ void RagApi::Run(Job& job) {
   // A file the server serves is used through the scheduler: the served instance, loaded and
   // counted once. Other files get a spec of their own ("rag:" + file), leased for the call.
   std::map<std::string, std::string> served;  // file -> served model name
-  const auto plan = rag::RagLoadPlan(c.files, c.stages, options_.n_ctx, options_.threads);
+  const rag::BackendAccess backend = BackendAccessOf(service_->upstreams());  // backend models are no files
+  const auto plan = rag::RagLoadPlan(c.files, c.stages, options_.n_ctx, options_.threads, backend);
   for (const auto& [file, load] : plan) {
     for (const ServedModel& m : service_->models()) {
       if (m.path == file) {
@@ -614,7 +617,7 @@ void RagApi::Run(Job& job) {
         const auto h = holds.find(f);
         return h != holds.end() ? &h->second->model() : &leases.at(f).model();
       },
-      &set);
+      &set, backend);
   if (!bound.ok()) {
     holds.clear();
     ReleaseFiles(files);

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "orchestrator/config/backend_config.h"
+#include "rag/backend_model.h"
 #include "server/api_common.h"
 #include "server/http_server.h"
 
@@ -168,6 +169,10 @@ class Upstreams {
   int32_t active_ = 0;              // proxied transfers running (under mu_)
   std::thread discovery_;
 };
+
+// What pipeline and RAG stages (and `qwenmux run`/`ask`) use to reach backend models
+// (rag/backend_model.h): Owns and Call of `u`, which must outlive it; null: no backends.
+rag::BackendAccess BackendAccessOf(Upstreams* u);
 
 // The HTTP error answer in the client's dialect: OpenAI {"error": {...}}, Ollama {"error": "..."}.
 void SendDialectError(ClientDialect client, Responder& r, int status, const std::string& message);

@@ -108,4 +108,15 @@ Result<Json> Upstreams::Call(CallKind kind, const std::string& requested, Json b
   return out;
 }
 
+rag::BackendAccess BackendAccessOf(Upstreams* u) {
+  rag::BackendAccess a;
+  if (!u || u->empty()) return a;
+  a.owns = [u](std::string_view ref) { return u->Owns(ref); };
+  a.call = [u](rag::BackendCallKind kind, const std::string& model, Json body) {
+    return u->Call(kind == rag::BackendCallKind::kChat ? Upstreams::CallKind::kChat : Upstreams::CallKind::kEmbeddings,
+                   model, std::move(body));
+  };
+  return a;
+}
+
 }  // namespace qwenmux::server

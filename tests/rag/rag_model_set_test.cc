@@ -103,10 +103,10 @@ pipelines:
   EXPECT_NE(not_pulled.status().message().find("stage embedding"), std::string::npos) << not_pulled.status().ToString();
 }
 
-// A stage naming a backend's model ("NAME/MODEL", issue 18) is a clear error naming the backend
-// (RAG stages run on local models), not a catalog lookup miss; a slash name that is no backend's
-// is looked up as before.
-TEST(RagModelSet, BackendModelsAreAClearError) {
+// A stage naming a backend's model ("NAME/MODEL", issue 18) resolves to that name (BindRagModels
+// runs it on the backend, tests/rag/rag_backend_test.cc), not to a catalog lookup; a slash name
+// that is no configured backend's is looked up as before and fails there, never as a backend.
+TEST(RagModelSet, BackendModelsResolveToTheirName) {
   qwenmux::testing::TempDir dir;
   auto cfg = orchestrator::ParseConfig(R"(
 backends:
@@ -115,13 +115,20 @@ backends:
 )", "test.yaml");
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
   auto r = ResolveRagModelRef(&*cfg, dir.path(), "lms/qwen3-8b", "response_generation");
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), StatusCode::kUnsupported);
-  EXPECT_NE(r.status().message().find("stage response_generation names lms/qwen3-8b, a model of backend lms "
-                                      "(http://127.0.0.1:1234)"), std::string::npos) << r.status().ToString();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, "lms/qwen3-8b");
   auto other = ResolveRagModelRef(&*cfg, dir.path(), "other/x", "embedding");
   ASSERT_FALSE(other.ok());
   EXPECT_EQ(other.status().message().find("backend"), std::string::npos) << other.status().ToString();
+  // Without access to the backend, binding treats the name as a file to load and fails naming the stage.
+  RagModelSet set;
+  Status s = BindRagModels({{"response_generation", "lms/qwen3-8b"}, {"embedding", "lms/emb"}}, {false, false, false}, 0,
+                           [](const std::string& f) -> Result<engine::Model*> {
+                             return Error(StatusCode::kNotFound, "no file {}", f);
+                           },
+                           &set);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("stage response_generation"), std::string::npos) << s.ToString();
 }
 
 }  // namespace

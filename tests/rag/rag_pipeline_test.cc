@@ -76,7 +76,10 @@ struct Corpus {
     EXPECT_TRUE(Ingest(*store, embedder, std::vector<std::string>{dir / "docs"}, o).ok());
   }
   RagModels Models() {
-    return {&TinyModel(), &embedder, &TinyModel(), &TinyModel(), &TinyModel()};
+    RagModels m;
+    m.query = m.reranker = m.generator = m.scorer = &TinyModel();
+    m.embedder = &embedder;
+    return m;
   }
 };
 

@@ -180,7 +180,9 @@ TEST_F(RagApiTest, AnswerCitesStoredChunksAndMatchesTheLibrary) {
   rag::AnswerOptions o;
   o.sampler.temperature = 0;
   o.max_answer_tokens = 12;
-  rag::RagModels m{&TinyModel(), &*embedder, &TinyModel(), &TinyModel(), &TinyModel()};
+  rag::RagModels m;
+  m.query = m.reranker = m.generator = m.scorer = &TinyModel();
+  m.embedder = &*embedder;
   auto direct = rag::Answer(**store, "kb", q, m, o);
   ASSERT_TRUE(direct.ok()) << direct.status().ToString();
   EXPECT_EQ(j["answer"], direct->answer);

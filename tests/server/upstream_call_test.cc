@@ -3,10 +3,6 @@
 // loopback is the backend in both dialects ("up" OpenAI, "upo" Ollama): chat and embeddings come
 // back in the OpenAI dialect and equal the upstream's own answers; bad names and a backend that
 // cannot be reached are clear errors naming the backend, counted in its figures.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <memory>
@@ -21,6 +17,7 @@
 #include "server/app.h"
 #include "server/http_client.h"
 #include "server/upstream.h"
+#include "server/upstream_fixture.h"
 
 namespace qwenmux::server {
 namespace {
@@ -29,50 +26,16 @@ using qwenmux::testing::Call;
 using qwenmux::testing::ModelPath;
 using Kind = Upstreams::CallKind;
 
-// A loopback port nothing listens on.
-uint16_t DeadPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 class UpstreamCall : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    AppOptions uo;
-    uo.model_flags = {ModelPath("tiny-dense.q8_0.gguf") + "=tiny"};
-    uo.http.port = 0;
-    uo.models.n_ctx = 256;
-    uo.models.threads = 1;
-    auto up = App::Create(std::move(uo), [](const std::string&) {});
-    ASSERT_TRUE(up.ok()) << up.status().ToString();
-    upstream_ = std::move(*up).release();
-    ASSERT_TRUE(upstream_->Start().ok());
-    const std::string url = "http://127.0.0.1:" + std::to_string(upstream_->port());
-    std::vector<orchestrator::BackendConfig> backends;
-    for (const std::string& flag : {"up=" + url, "upo=" + url + ",ollama", "down=http://127.0.0.1:" + std::to_string(DeadPort())}) {
-      auto b = orchestrator::ParseBackendFlag(flag);
-      ASSERT_TRUE(b.ok()) << b.status().ToString();
-      backends.push_back(std::move(*b));
-    }
-    UpstreamOptions o;
-    o.min_backoff = std::chrono::milliseconds(60000);
-    o.connect_timeout = std::chrono::milliseconds(1000);
-    upstreams_ = new Upstreams(std::move(backends), o, [](const std::string&) {});
-    upstreams_->Start();
-    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    auto listed = [] {
-      int n = 0;
-      for (const auto& m : upstreams_->Models()) n += m.full_name() == "up/tiny" || m.full_name() == "upo/tiny";
-      return n == 2;
-    };
-    while (!listed() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    upstream_ = qwenmux::testing::StartTinyUpstream(256).release();
+    ASSERT_NE(upstream_, nullptr);
+    const std::string url = qwenmux::testing::LoopbackUrl(upstream_->port());
+    upstreams_ = qwenmux::testing::MakeUpstreams(
+                     {"up=" + url, "upo=" + url + ",ollama", "down=" + qwenmux::testing::LoopbackUrl(qwenmux::testing::DeadPort())},
+                     {"up/tiny", "upo/tiny"})
+                     .release();
   }
   static void TearDownTestSuite() {
     delete upstreams_;

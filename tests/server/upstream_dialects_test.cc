@@ -16,6 +16,7 @@
 #include "common/testdata.h"
 #include "server/app.h"
 #include "server/http_client.h"
+#include "server/upstream_fixture.h"
 
 namespace qwenmux::server {
 namespace {
@@ -109,16 +110,9 @@ json Schema() {
 class UpstreamDialects : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    AppOptions uo;
-    uo.model_flags = {ModelPath("tiny-dense.q8_0.gguf") + "=tiny"};
-    uo.http.port = 0;
-    uo.models.n_ctx = 512;
-    uo.models.threads = 1;
-    auto up = App::Create(std::move(uo), [](const std::string&) {});
-    ASSERT_TRUE(up.ok()) << up.status().ToString();
-    upstream_ = std::move(*up).release();
-    ASSERT_TRUE(upstream_->Start().ok());
-    const std::string url = "http://127.0.0.1:" + std::to_string(upstream_->port());
+    upstream_ = qwenmux::testing::StartTinyUpstream(512).release();
+    ASSERT_NE(upstream_, nullptr);
+    const std::string url = qwenmux::testing::LoopbackUrl(upstream_->port());
     AppOptions fo;
     fo.backend_flags = {"up=" + url, "upo=" + url + ",ollama"};
     fo.http.port = 0;
@@ -126,12 +120,10 @@ class UpstreamDialects : public ::testing::Test {
     ASSERT_TRUE(front.ok()) << front.status().ToString();
     front_ = std::move(*front).release();
     ASSERT_TRUE(front_->Start().ok());
-    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < end) {
+    qwenmux::testing::WaitUntil([] {
       const std::string body = Call(front_->port(), "GET", "/v1/models").body;
-      if (body.find("\"up/tiny\"") != std::string::npos && body.find("\"upo/tiny\"") != std::string::npos) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+      return body.find("\"up/tiny\"") != std::string::npos && body.find("\"upo/tiny\"") != std::string::npos;
+    });
   }
   static void TearDownTestSuite() {
     delete front_;

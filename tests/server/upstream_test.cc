@@ -27,6 +27,7 @@
 #include "orchestrator/temp_dir.h"
 #include "server/app.h"
 #include "server/http_client.h"
+#include "server/upstream_fixture.h"
 
 namespace qwenmux::server {
 namespace {
@@ -34,25 +35,6 @@ namespace {
 using nlohmann::json;
 using qwenmux::testing::Call;
 using qwenmux::testing::ModelPath;
-
-// A listening socket on 127.0.0.1 (any port); Close() frees it.
-int Listen(uint16_t* port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd, 16) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  *port = ntohs(a.sin_port);
-  return fd;
-}
 
 // A misbehaving backend: lists one model "m" (GET /v1/models and /api/tags) and answers every
 // POST the way its mode says.
@@ -64,7 +46,7 @@ class FakeUpstream {
   // Ollama answers a route it does not have.
   enum class Mode { kInvalidJson, kHttp500, kNeverAnswers, kStreamBreaks, kDrip, kSlowBody, kManyModels, kHugeList, kNoRoutes };
   explicit FakeUpstream(Mode mode) : mode_(mode) {
-    fd_ = Listen(&port_);
+    fd_ = qwenmux::testing::ListenLoopback(&port_);
     accept_ = std::thread([this] { AcceptLoop(); });
   }
   ~FakeUpstream() {
@@ -212,15 +194,8 @@ SseText ReadSse(const std::string& body) {
 class Upstream : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    AppOptions uo;  // the upstream: another qwenmux
-    uo.model_flags = {ModelPath("tiny-dense.q8_0.gguf") + "=tiny"};
-    uo.http.port = 0;
-    uo.models.n_ctx = 256;
-    uo.models.threads = 1;
-    auto up = App::Create(std::move(uo), [](const std::string&) {});
-    ASSERT_TRUE(up.ok()) << up.status().ToString();
-    upstream_ = std::move(*up).release();
-    ASSERT_TRUE(upstream_->Start().ok());
+    upstream_ = qwenmux::testing::StartTinyUpstream(256).release();  // the upstream: another qwenmux
+    ASSERT_NE(upstream_, nullptr);
 
     invalid_ = new FakeUpstream(FakeUpstream::Mode::kInvalidJson);
     http500_ = new FakeUpstream(FakeUpstream::Mode::kHttp500);
@@ -231,11 +206,10 @@ class Upstream : public ::testing::Test {
     many_ = new FakeUpstream(FakeUpstream::Mode::kManyModels);
     huge_ = new FakeUpstream(FakeUpstream::Mode::kHugeList);
     noroutes_ = new FakeUpstream(FakeUpstream::Mode::kNoRoutes);
-    uint16_t dead_port = 0;
-    ::close(Listen(&dead_port));  // nothing listens there now
+    const uint16_t dead_port = qwenmux::testing::DeadPort();
 
     dir_ = new qwenmux::testing::TempDir();
-    const auto url = [](uint16_t p) { return "http://127.0.0.1:" + std::to_string(p); };
+    const auto url = qwenmux::testing::LoopbackUrl;
     std::ofstream(*dir_ / "qwenmux.yaml")
         << "backends:\n"
         << "  - name: bad\n    url: " << url(invalid_->port()) << "\n"
