@@ -3,7 +3,8 @@
 // through); the same streamed /v1/completions request goes straight to the upstream ("direct")
 // and through the front ("proxy"), interleaved round by round, at 1 and 32 concurrent streams:
 //   ttft_p50_ms (submit -> first streamed token) direct vs proxy and the difference;
-//   tok_s (all streams' tokens / wall time of the round) direct vs proxy and their ratio.
+//   tok_s (all streams' tokens / wall time of the round) direct vs proxy and their ratio;
+//   bars: whether the issue's bars hold (added TTFT p50 <= 2 ms, tok/s ratio >= 0.98).
 // Usage: upstream_bench [MODEL.gguf] [--tokens 64] [--rounds 3] [--threads 2] [--parallel 4]
 #include <algorithm>
 #include <chrono>
@@ -28,6 +29,9 @@ namespace {
 
 using namespace qwenmux::bench;  // Clock, Seconds, Stream, Percentile
 using nlohmann::json;
+
+constexpr double kTtftAddedMsMax = 2.0;  // issue 18's bars
+constexpr double kTokSRatioMin = 0.98;
 
 
 
@@ -120,7 +124,12 @@ int main(int argc, char** argv) {
     out["results"].push_back(json{{"streams", streams},
                                   {"ttft_p50_ms", {{"direct", d50}, {"proxy", p50}, {"added", p50 - d50}}},
                                   {"tok_s", {{"direct", dtok}, {"proxy", ptok}, {"ratio", dtok > 0 ? ptok / dtok : 0}}},
-                                  {"failed", {{"direct", direct.failed}, {"proxy", proxy.failed}}}});
+                                  {"failed", {{"direct", direct.failed}, {"proxy", proxy.failed}}},
+                                  // The issue's bars: TTFT p50 within 2 ms of direct, tokens/s >= 0.98x direct.
+                                  {"bars", {{"ttft_added_ms_max", kTtftAddedMsMax},
+                                            {"tok_s_ratio_min", kTokSRatioMin},
+                                            {"ttft_met", p50 - d50 <= kTtftAddedMsMax},
+                                            {"tok_s_met", dtok > 0 && ptok / dtok >= kTokSRatioMin}}}});
   }
   fmt::print("{}\n", out.dump(2));
   return 0;
