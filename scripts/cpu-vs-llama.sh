@@ -10,7 +10,8 @@
 # node-llama-cpp 3.22.1 ships the llama.cpp release it binds (v0.5.0) as a git bundle; it is built
 # once (CPU, native, llama-bench only) under $LLAMA_DIR (default ~/.cache/qwenmux-llama). Nothing
 # of it enters the repository. Output: one JSON line per measurement, then a summary line with the
-# best of the rounds per model and the ratios qwenmux / llama.cpp.
+# best of the rounds per model and the ratios qwenmux / llama.cpp. Decode is compared at the same
+# context depth: both decode TG tokens after a PP-token prompt.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${1:-3}
@@ -49,14 +50,19 @@ results=$work/results.jsonl
 for ((r = 1; r <= rounds; ++r)); do
   echo "{\"round\":$r,\"membw\":$("$membw" "$threads" 1024)}" | tee -a "$results"
   for f in "${files[@]}"; do
-    l=$("$bench_bin" -m "$f" -t "$threads" -p "$pp" -n "$tg" -r 1 -o jsonl 2>/dev/null |
+    # llama-bench's tg runs from an empty context unless told a depth; `qwenmux bench` decodes
+    # after its prompt, so llama.cpp's decode is timed at depth $pp too (its depth-0 figure is
+    # kept beside it as tg_d0).
+    l=$({ "$bench_bin" -m "$f" -t "$threads" -p "$pp" -n "$tg" -r 1 -o jsonl 2>/dev/null
+          "$bench_bin" -m "$f" -t "$threads" -p 0 -n "$tg" -d "$pp" -r 1 -o jsonl 2>/dev/null; } |
         python3 -c 'import sys,json
-pp=tg=0
+pp=tg=tg0=0
 for line in sys.stdin:
   d=json.loads(line)
   if d["n_prompt"]>0: pp=d["avg_ts"]
-  else: tg=d["avg_ts"]
-print(json.dumps({"pp":pp,"tg":tg}))')
+  elif d.get("n_depth",0)>0: tg=d["avg_ts"]
+  else: tg0=d["avg_ts"]
+print(json.dumps({"pp":pp,"tg":tg,"tg_d0":tg0}))')
     q=$("$qwenmux" bench "$f" -t "$threads" -p "$pp" -n "$tg" --no-bandwidth --json |
         python3 -c 'import sys,json; d=json.loads(sys.stdin.read()); print(json.dumps({"pp":d["prefill_tok_s"],"tg":d["decode_tok_s"],"tg_GBps":d["decode_GBps"]}))')
     b=null
@@ -81,6 +87,7 @@ for r in rows:
         if r.get(who) is None: continue
         m[who + "_pp"] = max(m.get(who + "_pp", 0), r[who]["pp"])
         m[who + "_tg"] = max(m.get(who + "_tg", 0), r[who]["tg"])
+        if "tg_d0" in r[who]: m[who + "_tg_d0"] = max(m.get(who + "_tg_d0", 0), r[who]["tg_d0"])
 for m in out["models"].values():
     m["ratio_pp"] = round(m["qwenmux_pp"] / m["llama_pp"], 3) if m["llama_pp"] else None
     m["ratio_tg"] = round(m["qwenmux_tg"] / m["llama_tg"], 3) if m["llama_tg"] else None

@@ -13,13 +13,14 @@ void Axpy(float a, const float* x, float* y, size_t n);
 // y[i] *= a
 void Scale(float a, float* y, size_t n);
 float SumSquares(const float* x, size_t n);
-// Dot of an f16 vector with an f32 vector; y[i] += a * f16 x[i].
+// Dot of an f16 vector with an f32 vector.
 float DotF16(const uint16_t* a, const float* b, size_t n);
-void AxpyF16(float a, const uint16_t* x, float* y, size_t n);
-// Attention helpers over n rows of an f16 matrix with row stride `stride` (elements):
-// out[j] = scale * dot(rows[j][0:d], q)  and  out[0:d] = sum_j p[j] * rows[j][0:d].
-void DotsF16(const uint16_t* rows, size_t stride, size_t n, const float* q, size_t d, float scale, float* out);
-void WeightedSumF16(const uint16_t* rows, size_t stride, size_t n, const float* p, size_t d, float* out);
+// Grouped-query attention of `heads` query heads sharing one KV head, over n positions of an f16
+// K and V (row stride `stride` elements): out[g][0:d] = softmax_j(scale * K[j] . q[g]) V[j], with
+// q and out [heads][d]. scores: scratch of at least min(heads, 4) * n floats. Each K and V row is
+// read once per block of up to 4 heads.
+void AttendF16(const uint16_t* k, const uint16_t* v, size_t stride, size_t n, const float* q, size_t heads,
+               size_t d, float scale, float* scores, float* out);
 void F16ToF32(const uint16_t* in, float* out, size_t n);
 void F32ToF16(const float* in, uint16_t* out, size_t n);
 // out[i] = silu(gate[i]) * up[i]

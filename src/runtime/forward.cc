@@ -133,34 +133,26 @@ void CpuForward::StoreKv(std::span<const BatchEntry> batch, const float* k, cons
 }
 
 // Causal grouped-query attention: query head h reads KV head h / (n_head / n_head_kv) over the
-// positions [0, pos] of its own sequence; softmax in f32.
+// positions [0, pos] of its own sequence; softmax in f32. One work item per (token, KV head) runs
+// the KV head's whole group of query heads, so each cached K/V row is read once per group.
 void CpuForward::Attention(std::span<const BatchEntry> batch, const float* q, int32_t layer, KvCache& kv,
                            float* out) {
-  const int64_t hd = c_.head_dim, heads_q = c_.n_head;
-  const int64_t group = c_.n_head / c_.n_head_kv;
+  const int64_t hd = c_.head_dim, heads_q = c_.n_head, heads_kv = c_.n_head_kv;
+  const int64_t group = heads_q / heads_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int64_t items = static_cast<int64_t>(batch.size()) * heads_q;
-  for (auto& s : scores_) Grow(s, static_cast<size_t>(kv.n_ctx()));
+  const int64_t items = static_cast<int64_t>(batch.size()) * heads_kv;
+  for (auto& s : scores_) Grow(s, static_cast<size_t>(kv.n_ctx()) * std::min<int64_t>(group, 4));
   auto work = [&](size_t begin, size_t end, size_t thread) {
     float* scores = scores_[thread].data();
     for (size_t it = begin; it < end; ++it) {
-      const int64_t t = static_cast<int64_t>(it) / heads_q, h = static_cast<int64_t>(it) % heads_q;
+      const int64_t t = static_cast<int64_t>(it) / heads_kv, kvh = static_cast<int64_t>(it) % heads_kv;
       const BatchEntry& e = batch[t];
-      const int32_t kvh = static_cast<int32_t>(h / group);
-      const float* qh = q + (t * heads_q + h) * hd;
-      float* o = out + (t * heads_q + h) * hd;
-      const int32_t len = e.pos + 1;
-      const uint16_t* k0 = kv.K(layer, e.seq, kvh, 0);
-      const uint16_t* v0 = kv.V(layer, e.seq, kvh, 0);
-      kernels::DotsF16(k0, hd, len, qh, hd, scale, scores);  // [len]
-      const float mx = *std::max_element(scores, scores + len);
-      float sum = 0.0f;
-      for (int32_t j = 0; j < len; ++j) {
-        scores[j] = std::exp(scores[j] - mx);
-        sum += scores[j];
-      }
-      kernels::Scale(1.0f / sum, scores, len);
-      kernels::WeightedSumF16(v0, hd, len, scores, hd, o);  // [head_dim]
+      const int64_t h0 = kvh * group;  // the group's first query head
+      const uint16_t* k0 = kv.K(layer, e.seq, static_cast<int32_t>(kvh), 0);
+      const uint16_t* v0 = kv.V(layer, e.seq, static_cast<int32_t>(kvh), 0);
+      kernels::AttendF16(k0, v0, static_cast<size_t>(hd), static_cast<size_t>(e.pos) + 1,
+                         q + (t * heads_q + h0) * hd, static_cast<size_t>(group), static_cast<size_t>(hd),
+                         scale, scores, out + (t * heads_q + h0) * hd);  // [group, head_dim]
     }
   };
   if (pool_) {

@@ -1,5 +1,6 @@
 // Every CUDA kernel against the CPU reference kernels on odd shapes and batch sizes. Skips
 // without a CUDA device.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -317,6 +318,72 @@ TEST(CudaInt8Copies, EqualStandaloneQuantization) {
     ASSERT_EQ(LaunchAttention(dq.p, n, n_head, dp.p, ds.p, n_ctx, chunk, kv, partial.p, out.p, nullptr, &a), cudaSuccess);
     c.ExpectEqualsQuantized(out.p, "attention");
   }
+}
+
+// The mixed batch of the flash-attention tests: a 100-token prompt of sequence 0 (two tiles), 21
+// tokens of sequence 1 after 37 cached ones, then single tokens of sequences 0 and 2.
+struct FlashBatch {
+  std::vector<int32_t> pos, seq;
+  FlashBatch() {
+    for (int32_t p = 0; p < 100; ++p) pos.push_back(p), seq.push_back(0);
+    for (int32_t p = 37; p < 58; ++p) pos.push_back(p), seq.push_back(1);
+    pos.push_back(150), seq.push_back(0);
+    pos.push_back(0), seq.push_back(2);
+  }
+};
+
+TEST(CudaFlashAttention, TilesAreRunsOfOneSequenceUpToTheTileSize) {
+  const FlashBatch b;
+  std::vector<int32_t> tiles(2 * b.pos.size(), -1);
+  const int32_t count = FlashTiles(b.pos.data(), b.seq.data(), static_cast<int64_t>(b.pos.size()), tiles.data());
+  tiles.resize(2 * static_cast<size_t>(count));
+  EXPECT_EQ(tiles, (std::vector<int32_t>{0, 64, 64, 36, 100, 21, 121, 1, 122, 1}));
+  // A position that does not follow its predecessor starts a tile, even in the same sequence.
+  const std::vector<int32_t> pos = {5, 6, 8, 9}, seq = {3, 3, 3, 3};
+  std::vector<int32_t> t2(8, -1);
+  ASSERT_EQ(FlashTiles(pos.data(), seq.data(), 4, t2.data()), 2);
+  EXPECT_EQ(std::vector<int32_t>(t2.begin(), t2.begin() + 4), (std::vector<int32_t>{0, 2, 2, 2}));
+}
+
+// The flash kernel against the one-pass kernel (f32 throughout) on the mixed batch, GQA 8:2, with
+// NaN in every cache slot past each sequence's last position (a tile must never read them in).
+TEST(CudaFlashAttention, EqualsTheOnePassKernel) {
+  QWENMUX_REQUIRE_CUDA_DEVICE();
+  const FlashBatch b;
+  const int32_t n_head = 8, n_kv = 2, n_ctx = 160, n_seq = 3, hd = 128;
+  const int64_t n = static_cast<int64_t>(b.pos.size());
+  const int32_t last[n_seq] = {150, 57, 0};
+  std::vector<uint16_t> kc(static_cast<size_t>(n_seq) * n_kv * n_ctx * hd), vc(kc.size());
+  std::mt19937 rng(21);
+  for (int32_t sq = 0; sq < n_seq; ++sq)
+    for (int32_t h = 0; h < n_kv; ++h)
+      for (int32_t p = 0; p < n_ctx; ++p)
+        for (int32_t d = 0; d < hd; ++d) {
+          const size_t i = ((static_cast<size_t>(sq) * n_kv + h) * n_ctx + p) * hd + d;
+          for (auto* c : {&kc, &vc}) {  // small f16 values; NaN past the sequence's end
+            (*c)[i] = p > last[sq] ? 0x7E00u : static_cast<uint16_t>((rng() & 0x8000u) | (0x3400u + (rng() % 0x0800u)));
+          }
+        }
+  const auto q = RandomFloats(n * n_head * hd, 22, 2.0f);
+  DevBuf<uint16_t> dk(kc), dv(vc);
+  DevBuf<float> dq(q), ref(n * n_head * hd), got(n * n_head * hd);
+  DevBuf<int32_t> dp(b.pos), ds(b.seq);
+  const KvLayer kv{dk.p, dv.p, n_ctx, n_kv};
+  ASSERT_EQ(LaunchAttention(dq.p, n, n_head, dp.p, ds.p, n_ctx, 0, kv, nullptr, ref.p, nullptr), cudaSuccess);
+  std::vector<int32_t> tiles(2 * n);
+  const int32_t count = FlashTiles(b.pos.data(), b.seq.data(), n, tiles.data());
+  DevBuf<int32_t> dt(tiles);
+  ASSERT_EQ(LaunchFlashPrefill(dq.p, n_head, dp.p, ds.p, dt.p, count, kv, got.p, nullptr), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const auto r = ref.Read(n * n_head * hd), g = got.Read(n * n_head * hd);
+  double max_err = 0, max_ref = 0;
+  for (size_t i = 0; i < r.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(g[i])) << "token " << i / (n_head * hd) << " head " << i / hd % n_head;
+    max_err = std::max(max_err, static_cast<double>(std::fabs(g[i] - r[i])));
+    max_ref = std::max(max_ref, static_cast<double>(std::fabs(r[i])));
+  }
+  std::printf("flash vs one-pass: max abs err %.3g (max |out| %.3g)\n", max_err, max_ref);
+  EXPECT_LT(max_err, 4e-3 * max_ref);  // q and the probabilities in f16 (2^-11 relative)
 }
 
 }  // namespace

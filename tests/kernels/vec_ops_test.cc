@@ -1,6 +1,7 @@
 // Highway vector primitives against scalar loops, on odd sizes and misaligned pointers.
 #include "kernels/vec_ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -61,26 +62,41 @@ TEST_P(VecOps, MatchScalarOnOddSizesAndOffsets) {
   }
 }
 
-TEST_P(VecOps, AttentionHelpers) {
-  for (size_t d : {8u, 64u, 128u, 130u}) {
-    for (size_t rows : {1u, 5u, 33u}) {
-      const size_t stride = d + 3;
-      auto kf = Random(rows * stride, 3);
-      std::vector<uint16_t> k(rows * stride);
-      for (size_t i = 0; i < k.size(); ++i) k[i] = Fp32ToFp16(kf[i]);
-      auto q = Random(d, 4), p = Random(rows, 5);
-      std::vector<float> dots(rows), sum(d);
-      DotsF16(k.data(), stride, rows, q.data(), d, 0.25f, dots.data());
-      WeightedSumF16(k.data(), stride, rows, p.data(), d, sum.data());
-      for (size_t j = 0; j < rows; ++j) {
-        double ref = 0;
-        for (size_t i = 0; i < d; ++i) ref += Fp16ToFp32(k[j * stride + i]) * q[i];
-        EXPECT_NEAR(dots[j], 0.25 * ref, 1e-4);
-      }
-      for (size_t i = 0; i < d; ++i) {
-        double ref = 0;
-        for (size_t j = 0; j < rows; ++j) ref += p[j] * Fp16ToFp32(k[j * stride + i]);
-        EXPECT_NEAR(sum[i], ref, 1e-4);
+// AttendF16 against softmax attention in double, for group sizes that take each block path
+// (1-4 heads, and 5 and 8 that split into blocks), head sizes with and without a vector tail,
+// and a row stride wider than the head.
+TEST_P(VecOps, GroupedAttentionMatchesSoftmaxInDouble) {
+  for (size_t heads : {1u, 2u, 3u, 4u, 5u, 8u}) {
+    for (size_t d : {8u, 64u, 128u, 130u}) {
+      for (size_t rows : {1u, 5u, 33u}) {
+        const size_t stride = d + 3;
+        auto kf = Random(rows * stride, 3), vf = Random(rows * stride, 6);
+        std::vector<uint16_t> k(rows * stride), v(rows * stride);
+        for (size_t i = 0; i < k.size(); ++i) {
+          k[i] = Fp32ToFp16(4.0f * kf[i]);  // wide enough logits that the softmax is not flat
+          v[i] = Fp32ToFp16(vf[i]);
+        }
+        const auto q = Random(heads * d, 4);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+        std::vector<float> scores(std::min<size_t>(heads, 4) * rows), out(heads * d, -7.0f);
+        AttendF16(k.data(), v.data(), stride, rows, q.data(), heads, d, scale, scores.data(), out.data());
+        for (size_t g = 0; g < heads; ++g) {
+          std::vector<double> p(rows);
+          double mx = -1e300, sum = 0;
+          for (size_t j = 0; j < rows; ++j) {
+            double dot = 0;
+            for (size_t i = 0; i < d; ++i) dot += Fp16ToFp32(k[j * stride + i]) * q[g * d + i];
+            p[j] = scale * dot;
+            mx = std::max(mx, p[j]);
+          }
+          for (auto& x : p) sum += (x = std::exp(x - mx));
+          for (size_t i = 0; i < d; ++i) {
+            double ref = 0;
+            for (size_t j = 0; j < rows; ++j) ref += p[j] / sum * Fp16ToFp32(v[j * stride + i]);
+            ASSERT_NEAR(out[g * d + i], ref, 2e-5) << "heads " << heads << " d " << d << " rows " << rows
+                                                   << " head " << g << " i " << i;
+          }
+        }
       }
     }
   }

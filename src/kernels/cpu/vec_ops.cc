@@ -1,7 +1,9 @@
 // Highway implementations of kernels/vec_ops.h, compiled once per SIMD target.
 #include "kernels/vec_ops.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "base/fp16.h"
 
@@ -11,6 +13,7 @@
 #define HWY_TARGET_INCLUDE "kernels/cpu/vec_ops.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+#include "hwy/contrib/math/math-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace qwenmux::kernels {
@@ -72,48 +75,119 @@ float DotF16Impl(const uint16_t* a, const float* b, size_t n) {
   return sum;
 }
 
-void AxpyF16Impl(float a, const uint16_t* x, float* y, size_t n) {
+// AttendF16 for a block of GB (<= 4) query heads: scores[g * ns + j] = scale * K[j] . q[g].
+// Two accumulators per head keep two FMA chains in flight; each K row is converted once for all
+// GB heads.
+template <int GB>
+HWY_INLINE void DotsBlock(const hwy::float16_t* k, size_t stride, size_t n, const float* q, size_t dim,
+                          float scale, float* scores, size_t ns) {
   const hn::ScalableTag<float> d;
   const hn::Rebind<hwy::float16_t, decltype(d)> dh;
   const size_t N = hn::Lanes(d);
-  const auto* hx = reinterpret_cast<const hwy::float16_t*>(x);
-  const auto va = hn::Set(d, a);
-  size_t i = 0;
-  for (; i + N <= n; i += N) {
-    hn::StoreU(hn::MulAdd(va, hn::PromoteTo(d, hn::LoadU(dh, hx + i)), hn::LoadU(d, y + i)), d, y + i);
-  }
-  for (; i < n; ++i) y[i] += a * Fp16ToFp32(x[i]);
-}
-
-void DotsF16Impl(const uint16_t* rows, size_t stride, size_t n, const float* q, size_t dim, float scale, float* out) {
-  for (size_t j = 0; j < n; ++j) out[j] = scale * DotF16Impl(rows + j * stride, q, dim);
-}
-
-void WeightedSumF16Impl(const uint16_t* rows, size_t stride, size_t n, const float* p, size_t dim, float* out) {
-  const hn::ScalableTag<float> d;
-  const hn::Rebind<hwy::float16_t, decltype(d)> dh;
-  const size_t N = hn::Lanes(d);
-  size_t i = 0;
-  // Four vectors of the output at a time stay in registers over all rows.
-  for (; i + 4 * N <= dim; i += 4 * N) {
-    auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
-    for (size_t j = 0; j < n; ++j) {
-      const auto* r = reinterpret_cast<const hwy::float16_t*>(rows + j * stride) + i;
-      const auto pj = hn::Set(d, p[j]);
-      a0 = hn::MulAdd(pj, hn::PromoteTo(d, hn::LoadU(dh, r)), a0);
-      a1 = hn::MulAdd(pj, hn::PromoteTo(d, hn::LoadU(dh, r + N)), a1);
-      a2 = hn::MulAdd(pj, hn::PromoteTo(d, hn::LoadU(dh, r + 2 * N)), a2);
-      a3 = hn::MulAdd(pj, hn::PromoteTo(d, hn::LoadU(dh, r + 3 * N)), a3);
+  for (size_t j = 0; j < n; ++j) {
+    const hwy::float16_t* r = k + j * stride;
+    hn::Vec<decltype(d)> a0[GB], a1[GB];
+    for (int g = 0; g < GB; ++g) a0[g] = a1[g] = hn::Zero(d);
+    size_t i = 0;
+    for (; i + 2 * N <= dim; i += 2 * N) {
+      const auto k0 = hn::PromoteTo(d, hn::LoadU(dh, r + i));
+      const auto k1 = hn::PromoteTo(d, hn::LoadU(dh, r + i + N));
+      for (int g = 0; g < GB; ++g) {
+        a0[g] = hn::MulAdd(k0, hn::LoadU(d, q + g * dim + i), a0[g]);
+        a1[g] = hn::MulAdd(k1, hn::LoadU(d, q + g * dim + i + N), a1[g]);
+      }
     }
-    hn::StoreU(a0, d, out + i);
-    hn::StoreU(a1, d, out + i + N);
-    hn::StoreU(a2, d, out + i + 2 * N);
-    hn::StoreU(a3, d, out + i + 3 * N);
+    for (; i + N <= dim; i += N) {
+      const auto k0 = hn::PromoteTo(d, hn::LoadU(dh, r + i));
+      for (int g = 0; g < GB; ++g) a0[g] = hn::MulAdd(k0, hn::LoadU(d, q + g * dim + i), a0[g]);
+    }
+    for (int g = 0; g < GB; ++g) {
+      float s = hn::GetLane(hn::SumOfLanes(d, hn::Add(a0[g], a1[g])));
+      for (size_t t = i; t < dim; ++t) s += Fp16ToFp32(reinterpret_cast<const uint16_t*>(r)[t]) * q[g * dim + t];
+      scores[g * ns + j] = scale * s;
+    }
   }
+}
+
+// out[g][i .. i + C * N) = inv[g] * sum_j p[g][j] V[j][i ..], for GB heads at once: each V row
+// chunk is converted once for all GB heads.
+template <int GB, int C>
+HWY_INLINE size_t WeightedBlock(const hwy::float16_t* v, size_t stride, size_t n, const float* p, size_t ns,
+                                const float* inv, size_t dim, size_t i, float* out) {
+  const hn::ScalableTag<float> d;
+  const hn::Rebind<hwy::float16_t, decltype(d)> dh;
+  const size_t N = hn::Lanes(d);
+  for (; i + C * N <= dim; i += C * N) {
+    hn::Vec<decltype(d)> a[GB][C];
+    for (int g = 0; g < GB; ++g)
+      for (int c = 0; c < C; ++c) a[g][c] = hn::Zero(d);
+    for (size_t j = 0; j < n; ++j) {
+      const hwy::float16_t* r = v + j * stride + i;
+      hn::Vec<decltype(d)> x[C];
+      for (int c = 0; c < C; ++c) x[c] = hn::PromoteTo(d, hn::LoadU(dh, r + c * N));
+      for (int g = 0; g < GB; ++g) {
+        const auto pj = hn::Set(d, p[g * ns + j]);
+        for (int c = 0; c < C; ++c) a[g][c] = hn::MulAdd(pj, x[c], a[g][c]);
+      }
+    }
+    for (int g = 0; g < GB; ++g)
+      for (int c = 0; c < C; ++c) hn::StoreU(hn::Mul(a[g][c], hn::Set(d, inv[g])), d, out + g * dim + i + c * N);
+  }
+  return i;
+}
+
+template <int GB>
+HWY_INLINE void AttendBlock(const uint16_t* k, const uint16_t* v, size_t stride, size_t n, const float* q,
+                            size_t dim, float scale, float* scores, float* out) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  const auto* hk = reinterpret_cast<const hwy::float16_t*>(k);
+  const auto* hv = reinterpret_cast<const hwy::float16_t*>(v);
+  DotsBlock<GB>(hk, stride, n, q, dim, scale, scores, n);
+  float inv[GB];
+  for (int g = 0; g < GB; ++g) {  // softmax numerators in place; 1 / their sum
+    float* s = scores + g * n;
+    auto vmax = hn::Set(d, -std::numeric_limits<float>::infinity());
+    size_t j = 0;
+    for (; j + N <= n; j += N) vmax = hn::Max(vmax, hn::LoadU(d, s + j));
+    float mx = hn::GetLane(hn::MaxOfLanes(d, vmax));
+    for (size_t t = j; t < n; ++t) mx = std::max(mx, s[t]);
+    const auto vmx = hn::Set(d, mx);
+    auto vsum = hn::Zero(d);
+    for (j = 0; j + N <= n; j += N) {
+      const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, s + j), vmx));
+      hn::StoreU(e, d, s + j);
+      vsum = hn::Add(vsum, e);
+    }
+    float sum = hn::GetLane(hn::SumOfLanes(d, vsum));
+    for (; j < n; ++j) {
+      s[j] = std::exp(s[j] - mx);
+      sum += s[j];
+    }
+    inv[g] = 1.0f / sum;
+  }
+  size_t i = WeightedBlock<GB, (GB <= 2 ? 4 : 2)>(hv, stride, n, scores, n, inv, dim, 0, out);
+  i = WeightedBlock<GB, 1>(hv, stride, n, scores, n, inv, dim, i, out);
   for (; i < dim; ++i) {
-    float acc = 0;
-    for (size_t j = 0; j < n; ++j) acc += p[j] * Fp16ToFp32(rows[j * stride + i]);
-    out[i] = acc;
+    for (int g = 0; g < GB; ++g) {
+      float acc = 0;
+      for (size_t j = 0; j < n; ++j) acc += scores[g * n + j] * Fp16ToFp32(v[j * stride + i]);
+      out[g * dim + i] = acc * inv[g];
+    }
+  }
+}
+
+void AttendF16Impl(const uint16_t* k, const uint16_t* v, size_t stride, size_t n, const float* q, size_t heads,
+                   size_t dim, float scale, float* scores, float* out) {
+  for (size_t g = 0; g < heads; g += 4) {
+    const float* qg = q + g * dim;
+    float* og = out + g * dim;
+    switch (std::min<size_t>(4, heads - g)) {
+      case 1: AttendBlock<1>(k, v, stride, n, qg, dim, scale, scores, og); break;
+      case 2: AttendBlock<2>(k, v, stride, n, qg, dim, scale, scores, og); break;
+      case 3: AttendBlock<3>(k, v, stride, n, qg, dim, scale, scores, og); break;
+      default: AttendBlock<4>(k, v, stride, n, qg, dim, scale, scores, og); break;
+    }
   }
 }
 
@@ -148,8 +222,18 @@ void F32ToF16Impl(const float* in, uint16_t* out, size_t n) {
 }
 
 void SwiGluImpl(const float* gate, const float* up, float* out, size_t n) {
-  // silu(g) = g / (1 + exp(-g)); exp via std::exp per element keeps it exact enough and simple.
-  for (size_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  // silu(g) = g / (1 + exp(-g)). Highway's Exp is defined up to +88: -g is clamped there, where
+  // g / (1 + e^88) is already 0 to f32 precision of the product.
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  const auto one = hn::Set(d, 1.0f), lim = hn::Set(d, 88.0f);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto g = hn::LoadU(d, gate + i);
+    const auto e = hn::Exp(d, hn::Min(hn::Neg(g), lim));
+    hn::StoreU(hn::Mul(hn::Div(g, hn::Add(one, e)), hn::LoadU(d, up + i)), d, out + i);
+  }
+  for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(std::min(-gate[i], 88.0f))) * up[i];
 }
 
 }  // namespace HWY_NAMESPACE
@@ -162,10 +246,8 @@ HWY_EXPORT(DotImpl);
 HWY_EXPORT(AxpyImpl);
 HWY_EXPORT(ScaleImpl);
 HWY_EXPORT(SumSquaresImpl);
-HWY_EXPORT(DotsF16Impl);
-HWY_EXPORT(WeightedSumF16Impl);
+HWY_EXPORT(AttendF16Impl);
 HWY_EXPORT(DotF16Impl);
-HWY_EXPORT(AxpyF16Impl);
 HWY_EXPORT(F16ToF32Impl);
 HWY_EXPORT(F32ToF16Impl);
 HWY_EXPORT(SwiGluImpl);
@@ -175,12 +257,9 @@ void Axpy(float a, const float* x, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(Ax
 void Scale(float a, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(ScaleImpl)(a, y, n); }
 float SumSquares(const float* x, size_t n) { return HWY_DYNAMIC_DISPATCH(SumSquaresImpl)(x, n); }
 float DotF16(const uint16_t* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(DotF16Impl)(a, b, n); }
-void AxpyF16(float a, const uint16_t* x, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(AxpyF16Impl)(a, x, y, n); }
-void DotsF16(const uint16_t* rows, size_t stride, size_t n, const float* q, size_t d, float scale, float* out) {
-  HWY_DYNAMIC_DISPATCH(DotsF16Impl)(rows, stride, n, q, d, scale, out);
-}
-void WeightedSumF16(const uint16_t* rows, size_t stride, size_t n, const float* p, size_t d, float* out) {
-  HWY_DYNAMIC_DISPATCH(WeightedSumF16Impl)(rows, stride, n, p, d, out);
+void AttendF16(const uint16_t* k, const uint16_t* v, size_t stride, size_t n, const float* q, size_t heads,
+               size_t d, float scale, float* scores, float* out) {
+  HWY_DYNAMIC_DISPATCH(AttendF16Impl)(k, v, stride, n, q, heads, d, scale, scores, out);
 }
 void F16ToF32(const uint16_t* in, float* out, size_t n) { HWY_DYNAMIC_DISPATCH(F16ToF32Impl)(in, out, n); }
 void F32ToF16(const float* in, uint16_t* out, size_t n) { HWY_DYNAMIC_DISPATCH(F32ToF16Impl)(in, out, n); }

@@ -131,7 +131,7 @@ Result<std::unique_ptr<CudaForward>> CudaForward::Create(const model::ModelConfi
   f->n_batch_ = n_batch;
   cudaError_t e = cudaStreamCreateWithFlags(&f->stream_, cudaStreamNonBlocking);
   if (e != cudaSuccess) return Error(StatusCode::kInternal, "cuda: stream: {}", CudaWhy(e));
-  e = cudaHostAlloc(reinterpret_cast<void**>(&f->h_batch_), sizeof(int32_t) * 4 * n_batch, cudaHostAllocDefault);
+  e = cudaHostAlloc(reinterpret_cast<void**>(&f->h_batch_), sizeof(int32_t) * 6 * n_batch, cudaHostAllocDefault);
   if (e != cudaSuccess) return Error(StatusCode::kResourceExhausted, "cuda: pinned batch buffer: {}", CudaWhy(e));
 
   const size_t E = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), nb = static_cast<size_t>(n_batch);
@@ -147,6 +147,7 @@ Result<std::unique_ptr<CudaForward>> CudaForward::Create(const model::ModelConfi
   QWENMUX_TRY(alloc(&f->d_pos_, nb * 4, "batch positions"));
   QWENMUX_TRY(alloc(&f->d_seq_, nb * 4, "batch sequences"));
   QWENMUX_TRY(alloc(&f->d_rows_, nb * 4, "output rows"));
+  QWENMUX_TRY(alloc(&f->d_tiles_, nb * 8, "attention tiles"));
   QWENMUX_TRY(alloc(&f->x_, nb * E * 4, "activations x"));
   QWENMUX_TRY(alloc(&f->a_, nb * E * 4, "activations a"));
   QWENMUX_TRY(alloc(&f->q_, nb * qd * 4, "activations q"));
@@ -208,6 +209,8 @@ Result<std::unique_ptr<CudaForward>> CudaForward::Create(const model::ModelConfi
   f->h_router_.resize(c.is_moe() ? nb * c.n_expert : 0);
   const char* g = std::getenv("QWENMUX_CUDA_GRAPHS");
   const char* prof = std::getenv("QWENMUX_CUDA_PROFILE");
+  const char* flash = std::getenv("QWENMUX_CUDA_FLASH");
+  f->flash_ = !(flash && std::strcmp(flash, "0") == 0);
   f->profile_ = prof && std::strcmp(prof, "1") == 0;
   // MoE decode steps run as graphs where every layer routes on the device (no host sync).
   bool moe_graph = true;
@@ -313,6 +316,11 @@ Status CudaForward::QkNormRope(int64_t n, const DevLayer& l, int32_t layer) {
 
 Status CudaForward::Attention(int64_t n, int32_t layer, int32_t max_len) {
   const int32_t chunk = n <= kMatVecMaxTokens ? attn_chunk_ : 0;
+  if (chunk == 0 && n_tiles_ > 0) {
+    return KernelStatus(LaunchFlashPrefill(q_, static_cast<int32_t>(c_.n_head), d_pos_, d_seq_, d_tiles_, n_tiles_,
+                                           Kv(layer), attn_, stream_),
+                        "flash attention");
+  }
   if (AttentionScratchFloats(n, static_cast<int32_t>(c_.n_head), max_len, chunk) > partial_floats_) {
     return Error(StatusCode::kInternal, "cuda: attention scratch too small");
   }
@@ -540,6 +548,12 @@ Status CudaForward::EnqueueLayers(int64_t n, int64_t n_out, int32_t max_len) {
   if (e == cudaSuccess) e = cudaMemcpyAsync(d_seq_, h + 2 * n_batch_, n * 4, cudaMemcpyHostToDevice, stream_);
   if (e == cudaSuccess && n_out > 0) {
     e = cudaMemcpyAsync(d_rows_, h + 3 * n_batch_, n_out * 4, cudaMemcpyHostToDevice, stream_);
+  }
+  n_tiles_ = 0;
+  if (e == cudaSuccess && flash_ && n > kMatVecMaxTokens) {  // runs of one sequence's positions
+    int32_t* tiles = h_batch_ + 4 * n_batch_;
+    n_tiles_ = FlashTiles(h + n_batch_, h + 2 * n_batch_, n, tiles);
+    e = cudaMemcpyAsync(d_tiles_, tiles, n_tiles_ * 8, cudaMemcpyHostToDevice, stream_);
   }
   if (e != cudaSuccess) return KernelStatus(e, "batch upload");
 

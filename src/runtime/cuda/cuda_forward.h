@@ -135,7 +135,10 @@ class CudaForward {
   int32_t* d_pos_ = nullptr;
   int32_t* d_seq_ = nullptr;
   int32_t* d_rows_ = nullptr;
-  int32_t* h_batch_ = nullptr;  // pinned [4][n_batch]
+  int32_t* d_tiles_ = nullptr;  // flash attention tiles of a prompt-sized step [n_batch][2]
+  int32_t n_tiles_ = 0;
+  bool flash_ = true;           // flash attention for prompt-sized steps (QWENMUX_CUDA_FLASH=0: off)
+  int32_t* h_batch_ = nullptr;  // pinned [6][n_batch]: tokens, positions, sequences, output rows, tiles
   // Activations (f32): x, a [n_batch, n_embd]; q, attn [n_batch, q_dim]; k, v [n_batch, kv_dim];
   // gate, up [n_batch, n_ff (or n_ff_exp)]; logits [kOutRows, n_vocab].
   float *x_ = nullptr, *a_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;

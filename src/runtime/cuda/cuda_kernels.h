@@ -151,6 +151,16 @@ cudaError_t LaunchAttention(const float* q, int64_t n, int32_t n_head, const int
                             int32_t max_len, int32_t chunk, KvLayer kv, float* partial, float* out, cudaStream_t s,
                             const QActs* outq = nullptr);  // outq: the 8-bit copy of out (split-KV only)
 
+// Causal flash-style attention for prompt-sized steps (tensor cores, sm_80+): the batch as tiles
+// of up to kFaTileRows consecutive positions of one sequence (FlashTiles, on the host: tiles[2 i]
+// the first token, tiles[2 i + 1] the row count; returns the count, at most n), each tile x query
+// head one block over the cache positions [0, its last position]. Same result as
+// LaunchAttention with chunk = 0, with q and the probabilities rounded to f16.
+constexpr int32_t kFaTileRows = 64;
+int32_t FlashTiles(const int32_t* pos, const int32_t* seq, int64_t n, int32_t* tiles);
+cudaError_t LaunchFlashPrefill(const float* q, int32_t n_head, const int32_t* pos, const int32_t* seq,
+                               const int32_t* tiles, int32_t n_tiles, KvLayer kv, float* out, cudaStream_t s);
+
 // LoRA (Punica-style: each token of a batch its own adapter, or none). A device table per adapter
 // holds one LoraRef per (layer, target); per step, slot[t] picks token t's table (-1: none) and
 // scale[t] its user scale. For target `entry` (layer * 7 + target) of every token with a pair:
