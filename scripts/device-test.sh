@@ -16,7 +16,8 @@
 # (pp512 + tg128, batch 1) on each. Results go to $OUT: tests.xml, tests.log, bench.jsonl,
 # device.txt. BENCH="qwen3-1.7b:q4_k_m qwen3-8b:q8_0" (shape:type list) picks the models;
 # TESTS=0, SANITIZE=0 or BENCH=none skips a part; PROFILE=1 adds cuda_bench's per-step device
-# times (a second JSON line per model); AB=1 benches each model with the f32 matrix-vector kernels too
+# times (a second JSON line per model); PP, TG set the prompt and generated lengths (512, 128);
+# AB_FLASH=1 benches each model with the one-pass prefill attention too; AB=1 benches each model with the f32 matrix-vector kernels too
 # (QWENMUX_CUDA_MATVEC=perunit and lane8; the default is the integer kernels).
 set -euo pipefail
 
@@ -96,8 +97,15 @@ if [[ $models != none ]]; then
       echo "synth $shape $type: $((SECONDS - s)) s"
     fi
     # AB=1: also the f32 matrix-vector kernels (AB_LAYOUTS, default "perunit lane8")
-    for mv in default ${AB:+${AB_LAYOUTS:-perunit lane8}}; do
-      QWENMUX_CUDA_MATVEC=$mv timeout 240 ./cuda_bench "$file" 512 128 "${REPS:-3}" | tee -a "$out/bench.jsonl" ||
+    # AB_FLASH=1: also the one-pass prefill attention (QWENMUX_CUDA_FLASH=0), tagged "flash": 0
+    # AB_UNROLL=1: also the integer matrix-vector kernels loading one unit at a time, tagged "unroll": 1
+    for mv in default ${AB:+${AB_LAYOUTS:-perunit lane8}} ${AB_FLASH:+noflash} ${AB_UNROLL:+unroll1}; do
+      flash=1 unroll=4
+      [[ $mv == noflash ]] && flash=0 mv=default
+      [[ $mv == unroll1 ]] && unroll=1 mv=default
+      QWENMUX_CUDA_FLASH=$flash QWENMUX_CUDA_MV_UNROLL=$unroll QWENMUX_CUDA_MATVEC=$mv \
+        timeout 240 ./cuda_bench "$file" "${PP:-512}" "${TG:-128}" "${REPS:-3}" |
+        sed "s/^{/{\"flash\": $flash, \"unroll\": $unroll, /" | tee -a "$out/bench.jsonl" ||
         echo "{\"model\": \"$file\", \"matvec\": \"$mv\", \"error\": \"cuda_bench failed\"}" | tee -a "$out/bench.jsonl"
     done
   done

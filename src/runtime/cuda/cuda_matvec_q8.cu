@@ -7,6 +7,9 @@
 // super-block (Q4_K, Q5_K, Q6_K, as Unit<T> in cuda_quant.cuh); lanes take adjacent units, so a
 // warp's weight loads are contiguous. One warp per row; a token's sum runs in the same order
 // whatever else is in the batch (batch-invariant).
+#include <cstdlib>
+#include <cstring>
+
 #include "runtime/cuda/cuda_quant.cuh"
 
 namespace qwenmux::runtime::cuda {
@@ -198,7 +201,10 @@ struct Group {
   int count;
 };
 
-template <DType T, int NT>
+// U > 1: a lane issues the loads of up to U of its units before it multiplies any of them, so
+// more bytes are in flight per warp (a row of 4,096 Q4_K values is 2 units a lane). The sums run
+// in the same order for every U: the results are bit-identical.
+template <DType T, int NT, int U>
 __global__ void __launch_bounds__(kWarps * 32) MatVecQ8Kernel(Group g, QActs x, int accumulate) {
   using D = DotQ8<T>;
   int i = 0;
@@ -211,13 +217,29 @@ __global__ void __launch_bounds__(kWarps * 32) MatVecQ8Kernel(Group g, QActs x, 
 #pragma unroll
   for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
   const int64_t units = w.cols / D::kVals;
-  for (int64_t u = lane; u < units; u += 32) {
-    typename D::W wu;
-    D::Load(w, row, u, &wu);
+  for (int64_t u = lane; u < units; u += 32 * U) {
+    typename D::W wu[U];
 #pragma unroll
-    for (int t = 0; t < NT; ++t) acc[t] += D::Dot(wu, x, t, u);
+    for (int j = 0; j < U; ++j)
+      if (u + 32 * j < units) D::Load(w, row, u + 32 * j, &wu[j]);
+#pragma unroll
+    for (int j = 0; j < U; ++j) {
+      if (u + 32 * j < units) {
+#pragma unroll
+        for (int t = 0; t < NT; ++t) acc[t] += D::Dot(wu[j], x, t, u + 32 * j);
+      }
+    }
   }
   StoreRowSums(acc, lane, g.y[i], g.ldy[i], row, accumulate);
+}
+
+// Units a lane loads ahead: 4, or QWENMUX_CUDA_MV_UNROLL=1 (one at a time, for A/B runs).
+int UnitsAhead() {
+  static const int u = [] {
+    const char* e = std::getenv("QWENMUX_CUDA_MV_UNROLL");
+    return e && std::strcmp(e, "1") == 0 ? 1 : 4;
+  }();
+  return u;
 }
 
 // blockIdx.y = slot s: rows of expert idx[s] of the stacked matrix against token s / act_div.
@@ -256,9 +278,16 @@ __global__ void QuantizeActsKernel(const float* __restrict__ x, int64_t ldx, int
 template <DType T>
 void LaunchQ8N(const Group& g, const QActs& x, int64_t nt, int acc, cudaStream_t s) {
   const unsigned grid = g.block0[g.count];
+  const bool ahead = UnitsAhead() > 1;
   switch (nt) {
-#define QWENMUX_Q8_CASE(K) \
-  case K: MatVecQ8Kernel<T, K><<<grid, kWarps * 32, 0, s>>>(g, x, acc); break;
+#define QWENMUX_Q8_CASE(K)                                                 \
+  case K:                                                                  \
+    if (ahead) {                                                           \
+      MatVecQ8Kernel<T, K, 4><<<grid, kWarps * 32, 0, s>>>(g, x, acc);     \
+    } else {                                                               \
+      MatVecQ8Kernel<T, K, 1><<<grid, kWarps * 32, 0, s>>>(g, x, acc);     \
+    }                                                                      \
+    break;
     QWENMUX_Q8_CASE(1)
     QWENMUX_Q8_CASE(2)
     QWENMUX_Q8_CASE(3)
