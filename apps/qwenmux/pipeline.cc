@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "backend_flags.h"
 #include "commands.h"
 #include "engine_flags.h"
 #include "orchestrator/config/config.h"
@@ -45,6 +46,7 @@ struct PipelineArgs {
   runtime::DeviceChoice device = runtime::DeviceChoice::kAuto;
   int device_index = 0;
   bool json = false, quiet = false;
+  BackendFlags backends;  // with --config's `backends:`: stages may name NAME/MODEL
 };
 
 void PrintBar(const pipeline::JobProgress& p, bool final) {
@@ -102,6 +104,9 @@ int Run(const PipelineArgs& a) {
     opt.models_dir = config->models_dir;
   }
   if (!a.models_dir.empty()) opt.models_dir = a.models_dir;
+  BackendFlags backends = a.backends;  // outlives the job (Run waits for it)
+  if (Status b = backends.Open(config.get()); !b.ok()) return ReportError(b);
+  opt.backend = backends.access;
   if (!a.budget.empty()) {  // as `serve` reads it: a size or a share of RAM, capped at RAM - reserve
     auto b = orchestrator::ResolveMemoryBudget(config ? config->memory : orchestrator::MemoryConfig{}, a.budget);
     if (!b.ok()) return ReportError(b.status());
@@ -165,6 +170,7 @@ void RegisterPipeline(CLI::App& app, int* exit_code) {
   run->add_option("--memory-budget", a->budget, "Memory the pipeline's models may use together: 24GiB or 75% (default: the OS limit)");
   run->add_option("-t,--threads", a->threads, "Engine threads per model (0: all cores)");
   AddDeviceFlags(run, &a->device, &a->device_index);
+  a->backends.Add(run);
   run->add_flag("--json", a->json, "One JSON line per document, the summary as the last line");
   run->add_flag("-q,--quiet", a->quiet, "No progress bar");
   run->callback([a, exit_code] { *exit_code = Run(*a); });

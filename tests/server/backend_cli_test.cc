@@ -85,5 +85,28 @@ TEST_F(BackendCli, AskWithItsAnswerOnABackendIsTheLocalAnswer) {
   EXPECT_EQ(got["citations"].size(), want["citations"].size());
 }
 
+TEST_F(BackendCli, PipelineRunWithAnExtractStageOnABackend) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "docs");
+  std::ofstream(dir / "docs/a.txt") << "Order 7 for 9 units.";
+  std::ofstream(dir / "p.yaml") << "name: remote\ncontext: 1024\nstages:\n  - {name: read, type: read}\n"
+                                   "  - {name: extract, type: extract, model: up/tiny, max_tokens: 48, schema: {type: object, "
+                                   "properties: {n: {type: integer}}, required: [n]}}\n";
+  const std::string results = dir / "out.jsonl";
+  auto r = RunQwenmux("pipeline run " + (dir / "p.yaml") + " " + (dir / "docs") + " --json -q -o " + results +
+                      " --backend up=" + Url());
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream in(results);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  const json j = json::parse(line);
+  EXPECT_EQ(j["status"], "ok") << line;
+  EXPECT_EQ(j["models"]["extract"], "up/tiny") << line;
+  // Without --backend the name is no configured backend's: a clear error before anything runs.
+  r = RunQwenmux("pipeline run " + (dir / "p.yaml") + " " + (dir / "docs") + " -q -o " + (dir / "out2.jsonl"), true);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("names backend \"up\", which is not configured"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace qwenmux::server
