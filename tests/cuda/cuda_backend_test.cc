@@ -158,6 +158,69 @@ TEST(CudaBackend, BadBatchEntriesAreErrors) {
   EXPECT_EQ((*gpu)->length(0), 5);
 }
 
+// A pool of 3 blocks of 64 positions shared by 3 sequences: sequences take blocks as they grow,
+// a step that finds none free is refused naming the cache (and runs nothing), a sequence cut
+// back by set_length returns its blocks, and every logit equals a backend whose pool is full size
+// (the block table changes where rows live, not the arithmetic).
+TEST(CudaBackend, PagedKvCacheSharesBlocksAndRefusesWhenFull) {
+  QWENMUX_REQUIRE_CUDA_DEVICE();
+  auto f = gguf::File::Open(ModelFile(Case{"small", nullptr, "qwen3-0.6b", "q8_0", 2, 512, 0}));
+  ASSERT_TRUE(f.ok());
+  auto cfg = model::ReadConfig(*f);
+  ASSERT_TRUE(cfg.ok());
+  auto w = BindWeights(*f, *cfg);
+  ASSERT_TRUE(w.ok());
+  CudaBackendOptions full{0, 256, 3, 128}, small = full;
+  small.kv_blocks = 3;
+  auto a = MakeCudaBackend(*cfg, *w, full);
+  auto b = MakeCudaBackend(*cfg, *w, small);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_LT((*b)->memory().device_bytes, (*a)->memory().device_bytes);
+  const int64_t V = cfg->n_vocab;
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(V) - 1);
+  auto prompt = [&](int32_t seq, int32_t from, int32_t len) {
+    std::vector<BatchEntry> e;
+    for (int32_t p = from; p < from + len; ++p) e.push_back({tok(rng), p, seq, p == from + len - 1});
+    return e;
+  };
+  // Runs `batch` on both; expects equal last logits (or b's refusal, when refuse is set).
+  auto both = [&](const std::vector<BatchEntry>& batch, bool refuse) {
+    std::vector<float> la(V), lb(V, -1.0f);
+    Status sa = (*a)->Run(batch, la.data(), nullptr);
+    ASSERT_TRUE(sa.ok()) << sa.ToString();
+    Status sb = (*b)->Run(batch, lb.data(), nullptr);
+    if (refuse) {
+      EXPECT_EQ(sb.code(), StatusCode::kResourceExhausted) << sb.ToString();
+      EXPECT_NE(sb.ToString().find("KV cache is full"), std::string::npos) << sb.ToString();
+      return;
+    }
+    ASSERT_TRUE(sb.ok()) << sb.ToString();
+    EXPECT_EQ(la, lb);
+  };
+  both(prompt(0, 0, 100), false);  // 2 blocks
+  both(prompt(1, 0, 50), false);   // the third
+  (*a)->set_length(0, 100), (*b)->set_length(0, 100);
+  (*a)->set_length(1, 50), (*b)->set_length(1, 50);
+  const std::vector<BatchEntry> seq2 = prompt(2, 0, 10);
+  {
+    std::vector<float> lb(V);
+    Status sb = (*b)->Run(seq2, lb.data(), nullptr);
+    EXPECT_EQ(sb.code(), StatusCode::kResourceExhausted) << sb.ToString();
+    EXPECT_NE(sb.ToString().find("KV cache is full"), std::string::npos) << sb.ToString();
+  }
+  (*a)->set_length(1, 0), (*b)->set_length(1, 0);  // sequence 1 ends: its block is free again
+  both(seq2, false);
+  (*a)->set_length(2, 10), (*b)->set_length(2, 10);
+  // Sequence 0 decodes on (its blocks untouched by the reuse), then grows into a third block:
+  // none is free.
+  both({{tok(rng), 100, 0, true}}, false);
+  (*a)->set_length(0, 101), (*b)->set_length(0, 101);
+  both(prompt(0, 101, 30), true);
+  (*a)->set_length(2, 0), (*b)->set_length(2, 0);
+  both(prompt(0, 101, 30), false);
+}
+
 TEST(CudaBackend, NoDeviceIsAnErrorNotACrash) {
   const auto info = QueryCudaDevice(0);
   auto far = QueryCudaDevice(1000);

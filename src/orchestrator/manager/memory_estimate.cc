@@ -150,9 +150,9 @@ DeviceMemoryEstimate EstimateDeviceMemory(const model::ModelConfig& c, uint64_t 
   const uint64_t n = static_cast<uint64_t>(std::max(o.n_batch, 1));
   const uint64_t E = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim();
   e.weights = weight_bytes;
-  e.kv_cache = uint64_t{2} * 2 * c.n_layer * n_seq * kvd * n_ctx;
+  e.kv_cache = uint64_t{2} * 2 * c.n_layer * n_seq * kvd * ((n_ctx + 63) / 64 * 64);  // blocks of 64 positions
   const uint64_t ff = c.is_moe() ? c.n_ff_exp : c.n_ff;
-  uint64_t words = 4 * n;                                          // batch ids
+  uint64_t words = 6 * n + n_seq * ((n_ctx + 63) / 64);            // batch ids, attention tiles, block table
   words += 2 * n * E + 2 * n * qd + 2 * n * kvd + 2 * n * ff;      // activations
   if (c.is_moe()) words += n * c.n_expert + 2 * n * E + 2 * n * c.n_expert_used;
   words += std::min<uint64_t>(64, n) * c.n_vocab;                 // logits rows

@@ -28,7 +28,7 @@ class CudaBackend final : public Backend {
     auto dw = cuda::DeviceWeights::Upload(config_, w);
     if (!dw.ok()) return dw.status();
     weights_ = std::move(*dw);
-    auto f = cuda::CudaForward::Create(config_, *weights_, n_ctx, o.n_seq, std::max(1, o.n_batch));
+    auto f = cuda::CudaForward::Create(config_, *weights_, n_ctx, o.n_seq, std::max(1, o.n_batch), o.kv_blocks);
     if (!f.ok()) return f.status();
     forward_ = std::move(*f);
     return Status::Ok();
@@ -52,7 +52,10 @@ class CudaBackend final : public Backend {
   int32_t n_ctx() const override { return forward_->n_ctx(); }
   int32_t n_seq() const override { return forward_->n_seq(); }
   int32_t length(int32_t seq) const override { return lengths_[static_cast<size_t>(seq)]; }
-  void set_length(int32_t seq, int32_t n) override { lengths_[static_cast<size_t>(seq)] = n; }
+  void set_length(int32_t seq, int32_t n) override {
+    lengths_[static_cast<size_t>(seq)] = n;
+    forward_->TrimKv(seq, n);  // blocks past the new length go back to the pool
+  }
 
   BackendMemory memory() const override {
     BackendMemory m;

@@ -18,6 +18,10 @@ struct CudaBackendOptions {
   int32_t n_ctx = 0;  // 0: the model's training context, capped at 4096
   int32_t n_seq = 1;
   int32_t n_batch = 512;
+  // KV cache blocks of 64 positions shared by the sequences (0: n_seq * ceil(n_ctx / 64), every
+  // sequence can reach n_ctx at once; fewer: sequences take blocks as they grow, and a step that
+  // finds none free fails with kResourceExhausted).
+  int32_t kv_blocks = 0;
 };
 
 // Uploads the weights (views into the host memory map, read once here) and allocates the KV

@@ -10,7 +10,7 @@
 #include <cfloat>
 #include <cstdint>
 
-#include "runtime/cuda/cuda_kernels.h"
+#include "runtime/cuda/cuda_kv.cuh"
 
 namespace qwenmux::runtime::cuda {
 
@@ -44,13 +44,14 @@ __device__ __forceinline__ void LdMatrixX4Trans(const uint16_t* p, uint32_t* r) 
                : "r"(a));
 }
 
-// Rows [key0, key0 + 64) of one head's cache rows into shared memory (row stride kLd); rows at
-// or past `end` are zeros (the cache there may hold anything, NaN included).
+// Positions [key0, key0 + 64) of one head into shared memory (row stride kLd): one cache block,
+// whose rows are contiguous at src; rows at or past `end` are zeros (the cache there may hold
+// anything, NaN included).
 __device__ __forceinline__ void LoadKeys(const uint16_t* src, int32_t key0, int32_t end, uint16_t* dst) {
   for (int i = threadIdx.x; i < kKeys * (kHd / 8); i += blockDim.x) {
     const int r = i / (kHd / 8), c = (i % (kHd / 8)) * 8;
     uint4 v = make_uint4(0, 0, 0, 0);
-    if (key0 + r < end) v = *reinterpret_cast<const uint4*>(src + static_cast<size_t>(key0 + r) * kHd + c);
+    if (key0 + r < end) v = *reinterpret_cast<const uint4*>(src + static_cast<size_t>(r) * kHd + c);
     *reinterpret_cast<uint4*>(dst + r * kLd + c) = v;
   }
 }
@@ -69,9 +70,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int32_t p0 = pos[t0];
   const int32_t end = p0 + rows;  // keys [0, end) are visible to the tile's last row
   const int kvh = h / (n_head / kv.n_head_kv);
-  const size_t head = (static_cast<size_t>(seq[t0]) * kv.n_head_kv + kvh) * kv.n_ctx * kHd;
-  const uint16_t* kc = kv.k + head;
-  const uint16_t* vc = kv.v + head;
+  const int32_t sq = seq[t0];
 
   // This thread's two query rows (g and g + 8 of the warp's 16); rows past the tile repeat its
   // last row (finite work, never written).
@@ -106,8 +105,9 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   for (int32_t key0 = 0; key0 < end; key0 += kKeys) {
     __syncthreads();  // the previous tile's readers are done
-    LoadKeys(kc, key0, end, ks);
-    LoadKeys(vc, key0, end, vs);
+    const size_t row0 = KvRow(kv, sq, kvh, key0);  // key0 starts a cache block
+    LoadKeys(kv.k + row0, key0, end, ks);
+    LoadKeys(kv.v + row0, key0, end, vs);
     __syncthreads();
     if (key0 > warp_last) continue;  // every row of this warp is before the whole tile
 
@@ -218,6 +218,7 @@ cudaError_t LaunchFlashPrefill(const float* q, int32_t n_head, const int32_t* po
                                const int32_t* tiles, int32_t n_tiles, KvLayer kv, float* out, cudaStream_t s) {
   if (n_tiles == 0) return cudaSuccess;
   static_assert(kRows == kFaTileRows, "the host's tiles are the kernel's");
+  static_assert(kKeys == kKvBlock, "a key tile is one cache block");
   FlashPrefillKernel<<<dim3(static_cast<unsigned>(n_tiles), static_cast<unsigned>(n_head)), kWarps * 32, 0, s>>>(
       q, n_head, pos, seq, tiles, kv, out);
   return cudaGetLastError();

@@ -113,11 +113,13 @@ CudaForward::~CudaForward() {
   if (h_logits_) cudaFreeHost(h_logits_);
   for (void* p : allocs_) cudaFree(p);
   if (h_batch_) cudaFreeHost(h_batch_);
+  if (h_blocks_) cudaFreeHost(h_blocks_);
   if (stream_) cudaStreamDestroy(stream_);
 }
 
 Result<std::unique_ptr<CudaForward>> CudaForward::Create(const model::ModelConfig& c, const DeviceWeights& w,
-                                                         int32_t n_ctx, int32_t n_seq, int32_t n_batch) {
+                                                         int32_t n_ctx, int32_t n_seq, int32_t n_batch,
+                                                         int32_t kv_blocks) {
   if (c.head_dim != 128) {
     return Error(StatusCode::kUnsupported, "cuda: head_dim {} (the attention kernels need 128)", c.head_dim);
   }
@@ -136,13 +138,24 @@ Result<std::unique_ptr<CudaForward>> CudaForward::Create(const model::ModelConfi
 
   const size_t E = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), nb = static_cast<size_t>(n_batch);
   const size_t ff = c.is_moe() ? c.n_ff_exp : c.n_ff;
-  const size_t kv_elems = static_cast<size_t>(c.n_layer) * n_seq * kvd * n_ctx;
+  // The KV cache in blocks of kKvBlock positions, handed to sequences as they reach them.
+  f->max_blocks_ = (n_ctx + kKvBlock - 1) / kKvBlock;
+  f->n_blocks_ = kv_blocks > 0 ? kv_blocks : n_seq * f->max_blocks_;
+  const size_t kv_elems = static_cast<size_t>(c.n_layer) * f->n_blocks_ * kvd * kKvBlock;
   auto alloc = [&](auto** p, size_t bytes, const char* what) {
     return f->Alloc(reinterpret_cast<void**>(p), bytes, what);
   };
   QWENMUX_TRY(alloc(&f->k_cache_, kv_elems * 2, "the KV cache (keys)"));
   QWENMUX_TRY(alloc(&f->v_cache_, kv_elems * 2, "the KV cache (values)"));
   f->kv_bytes_ = kv_elems * 4;
+  const size_t table = static_cast<size_t>(n_seq) * f->max_blocks_;
+  QWENMUX_TRY(alloc(&f->d_blocks_, table * 4, "the KV block table"));
+  e = cudaHostAlloc(reinterpret_cast<void**>(&f->h_blocks_), table * 4, cudaHostAllocDefault);
+  if (e != cudaSuccess) return Error(StatusCode::kResourceExhausted, "cuda: pinned KV block table: {}", CudaWhy(e));
+  std::fill(f->h_blocks_, f->h_blocks_ + table, -1);
+  f->free_blocks_.resize(static_cast<size_t>(f->n_blocks_));
+  for (int32_t b = 0; b < f->n_blocks_; ++b) f->free_blocks_[static_cast<size_t>(b)] = f->n_blocks_ - 1 - b;
+  f->blocks_dirty_ = true;
   QWENMUX_TRY(alloc(&f->d_tok_, nb * 4, "batch tokens"));
   QWENMUX_TRY(alloc(&f->d_pos_, nb * 4, "batch positions"));
   QWENMUX_TRY(alloc(&f->d_seq_, nb * 4, "batch sequences"));
@@ -231,13 +244,48 @@ Result<std::unique_ptr<CudaForward>> CudaForward::Create(const model::ModelConfi
 }
 
 KvLayer CudaForward::Kv(int32_t layer) const {
-  const size_t per_layer = static_cast<size_t>(n_seq_) * c_.kv_dim() * n_ctx_;
+  const size_t per_layer = static_cast<size_t>(n_blocks_) * c_.kv_dim() * kKvBlock;
   KvLayer kv;
   kv.k = k_cache_ + per_layer * layer;
   kv.v = v_cache_ + per_layer * layer;
-  kv.n_ctx = n_ctx_;
+  kv.blocks = d_blocks_;
+  kv.max_blocks = max_blocks_;
   kv.n_head_kv = static_cast<int32_t>(c_.n_head_kv);
   return kv;
+}
+
+Status CudaForward::EnsureKvBlocks(std::span<const BatchEntry> batch) {
+  for (const BatchEntry& e : batch) {
+    int32_t* row = h_blocks_ + static_cast<size_t>(e.seq) * max_blocks_;
+    for (int32_t b = e.pos / kKvBlock; b >= 0 && row[b] < 0; --b) {
+      if (free_blocks_.empty()) {
+        return Error(StatusCode::kResourceExhausted,
+                     "cuda: the KV cache is full: all {} blocks of {} positions are in use (sequence {} needs one "
+                     "for position {})",
+                     n_blocks_, kKvBlock, e.seq, e.pos);
+      }
+      row[b] = free_blocks_.back();
+      free_blocks_.pop_back();
+      blocks_dirty_ = true;
+    }
+  }
+  if (!blocks_dirty_) return Status::Ok();
+  const cudaError_t err = cudaMemcpyAsync(d_blocks_, h_blocks_, static_cast<size_t>(n_seq_) * max_blocks_ * 4,
+                                          cudaMemcpyHostToDevice, stream_);
+  if (err != cudaSuccess) return KernelStatus(err, "KV block table upload");
+  blocks_dirty_ = false;
+  return Status::Ok();
+}
+
+void CudaForward::TrimKv(int32_t seq, int32_t n) {
+  if (seq < 0 || seq >= n_seq_) return;
+  int32_t* row = h_blocks_ + static_cast<size_t>(seq) * max_blocks_;
+  for (int32_t b = std::max(0, (n + kKvBlock - 1) / kKvBlock); b < max_blocks_; ++b) {
+    if (row[b] < 0) continue;
+    free_blocks_.push_back(row[b]);
+    row[b] = -1;
+    blocks_dirty_ = true;
+  }
 }
 
 const QActs* CudaForward::Int8Out(const float* y, int64_t n, int64_t cols) {
@@ -476,6 +524,7 @@ Status CudaForward::RunSlice(std::span<const BatchEntry> batch, Outputs& out) {
     max_len = std::max(max_len, batch[t].pos + 1);
     if (batch[t].output) h[3 * n_batch_ + n_out++] = static_cast<int32_t>(t);
   }
+  QWENMUX_TRY(EnsureKvBlocks(batch));  // before the (captured or not) step reads the table
   lora_on_ = false;
   for (const BatchEntry& e : batch) {
     if (e.lora != nullptr) {

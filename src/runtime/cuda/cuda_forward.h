@@ -28,8 +28,12 @@ class CudaForward {
  public:
   // Allocates the KV cache (n_ctx positions for each of n_seq sequences) and scratch for
   // batches of n_batch tokens (larger batches run in slices of n_batch).
+  // kv_blocks: cache blocks of kKvBlock positions shared by all sequences (0: enough for every
+  // sequence to reach n_ctx). A step that needs a block when none is free fails with
+  // kResourceExhausted naming the cache; a sequence's blocks go back when set_length shrinks it.
   static Result<std::unique_ptr<CudaForward>> Create(const model::ModelConfig& c, const DeviceWeights& w,
-                                                     int32_t n_ctx, int32_t n_seq, int32_t n_batch);
+                                                     int32_t n_ctx, int32_t n_seq, int32_t n_batch,
+                                                     int32_t kv_blocks = 0);
   ~CudaForward();
   CudaForward(const CudaForward&) = delete;
   CudaForward& operator=(const CudaForward&) = delete;
@@ -46,6 +50,9 @@ class CudaForward {
   int32_t n_seq() const { return n_seq_; }
   uint64_t device_bytes() const { return bytes_ + (loras_ ? loras_->bytes() : 0); }
   uint64_t kv_bytes() const { return kv_bytes_; }
+  // Positions [0, n) of `seq` stay cached; its blocks past them return to the pool.
+  void TrimKv(int32_t seq, int32_t n);
+  int32_t kv_blocks_free() const { return static_cast<int32_t>(free_blocks_.size()); }
   // What runs the large-batch products: "cublas <version>" or "own (<why not cuBLAS>)".
   const std::string& gemm_name() const { return gemm_name_; }
 
@@ -116,6 +123,9 @@ class CudaForward {
   // nothing for larger ones, or with QWENMUX_CUDA_MATVEC naming an f32 layout).
   Status QuantizeActs(const float* x, int64_t n, int64_t cols);
   KvLayer Kv(int32_t layer) const;
+  // Gives every entry's sequence the blocks up to its position and uploads the block table when
+  // it changed.
+  Status EnsureKvBlocks(std::span<const BatchEntry> batch);
   // Profiling (QWENMUX_CUDA_PROFILE): an event after the step named `label`; Run sums them up.
   void Mark(const char* label);
   void CollectProfile();
@@ -128,8 +138,13 @@ class CudaForward {
   uint64_t bytes_ = 0, kv_bytes_ = 0;
   float rope_mscale_ = 1.0f;
   float* rope_freq_ = nullptr;  // [head_dim / 2]
-  uint16_t* k_cache_ = nullptr;  // [layer][seq][kv_head][pos][head_dim] f16
+  uint16_t* k_cache_ = nullptr;  // [layer][block][kv_head][kKvBlock][head_dim] f16
   uint16_t* v_cache_ = nullptr;
+  int32_t max_blocks_ = 0, n_blocks_ = 0;  // blocks a sequence can reach; blocks in the pool
+  int32_t* d_blocks_ = nullptr;            // block table [n_seq][max_blocks] (device)
+  int32_t* h_blocks_ = nullptr;            // its pinned host copy, the one the host edits
+  std::vector<int32_t> free_blocks_;
+  bool blocks_dirty_ = false;
   // Batch on the device: token, pos, seq [n_batch] each; output rows [n_batch].
   int32_t* d_tok_ = nullptr;
   int32_t* d_pos_ = nullptr;

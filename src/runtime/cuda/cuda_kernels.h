@@ -128,14 +128,22 @@ cudaError_t LaunchToHalf(const float* x, uint16_t* y, int64_t n, bool bf16, cuda
 cudaError_t LaunchRmsNorm(const float* x, const float* w, float* y, int64_t n, int64_t dim, float eps,
                           const int32_t* rows, cudaStream_t s, const QActs* xq = nullptr);
 
-// Per-head q/k RMSNorm + NeoX RoPE (freq [head_dim/2] inverse frequencies, mscale on cos/sin)
-// in place on q [n, n_head*hd] and k, then k and v written as f16 into the cache layer
-// ([seq][kv_head][pos][hd], n_ctx positions per sequence). head_dim must be 128.
+// The KV cache of one layer in pages (blocks) of kKvBlock positions. Physical block b holds, per
+// KV head, kKvBlock rows of head_dim (128) f16 values: [block][kv_head][kKvBlock][128]. `blocks`
+// is the device block table [n_seq][max_blocks]: position p of sequence s is row p % kKvBlock of
+// block blocks[s * max_blocks + p / kKvBlock] (the host allocates a sequence's blocks before a
+// step reaches them; -1 where none is).
+constexpr int32_t kKvBlock = 64;
 struct KvLayer {
   uint16_t* k = nullptr;
   uint16_t* v = nullptr;
-  int32_t n_ctx = 0, n_head_kv = 0;
+  const int32_t* blocks = nullptr;
+  int32_t max_blocks = 0, n_head_kv = 0;
 };
+
+// Per-head q/k RMSNorm + NeoX RoPE (freq [head_dim/2] inverse frequencies, mscale on cos/sin)
+// in place on q [n, n_head*hd] and k, then k and v written as f16 into the cache layer at each
+// token's (seq, pos). head_dim must be 128.
 cudaError_t LaunchQkNormRopeKv(float* q, float* k, const float* v, int64_t n, int32_t n_head, const float* q_norm,
                                const float* k_norm, float eps, const float* freq, float mscale, const int32_t* pos,
                                const int32_t* seq, KvLayer kv, cudaStream_t s);

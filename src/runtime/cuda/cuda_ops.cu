@@ -4,6 +4,7 @@
 
 #include <cfloat>
 
+#include "runtime/cuda/cuda_kv.cuh"
 #include "runtime/cuda/cuda_quant.cuh"  // QuantizeWarpBlock
 
 namespace qwenmux::runtime::cuda {
@@ -55,8 +56,8 @@ __global__ void QkNormRopeKvKernel(float* q, float* k, const float* v, int32_t n
   float* h = nullptr;
   const float* w = nullptr;
   uint16_t* dst = nullptr;
-  const size_t slot = ((static_cast<size_t>(seq[t]) * n_kv) * kv.n_ctx + pos[t]) * kHeadDim;
-  const size_t head_stride = static_cast<size_t>(kv.n_ctx) * kHeadDim;
+  const size_t slot = KvRow(kv, seq[t], 0, pos[t]);  // head 0's row; the heads follow a block apart
+  const size_t head_stride = static_cast<size_t>(kKvBlock) * kHeadDim;
   if (hh < n_head) {
     h = q + (t * n_head + hh) * kHeadDim;
     w = q_norm;
@@ -124,13 +125,12 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   if (begin >= end) return;  // past this item's length (the whole block)
   const float scale = rsqrtf(static_cast<float>(kHeadDim));
   const float4 qv = *reinterpret_cast<const float4*>(q + item * kHeadDim + 4 * lane);
-  const size_t base = ((static_cast<size_t>(seq[t]) * kv.n_head_kv + kvh) * kv.n_ctx) * kHeadDim + 4 * lane;
-  const uint16_t* kb = kv.k + base;
-  const uint16_t* vb = kv.v + base;
+  const int32_t sq = seq[t];
   float m = -FLT_MAX, l = 0.0f, o[4] = {0, 0, 0, 0};
   for (int32_t p = begin + warp; p < end; p += kAttnWarps) {
-    const uint2 kr = *reinterpret_cast<const uint2*>(kb + static_cast<size_t>(p) * kHeadDim);
-    const uint2 vr = *reinterpret_cast<const uint2*>(vb + static_cast<size_t>(p) * kHeadDim);
+    const size_t row = KvRow(kv, sq, kvh, p) + 4 * lane;
+    const uint2 kr = *reinterpret_cast<const uint2*>(kv.k + row);
+    const uint2 vr = *reinterpret_cast<const uint2*>(kv.v + row);
     const float2 k01 = __half22float2(*reinterpret_cast<const __half2*>(&kr.x));
     const float2 k23 = __half22float2(*reinterpret_cast<const __half2*>(&kr.y));
     const float s = WarpSum(qv.x * k01.x + qv.y * k01.y + qv.z * k23.x + qv.w * k23.y) * scale;
