@@ -128,7 +128,12 @@ int main(int argc, char** argv) {
   }
   if (auto v = (*store)->Vectors(*coll); !v.ok()) return Fail(v.status().ToString());
 
-  rag::RagModels models{gen->get(), &embedder.value(), rr->get(), gen->get(), gen->get()};
+  rag::RagModels models;
+  models.query = gen->get();
+  models.embedder = &embedder.value();
+  models.reranker = rr->get();
+  models.generator = gen->get();
+  models.scorer = gen->get();
   const char* questions[] = {"How does the river engine manage its memory budget?",
                              "What does the glacier history say about energy?",
                              "Which protocol does the router use for tokens?"};
