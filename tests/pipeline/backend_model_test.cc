@@ -69,24 +69,7 @@ std::map<std::string, Json> RunJob(const std::string& yaml, RunOptions o, Json* 
   return out;
 }
 
-class PipelineBackendModel : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    upstream_ = qwenmux::testing::StartTinyUpstream(1024).release();
-    ASSERT_NE(upstream_, nullptr);
-    const std::string url = qwenmux::testing::LoopbackUrl(upstream_->port());
-    upstreams_ = qwenmux::testing::MakeUpstreams({"up=" + url, "upo=" + url + ",ollama"}, {"up/tiny", "upo/tiny"}).release();
-  }
-  static void TearDownTestSuite() {
-    delete upstreams_;
-    delete upstream_;
-  }
-  static rag::BackendAccess Access() { return server::BackendAccessOf(upstreams_); }
-  static server::App* upstream_;
-  static server::Upstreams* upstreams_;
-};
-server::App* PipelineBackendModel::upstream_ = nullptr;
-server::Upstreams* PipelineBackendModel::upstreams_ = nullptr;
+class PipelineBackendModel : public qwenmux::testing::TinyUpstreamSuite<PipelineBackendModel> {};
 
 TEST_F(PipelineBackendModel, ExtractOnABackendIsTheLocalOutput) {
   TempDir dir;

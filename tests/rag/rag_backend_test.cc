@@ -21,24 +21,7 @@ using qwenmux::testing::TempDir;
 using qwenmux::testing::TinyModel;
 using qwenmux::testing::WriteFile;
 
-class RagBackendModel : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    upstream_ = qwenmux::testing::StartTinyUpstream(1024).release();
-    ASSERT_NE(upstream_, nullptr);
-    const std::string url = qwenmux::testing::LoopbackUrl(upstream_->port());
-    upstreams_ = qwenmux::testing::MakeUpstreams({"up=" + url, "upo=" + url + ",ollama"}, {"up/tiny", "upo/tiny"}).release();
-  }
-  static void TearDownTestSuite() {
-    delete upstreams_;
-    delete upstream_;
-  }
-  static BackendAccess Access() { return server::BackendAccessOf(upstreams_); }
-  static server::App* upstream_;
-  static server::Upstreams* upstreams_;
-};
-server::App* RagBackendModel::upstream_ = nullptr;
-server::Upstreams* RagBackendModel::upstreams_ = nullptr;
+class RagBackendModel : public qwenmux::testing::TinyUpstreamSuite<RagBackendModel> {};
 
 TEST_F(RagBackendModel, AnswerAndRewritesOnABackendAreTheLocalOnes) {
   TempDir dir;

@@ -105,4 +105,25 @@ inline std::unique_ptr<server::Upstreams> MakeUpstreams(const std::vector<std::s
   return u;
 }
 
+// A test suite with one tiny upstream on loopback (n_ctx 1024) reached as backend "up" (OpenAI
+// dialect) and "upo" (Ollama dialect), both serving "tiny", for tests of stages that name a
+// backend model. Suite: the deriving fixture, so each suite starts its own upstream.
+template <class Suite>
+class TinyUpstreamSuite : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    upstream_ = StartTinyUpstream(1024).release();
+    ASSERT_NE(upstream_, nullptr);
+    const std::string url = LoopbackUrl(upstream_->port());
+    upstreams_ = MakeUpstreams({"up=" + url, "upo=" + url + ",ollama"}, {"up/tiny", "upo/tiny"}).release();
+  }
+  static void TearDownTestSuite() {
+    delete upstreams_;
+    delete upstream_;
+  }
+  static rag::BackendAccess Access() { return server::BackendAccessOf(upstreams_); }
+  static inline server::App* upstream_ = nullptr;
+  static inline server::Upstreams* upstreams_ = nullptr;
+};
+
 }  // namespace qwenmux::testing
